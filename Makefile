@@ -1,0 +1,98 @@
+# Build, test and run the event gateway. `make help` lists the targets.
+#
+# Objects go to $(BUILD)/; `make SAN=1` builds an AddressSanitizer +
+# UndefinedBehaviorSanitizer variant into build-san/ (the tests use both).
+
+CC      ?= cc
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=address,undefined
+else
+BUILD   ?= build
+OPT     ?= -O2 -g
+LDSAN   :=
+endif
+
+# wslay ships no pkg-config file in Debian 12: linked by name.
+PKGS     := libuv librabbitmq libcjson openssl inih
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+
+CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Icommon -Iproto -I$(LLHTTP_INC)
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes $(OPT)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS   += $(PKG_LIBS) -lwslay -lpthread -lm
+LDFLAGS  += $(LDSAN)
+
+COMMON_SRC := $(wildcard common/*.c)
+PROTO_SRC  := $(wildcard proto/*.c)
+GW_SRC     := $(wildcard gatewayd/*.c)
+WK_SRC     := $(wildcard workerd/*.c)
+CTL_SRC    := $(wildcard chanctl/*.c)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+LLHTTP_SRC := $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c $(LLHTTP_DIR)/llhttp.c
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJ    := $(call obj,$(COMMON_SRC) $(PROTO_SRC))
+LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
+# main.c of each daemon is left out of the unit-test link, so tests can call
+# the daemon's modules directly.
+GW_LIB_OBJ := $(call obj,$(filter-out gatewayd/main.c,$(GW_SRC)))
+WK_LIB_OBJ := $(call obj,$(filter-out workerd/main.c,$(WK_SRC)))
+
+BINS := $(BUILD)/gatewayd $(BUILD)/workerd $(BUILD)/chanctl
+.DEFAULT_GOAL := all
+all: $(BINS)
+
+$(BUILD)/gatewayd: $(call obj,gatewayd/main.c) $(GW_LIB_OBJ) $(LLHTTP_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/workerd: $(call obj,workerd/main.c) $(WK_LIB_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/chanctl: $(call obj,$(CTL_SRC)) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/unit-tests: $(call obj,$(UNIT_SRC)) $(GW_LIB_OBJ) $(WK_LIB_OBJ) $(LLHTTP_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# llhttp is third-party C shipped by Debian's node-llhttp; compiled as is,
+# without our warning flags.
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) $(OPT) -w -c -o $@ $<
+
+# Unit tests reach into the daemons' own modules.
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Igatewayd -Iworkerd
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+.PHONY: all deps run test test-unit test-integration unit-tests clean help
+deps:
+	@tests/lib/deps.sh
+
+unit-tests: $(BUILD)/unit-tests
+test-unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+# The full suite: unit tests, then the integration tests against a private
+# RabbitMQ node, both on the normal and on the sanitizer build.
+test: deps
+	@tests/run.sh
+
+run: deps all
+	@deploy/dev/run.sh
+
+clean:
+	rm -rf build build-san
+
+help:
+	@echo "make            build gatewayd, workerd, chanctl into $(BUILD)/"
+	@echo "make deps       install missing Debian packages (apt-get), idempotent"
+	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
+	@echo "make test       every test: unit, integration, sanitizers"
+	@echo "make SAN=1      ASan+UBSan build into build-san/"

@@ -1,0 +1,216 @@
+/*
+ * mq_conn.c - open, check and close a blocking rabbitmq-c connection, and
+ * declare the topology every party shares.
+ *
+ * Owns: the connect/login/channel sequence with bounded waits, one error
+ * text for rabbitmq-c's three error styles, and the exact arguments of the
+ * websocket.* queues. Must not: run on an event-loop thread, retry or sleep
+ * (callers own their reconnect policy), or put the URL in an error message
+ * (it may hold a password).
+ *
+ * Queue arguments: x-message-ttl and x-max-length are sent as 64-bit signed
+ * integers (AMQP field type 'l'), x-overflow as a long string. RabbitMQ
+ * compares the arguments of a redeclare by integer class, not width, so a
+ * client that sends 'I' with the same number is also accepted; the values
+ * must match exactly.
+ */
+#include "mq_conn.h"
+
+#include <amqp_tcp_socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "chan_names.h"
+
+/* Bounds TCP connect and the AMQP handshake (login): a host that drops SYNs
+ * or a port that accepts but never speaks AMQP fails in seconds, not at the
+ * kernel's two-minute connect timeout. */
+#define MQ_CONNECT_TIMEOUT_S 5
+/* Bounds the polite close: a dead peer must not hold up shutdown. */
+#define MQ_CLOSE_TIMEOUT_S 2
+
+static void mq_seterr(char *err, size_t errlen, const char *fmt,
+                      const char *what, const char *reason) {
+  if (err && errlen) snprintf(err, errlen, fmt, what, reason);
+}
+
+int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
+                 size_t errlen) {
+  switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return 0;
+    case AMQP_RESPONSE_NONE:
+      mq_seterr(err, errlen, "%s: %s", what, "no reply from the broker");
+      return -1;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      mq_seterr(err, errlen, "%s: %s", what,
+                amqp_error_string2(r.library_error));
+      return -1;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      break;
+  }
+  /* The broker closed the channel or the whole connection; its reply text
+   * ("NOT_FOUND - no exchange ...", "ACCESS_REFUSED - ...") is the useful
+   * part. */
+  const amqp_bytes_t *text = NULL;
+  unsigned code = 0;
+  const char *scope = "server error";
+  if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD && r.reply.decoded) {
+    const amqp_connection_close_t *m = r.reply.decoded;
+    text = &m->reply_text;
+    code = m->reply_code;
+    scope = "broker closed the connection";
+  } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD && r.reply.decoded) {
+    const amqp_channel_close_t *m = r.reply.decoded;
+    text = &m->reply_text;
+    code = m->reply_code;
+    scope = "broker closed the channel";
+  }
+  if (err && errlen) {
+    if (text) {
+      snprintf(err, errlen, "%s: %s: %u %.*s", what, scope, code,
+               (int)text->len, (const char *)text->bytes);
+    } else {
+      snprintf(err, errlen, "%s: unexpected broker method 0x%08x", what,
+               (unsigned)r.reply.id);
+    }
+  }
+  return -1;
+}
+
+/* TCP connect with a deadline; the socket belongs to c from here on. */
+static int mq_socket_open(amqp_connection_state_t c, const char *host,
+                          int port, char *err, size_t errlen) {
+  amqp_socket_t *sock = amqp_tcp_socket_new(c);
+  if (!sock) {
+    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    return -1;
+  }
+  struct timeval tv = {MQ_CONNECT_TIMEOUT_S, 0};
+  int rc = amqp_socket_open_noblock(sock, host, port, &tv);
+  if (rc != AMQP_STATUS_OK) {
+    /* rabbitmq-c keeps the reason (refused, unreachable) to itself. */
+    if (err && errlen) {
+      snprintf(err, errlen, "connect to %s:%d: %s", host, port,
+               rc == AMQP_STATUS_SOCKET_ERROR ? "refused or unreachable"
+                                              : amqp_error_string2(rc));
+    }
+    return -1;
+  }
+  return 0;
+}
+
+static int mq_login_and_open(amqp_connection_state_t c,
+                             const struct amqp_connection_info *info,
+                             int heartbeat_s, char *err, size_t errlen) {
+  struct timeval tv = {MQ_CONNECT_TIMEOUT_S, 0};
+  amqp_set_handshake_timeout(c, &tv);
+  amqp_rpc_reply_t r = amqp_login(c, info->vhost, AMQP_DEFAULT_MAX_CHANNELS,
+                                  AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
+                                  AMQP_SASL_METHOD_PLAIN, info->user,
+                                  info->password);
+  if (mq_rpc_check(r, "login", err, errlen) < 0) return -1;
+  amqp_channel_open(c, MQ_CHANNEL);
+  return mq_rpc_check(amqp_get_rpc_reply(c), "channel open", err, errlen);
+}
+
+amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
+                                     char *err, size_t errlen) {
+  /* amqp_parse_url cuts the string it parses, and info points into it: the
+   * copy lives until the login is done. */
+  char *copy = strdup(url ? url : "");
+  if (!copy) {
+    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    return NULL;
+  }
+  struct amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
+    free(copy);
+    mq_seterr(err, errlen, "%s: %s", "amqp url",
+              "not of the form amqp://user:pass@host:port/vhost");
+    return NULL;
+  }
+  if (info.ssl) {
+    free(copy);
+    mq_seterr(err, errlen, "%s: %s", "amqp url", "amqps:// is not supported");
+    return NULL;
+  }
+  /* "amqp://host/" parses to the vhost "", which nobody means: pika and
+   * kombu read it as the default vhost "/", and so do we. */
+  if (!info.vhost[0]) info.vhost = "/";
+  amqp_connection_state_t c = amqp_new_connection();
+  if (!c) {
+    free(copy);
+    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    return NULL;
+  }
+  if (mq_socket_open(c, info.host, info.port, err, errlen) < 0 ||
+      mq_login_and_open(c, &info, heartbeat_s, err, errlen) < 0) {
+    amqp_destroy_connection(c);
+    free(copy);
+    return NULL;
+  }
+  free(copy);
+  return c;
+}
+
+void mq_conn_close(amqp_connection_state_t c) {
+  if (!c) return;
+  /* Closing politely lets the broker finish what we published on the
+   * channel; results are ignored because there is nothing left to do about
+   * them, and the timeout keeps a dead peer from blocking shutdown. */
+  struct timeval tv = {MQ_CLOSE_TIMEOUT_S, 0};
+  amqp_set_rpc_timeout(c, &tv);
+  amqp_rpc_reply_t r = amqp_channel_close(c, MQ_CHANNEL, AMQP_REPLY_SUCCESS);
+  if (r.reply_type == AMQP_RESPONSE_NORMAL ||
+      r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  }
+  amqp_destroy_connection(c);
+}
+
+int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
+                               size_t errlen) {
+  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE),
+                        amqp_cstring_bytes("direct"), 0 /* passive */,
+                        1 /* durable */, 0 /* auto_delete */, 0 /* internal */,
+                        amqp_empty_table);
+  return mq_rpc_check(amqp_get_rpc_reply(c),
+                      "declare exchange " CHAN_GROUPS_EXCHANGE, err, errlen);
+}
+
+static int mq_declare_queue(amqp_connection_state_t c, const char *name,
+                            amqp_table_t args, char *err, size_t errlen) {
+  amqp_queue_declare(c, MQ_CHANNEL, amqp_cstring_bytes(name), 0 /* passive */,
+                     1 /* durable */, 0 /* exclusive */, 0 /* auto_delete */,
+                     args);
+  char what[64];
+  snprintf(what, sizeof what, "declare queue %s", name);
+  return mq_rpc_check(amqp_get_rpc_reply(c), what, err, errlen);
+}
+
+int mq_declare_channel_queues(amqp_connection_state_t c,
+                              const mq_queue_limits *lim, char *err,
+                              size_t errlen) {
+  amqp_table_entry_t e[3];
+  e[0].key = amqp_cstring_bytes("x-message-ttl");
+  e[0].value.kind = AMQP_FIELD_KIND_I64;
+  e[0].value.value.i64 = lim->message_ttl_ms;
+  e[1].key = amqp_cstring_bytes("x-max-length");
+  e[1].value.kind = AMQP_FIELD_KIND_I64;
+  e[1].value.value.i64 = lim->max_length;
+  e[2].key = amqp_cstring_bytes("x-overflow");
+  e[2].value.kind = AMQP_FIELD_KIND_UTF8;
+  e[2].value.value.bytes = amqp_cstring_bytes("reject-publish");
+  amqp_table_t args = {3, e};
+
+  static const char *const names[] = {CHAN_QUEUE_CONNECT, CHAN_QUEUE_RECEIVE,
+                                      CHAN_QUEUE_DISCONNECT};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    if (mq_declare_queue(c, names[i], args, err, errlen) < 0) return -1;
+  }
+  return 0;
+}

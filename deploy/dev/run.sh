@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# run.sh - `make run`: the whole stack on this machine for development.
+#
+# Owns: the dev state folder .run/ (broker data, ports, a dev secret) and the
+# start of deploy/Procfile. Steps: install missing packages, build, pick free
+# ports, write .run/env, start broker + gatewayd + workerd with honcho (if
+# installed) or foreman, wait until the gateway answers, then print a ws://
+# URL with a fresh token, a way to connect from a shell, and an emit line.
+# Ctrl-C stops everything, the broker included.
+#
+# Settings (environment):
+#   WSGW_DEV_PORT=8051   gateway port (default 8051, or a free one if taken)
+#   WORKERS=3            run three workerd (foreman -m all=1,worker=3;
+#                        honcho -c worker=3). By hand:
+#                        foreman start -f deploy/Procfile -d . -e .run/env -m all=1,worker=3
+#   WSGW_DEV_USER=1      user id of the printed token
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+RUN=$ROOT/.run
+WORKERS=${WORKERS:-1}
+DEV_USER=${WSGW_DEV_USER:-1}
+
+tests/lib/deps.sh
+make -j"$(nproc 2>/dev/null || echo 2)" all
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port_free() {
+  /usr/bin/python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+# The broker's ports: free now, outside 35672-35682 (used by rabbitmqctl).
+pick_port() {
+  local p
+  while :; do
+    p=$(free_port)
+    if ((p < 35672 || p > 35682)); then echo "$p"; return; fi
+  done
+}
+
+mkdir -p "$RUN"
+chmod 700 "$RUN"
+if [[ ! -s $RUN/secret ]]; then
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN/secret")
+fi
+SECRET=$(cat "$RUN/secret")
+
+GW_PORT=${WSGW_DEV_PORT:-8051}
+if ! port_free "$GW_PORT"; then
+  echo "run.sh: port $GW_PORT is taken; using a free one"
+  GW_PORT=$(pick_port)
+fi
+AMQP_PORT=$(pick_port)
+DIST_PORT=$(pick_port)
+AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+
+# Read by the Procfile's processes (foreman/honcho -e). Settings follow
+# common/config.h: WSGW_<SECTION>_<KEY>.
+(umask 077 && cat >"$RUN/env" <<EOF
+BROKER_AMQP_PORT=$AMQP_PORT
+BROKER_DIST_PORT=$DIST_PORT
+WSGW_AMQP_URL=$AMQP_URL
+WSGW_GATEWAY_LISTEN=127.0.0.1:$GW_PORT
+WSGW_AUTH_SECRET=$SECRET
+EOF
+)
+
+gateway_answers() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT" || exit 1
+    printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+    head -c 12 <&3 | grep -q '^HTTP/1\.[01] '
+  ) 2>/dev/null
+}
+
+# Prints the connection details once the stack is up; runs beside the
+# runner, which stays in the foreground so that Ctrl-C reaches it.
+announce() {
+  local runner=$1 deadline=$((SECONDS + 120))
+  until gateway_answers; do
+    if ! kill -0 "$runner" 2>/dev/null; then return; fi
+    if ((SECONDS >= deadline)); then
+      echo "run.sh: the gateway did not answer on 127.0.0.1:$GW_PORT within 120s" >&2
+      return
+    fi
+    sleep 0.5
+  done
+  local token
+  token=$(WSGW_AUTH_SECRET=$SECRET build/chanctl token --user "$DEV_USER") || {
+    echo "run.sh: chanctl token failed" >&2
+    return
+  }
+  local url="ws://127.0.0.1:$GW_PORT/websocket/?token=$token"
+  cat <<EOF
+
+================================================================================
+ gateway up: ws://127.0.0.1:$GW_PORT/websocket/   broker: $AMQP_URL
+ token for user $DEV_USER: $token
+
+ connect (type the subscribe line, then watch events arrive):
+   /usr/bin/python3 -m websockets '$url'
+   > {"groups": {"jobs": ["status_changed"]}}
+
+ emit, from another shell:
+   build/chanctl emit jobs-status_changed '{"status": "running"}' --amqp.url=$AMQP_URL
+
+ broker: tests/lib/broker.sh ctl .run/broker list_bindings     Ctrl-C stops everything
+================================================================================
+
+EOF
+}
+
+announce $$ &
+
+if command -v honcho >/dev/null; then
+  exec honcho start -f deploy/Procfile -d . -e .run/env -c "worker=$WORKERS"
+fi
+exec foreman start -f deploy/Procfile -d . -e .run/env -t 20 -m "all=1,worker=$WORKERS"

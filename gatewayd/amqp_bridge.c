@@ -1,0 +1,549 @@
+/*
+ * amqp_bridge.c - the AMQP thread (see amqp_bridge.h).
+ *
+ * The thread sleeps in poll(2) on two descriptors: the AMQP socket and an
+ * eventfd the loop writes when it queues a command. Each wake it runs every
+ * queued command (publish, bind, unbind), then reads every delivery that has
+ * arrived, turning each into an event for the loop, posted as one batch with
+ * one uv_async_send. rabbitmq-c sends and checks heartbeats only inside its
+ * own calls, so the poll timeout is half the heartbeat interval: the thread
+ * calls into the library at least that often even when idle.
+ *
+ * Costs admitted: a bind or unbind is a synchronous round trip to the broker
+ * (~100 us on loopback), during which deliveries wait; subscription changes
+ * are rare next to events, so one thread is simpler than a second channel.
+ */
+#include "amqp_bridge.h"
+
+#include <amqp.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan_names.h"
+#include "log.h"
+#include "mq_conn.h"
+#include "utf8.h"
+
+typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } amqp_bridge__cmd_kind;
+
+typedef struct amqp_bridge__cmd {
+  struct amqp_bridge__cmd *next;
+  amqp_bridge__cmd_kind kind;
+  char *body; /* PUBLISH: owned */
+  size_t len;
+  char name[]; /* queue (PUBLISH) or group (BIND, UNBIND) */
+} amqp_bridge__cmd;
+
+struct amqp_bridge {
+  /* fixed after start */
+  char *url;
+  int heartbeat_s;
+  mq_queue_limits limits;
+  size_t max_backlog;
+  amqp_bridge_cb cb;
+  void *cb_arg;
+  uv_async_t async; /* thread -> loop wake */
+  int wake_fd;      /* loop -> thread wake (eventfd) */
+  pthread_t thread;
+
+  /* shared, under mu */
+  pthread_mutex_t mu;
+  amqp_bridge__cmd *cmd_head, *cmd_tail;
+  amqp_bridge_event *ev_head, *ev_tail;
+  int stopping;
+
+  atomic_size_t out_bytes; /* publish bytes queued, loop -> thread */
+  atomic_size_t in_bytes;  /* event bytes queued, thread -> loop */
+  atomic_int up;
+
+  /* thread only */
+  amqp_connection_state_t conn;
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  unsigned backoff_ms;
+};
+
+/* ---- helpers shared by both threads ---------------------------------- */
+
+static void amqp_bridge__wake_thread(amqp_bridge *b) {
+  uint64_t one = 1;
+  /* EAGAIN means the counter is already non-zero: the thread will wake. */
+  if (write(b->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    log_error("amqp_wake_failed", "errno=%d", errno);
+}
+
+static void amqp_bridge__push_cmd(amqp_bridge *b, amqp_bridge__cmd *c) {
+  pthread_mutex_lock(&b->mu);
+  int was_empty = b->cmd_head == NULL;
+  c->next = NULL;
+  if (b->cmd_tail) b->cmd_tail->next = c; else b->cmd_head = c;
+  b->cmd_tail = c;
+  pthread_mutex_unlock(&b->mu);
+  if (was_empty) amqp_bridge__wake_thread(b);
+}
+
+static amqp_bridge__cmd *amqp_bridge__cmd_new(amqp_bridge__cmd_kind kind,
+                                              const char *name) {
+  size_t n = strlen(name);
+  amqp_bridge__cmd *c = malloc(sizeof(*c) + n + 1);
+  if (!c) return NULL;
+  c->kind = kind;
+  c->body = NULL;
+  c->len = 0;
+  memcpy(c->name, name, n + 1);
+  return c;
+}
+
+static void amqp_bridge__cmd_free(amqp_bridge__cmd *c) {
+  free(c->body);
+  free(c);
+}
+
+void amqp_bridge_event_free(amqp_bridge_event *ev) {
+  if (!ev) return;
+  gw_buf_unref(ev->frame);
+  free(ev);
+}
+
+/* ---- loop side -------------------------------------------------------- */
+
+int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
+                        size_t len) {
+  if (!atomic_load(&b->up) ||
+      atomic_load(&b->out_bytes) + len > b->max_backlog) {
+    free(body);
+    return -1;
+  }
+  amqp_bridge__cmd *c = amqp_bridge__cmd_new(CMD_PUBLISH, queue);
+  if (!c) {
+    free(body);
+    return -1;
+  }
+  c->body = body;
+  c->len = len;
+  atomic_fetch_add(&b->out_bytes, len);
+  amqp_bridge__push_cmd(b, c);
+  return 0;
+}
+
+static void amqp_bridge__group_cmd(amqp_bridge *b, amqp_bridge__cmd_kind kind,
+                                   const char *group) {
+  amqp_bridge__cmd *c = amqp_bridge__cmd_new(kind, group);
+  if (!c) {
+    /* Out of memory: the binding is now out of step until the next
+     * reconnect rebinds everything. Said loudly, since it loses events. */
+    log_error("amqp_bind_lost", "group=%s reason=no_memory", group);
+    return;
+  }
+  amqp_bridge__push_cmd(b, c);
+}
+
+void amqp_bridge_bind(amqp_bridge *b, const char *group) {
+  amqp_bridge__group_cmd(b, CMD_BIND, group);
+}
+
+void amqp_bridge_unbind(amqp_bridge *b, const char *group) {
+  amqp_bridge__group_cmd(b, CMD_UNBIND, group);
+}
+
+int amqp_bridge_is_up(const amqp_bridge *b) { return atomic_load(&b->up); }
+
+static void amqp_bridge__on_async(uv_async_t *h) {
+  amqp_bridge *b = h->data;
+  pthread_mutex_lock(&b->mu);
+  amqp_bridge_event *list = b->ev_head;
+  b->ev_head = b->ev_tail = NULL;
+  pthread_mutex_unlock(&b->mu);
+  size_t bytes = 0;
+  for (amqp_bridge_event *e = list; e; e = e->next)
+    bytes += e->len + (e->frame ? e->frame->len : 0);
+  size_t before = atomic_fetch_sub(&b->in_bytes, bytes);
+  /* The thread stops reading above the limit; tell it there is room. */
+  if (before > b->max_backlog && before - bytes <= b->max_backlog)
+    amqp_bridge__wake_thread(b);
+  if (list) b->cb(list, b->cb_arg);
+}
+
+/* ---- thread side: events to the loop ------------------------------------ */
+
+typedef struct amqp_bridge__batch {
+  amqp_bridge_event *head, *tail;
+  size_t bytes;
+} amqp_bridge__batch;
+
+static amqp_bridge_event *amqp_bridge__event_new(amqp_bridge_kind kind,
+                                                 const void *data, size_t len) {
+  amqp_bridge_event *e = malloc(sizeof(*e) + len + 1);
+  if (!e) return NULL;
+  e->next = NULL;
+  e->kind = kind;
+  e->frame = NULL;
+  e->len = len;
+  if (len) memcpy(e->data, data, len);
+  e->data[len] = '\0';
+  return e;
+}
+
+static void amqp_bridge__batch_add(amqp_bridge__batch *batch,
+                                   amqp_bridge_event *e) {
+  if (batch->tail) batch->tail->next = e; else batch->head = e;
+  batch->tail = e;
+  batch->bytes += e->len + (e->frame ? e->frame->len : 0);
+}
+
+static void amqp_bridge__post(amqp_bridge *b, amqp_bridge__batch *batch) {
+  if (!batch->head) return;
+  atomic_fetch_add(&b->in_bytes, batch->bytes);
+  pthread_mutex_lock(&b->mu);
+  if (b->ev_tail) b->ev_tail->next = batch->head; else b->ev_head = batch->head;
+  b->ev_tail = batch->tail;
+  pthread_mutex_unlock(&b->mu);
+  uv_async_send(&b->async);
+  memset(batch, 0, sizeof(*batch));
+}
+
+static void amqp_bridge__post_state(amqp_bridge *b, amqp_bridge_kind kind,
+                                    const char *text) {
+  amqp_bridge__batch batch = {0};
+  amqp_bridge_event *e = amqp_bridge__event_new(kind, text, strlen(text));
+  if (!e) return;
+  amqp_bridge__batch_add(&batch, e);
+  amqp_bridge__post(b, &batch);
+}
+
+/* ---- thread side: connection ---------------------------------------------- */
+
+static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
+  if (b->conn) {
+    log_warn("amqp_down", "reason=\"%s\"", why);
+    atomic_store(&b->up, 0);
+    amqp_bridge__post_state(b, AMQP_BRIDGE_DOWN, why);
+    /* Closing politely would block on a dead peer: just drop the socket. */
+    amqp_destroy_connection(b->conn);
+    b->conn = NULL;
+  }
+}
+
+static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
+  amqp_connection_state_t c = b->conn;
+  if (mq_declare_groups_exchange(c, err, errlen) != 0) return -1;
+  if (mq_declare_channel_queues(c, &b->limits, err, errlen) != 0) return -1;
+  /* Server-named, exclusive, auto-delete: the queue and every binding
+   * vanish with this process, and a reconnect never races the broker's
+   * deletion of a queue with a fixed name. */
+  amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+      c, MQ_CHANNEL, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "declare own queue", err, errlen))
+    return -1;
+  size_t n = ok->queue.len < CHAN_QUEUE_NAME_MAX ? ok->queue.len : CHAN_QUEUE_NAME_MAX;
+  memcpy(b->queue, ok->queue.bytes, n);
+  b->queue[n] = '\0';
+  /* no_ack: replies and events are transient by design; acking each would
+   * double the frames on the hottest path. Bounding is done by pausing
+   * reads (see amqp_bridge__can_read). */
+  amqp_basic_consume(c, MQ_CHANNEL, amqp_cstring_bytes(b->queue),
+                     amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+  return mq_rpc_check(amqp_get_rpc_reply(c), "consume own queue", err, errlen);
+}
+
+/* Sleeps up to ms, waking early when the loop asks us to stop. */
+static void amqp_bridge__sleep(amqp_bridge *b, unsigned ms) {
+  struct pollfd p = {.fd = b->wake_fd, .events = POLLIN};
+  unsigned waited = 0;
+  while (waited < ms) {
+    pthread_mutex_lock(&b->mu);
+    int stopping = b->stopping;
+    pthread_mutex_unlock(&b->mu);
+    if (stopping) return;
+    unsigned step = ms - waited < 100 ? ms - waited : 100;
+    if (poll(&p, 1, (int)step) > 0) {
+      uint64_t v;
+      if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
+    }
+    waited += step;
+  }
+}
+
+static int amqp_bridge__connect(amqp_bridge *b) {
+  char err[256];
+  b->conn = mq_conn_open(b->url, b->heartbeat_s, err, sizeof(err));
+  if (b->conn && amqp_bridge__declare(b, err, sizeof(err)) == 0) {
+    b->backoff_ms = 0;
+    atomic_store(&b->up, 1);
+    log_info("amqp_up", "queue=%s", b->queue);
+    amqp_bridge__post_state(b, AMQP_BRIDGE_UP, b->queue);
+    return 0;
+  }
+  if (b->conn) {
+    amqp_destroy_connection(b->conn);
+    b->conn = NULL;
+  }
+  /* Capped exponential backoff with jitter: a restarted broker is not hit
+   * by every gateway in the same millisecond. */
+  b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : 100;
+  if (b->backoff_ms > 5000) b->backoff_ms = 5000;
+  unsigned wait = b->backoff_ms / 2 + (unsigned)rand() % (b->backoff_ms / 2 + 1);
+  log_warn("amqp_connect_failed", "reason=\"%s\" retry_ms=%u", err, wait);
+  amqp_bridge__sleep(b, wait);
+  return -1;
+}
+
+/* ---- thread side: commands -------------------------------------------- */
+
+static amqp_bridge__cmd *amqp_bridge__take_cmds(amqp_bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  amqp_bridge__cmd *list = b->cmd_head;
+  b->cmd_head = b->cmd_tail = NULL;
+  pthread_mutex_unlock(&b->mu);
+  return list;
+}
+
+static int amqp_bridge__publish_one(amqp_bridge *b, amqp_bridge__cmd *c) {
+  amqp_basic_properties_t props;
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  props.content_type = amqp_cstring_bytes("application/json");
+  props.delivery_mode = 1; /* transient: a reply queue does not outlive us */
+  amqp_bytes_t body = {.len = c->len, .bytes = c->body};
+  int rc = amqp_basic_publish(b->conn, MQ_CHANNEL, amqp_empty_bytes,
+                              amqp_cstring_bytes(c->name), 0, 0, &props, body);
+  return rc == AMQP_STATUS_OK ? 0 : -1;
+}
+
+static int amqp_bridge__bind_one(amqp_bridge *b, amqp_bridge__cmd *c) {
+  char err[256];
+  amqp_bytes_t q = amqp_cstring_bytes(b->queue);
+  amqp_bytes_t x = amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE);
+  amqp_bytes_t key = amqp_cstring_bytes(c->name);
+  if (c->kind == CMD_BIND) {
+    amqp_queue_bind(b->conn, MQ_CHANNEL, q, x, key, amqp_empty_table);
+  } else {
+    amqp_queue_unbind(b->conn, MQ_CHANNEL, q, x, key, amqp_empty_table);
+  }
+  if (mq_rpc_check(amqp_get_rpc_reply(b->conn),
+                   c->kind == CMD_BIND ? "bind" : "unbind", err, sizeof(err))) {
+    log_warn("amqp_bind_failed", "group=%s reason=\"%s\"", c->name, err);
+    return -1;
+  }
+  log_debug("amqp_bind", "group=%s op=%s", c->name,
+            c->kind == CMD_BIND ? "bind" : "unbind");
+  return 0;
+}
+
+/* Runs every queued command. While the broker is down they are dropped
+ * (see amqp_bridge_bind for why that is safe). Returns -1 when the
+ * connection broke. */
+static int amqp_bridge__run_cmds(amqp_bridge *b) {
+  amqp_bridge__cmd *list = amqp_bridge__take_cmds(b);
+  int rc = 0;
+  while (list) {
+    amqp_bridge__cmd *c = list;
+    list = c->next;
+    if (c->kind == CMD_PUBLISH) atomic_fetch_sub(&b->out_bytes, c->len);
+    if (rc == 0 && b->conn) {
+      rc = c->kind == CMD_PUBLISH ? amqp_bridge__publish_one(b, c)
+                                  : amqp_bridge__bind_one(b, c);
+    }
+    amqp_bridge__cmd_free(c);
+  }
+  return rc;
+}
+
+/* ---- thread side: deliveries -------------------------------------------- */
+
+static amqp_bridge_event *amqp_bridge__group_event(const amqp_envelope_t *env) {
+  const amqp_bytes_t *key = &env->routing_key;
+  const amqp_bytes_t *body = &env->message.body;
+  /* Checked once here, not per recipient: a client must never receive a
+   * text frame that is not UTF-8 (it would have to fail the connection). */
+  if (!utf8_valid(body->bytes, body->len)) {
+    log_warn("group_message_dropped", "group=%.*s reason=invalid_utf8",
+             (int)key->len, (const char *)key->bytes);
+    return NULL;
+  }
+  amqp_bridge_event *e = amqp_bridge__event_new(AMQP_BRIDGE_GROUP, key->bytes, key->len);
+  if (!e) return NULL;
+  e->frame = gw_buf_frame(1, body->bytes, body->len);
+  if (!e->frame) {
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+static amqp_bridge_event *amqp_bridge__event_for(const amqp_envelope_t *env) {
+  const amqp_bytes_t *x = &env->exchange;
+  if (x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
+      memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0)
+    return amqp_bridge__group_event(env);
+  if (x->len == 0) /* default exchange: a worker's reply */
+    return amqp_bridge__event_new(AMQP_BRIDGE_REPLY, env->message.body.bytes,
+                                  env->message.body.len);
+  return NULL;
+}
+
+/* A frame that is not a delivery: a broker-side close ends the connection;
+ * anything else (basic.consume-ok arriving late, ...) is ignored. */
+static int amqp_bridge__other_frame(amqp_bridge *b) {
+  amqp_frame_t f;
+  struct timeval zero = {0, 0};
+  if (amqp_simple_wait_frame_noblock(b->conn, &f, &zero) != AMQP_STATUS_OK)
+    return -1;
+  if (f.frame_type == AMQP_FRAME_METHOD &&
+      (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+       f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+       f.payload.method.id == AMQP_BASIC_CANCEL_METHOD))
+    return -1;
+  return 0;
+}
+
+static int amqp_bridge__can_read(amqp_bridge *b) {
+  return atomic_load(&b->in_bytes) <= b->max_backlog;
+}
+
+/* Reads every delivery already available, without waiting. Returns -1 when
+ * the connection broke. */
+static int amqp_bridge__read(amqp_bridge *b) {
+  amqp_bridge__batch batch = {0};
+  int rc = 0;
+  /* At most 4096 per wake so commands (new connections) are not starved
+   * by a flood of events. */
+  for (int i = 0; i < 4096 && amqp_bridge__can_read(b); i++) {
+    amqp_envelope_t env;
+    struct timeval zero = {0, 0};
+    amqp_maybe_release_buffers(b->conn);
+    amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, &zero, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+      amqp_bridge_event *e = amqp_bridge__event_for(&env);
+      amqp_destroy_envelope(&env);
+      if (e) amqp_bridge__batch_add(&batch, e);
+      if (batch.bytes > 1u << 20) amqp_bridge__post(b, &batch);
+      continue;
+    }
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_TIMEOUT)
+      break;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_UNEXPECTED_STATE &&
+        amqp_bridge__other_frame(b) == 0)
+      continue;
+    rc = -1;
+    break;
+  }
+  amqp_bridge__post(b, &batch);
+  return rc;
+}
+
+/* Waits for the socket, the loop, or half a heartbeat. */
+static void amqp_bridge__wait(amqp_bridge *b) {
+  if (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)) return;
+  struct pollfd p[2] = {{.fd = b->wake_fd, .events = POLLIN},
+                        {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
+  int n = amqp_bridge__can_read(b) ? 2 : 1;
+  int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
+  if (poll(p, (nfds_t)n, timeout) > 0 && (p[0].revents & POLLIN)) {
+    uint64_t v;
+    if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
+  }
+}
+
+static int amqp_bridge__stopping(amqp_bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  int s = b->stopping;
+  pthread_mutex_unlock(&b->mu);
+  return s;
+}
+
+static void *amqp_bridge__thread(void *arg) {
+  amqp_bridge *b = arg;
+  while (!amqp_bridge__stopping(b)) {
+    if (!b->conn) {
+      if (amqp_bridge__connect(b) != 0) {
+        amqp_bridge__run_cmds(b); /* drop what piled up while down */
+        continue;
+      }
+    }
+    if (amqp_bridge__run_cmds(b) != 0) {
+      amqp_bridge__lost(b, "publish failed");
+      continue;
+    }
+    if (amqp_bridge__read(b) != 0) {
+      amqp_bridge__lost(b, "connection lost");
+      continue;
+    }
+    amqp_bridge__wait(b);
+  }
+  /* Last words: the disconnects the loop queued while shutting down. */
+  if (b->conn && amqp_bridge__run_cmds(b) == 0) {
+    mq_conn_close(b->conn);
+  } else if (b->conn) {
+    amqp_destroy_connection(b->conn);
+  }
+  b->conn = NULL;
+  atomic_store(&b->up, 0);
+  return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
+                               amqp_bridge_cb cb, void *arg) {
+  amqp_bridge *b = calloc(1, sizeof(*b));
+  if (!b) return NULL;
+  b->url = strdup(cfg->url);
+  b->heartbeat_s = cfg->heartbeat_s;
+  b->limits.message_ttl_ms = cfg->queue_ttl_ms;
+  b->limits.max_length = cfg->queue_max_length;
+  b->max_backlog = cfg->max_backlog;
+  b->cb = cb;
+  b->cb_arg = arg;
+  b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  pthread_mutex_init(&b->mu, NULL);
+  if (!b->url || b->wake_fd < 0 ||
+      uv_async_init(loop, &b->async, amqp_bridge__on_async) != 0) {
+    if (b->wake_fd >= 0) close(b->wake_fd);
+    pthread_mutex_destroy(&b->mu);
+    free(b->url);
+    free(b);
+    return NULL;
+  }
+  b->async.data = b;
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  if (pthread_create(&b->thread, NULL, amqp_bridge__thread, b) != 0) {
+    /* The async handle is closed by the caller's loop teardown. */
+    b->wake_fd = (close(b->wake_fd), -1);
+    return NULL;
+  }
+  return b;
+}
+
+static void amqp_bridge__free(uv_handle_t *h) {
+  amqp_bridge *b = h->data;
+  pthread_mutex_destroy(&b->mu);
+  free(b->url);
+  free(b);
+}
+
+void amqp_bridge_stop(amqp_bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  b->stopping = 1;
+  pthread_mutex_unlock(&b->mu);
+  amqp_bridge__wake_thread(b);
+  pthread_join(b->thread, NULL);
+  for (amqp_bridge__cmd *c = amqp_bridge__take_cmds(b), *n; c; c = n) {
+    n = c->next;
+    amqp_bridge__cmd_free(c);
+  }
+  for (amqp_bridge_event *e = b->ev_head, *n; e; e = n) {
+    n = e->next;
+    amqp_bridge_event_free(e);
+  }
+  b->ev_head = b->ev_tail = NULL;
+  close(b->wake_fd);
+  uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
+}

@@ -1,0 +1,81 @@
+/*
+ * amqp_bridge.h - the gateway's only link to RabbitMQ: one thread that owns
+ * a blocking rabbitmq-c connection, fed and drained through two bounded
+ * queues, so that the libuv loop never waits on the broker.
+ *
+ * Loop -> thread: publish a channel message, bind or unbind a group.
+ * Thread -> loop: broker up (with the gateway's queue name) or down, a reply,
+ * a group message already framed for websocket clients.
+ *
+ * Owns: the AMQP connection, its reconnects (capped exponential backoff with
+ * jitter), the gateway's server-named exclusive queue. Must not: touch
+ * connections, groups or anything else of the loop thread; the loop must not
+ * touch the rabbitmq-c state.
+ */
+#ifndef AMQP_BRIDGE_H
+#define AMQP_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gw_buf.h"
+
+typedef struct amqp_bridge amqp_bridge;
+
+typedef enum {
+  AMQP_BRIDGE_UP = 0,  /* data: the gateway's queue name */
+  AMQP_BRIDGE_DOWN,    /* data: the reason */
+  AMQP_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
+  AMQP_BRIDGE_GROUP    /* data: the group name; frame: the text frame */
+} amqp_bridge_kind;
+
+typedef struct amqp_bridge_event {
+  struct amqp_bridge_event *next;
+  amqp_bridge_kind kind;
+  gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
+  size_t len;    /* bytes of data, without the NUL */
+  char data[];   /* NUL-terminated */
+} amqp_bridge_event;
+
+/* Called on the loop thread with a batch of events, oldest first. The
+ * callee frees each with amqp_bridge_event_free(). */
+typedef void (*amqp_bridge_cb)(amqp_bridge_event *events, void *arg);
+
+typedef struct amqp_bridge_config {
+  const char *url;
+  int heartbeat_s;
+  long queue_ttl_ms;
+  long queue_max_length;
+  size_t max_backlog; /* bytes queued in each direction */
+} amqp_bridge_config;
+
+/* Starts the thread (it connects by itself, and again after every loss).
+ * cfg's strings are copied. NULL on failure. */
+amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
+                               amqp_bridge_cb cb, void *arg);
+
+/* Queues body for the named websocket.* queue; takes ownership of body (a
+ * malloc'd buffer) in every case. Returns -1 when the broker is down or the
+ * outgoing backlog is full: the caller answers 503 or 1013. */
+int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
+                        size_t len);
+
+/* Binds / unbinds the gateway's queue to a group. Never refused: they are
+ * bounded by the number of groups, and dropping one would corrupt
+ * membership. While the broker is down they are dropped, and the loop
+ * rebinds every group it has members of on the next AMQP_BRIDGE_UP. */
+void amqp_bridge_bind(amqp_bridge *b, const char *group);
+void amqp_bridge_unbind(amqp_bridge *b, const char *group);
+
+/* 1 while connected with the queue declared and consumed. */
+int amqp_bridge_is_up(const amqp_bridge *b);
+
+/* Publishes what is queued (within a few seconds at most), closes the
+ * connection, joins the thread and frees everything. The loop must run no
+ * more callbacks of this bridge after it returns. */
+void amqp_bridge_stop(amqp_bridge *b);
+
+void amqp_bridge_event_free(amqp_bridge_event *ev);
+
+#endif

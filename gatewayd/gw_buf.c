@@ -1,0 +1,49 @@
+/*
+ * gw_buf.c - reference-counted frame buffers (see gw_buf.h).
+ */
+#include "gw_buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+gw_buf *gw_buf_new(size_t len) {
+  if (len > GW_BUF_MAX) return NULL;
+  gw_buf *b = malloc(sizeof(*b) + len);
+  if (!b) return NULL;
+  b->refs = 1;
+  b->len = (uint32_t)len;
+  return b;
+}
+
+/* RFC 6455 section 5.2: FIN set, no RSV bits, no mask from a server. */
+static size_t gw_buf__frame_header(uint8_t *h, int opcode, size_t len) {
+  h[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+  if (len < 126) {
+    h[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len <= 0xffff) {
+    h[1] = 126;
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    return 4;
+  }
+  h[1] = 127;
+  for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+  return 10;
+}
+
+gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len) {
+  uint8_t header[10];
+  size_t hlen = gw_buf__frame_header(header, opcode, len);
+  if (len > GW_BUF_MAX - hlen) return NULL;
+  gw_buf *b = gw_buf_new(hlen + len);
+  if (!b) return NULL;
+  memcpy(b->data, header, hlen);
+  if (len) memcpy(b->data + hlen, payload, len);
+  return b;
+}
+
+void gw_buf_unref(gw_buf *b) {
+  if (b && --b->refs == 0) free(b);
+}

@@ -1,0 +1,41 @@
+/*
+ * gw_buf.h - reference-counted byte buffers for outgoing websocket frames.
+ *
+ * Owns: the frame bytes that many connections share. A group message is
+ * framed once into one gw_buf and every member's send queue holds a
+ * reference; the last writer to finish frees it. Must not: be shared across
+ * threads while more than one thread holds a reference (the count is not
+ * atomic: the AMQP thread builds a buffer, hands it over whole, and never
+ * touches it again).
+ */
+#ifndef GW_BUF_H
+#define GW_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gw_buf {
+  uint32_t refs;
+  uint32_t len;
+  uint8_t data[];
+} gw_buf;
+
+/* A buffer of len bytes (uninitialised) with one reference. NULL: no memory. */
+gw_buf *gw_buf_new(size_t len);
+
+/* A text (opcode 1) or binary (opcode 2) server frame holding payload: the
+ * header (2, 4 or 10 bytes, unmasked as servers send) and the payload. */
+gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len);
+
+static inline gw_buf *gw_buf_ref(gw_buf *b) {
+  b->refs++;
+  return b;
+}
+
+void gw_buf_unref(gw_buf *b);
+
+/* Largest frame payload we build (a 32-bit length field keeps gw_buf small;
+ * message limits are far below it). */
+#define GW_BUF_MAX ((size_t)UINT32_MAX - 16)
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * gw_config.c - gatewayd's settings table. Defaults follow daphne where it
+ * has an equivalent (ping 20 s, ping timeout 30 s, 1 MiB messages).
+ */
+#include "gw_config.h"
+
+#define GW_OPT(sec, key, type, def, lo, hi, fl, field, help) \
+  {sec, key, type, def, lo, hi, fl, offsetof(gw_config, field), help}
+
+const cfg_opt gw_config_opts[] = {
+    GW_OPT("gateway", "listen", CFG_STR, "127.0.0.1:8051", 0, 0, 0, listen,
+           "address:port to accept websocket connections on"),
+    GW_OPT("gateway", "backlog", CFG_INT, "1024", 1, 65535, 0, backlog,
+           "listen(2) backlog"),
+    GW_OPT("gateway", "handshake_timeout", CFG_MS, "10s", 100, 3600000, 0,
+           handshake_timeout, "time a client has to send its request head"),
+    GW_OPT("gateway", "connect_timeout", CFG_MS, "5s", 100, 600000, 0,
+           connect_timeout, "time a worker has to answer websocket.connect (then 503)"),
+    GW_OPT("gateway", "reply_timeout", CFG_MS, "10s", 100, 600000, 0,
+           reply_timeout, "time a worker has to answer a client message"),
+    GW_OPT("gateway", "ping_interval", CFG_MS, "20s", 100, 86400000, 0,
+           ping_interval, "client silence before the gateway pings"),
+    GW_OPT("gateway", "ping_timeout", CFG_MS, "30s", 200, 86400000, 0,
+           ping_timeout, "client silence before the gateway closes the connection"),
+    GW_OPT("gateway", "max_head", CFG_BYTES, "8KiB", 512, 1048576, 0, max_head,
+           "largest request line + headers (431 above)"),
+    GW_OPT("gateway", "max_headers", CFG_INT, "64", 4, 100, 0, max_headers,
+           "most request headers (431 above)"),
+    GW_OPT("gateway", "max_message", CFG_BYTES, "1MiB", 64, 67108864, 0,
+           max_message, "largest client message (close 1009 above)"),
+    GW_OPT("gateway", "max_send_queue", CFG_BYTES, "4MiB", 1024, 1073741824, 0,
+           max_send_queue, "unsent bytes per connection before it is closed as slow (1008)"),
+    GW_OPT("gateway", "max_pending", CFG_INT, "16", 1, 10000, 0, max_pending,
+           "client messages queued while one is with a worker (close 1008 above)"),
+    GW_OPT("gateway", "max_connections", CFG_INT, "100000", 1, 10000000, 0,
+           max_connections, "open connections (503 above)"),
+    GW_OPT("gateway", "max_session", CFG_BYTES, "4KiB", 64, 1048576, 0,
+           max_session, "largest session object a worker may store"),
+    GW_OPT("gateway", "shutdown_timeout", CFG_MS, "5s", 0, 600000, 0,
+           shutdown_timeout, "time to close clients and flush on SIGTERM"),
+    GW_OPT("gateway", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
+           "serve /websocket/echo (for conformance tests; workers must enable it too)"),
+    GW_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
+           CFG_SECRET, amqp_url, "broker URL amqp://user:pass@host:port/vhost"),
+    GW_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, amqp_heartbeat,
+           "AMQP heartbeat interval (0 disables)"),
+    GW_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0, queue_ttl,
+           "x-message-ttl of the websocket.* queues"),
+    GW_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
+           queue_max_length, "x-max-length of the websocket.* queues"),
+    GW_OPT("gateway", "amqp_backlog", CFG_BYTES, "64MiB", 65536, 4294967296L, 0,
+           amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
+    GW_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
+           "debug, info, warn or error"),
+};
+
+const size_t gw_config_n_opts = sizeof(gw_config_opts) / sizeof(gw_config_opts[0]);

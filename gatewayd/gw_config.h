@@ -1,0 +1,45 @@
+/*
+ * gw_config.h - gatewayd's settings: what they are and their defaults.
+ *
+ * Owns: the settings table (names, defaults, ranges, help). Must not: parse
+ * anything itself (common/config.c does).
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct gw_config {
+  /* [gateway] */
+  char *listen;            /* host:port */
+  long backlog;
+  long handshake_timeout;  /* ms: request head must arrive within it */
+  long connect_timeout;    /* ms: worker must answer websocket.connect */
+  long reply_timeout;      /* ms: worker must answer websocket.receive */
+  long ping_interval;      /* ms of client silence before a ping */
+  long ping_timeout;       /* ms of client silence before closing */
+  long max_head;           /* bytes of request line + headers */
+  long max_headers;        /* header count */
+  long max_message;        /* bytes of one client message (1009 above) */
+  long max_send_queue;     /* unsent bytes per connection (1008 above) */
+  long max_pending;        /* client messages waiting for a worker */
+  long max_connections;    /* open sockets (503 above) */
+  long max_session;        /* bytes of session JSON a worker may set */
+  long shutdown_timeout;   /* ms to drain on SIGTERM */
+  int echo;                /* serve /websocket/echo */
+  /* [amqp] */
+  char *amqp_url;
+  long amqp_heartbeat;     /* ms */
+  long queue_ttl;          /* ms */
+  long queue_max_length;
+  long amqp_max_backlog;   /* bytes waiting to be published */
+  /* [log] */
+  char *log_level;
+} gw_config;
+
+extern const cfg_opt gw_config_opts[];
+extern const size_t gw_config_n_opts;
+
+#endif

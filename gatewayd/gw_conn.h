@@ -1,0 +1,115 @@
+/*
+ * gw_conn.h - one client connection, from accept to close.
+ *
+ * Owns: the socket (uv_tcp_t), the upgrade request while it lasts, the
+ * websocket state (wslay event context) once upgraded, the send queue of
+ * shared frames, the client messages waiting for a worker, the session and
+ * the group memberships. One close path: everything ends in
+ * gw_conn__destroy(), which publishes websocket.disconnect, leaves the
+ * groups and closes the handle; memory is freed in the close callback.
+ * Must not: parse worker replies or group messages (gw_dispatch does) or
+ * block.
+ */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <wslay/wslay.h>
+
+#include "chan_reply.h"
+#include "gw_buf.h"
+#include "gw_group.h"
+#include "gw_http.h"
+#include "gw_server.h"
+#include "gw_timeq.h"
+
+typedef enum {
+  GW_CONN_HTTP = 0,   /* reading the request head */
+  GW_CONN_CONNECTING, /* websocket.connect is with a worker; not reading */
+  GW_CONN_OPEN,       /* upgraded */
+  GW_CONN_CLOSING,    /* a close frame or an HTTP error is on its way out */
+  GW_CONN_CLOSED      /* handle closing; memory freed in its close callback */
+} gw_conn_state;
+
+typedef struct gw_out {
+  struct gw_out *next;
+  gw_buf *buf;
+} gw_out;
+
+typedef struct gw_pending {
+  struct gw_pending *next;
+  int binary;
+  size_t len;
+  char data[];
+} gw_pending;
+
+struct gw_conn {
+  uv_tcp_t tcp;
+  gw_server *srv;
+  uint64_t id;
+  uint8_t state;
+  uint8_t writing;      /* a uv_write is in flight */
+  uint8_t dirty;        /* on srv->dirty */
+  uint8_t pinged;       /* a ping is out and unanswered */
+  uint8_t connect_sent; /* a websocket.disconnect is owed */
+  uint8_t inflight;     /* a message is with a worker */
+  uint8_t shut;         /* refused over HTTP: write side shut down */
+  uint16_t n_members;
+  uint16_t n_pending;
+  uint16_t close_code;  /* for websocket.disconnect */
+  const char *path;     /* the route, a static string */
+  gw_timeq_node tq;     /* in srv->handshakes, connecting, idle or closing */
+  gw_timeq_node rq;     /* in srv->replies while a receive is in flight */
+  gw_http_req *req;     /* until upgraded */
+  wslay_event_context_ptr ws; /* once upgraded */
+  const uint8_t *rd;    /* bytes wslay may read during this read callback */
+  size_t rd_len;
+  gw_out *out_head, *out_tail;
+  uint32_t out_off;     /* bytes of out_head already written */
+  uint32_t wr_nodes;    /* queue nodes covered by the write in flight */
+  size_t out_bytes;     /* unsent bytes queued */
+  size_t wr_bytes;      /* bytes handed to the write in flight */
+  uint64_t next_order;
+  uint64_t inflight_order;
+  gw_pending *pend_head, *pend_tail;
+  char *session;        /* JSON object text set by a worker, or NULL */
+  gw_member **members;
+  gw_conn *dirty_next;
+};
+
+/* The listener's connection callback. */
+void gw_conn_accept(gw_server *s);
+
+/* Queues a frame (takes a new reference). Closes the connection as slow
+ * (1008) instead when its unsent bytes would pass max_send_queue. */
+void gw_conn_send(gw_conn *c, gw_buf *b);
+
+/* Applies a worker's reply (groups, session, accept, texts, bytes, close). */
+void gw_conn_apply_reply(gw_conn *c, const chan_reply *r);
+
+/* Starts the websocket closing handshake with code (OPEN), or answers
+ * 503 (before the upgrade). */
+void gw_conn_close(gw_conn *c, int code, const char *reason);
+
+/* Answers an HTTP error and closes (before the upgrade only). */
+void gw_conn_reject(gw_conn *c, int status);
+
+/* Writes every connection's queued frames: one writev per connection per
+ * loop iteration, whatever the number of frames. */
+void gw_conn_flush_dirty(gw_server *s);
+
+/* The periodic tick: handshake, connect, reply, ping and linger deadlines. */
+void gw_conn_tick(gw_server *s, uint64_t now);
+
+/* The broker went away: every connection waiting for its accept gets 503. */
+void gw_conn_fail_connecting(gw_server *s);
+
+/* Shutdown: open connections get close 1001, the others 503. */
+void gw_conn_shutdown_all(gw_server *s);
+
+/* Exit: whatever is still open is cut off (disconnects still published). */
+void gw_conn_destroy_all(gw_server *s);
+
+#endif

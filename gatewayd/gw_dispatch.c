@@ -1,0 +1,96 @@
+/*
+ * gw_dispatch.c - bridge events on the loop thread (see gw_dispatch.h).
+ *
+ * The fanout is the hot path: one group message, framed once by the AMQP
+ * thread, is queued by reference on every member's connection; the actual
+ * writes happen once per connection in the loop's check phase. No JSON is
+ * parsed and no payload copied here.
+ */
+#include "gw_dispatch.h"
+
+#include <string.h>
+
+#include "chan_reply.h"
+#include "gw_conn.h"
+#include "log.h"
+
+void gw_dispatch_bind(const char *group, void *arg) {
+  gw_server *s = arg;
+  if (s->bridge) amqp_bridge_bind(s->bridge, group);
+}
+
+void gw_dispatch_unbind(const char *group, void *arg) {
+  gw_server *s = arg;
+  if (s->bridge) amqp_bridge_unbind(s->bridge, group);
+}
+
+static void gw_dispatch__group(gw_server *s, amqp_bridge_event *e) {
+  gw_group *g = gw_group_find(&s->groups, e->data, e->len);
+  if (!g) return; /* the last member left while the message was in flight */
+  s->stats.group_msgs++;
+  /* A slow member only moves to CLOSING and keeps its memberships; if a
+   * send fails outright the connection is destroyed and leaves its groups,
+   * which frees its node here (and the group, if it was the last member):
+   * so take `next` first and touch nothing of g after the walk. */
+  for (gw_member *m = g->head, *next; m; m = next) {
+    next = m->next;
+    gw_conn_send(m->conn, e->frame);
+    s->stats.deliveries++;
+  }
+}
+
+static void gw_dispatch__reply(gw_server *s, amqp_bridge_event *e) {
+  chan_reply r;
+  char err[128];
+  if (chan_reply_decode(e->data, e->len, &r, err, sizeof(err)) != 0) {
+    log_warn("reply_invalid", "reason=\"%s\"", err);
+    return;
+  }
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t id = 0;
+  if (chan_reply_channel_parse(r.reply_channel, queue, sizeof(queue), &id) != 0) {
+    log_warn("reply_invalid", "reason=\"bad reply_channel\"");
+  } else {
+    gw_conn *c = gw_conntab_get(&s->conns, id);
+    /* A vanished connection is normal (the client left): drop quietly. */
+    if (c) gw_conn_apply_reply(c, &r);
+    else s->stats.replies_dropped++;
+  }
+  chan_reply_free(&r);
+}
+
+static void gw_dispatch__rebind(const char *group, void *arg) {
+  gw_server *s = arg;
+  amqp_bridge_bind(s->bridge, group);
+}
+
+static void gw_dispatch__up(gw_server *s, amqp_bridge_event *e) {
+  size_t n = e->len < CHAN_QUEUE_NAME_MAX ? e->len : CHAN_QUEUE_NAME_MAX;
+  memcpy(s->queue, e->data, n);
+  s->queue[n] = '\0';
+  /* A new queue has no bindings: bind every group we still have members
+   * of, so events flow again without any client resubscribing. */
+  gw_group_foreach(&s->groups, gw_dispatch__rebind, s);
+  log_info("broker_up", "queue=%s groups=%zu", s->queue, s->groups.n_groups);
+}
+
+static void gw_dispatch__down(gw_server *s) {
+  s->queue[0] = '\0';
+  /* Their replies were addressed to the lost queue: they will not come. */
+  gw_conn_fail_connecting(s);
+}
+
+void gw_dispatch_events(amqp_bridge_event *events, void *arg) {
+  gw_server *s = arg;
+  while (events) {
+    amqp_bridge_event *e = events;
+    events = e->next;
+    switch (e->kind) {
+      case AMQP_BRIDGE_GROUP: gw_dispatch__group(s, e); break;
+      case AMQP_BRIDGE_REPLY: gw_dispatch__reply(s, e); break;
+      case AMQP_BRIDGE_UP: gw_dispatch__up(s, e); break;
+      case AMQP_BRIDGE_DOWN: gw_dispatch__down(s); break;
+    }
+    amqp_bridge_event_free(e);
+  }
+}

@@ -1,0 +1,295 @@
+/*
+ * gw_http.c - the upgrade request (see gw_http.h).
+ *
+ * The head is copied into one buffer that grows to at most max_head bytes:
+ * llhttp hands a header name or value over in pieces when it spans reads,
+ * and each piece is appended where the previous one ended, so every string
+ * ends up contiguous. The request (and the buffer) is freed the moment the
+ * connection is upgraded; an open connection carries none of it.
+ */
+#include "gw_http.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define GW_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+static const char *const gw_http__paths[] = {"/websocket", "/websocket/"};
+static const char gw_http__echo_path[] = "/websocket/echo";
+
+/* ---- parsing ------------------------------------------------------------ */
+
+static gw_http_req *gw_http__req(llhttp_t *p) { return p->data; }
+
+/* Appends to head[]; sets status 431 when the head outgrows its limit. */
+static int gw_http__append(gw_http_req *r, const char *at, size_t len) {
+  if (r->used + len + 1 > r->max) {
+    r->status = 431;
+    return -1;
+  }
+  if (r->used + len + 1 > r->cap) {
+    size_t cap = r->cap;
+    while (cap < r->used + len + 1) cap *= 2;
+    if (cap > r->max) cap = r->max;
+    char *h = realloc(r->head, cap);
+    if (!h) {
+      r->status = 503;
+      return -1;
+    }
+    r->head = h;
+    r->cap = cap;
+  }
+  memcpy(r->head + r->used, at, len);
+  r->used += len;
+  return 0;
+}
+
+static int gw_http__terminate(gw_http_req *r) {
+  /* append() always leaves room for one more byte: the NUL. */
+  if (gw_http__append(r, "", 0) != 0) return -1;
+  r->head[r->used++] = '\0';
+  return 0;
+}
+
+static int gw_http__on_url(llhttp_t *p, const char *at, size_t len) {
+  return gw_http__append(gw_http__req(p), at, len);
+}
+
+static int gw_http__on_url_complete(llhttp_t *p) {
+  return gw_http__terminate(gw_http__req(p));
+}
+
+static int gw_http__on_field(llhttp_t *p, const char *at, size_t len) {
+  gw_http_req *r = gw_http__req(p);
+  /* A piece of a name whose end we have not seen extends it; otherwise
+   * (the previous header has its value offset) a new header starts. */
+  if (r->n_hdrs == 0 || r->hdrs[r->n_hdrs - 1].value != 0) {
+    if (r->n_hdrs == r->max_hdrs) {
+      r->status = 431;
+      return -1;
+    }
+    r->hdrs[r->n_hdrs].name = (uint32_t)r->used;
+    r->hdrs[r->n_hdrs].value = 0;
+    r->n_hdrs++;
+  }
+  size_t start = r->used;
+  if (gw_http__append(r, at, len) != 0) return -1;
+  for (size_t i = start; i < r->used; i++)
+    r->head[i] = (char)tolower((unsigned char)r->head[i]);
+  return 0;
+}
+
+static int gw_http__on_field_complete(llhttp_t *p) {
+  gw_http_req *r = gw_http__req(p);
+  if (gw_http__terminate(r) != 0) return -1;
+  /* The value starts here even when llhttp sends no data for it (empty). */
+  r->hdrs[r->n_hdrs - 1].value = (uint32_t)r->used;
+  return 0;
+}
+
+static int gw_http__on_value(llhttp_t *p, const char *at, size_t len) {
+  return gw_http__append(gw_http__req(p), at, len);
+}
+
+static int gw_http__on_value_complete(llhttp_t *p) {
+  return gw_http__terminate(gw_http__req(p));
+}
+
+static int gw_http__on_headers_complete(llhttp_t *p) {
+  gw_http__req(p)->complete = 1;
+  return 2; /* no body; stop here and let us take over the stream */
+}
+
+static llhttp_settings_t gw_http__settings;
+
+gw_http_req *gw_http_req_new(size_t max_head, uint32_t max_headers) {
+  if (!gw_http__settings.on_headers_complete) {
+    llhttp_settings_init(&gw_http__settings);
+    gw_http__settings.on_url = gw_http__on_url;
+    gw_http__settings.on_url_complete = gw_http__on_url_complete;
+    gw_http__settings.on_header_field = gw_http__on_field;
+    gw_http__settings.on_header_field_complete = gw_http__on_field_complete;
+    gw_http__settings.on_header_value = gw_http__on_value;
+    gw_http__settings.on_header_value_complete = gw_http__on_value_complete;
+    gw_http__settings.on_headers_complete = gw_http__on_headers_complete;
+  }
+  gw_http_req *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->max = max_head;
+  r->cap = max_head < 1024 ? max_head : 1024;
+  r->head = malloc(r->cap);
+  r->max_hdrs = max_headers;
+  r->hdrs = calloc(max_headers, sizeof(*r->hdrs));
+  if (!r->head || !r->hdrs) {
+    gw_http_req_free(r);
+    return NULL;
+  }
+  llhttp_init(&r->parser, HTTP_REQUEST, &gw_http__settings);
+  r->parser.data = r;
+  return r;
+}
+
+void gw_http_req_free(gw_http_req *r) {
+  if (!r) return;
+  free(r->head);
+  free(r->hdrs);
+  free(r->early);
+  free(r);
+}
+
+static int gw_http__keep_early(gw_http_req *r, const char *at, size_t len) {
+  if (len == 0) return GW_HTTP_DONE;
+  if (len > r->max) return 400; /* a client that floods before the 101 */
+  r->early = malloc(len);
+  if (!r->early) return 503;
+  memcpy(r->early, at, len);
+  r->early_len = len;
+  return GW_HTTP_DONE;
+}
+
+int gw_http_req_feed(gw_http_req *r, const char *data, size_t len) {
+  if (r->complete) return 400; /* bytes before the 101 were already kept */
+  llhttp_errno_t e = llhttp_execute(&r->parser, data, len);
+  if (r->status) return r->status;
+  if (e == HPE_PAUSED_UPGRADE && r->complete) {
+    const char *end = llhttp_get_error_pos(&r->parser);
+    size_t used = end ? (size_t)(end - data) : len;
+    r->fed += (uint32_t)used;
+    return gw_http__keep_early(r, data + used, len - used);
+  }
+  if (e != HPE_OK) return 400;
+  r->fed += (uint32_t)len;
+  return r->fed > r->max ? 431 : GW_HTTP_MORE;
+}
+
+/* ---- checking ----------------------------------------------------------- */
+
+const char *gw_http_req_header(const gw_http_req *r, const char *name) {
+  for (uint32_t i = 0; i < r->n_hdrs; i++)
+    if (strcmp(r->head + r->hdrs[i].name, name) == 0) return r->head + r->hdrs[i].value;
+  return NULL;
+}
+
+/* 1 when the comma-separated list holds token (case-insensitive). */
+static int gw_http__has_token(const char *list, const char *token) {
+  size_t tlen = strlen(token);
+  for (const char *p = list; p && *p;) {
+    while (*p == ' ' || *p == '\t' || *p == ',') p++;
+    const char *end = p;
+    while (*end && *end != ',') end++;
+    const char *last = end;
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) last--;
+    if ((size_t)(last - p) == tlen && strncasecmp(p, token, tlen) == 0) return 1;
+    p = end;
+  }
+  return 0;
+}
+
+/* RFC 6455: the key is base64 of 16 bytes, i.e. 22 characters and "==". */
+static int gw_http__key_valid(const char *key) {
+  if (!key || strlen(key) != 24 || strcmp(key + 22, "==") != 0) return 0;
+  for (int i = 0; i < 22; i++)
+    if (!isalnum((unsigned char)key[i]) && key[i] != '+' && key[i] != '/') return 0;
+  return 1;
+}
+
+static const char *gw_http__route(const char *path, size_t len, int echo) {
+  for (size_t i = 0; i < sizeof(gw_http__paths) / sizeof(*gw_http__paths); i++)
+    if (strlen(gw_http__paths[i]) == len && memcmp(path, gw_http__paths[i], len) == 0)
+      return gw_http__paths[i];
+  if (echo && len == sizeof(gw_http__echo_path) - 1 &&
+      memcmp(path, gw_http__echo_path, len) == 0)
+    return gw_http__echo_path;
+  return NULL;
+}
+
+int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *up) {
+  if (llhttp_get_method((llhttp_t *)&r->parser) != HTTP_GET) return 405;
+  const char *url = r->head; /* the url is the first string stored */
+  const char *q = strchr(url, '?');
+  size_t plen = q ? (size_t)(q - url) : strlen(url);
+  up->path = gw_http__route(url, plen, echo_enabled);
+  if (!up->path) return 404;
+  up->query = q ? q + 1 : "";
+  const char *upgrade = gw_http_req_header(r, "upgrade");
+  const char *connection = gw_http_req_header(r, "connection");
+  if (!gw_http__has_token(upgrade, "websocket") ||
+      !gw_http__has_token(connection, "upgrade"))
+    return 400;
+  const char *version = gw_http_req_header(r, "sec-websocket-version");
+  if (!version || strcmp(version, "13") != 0) return 426;
+  up->key = gw_http_req_header(r, "sec-websocket-key");
+  if (!gw_http__key_valid(up->key)) return 400;
+  return 0;
+}
+
+int gw_http_req_headers(const gw_http_req *r, chan_header **out, size_t *n) {
+  *out = calloc(r->n_hdrs ? r->n_hdrs : 1, sizeof(**out));
+  if (!*out) return -1;
+  for (uint32_t i = 0; i < r->n_hdrs; i++) {
+    (*out)[i].name = r->head + r->hdrs[i].name;
+    (*out)[i].value = r->head + r->hdrs[i].value;
+  }
+  *n = r->n_hdrs;
+  return 0;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+void gw_http_accept_key(const char *key, char out[29]) {
+  /* Keys are checked to be 24 characters before we get here. */
+  char joined[24 + sizeof(GW_WS_GUID)];
+  int n = snprintf(joined, sizeof(joined), "%.24s%s", key, GW_WS_GUID);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int dlen = 0;
+  EVP_Digest(joined, (size_t)n, digest, &dlen, EVP_sha1(), NULL);
+  EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
+}
+
+size_t gw_http_switching(const char *key, char *buf, size_t buflen) {
+  char accept[29];
+  gw_http_accept_key(key, accept);
+  int n = snprintf(buf, buflen,
+                   "HTTP/1.1 101 Switching Protocols\r\n"
+                   "Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: %s\r\n\r\n",
+                   accept);
+  return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
+}
+
+static const char *gw_http__reason(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+size_t gw_http_error(int status, char *buf, size_t buflen) {
+  const char *reason = gw_http__reason(status);
+  const char *extra = status == 426 ? "Sec-WebSocket-Version: 13\r\n"
+                      : status == 405 ? "Allow: GET\r\n"
+                                      : "";
+  int n = snprintf(buf, buflen,
+                   "HTTP/1.1 %d %s\r\n"
+                   "Content-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\n"
+                   "%s"
+                   "Connection: close\r\n\r\n"
+                   "%s\n",
+                   status, reason, strlen(reason) + 1, extra, reason);
+  return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
+}

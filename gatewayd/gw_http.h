@@ -1,0 +1,73 @@
+/*
+ * gw_http.h - the HTTP/1.1 side of a connection: the upgrade request.
+ *
+ * Owns: parsing the request head with llhttp into one bounded buffer,
+ * checking that it is a websocket upgrade we serve (RFC 6455 section 4.2.1),
+ * and the text of our responses (101 and the errors). Must not: do I/O or
+ * decide anything about auth (that is the worker's job).
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chan_msg.h"
+
+typedef struct gw_http_hdr {
+  uint32_t name, value; /* offsets of NUL-terminated strings in head[] */
+} gw_http_hdr;
+
+typedef struct gw_http_req {
+  llhttp_t parser;
+  char *head;        /* url and header strings, NUL-terminated */
+  size_t used, cap, max;
+  gw_http_hdr *hdrs;
+  uint32_t n_hdrs, max_hdrs;
+  uint32_t fed;      /* bytes of the head seen so far */
+  uint8_t complete;  /* head parsed */
+  uint16_t status;   /* an HTTP error found while parsing (431), 0 if none */
+  char *early;       /* bytes after the head (a first websocket frame) */
+  size_t early_len;
+} gw_http_req;
+
+typedef enum { GW_HTTP_MORE = 0, GW_HTTP_DONE = 1 } gw_http_progress;
+
+/* What a valid upgrade asks for. Strings point into the request. */
+typedef struct gw_http_upgrade {
+  const char *path;  /* a static string: the route matched */
+  const char *query; /* "" when none */
+  const char *key;   /* Sec-WebSocket-Key */
+} gw_http_upgrade;
+
+gw_http_req *gw_http_req_new(size_t max_head, uint32_t max_headers);
+void gw_http_req_free(gw_http_req *r);
+
+/* Feeds bytes read from the socket. Returns GW_HTTP_MORE, GW_HTTP_DONE, or
+ * an HTTP status (400, 431, ...) to answer with before closing. Bytes after
+ * the head are kept in r->early (at most max_head of them). */
+int gw_http_req_feed(gw_http_req *r, const char *data, size_t len);
+
+/* Checks a complete head. Returns 0 and fills *up, or the status to answer:
+ * 405 (not GET), 404 (path), 400 (not an upgrade, bad key), 426 (version). */
+int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *up);
+
+/* Header value by lower-case name (the first one), NULL when absent. */
+const char *gw_http_req_header(const gw_http_req *r, const char *name);
+
+/* Fills a channel message's header array (pointers into r). The caller
+ * frees *out. */
+int gw_http_req_headers(const gw_http_req *r, chan_header **out, size_t *n);
+
+/* The 101 response for `key` into buf (>= 160 bytes). Returns its length. */
+size_t gw_http_switching(const char *key, char *buf, size_t buflen);
+
+/* A complete error response ("Connection: close", short text body) into
+ * buf (>= 256 bytes). Returns its length. */
+size_t gw_http_error(int status, char *buf, size_t buflen);
+
+/* Sec-WebSocket-Accept for key: 28 base64 characters + NUL into out. */
+void gw_http_accept_key(const char *key, char out[29]);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * gw_server.c - the gateway process's loop-side state (see gw_server.h):
+ * listener, periodic tick, flush phase, signals and orderly shutdown.
+ */
+#include "gw_server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_conn.h"
+#include "gw_dispatch.h"
+#include "log.h"
+
+#define GW_TICK_MS 100
+
+static void gw_server__on_connection(uv_stream_t *l, int status) {
+  gw_server *s = l->data;
+  if (status < 0) {
+    log_warn("accept_failed", "error=%s", uv_strerror(status));
+    return;
+  }
+  gw_conn_accept(s);
+}
+
+static void gw_server__on_tick(uv_timer_t *t) {
+  gw_server *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  gw_conn_tick(s, now);
+  if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
+    log_info("shutdown", "open=%zu", s->n_conns);
+    gw_server_close(s);
+  }
+}
+
+static void gw_server__on_check(uv_check_t *h) { gw_conn_flush_dirty(h->data); }
+
+static void gw_server__on_signal(uv_signal_t *h, int signum) {
+  gw_server *s = h->data;
+  if (s->shutting_down) return;
+  log_info("shutdown_begin", "signal=%d open=%zu", signum, s->n_conns);
+  s->shutting_down = 1;
+  s->shutdown_deadline = uv_now(s->loop) + (uint64_t)s->cfg->shutdown_timeout;
+  uv_close((uv_handle_t *)&s->listener, NULL);
+  gw_conn_shutdown_all(s);
+}
+
+/* "host:port", "[v6]:port" -> sockaddr */
+static int gw_server__parse_listen(const char *spec, struct sockaddr_storage *ss) {
+  char host[128];
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host)) return -1;
+  memcpy(host, spec, (size_t)(colon - spec));
+  host[colon - spec] = '\0';
+  int port = atoi(colon + 1);
+  if (port <= 0 || port > 65535) return -1;
+  if (host[0] == '[') {
+    size_t n = strlen(host);
+    if (n < 3 || host[n - 1] != ']') return -1;
+    host[n - 1] = '\0';
+    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss);
+  }
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+}
+
+static int gw_server__listen(gw_server *s) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  if (gw_server__parse_listen(s->cfg->listen, &ss) != 0) {
+    log_error("listen_invalid", "listen=%s", s->cfg->listen);
+    return -1;
+  }
+  uv_tcp_init(s->loop, &s->listener);
+  s->listener.data = s;
+  int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&s->listener, (int)s->cfg->backlog,
+                   gw_server__on_connection);
+  if (rc != 0) {
+    log_error("listen_failed", "listen=%s error=%s", s->cfg->listen, uv_strerror(rc));
+    return -1;
+  }
+  log_info("listening", "listen=%s", s->cfg->listen);
+  return 0;
+}
+
+int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
+  memset(s, 0, sizeof(*s));
+  s->loop = loop;
+  s->cfg = cfg;
+  s->read_buf = malloc(65536);
+  if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
+      gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
+    return -1;
+  amqp_bridge_config bc = {
+      .url = cfg->amqp_url,
+      .heartbeat_s = (int)((cfg->amqp_heartbeat + 999) / 1000),
+      .queue_ttl_ms = cfg->queue_ttl,
+      .queue_max_length = cfg->queue_max_length,
+      .max_backlog = (size_t)cfg->amqp_max_backlog,
+  };
+  s->bridge = amqp_bridge_start(loop, &bc, gw_dispatch_events, s);
+  if (!s->bridge) return -1;
+  if (gw_server__listen(s) != 0) return -1;
+  uv_timer_init(loop, &s->tick);
+  s->tick.data = s;
+  uv_timer_start(&s->tick, gw_server__on_tick, GW_TICK_MS, GW_TICK_MS);
+  uv_check_init(loop, &s->flush);
+  s->flush.data = s;
+  uv_check_start(&s->flush, gw_server__on_check);
+  uv_signal_init(loop, &s->sigterm);
+  uv_signal_init(loop, &s->sigint);
+  s->sigterm.data = s->sigint.data = s;
+  uv_signal_start(&s->sigterm, gw_server__on_signal, SIGTERM);
+  uv_signal_start(&s->sigint, gw_server__on_signal, SIGINT);
+  return 0;
+}
+
+void gw_server_close(gw_server *s) {
+  if (uv_is_closing((uv_handle_t *)&s->tick)) return;
+  uv_close((uv_handle_t *)&s->tick, NULL);
+  uv_close((uv_handle_t *)&s->flush, NULL);
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, NULL);
+  /* Whatever is still open at the deadline is cut off; its disconnect is
+   * queued before the bridge's last flush. */
+  gw_conn_destroy_all(s);
+  if (s->bridge) amqp_bridge_stop(s->bridge);
+  s->bridge = NULL;
+}

@@ -1,0 +1,67 @@
+/*
+ * gw_server.h - the gateway process's state, owned by the loop thread.
+ *
+ * Owns: the listener, the tables (connections by id, groups by name), the
+ * deadline queues, the AMQP bridge handle and the periodic tick. Must not:
+ * be touched from the AMQP thread (that talks only through amqp_bridge).
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "amqp_bridge.h"
+#include "chan_names.h"
+#include "gw_config.h"
+#include "gw_conntab.h"
+#include "gw_group.h"
+#include "gw_timeq.h"
+
+typedef struct gw_conn gw_conn;
+
+typedef struct gw_stats {
+  uint64_t conns_opened, conns_closed;
+  uint64_t handshakes_accepted, handshakes_rejected, handshakes_failed;
+  uint64_t http_errors;
+  uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+  uint64_t group_msgs, deliveries;
+  uint64_t slow_closes, reply_timeouts, replies_dropped;
+} gw_stats;
+
+typedef struct gw_server {
+  uv_loop_t *loop;
+  gw_config *cfg;
+  uv_tcp_t listener;
+  uv_timer_t tick;
+  uv_check_t flush; /* writes every connection's pending frames once per iteration */
+  uv_signal_t sigterm, sigint;
+  amqp_bridge *bridge;
+  char queue[CHAN_QUEUE_NAME_MAX + 1]; /* ours, as the broker named it; "" while down */
+
+  gw_conntab conns;
+  gw_group_table groups;
+  uint64_t next_conn_id;
+  size_t n_conns;
+
+  /* Deadline queues: a connection sits in at most one of the first four
+   * (by state) and, independently, in `replies` while a message of it is
+   * with a worker. */
+  gw_timeq handshakes; /* reading the request head */
+  gw_timeq connecting; /* waiting for the worker's accept */
+  gw_timeq idle;       /* open: by last byte received */
+  gw_timeq closing;    /* closing handshake or HTTP error on its way out */
+  gw_timeq replies;    /* waiting for a reply to websocket.receive */
+
+  gw_conn *dirty; /* connections with frames queued since the last flush */
+  char *read_buf; /* shared by every connection: reads are consumed at once */
+  int shutting_down;
+  uint64_t shutdown_deadline;
+  gw_stats stats;
+} gw_server;
+
+int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg);
+/* Closes every handle; the loop then runs until they are closed. */
+void gw_server_close(gw_server *s);
+
+#endif

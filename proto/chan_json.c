@@ -1,0 +1,217 @@
+/*
+ * chan_json.c - JSON pieces shared by channel messages and replies.
+ *
+ * Owns: strict parsing of untrusted text and the rules for reply_channel,
+ * order, session and groups. Must not: keep state, or trust any input
+ * (messages come off the broker and are fuzzed).
+ */
+#include "chan_json.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan_group.h"
+#include "chan_names.h"
+#include "chan_reply.h"
+
+cJSON *chan_json_parse(const char *json, size_t len) {
+  if (!json || len == SIZE_MAX) return NULL;
+  /* A NUL-terminated copy: cJSON may read one byte past a counted buffer,
+   * and only with the terminator does it refuse trailing data. */
+  char *copy = malloc(len + 1);
+  if (!copy) return NULL;
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  cJSON *root = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, 1);
+  free(copy);
+  return root;
+}
+
+int chan_json_fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int chan_json_uint(const cJSON *item, uint64_t max, uint64_t *out) {
+  if (!cJSON_IsNumber(item)) return -1;
+  double d = item->valuedouble;
+  /* Written so that NaN fails too. */
+  if (!(d >= 0 && d <= (double)max)) return -1;
+  uint64_t v = (uint64_t)d;
+  if ((double)v != d) return -1;
+  *out = v;
+  return 0;
+}
+
+int chan_json_string(const cJSON *obj, const char *key, int required,
+                     char **out, char *err, size_t errlen) {
+  *out = NULL;
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (!item) {
+    return required ? chan_json_fail(err, errlen, "missing %s", key) : 0;
+  }
+  if (!cJSON_IsString(item)) {
+    return chan_json_fail(err, errlen, "%s must be a string", key);
+  }
+  *out = strdup(item->valuestring);
+  return *out ? 0 : chan_json_fail(err, errlen, "out of memory");
+}
+
+int chan_json_reply_channel(const cJSON *obj, char **out, char *err,
+                            size_t errlen) {
+  if (chan_json_string(obj, "reply_channel", 1, out, err, errlen) != 0) {
+    return -1;
+  }
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t conn_id;
+  if (chan_reply_channel_parse(*out, queue, sizeof queue, &conn_id) != 0) {
+    free(*out);
+    *out = NULL;
+    return chan_json_fail(err, errlen, "invalid reply_channel");
+  }
+  return 0;
+}
+
+int chan_json_order(const cJSON *obj, uint64_t *out, char *err,
+                    size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "order");
+  if (!item) return chan_json_fail(err, errlen, "missing order");
+  if (chan_json_uint(item, CHAN_JSON_UINT_MAX, out) != 0) {
+    return chan_json_fail(err, errlen, "order must be an integer >= 0");
+  }
+  return 0;
+}
+
+/* The compact text of a session object, checked against the cap. */
+static char *chan_json_session_text(const cJSON *session, char *err,
+                                    size_t errlen) {
+  if (!cJSON_IsObject(session)) {
+    chan_json_fail(err, errlen, "session must be an object");
+    return NULL;
+  }
+  char *text = cJSON_PrintUnformatted(session);
+  if (!text) {
+    chan_json_fail(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (strlen(text) > CHAN_SESSION_MAX) {
+    free(text);
+    chan_json_fail(err, errlen, "session over %d bytes", CHAN_SESSION_MAX);
+    return NULL;
+  }
+  return text;
+}
+
+int chan_json_session(const cJSON *obj, char **out, char *err, size_t errlen) {
+  *out = NULL;
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "session");
+  if (!item) return 0;
+  *out = chan_json_session_text(item, err, errlen);
+  return *out ? 0 : -1;
+}
+
+void chan_json_strings_free(char **v, size_t n) {
+  if (!v) return;
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* 1 when item is a string that is a valid group name. */
+static int chan_json_group_valid(const cJSON *item) {
+  return cJSON_IsString(item) &&
+         chan_group_name_valid(item->valuestring, strlen(item->valuestring));
+}
+
+int chan_json_groups(const cJSON *obj, int *present, char ***out, size_t *n,
+                     char *err, size_t errlen) {
+  *present = 0;
+  *out = NULL;
+  *n = 0;
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(obj, "groups");
+  if (!list) return 0;
+  *present = 1;
+  if (!cJSON_IsArray(list)) {
+    return chan_json_fail(err, errlen, "groups must be an array");
+  }
+  int count = cJSON_GetArraySize(list);
+  if (count > CHAN_GROUPS_MAX) {
+    return chan_json_fail(err, errlen, "more than %d groups", CHAN_GROUPS_MAX);
+  }
+  char **v = calloc((size_t)count + 1, sizeof *v);
+  if (!v) return chan_json_fail(err, errlen, "out of memory");
+  size_t i = 0;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, list) {
+    if (!chan_json_group_valid(item)) {
+      chan_json_strings_free(v, i);
+      return chan_json_fail(err, errlen, "invalid group name in groups");
+    }
+    v[i] = strdup(item->valuestring);
+    if (!v[i]) {
+      chan_json_strings_free(v, i);
+      return chan_json_fail(err, errlen, "out of memory");
+    }
+    i++;
+  }
+  *out = v;
+  *n = i;
+  return 0;
+}
+
+int chan_json_add(cJSON *obj, const char *key, cJSON *item) {
+  if (!item) return -1;
+  if (!cJSON_AddItemToObject(obj, key, item)) {
+    cJSON_Delete(item);
+    return -1;
+  }
+  return 0;
+}
+
+int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v) {
+  if (v > CHAN_JSON_UINT_MAX) return -1;
+  return chan_json_add(obj, key, cJSON_CreateNumber((double)v));
+}
+
+int chan_json_add_session(cJSON *obj, const char *session_json) {
+  if (!session_json) return 0;
+  cJSON *session = chan_json_parse(session_json, strlen(session_json));
+  /* Measured as the decoder will measure it: compact, after a reparse. */
+  char *text = chan_json_session_text(session, NULL, 0);
+  if (!text) {
+    cJSON_Delete(session);
+    return -1;
+  }
+  free(text);
+  return chan_json_add(obj, "session", session);
+}
+
+int chan_json_add_groups(cJSON *obj, char *const *groups, size_t n) {
+  if (n > CHAN_GROUPS_MAX || (n > 0 && !groups)) return -1;
+  cJSON *list = cJSON_CreateArray();
+  if (chan_json_add(obj, "groups", list) != 0) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!groups[i] || !chan_group_name_valid(groups[i], strlen(groups[i]))) {
+      return -1;
+    }
+    cJSON *name = cJSON_CreateString(groups[i]);
+    if (!name) return -1;
+    if (!cJSON_AddItemToArray(list, name)) {
+      cJSON_Delete(name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+char *chan_json_print(const cJSON *obj, size_t *len) {
+  char *text = cJSON_PrintUnformatted(obj);
+  if (text && len) *len = strlen(text);
+  return text;
+}

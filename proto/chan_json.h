@@ -1,0 +1,67 @@
+/*
+ * chan_json.h - the JSON pieces that channel messages and replies share
+ * (strict parsing, "reply_channel", "order", "session", "groups") so that
+ * both formats read them by one rule. Internal to proto/.
+ *
+ * Owns: those rules and their caps (chan_names.h). Must not: know which
+ * message a piece belongs to.
+ *
+ * cJSON allocates with the C library's malloc (nobody calls
+ * cJSON_InitHooks), so text it prints is released with free().
+ */
+#ifndef CHAN_JSON_H
+#define CHAN_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* 2^53 - 1: above it a double no longer tells neighbouring integers apart
+ * (9007199254740993 parses as 2^53), so the wire stops here. */
+#define CHAN_JSON_UINT_MAX 9007199254740991ull
+
+/* Parses exactly one JSON value from json[0..len), which need not be
+ * NUL-terminated; trailing non-space data is refused. NULL when invalid. */
+cJSON *chan_json_parse(const char *json, size_t len);
+
+/* Formats a reason into err (when err is not NULL) and returns -1. */
+int chan_json_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 0 and *out when item is an integral JSON number in [0, max], max at most
+ * CHAN_JSON_UINT_MAX; else -1. */
+int chan_json_uint(const cJSON *item, uint64_t max, uint64_t *out);
+
+/* Member key of obj, a string, copied to *out (malloc'd). Absent: *out is
+ * NULL, which is an error only when required. */
+int chan_json_string(const cJSON *obj, const char *key, int required,
+                     char **out, char *err, size_t errlen);
+
+/* The required "reply_channel" (well-formed, see chan_reply.h) and "order". */
+int chan_json_reply_channel(const cJSON *obj, char **out, char *err,
+                            size_t errlen);
+int chan_json_order(const cJSON *obj, uint64_t *out, char *err, size_t errlen);
+
+/* The optional "session": an object whose compact text (*out, malloc'd) is at
+ * most CHAN_SESSION_MAX bytes. Absent: *out is NULL. */
+int chan_json_session(const cJSON *obj, char **out, char *err, size_t errlen);
+
+/* The optional "groups": at most CHAN_GROUPS_MAX valid group names, copied
+ * to *out (malloc'd, free with chan_json_strings_free). *present says
+ * whether the key was there. */
+int chan_json_groups(const cJSON *obj, int *present, char ***out, size_t *n,
+                     char *err, size_t errlen);
+void chan_json_strings_free(char **v, size_t n);
+
+/* Encoding. Each returns 0, or -1 when out of memory or when the value
+ * breaks a rule above (then obj may hold part of what was added). */
+int chan_json_add(cJSON *obj, const char *key, cJSON *item); /* takes item */
+int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v);
+int chan_json_add_session(cJSON *obj, const char *session_json);
+int chan_json_add_groups(cJSON *obj, char *const *groups, size_t n);
+
+/* Prints obj compactly; *len gets the length. NULL when out of memory. */
+char *chan_json_print(const cJSON *obj, size_t *len);
+
+#endif

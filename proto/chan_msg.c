@@ -1,0 +1,332 @@
+/*
+ * chan_msg.c - channel messages, gateway -> worker, as JSON (ASGI 1.x keys
+ * plus session and groups; docs/PROTOCOL.md).
+ *
+ * Owns: encoding a chan_msg and decoding one from untrusted text. Must not:
+ * do I/O, or trust the text: it comes off the broker, so every key is
+ * type-checked and every list capped (chan_names.h) before use.
+ *
+ * Strings cross as C strings: a text payload holding U+0000 reaches the
+ * worker cut at that character. The subscription protocol is JSON, where a
+ * raw NUL is invalid anyway, and a cut text still gets its reply.
+ */
+#include "chan_msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "b64.h"
+#include "chan_json.h"
+#include "chan_names.h"
+
+#define CHAN_MSG_PORT_MAX 65535
+#define CHAN_MSG_CODE_MIN 1000
+#define CHAN_MSG_CODE_MAX 4999
+
+const char *chan_msg_queue(chan_msg_kind kind) {
+  switch (kind) {
+    case CHAN_MSG_CONNECT: return CHAN_QUEUE_CONNECT;
+    case CHAN_MSG_RECEIVE: return CHAN_QUEUE_RECEIVE;
+    case CHAN_MSG_DISCONNECT: return CHAN_QUEUE_DISCONNECT;
+  }
+  return NULL;
+}
+
+const char *chan_msg_header(const chan_msg *m, const char *name) {
+  if (!m || !name) return NULL;
+  for (size_t i = 0; i < m->n_headers; i++) {
+    if (strcasecmp(m->headers[i].name, name) == 0) return m->headers[i].value;
+  }
+  return NULL;
+}
+
+void chan_msg_free(chan_msg *m) {
+  if (!m) return;
+  free(m->reply_channel);
+  free(m->path);
+  free(m->query_string);
+  for (size_t i = 0; i < m->n_headers; i++) {
+    free(m->headers[i].name);
+    free(m->headers[i].value);
+  }
+  free(m->headers);
+  free(m->data);
+  free(m->session_json);
+  chan_json_strings_free(m->groups, m->n_groups);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- encoding ---- */
+
+/* [host, port], or null when the address is unknown. */
+static cJSON *chan_msg_addr_json(const chan_addr *a) {
+  if (strnlen(a->host, sizeof a->host) == sizeof a->host) return NULL;
+  if (a->host[0] == '\0') return cJSON_CreateNull();
+  if (a->port < 0 || a->port > CHAN_MSG_PORT_MAX) return NULL;
+  cJSON *pair = cJSON_CreateArray();
+  if (!pair) return NULL;
+  cJSON *host = cJSON_CreateString(a->host);
+  cJSON *port = cJSON_CreateNumber(a->port);
+  /* The array takes each item it accepts; delete the ones it did not. */
+  int ok_host = host && cJSON_AddItemToArray(pair, host);
+  int ok_port = port && cJSON_AddItemToArray(pair, port);
+  if (!ok_host || !ok_port) {
+    if (!ok_host) cJSON_Delete(host);
+    if (!ok_port) cJSON_Delete(port);
+    cJSON_Delete(pair);
+    return NULL;
+  }
+  return pair;
+}
+
+static cJSON *chan_msg_header_json(const chan_header *h) {
+  if (!h->name || !h->value) return NULL;
+  const char *pair[2] = {h->name, h->value};
+  return cJSON_CreateStringArray(pair, 2);
+}
+
+static int chan_msg_encode_headers(cJSON *obj, const chan_msg *m) {
+  if (m->n_headers > CHAN_HEADERS_MAX || (m->n_headers > 0 && !m->headers)) {
+    return -1;
+  }
+  cJSON *list = cJSON_CreateArray();
+  if (chan_json_add(obj, "headers", list) != 0) return -1;
+  for (size_t i = 0; i < m->n_headers; i++) {
+    cJSON *pair = chan_msg_header_json(&m->headers[i]);
+    if (!pair) return -1;
+    if (!cJSON_AddItemToArray(list, pair)) {
+      cJSON_Delete(pair);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int chan_msg_encode_connect(cJSON *obj, const chan_msg *m) {
+  const char *query = m->query_string ? m->query_string : "";
+  if (chan_json_add(obj, "query_string", cJSON_CreateString(query)) != 0 ||
+      chan_msg_encode_headers(obj, m) != 0 ||
+      chan_json_add(obj, "client", chan_msg_addr_json(&m->client)) != 0 ||
+      chan_json_add(obj, "server", chan_msg_addr_json(&m->server)) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* "text" (cut at a NUL, see the top of the file) or "bytes" as base64. */
+static int chan_msg_encode_payload(cJSON *obj, const chan_msg *m) {
+  if (m->data_len > 0 && !m->data) return -1;
+  char *text = m->is_binary ? b64_encode(m->data, m->data_len, NULL)
+                            : malloc(m->data_len + 1);
+  if (!text) return -1;
+  if (!m->is_binary) {
+    if (m->data_len > 0) memcpy(text, m->data, m->data_len);
+    text[m->data_len] = '\0';
+  }
+  int rc = chan_json_add(obj, m->is_binary ? "bytes" : "text",
+                         cJSON_CreateString(text));
+  free(text);
+  return rc;
+}
+
+static int chan_msg_encode_fields(cJSON *obj, const chan_msg *m) {
+  if (chan_json_add(obj, "reply_channel",
+                    cJSON_CreateString(m->reply_channel)) != 0 ||
+      chan_json_add(obj, "path", cJSON_CreateString(m->path)) != 0 ||
+      chan_json_add_uint(obj, "order", m->order) != 0) {
+    return -1;
+  }
+  switch (m->kind) {
+    case CHAN_MSG_CONNECT:
+      return chan_msg_encode_connect(obj, m);
+    case CHAN_MSG_RECEIVE:
+      if (chan_msg_encode_payload(obj, m) != 0) return -1;
+      break;
+    case CHAN_MSG_DISCONNECT:
+      if (m->code < CHAN_MSG_CODE_MIN || m->code > CHAN_MSG_CODE_MAX ||
+          chan_json_add(obj, "code", cJSON_CreateNumber(m->code)) != 0) {
+        return -1;
+      }
+      break;
+    default:
+      return -1;
+  }
+  if (chan_json_add_session(obj, m->session_json) != 0 ||
+      chan_json_add_groups(obj, m->groups, m->n_groups) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+char *chan_msg_encode(const chan_msg *m, size_t *len) {
+  if (!m || !m->reply_channel || !m->path) return NULL;
+  cJSON *obj = cJSON_CreateObject();
+  if (!obj) return NULL;
+  char *text = NULL;
+  if (chan_msg_encode_fields(obj, m) == 0) text = chan_json_print(obj, len);
+  cJSON_Delete(obj);
+  return text;
+}
+
+/* ---- decoding ---- */
+
+/* One [name, value] pair; on failure h is left empty. */
+static int chan_msg_decode_header(const cJSON *pair, chan_header *h) {
+  if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2) return -1;
+  const cJSON *name = pair->child;
+  const cJSON *value = name->next;
+  if (!cJSON_IsString(name) || !cJSON_IsString(value)) return -1;
+  h->name = strdup(name->valuestring);
+  h->value = strdup(value->valuestring);
+  if (!h->name || !h->value) {
+    free(h->name);
+    free(h->value);
+    h->name = h->value = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static int chan_msg_decode_headers(const cJSON *root, chan_msg *out,
+                                   char *err, size_t errlen) {
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "headers");
+  if (!list) return 0;
+  if (!cJSON_IsArray(list)) {
+    return chan_json_fail(err, errlen, "headers must be an array");
+  }
+  int count = cJSON_GetArraySize(list);
+  if (count > CHAN_HEADERS_MAX) {
+    return chan_json_fail(err, errlen, "more than %d headers",
+                          CHAN_HEADERS_MAX);
+  }
+  out->headers = calloc((size_t)count + 1, sizeof *out->headers);
+  if (!out->headers) return chan_json_fail(err, errlen, "out of memory");
+  const cJSON *pair;
+  cJSON_ArrayForEach(pair, list) {
+    if (chan_msg_decode_header(pair, &out->headers[out->n_headers]) != 0) {
+      return chan_json_fail(err, errlen,
+                            "each header must be [name, value] strings");
+    }
+    out->n_headers++; /* counts what chan_msg_free releases */
+  }
+  return 0;
+}
+
+/* "client" or "server": [host, port], null or absent when unknown. */
+static int chan_msg_decode_addr(const cJSON *root, const char *key,
+                                chan_addr *a, char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!item || cJSON_IsNull(item)) return 0;
+  const cJSON *host = NULL;
+  if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 2) host = item->child;
+  uint64_t port;
+  if (!host || !cJSON_IsString(host) ||
+      strlen(host->valuestring) >= sizeof a->host ||
+      chan_json_uint(host->next, CHAN_MSG_PORT_MAX, &port) != 0) {
+    return chan_json_fail(err, errlen, "%s must be [host, port]", key);
+  }
+  strcpy(a->host, host->valuestring);
+  a->port = (int)port;
+  return 0;
+}
+
+static int chan_msg_decode_connect(const cJSON *root, chan_msg *out,
+                                   char *err, size_t errlen) {
+  if (chan_json_string(root, "query_string", 0, &out->query_string, err,
+                       errlen) != 0) {
+    return -1;
+  }
+  /* Absent means empty (ASGI), so workers need no NULL check. */
+  if (!out->query_string && !(out->query_string = strdup(""))) {
+    return chan_json_fail(err, errlen, "out of memory");
+  }
+  if (chan_msg_decode_headers(root, out, err, errlen) != 0 ||
+      chan_msg_decode_addr(root, "client", &out->client, err, errlen) != 0 ||
+      chan_msg_decode_addr(root, "server", &out->server, err, errlen) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* Exactly one of "text" and "bytes" (base64). */
+static int chan_msg_decode_payload(const cJSON *root, chan_msg *out,
+                                   char *err, size_t errlen) {
+  const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
+  const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "bytes");
+  if ((text != NULL) == (bytes != NULL)) {
+    return chan_json_fail(err, errlen, "need exactly one of text and bytes");
+  }
+  if (text) {
+    if (!cJSON_IsString(text)) {
+      return chan_json_fail(err, errlen, "text must be a string");
+    }
+    out->data = strdup(text->valuestring);
+    if (!out->data) return chan_json_fail(err, errlen, "out of memory");
+    out->data_len = strlen(out->data);
+    return 0;
+  }
+  out->is_binary = 1;
+  if (!cJSON_IsString(bytes) ||
+      b64_decode(bytes->valuestring, strlen(bytes->valuestring), &out->data,
+                 &out->data_len) != 0) {
+    return chan_json_fail(err, errlen, "bytes must be a base64 string");
+  }
+  return 0;
+}
+
+static int chan_msg_decode_code(const cJSON *root, chan_msg *out, char *err,
+                                size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "code");
+  uint64_t code;
+  if (!item) return chan_json_fail(err, errlen, "missing code");
+  if (chan_json_uint(item, CHAN_MSG_CODE_MAX, &code) != 0 ||
+      code < CHAN_MSG_CODE_MIN) {
+    return chan_json_fail(err, errlen, "code must be an integer %d..%d",
+                          CHAN_MSG_CODE_MIN, CHAN_MSG_CODE_MAX);
+  }
+  out->code = (int)code;
+  return 0;
+}
+
+static int chan_msg_decode_fields(const cJSON *root, chan_msg *out, char *err,
+                                  size_t errlen) {
+  int has_groups;
+  if (chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
+      chan_json_string(root, "path", 1, &out->path, err, errlen) != 0 ||
+      chan_json_order(root, &out->order, err, errlen) != 0 ||
+      chan_json_session(root, &out->session_json, err, errlen) != 0 ||
+      chan_json_groups(root, &has_groups, &out->groups, &out->n_groups, err,
+                       errlen) != 0) {
+    return -1;
+  }
+  switch (out->kind) {
+    case CHAN_MSG_CONNECT:
+      return chan_msg_decode_connect(root, out, err, errlen);
+    case CHAN_MSG_RECEIVE:
+      return chan_msg_decode_payload(root, out, err, errlen);
+    case CHAN_MSG_DISCONNECT:
+      return chan_msg_decode_code(root, out, err, errlen);
+  }
+  return chan_json_fail(err, errlen, "unknown message kind");
+}
+
+int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
+                    chan_msg *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  out->kind = kind;
+  if (!chan_msg_queue(kind)) {
+    return chan_json_fail(err, errlen, "unknown message kind");
+  }
+  cJSON *root = chan_json_parse(json, len);
+  if (!root) return chan_json_fail(err, errlen, "invalid JSON");
+  int rc = cJSON_IsObject(root)
+               ? chan_msg_decode_fields(root, out, err, errlen)
+               : chan_json_fail(err, errlen, "message must be a JSON object");
+  cJSON_Delete(root);
+  if (rc != 0) {
+    chan_msg_free(out);
+    out->kind = kind;
+  }
+  return rc;
+}

@@ -1,0 +1,83 @@
+/*
+ * chan_msg.h - channel messages, gateway -> worker (ASGI 1.x websocket
+ * messages as JSON): websocket.connect, websocket.receive, websocket.disconnect.
+ *
+ * Owns: encoding and decoding of that JSON, and nothing else. Must not: do
+ * I/O, know about sockets or AMQP. Wire format: docs/PROTOCOL.md.
+ */
+#ifndef CHAN_MSG_H
+#define CHAN_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  CHAN_MSG_CONNECT = 0,
+  CHAN_MSG_RECEIVE = 1,
+  CHAN_MSG_DISCONNECT = 2
+} chan_msg_kind;
+
+typedef struct chan_header {
+  char *name; /* lower case */
+  char *value;
+} chan_header;
+
+typedef struct chan_addr {
+  char host[64]; /* numeric address; "" when unknown */
+  int port;
+} chan_addr;
+
+/*
+ * One channel message. On encode nothing is owned by the struct (the caller
+ * keeps its strings); on decode every pointer is malloc'd and released by
+ * chan_msg_free().
+ */
+typedef struct chan_msg {
+  chan_msg_kind kind;
+  char *reply_channel;
+  char *path;
+  uint64_t order; /* 0 for connect, then 1, 2, ... per connection */
+
+  /* connect only */
+  char *query_string;
+  chan_header *headers;
+  size_t n_headers;
+  chan_addr client;
+  chan_addr server;
+
+  /* receive: exactly one of text (is_binary = 0) or bytes (is_binary = 1).
+   * data/data_len hold the payload; on the wire bytes are base64. */
+  int is_binary;
+  char *data;
+  size_t data_len;
+
+  /* disconnect only */
+  int code;
+
+  /* receive and disconnect: the session object the worker last set (raw JSON
+   * text, NULL when none), and the connection's current groups. */
+  char *session_json;
+  char **groups;
+  size_t n_groups;
+} chan_msg;
+
+/* Returns a malloc'd JSON text (NUL-terminated, length in *len) or NULL when
+ * out of memory or when m breaks a wire rule (no reply_channel or path, a
+ * cap of chan_names.h, a session_json that is not an object, an invalid
+ * group name). The caller frees it. */
+char *chan_msg_encode(const chan_msg *m, size_t *len);
+
+/* Parses one message of the given kind. Returns 0, or -1 with a reason in err.
+ * On success the caller owns *out and releases it with chan_msg_free(). */
+int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
+                    chan_msg *out, char *err, size_t errlen);
+
+void chan_msg_free(chan_msg *m);
+
+/* Queue name for a kind ("websocket.connect", ...). */
+const char *chan_msg_queue(chan_msg_kind kind);
+
+/* Case-insensitive header lookup on a decoded message; NULL when absent. */
+const char *chan_msg_header(const chan_msg *m, const char *name);
+
+#endif

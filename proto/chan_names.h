@@ -1,0 +1,38 @@
+/*
+ * chan_names.h - the names every party on the broker agrees on.
+ *
+ * Owns: exchange and queue names, the reply-channel prefix, size limits that
+ * are part of the wire contract. Must not: hold anything a deployment would
+ * want to change (those live in config).
+ */
+#ifndef CHAN_NAMES_H
+#define CHAN_NAMES_H
+
+/* Durable direct exchange; routing key = group name; body = the exact text
+ * every member of the group receives. */
+#define CHAN_GROUPS_EXCHANGE "websocket.groups"
+
+/* Durable queues shared by all workers (competing consumers). The gateway
+ * publishes to them through the default exchange (routing key = queue name). */
+#define CHAN_QUEUE_CONNECT "websocket.connect"
+#define CHAN_QUEUE_RECEIVE "websocket.receive"
+#define CHAN_QUEUE_DISCONNECT "websocket.disconnect"
+
+/* Reply channel of one connection: "websocket.send.<gateway queue>!<conn id>".
+ * The worker publishes the reply to the default exchange with routing key =
+ * <gateway queue>; the gateway dispatches on <conn id>. */
+#define CHAN_REPLY_PREFIX "websocket.send."
+
+/* AMQP short strings (queue names, routing keys) are at most 255 bytes. */
+#define CHAN_QUEUE_NAME_MAX 255
+
+/* Group names: 1..CHAN_GROUP_NAME_MAX bytes of [A-Za-z0-9_.:-]. */
+#define CHAN_GROUP_NAME_MAX 128
+
+/* Caps of the channel JSON (channel messages and replies): encoders refuse
+ * to write more, decoders refuse to read more. */
+#define CHAN_SESSION_MAX 4096 /* bytes of the session object's compact JSON */
+#define CHAN_GROUPS_MAX 1000  /* entries of a "groups" list */
+#define CHAN_HEADERS_MAX 100  /* entries of a connect message's "headers" */
+
+#endif

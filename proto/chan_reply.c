@@ -1,0 +1,311 @@
+/*
+ * chan_reply.c - replies, worker -> gateway, as JSON (ASGI keys accept,
+ * text, bytes, close, plus session, groups, order; docs/PROTOCOL.md), and
+ * the reply-channel name "websocket.send.<queue>!<conn id>".
+ *
+ * Owns: encoding a chan_reply, decoding one from untrusted text, and the
+ * reply-channel syntax. Must not: do I/O, or pass on anything the gateway
+ * could not act on safely (an unsendable close code, an oversize session,
+ * an invalid group name): such a reply is refused whole.
+ *
+ * Texts cross as C strings, cut at a U+0000 (see chan_msg.c).
+ */
+#include "chan_reply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "chan_json.h"
+#include "chan_names.h"
+
+/* A reply carries its few texts, one per refused entry plus the answer; the
+ * cap bounds the array the gateway allocates for a hostile one. */
+#define CHAN_REPLY_TEXTS_MAX 10000
+#define CHAN_REPLY_CLOSE_NORMAL 1000
+
+/* ---- reply-channel names ---- */
+
+/* The gateway's queue name: 1..255 printable ASCII bytes, no '!' (it ends
+ * the name). RabbitMQ's server-generated names ("amq.gen-...") fit. */
+static int chan_reply_queue_valid(const char *q, size_t len) {
+  if (len == 0 || len > CHAN_QUEUE_NAME_MAX) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)q[i];
+    if (c < 0x21 || c > 0x7e || c == '!') return 0;
+  }
+  return 1;
+}
+
+/* A connection id in canonical decimal: no sign, no leading zero, no
+ * overflow, so each id has exactly one channel name. */
+static int chan_reply_parse_id(const char *s, uint64_t *out) {
+  if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0')) return -1;
+  uint64_t v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    unsigned d = (unsigned)(*s - '0');
+    if (v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 0;
+}
+
+int chan_reply_channel_format(char *buf, size_t buflen, const char *queue,
+                              uint64_t conn_id) {
+  if (!buf || buflen == 0 || !queue) return -1;
+  buf[0] = '\0';
+  if (!chan_reply_queue_valid(queue, strnlen(queue, CHAN_QUEUE_NAME_MAX + 1))) {
+    return -1;
+  }
+  int n = snprintf(buf, buflen, "%s%s!%" PRIu64, CHAN_REPLY_PREFIX, queue,
+                   conn_id);
+  if (n < 0 || (size_t)n >= buflen) {
+    buf[0] = '\0';
+    return -1;
+  }
+  return n;
+}
+
+int chan_reply_channel_parse(const char *channel, char *queue, size_t queuelen,
+                             uint64_t *conn_id) {
+  if (!channel || !queue || !conn_id) return -1;
+  size_t plen = strlen(CHAN_REPLY_PREFIX);
+  if (strncmp(channel, CHAN_REPLY_PREFIX, plen) != 0) return -1;
+  const char *q = channel + plen;
+  const char *bang = strchr(q, '!');
+  if (!bang) return -1;
+  size_t qlen = (size_t)(bang - q);
+  uint64_t id;
+  if (!chan_reply_queue_valid(q, qlen) || qlen >= queuelen ||
+      chan_reply_parse_id(bang + 1, &id) != 0) {
+    return -1;
+  }
+  memcpy(queue, q, qlen);
+  queue[qlen] = '\0';
+  *conn_id = id;
+  return 0;
+}
+
+/* ---- close codes ---- */
+
+/* Codes a close frame may carry (RFC 6455 7.4): not 1004-1006 or 1015,
+ * which are reserved or must never be sent, nor the unassigned 1016-2999,
+ * which clients treat as a protocol error. */
+static int chan_reply_close_valid(uint64_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+void chan_reply_free(chan_reply *r) {
+  if (!r) return;
+  free(r->reply_channel);
+  for (size_t i = 0; i < r->n_texts; i++) free(r->texts[i].data);
+  free(r->texts);
+  free(r->bytes);
+  free(r->session_json);
+  chan_json_strings_free(r->groups, r->n_groups);
+  memset(r, 0, sizeof *r);
+  r->accept = -1;
+}
+
+/* ---- encoding ---- */
+
+/* A NUL-terminated copy of a counted text, for cJSON. */
+static cJSON *chan_reply_text_json(const chan_text *t) {
+  if (t->len > 0 && !t->data) return NULL;
+  char *s = malloc(t->len + 1);
+  if (!s) return NULL;
+  if (t->len > 0) memcpy(s, t->data, t->len);
+  s[t->len] = '\0';
+  cJSON *item = cJSON_CreateString(s);
+  free(s);
+  return item;
+}
+
+static int chan_reply_encode_texts(cJSON *obj, const chan_reply *r) {
+  if (r->n_texts == 0) return 0;
+  if (r->n_texts > CHAN_REPLY_TEXTS_MAX || !r->texts) return -1;
+  cJSON *list = cJSON_CreateArray();
+  if (chan_json_add(obj, "text", list) != 0) return -1;
+  for (size_t i = 0; i < r->n_texts; i++) {
+    cJSON *item = chan_reply_text_json(&r->texts[i]);
+    if (!item) return -1;
+    if (!cJSON_AddItemToArray(list, item)) {
+      cJSON_Delete(item);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int chan_reply_encode_bytes(cJSON *obj, const chan_reply *r) {
+  if (!r->has_bytes) return 0;
+  if (r->bytes_len > 0 && !r->bytes) return -1;
+  char *text = b64_encode(r->bytes, r->bytes_len, NULL);
+  if (!text) return -1;
+  int rc = chan_json_add(obj, "bytes", cJSON_CreateString(text));
+  free(text);
+  return rc;
+}
+
+static int chan_reply_encode_fields(cJSON *obj, const chan_reply *r) {
+  if (r->accept < -1 || r->accept > 1) return -1;
+  if (r->close_code != 0 && !chan_reply_close_valid((uint64_t)r->close_code)) {
+    return -1;
+  }
+  if (chan_json_add(obj, "reply_channel",
+                    cJSON_CreateString(r->reply_channel)) != 0 ||
+      chan_json_add_uint(obj, "order", r->order) != 0) {
+    return -1;
+  }
+  if (r->accept >= 0 &&
+      chan_json_add(obj, "accept", cJSON_CreateBool(r->accept)) != 0) {
+    return -1;
+  }
+  if (chan_reply_encode_texts(obj, r) != 0 ||
+      chan_reply_encode_bytes(obj, r) != 0) {
+    return -1;
+  }
+  if (r->close_code != 0 &&
+      chan_json_add(obj, "close", cJSON_CreateNumber(r->close_code)) != 0) {
+    return -1;
+  }
+  if (chan_json_add_session(obj, r->session_json) != 0) return -1;
+  if (r->has_groups && chan_json_add_groups(obj, r->groups, r->n_groups) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+char *chan_reply_encode(const chan_reply *r, size_t *len) {
+  if (!r || !r->reply_channel) return NULL;
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t conn_id;
+  if (chan_reply_channel_parse(r->reply_channel, queue, sizeof queue,
+                               &conn_id) != 0) {
+    return NULL;
+  }
+  cJSON *obj = cJSON_CreateObject();
+  if (!obj) return NULL;
+  char *text = NULL;
+  if (chan_reply_encode_fields(obj, r) == 0) text = chan_json_print(obj, len);
+  cJSON_Delete(obj);
+  return text;
+}
+
+/* ---- decoding ---- */
+
+static int chan_reply_decode_accept(const cJSON *root, chan_reply *out,
+                                    char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "accept");
+  if (!item) return 0;
+  if (!cJSON_IsBool(item)) {
+    return chan_json_fail(err, errlen, "accept must be true or false");
+  }
+  out->accept = cJSON_IsTrue(item) ? 1 : 0;
+  return 0;
+}
+
+/* "text": one string, or an array of strings (sent in order). */
+static int chan_reply_decode_texts(const cJSON *root, chan_reply *out,
+                                   char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "text");
+  if (!item) return 0;
+  const cJSON *t;
+  int count;
+  if (cJSON_IsString(item)) {
+    t = item;
+    count = 1;
+  } else if (cJSON_IsArray(item)) {
+    t = item->child;
+    count = cJSON_GetArraySize(item);
+  } else {
+    return chan_json_fail(err, errlen,
+                          "text must be a string or an array of strings");
+  }
+  if (count > CHAN_REPLY_TEXTS_MAX) {
+    return chan_json_fail(err, errlen, "more than %d texts",
+                          CHAN_REPLY_TEXTS_MAX);
+  }
+  out->texts = calloc((size_t)count + 1, sizeof *out->texts);
+  if (!out->texts) return chan_json_fail(err, errlen, "out of memory");
+  /* Counted, not walked to the end: a lone string's siblings are other
+   * keys of the reply. */
+  for (int i = 0; i < count; i++, t = t->next) {
+    if (!cJSON_IsString(t)) {
+      return chan_json_fail(err, errlen, "text entries must be strings");
+    }
+    char *data = strdup(t->valuestring);
+    if (!data) return chan_json_fail(err, errlen, "out of memory");
+    out->texts[out->n_texts].data = data;
+    out->texts[out->n_texts].len = strlen(data);
+    out->n_texts++; /* counts what chan_reply_free releases */
+  }
+  return 0;
+}
+
+static int chan_reply_decode_bytes(const cJSON *root, chan_reply *out,
+                                   char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "bytes");
+  if (!item) return 0;
+  if (!cJSON_IsString(item) ||
+      b64_decode(item->valuestring, strlen(item->valuestring), &out->bytes,
+                 &out->bytes_len) != 0) {
+    return chan_json_fail(err, errlen, "bytes must be a base64 string");
+  }
+  out->has_bytes = 1;
+  return 0;
+}
+
+/* "close": true (1000), false (no close), or a code a close frame may carry. */
+static int chan_reply_decode_close(const cJSON *root, chan_reply *out,
+                                   char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "close");
+  if (!item) return 0;
+  if (cJSON_IsBool(item)) {
+    out->close_code = cJSON_IsTrue(item) ? CHAN_REPLY_CLOSE_NORMAL : 0;
+    return 0;
+  }
+  uint64_t code;
+  if (chan_json_uint(item, CHAN_JSON_UINT_MAX, &code) != 0 ||
+      !chan_reply_close_valid(code)) {
+    return chan_json_fail(err, errlen,
+                          "close must be true, false or a valid close code");
+  }
+  out->close_code = (int)code;
+  return 0;
+}
+
+static int chan_reply_decode_fields(const cJSON *root, chan_reply *out,
+                                    char *err, size_t errlen) {
+  if (chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
+      chan_json_order(root, &out->order, err, errlen) != 0 ||
+      chan_reply_decode_accept(root, out, err, errlen) != 0 ||
+      chan_reply_decode_texts(root, out, err, errlen) != 0 ||
+      chan_reply_decode_bytes(root, out, err, errlen) != 0 ||
+      chan_reply_decode_close(root, out, err, errlen) != 0 ||
+      chan_json_session(root, &out->session_json, err, errlen) != 0 ||
+      chan_json_groups(root, &out->has_groups, &out->groups, &out->n_groups,
+                       err, errlen) != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
+                      size_t errlen) {
+  memset(out, 0, sizeof *out);
+  out->accept = -1;
+  cJSON *root = chan_json_parse(json, len);
+  if (!root) return chan_json_fail(err, errlen, "invalid JSON");
+  int rc = cJSON_IsObject(root)
+               ? chan_reply_decode_fields(root, out, err, errlen)
+               : chan_json_fail(err, errlen, "reply must be a JSON object");
+  cJSON_Delete(root);
+  if (rc != 0) chan_reply_free(out);
+  return rc;
+}

@@ -1,0 +1,70 @@
+/*
+ * chan_reply.h - replies, worker -> gateway, one per channel message.
+ *
+ * Owns: the reply JSON (ASGI keys accept/text/bytes/close plus session,
+ * groups, order) and the reply-channel name syntax. Must not: do I/O.
+ * Wire format: docs/PROTOCOL.md.
+ */
+#ifndef CHAN_REPLY_H
+#define CHAN_REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct chan_text {
+  char *data;
+  size_t len;
+} chan_text;
+
+/*
+ * On encode nothing is owned (the caller keeps its strings); on decode every
+ * pointer is malloc'd and released by chan_reply_free().
+ */
+typedef struct chan_reply {
+  char *reply_channel;
+  uint64_t order;
+
+  int accept; /* -1 absent, 0 reject, 1 accept (connect replies) */
+
+  /* Frames to send, in order: text frames first, then the binary one. On the
+   * wire "text" is a string or an array of strings. */
+  chan_text *texts;
+  size_t n_texts;
+  int has_bytes;
+  char *bytes; /* decoded */
+  size_t bytes_len;
+
+  int close_code; /* 0: no close; "close": true means 1000 */
+
+  char *session_json; /* raw JSON object text; NULL: leave the session as is */
+
+  int has_groups; /* 1: groups[] is the connection's new, whole membership */
+  char **groups;
+  size_t n_groups;
+} chan_reply;
+
+/* Returns a malloc'd JSON text (length in *len), or NULL when out of memory
+ * or when r breaks a wire rule (as chan_msg_encode, plus a close code no
+ * close frame may carry). */
+char *chan_reply_encode(const chan_reply *r, size_t *len);
+/* Returns 0, or -1 with a reason in err; on success release *out with
+ * chan_reply_free(). json need not be NUL-terminated. */
+int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
+                      size_t errlen);
+void chan_reply_free(chan_reply *r);
+
+/*
+ * Builds "websocket.send.<queue>!<conn_id>" into buf. Returns the length, or
+ * -1 when it does not fit.
+ */
+int chan_reply_channel_format(char *buf, size_t buflen, const char *queue,
+                              uint64_t conn_id);
+
+/*
+ * Splits a reply channel into the gateway's queue name and the connection id.
+ * Returns 0, or -1 when the name is not a well-formed reply channel.
+ */
+int chan_reply_channel_parse(const char *channel, char *queue, size_t queuelen,
+                             uint64_t *conn_id);
+
+#endif

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# broker.sh - a private RabbitMQ node for tests and `make run`.
+#
+# Owns: one RabbitMQ node per state folder DIR, with its own HOME (Erlang
+# cookie), node name, loopback AMQP port, distribution port, mnesia and log
+# folders, config and an empty plugin list. Never touches the system service.
+#
+#   broker.sh start DIR       start in the background, wait for AMQP, write DIR/env
+#   broker.sh run DIR         same node in the foreground (exec; for the Procfile)
+#   broker.sh stop DIR        stop the node started with `start`
+#   broker.sh ctl DIR ARGS..  rabbitmqctl against that node, e.g. `list_bindings -p v`
+#   broker.sh status DIR      exit 0 when the node's AMQP port accepts
+#
+# DIR/env holds shell-style KEY=value lines (also readable by foreman -e and
+# by the pytest fixtures): AMQP_PORT, AMQP_URL, DIST_PORT, NODENAME,
+# BROKER_HOME, BROKER_DIR, BROKER_PID.
+#
+# Ports: BROKER_AMQP_PORT and BROKER_DIST_PORT choose them; otherwise free
+# ones are picked at run time. Facts behind the choices:
+# shared/notes/rabbitmq-private-node.md in the steering repo (dist port outside 35672-35682,
+# create mnesia/log folders first, run the node's own script, not the
+# /usr/sbin wrapper that switches to the rabbitmq user).
+set -euo pipefail
+
+RMQ_BIN=${RMQ_BIN:-/usr/lib/rabbitmq/bin}
+START_TIMEOUT=${BROKER_START_TIMEOUT:-60}
+
+die() { echo "broker.sh: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# A free loopback TCP port from the kernel, outside 35672-35682 (the range
+# the RabbitMQ CLI tools use for their own distribution port).
+free_port() {
+  local p
+  while :; do
+    p=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    if ((p < 35672 || p > 35682)); then echo "$p"; return; fi
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Exports everything the node's scripts and rabbitmqctl need for DIR.
+node_env() {
+  local dir=$1
+  export HOME="$dir/home"
+  export RABBITMQ_NODENAME=$NODENAME
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT=$AMQP_PORT
+  export RABBITMQ_DIST_PORT=$DIST_PORT
+  export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+  export RABBITMQ_LOG_BASE="$dir/log"
+  export RABBITMQ_CONFIG_FILE="$dir/rabbitmq"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+  export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
+  export RABBITMQ_PID_FILE="$dir/node.pid"
+  # Log to files only; the console output goes to DIR/log/console.log.
+  export RABBITMQ_LOGS="$dir/log/node.log"
+}
+
+# Reads DIR/env (written by prepare) into the shell.
+load_env() {
+  local dir=$1
+  [[ -f $dir/env ]] || die "$dir/env not found: is a broker started in $dir?"
+  # shellcheck disable=SC1091
+  . "$dir/env"
+}
+
+# Creates the node's folders and files, chooses its name and ports, writes
+# DIR/env. The node is not started.
+prepare() {
+  local dir=$1
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
+  chmod 700 "$dir/home"
+  AMQP_PORT=${BROKER_AMQP_PORT:-$(free_port)}
+  DIST_PORT=${BROKER_DIST_PORT:-$(free_port)}
+  while [[ $DIST_PORT == "$AMQP_PORT" ]]; do DIST_PORT=$(free_port); done
+  # One name per folder, so that a restart in the same folder reuses its
+  # mnesia data; the folder's hash keeps two folders apart.
+  NODENAME="wsgw-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)@localhost"
+  cat >"$dir/rabbitmq.conf" <<EOF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+loopback_users.guest = true
+log.console = false
+log.file.level = info
+disk_free_limit.absolute = 50MB
+EOF
+  echo '[].' >"$dir/enabled_plugins"
+  rm -f "$dir/node.pid"
+  : >"$dir/rabbitmq-env.conf"
+  rm -f "$dir/advanced.config"
+  cat >"$dir/env" <<EOF
+AMQP_PORT=$AMQP_PORT
+AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/
+DIST_PORT=$DIST_PORT
+NODENAME=$NODENAME
+BROKER_HOME=$dir/home
+BROKER_DIR=$dir
+EOF
+  BROKER_DIR=$dir
+}
+
+print_logs() {
+  local dir=$1 f
+  for f in "$dir/log/console.log" "$dir/log/node.log"; do
+    [[ -s $f ]] || continue
+    echo "---- $f (last 60 lines) ----" >&2
+    tail -n 60 "$f" >&2
+  done
+}
+
+pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+
+cmd_start() {
+  local dir=$1
+  if [[ -f $dir/env ]]; then
+    load_env "$dir"
+    if pid_alive "${BROKER_PID:-}" && port_open "$AMQP_PORT"; then
+      echo "broker already running: $AMQP_URL"
+      return 0
+    fi
+  fi
+  prepare "$dir"
+  dir=$BROKER_DIR
+  node_env "$dir"
+  # setsid: the node is not in the caller's process group, so a terminal's
+  # Ctrl-C reaches the caller, whose trap runs `broker.sh stop`.
+  setsid "$RMQ_BIN/rabbitmq-server" >"$dir/log/console.log" 2>&1 </dev/null &
+  local pid=$!
+  echo "BROKER_PID=$pid" >>"$dir/env"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until port_open "$AMQP_PORT"; do
+    if ! pid_alive "$pid"; then
+      print_logs "$dir"
+      die "the node exited before listening on 127.0.0.1:$AMQP_PORT"
+    fi
+    if ((SECONDS >= deadline)); then
+      print_logs "$dir"
+      cmd_stop "$dir" || true
+      die "the node did not listen on 127.0.0.1:$AMQP_PORT within ${START_TIMEOUT}s"
+    fi
+    sleep 0.2
+  done
+  echo "broker started: amqp://guest:guest@127.0.0.1:$AMQP_PORT/ (node $NODENAME, state in $dir)"
+}
+
+cmd_run() {
+  local dir=$1
+  prepare "$dir"
+  dir=$BROKER_DIR
+  node_env "$dir"
+  echo "BROKER_PID=$$" >>"$dir/env"
+  echo "broker: amqp://guest:guest@127.0.0.1:$AMQP_PORT/ (node $NODENAME, log $dir/log/node.log)"
+  # The node's script turns SIGTERM and SIGINT into a clean stop.
+  exec "$RMQ_BIN/rabbitmq-server"
+}
+
+# 0 when pid is alive and its command line contains pattern: a pid file
+# left from an earlier run may name a recycled pid of another program.
+pid_is() {
+  local pid=$1 pattern=$2
+  pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern"
+}
+
+cmd_stop() {
+  local dir=$1
+  [[ -f $dir/env ]] || { echo "broker.sh: no broker in $dir"; return 0; }
+  load_env "$dir"
+  local pid='' node_pid='' p
+  pid_is "${BROKER_PID:-}" rabbitmq-server && pid=$BROKER_PID
+  if [[ -f $dir/node.pid ]]; then
+    p=$(cat "$dir/node.pid" 2>/dev/null || true)
+    pid_is "$p" "$NODENAME" && node_pid=$p
+  fi
+  [[ -n $pid || -n $node_pid ]] || return 0
+  # SIGTERM: the node's script and the Erlang VM both stop cleanly on it.
+  for p in $pid $node_pid; do kill -TERM "$p" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 20))
+  while pid_alive "$pid" || pid_alive "$node_pid"; do
+    if ((SECONDS >= deadline)); then
+      echo "broker.sh: node did not stop within 20s; killing it" >&2
+      for p in $node_pid $pid; do kill -KILL "$p" 2>/dev/null || true; done
+      break
+    fi
+    sleep 0.1
+  done
+  echo "broker stopped ($NODENAME)"
+}
+
+cmd_ctl() {
+  local dir=$1
+  shift
+  load_env "$dir"
+  export HOME=$BROKER_HOME
+  exec "$RMQ_BIN/rabbitmqctl" -q -n "$NODENAME" "$@"
+}
+
+cmd_status() {
+  local dir=$1
+  load_env "$dir"
+  port_open "$AMQP_PORT"
+}
+
+[[ $# -ge 2 ]] || usage
+cmd=$1
+dir=$2
+shift 2
+case $cmd in
+  start) cmd_start "$dir" ;;
+  run) cmd_run "$dir" ;;
+  stop) cmd_stop "$dir" ;;
+  ctl) cmd_ctl "$dir" "$@" ;;
+  status) cmd_status "$dir" ;;
+  *) usage ;;
+esac

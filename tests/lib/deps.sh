@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# deps.sh - installs the Debian 12 packages the project needs to build, test
+# and run (`make deps`; `make test` and `make run` call it first).
+#
+# Owns: the package list. Idempotent and quick: asks dpkg what is missing and
+# only then runs apt-get (update + install). Needs root (or sudo) only when
+# something is missing.
+#
+# rabbitmq-server's post-install step cannot start the system service on a
+# machine without an init system; that is harmless: the tests and `make run`
+# start a private node (tests/lib/broker.sh). ruby-foreman is the Procfile
+# runner (honcho is not in Debian 12; deploy/dev/run.sh uses it if present).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config make
+  libuv1-dev libwslay-dev librabbitmq-dev libcjson-dev libssl-dev
+  node-llhttp libinih-dev libsystemd-dev
+  rabbitmq-server
+  python3-websockets python3-pika python3-pytest
+  ruby-foreman nginx-light clang
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ $status == installed ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+SUDO=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || { echo "deps.sh: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || {
+  # rabbitmq-server's postinst fails to start the service without init and
+  # can leave the package half-configured; finish configuring and go on.
+  "${SUDO[@]}" dpkg --configure -a || true
+}
+
+still=()
+for p in "${missing[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ $status == installed ]] || still+=("$p")
+done
+if ((${#still[@]} > 0)); then
+  echo "deps.sh: still missing after apt-get: ${still[*]}" >&2
+  exit 1
+fi

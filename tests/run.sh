@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# run.sh - the whole test suite (`make test`; CI runs it through .ci/run).
+#
+# Owns: the order of the suite and its summary. Steps:
+#   1. build the normal variant (build/) and the ASan+UBSan one (build-san/),
+#      binaries and unit tests;
+#   2. run the unit tests of both;
+#   3. start one private RabbitMQ node (tests/lib/broker.sh);
+#   4. run the pytest integration suite (tests/integration) against build/,
+#      then against build-san/ (sanitizer reports in a daemon's stderr fail
+#      the test that ran it);
+#   5. stop the node on every exit path, print "N passed, N failed" (unit
+#      tests + integration tests; a failed build or step counts as one failed)
+#      and exit non-zero when anything failed.
+#
+# Environment: WSGW_TEST_STATE=DIR keeps the broker, logs and reports in DIR
+# (default: a fresh temporary folder, removed at the end unless something
+# failed). PYTEST_ARGS adds pytest arguments (e.g. "-k subscribe -x").
+# WSGW_TEST_VARIANTS="build" runs one variant only.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=/usr/bin/python3
+JOBS=$(nproc 2>/dev/null || echo 2)
+VARIANTS=${WSGW_TEST_VARIANTS:-"build build-san"}
+
+STATE=${WSGW_TEST_STATE:-}
+KEEP_STATE=1
+if [[ -z $STATE ]]; then
+  STATE=$(mktemp -d "${TMPDIR:-/tmp}/wsgw-test.XXXXXX")
+  KEEP_STATE=0
+fi
+mkdir -p "$STATE"
+BROKER_DIR=$STATE/broker
+
+passed=0
+failed=0
+failures=()
+broker_started=0
+summary_printed=0
+
+cleanup() {
+  local rc=$?
+  if ((broker_started)); then
+    tests/lib/broker.sh stop "$BROKER_DIR" >/dev/null 2>&1 || true
+  fi
+  if ((rc == 0 && failed == 0 && KEEP_STATE == 0)); then
+    rm -rf "$STATE"
+  elif ((!summary_printed)); then
+    echo "run.sh: logs and reports kept in $STATE"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted"; exit 130' INT TERM
+
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+fail_step() {
+  failed=$((failed + 1))
+  failures+=("$1")
+  echo "run.sh: FAILED: $1"
+}
+
+# Adds the counts of a "N passed, N failed" line (the unit-test runner's).
+add_counts_from() {
+  local line p f
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1 || true)
+  if [[ -z $line ]]; then
+    return 1
+  fi
+  p=${line%% passed*}
+  f=${line#*passed, }
+  f=${f%% failed*}
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+# Adds the counts from a pytest JUnit XML report; errors count as failures.
+add_counts_from_junit() {
+  local counts p f
+  counts=$("$PY" - "$1" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - sk, f)
+EOF
+  ) || return 1
+  read -r p f <<<"$counts"
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+# ---- 1. builds ---------------------------------------------------------
+declare -A built=() built_unit=()
+for v in $VARIANTS; do
+  san=0
+  [[ $v == build-san ]] && san=1
+  banner "build $v (make SAN=$san)"
+  if make -j"$JOBS" SAN=$san all; then
+    built[$v]=1
+  else
+    fail_step "build $v"
+  fi
+  if make -j"$JOBS" SAN=$san unit-tests; then
+    built_unit[$v]=1
+  else
+    fail_step "build $v/unit-tests"
+  fi
+done
+
+# ---- 2. unit tests -----------------------------------------------------
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for v in $VARIANTS; do
+  [[ -n ${built_unit[$v]:-} ]] || continue
+  banner "unit tests ($v)"
+  log=$STATE/unit-$v.log
+  set +e
+  "$v/unit-tests" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  before=$failed
+  if ! add_counts_from "$log"; then
+    fail_step "unit tests $v (no summary line; exit $rc)"
+  elif ((rc != 0 && failed == before)); then
+    fail_step "unit tests $v (exit $rc: a sanitizer report, or no tests ran)"
+  elif ((rc != 0)); then
+    failures+=("unit tests $v")
+  fi
+done
+
+# ---- 3. broker ---------------------------------------------------------
+if ((${#built[@]} == 0)); then
+  for v in $VARIANTS; do fail_step "integration $v (not built)"; done
+elif banner "broker" && tests/lib/broker.sh start "$BROKER_DIR"; then
+  broker_started=1
+else
+  broker_started=1 # a half-started node is stopped by the trap
+  fail_step "broker start"
+fi
+
+# ---- 4. integration tests ----------------------------------------------
+if [[ -f $BROKER_DIR/env ]] && tests/lib/broker.sh status "$BROKER_DIR"; then
+  for v in $VARIANTS; do
+    if [[ -z ${built[$v]:-} ]]; then
+      fail_step "integration $v (not built)"
+      continue
+    fi
+    banner "integration tests ($v)"
+    report=$STATE/junit-$v.xml
+    rm -f "$report"
+    set +e
+    # shellcheck disable=SC2086
+    WSGW_BUILD=$ROOT/$v WSGW_BROKER_DIR=$BROKER_DIR WSGW_LOG_DIR=$STATE/logs-$v \
+      timeout --signal=TERM --kill-after=30 1200 \
+      "$PY" -m pytest tests/integration -p no:cacheprovider -q -rfE \
+      --junitxml="$report" ${PYTEST_ARGS:-}
+    rc=$?
+    set -e
+    if [[ -f $report ]] && add_counts_from_junit "$report"; then
+      ((rc == 0)) || failures+=("integration $v")
+      # pytest exit 1 = tests failed (counted); anything else is the run's.
+      if ((rc != 0 && rc != 1)); then fail_step "integration $v (pytest exit $rc)"; fi
+    else
+      fail_step "integration $v (no report; pytest exit $rc)"
+    fi
+  done
+fi
+
+# ---- 5. summary --------------------------------------------------------
+banner "summary"
+if ((${#failures[@]} > 0)); then
+  printf 'failed: %s\n' "${failures[@]}"
+fi
+if ((failed > 0 || KEEP_STATE)); then
+  echo "logs and reports: $STATE"
+fi
+summary_printed=1
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,49 @@
+/*
+ * main.c - runs the registered unit tests. Usage: unit-tests [FILTER]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "unit.h"
+
+#define UNIT_MAX 1024
+
+static struct {
+  const char *name;
+  unit_fn fn;
+} unit_tests[UNIT_MAX];
+static size_t unit_count;
+static int unit_failed_checks;
+
+void unit_register(const char *name, unit_fn fn) {
+  if (unit_count == UNIT_MAX) {
+    fprintf(stderr, "unit: more than %d tests\n", UNIT_MAX);
+    exit(2);
+  }
+  unit_tests[unit_count].name = name;
+  unit_tests[unit_count].fn = fn;
+  unit_count++;
+}
+
+void unit_fail(const char *file, int line, const char *expr) {
+  fprintf(stderr, "  FAILED %s:%d: %s\n", file, line, expr);
+  unit_failed_checks++;
+}
+
+int main(int argc, char **argv) {
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  int passed = 0, failed = 0;
+  for (size_t i = 0; i < unit_count; i++) {
+    if (filter && !strstr(unit_tests[i].name, filter)) continue;
+    int before = unit_failed_checks;
+    unit_tests[i].fn();
+    if (unit_failed_checks == before) {
+      passed++;
+    } else {
+      failed++;
+      fprintf(stderr, "FAIL %s\n", unit_tests[i].name);
+    }
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed || (passed == 0) ? 1 : 0;
+}

@@ -1,0 +1,554 @@
+/*
+ * test_chan_msg.c - channel messages: round trips of the three kinds, and
+ * every way a decoder refuses a message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan_msg.h"
+#include "chan_names.h"
+#include "unit.h"
+
+#define CM_RC "websocket.send.amq.gen-JzTY20BRgKO-HjmUJj0wLg!17"
+
+/* Decodes a NUL-terminated text; returns the decoder's result. */
+static int cm_decode(chan_msg_kind kind, const char *json, chan_msg *m,
+                     char *err, size_t errlen) {
+  return chan_msg_decode(kind, json, strlen(json), m, err, errlen);
+}
+
+/* 1 when json is refused with a reason containing want, leaving m empty. */
+static int cm_refused(chan_msg_kind kind, const char *json, const char *want) {
+  chan_msg m;
+  char err[128] = "";
+  int rc = cm_decode(kind, json, &m, err, sizeof err);
+  int ok = rc == -1 && strstr(err, want) != NULL && m.reply_channel == NULL &&
+           m.data == NULL && m.groups == NULL && m.headers == NULL;
+  if (!ok) fprintf(stderr, "  refused? rc=%d err=\"%s\" want \"%s\"\n", rc,
+                   err, want);
+  chan_msg_free(&m);
+  return ok;
+}
+
+/* A receive message around one extra member (or none). */
+static char *cm_receive_with(const char *extra) {
+  static char buf[256];
+  snprintf(buf, sizeof buf,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/websocket/\","
+           "\"order\":1,\"text\":\"hi\"%s%s}",
+           extra[0] ? "," : "", extra);
+  return buf;
+}
+
+UNIT_TEST(chan_msg_queue_names) {
+  UNIT_CHECK_STR(chan_msg_queue(CHAN_MSG_CONNECT), CHAN_QUEUE_CONNECT);
+  UNIT_CHECK_STR(chan_msg_queue(CHAN_MSG_RECEIVE), CHAN_QUEUE_RECEIVE);
+  UNIT_CHECK_STR(chan_msg_queue(CHAN_MSG_DISCONNECT), CHAN_QUEUE_DISCONNECT);
+  UNIT_CHECK(chan_msg_queue((chan_msg_kind)7) == NULL);
+}
+
+UNIT_TEST(chan_msg_connect_round_trip) {
+  chan_header headers[] = {{"host", "localhost"},
+                           {"cookie", "csrftoken=abc; token=x"},
+                           {"x-empty", ""}};
+  chan_msg m = {.kind = CHAN_MSG_CONNECT,
+                .reply_channel = CM_RC,
+                .path = "/websocket/",
+                .order = 0,
+                .query_string = "token=eyJ.a.b",
+                .headers = headers,
+                .n_headers = 3,
+                .client = {"127.0.0.1", 50312},
+                .server = {"::1", 8051}};
+  size_t len = 0;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && len == strlen(json));
+  UNIT_CHECK(json && strstr(json, "\"headers\":[[\"host\",\"localhost\"]"));
+  UNIT_CHECK(json && strstr(json, "\"client\":[\"127.0.0.1\",50312]"));
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_CONNECT, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK_STR(d.reply_channel, CM_RC);
+  UNIT_CHECK_STR(d.path, "/websocket/");
+  UNIT_CHECK(d.order == 0 && d.kind == CHAN_MSG_CONNECT);
+  UNIT_CHECK_STR(d.query_string, "token=eyJ.a.b");
+  UNIT_CHECK(d.n_headers == 3);
+  UNIT_CHECK_STR(chan_msg_header(&d, "Cookie"), "csrftoken=abc; token=x");
+  UNIT_CHECK_STR(chan_msg_header(&d, "x-empty"), "");
+  UNIT_CHECK(chan_msg_header(&d, "origin") == NULL);
+  UNIT_CHECK_STR(d.client.host, "127.0.0.1");
+  UNIT_CHECK(d.client.port == 50312);
+  UNIT_CHECK_STR(d.server.host, "::1");
+  UNIT_CHECK(d.server.port == 8051);
+  UNIT_CHECK(d.session_json == NULL && d.n_groups == 0);
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_connect_minimal) {
+  /* ASGI defaults: no query, no headers, unknown addresses. */
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_CONNECT,
+                       "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                       "\"order\":0,\"client\":null}",
+                       &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.query_string, "");
+  UNIT_CHECK(d.n_headers == 0 && d.client.host[0] == '\0' &&
+             d.client.port == 0 && d.server.host[0] == '\0');
+  chan_msg_free(&d);
+
+  chan_msg m = {.kind = CHAN_MSG_CONNECT, .reply_channel = CM_RC,
+                .path = "/"};
+  char *json = chan_msg_encode(&m, NULL);
+  UNIT_CHECK(json && strstr(json, "\"client\":null"));
+  UNIT_CHECK(json && strstr(json, "\"query_string\":\"\""));
+  free(json);
+}
+
+UNIT_TEST(chan_msg_receive_text_round_trip) {
+  char *groups[] = {"jobs-status_changed", "job_events-42"};
+  const char *text = "{\"groups\": {\"jobs\": [\"status_changed\"]}} \xc3\xa9";
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE,
+                .reply_channel = CM_RC,
+                .path = "/websocket/",
+                .order = 5,
+                .data = (char *)text,
+                .data_len = strlen(text),
+                .session_json = "{\"user\": 7, \"csrftoken\": \"abc\"}",
+                .groups = groups,
+                .n_groups = 2};
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK(d.order == 5 && !d.is_binary && d.data_len == strlen(text));
+  UNIT_CHECK_STR(d.data, text);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":7,\"csrftoken\":\"abc\"}");
+  UNIT_CHECK(d.n_groups == 2);
+  UNIT_CHECK(d.n_groups == 2 && strcmp(d.groups[1], "job_events-42") == 0);
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_receive_bytes_round_trip) {
+  const char raw[] = {'\0', '\x01', '\xff', 'a', '\0'};
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE,
+                .reply_channel = CM_RC,
+                .path = "/",
+                .order = 2,
+                .is_binary = 1,
+                .data = (char *)raw,
+                .data_len = sizeof raw};
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && strstr(json, "\"bytes\":\"AAH/YQA=\""));
+  UNIT_CHECK(json && strstr(json, "\"groups\":[]"));
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK(d.is_binary && d.data_len == sizeof raw &&
+             memcmp(d.data, raw, sizeof raw) == 0);
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_receive_empty_and_nul_text) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC,
+                .path = "/", .order = 1};
+  char *json = chan_msg_encode(&m, NULL);
+  UNIT_CHECK(json && strstr(json, "\"text\":\"\""));
+  free(json);
+  /* A U+0000 cuts the text (documented in chan_msg.c). */
+  m.data = "ab\0cd";
+  m.data_len = 5;
+  size_t len;
+  json = chan_msg_encode(&m, &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK(d.data_len == 2);
+  UNIT_CHECK_STR(d.data, "ab");
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_disconnect_round_trip) {
+  char *groups[] = {"jobs-status_changed"};
+  chan_msg m = {.kind = CHAN_MSG_DISCONNECT,
+                .reply_channel = CM_RC,
+                .path = "/websocket/",
+                .order = 4,
+                .code = 1006,
+                .session_json = "{\"user\":7}",
+                .groups = groups,
+                .n_groups = 1};
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_DISCONNECT, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK(d.code == 1006 && d.order == 4 && d.n_groups == 1);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":7}");
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_decodes_protocol_examples) {
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_CONNECT,
+                       "{\"reply_channel\": \"" CM_RC "\",\n"
+                       " \"path\": \"/websocket/\", \"query_string\": "
+                       "\"token=eyJ...\",\n \"headers\": [[\"host\", "
+                       "\"localhost\"], [\"cookie\", \"csrftoken=abc\"]],\n"
+                       " \"client\": [\"127.0.0.1\", 50312], \"server\": "
+                       "[\"127.0.0.1\", 8051], \"order\": 0}",
+                       &d, err, sizeof err) == 0);
+  chan_msg_free(&d);
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE,
+                       "{\"reply_channel\": \"" CM_RC "\",\n"
+                       " \"path\": \"/websocket/\", \"order\": 1, \"text\": "
+                       "\"{\\\"groups\\\": {\\\"jobs\\\": "
+                       "[\\\"status_changed\\\"]}}\",\n \"session\": "
+                       "{\"user\": 7, \"csrftoken\": \"abc\"}, \"groups\": []}",
+                       &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.data, "{\"groups\": {\"jobs\": [\"status_changed\"]}}");
+  chan_msg_free(&d);
+  UNIT_CHECK(cm_decode(CHAN_MSG_DISCONNECT,
+                       "{\"reply_channel\": \"" CM_RC "\", \"path\": "
+                       "\"/websocket/\", \"order\": 4, \"code\": 1000,\n"
+                       " \"session\": {\"user\": 7}, \"groups\": "
+                       "[\"jobs-status_changed\"]}",
+                       &d, err, sizeof err) == 0);
+  chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_input_need_not_be_terminated) {
+  /* An exact-size heap copy: ASan catches any read past the end. */
+  const char *text = cm_receive_with("");
+  size_t len = strlen(text);
+  char *exact = malloc(len);
+  memcpy(exact, text, len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, len, &d, err,
+                             sizeof err) == 0);
+  chan_msg_free(&d);
+  for (size_t cut = 0; cut < len; cut++) {
+    UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, cut, &d, err,
+                               sizeof err) == -1);
+  }
+  free(exact);
+}
+
+UNIT_TEST(chan_msg_rejects_bad_json) {
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "", "invalid JSON"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "{", "invalid JSON"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "{\"a\":}", "invalid JSON"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "nul", "invalid JSON"));
+  char trailing[300];
+  snprintf(trailing, sizeof trailing, "%s x", cm_receive_with(""));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, trailing, "invalid JSON"));
+  snprintf(trailing, sizeof trailing, "%s{}", cm_receive_with(""));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, trailing, "invalid JSON"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "[1,2]", "JSON object"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "\"text\"", "JSON object"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, "null", "JSON object"));
+  chan_msg d;
+  char err[64];
+  UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, NULL, 0, &d, err,
+                             sizeof err) == -1);
+  UNIT_CHECK(chan_msg_decode((chan_msg_kind)9, "{}", 2, &d, err,
+                             sizeof err) == -1);
+  /* A NULL or zero-size err is allowed. */
+  UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, "{", 1, &d, NULL, 0) == -1);
+}
+
+UNIT_TEST(chan_msg_rejects_missing_or_mistyped_keys) {
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"path\":\"/\",\"order\":1,\"text\":\"\"}",
+                        "missing reply_channel"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":17,\"path\":\"/\",\"order\":1,"
+                        "\"text\":\"\"}",
+                        "reply_channel must be a string"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"websocket.send.q\",\"path\":"
+                        "\"/\",\"order\":1,\"text\":\"\"}",
+                        "invalid reply_channel"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"" CM_RC "\",\"order\":1,"
+                        "\"text\":\"\"}",
+                        "missing path"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":[],"
+                        "\"order\":1,\"text\":\"\"}",
+                        "path must be a string"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                        "\"text\":\"\"}",
+                        "missing order"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\"}",
+                        "missing order"));
+}
+
+UNIT_TEST(chan_msg_rejects_bad_order) {
+  const char *bad[] = {"-1", "1.5", "\"1\"", "true", "null",
+                       "9007199254740992", "9007199254740993", "1e300", "[1]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":%s,"
+             "\"text\":\"\"}",
+             bad[i]);
+    UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "order must be"));
+  }
+  /* The largest order a double holds exactly is still fine. */
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE,
+                       "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                       "\"order\":9007199254740991,\"text\":\"\"}",
+                       &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.order == 9007199254740991ull);
+  chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_rejects_bad_payload) {
+  const char *head = "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                     "\"order\":1";
+  char json[256];
+  snprintf(json, sizeof json, "%s}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "exactly one of"));
+  snprintf(json, sizeof json, "%s,\"text\":\"a\",\"bytes\":\"YQ==\"}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "exactly one of"));
+  snprintf(json, sizeof json, "%s,\"text\":5}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "text must be a string"));
+  snprintf(json, sizeof json, "%s,\"text\":null}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "text must be a string"));
+  snprintf(json, sizeof json, "%s,\"bytes\":\"YQ=\"}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "base64"));
+  snprintf(json, sizeof json, "%s,\"bytes\":\"Y Q==\"}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "base64"));
+  snprintf(json, sizeof json, "%s,\"bytes\":[1]}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "base64"));
+}
+
+UNIT_TEST(chan_msg_rejects_bad_disconnect_code) {
+  const char *head = "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                     "\"order\":3";
+  char json[256];
+  snprintf(json, sizeof json, "%s}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_DISCONNECT, json, "missing code"));
+  const char *bad[] = {"999", "5000", "-1000", "1000.5", "\"1000\"", "true"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(json, sizeof json, "%s,\"code\":%s}", head, bad[i]);
+    UNIT_CHECK(cm_refused(CHAN_MSG_DISCONNECT, json, "code must be"));
+  }
+}
+
+UNIT_TEST(chan_msg_rejects_bad_headers_and_addresses) {
+  const char *head = "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                     "\"order\":0";
+  const char *bad_headers[] = {"{}", "\"host\"", "[[\"host\"]]",
+                               "[[\"host\",\"a\",\"b\"]]", "[[\"host\",1]]",
+                               "[[1,\"a\"]]", "[\"host\"]", "[[]]"};
+  char json[512];
+  for (size_t i = 0; i < sizeof bad_headers / sizeof bad_headers[0]; i++) {
+    snprintf(json, sizeof json, "%s,\"headers\":%s}", head, bad_headers[i]);
+    UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "header"));
+  }
+  const char *bad_addr[] = {"\"127.0.0.1\"", "[\"127.0.0.1\"]",
+                            "[\"127.0.0.1\",70000]", "[\"127.0.0.1\",-1]",
+                            "[\"127.0.0.1\",\"80\"]", "[1,80]",
+                            "[\"127.0.0.1\",80,1]", "{}"};
+  for (size_t i = 0; i < sizeof bad_addr / sizeof bad_addr[0]; i++) {
+    snprintf(json, sizeof json, "%s,\"client\":%s}", head, bad_addr[i]);
+    UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "client must be"));
+    snprintf(json, sizeof json, "%s,\"server\":%s}", head, bad_addr[i]);
+    UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "server must be"));
+  }
+  /* A host that would not fit the 64-byte field. */
+  char host[80];
+  memset(host, '1', 64);
+  host[64] = '\0';
+  snprintf(json, sizeof json, "%s,\"client\":[\"%s\",1]}", head, host);
+  UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "client must be"));
+  host[63] = '\0';
+  snprintf(json, sizeof json, "%s,\"client\":[\"%s\",1]}", head, host);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_CONNECT, json, &d, err, sizeof err) == 0);
+  chan_msg_free(&d);
+  snprintf(json, sizeof json, "%s,\"query_string\":1}", head);
+  UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "query_string must be"));
+}
+
+/* A connect message with n headers; caller frees. */
+static char *cm_connect_with_headers(int n) {
+  size_t cap = 200 + (size_t)n * 16;
+  char *json = malloc(cap);
+  size_t off = (size_t)snprintf(json, cap,
+                                "{\"reply_channel\":\"" CM_RC "\","
+                                "\"path\":\"/\",\"order\":0,\"headers\":[");
+  for (int i = 0; i < n; i++) {
+    off += (size_t)snprintf(json + off, cap - off, "%s[\"h%d\",\"v\"]",
+                            i ? "," : "", i);
+  }
+  snprintf(json + off, cap - off, "]}");
+  return json;
+}
+
+UNIT_TEST(chan_msg_header_cap) {
+  char *json = cm_connect_with_headers(CHAN_HEADERS_MAX);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_CONNECT, json, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_headers == CHAN_HEADERS_MAX);
+  UNIT_CHECK_STR(chan_msg_header(&d, "h99"), "v");
+  chan_msg_free(&d);
+  free(json);
+  json = cm_connect_with_headers(CHAN_HEADERS_MAX + 1);
+  UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT, json, "more than 100 headers"));
+  free(json);
+}
+
+/* A receive message with n groups named g0, g1, ...; caller frees. */
+static char *cm_receive_with_groups(int n) {
+  size_t cap = 200 + (size_t)n * 12;
+  char *json = malloc(cap);
+  size_t off = (size_t)snprintf(json, cap,
+                                "{\"reply_channel\":\"" CM_RC "\","
+                                "\"path\":\"/\",\"order\":1,\"text\":\"\","
+                                "\"groups\":[");
+  for (int i = 0; i < n; i++) {
+    off += (size_t)snprintf(json + off, cap - off, "%s\"g%d\"", i ? "," : "",
+                            i);
+  }
+  snprintf(json + off, cap - off, "]}");
+  return json;
+}
+
+UNIT_TEST(chan_msg_groups_rules) {
+  char *json = cm_receive_with_groups(CHAN_GROUPS_MAX);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE, json, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_groups == CHAN_GROUPS_MAX);
+  chan_msg_free(&d);
+  free(json);
+  json = cm_receive_with_groups(CHAN_GROUPS_MAX + 1);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "more than 1000 groups"));
+  free(json);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"groups\":{}"),
+                        "groups must be an array"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"groups\":\"a\""),
+                        "groups must be an array"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"groups\":[\"ok\",\"bad name\"]"),
+                        "invalid group name"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"groups\":[\"ok\",7]"),
+                        "invalid group name"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"groups\":[\"\"]"),
+                        "invalid group name"));
+}
+
+UNIT_TEST(chan_msg_session_rules) {
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"session\":[]"),
+                        "session must be an object"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"session\":null"),
+                        "session must be an object"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"session\":\"x\""),
+                        "session must be an object"));
+  /* {"k":"xxx..."} of exactly CHAN_SESSION_MAX bytes, then one more. */
+  size_t fill = CHAN_SESSION_MAX - strlen("{\"k\":\"\"}");
+  char *json = malloc(CHAN_SESSION_MAX + 256);
+  char *value = malloc(fill + 2);
+  memset(value, 'x', fill + 1);
+  value[fill] = '\0';
+  snprintf(json, CHAN_SESSION_MAX + 256,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":1,"
+           "\"text\":\"\",\"session\":{\"k\": \"%s\"}}",
+           value);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE, json, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.session_json && strlen(d.session_json) == CHAN_SESSION_MAX);
+  chan_msg_free(&d);
+  value[fill] = 'x';
+  value[fill + 1] = '\0';
+  snprintf(json, CHAN_SESSION_MAX + 256,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":1,"
+           "\"text\":\"\",\"session\":{\"k\":\"%s\"}}",
+           value);
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, json, "session over 4096 bytes"));
+  free(value);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_ignores_unknown_keys) {
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE,
+                       cm_receive_with("\"future\":{\"x\":[1,2]}"), &d, err,
+                       sizeof err) == 0);
+  chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_encode_refuses_what_decode_would) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC,
+                .path = "/", .order = 1};
+  UNIT_CHECK(chan_msg_encode(NULL, NULL) == NULL);
+  m.path = NULL;
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.path = "/";
+  m.session_json = "[1]";
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.session_json = "{not json";
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.session_json = NULL;
+  char *groups[] = {"bad name"};
+  m.groups = groups;
+  m.n_groups = 1;
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.groups = NULL;
+  m.n_groups = 0;
+  m.order = 9007199254740992ull;
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.order = 1;
+  m.kind = CHAN_MSG_DISCONNECT;
+  m.code = 99;
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.kind = CHAN_MSG_CONNECT;
+  chan_header h[CHAN_HEADERS_MAX + 1];
+  for (size_t i = 0; i <= CHAN_HEADERS_MAX; i++) h[i] = (chan_header){"a", "b"};
+  m.headers = h;
+  m.n_headers = CHAN_HEADERS_MAX + 1;
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.n_headers = CHAN_HEADERS_MAX;
+  char *json = chan_msg_encode(&m, NULL);
+  UNIT_CHECK(json != NULL);
+  free(json);
+  m.n_headers = 0;
+  memset(m.client.host, 'x', sizeof m.client.host); /* not terminated */
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+}
+
+UNIT_TEST(chan_msg_free_is_safe_on_empty) {
+  chan_msg m;
+  memset(&m, 0, sizeof m);
+  chan_msg_free(&m);
+  chan_msg_free(&m);
+  chan_msg_free(NULL);
+  UNIT_CHECK(chan_msg_header(NULL, "host") == NULL);
+}

@@ -1,0 +1,388 @@
+/*
+ * test_chan_reply.c - replies (round trips, each key's rules, rejections)
+ * and reply-channel names.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan_names.h"
+#include "chan_reply.h"
+#include "unit.h"
+
+#define CR_RC "websocket.send.amq.gen-JzTY20BRgKO-HjmUJj0wLg!17"
+#define CR_HEAD "{\"reply_channel\":\"" CR_RC "\",\"order\":1"
+
+static int cr_decode(const char *json, chan_reply *r, char *err,
+                     size_t errlen) {
+  return chan_reply_decode(json, strlen(json), r, err, errlen);
+}
+
+/* A reply with one extra member (CR_HEAD + "," + extra + "}"). */
+static const char *cr_with(const char *extra) {
+  static char buf[512];
+  snprintf(buf, sizeof buf, CR_HEAD "%s%s}", extra[0] ? "," : "", extra);
+  return buf;
+}
+
+/* 1 when json is refused with a reason containing want, leaving r empty. */
+static int cr_refused(const char *json, const char *want) {
+  chan_reply r;
+  char err[128] = "";
+  int rc = cr_decode(json, &r, err, sizeof err);
+  int ok = rc == -1 && strstr(err, want) != NULL && r.reply_channel == NULL &&
+           r.texts == NULL && r.groups == NULL && r.accept == -1;
+  if (!ok) fprintf(stderr, "  refused? rc=%d err=\"%s\" want \"%s\"\n", rc,
+                   err, want);
+  chan_reply_free(&r);
+  return ok;
+}
+
+UNIT_TEST(chan_reply_round_trip_everything) {
+  char *t0 = "{\"error\": \"access denied\"}";
+  char *t1 = "{\"groups_current\": []}";
+  chan_text texts[] = {{t0, strlen(t0)}, {t1, strlen(t1)}, {"", 0}};
+  char *groups[] = {"jobs-status_changed", "job_events-42"};
+  chan_reply r = {.reply_channel = CR_RC,
+                  .order = 3,
+                  .accept = 1,
+                  .texts = texts,
+                  .n_texts = 3,
+                  .has_bytes = 1,
+                  .bytes = "\0\1\2",
+                  .bytes_len = 3,
+                  .close_code = 4001,
+                  .session_json = "{ \"user\" : 7 }",
+                  .has_groups = 1,
+                  .groups = groups,
+                  .n_groups = 2};
+  size_t len = 0;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && len == strlen(json));
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.reply_channel, CR_RC);
+  UNIT_CHECK(d.order == 3 && d.accept == 1 && d.close_code == 4001);
+  UNIT_CHECK(d.n_texts == 3);
+  UNIT_CHECK(d.n_texts == 3 && d.texts[0].len == strlen(t0) &&
+             strcmp(d.texts[0].data, t0) == 0 &&
+             strcmp(d.texts[1].data, t1) == 0 && d.texts[2].len == 0);
+  UNIT_CHECK(d.has_bytes && d.bytes_len == 3 &&
+             memcmp(d.bytes, "\0\1\2", 3) == 0);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":7}");
+  UNIT_CHECK(d.has_groups && d.n_groups == 2);
+  UNIT_CHECK(d.n_groups == 2 && strcmp(d.groups[0], groups[0]) == 0);
+  chan_reply_free(&d);
+  UNIT_CHECK(d.reply_channel == NULL && d.accept == -1);
+  free(json);
+}
+
+UNIT_TEST(chan_reply_round_trip_minimal) {
+  chan_reply r = {.reply_channel = CR_RC, .order = 0, .accept = -1};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK_STR(json, "{\"reply_channel\":\"" CR_RC "\",\"order\":0}");
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.accept == -1 && d.n_texts == 0 && !d.has_bytes &&
+             d.close_code == 0 && d.session_json == NULL && !d.has_groups);
+  chan_reply_free(&d);
+  free(json);
+  /* has_groups with no names is "leave every group": an empty array. */
+  r.has_groups = 1;
+  r.accept = 0;
+  json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && strstr(json, "\"groups\":[]") &&
+             strstr(json, "\"accept\":false"));
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.has_groups && d.n_groups == 0 && d.accept == 0);
+  chan_reply_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_reply_decodes_protocol_example) {
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(cr_decode(
+                 "{\"reply_channel\": \"" CR_RC "\", \"order\": 1,\n"
+                 " \"groups\": [\"jobs-status_changed\"],\n"
+                 " \"text\": [\"{\\\"groups_current\\\": "
+                 "[\\\"jobs-status_changed\\\"]}\"],\n"
+                 " \"session\": {\"user\": 7, \"csrftoken\": \"abc\"}}",
+                 &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 1 && d.has_groups && d.n_groups == 1);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":7,\"csrftoken\":\"abc\"}");
+  chan_reply_free(&d);
+}
+
+UNIT_TEST(chan_reply_text_string_or_array) {
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(cr_decode(cr_with("\"text\":\"one\",\"accept\":true"), &d, err,
+                       sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 1 && d.texts[0].len == 3 && d.accept == 1);
+  UNIT_CHECK_STR(d.texts[0].data, "one");
+  chan_reply_free(&d);
+  UNIT_CHECK(cr_decode(cr_with("\"text\":[\"a\",\"bc\"]"), &d, err,
+                       sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 2 && d.texts[1].len == 2);
+  chan_reply_free(&d);
+  UNIT_CHECK(cr_decode(cr_with("\"text\":[]"), &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 0);
+  chan_reply_free(&d);
+  UNIT_CHECK(cr_refused(cr_with("\"text\":5"), "text must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":null"), "text must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":{}"), "text must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":[\"a\",1]"), "text entries"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":[[\"a\"]]"), "text entries"));
+}
+
+UNIT_TEST(chan_reply_text_cap) {
+  /* 10001 empty strings: refused without building 10001 texts. */
+  size_t cap = 64 + 10001 * 3 + 64;
+  char *json = malloc(cap);
+  size_t off = (size_t)snprintf(json, cap, CR_HEAD ",\"text\":[");
+  for (int i = 0; i < 10001; i++) {
+    off += (size_t)snprintf(json + off, cap - off, i ? ",\"\"" : "\"\"");
+  }
+  snprintf(json + off, cap - off, "]}");
+  UNIT_CHECK(cr_refused(json, "more than 10000 texts"));
+  free(json);
+}
+
+UNIT_TEST(chan_reply_close_rules) {
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(cr_decode(cr_with("\"close\":true"), &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.close_code == 1000);
+  chan_reply_free(&d);
+  UNIT_CHECK(cr_decode(cr_with("\"close\":false"), &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.close_code == 0);
+  chan_reply_free(&d);
+  const int good[] = {1000, 1001, 1003, 1007, 1008, 1011, 1013, 1014, 3000,
+                      4000, 4999};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    char member[32];
+    snprintf(member, sizeof member, "\"close\":%d", good[i]);
+    UNIT_CHECK(cr_decode(cr_with(member), &d, err, sizeof err) == 0 &&
+               d.close_code == good[i]);
+    chan_reply_free(&d);
+  }
+  const char *bad[] = {"0", "999", "1004", "1005", "1006", "1015", "1016",
+                       "2999", "5000", "-1000", "1000.5", "\"1000\"", "null",
+                       "[]", "1e30"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char member[32];
+    snprintf(member, sizeof member, "\"close\":%s", bad[i]);
+    UNIT_CHECK(cr_refused(cr_with(member), "close must be"));
+  }
+}
+
+UNIT_TEST(chan_reply_rejects_bad_keys) {
+  UNIT_CHECK(cr_refused("", "invalid JSON"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":", "invalid JSON"));
+  UNIT_CHECK(cr_refused(CR_HEAD "} trailing", "invalid JSON"));
+  UNIT_CHECK(cr_refused("[]", "JSON object"));
+  UNIT_CHECK(cr_refused("{\"order\":1}", "missing reply_channel"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":\"" CR_RC "\"}", "missing order"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":\"" CR_RC "\",\"order\":-2}",
+                        "order must be"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":\"x!1\",\"order\":1}",
+                        "invalid reply_channel"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":null,\"order\":1}",
+                        "reply_channel must be a string"));
+  UNIT_CHECK(cr_refused(cr_with("\"accept\":1"), "accept must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"accept\":\"true\""), "accept must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"bytes\":\"YQ\""), "base64"));
+  UNIT_CHECK(cr_refused(cr_with("\"bytes\":\"Y*==\""), "base64"));
+  UNIT_CHECK(cr_refused(cr_with("\"bytes\":5"), "base64"));
+  UNIT_CHECK(cr_refused(cr_with("\"session\":[]"), "session must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"session\":null"), "session must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"session\":\"{}\""), "session must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":\"jobs\""), "groups must be"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a b\"]"), "invalid group"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[null]"), "invalid group"));
+  chan_reply d;
+  char err[32];
+  UNIT_CHECK(chan_reply_decode(NULL, 0, &d, err, sizeof err) == -1);
+  UNIT_CHECK(chan_reply_decode("{", 1, &d, NULL, 0) == -1);
+}
+
+UNIT_TEST(chan_reply_caps_groups_and_session) {
+  size_t cap = 128 + (CHAN_GROUPS_MAX + 1) * 12;
+  char *json = malloc(cap);
+  for (int n = CHAN_GROUPS_MAX; n <= CHAN_GROUPS_MAX + 1; n++) {
+    size_t off = (size_t)snprintf(json, cap, CR_HEAD ",\"groups\":[");
+    for (int i = 0; i < n; i++) {
+      off += (size_t)snprintf(json + off, cap - off, "%s\"g-%d\"",
+                              i ? "," : "", i);
+    }
+    snprintf(json + off, cap - off, "]}");
+    if (n == CHAN_GROUPS_MAX) {
+      chan_reply d;
+      char err[128];
+      UNIT_CHECK(cr_decode(json, &d, err, sizeof err) == 0 &&
+                 d.n_groups == CHAN_GROUPS_MAX);
+      chan_reply_free(&d);
+    } else {
+      UNIT_CHECK(cr_refused(json, "more than 1000 groups"));
+    }
+  }
+  free(json);
+  /* The session cap counts the compact text: {"k":"x..."} of 4097 bytes. */
+  size_t fill = CHAN_SESSION_MAX + 1 - strlen("{\"k\":\"\"}");
+  json = malloc(fill + 256);
+  int off = snprintf(json, fill + 256, CR_HEAD ",\"session\":{\"k\":\"");
+  memset(json + off, 'x', fill);
+  snprintf(json + off + fill, 256, "\"}}");
+  UNIT_CHECK(cr_refused(json, "session over"));
+  free(json);
+}
+
+UNIT_TEST(chan_reply_encode_refuses_unsendable) {
+  chan_reply r = {.reply_channel = CR_RC, .order = 1, .accept = -1};
+  r.close_code = 1006;
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.close_code = 1000;
+  char *ok = chan_reply_encode(&r, NULL);
+  UNIT_CHECK(ok && strstr(ok, "\"close\":1000"));
+  free(ok);
+  r.accept = 2;
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.accept = -1;
+  r.reply_channel = "websocket.send.q!01";
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.reply_channel = NULL;
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.reply_channel = CR_RC;
+  r.session_json = "[]";
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.session_json = NULL;
+  char *groups[] = {"ok", "not ok"};
+  r.has_groups = 1;
+  r.groups = groups;
+  r.n_groups = 2;
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.n_groups = 1;
+  ok = chan_reply_encode(&r, NULL);
+  UNIT_CHECK(ok != NULL);
+  free(ok);
+  UNIT_CHECK(chan_reply_encode(NULL, NULL) == NULL);
+}
+
+UNIT_TEST(chan_reply_input_need_not_be_terminated) {
+  const char *text = cr_with("\"text\":[\"a\"],\"close\":true");
+  size_t len = strlen(text);
+  char *exact = malloc(len);
+  memcpy(exact, text, len);
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(chan_reply_decode(exact, len, &d, err, sizeof err) == 0);
+  chan_reply_free(&d);
+  for (size_t cut = 0; cut < len; cut++) {
+    UNIT_CHECK(chan_reply_decode(exact, cut, &d, err, sizeof err) == -1);
+  }
+  free(exact);
+}
+
+UNIT_TEST(chan_reply_channel_round_trip) {
+  char buf[300], queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t id = 0;
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "amq.gen-JzTY20BRgKO-"
+                                       "HjmUJj0wLg", 17) == (int)strlen(CR_RC));
+  UNIT_CHECK_STR(buf, CR_RC);
+  UNIT_CHECK(chan_reply_channel_parse(buf, queue, sizeof queue, &id) == 0);
+  UNIT_CHECK_STR(queue, "amq.gen-JzTY20BRgKO-HjmUJj0wLg");
+  UNIT_CHECK(id == 17);
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "q", 0) > 0);
+  UNIT_CHECK_STR(buf, "websocket.send.q!0");
+  UNIT_CHECK(chan_reply_channel_parse(buf, queue, sizeof queue, &id) == 0 &&
+             id == 0);
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "q", UINT64_MAX) > 0);
+  UNIT_CHECK_STR(buf, "websocket.send.q!18446744073709551615");
+  UNIT_CHECK(chan_reply_channel_parse(buf, queue, sizeof queue, &id) == 0 &&
+             id == UINT64_MAX);
+  /* The longest queue name AMQP allows. */
+  char longq[CHAN_QUEUE_NAME_MAX + 2];
+  memset(longq, 'q', CHAN_QUEUE_NAME_MAX);
+  longq[CHAN_QUEUE_NAME_MAX] = '\0';
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, longq, 5) > 0);
+  UNIT_CHECK(chan_reply_channel_parse(buf, queue, sizeof queue, &id) == 0);
+  UNIT_CHECK_STR(queue, longq);
+}
+
+UNIT_TEST(chan_reply_channel_format_refuses) {
+  char buf[64];
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "", 1) == -1);
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "a!b", 1) == -1);
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, "a b", 1) == -1);
+  UNIT_CHECK(chan_reply_channel_format(buf, sizeof buf, NULL, 1) == -1);
+  UNIT_CHECK(chan_reply_channel_format(NULL, 10, "q", 1) == -1);
+  /* "websocket.send.q!1" is 18 bytes: 19 fit with the NUL, 18 do not. */
+  UNIT_CHECK(chan_reply_channel_format(buf, 18, "q", 1) == -1);
+  UNIT_CHECK(buf[0] == '\0');
+  UNIT_CHECK(chan_reply_channel_format(buf, 19, "q", 1) == 18);
+  char longq[CHAN_QUEUE_NAME_MAX + 2];
+  memset(longq, 'q', CHAN_QUEUE_NAME_MAX + 1);
+  longq[CHAN_QUEUE_NAME_MAX + 1] = '\0';
+  char big[400];
+  UNIT_CHECK(chan_reply_channel_format(big, sizeof big, longq, 1) == -1);
+}
+
+UNIT_TEST(chan_reply_channel_parse_refuses) {
+  const char *bad[] = {
+      "",
+      "websocket.send.",
+      "websocket.send.q",          /* no '!' */
+      "websocket.send.q!",         /* no id */
+      "websocket.send.!5",         /* no queue */
+      "websocket.receive.q!5",     /* wrong prefix */
+      "Websocket.send.q!5",
+      "websocket.send.q!05",       /* leading zero */
+      "websocket.send.q!+5",
+      "websocket.send.q!-5",
+      "websocket.send.q! 5",
+      "websocket.send.q!5 ",
+      "websocket.send.q!5x",
+      "websocket.send.q!5!6",
+      "websocket.send.q!18446744073709551616", /* UINT64_MAX + 1 */
+      "websocket.send.q!99999999999999999999",
+      "websocket.send.a b!5",
+      "websocket.send.a\tb!5",
+  };
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t id = 42;
+    UNIT_CHECK(chan_reply_channel_parse(bad[i], queue, sizeof queue, &id) ==
+                   -1 &&
+               id == 42);
+  }
+  uint64_t id;
+  UNIT_CHECK(chan_reply_channel_parse(NULL, queue, sizeof queue, &id) == -1);
+  /* The queue must fit the caller's buffer. */
+  char small[4];
+  UNIT_CHECK(chan_reply_channel_parse("websocket.send.abcd!1", small,
+                                      sizeof small, &id) == -1);
+  UNIT_CHECK(chan_reply_channel_parse("websocket.send.abc!1", small,
+                                      sizeof small, &id) == 0);
+  UNIT_CHECK_STR(small, "abc");
+  /* A queue name over 255 bytes. */
+  char chan[300];
+  int off = snprintf(chan, sizeof chan, "websocket.send.");
+  memset(chan + off, 'q', CHAN_QUEUE_NAME_MAX + 1);
+  snprintf(chan + off + CHAN_QUEUE_NAME_MAX + 1, 8, "!1");
+  char bigq[400];
+  UNIT_CHECK(chan_reply_channel_parse(chan, bigq, sizeof bigq, &id) == -1);
+}
+
+UNIT_TEST(chan_reply_free_is_safe_on_empty) {
+  chan_reply r;
+  memset(&r, 0, sizeof r);
+  chan_reply_free(&r);
+  chan_reply_free(&r);
+  chan_reply_free(NULL);
+  UNIT_CHECK(r.accept == -1);
+}

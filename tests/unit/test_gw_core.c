@@ -1,0 +1,138 @@
+/*
+ * test_gw_core.c - the gateway's data structures: frame buffers, the
+ * connection table, the group table and the deadline queue.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_buf.h"
+#include "gw_conntab.h"
+#include "gw_group.h"
+#include "gw_timeq.h"
+#include "unit.h"
+
+UNIT_TEST(gw_buf_frame_lengths) {
+  char payload[70000];
+  memset(payload, 'a', sizeof(payload));
+  gw_buf *b = gw_buf_frame(1, payload, 5);
+  UNIT_CHECK(b->len == 7 && b->data[0] == 0x81 && b->data[1] == 5);
+  gw_buf_unref(b);
+  b = gw_buf_frame(2, payload, 126);
+  UNIT_CHECK(b->len == 130 && b->data[0] == 0x82 && b->data[1] == 126 &&
+             b->data[2] == 0 && b->data[3] == 126);
+  gw_buf_unref(b);
+  b = gw_buf_frame(1, payload, 65535);
+  UNIT_CHECK(b->len == 65539 && b->data[1] == 126 && b->data[2] == 0xff && b->data[3] == 0xff);
+  gw_buf_unref(b);
+  b = gw_buf_frame(1, payload, 65536);
+  UNIT_CHECK(b->len == 65546 && b->data[1] == 127 && b->data[7] == 1 && b->data[8] == 0 &&
+             b->data[9] == 0);
+  gw_buf_unref(b);
+}
+
+UNIT_TEST(gw_buf_refcount) {
+  gw_buf *b = gw_buf_frame(1, "x", 1);
+  gw_buf_ref(b);
+  gw_buf_ref(b);
+  UNIT_CHECK(b->refs == 3);
+  gw_buf_unref(b);
+  gw_buf_unref(b);
+  UNIT_CHECK(b->refs == 1);
+  gw_buf_unref(b); /* freed: ASan would report a leak otherwise */
+}
+
+UNIT_TEST(gw_conntab_put_get_del_grow) {
+  gw_conntab t;
+  UNIT_CHECK(gw_conntab_init(&t) == 0);
+  static int dummy[5000];
+  for (uint64_t id = 1; id <= 5000; id++) UNIT_CHECK(gw_conntab_put(&t, id, &dummy[id - 1]) == 0);
+  UNIT_CHECK(t.cap >= 10000);
+  for (uint64_t id = 1; id <= 5000; id += 2) gw_conntab_del(&t, id);
+  int ok = 1;
+  for (uint64_t id = 1; id <= 5000; id++) {
+    void *p = gw_conntab_get(&t, id);
+    ok &= (id % 2) ? p == NULL : p == &dummy[id - 1];
+  }
+  UNIT_CHECK(ok);
+  UNIT_CHECK(t.used == 2500);
+  UNIT_CHECK(gw_conntab_get(&t, 999999) == NULL);
+  gw_conntab_free(&t);
+}
+
+typedef struct {
+  char log[4096];
+} bind_log;
+
+static void on_first(const char *name, void *arg) {
+  bind_log *l = arg;
+  strcat(l->log, "+");
+  strcat(l->log, name);
+}
+
+static void on_last(const char *name, void *arg) {
+  bind_log *l = arg;
+  strcat(l->log, "-");
+  strcat(l->log, name);
+}
+
+UNIT_TEST(gw_group_bind_on_first_unbind_on_last) {
+  bind_log l = {{0}};
+  gw_group_table t;
+  UNIT_CHECK(gw_group_table_init(&t, on_first, on_last, &l) == 0);
+  int a, b;
+  gw_member *ma = gw_group_join(&t, "jobs-status_changed", &a);
+  gw_member *mb = gw_group_join(&t, "jobs-status_changed", &b);
+  gw_member *mc = gw_group_join(&t, "job_events-42", &a);
+  UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42");
+  gw_group *g = gw_group_find(&t, "jobs-status_changed", strlen("jobs-status_changed"));
+  UNIT_CHECK(g && g->n_members == 2);
+  gw_group_leave(&t, ma);
+  UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42");
+  gw_group_leave(&t, mb);
+  UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42-jobs-status_changed");
+  UNIT_CHECK(gw_group_find(&t, "jobs-status_changed", strlen("jobs-status_changed")) == NULL);
+  UNIT_CHECK(t.n_groups == 1 && t.n_members == 1);
+  gw_group_leave(&t, mc);
+  UNIT_CHECK(t.n_groups == 0 && t.n_members == 0);
+  gw_group_table_free(&t);
+}
+
+UNIT_TEST(gw_group_many_groups_grow) {
+  gw_group_table t;
+  UNIT_CHECK(gw_group_table_init(&t, NULL, NULL, NULL) == 0);
+  char name[32];
+  int x;
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof(name), "job_events-%d", i);
+    UNIT_CHECK(gw_group_join(&t, name, &x) != NULL);
+  }
+  UNIT_CHECK(t.n_groups == 3000 && t.cap >= 3000);
+  UNIT_CHECK(gw_group_find(&t, "job_events-2999", 15) != NULL);
+  UNIT_CHECK(gw_group_find(&t, "job_events-299", 14) != NULL);
+  UNIT_CHECK(gw_group_find(&t, "job_events-29", 13) != NULL);
+  UNIT_CHECK(gw_group_find(&t, "job_events-3000", 15) == NULL);
+  /* prefix lookups with an explicit length must not match longer names */
+  UNIT_CHECK(gw_group_find(&t, "job_events-1234x", 15) != NULL);
+  gw_group_table_free(&t);
+}
+
+UNIT_TEST(gw_timeq_order_and_moves) {
+  gw_timeq a = {0}, b = {0};
+  gw_timeq_node n1 = {0}, n2 = {0}, n3 = {0};
+  gw_timeq_push(&a, &n1, 10);
+  gw_timeq_push(&a, &n2, 20);
+  gw_timeq_push(&a, &n3, 30);
+  UNIT_CHECK(gw_timeq_expired(&a, 15) == &n1);
+  gw_timeq_push(&a, &n1, 40); /* touched: to the tail */
+  UNIT_CHECK(gw_timeq_expired(&a, 15) == NULL);
+  UNIT_CHECK(gw_timeq_expired(&a, 25) == &n2);
+  gw_timeq_push(&b, &n2, 50); /* moved to another queue */
+  UNIT_CHECK(a.head == &n3 && a.tail == &n1 && b.head == &n2 && n2.owner == &b);
+  gw_timeq_remove(&n3);
+  gw_timeq_remove(&n3); /* twice is harmless */
+  UNIT_CHECK(a.head == &n1 && a.tail == &n1);
+  gw_timeq_remove(&n1);
+  gw_timeq_remove(&n2);
+  UNIT_CHECK(!a.head && !a.tail && !b.head && !b.tail);
+}

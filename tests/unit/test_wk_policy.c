@@ -1,0 +1,144 @@
+/*
+ * test_wk_policy.c - the [groups] section and the three access rules.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "wk_policy.h"
+#include "unit.h"
+
+static wk_policy_kind wk_policy_t_kind(const wk_policy *p, const char *key) {
+  wk_policy_kind k = (wk_policy_kind)-1;
+  UNIT_CHECK(wk_policy_find(p, key, &k));
+  return k;
+}
+
+UNIT_TEST(wk_policy_default_is_awx) {
+  wk_policy p;
+  char err[256];
+  wk_policy_kind k;
+  UNIT_CHECK(wk_policy_load(&p, NULL, err, sizeof err) == 0);
+  UNIT_CHECK(p.n == 10);
+  UNIT_CHECK(wk_policy_t_kind(&p, "jobs") == WK_POLICY_OPEN);
+  UNIT_CHECK(wk_policy_t_kind(&p, "schedules") == WK_POLICY_OPEN);
+  UNIT_CHECK(wk_policy_t_kind(&p, "inventories") == WK_POLICY_OPEN);
+  UNIT_CHECK(wk_policy_t_kind(&p, "job_events") == WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "ad_hoc_command_events") ==
+             WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "workflow_events") == WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "project_update_events") ==
+             WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "inventory_update_events") ==
+             WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "system_job_events") == WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "control") == WK_POLICY_USER);
+  UNIT_CHECK(!wk_policy_find(&p, "nope", &k));
+  UNIT_CHECK(!wk_policy_find(&p, "Jobs", &k));
+  wk_policy_free(&p);
+}
+
+UNIT_TEST(wk_policy_section_replaces_default) {
+  wk_policy p;
+  char err[256];
+  wk_policy_kind k;
+  const char *ini =
+      "[amqp]\nurl = amqp://x\n"
+      "[groups]\n"
+      "jobs = open\n"
+      "  job_events = object ; indented like config.c allows\n"
+      "\tcontrol = user\n"
+      "[worker]\nprefetch = 3\n";
+  UNIT_CHECK(wk_policy_load_string(&p, ini, err, sizeof err) == 0);
+  UNIT_CHECK(p.n == 3);
+  UNIT_CHECK(wk_policy_t_kind(&p, "jobs") == WK_POLICY_OPEN);
+  UNIT_CHECK(wk_policy_t_kind(&p, "job_events") == WK_POLICY_OBJECT);
+  UNIT_CHECK(wk_policy_t_kind(&p, "control") == WK_POLICY_USER);
+  UNIT_CHECK(!wk_policy_find(&p, "schedules", &k));
+  wk_policy_free(&p);
+}
+
+UNIT_TEST(wk_policy_no_section_is_default) {
+  wk_policy p;
+  char err[256];
+  UNIT_CHECK(wk_policy_load_string(&p, "[amqp]\nurl = x\n", err,
+                                   sizeof err) == 0);
+  UNIT_CHECK(p.n == 10);
+  wk_policy_free(&p);
+  UNIT_CHECK(wk_policy_load_string(&p, "", err, sizeof err) == 0);
+  UNIT_CHECK(p.n == 10);
+  wk_policy_free(&p);
+}
+
+UNIT_TEST(wk_policy_rejects_bad_entries) {
+  wk_policy p;
+  char err[256];
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njobs = public\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, "<string>:2:") && strstr(err, "jobs"));
+  UNIT_CHECK(p.entries == NULL);
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\nbad-key = open\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, "invalid channel name"));
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\na = open\na = user\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, ":3:") && strstr(err, "duplicate"));
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\nno equals sign\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, ":2:"));
+}
+
+UNIT_TEST(wk_policy_load_file) {
+  wk_policy p;
+  char err[256], path[] = "/tmp/wk_policy_test_XXXXXX";
+  int fd = mkstemp(path);
+  UNIT_CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs("[groups]\nmine = user\n", f);
+  fclose(f);
+  UNIT_CHECK(wk_policy_load(&p, path, err, sizeof err) == 0);
+  UNIT_CHECK(p.n == 1 && wk_policy_t_kind(&p, "mine") == WK_POLICY_USER);
+  wk_policy_free(&p);
+  remove(path);
+  UNIT_CHECK(wk_policy_load(&p, path, err, sizeof err) == -1);
+  UNIT_CHECK(strstr(err, path) != NULL);
+}
+
+UNIT_TEST(wk_policy_open_allows_anyone) {
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OPEN, "jobs", "x", 1, NULL));
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OPEN, "jobs", NULL, 1, NULL));
+}
+
+UNIT_TEST(wk_policy_object_grants) {
+  cJSON *o = cJSON_Parse(
+      "{\"job_events\": [42, \"43\", true], \"workflow_events\": \"*\","
+      " \"jobs\": \"all\"}");
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OBJECT, "job_events", "42", 7, o));
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OBJECT, "job_events", "43", 7, o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "job_events", "44", 7, o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "job_events", "042", 7, o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "job_events", "42x", 7, o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "job_events", NULL, 7, o));
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OBJECT, "workflow_events", "9", 7, o));
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_OBJECT, "workflow_events", NULL, 7,
+                              o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "jobs", "1", 7, o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "system_job_events", "1", 7,
+                               o));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_OBJECT, "job_events", "42", 7, NULL));
+  cJSON_Delete(o);
+}
+
+UNIT_TEST(wk_policy_user_owns_suffix) {
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_USER, "control", "limit_reached_7", 7,
+                              NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "limit_reached_7",
+                               8, NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "limit_reached_17",
+                               7, NULL));
+  UNIT_CHECK(wk_policy_allows(WK_POLICY_USER, "control", "limit_reached_17",
+                              17, NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "_7", 7, NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "7", 7, NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", NULL, 7, NULL));
+  UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "x_0", 0, NULL));
+}

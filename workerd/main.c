@@ -1,0 +1,191 @@
+/*
+ * main.c - workerd, the runworker: settings, start-up checks, signals, then
+ * wk_consumer_run until SIGTERM or SIGINT.
+ *
+ * Owns: the settings table, the order of start-up (settings, group policy,
+ * auth, broker) and the exit status (0 stopped by a signal, 1 fatal, 2 bad
+ * settings). Must not: handle messages (wk_handle) or touch the broker
+ * (wk_consumer).
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chan_names.h"
+#include "config.h"
+#include "log.h"
+#include "wk_auth.h"
+#include "wk_consumer.h"
+#include "wk_handle.h"
+#include "wk_policy.h"
+
+typedef struct wk_main_conf {
+  char *amqp_url;
+  long heartbeat_ms;
+  long queue_ttl_ms;
+  long queue_max_length;
+  char *log_level;
+  char *secret;
+  char *secret_previous;
+  char *token_file;
+  long leeway_ms;
+  long prefetch;
+  long max_groups;
+  int echo;
+} wk_main_conf;
+
+#define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
+  {sec, key, type, def, lo, hi, fl, offsetof(wk_main_conf, field), help}
+
+/* The [amqp] ranges match gatewayd's: both must declare the same queues. */
+static const cfg_opt wk_main_opts[] = {
+    WK_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0,
+           0, CFG_SECRET, amqp_url,
+           "broker URL amqp://user:pass@host:port/vhost"),
+    WK_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, heartbeat_ms,
+           "AMQP heartbeat interval (0 disables)"),
+    WK_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0,
+           queue_ttl_ms, "x-message-ttl of the websocket.* queues"),
+    WK_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
+           queue_max_length, "x-max-length of the websocket.* queues"),
+    WK_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
+           "debug, info, warn or error"),
+    WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
+           "HS256 key the backend signs tokens with"),
+    WK_OPT("auth", "secret_previous", CFG_STR, NULL, 0, 0, CFG_SECRET,
+           secret_previous, "the key before the last rotation, still accepted"),
+    WK_OPT("auth", "token_file", CFG_STR, NULL, 0, 0, 0, token_file,
+           "development: static tokens, lines \"TOKEN USERID [OBJECTS-JSON]\""),
+    WK_OPT("auth", "leeway", CFG_MS, "30s", 0, 3600000, 0, leeway_ms,
+           "clock skew allowed on a token's exp and nbf"),
+    WK_OPT("worker", "prefetch", CFG_INT, "64", 1, 65535, 0, prefetch,
+           "unacked deliveries the broker may push, per websocket.* queue"),
+    WK_OPT("worker", "max_groups", CFG_INT, "100", 1, CHAN_GROUPS_MAX, 0,
+           max_groups, "entries one subscription request may name"),
+    WK_OPT("worker", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
+           "echo messages on " WK_HANDLE_ECHO_PATH
+           " back unchanged (conformance tests)"),
+};
+#define WK_MAIN_N_OPTS (sizeof wk_main_opts / sizeof wk_main_opts[0])
+
+static const char wk_main_usage[] =
+    "[SETTINGS]\n\n"
+    "Consumes websocket.connect/receive/disconnect, authenticates, applies "
+    "the\ngroup policy and replies to the gateway. The config file's "
+    "[groups] section\nmaps each channel to open, object or user "
+    "(docs/PROTOCOL.md); without one,\nAWX's channels apply.";
+
+static volatile sig_atomic_t wk_main_stop;
+
+static void wk_main_on_signal(int sig) {
+  (void)sig;
+  wk_main_stop = 1;
+}
+
+/* No SA_RESTART: a signal must cut the backoff sleep short. */
+static void wk_main_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = wk_main_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*
+ * The --config FILE (or --config=FILE) that cfg_load will read, found the
+ * same way: flags before a "--". wk_policy reads its [groups] section from
+ * the same file, so config.c needs no knowledge of the policy.
+ */
+static const char *wk_main_config_path(int argc, char **argv) {
+  const char *path = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) break;
+    if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9;
+    else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      path = argv[++i];
+  }
+  return path;
+}
+
+static int wk_main_has_flag(int argc, char **argv, const char *flag) {
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (strcmp(argv[i], flag) == 0) return 1;
+  return 0;
+}
+
+/* Builds what wk_handle needs; 2 on bad settings (reported), else 0. */
+static int wk_main_prepare(const wk_main_conf *conf, const char *path,
+                           wk_policy *policy, wk_auth **auth) {
+  char err[512];
+  if (wk_policy_load(policy, path, err, sizeof err) != 0) {
+    fprintf(stderr, "workerd: %s\n", err);
+    return 2;
+  }
+  *auth = wk_auth_new(conf->secret, conf->secret_previous, conf->token_file,
+                      (int)(conf->leeway_ms / 1000), err, sizeof err);
+  if (!*auth) {
+    fprintf(stderr, "workerd: %s\n", err);
+    wk_policy_free(policy);
+    return 2;
+  }
+  return 0;
+}
+
+static int wk_main_run(const wk_main_conf *conf, const wk_policy *policy,
+                       const wk_auth *auth) {
+  wk_handle_ctx ctx = {auth, policy, (size_t)conf->max_groups, conf->echo};
+  wk_consumer_conf cc = {
+      .url = conf->amqp_url,
+      .heartbeat_s = (int)((conf->heartbeat_ms + 999) / 1000),
+      .limits = {conf->queue_ttl_ms, conf->queue_max_length},
+      .prefetch = (int)conf->prefetch,
+  };
+  log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d",
+           policy->n, conf->prefetch, conf->max_groups, conf->echo);
+  wk_main_signals();
+  wk_consumer_run(&cc, &ctx, &wk_main_stop);
+  log_info("worker_stop", "reason=signal");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  wk_main_conf conf;
+  wk_policy policy;
+  wk_auth *auth = NULL;
+  log_level level;
+  /* Read before cfg_load, which removes the flags from argv. */
+  const char *path = wk_main_config_path(argc, argv);
+  int checking = wk_main_has_flag(argc, argv, "--check-config");
+  cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
+                           wk_main_usage, &argc, argv);
+  if (cr == CFG_EXIT_OK && !checking) { /* --help */
+    cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
+    return 0;
+  }
+  int rc = cr == CFG_EXIT_ERROR ? 2 : 0;
+  if (rc == 0 && argc > 1) {
+    fprintf(stderr, "workerd: unexpected argument: %s\n", argv[1]);
+    rc = 2;
+  }
+  if (rc == 0 && log_level_parse(conf.log_level, &level) != 0) {
+    fprintf(stderr, "workerd: --log.level: expected debug, info, warn or "
+                    "error\n");
+    rc = 2;
+  }
+  /* --check-config also checks the policy and the token file. */
+  if (rc == 0) rc = wk_main_prepare(&conf, path, &policy, &auth);
+  if (rc == 0 && cr == CFG_RUN) {
+    log_init("workerd", level);
+    rc = wk_main_run(&conf, &policy, auth);
+  }
+  if (auth) { /* prepare succeeded: both were built */
+    wk_auth_free(auth);
+    wk_policy_free(&policy);
+  }
+  cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
+  return rc;
+}

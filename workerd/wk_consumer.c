@@ -1,0 +1,289 @@
+/*
+ * wk_consumer.c - the blocking AMQP loop of workerd.
+ *
+ * Owns: one connection and channel, the consumers on the three websocket.*
+ * queues, publishing replies, acking, and reconnecting. Must not: look
+ * inside a message beyond decoding it for wk_handle, or log a body (it may
+ * carry tokens).
+ *
+ * Ack discipline: a delivery is acked only after its reply was handed to the
+ * socket, on the same channel, so the broker sees the publish first. Acks
+ * are batched (basic.ack multiple=true) while more deliveries are already
+ * buffered, which saves a write per message under load; a worker killed
+ * with unacked deliveries gets them redelivered to another worker, and the
+ * gateway drops the duplicate reply by its order.
+ */
+#include "wk_consumer.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chan_msg.h"
+#include "chan_names.h"
+#include "chan_reply.h"
+#include "log.h"
+
+/* How long one wait for a delivery lasts: the latency of noticing *stop. */
+#define WK_CONSUMER_POLL_MS 500
+#define WK_CONSUMER_BACKOFF_MIN_MS 200
+#define WK_CONSUMER_BACKOFF_MAX_MS 10000
+/* A connection that lived this long was healthy: start backoff afresh. */
+#define WK_CONSUMER_HEALTHY_S 30
+
+typedef struct wk_consumer {
+  const wk_consumer_conf *conf;
+  const wk_handle_ctx *ctx;
+  volatile sig_atomic_t *stop;
+  amqp_connection_state_t c; /* NULL while disconnected */
+  uint64_t ack_tag;          /* last delivery whose reply is out */
+  unsigned unacked;          /* deliveries up to ack_tag not yet acked */
+  long backoff_ms;
+  unsigned seed;
+} wk_consumer;
+
+static const chan_msg_kind wk_consumer_kinds[] = {
+    CHAN_MSG_CONNECT, CHAN_MSG_RECEIVE, CHAN_MSG_DISCONNECT};
+
+/* --- connecting --------------------------------------------------------- */
+
+static int wk_consumer_setup(wk_consumer *w, char *err, size_t errlen) {
+  const wk_consumer_conf *cf = w->conf;
+  amqp_connection_state_t c = mq_conn_open(cf->url, cf->heartbeat_s, err,
+                                           errlen);
+  if (!c) return -1;
+  if (mq_declare_groups_exchange(c, err, errlen) != 0 ||
+      mq_declare_channel_queues(c, &cf->limits, err, errlen) != 0)
+    goto fail;
+  amqp_basic_qos(c, MQ_CHANNEL, 0, (uint16_t)cf->prefetch, 0);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "basic.qos", err, errlen) != 0)
+    goto fail;
+  for (size_t i = 0; i < 3; i++) {
+    /* The consumer tag is the queue name: it tells the kind on delivery. */
+    amqp_bytes_t q = amqp_cstring_bytes(chan_msg_queue(wk_consumer_kinds[i]));
+    amqp_basic_consume(c, MQ_CHANNEL, q, q, 0 /* no_local */, 0 /* no_ack */,
+                       0 /* exclusive */, amqp_empty_table);
+    if (mq_rpc_check(amqp_get_rpc_reply(c), "basic.consume", err, errlen))
+      goto fail;
+  }
+  w->c = c;
+  w->unacked = 0;
+  return 0;
+fail:
+  mq_conn_close(c);
+  return -1;
+}
+
+/* Sleeps ms, cut short by a signal (nanosleep returns on EINTR). */
+static void wk_consumer_sleep(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* The next wait: the current backoff with jitter (so that many workers
+ * restarted together do not hit the broker in step); doubles the backoff
+ * up to the cap. */
+static long wk_consumer_next_delay(wk_consumer *w) {
+  long half = w->backoff_ms / 2;
+  long ms = half + (long)(rand_r(&w->seed) % (unsigned)(half + 1));
+  w->backoff_ms *= 2;
+  if (w->backoff_ms > WK_CONSUMER_BACKOFF_MAX_MS)
+    w->backoff_ms = WK_CONSUMER_BACKOFF_MAX_MS;
+  return ms;
+}
+
+/* Connects, retrying until it works or *stop is set (-1). */
+static int wk_consumer_connect(wk_consumer *w) {
+  char err[256];
+  for (unsigned attempt = 1; !*w->stop; attempt++) {
+    if (wk_consumer_setup(w, err, sizeof err) == 0) {
+      log_info("broker_connected", "attempt=%u prefetch=%d", attempt,
+               w->conf->prefetch);
+      return 0;
+    }
+    long ms = wk_consumer_next_delay(w);
+    log_warn("broker_connect_failed",
+             "attempt=%u retry_in_ms=%ld reason=\"%s\"", attempt, ms, err);
+    if (!*w->stop) wk_consumer_sleep(ms);
+  }
+  return -1;
+}
+
+/* --- one delivery ------------------------------------------------------- */
+
+static int wk_consumer_flush_acks(wk_consumer *w) {
+  if (w->unacked == 0) return 0;
+  int st = amqp_basic_ack(w->c, MQ_CHANNEL, w->ack_tag, 1 /* multiple */);
+  w->unacked = 0;
+  if (st != AMQP_STATUS_OK) {
+    log_error("ack_failed", "reason=\"%s\"", amqp_error_string2(st));
+    return -1;
+  }
+  return 0;
+}
+
+/* Records tag as done; acks now unless more deliveries are already waiting
+ * (then one ack covers them all), but never holds more than half the
+ * prefetch window, or the broker would stop sending. */
+static int wk_consumer_done(wk_consumer *w, uint64_t tag) {
+  w->ack_tag = tag;
+  w->unacked++;
+  if (w->unacked * 2 >= (unsigned)w->conf->prefetch ||
+      (!amqp_frames_enqueued(w->c) && !amqp_data_in_buffer(w->c)))
+    return wk_consumer_flush_acks(w);
+  return 0;
+}
+
+/* 0: published (or undeliverable and dropped); -1: the connection broke. */
+static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
+                               const char *body, size_t len) {
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t conn_id;
+  if (chan_reply_channel_parse(reply_channel, queue, sizeof queue,
+                               &conn_id) != 0) {
+    log_warn("reply_dropped", "reason=\"bad reply_channel\"");
+    return 0;
+  }
+  amqp_basic_properties_t props;
+  memset(&props, 0, sizeof props);
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  props.content_type = amqp_cstring_bytes("application/json");
+  props.delivery_mode = 1; /* transient: the gateway's queue is too */
+  amqp_bytes_t b = {len, (void *)body};
+  int st = amqp_basic_publish(w->c, MQ_CHANNEL, amqp_empty_bytes,
+                              amqp_cstring_bytes(queue), 0, 0, &props, b);
+  if (st != AMQP_STATUS_OK) {
+    log_error("publish_failed", "reason=\"%s\"", amqp_error_string2(st));
+    return -1;
+  }
+  return 0;
+}
+
+static int wk_consumer_kind(amqp_bytes_t tag, chan_msg_kind *kind) {
+  for (size_t i = 0; i < 3; i++) {
+    const char *q = chan_msg_queue(wk_consumer_kinds[i]);
+    if (tag.len == strlen(q) && memcmp(tag.bytes, q, tag.len) == 0) {
+      *kind = wk_consumer_kinds[i];
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Decodes, handles, publishes the reply. -1 only when the connection broke
+ * (the delivery stays unacked and comes back after the reconnect). */
+static int wk_consumer_process(wk_consumer *w, const amqp_envelope_t *env) {
+  chan_msg_kind kind;
+  chan_msg m;
+  char err[160], *reply = NULL;
+  size_t reply_len = 0;
+  const amqp_bytes_t *body = &env->message.body;
+  if (wk_consumer_kind(env->consumer_tag, &kind) != 0) {
+    log_warn("message_dropped", "reason=\"unknown consumer tag\"");
+    return 0;
+  }
+  /* Undecodable now means undecodable forever: drop it, say why, but not
+   * what it said. */
+  if (chan_msg_decode(kind, body->bytes, body->len, &m, err, sizeof err)) {
+    log_warn("message_dropped", "queue=%s bytes=%zu reason=\"%s\"",
+             chan_msg_queue(kind), body->len, err);
+    return 0;
+  }
+  int rc = 0;
+  if (wk_handle_message(w->ctx, &m, time(NULL), &reply, &reply_len) != 0)
+    log_error("message_dropped", "queue=%s reason=\"handler failed\"",
+              chan_msg_queue(kind));
+  else if (reply)
+    rc = wk_consumer_publish(w, m.reply_channel, reply, reply_len);
+  free(reply);
+  chan_msg_free(&m);
+  return rc;
+}
+
+static int wk_consumer_deliver(wk_consumer *w, const amqp_envelope_t *env) {
+  if (wk_consumer_process(w, env) != 0) return -1;
+  return wk_consumer_done(w, env->delivery_tag);
+}
+
+/* A frame other than a delivery arrived: the broker closing the channel or
+ * connection, or cancelling our consumer (queue deleted). All but stray
+ * frames mean: reconnect (which redeclares). */
+static int wk_consumer_other_frame(wk_consumer *w) {
+  amqp_frame_t f;
+  if (amqp_simple_wait_frame(w->c, &f) != AMQP_STATUS_OK) return -1;
+  if (f.frame_type != AMQP_FRAME_METHOD) return 0;
+  switch (f.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method,
+                            0};
+      char err[256];
+      mq_rpc_check(r, "consume", err, sizeof err);
+      log_error("broker_closed", "reason=\"%s\"", err);
+      return -1;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+      log_error("broker_closed", "reason=\"consumer cancelled\"");
+      return -1;
+    default:
+      log_debug("broker_frame_ignored", "method=0x%08x",
+                (unsigned)f.payload.method.id);
+      return 0;
+  }
+}
+
+/* Consumes until *stop (0) or a broker error (-1). */
+static int wk_consumer_serve(wk_consumer *w) {
+  while (!*w->stop) {
+    amqp_envelope_t env;
+    struct timeval tv = {0, WK_CONSUMER_POLL_MS * 1000};
+    amqp_maybe_release_buffers(w->c);
+    amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+      int rc = wk_consumer_deliver(w, &env);
+      amqp_destroy_envelope(&env);
+      if (rc != 0) return -1;
+    } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+               r.library_error == AMQP_STATUS_TIMEOUT) {
+      /* Idle: whatever was held back for a batch goes out now. */
+      if (wk_consumer_flush_acks(w) != 0) return -1;
+    } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+               r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+      if (wk_consumer_other_frame(w) != 0) return -1;
+    } else {
+      char err[256];
+      mq_rpc_check(r, "consume", err, sizeof err);
+      log_error("broker_lost", "reason=\"%s\"", err);
+      return -1;
+    }
+  }
+  return wk_consumer_flush_acks(w);
+}
+
+/* --- entry point -------------------------------------------------------- */
+
+int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
+                    volatile sig_atomic_t *stop) {
+  wk_consumer w = {.conf = conf, .ctx = ctx, .stop = stop,
+                   .backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS,
+                   .seed = (unsigned)time(NULL) ^ (unsigned)getpid()};
+  while (!*stop) {
+    if (wk_consumer_connect(&w) != 0) break;
+    time_t since = time(NULL);
+    int rc = wk_consumer_serve(&w);
+    mq_conn_close(w.c);
+    w.c = NULL;
+    if (rc == 0) break;
+    /* A connection that failed at once must not turn into a busy loop. */
+    if (time(NULL) - since >= WK_CONSUMER_HEALTHY_S)
+      w.backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS;
+    else if (!*stop)
+      wk_consumer_sleep(wk_consumer_next_delay(&w));
+  }
+  return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * wk_consumer.h - the worker's AMQP loop: consume websocket.connect,
+ * websocket.receive and websocket.disconnect, answer each on its reply
+ * channel, ack after the reply is published.
+ *
+ * Owns: the broker connection of workerd, reconnecting with capped
+ * exponential backoff, the ack discipline. Must not: decide anything about
+ * a message (wk_handle does), or ack a message before its reply is out.
+ */
+#ifndef WK_CONSUMER_H
+#define WK_CONSUMER_H
+
+#include <signal.h>
+
+#include "mq_conn.h"
+#include "wk_handle.h"
+
+typedef struct wk_consumer_conf {
+  const char *url;        /* amqp://user:pass@host:port/vhost */
+  int heartbeat_s;        /* 0: no AMQP heartbeats */
+  mq_queue_limits limits; /* must match every other party's */
+  int prefetch;           /* basic.qos, per consumer (RabbitMQ's meaning of
+                             global=false): each of the three queues */
+} wk_consumer_conf;
+
+/*
+ * Runs until *stop becomes nonzero (set it from a signal handler): connects
+ * (retrying until the broker is up), consumes, and reconnects after any
+ * broker error. The message in hand when *stop is set is finished, replied
+ * to and acked first. Returns 0.
+ */
+int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
+                    volatile sig_atomic_t *stop);
+
+#endif
