@@ -23,6 +23,10 @@ typedef struct gw_config {
   long max_head;           /* bytes of request line + headers */
   long max_headers;        /* header count */
   long max_message;        /* bytes of one client message (1009 above) */
+  long max_frame;          /* bytes of one client frame (1009 above) */
+  long max_rate;           /* client messages per second (1008 above) */
+  long max_per_client;     /* connections per client address; 0: no limit */
+  char *allowed_origins;   /* comma-separated; "": any */
   long max_send_queue;     /* unsent bytes per connection (1008 above) */
   long max_pending;        /* client messages waiting for a worker */
   long max_connections;    /* open sockets (503 above) */

@@ -290,10 +290,27 @@ static void gw_conn__publish_disconnect(gw_conn *c, int code) {
 
 /* A client message: to a worker now, or queued behind the one in flight, so
  * that any number of workers see one connection's messages in order. */
+/* A fixed one-second window: cheap (8 bytes, no timer) at the cost of
+ * letting up to twice the rate through across a window boundary. */
+static int gw_conn__over_rate(gw_conn *c) {
+  uint32_t second = (uint32_t)(uv_now(c->srv->loop) / 1000);
+  if (second != c->rate_window) {
+    c->rate_window = second;
+    c->rate_count = 0;
+  }
+  return ++c->rate_count > (uint32_t)c->srv->cfg->max_rate;
+}
+
 static void gw_conn__client_message(gw_conn *c, int binary, const uint8_t *msg,
                                     size_t len) {
   c->srv->stats.msgs_in++;
   if (c->state != GW_CONN_OPEN) return;
+  if (gw_conn__over_rate(c)) {
+    c->srv->stats.rate_closes++;
+    log_info("conn_rate_limited", "id=%llu", (unsigned long long)c->id);
+    gw_conn_close(c, 1008, "message rate limit");
+    return;
+  }
   if (!c->inflight) {
     gw_conn__publish_receive(c, binary, (const char *)msg, len);
     return;
@@ -366,9 +383,22 @@ static void gw_conn__ws_msg(wslay_event_context_ptr ctx,
                             arg->msg_length);
 }
 
+/* wslay bounds whole messages; this bounds single frames, before wslay
+ * allocates room for the payload. */
+static void gw_conn__ws_frame_start(wslay_event_context_ptr ctx,
+                                    const struct wslay_event_on_frame_recv_start_arg *arg,
+                                    void *user) {
+  gw_conn *c = user;
+  if (arg->payload_length <= (uint64_t)c->srv->cfg->max_frame) return;
+  static const char reason[] = "frame too big";
+  wslay_event_queue_close(ctx, 1009, (const uint8_t *)reason, sizeof(reason) - 1);
+  wslay_event_shutdown_read(ctx);
+}
+
 static const struct wslay_event_callbacks gw_conn__ws_callbacks = {
     .recv_callback = gw_conn__ws_recv,
     .send_callback = gw_conn__ws_send,
+    .on_frame_recv_start_callback = gw_conn__ws_frame_start,
     .on_msg_recv_callback = gw_conn__ws_msg,
 };
 
@@ -442,11 +472,24 @@ static void gw_conn__peer(gw_conn *c, chan_addr *client, chan_addr *server) {
   gw_conn__addr(&ss, server);
 }
 
+/* Applies max_per_client. Returns -1 (and answers 503) at the limit. */
+static int gw_conn__count_client(gw_conn *c, const char *addr) {
+  long limit = c->srv->cfg->max_per_client;
+  if (limit <= 0) return 0;
+  c->client = gw_clients_acquire(&c->srv->clients, addr, (uint32_t)limit);
+  if (c->client) return 0;
+  c->srv->stats.client_limit_rejects++;
+  log_info("client_limit", "id=%llu client=%s", (unsigned long long)c->id, addr);
+  gw_conn_reject(c, 503);
+  return -1;
+}
+
 /* The head is complete and valid: ask a worker whether to accept. */
 static void gw_conn__send_connect(gw_conn *c, const gw_http_upgrade *up) {
   chan_msg m = {.kind = CHAN_MSG_CONNECT, .order = 0, .query_string = (char *)up->query};
   c->path = up->path;
   gw_conn__peer(c, &m.client, &m.server);
+  if (gw_conn__count_client(c, m.client.host) != 0) return;
   if (gw_http_req_headers(c->req, &m.headers, &m.n_headers) != 0) {
     gw_conn_reject(c, 503);
     return;
@@ -480,6 +523,12 @@ static void gw_conn__on_http(gw_conn *c, const char *data, size_t len) {
     c->srv->stats.http_errors++;
     log_info("http_error", "id=%llu status=%d", (unsigned long long)c->id, rc);
     gw_conn_reject(c, rc);
+    return;
+  }
+  if (!gw_http_origin_allowed(c->req, c->srv->cfg->allowed_origins)) {
+    c->srv->stats.origin_rejects++;
+    log_info("origin_refused", "id=%llu", (unsigned long long)c->id);
+    gw_conn_reject(c, 403);
     return;
   }
   if (c->srv->shutting_down || !amqp_bridge_is_up(c->srv->bridge)) {
@@ -689,6 +738,8 @@ static void gw_conn__destroy(gw_conn *c, int code) {
   c->n_members = 0;
   gw_timeq_remove(&c->tq);
   gw_timeq_remove(&c->rq);
+  gw_clients_release(&s->clients, c->client);
+  c->client = NULL;
   gw_conntab_del(&s->conns, c->id);
   s->n_conns--;
   s->stats.conns_closed++;

@@ -74,6 +74,9 @@ struct gw_conn {
   uint64_t next_order;
   uint64_t inflight_order;
   gw_pending *pend_head, *pend_tail;
+  uint32_t rate_window; /* second (loop time) the rate count is for */
+  uint32_t rate_count;  /* client messages in that second */
+  gw_client *client;    /* counted in srv->clients (max_per_client), or NULL */
   char *session;        /* JSON object text set by a worker, or NULL */
   gw_member **members;
   gw_conn *dirty_next;

@@ -227,6 +227,12 @@ int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *u
   return 0;
 }
 
+int gw_http_origin_allowed(const gw_http_req *r, const char *allowed) {
+  const char *origin = gw_http_req_header(r, "origin");
+  if (!allowed || !allowed[0] || !origin) return 1;
+  return gw_http__has_token(allowed, origin);
+}
+
 int gw_http_req_headers(const gw_http_req *r, chan_header **out, size_t *n) {
   *out = calloc(r->n_hdrs ? r->n_hdrs : 1, sizeof(**out));
   if (!*out) return -1;

@@ -53,6 +53,12 @@ int gw_http_req_feed(gw_http_req *r, const char *data, size_t len);
  * 405 (not GET), 404 (path), 400 (not an upgrade, bad key), 426 (version). */
 int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *up);
 
+/* 1 when the request may come from its Origin: allowed is a comma-separated
+ * list (compared exactly, case-insensitively); "" allows any. A request
+ * without Origin (not a browser) is allowed: Origin checks stop other sites'
+ * pages, not clients that set headers themselves. */
+int gw_http_origin_allowed(const gw_http_req *r, const char *allowed);
+
 /* Header value by lower-case name (the first one), NULL when absent. */
 const char *gw_http_req_header(const gw_http_req *r, const char *name);
 

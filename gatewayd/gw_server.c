@@ -90,6 +90,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   s->cfg = cfg;
   s->read_buf = malloc(65536);
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
+      gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
   amqp_bridge_config bc = {

@@ -13,6 +13,7 @@
 
 #include "amqp_bridge.h"
 #include "chan_names.h"
+#include "gw_clients.h"
 #include "gw_config.h"
 #include "gw_conntab.h"
 #include "gw_group.h"
@@ -27,6 +28,7 @@ typedef struct gw_stats {
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
   uint64_t group_msgs, deliveries;
   uint64_t slow_closes, reply_timeouts, replies_dropped;
+  uint64_t rate_closes, client_limit_rejects, origin_rejects;
 } gw_stats;
 
 typedef struct gw_server {
@@ -41,6 +43,7 @@ typedef struct gw_server {
 
   gw_conntab conns;
   gw_group_table groups;
+  gw_clients clients; /* connections per client address */
   uint64_t next_conn_id;
   size_t n_conns;
 

@@ -50,6 +50,7 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   gw_group_table_free(&srv.groups);
   gw_conntab_free(&srv.conns);
+  gw_clients_free(&srv.clients);
   free(srv.read_buf);
   uv_loop_close(loop);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);

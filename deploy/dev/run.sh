@@ -67,31 +67,32 @@ WSGW_AUTH_SECRET=$SECRET
 EOF
 )
 
-gateway_answers() {
+# 0 when a websocket handshake with the token gets 101: the gateway is up,
+# on the broker, and a worker answered.
+gateway_accepts() {
   (
     exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT" || exit 1
-    printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
-    head -c 12 <&3 | grep -q '^HTTP/1\.[01] '
+    printf 'GET /websocket/?token=%s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' "$1" >&3
+    timeout 10 head -c 12 <&3 | grep -q '^HTTP/1\.1 101'
   ) 2>/dev/null
 }
 
 # Prints the connection details once the stack is up; runs beside the
 # runner, which stays in the foreground so that Ctrl-C reaches it.
 announce() {
-  local runner=$1 deadline=$((SECONDS + 120))
-  until gateway_answers; do
-    if ! kill -0 "$runner" 2>/dev/null; then return; fi
-    if ((SECONDS >= deadline)); then
-      echo "run.sh: the gateway did not answer on 127.0.0.1:$GW_PORT within 120s" >&2
-      return
-    fi
-    sleep 0.5
-  done
-  local token
+  local runner=$1 deadline=$((SECONDS + 120)) token
   token=$(WSGW_AUTH_SECRET=$SECRET build/chanctl token --user "$DEV_USER") || {
     echo "run.sh: chanctl token failed" >&2
     return
   }
+  until gateway_accepts "$token"; do
+    if ! kill -0 "$runner" 2>/dev/null; then return; fi
+    if ((SECONDS >= deadline)); then
+      echo "run.sh: the gateway did not accept a websocket on 127.0.0.1:$GW_PORT within 120s" >&2
+      return
+    fi
+    sleep 0.5
+  done
   local url="ws://127.0.0.1:$GW_PORT/websocket/?token=$token"
   cat <<EOF
 

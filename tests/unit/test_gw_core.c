@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gw_buf.h"
+#include "gw_clients.h"
 #include "gw_conntab.h"
 #include "gw_group.h"
 #include "gw_timeq.h"
@@ -135,4 +136,29 @@ UNIT_TEST(gw_timeq_order_and_moves) {
   gw_timeq_remove(&n1);
   gw_timeq_remove(&n2);
   UNIT_CHECK(!a.head && !a.tail && !b.head && !b.tail);
+}
+
+UNIT_TEST(gw_clients_limit_per_address) {
+  gw_clients t;
+  UNIT_CHECK(gw_clients_init(&t) == 0);
+  gw_client *a1 = gw_clients_acquire(&t, "10.0.0.1", 2);
+  gw_client *a2 = gw_clients_acquire(&t, "10.0.0.1", 2);
+  UNIT_CHECK(a1 && a1 == a2 && a1->count == 2);
+  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", 2) == NULL); /* at the bound */
+  gw_client *b = gw_clients_acquire(&t, "10.0.0.2", 2);
+  UNIT_CHECK(b && b != a1 && t.n == 2);
+  gw_clients_release(&t, a1);
+  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", 2) == a2); /* room again */
+  gw_clients_release(&t, a1);
+  gw_clients_release(&t, a2);
+  UNIT_CHECK(t.n == 1); /* the entry goes with its last connection */
+  gw_clients_release(&t, b);
+  UNIT_CHECK(t.n == 0);
+  char addr[32];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(addr, sizeof(addr), "10.1.%d.%d", i / 256, i % 256);
+    UNIT_CHECK(gw_clients_acquire(&t, addr, 1) != NULL);
+  }
+  UNIT_CHECK(t.n == 3000 && t.cap >= 3000);
+  gw_clients_free(&t);
 }

@@ -142,3 +142,20 @@ UNIT_TEST(gw_http_error_response_is_complete) {
   const char *body = strstr(buf, "\r\n\r\n");
   UNIT_CHECK(body && strlen(body + 4) == strlen("Upgrade Required\n"));
 }
+
+UNIT_TEST(gw_http_origin_allow_list) {
+  const char *with_origin = "GET /websocket HTTP/1.1\r\nOrigin: https://awx.example\r\n\r\n";
+  const char *without = "GET /websocket HTTP/1.1\r\nHost: x\r\n\r\n";
+  gw_http_req *r = gw_http_req_new(8192, 64);
+  UNIT_CHECK(gw_http_req_feed(r, with_origin, strlen(with_origin)) == GW_HTTP_DONE);
+  UNIT_CHECK(gw_http_origin_allowed(r, ""));
+  UNIT_CHECK(gw_http_origin_allowed(r, "https://awx.example"));
+  UNIT_CHECK(gw_http_origin_allowed(r, "https://other.example, https://awx.example"));
+  UNIT_CHECK(!gw_http_origin_allowed(r, "https://other.example"));
+  UNIT_CHECK(!gw_http_origin_allowed(r, "https://awx.example.evil"));
+  gw_http_req_free(r);
+  r = gw_http_req_new(8192, 64);
+  UNIT_CHECK(gw_http_req_feed(r, without, strlen(without)) == GW_HTTP_DONE);
+  UNIT_CHECK(gw_http_origin_allowed(r, "https://awx.example"));
+  gw_http_req_free(r);
+}
