@@ -9,6 +9,17 @@
  * own calls, so the poll timeout is half the heartbeat interval: the thread
  * calls into the library at least that often even when idle.
  *
+ * Publishes are confirmed (confirm.select): a full websocket.* queue
+ * (x-overflow reject-publish) answers with basic.nack, which becomes an
+ * AMQP_BRIDGE_REFUSED event so the client hears 503 or 1013 at once rather
+ * than after a timeout. Unconfirmed publishes wait in a ring of (tag,
+ * connection id) pairs, 16 bytes each.
+ *
+ * rabbitmq-c notices a silent broker only inside a blocking wait, and this
+ * thread never blocks in the library, so it watches heartbeats itself: no
+ * byte from the broker for two intervals means the connection is dead (a
+ * frozen or partitioned broker never closes the socket).
+ *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback), during which deliveries wait; subscription changes
  * are rare next to events, so one thread is simpler than a second channel.
@@ -33,9 +44,16 @@
 
 typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } amqp_bridge__cmd_kind;
 
+typedef struct amqp_bridge__unconfirmed {
+  uint64_t tag;
+  uint64_t conn_id;
+  int done; /* confirmed out of order; popped when it reaches the front */
+} amqp_bridge__unconfirmed;
+
 typedef struct amqp_bridge__cmd {
   struct amqp_bridge__cmd *next;
   amqp_bridge__cmd_kind kind;
+  uint64_t conn_id; /* PUBLISH: whom to tell if it is refused */
   char *body; /* PUBLISH: owned */
   size_t len;
   char name[]; /* queue (PUBLISH) or group (BIND, UNBIND) */
@@ -67,6 +85,10 @@ struct amqp_bridge {
   amqp_connection_state_t conn;
   char queue[CHAN_QUEUE_NAME_MAX + 1];
   unsigned backoff_ms;
+  uint64_t last_rx_ms, last_tx_ms; /* heartbeat bookkeeping */
+  uint64_t next_tag;               /* delivery tag of the next publish */
+  amqp_bridge__unconfirmed *ring;  /* publishes awaiting ack/nack, by tag */
+  size_t ring_cap, ring_head, ring_len;
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -94,6 +116,7 @@ static amqp_bridge__cmd *amqp_bridge__cmd_new(amqp_bridge__cmd_kind kind,
   amqp_bridge__cmd *c = malloc(sizeof(*c) + n + 1);
   if (!c) return NULL;
   c->kind = kind;
+  c->conn_id = 0;
   c->body = NULL;
   c->len = 0;
   memcpy(c->name, name, n + 1);
@@ -113,8 +136,8 @@ void amqp_bridge_event_free(amqp_bridge_event *ev) {
 
 /* ---- loop side -------------------------------------------------------- */
 
-int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
-                        size_t len) {
+int amqp_bridge_publish(amqp_bridge *b, const char *queue, uint64_t conn_id,
+                        char *body, size_t len) {
   if (!atomic_load(&b->up) ||
       atomic_load(&b->out_bytes) + len > b->max_backlog) {
     free(body);
@@ -127,6 +150,7 @@ int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
   }
   c->body = body;
   c->len = len;
+  c->conn_id = conn_id;
   atomic_fetch_add(&b->out_bytes, len);
   amqp_bridge__push_cmd(b, c);
   return 0;
@@ -153,6 +177,10 @@ void amqp_bridge_unbind(amqp_bridge *b, const char *group) {
 }
 
 int amqp_bridge_is_up(const amqp_bridge *b) { return atomic_load(&b->up); }
+
+size_t amqp_bridge_backlog_out(const amqp_bridge *b) { return atomic_load(&b->out_bytes); }
+
+size_t amqp_bridge_backlog_in(const amqp_bridge *b) { return atomic_load(&b->in_bytes); }
 
 static void amqp_bridge__on_async(uv_async_t *h) {
   amqp_bridge *b = h->data;
@@ -217,12 +245,84 @@ static void amqp_bridge__post_state(amqp_bridge *b, amqp_bridge_kind kind,
   amqp_bridge__post(b, &batch);
 }
 
+static uint64_t amqp_bridge__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- thread side: publisher confirms ---------------------------------- */
+
+static int amqp_bridge__ring_push(amqp_bridge *b, uint64_t tag, uint64_t conn_id) {
+  if (b->ring_len == b->ring_cap) {
+    size_t cap = b->ring_cap ? b->ring_cap * 2 : 256;
+    amqp_bridge__unconfirmed *r = malloc(cap * sizeof(*r));
+    if (!r) return -1;
+    for (size_t i = 0; i < b->ring_len; i++)
+      r[i] = b->ring[(b->ring_head + i) % b->ring_cap];
+    free(b->ring);
+    b->ring = r;
+    b->ring_cap = cap;
+    b->ring_head = 0;
+  }
+  amqp_bridge__unconfirmed *u = &b->ring[(b->ring_head + b->ring_len) % b->ring_cap];
+  u->tag = tag;
+  u->conn_id = conn_id;
+  u->done = 0;
+  b->ring_len++;
+  return 0;
+}
+
+static amqp_bridge__unconfirmed *amqp_bridge__ring_at(amqp_bridge *b, size_t i) {
+  return &b->ring[(b->ring_head + i) % b->ring_cap];
+}
+
+static void amqp_bridge__refused(amqp_bridge__batch *batch, uint64_t conn_id) {
+  if (!conn_id) return;
+  amqp_bridge_event *e = amqp_bridge__event_new(AMQP_BRIDGE_REFUSED, "", 0);
+  if (!e) return;
+  e->conn_id = conn_id;
+  amqp_bridge__batch_add(batch, e);
+}
+
+/* basic.ack or basic.nack for `tag` (and all before it when `multiple`).
+ * Tags grow by one per publish, so the ring is sorted and the entry for a
+ * single tag sits at index tag - front.tag. */
+static void amqp_bridge__confirm(amqp_bridge *b, uint64_t tag, int multiple,
+                                 int nack, amqp_bridge__batch *batch) {
+  if (b->ring_len == 0) return;
+  uint64_t front = amqp_bridge__ring_at(b, 0)->tag;
+  if (tag < front) return; /* already settled */
+  for (size_t i = 0; i < b->ring_len; i++) {
+    amqp_bridge__unconfirmed *u = amqp_bridge__ring_at(b, i);
+    if (u->tag > tag) break;
+    if (!multiple && u->tag != tag) {
+      i = (size_t)(tag - front) - 1; /* jump straight to it */
+      continue;
+    }
+    if (!u->done && nack) amqp_bridge__refused(batch, u->conn_id);
+    u->done = 1;
+  }
+  while (b->ring_len && amqp_bridge__ring_at(b, 0)->done) {
+    b->ring_head = (b->ring_head + 1) % b->ring_cap;
+    b->ring_len--;
+  }
+}
+
 /* ---- thread side: connection ---------------------------------------------- */
 
 static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
   if (b->conn) {
-    log_warn("amqp_down", "reason=\"%s\"", why);
+    log_warn("amqp_down", "reason=\"%s\" unconfirmed=%zu", why, b->ring_len);
     atomic_store(&b->up, 0);
+    /* Whether unconfirmed publishes arrived is unknown, and their replies
+     * would go to a queue that died with this connection: refuse them all. */
+    amqp_bridge__batch batch = {0};
+    for (size_t i = 0; i < b->ring_len; i++)
+      amqp_bridge__refused(&batch, amqp_bridge__ring_at(b, i)->conn_id);
+    b->ring_len = 0;
+    b->ring_head = 0;
+    amqp_bridge__post(b, &batch);
     amqp_bridge__post_state(b, AMQP_BRIDGE_DOWN, why);
     /* Closing politely would block on a dead peer: just drop the socket. */
     amqp_destroy_connection(b->conn);
@@ -232,6 +332,9 @@ static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
 
 static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
   amqp_connection_state_t c = b->conn;
+  amqp_confirm_select(c, MQ_CHANNEL);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen)) return -1;
+  b->next_tag = 1;
   if (mq_declare_groups_exchange(c, err, errlen) != 0) return -1;
   if (mq_declare_channel_queues(c, &b->limits, err, errlen) != 0) return -1;
   /* Server-named, exclusive, auto-delete: the queue and every binding
@@ -275,6 +378,7 @@ static int amqp_bridge__connect(amqp_bridge *b) {
   b->conn = mq_conn_open(b->url, b->heartbeat_s, err, sizeof(err));
   if (b->conn && amqp_bridge__declare(b, err, sizeof(err)) == 0) {
     b->backoff_ms = 0;
+    b->last_rx_ms = b->last_tx_ms = amqp_bridge__now_ms();
     atomic_store(&b->up, 1);
     log_info("amqp_up", "queue=%s", b->queue);
     amqp_bridge__post_state(b, AMQP_BRIDGE_UP, b->queue);
@@ -312,7 +416,13 @@ static int amqp_bridge__publish_one(amqp_bridge *b, amqp_bridge__cmd *c) {
   amqp_bytes_t body = {.len = c->len, .bytes = c->body};
   int rc = amqp_basic_publish(b->conn, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(c->name), 0, 0, &props, body);
-  return rc == AMQP_STATUS_OK ? 0 : -1;
+  if (rc != AMQP_STATUS_OK) return -1;
+  b->last_tx_ms = amqp_bridge__now_ms();
+  if (amqp_bridge__ring_push(b, b->next_tag++, c->conn_id) != 0) {
+    /* Without its entry the confirm cannot be matched: safer to start over. */
+    return -1;
+  }
+  return 0;
 }
 
 static int amqp_bridge__bind_one(amqp_bridge *b, amqp_bridge__cmd *c) {
@@ -389,11 +499,23 @@ static amqp_bridge_event *amqp_bridge__event_for(const amqp_envelope_t *env) {
 
 /* A frame that is not a delivery: a broker-side close ends the connection;
  * anything else (basic.consume-ok arriving late, ...) is ignored. */
-static int amqp_bridge__other_frame(amqp_bridge *b) {
+static int amqp_bridge__other_frame(amqp_bridge *b, amqp_bridge__batch *batch) {
   amqp_frame_t f;
   struct timeval zero = {0, 0};
   if (amqp_simple_wait_frame_noblock(b->conn, &f, &zero) != AMQP_STATUS_OK)
     return -1;
+  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    const amqp_basic_ack_t *a = f.payload.method.decoded;
+    amqp_bridge__confirm(b, a->delivery_tag, a->multiple, 0, batch);
+    return 0;
+  }
+  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+    const amqp_basic_nack_t *n = f.payload.method.decoded;
+    log_warn("amqp_publish_refused", "tag=%llu multiple=%d",
+             (unsigned long long)n->delivery_tag, n->multiple);
+    amqp_bridge__confirm(b, n->delivery_tag, n->multiple, 1, batch);
+    return 0;
+  }
   if (f.frame_type == AMQP_FRAME_METHOD &&
       (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
        f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
@@ -430,7 +552,7 @@ static int amqp_bridge__read(amqp_bridge *b) {
       break;
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
         r.library_error == AMQP_STATUS_UNEXPECTED_STATE &&
-        amqp_bridge__other_frame(b) == 0)
+        amqp_bridge__other_frame(b, &batch) == 0)
       continue;
     rc = -1;
     break;
@@ -446,10 +568,28 @@ static void amqp_bridge__wait(amqp_bridge *b) {
                         {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
   int n = amqp_bridge__can_read(b) ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
-  if (poll(p, (nfds_t)n, timeout) > 0 && (p[0].revents & POLLIN)) {
-    uint64_t v;
-    if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
+  if (poll(p, (nfds_t)n, timeout) > 0) {
+    if (p[0].revents & POLLIN) {
+      uint64_t v;
+      if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
+    }
+    if (n == 2 && p[1].revents) b->last_rx_ms = amqp_bridge__now_ms();
   }
+}
+
+/* Sends our heartbeat when we have been quiet for half an interval, and
+ * declares the broker dead after two intervals without a byte from it.
+ * Returns -1 when it is. */
+static int amqp_bridge__heartbeat(amqp_bridge *b) {
+  if (b->heartbeat_s <= 0) return 0;
+  uint64_t now = amqp_bridge__now_ms(), interval = (uint64_t)b->heartbeat_s * 1000;
+  if (now - b->last_rx_ms > 2 * interval) return -1;
+  if (now - b->last_tx_ms >= interval / 2) {
+    amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
+    if (amqp_send_frame(b->conn, &hb) != AMQP_STATUS_OK) return -1;
+    b->last_tx_ms = now;
+  }
+  return 0;
 }
 
 static int amqp_bridge__stopping(amqp_bridge *b) {
@@ -474,6 +614,10 @@ static void *amqp_bridge__thread(void *arg) {
     }
     if (amqp_bridge__read(b) != 0) {
       amqp_bridge__lost(b, "connection lost");
+      continue;
+    }
+    if (amqp_bridge__heartbeat(b) != 0) {
+      amqp_bridge__lost(b, "heartbeat timeout");
       continue;
     }
     amqp_bridge__wait(b);
@@ -545,5 +689,7 @@ void amqp_bridge_stop(amqp_bridge *b) {
   }
   b->ev_head = b->ev_tail = NULL;
   close(b->wake_fd);
+  free(b->ring);
+  b->ring = NULL;
   uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
 }

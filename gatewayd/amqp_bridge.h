@@ -27,13 +27,15 @@ typedef enum {
   AMQP_BRIDGE_UP = 0,  /* data: the gateway's queue name */
   AMQP_BRIDGE_DOWN,    /* data: the reason */
   AMQP_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
-  AMQP_BRIDGE_GROUP    /* data: the group name; frame: the text frame */
+  AMQP_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
+  AMQP_BRIDGE_REFUSED  /* conn_id: a publish for it was refused or lost */
 } amqp_bridge_kind;
 
 typedef struct amqp_bridge_event {
   struct amqp_bridge_event *next;
   amqp_bridge_kind kind;
   gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
+  uint64_t conn_id; /* REFUSED only */
   size_t len;    /* bytes of data, without the NUL */
   char data[];   /* NUL-terminated */
 } amqp_bridge_event;
@@ -57,9 +59,12 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
 
 /* Queues body for the named websocket.* queue; takes ownership of body (a
  * malloc'd buffer) in every case. Returns -1 when the broker is down or the
- * outgoing backlog is full: the caller answers 503 or 1013. */
-int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
-                        size_t len);
+ * outgoing backlog is full: the caller answers 503 or 1013. Publishes are
+ * confirmed by the broker; when it refuses one (the queue is full:
+ * x-overflow reject-publish) or the connection is lost before its confirm,
+ * an AMQP_BRIDGE_REFUSED event names conn_id (0: nobody to tell). */
+int amqp_bridge_publish(amqp_bridge *b, const char *queue, uint64_t conn_id,
+                        char *body, size_t len);
 
 /* Binds / unbinds the gateway's queue to a group. Never refused: they are
  * bounded by the number of groups, and dropping one would corrupt
@@ -67,6 +72,10 @@ int amqp_bridge_publish(amqp_bridge *b, const char *queue, char *body,
  * rebinds every group it has members of on the next AMQP_BRIDGE_UP. */
 void amqp_bridge_bind(amqp_bridge *b, const char *group);
 void amqp_bridge_unbind(amqp_bridge *b, const char *group);
+
+/* Bytes queued toward the broker and toward the loop (for metrics). */
+size_t amqp_bridge_backlog_out(const amqp_bridge *b);
+size_t amqp_bridge_backlog_in(const amqp_bridge *b);
 
 /* 1 while connected with the queue declared and consumed. */
 int amqp_bridge_is_up(const amqp_bridge *b);

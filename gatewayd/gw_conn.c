@@ -266,7 +266,9 @@ static int gw_conn__publish(gw_conn *c, chan_msg *m) {
   char *json = chan_msg_encode(m, &len);
   free(names);
   if (!json) return -1;
-  return amqp_bridge_publish(c->srv->bridge, chan_msg_queue(m->kind), json, len);
+  /* A disconnect needs no answer, so nobody is told if it is refused. */
+  uint64_t tell = m->kind == CHAN_MSG_DISCONNECT ? 0 : c->id;
+  return amqp_bridge_publish(c->srv->bridge, chan_msg_queue(m->kind), tell, json, len);
 }
 
 static void gw_conn__publish_receive(gw_conn *c, int binary, const char *data,
@@ -674,6 +676,18 @@ void gw_conn_apply_reply(gw_conn *c, const chan_reply *r) {
   if (r->close_code && c->state == GW_CONN_OPEN) gw_conn_close(c, r->close_code, "");
   if (connecting) gw_conn__start_reading(c);
   gw_conn__next_pending(c);
+}
+
+void gw_conn_refused(gw_conn *c) {
+  if (!c->inflight) return;
+  log_warn("publish_refused", "id=%llu order=%llu", (unsigned long long)c->id,
+           (unsigned long long)c->inflight_order);
+  if (c->state == GW_CONN_CONNECTING) {
+    c->srv->stats.handshakes_failed++;
+    gw_conn_reject(c, 503);
+  } else if (c->state == GW_CONN_OPEN) {
+    gw_conn_close(c, 1013, "try again later");
+  }
 }
 
 /* ---- closing ---------------------------------------------------------------- */

@@ -92,6 +92,10 @@ void gw_conn_send(gw_conn *c, gw_buf *b);
 /* Applies a worker's reply (groups, session, accept, texts, bytes, close). */
 void gw_conn_apply_reply(gw_conn *c, const chan_reply *r);
 
+/* The broker refused (queue full) or lost the message in flight: 503 before
+ * the upgrade, close 1013 after. */
+void gw_conn_refused(gw_conn *c);
+
 /* Starts the websocket closing handshake with code (OPEN), or answers
  * 503 (before the upgrade). */
 void gw_conn_close(gw_conn *c, int code, const char *reason);

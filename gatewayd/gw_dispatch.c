@@ -90,6 +90,11 @@ void gw_dispatch_events(amqp_bridge_event *events, void *arg) {
       case AMQP_BRIDGE_REPLY: gw_dispatch__reply(s, e); break;
       case AMQP_BRIDGE_UP: gw_dispatch__up(s, e); break;
       case AMQP_BRIDGE_DOWN: gw_dispatch__down(s); break;
+      case AMQP_BRIDGE_REFUSED: {
+        gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
+        if (c) gw_conn_refused(c);
+        break;
+      }
     }
     amqp_bridge_event_free(e);
   }

@@ -1,13 +1,67 @@
 /*
  * main.c - gatewayd: settings, then the loop until shutdown.
+ *
+ * Also owns telling systemd how the process is doing (sd_notify; a no-op
+ * when NOTIFY_SOCKET is unset, so the daemon runs the same without systemd):
+ * READY=1 once the listener is open and the broker connected for the first
+ * time, WATCHDOG=1 from a loop timer (a stuck loop stops the pings and
+ * systemd restarts us), STOPPING=1 when shutdown begins.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <systemd/sd-daemon.h>
 
 #include "gw_config.h"
 #include "gw_server.h"
 #include "log.h"
+
+/* How often the notify timer runs without a watchdog: only to notice
+ * readiness and the start of shutdown. */
+#define GW_NOTIFY_MS 250
+
+typedef struct gw_notify {
+  uv_timer_t timer;
+  gw_server *srv;
+  int ready, stopping;
+} gw_notify;
+
+static void gw_notify__on_timer(uv_timer_t *t) {
+  gw_notify *n = t->data;
+  if (!n->ready && n->srv->bridge && amqp_bridge_is_up(n->srv->bridge)) {
+    n->ready = 1;
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", n->srv->cfg->listen);
+  }
+  if (!n->stopping && n->srv->shutting_down) {
+    n->stopping = 1;
+    sd_notify(0, "STOPPING=1");
+  }
+  /* Sent from the loop itself, so it proves the loop turns. */
+  sd_notify(0, "WATCHDOG=1");
+}
+
+/* Starts the notify timer when systemd listens. It is unreferenced: it
+ * must not keep the loop alive once the server has closed its handles. */
+static void gw_notify_start(gw_notify *n, uv_loop_t *loop, gw_server *srv) {
+  const char *sock = getenv("NOTIFY_SOCKET");
+  n->srv = srv;
+  if (!sock || !*sock) return;
+  uint64_t usec = 0, every = GW_NOTIFY_MS;
+  /* Ping at half the watchdog period, as sd_watchdog_enabled(3) advises. */
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec / 2000 < every) every = usec / 2000;
+  if (every == 0) every = 1;
+  uv_timer_init(loop, &n->timer);
+  n->timer.data = n;
+  uv_timer_start(&n->timer, gw_notify__on_timer, 0, every);
+  uv_unref((uv_handle_t *)&n->timer);
+}
+
+static void gw_notify_stop(gw_notify *n, uv_loop_t *loop) {
+  if (!n->timer.data) return;
+  if (!n->stopping) sd_notify(0, "STOPPING=1");
+  uv_close((uv_handle_t *)&n->timer, NULL);
+  uv_run(loop, UV_RUN_DEFAULT); /* runs the close callback */
+}
 
 static const char gw_usage[] =
     "usage: gatewayd [--config FILE] [--check-config] [--SECTION.KEY=VALUE ...]\n"
@@ -41,13 +95,17 @@ int main(int argc, char **argv) {
 
   uv_loop_t *loop = uv_default_loop();
   static gw_server srv;
+  static gw_notify notify;
   int rc = 0;
   if (gw_server_init(&srv, loop, &cfg) != 0) {
     log_error("startup_failed", "reason=\"see previous lines\"");
     rc = 1;
     gw_server_close(&srv);
+  } else {
+    gw_notify_start(&notify, loop, &srv);
   }
   uv_run(loop, UV_RUN_DEFAULT);
+  gw_notify_stop(&notify, loop);
   gw_group_table_free(&srv.groups);
   gw_conntab_free(&srv.conns);
   gw_clients_free(&srv.clients);
