@@ -46,8 +46,13 @@ const cfg_opt gw_config_opts[] = {
            max_session, "largest session object a worker may store"),
     GW_OPT("gateway", "shutdown_timeout", CFG_MS, "5s", 0, 600000, 0,
            shutdown_timeout, "time to close clients and flush on SIGTERM"),
+    GW_OPT("gateway", "shutdown_spread", CFG_MS, "2s", 0, 600000, 0,
+           shutdown_spread, "window over which clients get close 1001 on SIGTERM, so they do not all reconnect at once"),
     GW_OPT("gateway", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
            "serve /websocket/echo (for conformance tests; workers must enable it too)"),
+    GW_OPT("gateway", "trusted_proxies", CFG_STR, "", 0, 0, 0, trusted_proxies,
+           "proxies (addresses, CIDR blocks; comma-separated) whose X-Forwarded-For "
+           "names the client"),
     GW_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
            CFG_SECRET, amqp_url, "broker URL amqp://user:pass@host:port/vhost"),
     GW_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, amqp_heartbeat,

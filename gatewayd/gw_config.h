@@ -32,7 +32,9 @@ typedef struct gw_config {
   long max_connections;    /* open sockets (503 above) */
   long max_session;        /* bytes of session JSON a worker may set */
   long shutdown_timeout;   /* ms to drain on SIGTERM */
+  long shutdown_spread;    /* ms over which clients are told to go away */
   int echo;                /* serve /websocket/echo */
+  char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */
   /* [amqp] */
   char *amqp_url;
   long amqp_heartbeat;     /* ms */

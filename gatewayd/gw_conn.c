@@ -880,32 +880,29 @@ void gw_conn_fail_connecting(gw_server *s) {
   }
 }
 
-/* Closing can remove table entries (and shift others), so take a list
- * first. O(connections), once per process. */
-static gw_conn **gw_conn__all(gw_server *s, size_t *n) {
+uint64_t *gw_conn_ids(gw_server *s, size_t *n) {
   *n = 0;
-  gw_conn **all = malloc((s->conns.used ? s->conns.used : 1) * sizeof(*all));
-  if (!all) return NULL;
+  uint64_t *ids = malloc((s->conns.used ? s->conns.used : 1) * sizeof(*ids));
+  if (!ids) return NULL;
   for (size_t i = 0; i < s->conns.cap && *n < s->conns.used; i++)
-    if (s->conns.slots[i].conn) all[(*n)++] = s->conns.slots[i].conn;
-  return all;
+    if (s->conns.slots[i].id) ids[(*n)++] = s->conns.slots[i].id;
+  return ids;
 }
 
-void gw_conn_shutdown_all(gw_server *s) {
-  size_t n;
-  gw_conn **all = gw_conn__all(s, &n);
-  for (size_t i = 0; all && i < n; i++) {
-    gw_conn *c = all[i];
-    if (c->state == GW_CONN_OPEN) gw_conn_close(c, 1001, "going away");
-    else if (c->state == GW_CONN_HTTP || c->state == GW_CONN_CONNECTING)
-      gw_conn_reject(c, 503);
-  }
-  free(all);
+void gw_conn_go_away(gw_conn *c) {
+  if (c->state == GW_CONN_OPEN) gw_conn_close(c, 1001, "going away");
+  else if (c->state == GW_CONN_HTTP || c->state == GW_CONN_CONNECTING)
+    gw_conn_reject(c, 503);
 }
 
+/* Destroying removes table entries (and shifts others), so take the ids
+ * first. O(connections), once per process. */
 void gw_conn_destroy_all(gw_server *s) {
   size_t n;
-  gw_conn **all = gw_conn__all(s, &n);
-  for (size_t i = 0; all && i < n; i++) gw_conn__destroy(all[i], 1001);
-  free(all);
+  uint64_t *ids = gw_conn_ids(s, &n);
+  for (size_t i = 0; ids && i < n; i++) {
+    gw_conn *c = gw_conntab_get(&s->conns, ids[i]);
+    if (c) gw_conn__destroy(c, 1001);
+  }
+  free(ids);
 }

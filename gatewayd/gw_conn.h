@@ -113,8 +113,11 @@ void gw_conn_tick(gw_server *s, uint64_t now);
 /* The broker went away: every connection waiting for its accept gets 503. */
 void gw_conn_fail_connecting(gw_server *s);
 
-/* Shutdown: open connections get close 1001, the others 503. */
-void gw_conn_shutdown_all(gw_server *s);
+/* Shutdown: the ids of every connection, in a malloc'd array. */
+uint64_t *gw_conn_ids(gw_server *s, size_t *n);
+
+/* Shutdown: an open connection gets close 1001, the others 503. */
+void gw_conn_go_away(gw_conn *c);
 
 /* Exit: whatever is still open is cut off (disconnects still published). */
 void gw_conn_destroy_all(gw_server *s);

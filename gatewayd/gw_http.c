@@ -9,6 +9,7 @@
  */
 #include "gw_http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -298,4 +299,144 @@ size_t gw_http_error(int status, char *buf, size_t buflen) {
                    "%s\n",
                    status, reason, strlen(reason) + 1, extra, reason);
   return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
+}
+
+/* ---- the client address behind trusted proxies ---------------------------- */
+
+/* One address, IPv4-mapped IPv6 folded to IPv4 so either form matches. */
+typedef struct gw_http__ip {
+  int family; /* AF_INET or AF_INET6 */
+  unsigned char b[16];
+} gw_http__ip;
+
+/* Parses len bytes of text as an address; "[v6]" brackets are allowed. */
+static int gw_http__ip_parse(const char *s, size_t len, gw_http__ip *ip) {
+  char buf[INET6_ADDRSTRLEN + 2];
+  if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+    s++;
+    len -= 2;
+  }
+  if (len == 0 || len >= sizeof(buf)) return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  if (inet_pton(AF_INET, buf, ip->b) == 1) {
+    ip->family = AF_INET;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, buf, ip->b) != 1) return -1;
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(ip->b, mapped, 12) == 0) {
+    memmove(ip->b, ip->b + 12, 4);
+    ip->family = AF_INET;
+  } else {
+    ip->family = AF_INET6;
+  }
+  return 0;
+}
+
+/* The next item of a comma/space separated list: *p advances past it. */
+static int gw_http__next_item(const char **p, const char **item, size_t *len) {
+  const char *s = *p;
+  while (*s == ' ' || *s == '\t' || *s == ',') s++;
+  if (!*s) return 0;
+  const char *e = s;
+  while (*e && *e != ' ' && *e != '\t' && *e != ',') e++;
+  *item = s;
+  *len = (size_t)(e - s);
+  *p = e;
+  return 1;
+}
+
+/* One "addr" or "addr/prefix" of the trusted list. */
+static int gw_http__cidr_parse(const char *s, size_t len, gw_http__ip *net, int *bits) {
+  const char *slash = memchr(s, '/', len);
+  size_t alen = slash ? (size_t)(slash - s) : len;
+  if (gw_http__ip_parse(s, alen, net) != 0) return -1;
+  int max = net->family == AF_INET ? 32 : 128;
+  *bits = max;
+  if (slash) {
+    const char *d = slash + 1, *end = s + len;
+    if (d == end || end - d > 3) return -1;
+    int v = 0;
+    for (; d < end; d++) {
+      if (*d < '0' || *d > '9') return -1;
+      v = v * 10 + (*d - '0');
+    }
+    if (v > max) return -1;
+    *bits = v;
+  }
+  return 0;
+}
+
+static int gw_http__in_net(const gw_http__ip *ip, const gw_http__ip *net, int bits) {
+  if (ip->family != net->family) return 0;
+  int whole = bits / 8, rest = bits % 8;
+  if (memcmp(ip->b, net->b, (size_t)whole) != 0) return 0;
+  if (rest == 0) return 1;
+  unsigned char mask = (unsigned char)(0xff << (8 - rest));
+  return (ip->b[whole] & mask) == (net->b[whole] & mask);
+}
+
+static int gw_http__trusted(const char *trusted, const gw_http__ip *ip) {
+  const char *p = trusted, *item;
+  size_t len;
+  while (gw_http__next_item(&p, &item, &len)) {
+    gw_http__ip net;
+    int bits;
+    if (gw_http__cidr_parse(item, len, &net, &bits) == 0 && gw_http__in_net(ip, &net, bits))
+      return 1;
+  }
+  return 0;
+}
+
+int gw_http_trusted_check(const char *trusted, char *err, size_t errlen) {
+  const char *p = trusted ? trusted : "", *item;
+  size_t len;
+  while (gw_http__next_item(&p, &item, &len)) {
+    gw_http__ip net;
+    int bits;
+    if (gw_http__cidr_parse(item, len, &net, &bits) != 0) {
+      snprintf(err, errlen, "not an address or CIDR block: '%.*s'",
+               len > 64 ? 64 : (int)len, item);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int gw_http_client_addr(const gw_http_req *r, const chan_addr *peer,
+                        const char *trusted, chan_addr *out) {
+  *out = *peer;
+  gw_http__ip hop;
+  if (!trusted || !trusted[0] || gw_http__ip_parse(peer->host, strlen(peer->host), &hop) != 0 ||
+      !gw_http__trusted(trusted, &hop))
+    return 0;
+  int found = 0;
+  /* Right to left across every X-Forwarded-For header, last header first:
+   * the right end is what the nearest proxy appended. */
+  for (uint32_t h = r->n_hdrs; h-- > 0;) {
+    if (strcmp(r->head + r->hdrs[h].name, "x-forwarded-for") != 0) continue;
+    const char *v = r->head + r->hdrs[h].value;
+    const char *end = v + strlen(v);
+    while (end > v) {
+      const char *start = end;
+      while (start > v && start[-1] != ',') start--;
+      const char *a = start, *b = end;
+      while (a < b && (*a == ' ' || *a == '\t')) a++;
+      while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+      end = start > v ? start - 1 : v;
+      if (a == b) continue; /* an empty list element: skipped, as RFC 7230 says */
+      gw_http__ip ip;
+      if (gw_http__ip_parse(a, (size_t)(b - a), &ip) != 0) return found;
+      hop = ip;
+      if (!inet_ntop(hop.family, hop.b, out->host, sizeof(out->host))) {
+        *out = *peer;
+        return 0;
+      }
+      out->port = 0;
+      found = 1;
+      if (!gw_http__trusted(trusted, &hop)) return 1;
+    }
+  }
+  return found;
 }

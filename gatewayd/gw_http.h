@@ -76,4 +76,23 @@ size_t gw_http_error(int status, char *buf, size_t buflen);
 /* Sec-WebSocket-Accept for key: 28 base64 characters + NUL into out. */
 void gw_http_accept_key(const char *key, char out[29]);
 
+/*
+ * The client address to report (websocket.connect's `client`, logs).
+ * `trusted` lists the proxies whose X-Forwarded-For we believe: addresses
+ * and CIDR blocks separated by commas or spaces ("127.0.0.1, 10.0.0.0/8,
+ * ::1"). When the TCP peer is trusted, the X-Forwarded-For entries (all
+ * such headers, in order) are walked from the right: each entry a trusted
+ * hop added replaces it, and the first untrusted address is the client
+ * (port 0: proxies do not forward it). An entry that is not an address
+ * stops the walk at the last trusted hop. An untrusted peer or an empty
+ * list: the peer itself, whatever the headers say (anyone can send them).
+ * Returns 1 when *out came from the header, else 0.
+ */
+int gw_http_client_addr(const gw_http_req *r, const chan_addr *peer,
+                        const char *trusted, chan_addr *out);
+
+/* 0 when `trusted` is a valid list for gw_http_client_addr; else -1 and a
+ * reason in err (checked at start-up, so a typo fails fast). */
+int gw_http_trusted_check(const char *trusted, char *err, size_t errlen);
+
 #endif

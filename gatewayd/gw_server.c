@@ -23,9 +23,25 @@ static void gw_server__on_connection(uv_stream_t *l, int status) {
   gw_conn_accept(s);
 }
 
+/* Tells the next slice of connections to go away: by time t into the
+ * spread window, that fraction of them has been told. */
+static void gw_server__drain(gw_server *s, uint64_t now) {
+  if (!s->drain_ids || s->drain_done == s->drain_n) return;
+  uint64_t spread = (uint64_t)s->cfg->shutdown_spread, elapsed = now - s->shutdown_start;
+  size_t target = spread == 0 || elapsed >= spread
+                      ? s->drain_n
+                      : (size_t)((double)s->drain_n * (double)elapsed / (double)spread) + 1;
+  if (target > s->drain_n) target = s->drain_n;
+  for (; s->drain_done < target; s->drain_done++) {
+    gw_conn *c = gw_conntab_get(&s->conns, s->drain_ids[s->drain_done]);
+    if (c) gw_conn_go_away(c);
+  }
+}
+
 static void gw_server__on_tick(uv_timer_t *t) {
   gw_server *s = t->data;
   uint64_t now = uv_now(s->loop);
+  if (s->shutting_down) gw_server__drain(s, now);
   gw_conn_tick(s, now);
   if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
     log_info("shutdown", "open=%zu", s->n_conns);
@@ -40,9 +56,12 @@ static void gw_server__on_signal(uv_signal_t *h, int signum) {
   if (s->shutting_down) return;
   log_info("shutdown_begin", "signal=%d open=%zu", signum, s->n_conns);
   s->shutting_down = 1;
-  s->shutdown_deadline = uv_now(s->loop) + (uint64_t)s->cfg->shutdown_timeout;
+  s->shutdown_start = uv_now(s->loop);
+  s->shutdown_deadline = s->shutdown_start + (uint64_t)s->cfg->shutdown_timeout;
   uv_close((uv_handle_t *)&s->listener, NULL);
-  gw_conn_shutdown_all(s);
+  s->drain_ids = gw_conn_ids(s, &s->drain_n);
+  s->drain_done = 0;
+  gw_server__drain(s, s->shutdown_start);
 }
 
 /* "host:port", "[v6]:port" -> sockaddr */
@@ -129,4 +148,6 @@ void gw_server_close(gw_server *s) {
   gw_conn_destroy_all(s);
   if (s->bridge) amqp_bridge_stop(s->bridge);
   s->bridge = NULL;
+  free(s->drain_ids);
+  s->drain_ids = NULL;
 }

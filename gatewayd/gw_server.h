@@ -59,7 +59,9 @@ typedef struct gw_server {
   gw_conn *dirty; /* connections with frames queued since the last flush */
   char *read_buf; /* shared by every connection: reads are consumed at once */
   int shutting_down;
-  uint64_t shutdown_deadline;
+  uint64_t shutdown_start, shutdown_deadline;
+  uint64_t *drain_ids; /* connections to close, by id (they may leave first) */
+  size_t drain_n, drain_done;
   gw_stats stats;
 } gw_server;
 

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "gw_config.h"
+#include "gw_http.h"
 #include "gw_server.h"
 #include "log.h"
 
@@ -74,8 +75,15 @@ int main(int argc, char **argv) {
   gw_config cfg;
   cfg_result r = cfg_load(gw_config_opts, gw_config_n_opts, &cfg, "gatewayd",
                           gw_usage, &argc, argv);
+  /* A list config.c cannot check by type alone; checked here so that
+   * --check-config and start-up both refuse a typo. */
+  char why[160];
+  if (r != CFG_EXIT_ERROR && gw_http_trusted_check(cfg.trusted_proxies, why, sizeof why) != 0) {
+    fprintf(stderr, "gatewayd: --gateway.trusted_proxies: %s\n", why);
+    r = CFG_EXIT_ERROR;
+  }
   if (r != CFG_RUN) {
-    if (r == CFG_EXIT_OK) cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
+    cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
     return r == CFG_EXIT_OK ? 0 : 2;
   }
   if (argc > 1) {
