@@ -16,7 +16,8 @@ LDSAN   :=
 endif
 
 # wslay ships no pkg-config file in Debian 12: linked by name.
-PKGS     := libuv librabbitmq libcjson openssl inih
+# libsystemd: sd_notify (readiness, watchdog); a no-op outside systemd.
+PKGS     := libuv librabbitmq libcjson openssl inih libsystemd
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
@@ -96,3 +97,47 @@ help:
 	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
 	@echo "make test       every test: unit, integration, sanitizers"
 	@echo "make SAN=1      ASan+UBSan build into build-san/"
+
+# ---- fuzzing (tests/fuzz) --------------------------------------------------
+# libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
+# say: the project modules each target links are compiled here with coverage
+# and ASan+UBSan, so are llhttp's sources; wslay is Debian's shared library
+# (uninstrumented). tests/fuzz/run.sh runs them.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 180
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+                -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/,$(FUZZ_NAMES))
+fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
+FUZZ_LIB     := $(call fuzz_obj,$(COMMON_SRC) $(PROTO_SRC))
+FUZZ_LLHTTP  := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
+
+$(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHTTP)
+$(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c)
+$(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Igatewayd -Iworkerd $(PKG_CFLAGS) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+$(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -I$(LLHTTP_INC) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -w -c -o $@ $<
+
+# Objects reached only through the pattern rule above would count as
+# intermediate and be deleted after each link.
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
+
+.PHONY: fuzz fuzz-build fuzz-corpus
+fuzz-build: $(FUZZ_BINS)
+# Each target for FUZZ_SECONDS, one after another (FUZZ_ARGS: libFuzzer's).
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh fuzz
+# Each target once over its committed corpus (make test does this too).
+fuzz-corpus: fuzz-build
+	@tests/fuzz/run.sh corpus

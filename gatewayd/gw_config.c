@@ -53,6 +53,10 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("gateway", "trusted_proxies", CFG_STR, "", 0, 0, 0, trusted_proxies,
            "proxies (addresses, CIDR blocks; comma-separated) whose X-Forwarded-For "
            "names the client"),
+    GW_OPT("gateway", "tls_cert", CFG_STR, "", 0, 0, 0, tls_cert,
+           "PEM certificate chain: serve wss:// directly (empty: plain ws://, e.g. behind nginx)"),
+    GW_OPT("gateway", "tls_key", CFG_STR, "", 0, 0, 0, tls_key,
+           "PEM private key for tls_cert"),
     GW_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
            CFG_SECRET, amqp_url, "broker URL amqp://user:pass@host:port/vhost"),
     GW_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, amqp_heartbeat,
@@ -65,6 +69,10 @@ const cfg_opt gw_config_opts[] = {
            amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
     GW_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
            "debug, info, warn or error"),
+    /* [gateway], not [metrics]: one config file may serve both daemons,
+     * and each needs its own port (workerd: worker.metrics_listen). */
+    GW_OPT("gateway", "metrics_listen", CFG_STR, "127.0.0.1:9151", 0, 0, 0,
+           metrics_listen, "address:port of /metrics, /healthz, /readyz (empty: off)"),
 };
 
 const size_t gw_config_n_opts = sizeof(gw_config_opts) / sizeof(gw_config_opts[0]);

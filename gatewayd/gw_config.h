@@ -34,6 +34,8 @@ typedef struct gw_config {
   long shutdown_timeout;   /* ms to drain on SIGTERM */
   long shutdown_spread;    /* ms over which clients are told to go away */
   int echo;                /* serve /websocket/echo */
+  char *tls_cert;          /* PEM chain; "" for plain ws:// */
+  char *tls_key;           /* PEM private key */
   char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */
   /* [amqp] */
   char *amqp_url;
@@ -43,6 +45,7 @@ typedef struct gw_config {
   long amqp_max_backlog;   /* bytes waiting to be published */
   /* [log] */
   char *log_level;
+  char *metrics_listen;    /* [gateway] metrics_listen; "": off */
 } gw_config;
 
 extern const cfg_opt gw_config_opts[];

@@ -35,9 +35,8 @@ static void gw_conn__mark_dirty(gw_conn *c) {
   c->srv->dirty = c;
 }
 
-/* Appends without any check: for the bytes we owe the client whatever its
- * state (HTTP responses, wslay's control frames). Takes a reference. */
-static int gw_conn__append(gw_conn *c, gw_buf *b) {
+/* Appends bytes that go to the socket as they are. Takes a reference. */
+static int gw_conn__append_raw(gw_conn *c, gw_buf *b) {
   gw_out *o = malloc(sizeof(*o));
   if (!o) return -1;
   o->next = NULL;
@@ -47,6 +46,19 @@ static int gw_conn__append(gw_conn *c, gw_buf *b) {
   c->out_bytes += b->len;
   gw_conn__mark_dirty(c);
   return 0;
+}
+
+/* Appends without any check: for the bytes we owe the client whatever its
+ * state (HTTP responses, wslay's control frames). Takes a reference. Under
+ * TLS the queue holds ciphertext: the frame is encrypted here, once, in
+ * queue order (records must reach the peer in the order they were made). */
+static int gw_conn__append(gw_conn *c, gw_buf *b) {
+  if (!c->ssl) return gw_conn__append_raw(c, b);
+  gw_buf *cipher = gw_tls_encrypt(c->ssl, b->data, b->len);
+  if (!cipher) return -1;
+  int rc = gw_conn__append_raw(c, cipher);
+  gw_buf_unref(cipher);
+  return rc;
 }
 
 static int gw_conn__append_bytes(gw_conn *c, const void *data, size_t len) {
@@ -62,6 +74,9 @@ static int gw_conn__append_bytes(gw_conn *c, const void *data, size_t len) {
  * frame can follow at once. A frame partly written stays, or the client
  * would see half a frame. */
 static void gw_conn__drop_unsent(gw_conn *c) {
+  /* TLS records carry sequence numbers: dropping one breaks the stream, so
+   * a slow TLS client keeps its queue and is cut at the linger deadline. */
+  if (c->ssl) return;
   uint32_t keep = c->writing ? c->wr_nodes : (c->out_off ? 1 : 0);
   gw_out **link = &c->out_head, *last = NULL;
   for (uint32_t i = 0; i < keep && *link; i++) {
@@ -252,6 +267,7 @@ static const char **gw_conn__group_names(gw_conn *c) {
 static int gw_conn__publish(gw_conn *c, chan_msg *m) {
   char channel[CHAN_QUEUE_NAME_MAX + 64];
   if (gw_conn__reply_channel(c, channel, sizeof(channel)) != 0) return -1;
+  c->sent_us = gw_admin_now_us(); /* for the reply latency histogram */
   m->reply_channel = channel;
   m->path = (char *)c->path;
   m->session_json = c->session;
@@ -491,6 +507,10 @@ static void gw_conn__send_connect(gw_conn *c, const gw_http_upgrade *up) {
   chan_msg m = {.kind = CHAN_MSG_CONNECT, .order = 0, .query_string = (char *)up->query};
   c->path = up->path;
   gw_conn__peer(c, &m.client, &m.server);
+  /* Behind a trusted proxy the client is the X-Forwarded-For hop: limits,
+   * logs and workers all see the real address. */
+  chan_addr peer = m.client;
+  int forwarded = gw_http_client_addr(c->req, &peer, c->srv->cfg->trusted_proxies, &m.client);
   if (gw_conn__count_client(c, m.client.host) != 0) return;
   if (gw_http_req_headers(c->req, &m.headers, &m.n_headers) != 0) {
     gw_conn_reject(c, 503);
@@ -503,8 +523,9 @@ static void gw_conn__send_connect(gw_conn *c, const gw_http_upgrade *up) {
     gw_conn_reject(c, 503);
     return;
   }
-  log_debug("conn_connecting", "id=%llu client=%s:%d path=%s",
-            (unsigned long long)c->id, m.client.host, m.client.port, c->path);
+  log_info("conn_connecting", "id=%llu client=%s:%d peer=%s:%d forwarded=%d path=%s",
+           (unsigned long long)c->id, m.client.host, m.client.port, peer.host, peer.port,
+           forwarded, c->path);
   c->connect_sent = 1;
   c->inflight = 1;
   c->inflight_order = 0;
@@ -541,6 +562,41 @@ static void gw_conn__on_http(gw_conn *c, const char *data, size_t len) {
   gw_conn__send_connect(c, &up);
 }
 
+/* Bytes from the client, decrypted when under TLS. */
+static void gw_conn__on_plain(gw_conn *c, const char *data, size_t n) {
+  /* A refused client's bytes are read only to be dropped (see linger). */
+  if (c->state == GW_CONN_HTTP) {
+    gw_conn__on_http(c, data, n);
+  } else if (c->state == GW_CONN_CONNECTING && c->req) {
+    /* TLS can hold decrypted records past the head: keep them for later. */
+    if (gw_http_req_feed(c->req, data, n) != GW_HTTP_DONE) gw_conn_reject(c, 400);
+  } else if (c->state == GW_CONN_OPEN || c->state == GW_CONN_CLOSING) {
+    if (c->ws) gw_conn__ws_feed(c, data, n);
+  }
+}
+
+static void gw_conn__tls_plain(void *arg, const char *data, size_t n) {
+  gw_conn *c = arg;
+  gw_conn__on_plain(c, data, n);
+  c->tls_stop = c->state == GW_CONN_CLOSED;
+}
+
+static void gw_conn__on_tls(gw_conn *c, const char *data, size_t n) {
+  c->tls_stop = 0;
+  int rc = gw_tls_feed(c->ssl, data, n, c->srv->plain_buf, 65536, gw_conn__tls_plain, c,
+                       &c->tls_stop);
+  if (c->state == GW_CONN_CLOSED) return;
+  gw_buf *out = gw_tls_take_output(c->ssl); /* handshake records, alerts */
+  if (out) {
+    if (gw_conn__append_raw(c, out) != 0) rc = -1;
+    gw_buf_unref(out);
+  }
+  if (rc != 0) {
+    log_info("tls_failed", "id=%llu state=%d", (unsigned long long)c->id, c->state);
+    gw_conn__destroy(c, 1015);
+  }
+}
+
 static void gw_conn__on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf) {
   gw_conn *c = stream->data;
   if (n == 0) return;
@@ -552,12 +608,8 @@ static void gw_conn__on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf
     return;
   }
   c->srv->stats.bytes_in += (uint64_t)n;
-  /* A refused client's bytes are read only to be dropped (see linger). */
-  if (c->state == GW_CONN_HTTP) {
-    gw_conn__on_http(c, buf->base, (size_t)n);
-  } else if (c->state == GW_CONN_OPEN || c->state == GW_CONN_CLOSING) {
-    if (c->ws) gw_conn__ws_feed(c, buf->base, (size_t)n);
-  }
+  if (c->ssl) gw_conn__on_tls(c, buf->base, (size_t)n);
+  else gw_conn__on_plain(c, buf->base, (size_t)n);
 }
 
 /* The worker accepted: 101, then the websocket starts. */
@@ -654,6 +706,7 @@ void gw_conn_apply_reply(gw_conn *c, const chan_reply *r) {
   c->inflight = 0;
   gw_timeq_remove(&c->rq);
   int connecting = c->state == GW_CONN_CONNECTING;
+  gw_admin_observe_reply(&c->srv->stats, connecting, c->sent_us);
   if (connecting) gw_timeq_remove(&c->tq);
   if (r->has_groups && c->state != GW_CONN_CLOSING)
     gw_conn__set_groups(c, r->groups, r->n_groups);
@@ -736,6 +789,7 @@ static void gw_conn__free(uv_handle_t *h) {
     free(p);
   }
   if (c->ws) wslay_event_context_free(c->ws);
+  if (c->ssl) SSL_free(c->ssl);
   gw_http_req_free(c->req);
   free(c->session);
   free(c->members);
@@ -757,6 +811,7 @@ static void gw_conn__destroy(gw_conn *c, int code) {
   gw_conntab_del(&s->conns, c->id);
   s->n_conns--;
   s->stats.conns_closed++;
+  gw_admin_count_close(&s->stats, c->ws != NULL, code);
   log_debug("conn_closed", "id=%llu code=%d", (unsigned long long)c->id, code);
   c->state = GW_CONN_CLOSED;
   uv_close((uv_handle_t *)&c->tcp, gw_conn__free);
@@ -784,6 +839,10 @@ void gw_conn_accept(gw_server *s) {
   s->n_conns++;
   s->stats.conns_opened++;
   uv_tcp_nodelay(&c->tcp, 1);
+  if (s->tls && !(c->ssl = gw_tls_session(s->tls))) {
+    gw_conn__destroy(c, 1006);
+    return;
+  }
   c->req = gw_http_req_new((size_t)s->cfg->max_head, (uint32_t)s->cfg->max_headers);
   if (!c->req || (long)s->n_conns > s->cfg->max_connections) {
     c->srv->stats.handshakes_failed++;
@@ -823,6 +882,7 @@ static void gw_conn__tick_idle(gw_server *s, uint64_t now) {
     gw_conn *c = GW_CONN_OF(n, tq);
     if (n->since_ms <= dead_at) {
       log_info("conn_timeout", "id=%llu", (unsigned long long)c->id);
+      s->stats.ping_timeouts++;
       gw_conn__destroy(c, 1006);
     } else if (!c->pinged) {
       gw_conn__ping(c);
@@ -847,6 +907,7 @@ void gw_conn_tick(gw_server *s, uint64_t now) {
   if (now > (uint64_t)s->cfg->handshake_timeout) {
     while ((n = gw_timeq_expired(&s->handshakes, now - (uint64_t)s->cfg->handshake_timeout))) {
       gw_timeq_remove(n);
+      s->stats.handshake_timeouts++;
       gw_conn_reject(GW_CONN_OF(n, tq), 408);
     }
   }

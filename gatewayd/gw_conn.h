@@ -24,6 +24,7 @@
 #include "gw_http.h"
 #include "gw_server.h"
 #include "gw_timeq.h"
+#include "gw_tls.h"
 
 typedef enum {
   GW_CONN_HTTP = 0,   /* reading the request head */
@@ -56,6 +57,8 @@ struct gw_conn {
   uint8_t connect_sent; /* a websocket.disconnect is owed */
   uint8_t inflight;     /* a message is with a worker */
   uint8_t shut;         /* refused over HTTP: write side shut down */
+  int tls_stop;         /* set while decrypting when the connection ended */
+  SSL *ssl;             /* TLS session, NULL on plain connections */
   uint16_t n_members;
   uint16_t n_pending;
   uint16_t close_code;  /* for websocket.disconnect */
@@ -73,6 +76,7 @@ struct gw_conn {
   size_t wr_bytes;      /* bytes handed to the write in flight */
   uint64_t next_order;
   uint64_t inflight_order;
+  uint64_t sent_us;     /* when the message in flight was published */
   gw_pending *pend_head, *pend_tail;
   uint32_t rate_window; /* second (loop time) the rate count is for */
   uint32_t rate_count;  /* client messages in that second */

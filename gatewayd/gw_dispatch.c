@@ -68,6 +68,7 @@ static void gw_dispatch__up(gw_server *s, amqp_bridge_event *e) {
   size_t n = e->len < CHAN_QUEUE_NAME_MAX ? e->len : CHAN_QUEUE_NAME_MAX;
   memcpy(s->queue, e->data, n);
   s->queue[n] = '\0';
+  s->stats.amqp_connects++;
   /* A new queue has no bindings: bind every group we still have members
    * of, so events flow again without any client resubscribing. */
   gw_group_foreach(&s->groups, gw_dispatch__rebind, s);

@@ -142,18 +142,22 @@ void gw_http_req_free(gw_http_req *r) {
   free(r);
 }
 
+/* Keeps what the client sends between its head and our 101 (a plain
+ * socket stops reading after the head; TLS may still hand over records that
+ * were already decrypted), up to max_head bytes. */
 static int gw_http__keep_early(gw_http_req *r, const char *at, size_t len) {
   if (len == 0) return GW_HTTP_DONE;
-  if (len > r->max) return 400; /* a client that floods before the 101 */
-  r->early = malloc(len);
-  if (!r->early) return 503;
-  memcpy(r->early, at, len);
-  r->early_len = len;
+  if (len > r->max - r->early_len) return 400; /* a flood before the 101 */
+  char *grown = realloc(r->early, r->early_len + len);
+  if (!grown) return 503;
+  memcpy(grown + r->early_len, at, len);
+  r->early = grown;
+  r->early_len += len;
   return GW_HTTP_DONE;
 }
 
 int gw_http_req_feed(gw_http_req *r, const char *data, size_t len) {
-  if (r->complete) return 400; /* bytes before the 101 were already kept */
+  if (r->complete) return gw_http__keep_early(r, data, len);
   llhttp_errno_t e = llhttp_execute(&r->parser, data, len);
   if (r->status) return r->status;
   if (e == HPE_PAUSED_UPGRADE && r->complete) {

@@ -46,7 +46,8 @@ void gw_http_req_free(gw_http_req *r);
 
 /* Feeds bytes read from the socket. Returns GW_HTTP_MORE, GW_HTTP_DONE, or
  * an HTTP status (400, 431, ...) to answer with before closing. Bytes after
- * the head are kept in r->early (at most max_head of them). */
+ * the head, in this call or later ones, are kept in r->early (at most
+ * max_head of them). */
 int gw_http_req_feed(gw_http_req *r, const char *data, size_t len);
 
 /* Checks a complete head. Returns 0 and fills *up, or the status to answer:

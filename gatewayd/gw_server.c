@@ -10,6 +10,7 @@
 
 #include "gw_conn.h"
 #include "gw_dispatch.h"
+#include "gw_tls.h"
 #include "log.h"
 
 #define GW_TICK_MS 100
@@ -103,11 +104,28 @@ static int gw_server__listen(gw_server *s) {
   return 0;
 }
 
+static int gw_server__tls(gw_server *s) {
+  char err[256];
+  if (!s->cfg->tls_key[0]) {
+    log_error("tls_invalid", "reason=\"gateway.tls_cert needs gateway.tls_key\"");
+    return -1;
+  }
+  s->tls = gw_tls_new(s->cfg->tls_cert, s->cfg->tls_key, err, sizeof(err));
+  s->plain_buf = malloc(65536);
+  if (!s->tls || !s->plain_buf) {
+    log_error("tls_invalid", "reason=\"%s\"", s->tls ? "out of memory" : err);
+    return -1;
+  }
+  log_info("tls_enabled", "cert=%s", s->cfg->tls_cert);
+  return 0;
+}
+
 int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   memset(s, 0, sizeof(*s));
   s->loop = loop;
   s->cfg = cfg;
   s->read_buf = malloc(65536);
+  if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
@@ -133,7 +151,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   s->sigterm.data = s->sigint.data = s;
   uv_signal_start(&s->sigterm, gw_server__on_signal, SIGTERM);
   uv_signal_start(&s->sigint, gw_server__on_signal, SIGINT);
-  return 0;
+  /* Last, so that a failure here finds every handle above initialized. */
+  return gw_admin_start(&s->admin, s, cfg->metrics_listen);
 }
 
 void gw_server_close(gw_server *s) {
@@ -142,6 +161,7 @@ void gw_server_close(gw_server *s) {
   uv_close((uv_handle_t *)&s->flush, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
+  gw_admin_close(&s->admin);
   if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, NULL);
   /* Whatever is still open at the deadline is cut off; its disconnect is
    * queued before the bridge's last flush. */

@@ -13,6 +13,7 @@
 
 #include "amqp_bridge.h"
 #include "chan_names.h"
+#include "gw_admin.h"
 #include "gw_clients.h"
 #include "gw_config.h"
 #include "gw_conntab.h"
@@ -29,6 +30,10 @@ typedef struct gw_stats {
   uint64_t group_msgs, deliveries;
   uint64_t slow_closes, reply_timeouts, replies_dropped;
   uint64_t rate_closes, client_limit_rejects, origin_rejects;
+  /* For the metrics (gw_admin) */
+  uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
+  uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */
+  prom_hist reply_latency[2];   /* publish -> reply: [0] connect, [1] receive */
 } gw_stats;
 
 typedef struct gw_server {
@@ -58,11 +63,14 @@ typedef struct gw_server {
 
   gw_conn *dirty; /* connections with frames queued since the last flush */
   char *read_buf; /* shared by every connection: reads are consumed at once */
+  char *plain_buf; /* likewise, for what TLS decrypts out of read_buf */
+  struct gw_tls *tls; /* NULL: plain ws:// */
   int shutting_down;
   uint64_t shutdown_start, shutdown_deadline;
   uint64_t *drain_ids; /* connections to close, by id (they may leave first) */
   size_t drain_n, drain_done;
   gw_stats stats;
+  gw_admin admin; /* /metrics, /healthz, /readyz */
 } gw_server;
 
 int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg);

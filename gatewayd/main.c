@@ -15,6 +15,7 @@
 #include "gw_config.h"
 #include "gw_http.h"
 #include "gw_server.h"
+#include "gw_tls.h"
 #include "log.h"
 
 /* How often the notify timer runs without a watchdog: only to notice
@@ -65,7 +66,7 @@ static void gw_notify_stop(gw_notify *n, uv_loop_t *loop) {
 }
 
 static const char gw_usage[] =
-    "usage: gatewayd [--config FILE] [--check-config] [--SECTION.KEY=VALUE ...]\n"
+    "[--config FILE] [--check-config] [--SECTION.KEY=VALUE ...]\n"
     "\n"
     "Terminates websockets on /websocket and /websocket/, relays each\n"
     "connection's life to workers over RabbitMQ (websocket.connect, .receive,\n"
@@ -118,6 +119,8 @@ int main(int argc, char **argv) {
   gw_conntab_free(&srv.conns);
   gw_clients_free(&srv.clients);
   free(srv.read_buf);
+  free(srv.plain_buf);
+  gw_tls_free(srv.tls);
   uv_loop_close(loop);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);

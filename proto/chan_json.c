@@ -7,6 +7,7 @@
  */
 #include "chan_json.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,7 +177,13 @@ int chan_json_add(cJSON *obj, const char *key, cJSON *item) {
 
 int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v) {
   if (v > CHAN_JSON_UINT_MAX) return -1;
-  return chan_json_add(obj, key, cJSON_CreateNumber((double)v));
+  /* Written as digits, not as a cJSON number: cJSON prints a double with
+   * 15 significant digits whenever that reads back within its relative
+   * epsilon, so 9007199254740991 went out as 9.00719925474099e+15 (one
+   * less). Found by tests/fuzz/fuzz_reply. */
+  char digits[24];
+  snprintf(digits, sizeof digits, "%" PRIu64, v);
+  return chan_json_add(obj, key, cJSON_CreateRaw(digits));
 }
 
 int chan_json_add_session(cJSON *obj, const char *session_json) {

@@ -4,7 +4,8 @@
 # Owns: the order of the suite and its summary. Steps:
 #   1. build the normal variant (build/) and the ASan+UBSan one (build-san/),
 #      binaries and unit tests;
-#   2. run the unit tests of both;
+#   2. run the unit tests of both, then every fuzz target (tests/fuzz,
+#      clang + ASan+UBSan) once over its committed corpus;
 #   3. start one private RabbitMQ node (tests/lib/broker.sh);
 #   4. run the pytest integration suite (tests/integration) against build/,
 #      then against build-san/ (sanitizer reports in a daemon's stderr fail
@@ -133,6 +134,25 @@ for v in $VARIANTS; do
     failures+=("unit tests $v")
   fi
 done
+
+# Fuzz targets over their seeds and saved crashes: a regression check, not
+# fuzzing (`make fuzz` does that). One count per target.
+banner "fuzz corpora (tests/fuzz)"
+if make -j"$JOBS" fuzz-build >"$STATE/fuzz-build.log" 2>&1; then
+  log=$STATE/fuzz-corpus.log
+  set +e
+  tests/fuzz/run.sh corpus 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if ! add_counts_from "$log"; then
+    fail_step "fuzz corpora (no summary line; exit $rc)"
+  elif ((rc != 0)); then
+    failures+=("fuzz corpora")
+  fi
+else
+  tail -n 30 "$STATE/fuzz-build.log"
+  fail_step "build fuzz targets (log: $STATE/fuzz-build.log)"
+fi
 
 # ---- 3. broker ---------------------------------------------------------
 if ((${#built[@]} == 0)); then

@@ -6,11 +6,20 @@
  * auth, broker) and the exit status (0 stopped by a signal, 1 fatal, 2 bad
  * settings). Must not: handle messages (wk_handle) or touch the broker
  * (wk_consumer).
+ *
+ * Also owns telling systemd how the process is doing (sd_notify; a no-op
+ * without NOTIFY_SOCKET): READY=1 once consuming for the first time,
+ * WATCHDOG=1 from the consume loop (through wk_consumer's alive hook, so a
+ * stuck loop stops the pings), STOPPING=1 on the way out.
  */
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "chan_names.h"
 #include "config.h"
@@ -135,19 +144,63 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
   return 0;
 }
 
+/* systemd notification state; enabled only under systemd. */
+typedef struct wk_notify {
+  int enabled, ready;
+  uint64_t every_ms; /* watchdog ping period, 0: no watchdog */
+  uint64_t last_ms;
+} wk_notify;
+
+static uint64_t wk_main_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* wk_consumer's alive hook. Busy workers call it per message: it costs a
+ * clock read, and a notify only once per half watchdog period. */
+static void wk_main_alive(void *arg, int consuming) {
+  wk_notify *n = arg;
+  if (!n->enabled) return;
+  if (consuming && !n->ready) {
+    n->ready = 1;
+    sd_notify(0, "READY=1\nSTATUS=consuming websocket.connect/receive/disconnect");
+  }
+  if (!n->every_ms) return;
+  uint64_t now = wk_main_now_ms();
+  if (now - n->last_ms < n->every_ms) return;
+  n->last_ms = now;
+  sd_notify(0, "WATCHDOG=1");
+}
+
+static void wk_main_notify_init(wk_notify *n) {
+  const char *sock = getenv("NOTIFY_SOCKET");
+  uint64_t usec = 0;
+  memset(n, 0, sizeof *n);
+  if (!sock || !*sock) return;
+  n->enabled = 1;
+  /* Half the period, as sd_watchdog_enabled(3) advises. */
+  if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 2000 ? usec / 2000 : 1;
+}
+
 static int wk_main_run(const wk_main_conf *conf, const wk_policy *policy,
                        const wk_auth *auth) {
   wk_handle_ctx ctx = {auth, policy, (size_t)conf->max_groups, conf->echo};
+  wk_notify notify;
+  wk_main_notify_init(&notify);
   wk_consumer_conf cc = {
       .url = conf->amqp_url,
       .heartbeat_s = (int)((conf->heartbeat_ms + 999) / 1000),
       .limits = {conf->queue_ttl_ms, conf->queue_max_length},
       .prefetch = (int)conf->prefetch,
+      .alive = wk_main_alive,
+      .alive_arg = &notify,
   };
   log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d",
            policy->n, conf->prefetch, conf->max_groups, conf->echo);
   wk_main_signals();
   wk_consumer_run(&cc, &ctx, &wk_main_stop);
+  if (notify.enabled) sd_notify(0, "STOPPING=1");
   log_info("worker_stop", "reason=signal");
   return 0;
 }

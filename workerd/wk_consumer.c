@@ -101,6 +101,7 @@ static long wk_consumer_next_delay(wk_consumer *w) {
 static int wk_consumer_connect(wk_consumer *w) {
   char err[256];
   for (unsigned attempt = 1; !*w->stop; attempt++) {
+    if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 0);
     if (wk_consumer_setup(w, err, sizeof err) == 0) {
       log_info("broker_connected", "attempt=%u prefetch=%d", attempt,
                w->conf->prefetch);
@@ -242,6 +243,7 @@ static int wk_consumer_serve(wk_consumer *w) {
   while (!*w->stop) {
     amqp_envelope_t env;
     struct timeval tv = {0, WK_CONSUMER_POLL_MS * 1000};
+    if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 1);
     amqp_maybe_release_buffers(w->c);
     amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {

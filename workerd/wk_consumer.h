@@ -21,6 +21,13 @@ typedef struct wk_consumer_conf {
   mq_queue_limits limits; /* must match every other party's */
   int prefetch;           /* basic.qos, per consumer (RabbitMQ's meaning of
                              global=false): each of the three queues */
+  /* Optional (NULL: none). Called from the loop itself, so a call proves
+   * the loop turns: on every connect attempt (consuming = 0) and at least
+   * every poll interval, and after each delivery, while consuming
+   * (consuming = 1). main.c uses it for systemd readiness and watchdog;
+   * it must be cheap, since busy workers call it per message. */
+  void (*alive)(void *arg, int consuming);
+  void *alive_arg;
 } wk_consumer_conf;
 
 /*

@@ -3,8 +3,8 @@
 
 import json
 
-from conftest import (connect, jwt_for, open_client, recv_json, run, send_request,
-                      subscribe)
+from conftest import (SECRET, connect, jwt_for, mint_token, open_client, recv_json, run,
+                      send_request, subscribe)
 
 
 def test_reply_lists_are_sorted(stack):
@@ -91,6 +91,17 @@ def test_object_channel_with_grant_is_joined(stack):
         errors, reply = await subscribe(ws, {"job_events": [42, 43]})
         assert errors == [{"error": "access denied to channel job_events for resource id 43"}]
         assert reply["groups_current"] == ["job_events-42"]
+        await ws.close()
+    run(main())
+
+
+def test_object_grant_in_chanctl_token_is_honoured(stack):
+    token = mint_token(9, SECRET, "--objects", '{"job_events": [42]}')
+
+    async def main():
+        ws = await open_client(stack.gw, user=9, token=token)
+        errors, reply = await subscribe(ws, {"job_events": [42]})
+        assert errors == [] and reply["groups_current"] == ["job_events-42"]
         await ws.close()
     run(main())
 

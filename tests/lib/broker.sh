@@ -8,6 +8,9 @@
 #   broker.sh start DIR       start in the background, wait for AMQP, write DIR/env
 #   broker.sh run DIR         same node in the foreground (exec; for the Procfile)
 #   broker.sh stop DIR        stop the node started with `start`
+#   broker.sh kill DIR        SIGKILL the node (a crash: no clean shutdown)
+#   broker.sh restart DIR     start a stopped or killed node again on the same
+#                             ports, node name and data folder (fault tests)
 #   broker.sh ctl DIR ARGS..  rabbitmqctl against that node, e.g. `list_bindings -p v`
 #   broker.sh status DIR      exit 0 when the node's AMQP port accepts
 #
@@ -118,6 +121,12 @@ print_logs() {
 
 pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
+# Alive and not a zombie: a killed node whose parent has not reaped it yet
+# still answers kill -0.
+pid_running() {
+  pid_alive "$1" && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
 cmd_start() {
   local dir=$1
   if [[ -f $dir/env ]]; then
@@ -194,6 +203,46 @@ cmd_stop() {
   echo "broker stopped ($NODENAME)"
 }
 
+# The pids of the node started in DIR: its start script and the Erlang VM
+# (the VM's pid comes from the pid file the node writes once it runs).
+node_pids() {
+  local dir=$1 p
+  load_env "$dir"
+  pid_is "${BROKER_PID:-}" rabbitmq-server && echo "$BROKER_PID"
+  if [[ -f $dir/node.pid ]]; then
+    p=$(cat "$dir/node.pid" 2>/dev/null || true)
+    pid_is "$p" "$NODENAME" && echo "$p"
+  fi
+  return 0
+}
+
+# A crash, not a stop: the VM gets SIGKILL and writes nothing to disk, so a
+# restart must recover from whatever state it left.
+cmd_kill() {
+  local dir=$1 p pids
+  [[ -f $dir/env ]] || die "no broker in $dir"
+  pids=$(node_pids "$dir")
+  [[ -n $pids ]] || { echo "broker.sh: no running node in $dir"; return 0; }
+  for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 20))
+  for p in $pids; do
+    while pid_running "$p"; do
+      ((SECONDS < deadline)) || die "pid $p survived SIGKILL for 20s"
+      sleep 0.05
+    done
+  done
+  echo "broker killed ($NODENAME)"
+}
+
+# Same ports, node name and mnesia folder as the last start: clients see the
+# same broker come back (durable queues and exchanges included).
+cmd_restart() {
+  local dir=$1
+  load_env "$dir"
+  [[ -z $(node_pids "$dir") ]] || die "the node in $dir is still running"
+  BROKER_AMQP_PORT=$AMQP_PORT BROKER_DIST_PORT=$DIST_PORT cmd_start "$dir"
+}
+
 cmd_ctl() {
   local dir=$1
   shift
@@ -216,6 +265,8 @@ case $cmd in
   start) cmd_start "$dir" ;;
   run) cmd_run "$dir" ;;
   stop) cmd_stop "$dir" ;;
+  kill) cmd_kill "$dir" ;;
+  restart) cmd_restart "$dir" ;;
   ctl) cmd_ctl "$dir" "$@" ;;
   status) cmd_status "$dir" ;;
   *) usage ;;

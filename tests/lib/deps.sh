@@ -10,6 +10,9 @@
 # machine without an init system; that is harmless: the tests and `make run`
 # start a private node (tests/lib/broker.sh). ruby-foreman is the Procfile
 # runner (honcho is not in Debian 12; deploy/dev/run.sh uses it if present).
+# libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes of clang
+# (clang pulls it in today, through libclang-common-14-dev; named so that
+# `make fuzz` does not depend on that); valgrind: tests/lib/valgrind-smoke.sh.
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +22,7 @@ PACKAGES=(
   rabbitmq-server
   python3-websockets python3-pika python3-pytest
   ruby-foreman nginx-light clang
+  libclang-rt-14-dev valgrind
 )
 
 missing=()

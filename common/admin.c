@@ -1,0 +1,137 @@
+/*
+ * admin.c - the admin endpoint's shared rules (see admin.h).
+ *
+ * Owns: routing, the listen address syntax, the response head and a strict
+ * request-line reader. Must not: do I/O, allocate, or accept anything
+ * loosely: a request that is not plainly "GET /path HTTP/1.1" gets a 4xx.
+ */
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+admin_route_id admin_route(const char *method, const char *target) {
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+    return ADMIN_BAD_METHOD;
+  size_t n = strcspn(target, "?");
+  static const struct {
+    const char *path;
+    admin_route_id id;
+  } routes[] = {{"/metrics", ADMIN_METRICS},
+                {"/healthz", ADMIN_HEALTHZ},
+                {"/readyz", ADMIN_READYZ}};
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+    if (strlen(routes[i].path) == n && memcmp(routes[i].path, target, n) == 0)
+      return routes[i].id;
+  return ADMIN_NOT_FOUND;
+}
+
+/* Digits only, 1..65535 ("08" is fine, "+8" and "8x" are not). */
+static int admin_parse_port(const char *s) {
+  if (!*s || strlen(s) > 5) return -1;
+  for (const char *p = s; *p; p++)
+    if (*p < '0' || *p > '9') return -1;
+  int port = atoi(s);
+  return port >= 1 && port <= 65535 ? port : -1;
+}
+
+int admin_parse_listen(const char *spec, struct sockaddr_storage *ss,
+                       socklen_t *len) {
+  char host[64];
+  const char *colon = spec ? strrchr(spec, ':') : NULL;
+  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host))
+    return -1;
+  int port = admin_parse_port(colon + 1);
+  if (port < 0) return -1;
+  memcpy(host, spec, (size_t)(colon - spec));
+  host[colon - spec] = '\0';
+  memset(ss, 0, sizeof(*ss));
+  size_t hl = strlen(host);
+  if (host[0] == '[') {
+    if (hl < 3 || host[hl - 1] != ']') return -1;
+    host[hl - 1] = '\0';
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) return -1;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    *len = sizeof(*a);
+    return 0;
+  }
+  struct sockaddr_in *a = (struct sockaddr_in *)ss;
+  if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
+  a->sin_family = AF_INET;
+  a->sin_port = htons((uint16_t)port);
+  *len = sizeof(*a);
+  return 0;
+}
+
+static const char *admin_reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+size_t admin_response_head(char *out, size_t outlen, int status,
+                           const char *content_type, size_t content_length) {
+  int n = snprintf(out, outlen,
+                   "HTTP/1.1 %d %s\r\n"
+                   "Content-Type: %s\r\n"
+                   "Content-Length: %zu\r\n"
+                   "%s"
+                   "Cache-Control: no-store\r\n"
+                   "Connection: close\r\n\r\n",
+                   status, admin_reason(status), content_type, content_length,
+                   status == 405 ? "Allow: GET, HEAD\r\n" : "");
+  return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
+}
+
+/* Copies the n bytes at s into out as a string; -1 when they do not fit. */
+static int admin_copy(const char *s, size_t n, char *out, size_t outlen) {
+  if (n >= outlen) return -1;
+  memcpy(out, s, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static int admin_is_tchar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int admin_request_line(const char *buf, size_t len, char *method,
+                       size_t methodlen, char *target, size_t targetlen) {
+  const char *end = NULL;
+  for (size_t i = 0; i + 3 < len && !end; i++)
+    if (memcmp(buf + i, "\r\n\r\n", 4) == 0) end = buf + i;
+  if (!end) return len >= ADMIN_REQUEST_MAX ? 431 : 0;
+  const char *eol = memchr(buf, '\r', (size_t)(end - buf) + 1);
+  if (eol[1] != '\n') return 400; /* a bare CR inside the request line */
+  const char *sp1 = memchr(buf, ' ', (size_t)(eol - buf));
+  if (!sp1 || sp1 == buf) return 400;
+  for (const char *p = buf; p < sp1; p++)
+    if (!admin_is_tchar(*p)) return 400;
+  const char *t = sp1 + 1;
+  const char *sp2 = memchr(t, ' ', (size_t)(eol - t));
+  if (!sp2 || sp2 == t || *t != '/') return 400;
+  for (const char *p = t; p < sp2; p++)
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return 400;
+  size_t vlen = (size_t)(eol - sp2 - 1);
+  if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 &&
+                    memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
+    return 400;
+  if (admin_copy(buf, (size_t)(sp1 - buf), method, methodlen) != 0) return 400;
+  if (admin_copy(t, (size_t)(sp2 - t), target, targetlen) != 0) return 414;
+  return 1;
+}

@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""make_seeds.py - writes the seed corpora of the fuzz targets into
+tests/fuzz/corpus/<target>/ (committed; rerun after changing a target's
+input layout). Regression inputs (crash-*) in those folders are kept.
+
+Owns: the realistic inputs each target starts from: upgrade requests,
+client frames (masked, fragmented, interleaved control frames, bad ones),
+subscription requests, tokens minted by `chanctl token` (token_mint),
+replies and channel messages as docs/PROTOCOL.md shows them.
+
+Usage: tests/fuzz/make_seeds.py [CHANCTL]   (default: build/chanctl)
+"""
+
+import base64
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "fuzz" / "corpus"
+CHANCTL = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "build" / "chanctl")
+# fuzz_token.c's secrets.
+KEY_NOW = "fuzz-secret-current-0123456789"
+KEY_OLD = "fuzz-secret-previous-0123456789"
+
+
+def write(target, items):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("seed-*"):
+        f.unlink()
+    for data in items:
+        if isinstance(data, str):
+            data = data.encode()
+        name = "seed-" + hashlib.sha1(data).hexdigest()[:16]
+        (d / name).write_bytes(data)
+    print(f"{target}: {len(items)} seeds")
+
+
+# ---------------------------------------------------------------- frames
+
+def frame(opcode, payload=b"", fin=True, mask=b"\x37\xfa\x21\x3d", rsv=0):
+    """A client frame (masked unless mask is None)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask is not None else 0
+    if n < 126:
+        head = bytes([b0, mbit | n])
+    elif n < 65536:
+        head = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+def close(code=None, reason=b""):
+    return frame(8, b"" if code is None else struct.pack(">H", code) + reason)
+
+
+SUB = json.dumps({"groups": {"jobs": ["status_changed", "summary"], "job_events": [42],
+                             "control": ["limit_reached_7"]}, "xrftoken": "abc"})
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def upgrade(path="/websocket/?token=eyJhbGciOiJIUzI1NiJ9.e30.c2ln", extra="",
+            method="GET", version="13", key=KEY):
+    return (f"{method} {path} HTTP/1.1\r\nHost: localhost:8051\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n"
+            f"{extra}\r\n").encode()
+
+
+def http_seeds():
+    # byte 0: split point (x/255 of the stream); byte 1: bit 0 echo,
+    # bit 1 smallest limits, bit 2 one byte per read.
+    s = []
+    s.append(b"\x80\x00" + upgrade())
+    s.append(b"\x10\x00" + upgrade(extra="Cookie: csrftoken=abc; token=x\r\n"
+                                         "Cookie: other=1\r\nOrigin: http://localhost\r\n"))
+    s.append(b"\xf0\x00" + upgrade() + frame(1, SUB))
+    s.append(b"\x40\x01" + upgrade(path="/websocket/echo"))
+    s.append(b"\x40\x00" + upgrade(path="/websocket"))
+    s.append(b"\x40\x00" + upgrade(path="/other"))
+    s.append(b"\x40\x00" + upgrade(method="POST"))
+    s.append(b"\x40\x00" + upgrade(version="8"))
+    s.append(b"\x40\x00" + upgrade(key="short"))
+    s.append(b"\x40\x00" + b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    s.append(b"\x40\x00" + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    s.append(b"\x40\x00" + upgrade() + b"GET / HTTP/1.1\r\n\r\ngarbage")
+    s.append(b"\x00\x04" + upgrade(extra="Authorization: Bearer eyJ.a.b\r\n"))
+    s.append(b"\x40\x02" + upgrade(extra="".join(f"X-H{i}: {i}\r\n" for i in range(8))))
+    s.append(b"\x40\x02" + upgrade(extra="X-Long: " + "a" * 600 + "\r\n"))
+    s.append(b"\x40\x00" + upgrade(extra="Connection: keep-alive, Upgrade\r\n"))
+    s.append(b"\x40\x00" + b"GET /websocket/ HTTP/1.0\r\nUpgrade: websocket\r\n\r\n")
+    return s
+
+
+def ws_seeds():
+    # byte 0: bit 0 max_message 64, bit 1 close 1001 after, bit 2 ping;
+    # byte 1: n read sizes (n % 8), then n sizes, then the stream.
+    def inp(flags, sizes, stream):
+        return bytes([flags, len(sizes)]) + bytes(sizes) + stream
+    euro = "€".encode()
+    s = []
+    s.append(inp(0, [], frame(1, "hello")))
+    s.append(inp(0, [7, 3], frame(1, SUB) + frame(1, '{"groups": {}}')))
+    s.append(inp(0, [1], frame(1, "one byte at a time") + close(1000, b"bye")))
+    s.append(inp(4, [5], frame(1, "frag", fin=False) + frame(9, "ping!") +
+                 frame(0, "ment", fin=False) + frame(0, "ed")))
+    s.append(inp(0, [], frame(1, euro[:2], fin=False) + frame(0, euro[2:])))
+    s.append(inp(0, [], frame(2, bytes(range(256)))))
+    s.append(inp(0, [], frame(1, b"\xc3\x28")))               # invalid UTF-8: 1007
+    s.append(inp(0, [], frame(1, b"\xed\xa0\x80")))           # surrogate
+    s.append(inp(0, [], frame(1, "x" * 300)))                 # 16-bit length
+    s.append(inp(1, [], frame(1, "y" * 100)))                 # over 64: 1009
+    s.append(inp(1, [], frame(2, b"z" * 40, fin=False) + frame(0, b"z" * 40)))
+    s.append(inp(0, [], frame(1, "unmasked", mask=None)))     # 1002
+    s.append(inp(0, [], frame(1, "rsv", rsv=4)))              # 1002
+    s.append(inp(0, [], frame(3, "reserved opcode")))
+    s.append(inp(0, [], frame(9, b"p" * 126)))                # control too long
+    s.append(inp(0, [], frame(9, "ping", fin=False)))         # fragmented control
+    s.append(inp(0, [], frame(10, "unsolicited pong") + frame(1, "after")))
+    s.append(inp(0, [], frame(0, "continuation first")))
+    s.append(inp(0, [], frame(1, "a", fin=False) + frame(1, "b")))  # new msg mid-fragment
+    s.append(inp(0, [], close(1005)))
+    s.append(inp(0, [], close(999)))
+    s.append(inp(0, [], close(1000, b"\xff")))
+    s.append(inp(0, [], frame(8, b"\x03")))                   # 1-byte close body
+    s.append(inp(2, [], frame(1, "then shutdown")))
+    s.append(inp(0, [2, 0], frame(1, "x" * 70000)[:40]))      # 64-bit length, cut
+    s.append(inp(0, [], frame(1, "") + frame(2, b"")))
+    return s
+
+
+def subscribe_seeds():
+    # byte 0: bit 0 csrftoken "abc"; bit 1 max_groups 5.
+    reqs = [
+        (1, SUB),
+        (0, '{"groups": {"jobs": ["status_changed"]}}'),
+        (0, '{"groups": {}}'),
+        (0, '{"groups": {"job_events": [42, "43", 44], "workflow_events": [1]}}'),
+        (0, '{"groups": {"jobs": "x", "schedules": true, "inventories": null,'
+            ' "control": [], "job_events": {}}}'),
+        (0, '{"groups": {"control": ["limit_reached_7", "limit_reached_8"]}}'),
+        (0, '{"groups": {"control": "limit_reached_7"}}'),
+        (0, '{"groups": {"nope": ["x"]}}'),
+        (0, '{"groups": {"jobs": ["bad-name"]}}'),
+        (0, '{"groups": {"jobs": [{"a": 1}]}}'),
+        (0, '{"groups": {"job_events": [9007199254740992, -1, 1.5, 1e300]}}'),
+        (0, '{"groups": {"jobs": {"a": 1}}}'),
+        (0, '{"groups": []}'),
+        (0, '{"groups": {"jobs": ["a"]}, "extra\\u0001\\"key": 1}'),
+        (1, '{"groups": {"jobs": ["a"]}, "xrftoken": "abd"}'),
+        (1, '{"groups": {"jobs": ["a"]}}'),
+        (2, '{"groups": {"jobs": ["a", "b", "c", "d", "e", "f"]}}'),
+        (0, '{"groups": {"jobs": ["a", "a", "a"]}, "groups": {}}'),
+        (0, '[1, 2]'),
+        (0, '{"groups": {"jobs": ["a"]}} trailing'),
+        (0, 'not json'),
+        (0, '{"groups": {"jobs": ["' + "x" * 64 + '", "' + "y" * 65 + '"]}}'),
+    ]
+    return [bytes([f]) + r.encode() for f, r in reqs]
+
+
+def chanctl_token(user, secret, *extra):
+    out = subprocess.run([CHANCTL, "token", "--user", str(user), f"--auth.secret={secret}",
+                          *extra], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def token_seeds():
+    # byte 0 % 3: 0 token as is; 1 "HEADER\xffCLAIMS" signed by the target;
+    # 2 extra claims for token_mint.
+    s = []
+    # Tokens expire in real time; the target's clock is fixed in 2023, so
+    # a long TTL from now keeps them valid there forever.
+    for user, key, extra in [(7, KEY_NOW, []), (8, KEY_OLD, []),
+                             (9, KEY_NOW, ["--objects", '{"job_events": [42, "43"], "jobs": "*"}']),
+                             (10, "some-other-secret-0123456789", [])]:
+        s.append(b"\x00" + chanctl_token(user, key, *extra).encode())
+    hdr = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+    for claims in [{"sub": "7", "exp": 1800000000},
+                   {"sub": 7, "exp": 1800000000.5, "nbf": 1600000000},
+                   {"sub": "7", "exp": 1700000010},                 # within leeway
+                   {"sub": "7", "exp": 1600000000},                 # expired
+                   {"sub": "07", "exp": 1800000000},
+                   {"sub": "7", "exp": 1800000000, "nbf": 1800000000},
+                   {"sub": "7", "exp": 1800000000, "objects": {"job_events": [1]}},
+                   {"sub": "7", "exp": 1800000000, "objects": [1]},
+                   {"sub": "7"}]:
+        s.append(b"\x01" + hdr + b"\xff" + json.dumps(claims).encode())
+    for h in [{"alg": "none"}, {"alg": "RS256", "typ": "JWT"}, {"alg": "HS256", "crit": ["x"]},
+              {"alg": "HS256", "typ": "JOSE"}, {"alg": "HS256"}]:
+        s.append(b"\x01" + json.dumps(h).encode() + b"\xff" +
+                 json.dumps({"sub": "7", "exp": 1800000000}).encode())
+    none = (base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=") + b"." +
+            base64.urlsafe_b64encode(b'{"sub":"7","exp":1800000000}').rstrip(b"=") + b".")
+    s.append(b"\x00" + none)
+    s.append(b"\x00a.b.c")
+    s.append(b"\x00..")
+    for extra in ['{"objects": {"job_events": [42]}}', '{"nbf": 1800000000}',
+                  '{"sub": "1", "exp": 1, "objects": "x"}', "{}", "[]"]:
+        s.append(b"\x02" + extra.encode())
+    return s
+
+
+CHANNEL = "websocket.send.amq.gen-JzTY20BRgKO-HjmUJj0wLg!17"
+
+
+def reply_seeds():
+    subreply = json.dumps({"groups_current": ["jobs-status_changed"], "groups_joined": [],
+                           "groups_left": []})
+    rs = [
+        {"reply_channel": CHANNEL, "order": 0, "accept": True,
+         "text": '{"accept": true, "user": 7}', "session": {"user": 7, "csrftoken": "abc"}},
+        {"reply_channel": CHANNEL, "order": 0, "accept": False},
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["jobs-status_changed"],
+         "text": ['{"error": "access denied to channel job_events for resource id 42"}', subreply],
+         "session": {"user": 7, "csrftoken": "abc"}},
+        {"reply_channel": CHANNEL, "order": 2, "bytes": "AAEC/w==", "close": True},
+        {"reply_channel": CHANNEL, "order": 3, "close": 4000, "groups": []},
+        {"reply_channel": CHANNEL, "order": 3, "close": 1005},
+        {"reply_channel": CHANNEL, "order": 9007199254740991, "close": False, "x": [1]},
+        {"reply_channel": "websocket.send.q!0", "order": 1, "text": "a\u0000b"},
+        {"reply_channel": "websocket.send.q!01", "order": 1},
+        {"reply_channel": CHANNEL, "order": 1.5},
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["bad name"]},
+        {"reply_channel": CHANNEL, "order": 1, "session": {"big": "x" * 4100}},
+    ]
+    out = [json.dumps(r).encode() for r in rs]
+    out.append(json.dumps(rs[0]).encode() + b" {}")
+    return out
+
+
+def channel_seeds():
+    connect = {"reply_channel": CHANNEL, "path": "/websocket/", "query_string": "token=eyJ...",
+               "headers": [["host", "localhost"], ["cookie", "csrftoken=abc"]],
+               "client": ["127.0.0.1", 50312], "server": ["127.0.0.1", 8051], "order": 0}
+    receive = {"reply_channel": CHANNEL, "path": "/websocket/", "order": 1,
+               "text": SUB, "session": {"user": 7, "csrftoken": "abc"}, "groups": []}
+    receive_b = {"reply_channel": CHANNEL, "path": "/websocket/echo", "order": 2,
+                 "bytes": "AAEC/w==", "groups": ["jobs-status_changed"]}
+    disconnect = {"reply_channel": CHANNEL, "path": "/websocket/", "order": 4, "code": 1000,
+                  "session": {"user": 7}, "groups": ["jobs-status_changed"]}
+    ms = [(0, connect), (1, receive), (1, receive_b), (2, disconnect),
+          (0, {**connect, "client": None, "server": ["::1", 0], "headers": []}),
+          (0, {**connect, "client": ["", 5]}),
+          (0, {**connect, "headers": [["a"]]}),
+          (1, {**receive, "bytes": "AA=="}),
+          (1, {**receive, "text": "a\u0000b"}),
+          (2, {**disconnect, "code": 999}),
+          (0, receive), (2, connect)]
+    return [bytes([k]) + json.dumps(m).encode() for k, m in ms]
+
+
+def main():
+    write("fuzz_http_upgrade", http_seeds())
+    write("fuzz_ws_frames", ws_seeds())
+    write("fuzz_subscribe", subscribe_seeds())
+    write("fuzz_token", token_seeds())
+    write("fuzz_reply", reply_seeds())
+    write("fuzz_channel_msg", channel_seeds())
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    main()
