@@ -89,7 +89,7 @@ run: deps all
 	@deploy/dev/run.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 help:
 	@echo "make            build gatewayd, workerd, chanctl into $(BUILD)/"
@@ -97,6 +97,10 @@ help:
 	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
 	@echo "make test       every test: unit, integration, sanitizers"
 	@echo "make SAN=1      ASan+UBSan build into build-san/"
+	@echo "make install    binaries, systemd units, man pages, example config (PREFIX, DESTDIR)"
+	@echo "make docs       regenerate the settings tables (docs/OPERATIONS.md, deploy/wsgw.ini.example)"
+	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (180) into build-fuzz/"
+	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
@@ -141,3 +145,67 @@ fuzz: fuzz-build
 # Each target once over its committed corpus (make test does this too).
 fuzz-corpus: fuzz-build
 	@tests/fuzz/run.sh corpus
+
+# ---- install (deploy/) -------------------------------------------------------
+# `make install` (PREFIX=/usr/local, DESTDIR= for packaging): the binaries,
+# the systemd units (ExecStart and /etc/wsgw paths rewritten to PREFIX and
+# SYSCONFDIR), the man pages, the example config (also as
+# SYSCONFDIR/wsgw/wsgw.ini when none exists: never overwritten), and under
+# PREFIX/share/wsgw the nginx site, the RabbitMQ setup script and the demo
+# console. Steps after it: docs/DEPLOY.md. `make docs` regenerates the
+# settings tables of docs/OPERATIONS.md and deploy/wsgw.ini.example from
+# the binaries' --help.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+SHAREDIR   ?= $(PREFIX)/share/wsgw
+INSTALL    ?= install
+UNIT_SED   := -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/wsgw/|$(SYSCONFDIR)/wsgw/|g'
+
+.PHONY: install docs
+install: all
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/wsgw $(DESTDIR)$(SHAREDIR)/demo \
+	  $(DESTDIR)$(SHAREDIR)/nginx/snippets $(DESTDIR)$(SHAREDIR)/rabbitmq
+	$(INSTALL) -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	for u in gatewayd.service workerd@.service; do \
+	  sed $(UNIT_SED) deploy/systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	$(INSTALL) -m 0644 deploy/man/man1/chanctl.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 deploy/man/man8/gatewayd.8 deploy/man/man8/workerd.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 deploy/wsgw.ini.example $(DESTDIR)$(SHAREDIR)/
+	test -e $(DESTDIR)$(SYSCONFDIR)/wsgw/wsgw.ini || \
+	  $(INSTALL) -m 0644 deploy/wsgw.ini.example $(DESTDIR)$(SYSCONFDIR)/wsgw/wsgw.ini
+	$(INSTALL) -m 0644 deploy/demo/index.html deploy/demo/app.js deploy/demo/style.css \
+	  $(DESTDIR)$(SHAREDIR)/demo/
+	for f in wsgw.conf wsgw-tls.conf; do \
+	  sed -e 's|/usr/local/share/wsgw/|$(SHAREDIR)/|g' deploy/nginx/$$f \
+	    >$(DESTDIR)$(SHAREDIR)/nginx/$$f || exit 1; done
+	$(INSTALL) -m 0644 deploy/nginx/snippets/wsgw-proxy.conf $(DESTDIR)$(SHAREDIR)/nginx/snippets/
+	$(INSTALL) -m 0755 deploy/rabbitmq/setup.sh $(DESTDIR)$(SHAREDIR)/rabbitmq/
+
+docs: all
+	/usr/bin/python3 deploy/gen-settings.py --build $(BUILD)
+
+# ---- benchmarks (bench/) ---------------------------------------------------
+# `make bench` runs the scenarios of docs/BENCHMARKS.md against a private
+# broker and rewrites that file; `make bench-smoke` is its seconds-long
+# version (make test runs it): it fails on lost, out-of-order or refused
+# events and connections, never on speed.
+BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes
+$(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench-emit: $(call obj,bench/emit.c) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# bench-sizes reads the gateway's own headers.
+$(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
+
+.PHONY: bench bench-smoke bench-build
+bench-build: all $(BENCH_BINS)
+bench: deps bench-build
+	@bench/run.sh full
+bench-smoke: bench-build
+	@bench/run.sh smoke

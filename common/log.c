@@ -38,6 +38,10 @@ void log_init(const char *prog, log_level min_level) {
   atomic_store(&log_min, (int)min_level);
 }
 
+void log_set_level(log_level min_level) {
+  atomic_store(&log_min, (int)min_level);
+}
+
 int log_level_parse(const char *s, log_level *out) {
   for (int i = LOG_LEVEL_DEBUG; i <= LOG_LEVEL_ERROR; i++) {
     if (strcasecmp(s, log_level_names[i]) == 0) {

@@ -20,6 +20,8 @@ typedef enum {
 
 void log_init(const char *prog, log_level min_level);
 int log_level_parse(const char *s, log_level *out); /* "debug".."error" */
+/* Changes the level filter at run time (a reload); safe from any thread. */
+void log_set_level(log_level min_level);
 int log_enabled(log_level level);
 
 /* fmt builds the key=value tail, e.g. "id=%llu reason=%s". Thread-safe: each

@@ -18,6 +18,7 @@ import difflib
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +136,9 @@ def ini_text(all_rows):
         out.append(f"[{section}]")
         for key, e in keys.items():
             who = " and ".join(e["progs"])
-            out.append(f"; {e['help']} ({who}; {e['typ'].lower()})")
+            # Wrapped: libinih reads lines of about 200 bytes at most.
+            out.extend(textwrap.wrap(f"{e['help']} ({who}; {e['typ'].lower()})", 76,
+                                     initial_indent="; ", subsequent_indent=";   "))
             if e["secret"]:
                 out.append(f";{key}_file = /etc/wsgw/{key}.secret")
             elif e["default"] is None or e["default"] == '""':

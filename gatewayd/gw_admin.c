@@ -37,8 +37,10 @@ struct gw_admin_conn {
   size_t url_len;
   int url_too_long;
   int complete;    /* the request is parsed */
+  int answered;    /* the response is out: reading only to see the client go */
   int closing;
   uv_write_t wr;
+  uv_shutdown_t sd;
   prom_buf body;   /* the response body */
   char head[256];  /* the response head */
   char url[GW_ADMIN_URL_MAX];
@@ -232,13 +234,28 @@ static void gw_admin__close_conn(gw_admin_conn *c) {
   uv_close((uv_handle_t *)&c->tcp, gw_admin__on_closed);
 }
 
-static void gw_admin__on_write(uv_write_t *req, int status) {
-  (void)status;
-  gw_admin_conn *c = req->data;
-  gw_admin__close_conn(c); /* a no-op when the close cancelled the write */
+static void gw_admin__on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status; /* the close (EOF, error or reaper) does the rest */
 }
 
-/* Sends head and body (which c owns), then closes. */
+static void gw_admin__on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void gw_admin__on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+/* The response is out: half-close, and read until the client closes too.
+ * Closing at once while request bytes sit unread (an oversized request)
+ * would send a reset, which can destroy the response before the client
+ * reads it. The reaper bounds the wait. */
+static void gw_admin__on_write(uv_write_t *req, int status) {
+  gw_admin_conn *c = req->data;
+  if (c->closing) return; /* the close cancelled the write */
+  c->answered = 1;
+  if (status < 0 || uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, gw_admin__on_shutdown) != 0 ||
+      uv_read_start((uv_stream_t *)&c->tcp, gw_admin__on_alloc, gw_admin__on_read) != 0)
+    gw_admin__close_conn(c);
+}
+
+/* Sends head and body (which c owns); gw_admin__on_write takes it from there. */
 static void gw_admin__send(gw_admin_conn *c, int status, const char *ctype,
                            int head_only) {
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -328,6 +345,7 @@ static void gw_admin__on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     gw_admin__close_conn(c);
     return;
   }
+  if (c->answered) return; /* dropped: see gw_admin__on_write */
   c->bytes += (size_t)n;
   if (c->bytes > ADMIN_REQUEST_MAX) {
     gw_admin__send_text(c, 431, "request too large", 0);

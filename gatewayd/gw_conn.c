@@ -407,6 +407,13 @@ static void gw_conn__ws_frame_start(wslay_event_context_ptr ctx,
                                     const struct wslay_event_on_frame_recv_start_arg *arg,
                                     void *user) {
   gw_conn *c = user;
+  /* A close body is empty or a code plus a reason; wslay would read a
+   * 1-byte body as "no code". RFC 6455 5.5.1: a protocol error. */
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+    wslay_event_queue_close(ctx, 1002, NULL, 0);
+    wslay_event_shutdown_read(ctx);
+    return;
+  }
   if (arg->payload_length <= (uint64_t)c->srv->cfg->max_frame) return;
   static const char reason[] = "frame too big";
   wslay_event_queue_close(ctx, 1009, (const uint8_t *)reason, sizeof(reason) - 1);
@@ -445,6 +452,24 @@ static void gw_conn__ws_feed(gw_conn *c, const char *data, size_t len) {
   c->rd = NULL;
   c->rd_len = 0;
   if (c->state == GW_CONN_CLOSED) return;
+  if (rc == WSLAY_ERR_CALLBACK_FAILURE && c->state == GW_CONN_OPEN &&
+      !wslay_event_get_close_sent(c->ws)) {
+    /* wslay's frame parser fails the call, with no close sent, on a control
+     * frame over 125 bytes or fragmented and on a length not in its
+     * shortest form (our recv callback never fails). Those are protocol
+     * errors: the client gets close 1002, written here because wslay has
+     * queued an empty close of its own, which is never sent. */
+    static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+    wslay_event_shutdown_write(c->ws);
+    c->state = GW_CONN_CLOSING;
+    c->close_code = 1002;
+    if (gw_conn__append_bytes(c, close_1002, sizeof(close_1002)) != 0) {
+      gw_conn__destroy(c, 1002);
+      return;
+    }
+    gw_timeq_push(&c->srv->closing, &c->tq, uv_now(c->srv->loop));
+    return;
+  }
   if (rc != 0) {
     gw_conn__destroy(c, 1011);
     return;

@@ -4,12 +4,15 @@
  */
 #include "gw_server.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gw_conn.h"
 #include "gw_dispatch.h"
+#include "gw_http.h"
 #include "gw_tls.h"
 #include "log.h"
 
@@ -63,6 +66,84 @@ static void gw_server__on_signal(uv_signal_t *h, int signum) {
   s->drain_ids = gw_conn_ids(s, &s->drain_n);
   s->drain_done = 0;
   gw_server__drain(s, s->shutdown_start);
+}
+
+/* ---- SIGHUP: reload -------------------------------------------------------- */
+
+/* The command line as started, NUL-separated in *blob (caller frees both):
+ * main's argv was reordered by cfg_load, and a reload must parse the same
+ * flags again, so that they still win over the file. NULL on failure. */
+static char **gw_server__cmdline(int *argc, char **blob) {
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap + 1);
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  ssize_t n = 0;
+  while (buf && fd >= 0 && len < cap && (n = read(fd, buf + len, cap - len)) > 0)
+    len += (size_t)n;
+  if (fd >= 0) close(fd);
+  char **argv = buf && n >= 0 && len > 0 ? malloc((len + 1) * sizeof(*argv)) : NULL;
+  if (!argv) {
+    free(buf);
+    return NULL;
+  }
+  buf[len] = '\0';
+  *argc = 0;
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1) argv[(*argc)++] = buf + i;
+  argv[*argc] = NULL;
+  *blob = buf;
+  return argv;
+}
+
+/* Reads the settings again into next; NULL when they are valid, else why
+ * not (config.c prints the details to stderr). */
+static const char *gw_server__reread(gw_config *next, log_level *level) {
+  int argc = 0;
+  char *blob = NULL, why[160];
+  char **argv = gw_server__cmdline(&argc, &blob);
+  const char *err = NULL;
+  if (!argv) err = "cannot read /proc/self/cmdline";
+  else if (cfg_load(gw_config_opts, gw_config_n_opts, next, "gatewayd", "", &argc,
+                    argv) != CFG_RUN)
+    err = "invalid settings";
+  else if (log_level_parse(next->log_level, level) != 0)
+    err = "invalid log.level";
+  else if (gw_http_trusted_check(next->trusted_proxies, why, sizeof(why)) != 0)
+    err = "invalid gateway.trusted_proxies";
+  free(argv);
+  free(blob);
+  return err;
+}
+
+static void gw_server__swap_str(char **a, char **b) {
+  char *t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* Only what each request reads afresh is replaced: the log level, the
+ * Origin list, the trusted proxies and the message rate. Sockets, limits
+ * sized at start and the broker URL need a restart. Logs go to stderr,
+ * which has nothing to reopen. Nothing is dropped either way. */
+static void gw_server__on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  gw_server *s = h->data;
+  gw_config next;
+  log_level level = LOG_LEVEL_INFO;
+  memset(&next, 0, sizeof(next)); /* cfg_free-able whatever fails */
+  const char *why = gw_server__reread(&next, &level);
+  if (why) {
+    log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
+  } else {
+    log_set_level(level);
+    gw_server__swap_str(&s->cfg->log_level, &next.log_level);
+    gw_server__swap_str(&s->cfg->allowed_origins, &next.allowed_origins);
+    gw_server__swap_str(&s->cfg->trusted_proxies, &next.trusted_proxies);
+    s->cfg->max_rate = next.max_rate;
+    log_info("reload", "level=%s allowed_origins=\"%s\" trusted_proxies=\"%s\" "
+             "max_rate=%ld open=%zu", s->cfg->log_level, s->cfg->allowed_origins,
+             s->cfg->trusted_proxies, s->cfg->max_rate, s->n_conns);
+  }
+  cfg_free(gw_config_opts, gw_config_n_opts, &next);
 }
 
 /* "host:port", "[v6]:port" -> sockaddr */
@@ -151,6 +232,9 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   s->sigterm.data = s->sigint.data = s;
   uv_signal_start(&s->sigterm, gw_server__on_signal, SIGTERM);
   uv_signal_start(&s->sigint, gw_server__on_signal, SIGINT);
+  uv_signal_init(loop, &s->sighup);
+  s->sighup.data = s;
+  uv_signal_start(&s->sighup, gw_server__on_hup, SIGHUP);
   /* Last, so that a failure here finds every handle above initialized. */
   return gw_admin_start(&s->admin, s, cfg->metrics_listen);
 }
@@ -161,6 +245,7 @@ void gw_server_close(gw_server *s) {
   uv_close((uv_handle_t *)&s->flush, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
+  if (s->sighup.data) uv_close((uv_handle_t *)&s->sighup, NULL);
   gw_admin_close(&s->admin);
   if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, NULL);
   /* Whatever is still open at the deadline is cut off; its disconnect is

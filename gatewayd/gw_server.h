@@ -43,6 +43,7 @@ typedef struct gw_server {
   uv_timer_t tick;
   uv_check_t flush; /* writes every connection's pending frames once per iteration */
   uv_signal_t sigterm, sigint;
+  uv_signal_t sighup; /* reload what is safe to change (gw_server.c) */
   amqp_bridge *bridge;
   char queue[CHAN_QUEUE_NAME_MAX + 1]; /* ours, as the broker named it; "" while down */
 

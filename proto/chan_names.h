@@ -18,6 +18,11 @@
 #define CHAN_QUEUE_RECEIVE "websocket.receive"
 #define CHAN_QUEUE_DISCONNECT "websocket.disconnect"
 
+/* Durable queue of poison messages: channel messages a worker received more
+ * than [worker] max_deliveries times without acking (it crashed on them).
+ * Declared by workers; nobody consumes it: operators inspect it. */
+#define CHAN_QUEUE_DEAD "websocket.dead"
+
 /* Reply channel of one connection: "websocket.send.<gateway queue>!<conn id>".
  * The worker publishes the reply to the default exchange with routing key =
  * <gateway queue>; the gateway dispatches on <conn id>. */

@@ -175,9 +175,11 @@ if [[ -f $BROKER_DIR/env ]] && tests/lib/broker.sh status "$BROKER_DIR"; then
     report=$STATE/junit-$v.xml
     rm -f "$report"
     set +e
+    # --foreground: pytest stays in this process group, so a Ctrl-C reaches
+    # it (it then stops its daemons); on timeout it gets SIGINT the same way.
     # shellcheck disable=SC2086
     WSGW_BUILD=$ROOT/$v WSGW_BROKER_DIR=$BROKER_DIR WSGW_LOG_DIR=$STATE/logs-$v \
-      timeout --signal=TERM --kill-after=30 1200 \
+      timeout --foreground --signal=INT --kill-after=60 1200 \
       "$PY" -m pytest tests/integration -p no:cacheprovider -q -rfE \
       --junitxml="$report" ${PYTEST_ARGS:-}
     rc=$?
@@ -190,6 +192,23 @@ if [[ -f $BROKER_DIR/env ]] && tests/lib/broker.sh status "$BROKER_DIR"; then
       fail_step "integration $v (no report; pytest exit $rc)"
     fi
   done
+fi
+
+# ---- 4b. benchmark smoke (bench/run.sh smoke) ----------------------------
+# The benchmark's client, emitter and scenarios in seconds, on the normal
+# build and this broker: fails on lost, out-of-order or refused events and
+# connections, never on speed. Counts as one test.
+if [[ -n ${built[build]:-} && -f $BROKER_DIR/env ]]; then
+  banner "benchmark smoke (build)"
+  if ! make -j"$JOBS" bench-build >"$STATE/bench-build.log" 2>&1; then
+    tail -n 30 "$STATE/bench-build.log"
+    fail_step "build benchmark tools (log: $STATE/bench-build.log)"
+  elif WSGW_BROKER_DIR=$BROKER_DIR timeout --foreground --signal=INT --kill-after=60 300 \
+    bench/run.sh smoke 2>&1 | tee "$STATE/bench-smoke.log"; then # pipefail: run.sh's status
+    passed=$((passed + 1))
+  else
+    fail_step "benchmark smoke (log: $STATE/bench-smoke.log)"
+  fi
 fi
 
 # ---- 5. summary --------------------------------------------------------

@@ -11,6 +11,13 @@
  * without NOTIFY_SOCKET): READY=1 once consuming for the first time,
  * WATCHDOG=1 from the consume loop (through wk_consumer's alive hook, so a
  * stuck loop stops the pings), STOPPING=1 on the way out.
+ *
+ * SIGHUP reloads: the command line is parsed again (the config file and the
+ * environment are read afresh; flags still win), and the group policy, the
+ * secrets, the token file, max_groups, echo and the log level are replaced
+ * between two messages. An invalid new configuration changes nothing: the
+ * reason is logged and the running settings stay. The broker URL, queue
+ * limits, prefetch and metrics address need a restart.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -21,12 +28,14 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "admin.h"
 #include "chan_names.h"
 #include "config.h"
 #include "log.h"
 #include "wk_auth.h"
 #include "wk_consumer.h"
 #include "wk_handle.h"
+#include "wk_metrics.h"
 #include "wk_policy.h"
 
 typedef struct wk_main_conf {
@@ -42,6 +51,8 @@ typedef struct wk_main_conf {
   long prefetch;
   long max_groups;
   int echo;
+  char *metrics_listen;
+  long max_deliveries;
 } wk_main_conf;
 
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
@@ -75,6 +86,14 @@ static const cfg_opt wk_main_opts[] = {
     WK_OPT("worker", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
            "echo messages on " WK_HANDLE_ECHO_PATH
            " back unchanged (conformance tests)"),
+    /* Off by default: several workers usually share a host, and each needs
+     * its own port (docs/OPERATIONS.md, "Metrics", shows one per instance). */
+    WK_OPT("worker", "metrics_listen", CFG_STR, "", 0, 0, 0, metrics_listen,
+           "address:port of /metrics, /healthz, /readyz (empty: off)"),
+    WK_OPT("worker", "max_deliveries", CFG_INT, "5", 1, 1000, 0,
+           max_deliveries,
+           "deliveries of one message (a worker crashed on it) before it "
+           "goes to " CHAN_QUEUE_DEAD),
 };
 #define WK_MAIN_N_OPTS (sizeof wk_main_opts / sizeof wk_main_opts[0])
 
@@ -86,10 +105,16 @@ static const char wk_main_usage[] =
     "(docs/PROTOCOL.md); without one,\nAWX's channels apply.";
 
 static volatile sig_atomic_t wk_main_stop;
+static volatile sig_atomic_t wk_main_reload;
 
 static void wk_main_on_signal(int sig) {
   (void)sig;
   wk_main_stop = 1;
+}
+
+static void wk_main_on_hup(int sig) {
+  (void)sig;
+  wk_main_reload = 1;
 }
 
 /* No SA_RESTART: a signal must cut the backoff sleep short. */
@@ -100,6 +125,8 @@ static void wk_main_signals(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = wk_main_on_hup;
+  sigaction(SIGHUP, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
 }
@@ -130,6 +157,15 @@ static int wk_main_has_flag(int argc, char **argv, const char *flag) {
 static int wk_main_prepare(const wk_main_conf *conf, const char *path,
                            wk_policy *policy, wk_auth **auth) {
   char err[512];
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  if (conf->metrics_listen[0] &&
+      admin_parse_listen(conf->metrics_listen, &ss, &sslen) != 0) {
+    fprintf(stderr, "workerd: worker.metrics_listen: expected ADDRESS:PORT "
+                    "(numeric, [v6] in brackets), got '%s'\n",
+            conf->metrics_listen);
+    return 2;
+  }
   if (wk_policy_load(policy, path, err, sizeof err) != 0) {
     fprintf(stderr, "workerd: %s\n", err);
     return 2;
@@ -147,7 +183,7 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
 /* systemd notification state; enabled only under systemd. */
 typedef struct wk_notify {
   int enabled, ready;
-  uint64_t every_ms; /* watchdog ping period, 0: no watchdog */
+  uint64_t every_ms; /* least time between watchdog pings, 0: no watchdog */
   uint64_t last_ms;
 } wk_notify;
 
@@ -179,13 +215,92 @@ static void wk_main_notify_init(wk_notify *n) {
   memset(n, 0, sizeof *n);
   if (!sock || !*sock) return;
   n->enabled = 1;
-  /* Half the period, as sd_watchdog_enabled(3) advises. */
-  if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 2000 ? usec / 2000 : 1;
+  /* A quarter of the period: the loop calls us only every poll interval
+   * (up to 500 ms), so a ping can come that much after it is due, and
+   * sd_watchdog_enabled(3) wants one at least every half period. */
+  if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 4000 ? usec / 4000 : 1;
 }
 
-static int wk_main_run(const wk_main_conf *conf, const wk_policy *policy,
-                       const wk_auth *auth) {
-  wk_handle_ctx ctx = {auth, policy, (size_t)conf->max_groups, conf->echo};
+/* The command line as started: cfg_load reorders argv, and a reload must
+ * parse the same flags again. The strings are argv's own (they live as
+ * long as the process). */
+static struct {
+  int argc;
+  char **argv;
+} wk_main_args;
+
+static void wk_main_args_save(int argc, char **argv) {
+  wk_main_args.argv = malloc(((size_t)argc + 1) * sizeof *argv);
+  if (!wk_main_args.argv) return; /* reload will say it cannot */
+  memcpy(wk_main_args.argv, argv, ((size_t)argc + 1) * sizeof *argv);
+  wk_main_args.argc = argc;
+}
+
+/* What a reload replaces. ctx points at *policy and *auth, which are
+ * main()'s, so main frees whatever is current at exit. */
+typedef struct wk_main_live {
+  wk_handle_ctx ctx;
+  wk_policy *policy;
+  wk_auth **auth;
+  const char *path;
+} wk_main_live;
+
+/* Parses the saved command line into next (caller cfg_frees it) and builds
+ * its policy and auth. NULL on success, else why not (details on stderr,
+ * where config.c and wk_main_prepare print them). */
+static const char *wk_main_reread(wk_main_conf *next, const char *path,
+                                  wk_policy *policy, wk_auth **auth,
+                                  log_level *level) {
+  int argc = wk_main_args.argc;
+  if (!wk_main_args.argv) return "no saved command line";
+  char **argv = malloc(((size_t)argc + 1) * sizeof *argv);
+  if (!argv) return "out of memory";
+  memcpy(argv, wk_main_args.argv, ((size_t)argc + 1) * sizeof *argv);
+  cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, next, "workerd",
+                           wk_main_usage, &argc, argv);
+  free(argv);
+  if (cr != CFG_RUN) return "invalid settings";
+  if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
+  if (wk_main_prepare(next, path, policy, auth) != 0)
+    return "invalid group policy, secrets or token file";
+  return NULL;
+}
+
+/* wk_consumer's reload hook (SIGHUP), run between two messages. */
+static void wk_main_reload_now(void *arg) {
+  wk_main_live *live = arg;
+  wk_main_conf next;
+  wk_policy policy;
+  wk_auth *auth = NULL;
+  log_level level = LOG_LEVEL_INFO;
+  memset(&next, 0, sizeof next); /* cfg_free-able whatever fails */
+  const char *why = wk_main_reread(&next, live->path, &policy, &auth, &level);
+  if (why) {
+    log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
+    cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
+    return;
+  }
+  wk_policy_free(live->policy);
+  *live->policy = policy;
+  wk_auth_free(*live->auth);
+  *live->auth = auth;
+  live->ctx.auth = auth;
+  live->ctx.max_groups = (size_t)next.max_groups;
+  live->ctx.echo = next.echo;
+  log_set_level(level);
+  log_info("reload", "channels=%zu max_groups=%ld echo=%d level=%s "
+           "secret=%d secret_previous=%d token_file=%d",
+           policy.n, next.max_groups, next.echo, next.log_level,
+           next.secret && next.secret[0], next.secret_previous &&
+           next.secret_previous[0], next.token_file && next.token_file[0]);
+  cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
+}
+
+static int wk_main_run(const wk_main_conf *conf, const char *path,
+                       wk_policy *policy, wk_auth **auth) {
+  wk_main_live live = {
+      .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo},
+      .policy = policy, .auth = auth, .path = path};
   wk_notify notify;
   wk_main_notify_init(&notify);
   wk_consumer_conf cc = {
@@ -195,11 +310,17 @@ static int wk_main_run(const wk_main_conf *conf, const wk_policy *policy,
       .prefetch = (int)conf->prefetch,
       .alive = wk_main_alive,
       .alive_arg = &notify,
+      .max_deliveries = conf->max_deliveries,
+      .reload = &wk_main_reload,
+      .on_reload = wk_main_reload_now,
+      .reload_arg = &live,
   };
   log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d",
            policy->n, conf->prefetch, conf->max_groups, conf->echo);
   wk_main_signals();
-  wk_consumer_run(&cc, &ctx, &wk_main_stop);
+  if (wk_metrics_start(conf->metrics_listen) != 0) return 1;
+  wk_consumer_run(&cc, &live.ctx, &wk_main_stop);
+  wk_metrics_stop();
   if (notify.enabled) sd_notify(0, "STOPPING=1");
   log_info("worker_stop", "reason=signal");
   return 0;
@@ -212,6 +333,7 @@ int main(int argc, char **argv) {
   log_level level;
   /* Read before cfg_load, which removes the flags from argv. */
   const char *path = wk_main_config_path(argc, argv);
+  wk_main_args_save(argc, argv);
   int checking = wk_main_has_flag(argc, argv, "--check-config");
   cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
                            wk_main_usage, &argc, argv);
@@ -233,12 +355,13 @@ int main(int argc, char **argv) {
   if (rc == 0) rc = wk_main_prepare(&conf, path, &policy, &auth);
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
-    rc = wk_main_run(&conf, &policy, auth);
+    rc = wk_main_run(&conf, path, &policy, &auth);
   }
   if (auth) { /* prepare succeeded: both were built */
     wk_auth_free(auth);
     wk_policy_free(&policy);
   }
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
+  free(wk_main_args.argv);
   return rc;
 }

@@ -12,6 +12,10 @@
  * buffered, which saves a write per message under load; a worker killed
  * with unacked deliveries gets them redelivered to another worker, and the
  * gateway drops the duplicate reply by its order.
+ *
+ * Redelivered messages are counted, not handled, here: wk_redeliver puts a
+ * copy with the count back (or, past max_deliveries, in websocket.dead) and
+ * the original is acked, so a message a worker crashes on cannot loop.
  */
 #include "wk_consumer.h"
 
@@ -28,6 +32,8 @@
 #include "chan_names.h"
 #include "chan_reply.h"
 #include "log.h"
+#include "wk_metrics.h"
+#include "wk_redeliver.h"
 
 /* How long one wait for a delivery lasts: the latency of noticing *stop. */
 #define WK_CONSUMER_POLL_MS 500
@@ -45,6 +51,7 @@ typedef struct wk_consumer {
   unsigned unacked;          /* deliveries up to ack_tag not yet acked */
   long backoff_ms;
   unsigned seed;
+  wk_redeliver_pub pub; /* copies of redelivered messages */
 } wk_consumer;
 
 static const chan_msg_kind wk_consumer_kinds[] = {
@@ -58,7 +65,8 @@ static int wk_consumer_setup(wk_consumer *w, char *err, size_t errlen) {
                                            errlen);
   if (!c) return -1;
   if (mq_declare_groups_exchange(c, err, errlen) != 0 ||
-      mq_declare_channel_queues(c, &cf->limits, err, errlen) != 0)
+      mq_declare_channel_queues(c, &cf->limits, err, errlen) != 0 ||
+      wk_redeliver_declare(c, err, errlen) != 0)
     goto fail;
   amqp_basic_qos(c, MQ_CHANNEL, 0, (uint16_t)cf->prefetch, 0);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "basic.qos", err, errlen) != 0)
@@ -97,17 +105,29 @@ static long wk_consumer_next_delay(wk_consumer *w) {
   return ms;
 }
 
+/* SIGHUP: the handler only set a flag; the work happens here, between two
+ * messages, where nothing borrows from wk_handle_ctx. */
+static void wk_consumer_maybe_reload(wk_consumer *w) {
+  const wk_consumer_conf *cf = w->conf;
+  if (!cf->reload || !*cf->reload) return;
+  *cf->reload = 0;
+  if (cf->on_reload) cf->on_reload(cf->reload_arg);
+}
+
 /* Connects, retrying until it works or *stop is set (-1). */
 static int wk_consumer_connect(wk_consumer *w) {
   char err[256];
   for (unsigned attempt = 1; !*w->stop; attempt++) {
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 0);
+    wk_consumer_maybe_reload(w);
     if (wk_consumer_setup(w, err, sizeof err) == 0) {
       log_info("broker_connected", "attempt=%u prefetch=%d", attempt,
                w->conf->prefetch);
+      wk_metrics_amqp(1);
       return 0;
     }
     long ms = wk_consumer_next_delay(w);
+    wk_metrics_connect_failed();
     log_warn("broker_connect_failed",
              "attempt=%u retry_in_ms=%ld reason=\"%s\"", attempt, ms, err);
     if (!*w->stop) wk_consumer_sleep(ms);
@@ -148,6 +168,7 @@ static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
   if (chan_reply_channel_parse(reply_channel, queue, sizeof queue,
                                &conn_id) != 0) {
     log_warn("reply_dropped", "reason=\"bad reply_channel\"");
+    wk_metrics_error(WK_METRICS_ERR_REPLY_CHANNEL);
     return 0;
   }
   amqp_basic_properties_t props;
@@ -160,8 +181,10 @@ static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
                               amqp_cstring_bytes(queue), 0, 0, &props, b);
   if (st != AMQP_STATUS_OK) {
     log_error("publish_failed", "reason=\"%s\"", amqp_error_string2(st));
+    wk_metrics_error(WK_METRICS_ERR_PUBLISH);
     return -1;
   }
+  wk_metrics_reply();
   return 0;
 }
 
@@ -186,28 +209,83 @@ static int wk_consumer_process(wk_consumer *w, const amqp_envelope_t *env) {
   const amqp_bytes_t *body = &env->message.body;
   if (wk_consumer_kind(env->consumer_tag, &kind) != 0) {
     log_warn("message_dropped", "reason=\"unknown consumer tag\"");
+    wk_metrics_error(WK_METRICS_ERR_UNKNOWN_QUEUE);
     return 0;
   }
+  wk_metrics_message(kind);
   /* Undecodable now means undecodable forever: drop it, say why, but not
    * what it said. */
   if (chan_msg_decode(kind, body->bytes, body->len, &m, err, sizeof err)) {
     log_warn("message_dropped", "queue=%s bytes=%zu reason=\"%s\"",
              chan_msg_queue(kind), body->len, err);
+    wk_metrics_error(WK_METRICS_ERR_DECODE);
     return 0;
   }
   int rc = 0;
-  if (wk_handle_message(w->ctx, &m, time(NULL), &reply, &reply_len) != 0)
+  if (wk_handle_message(w->ctx, &m, time(NULL), &reply, &reply_len) != 0) {
     log_error("message_dropped", "queue=%s reason=\"handler failed\"",
               chan_msg_queue(kind));
-  else if (reply)
+    wk_metrics_error(WK_METRICS_ERR_HANDLER);
+  } else if (reply)
     rc = wk_consumer_publish(w, m.reply_channel, reply, reply_len);
   free(reply);
   chan_msg_free(&m);
   return rc;
 }
 
+/* A redelivered message: a copy with the next count to the tail of its
+ * queue, or to websocket.dead. Returns 0 when the original may be acked, 1
+ * when it must be handled here after all (the queue is full: better once
+ * more than lost), -1 when the broker is gone. */
+static int wk_consumer_redelivered(wk_consumer *w, const amqp_envelope_t *env,
+                                   const char *queue) {
+  long n;
+  char err[256];
+  wk_redeliver_action a = wk_redeliver_decide(
+      1, wk_redeliver_count(&env->message.properties), w->conf->max_deliveries,
+      &n);
+  atomic_fetch_add(&wk_redeliver_stats.redelivered, 1);
+  int dead = a == WK_REDELIVER_DEAD;
+  int rc = wk_redeliver_publish(&w->pub, dead ? CHAN_QUEUE_DEAD : queue,
+                                dead ? queue : NULL, &env->message, n, err,
+                                sizeof err);
+  if (rc < 0) {
+    log_error("redelivery_failed", "queue=%s deliveries=%ld reason=\"%s\"",
+              queue, n, err);
+    return -1;
+  }
+  if (rc == 1 && !dead) {
+    log_warn("requeue_refused", "queue=%s deliveries=%ld handling=now", queue,
+             n);
+    return 1;
+  }
+  if (dead) {
+    /* Refused by websocket.dead too (it drops its oldest, so only if it was
+     * redeclared otherwise): acked all the same, a poison must not loop. */
+    uint64_t total = atomic_fetch_add(&wk_redeliver_stats.dead_lettered, 1) + 1;
+    log_error("message_dead_lettered",
+              "queue=%s deliveries=%ld max_deliveries=%ld bytes=%zu "
+              "stored=%d dead_lettered_total=%llu",
+              queue, n - 1, w->conf->max_deliveries, env->message.body.len,
+              rc == 0, (unsigned long long)total);
+  } else {
+    atomic_fetch_add(&wk_redeliver_stats.requeued, 1);
+    log_warn("message_redelivered", "queue=%s deliveries=%ld", queue, n);
+  }
+  return 0;
+}
+
 static int wk_consumer_deliver(wk_consumer *w, const amqp_envelope_t *env) {
-  if (wk_consumer_process(w, env) != 0) return -1;
+  chan_msg_kind kind;
+  if (env->redelivered && wk_consumer_kind(env->consumer_tag, &kind) == 0) {
+    int rc = wk_consumer_redelivered(w, env, chan_msg_queue(kind));
+    if (rc < 0) return -1;
+    if (rc == 0) return wk_consumer_done(w, env->delivery_tag);
+  }
+  uint64_t start = wk_metrics_now_us();
+  int rc = wk_consumer_process(w, env);
+  wk_metrics_handled(wk_metrics_now_us() - start);
+  if (rc != 0) return -1;
   return wk_consumer_done(w, env->delivery_tag);
 }
 
@@ -244,6 +322,7 @@ static int wk_consumer_serve(wk_consumer *w) {
     amqp_envelope_t env;
     struct timeval tv = {0, WK_CONSUMER_POLL_MS * 1000};
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 1);
+    wk_consumer_maybe_reload(w);
     amqp_maybe_release_buffers(w->c);
     amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
@@ -273,13 +352,15 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
                     volatile sig_atomic_t *stop) {
   wk_consumer w = {.conf = conf, .ctx = ctx, .stop = stop,
                    .backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS,
-                   .seed = (unsigned)time(NULL) ^ (unsigned)getpid()};
+                   .seed = (unsigned)time(NULL) ^ (unsigned)getpid(),
+                   .pub = {.url = conf->url, .c = NULL}};
   while (!*stop) {
     if (wk_consumer_connect(&w) != 0) break;
     time_t since = time(NULL);
     int rc = wk_consumer_serve(&w);
     mq_conn_close(w.c);
     w.c = NULL;
+    wk_metrics_amqp(0);
     if (rc == 0) break;
     /* A connection that failed at once must not turn into a busy loop. */
     if (time(NULL) - since >= WK_CONSUMER_HEALTHY_S)
@@ -287,5 +368,6 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     else if (!*stop)
       wk_consumer_sleep(wk_consumer_next_delay(&w));
   }
+  wk_redeliver_close(&w.pub);
   return 0;
 }

@@ -28,6 +28,15 @@ typedef struct wk_consumer_conf {
    * it must be cheap, since busy workers call it per message. */
   void (*alive)(void *arg, int consuming);
   void *alive_arg;
+  /* Deliveries of one message before it goes to websocket.dead
+   * (wk_redeliver.h); at least 1. */
+  long max_deliveries;
+  /* Optional (NULL: none). When *reload is nonzero between two messages,
+   * it is cleared and on_reload(reload_arg) runs on the loop's thread, so
+   * the callee may swap what wk_handle_ctx points to (SIGHUP). */
+  volatile sig_atomic_t *reload;
+  void (*on_reload)(void *arg);
+  void *reload_arg;
 } wk_consumer_conf;
 
 /*

@@ -18,6 +18,7 @@
 #include "chan_names.h"
 #include "chan_reply.h"
 #include "log.h"
+#include "wk_metrics.h"
 #include "wk_subscribe.h"
 
 /* Django's csrftoken is 32 or 64 characters; anything far longer is not
@@ -54,6 +55,7 @@ static int wk_handle_is_echo(const chan_msg *m) {
 static int wk_handle_refuse(const chan_msg *m, const char *reason,
                             char **reply, size_t *len) {
   chan_reply r;
+  wk_metrics_auth_rejected(reason);
   log_info("connect_refused", "reason=\"%s\" client=%s path=%s", reason,
            m->client.host[0] ? m->client.host : "-", m->path ? m->path : "-");
   wk_handle_reply_init(&r, m);
@@ -94,6 +96,7 @@ static int wk_handle_accept(const chan_msg *m, long long user_id,
     r.texts = &t;
     r.n_texts = 1;
   }
+  wk_metrics_auth_accepted();
   log_debug("connect_accepted", "user=%lld path=%s", user_id, m->path);
   return wk_handle_encode(&r, reply, len);
 }
@@ -184,6 +187,7 @@ static int wk_handle_subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
                          m->n_groups, s, ctx->policy, ctx->max_groups,
                          &res) != 0)
     return -1;
+  wk_metrics_subscription(res.has_groups);
   wk_handle_reply_init(&r, m);
   r.texts = res.texts;
   r.n_texts = res.n_texts;

@@ -54,6 +54,8 @@ if ! port_free "$GW_PORT"; then
 fi
 AMQP_PORT=$(pick_port)
 DIST_PORT=$(pick_port)
+DEMO_PORT=$(pick_port) # the event console (deploy/demo), Procfile's demo process
+METRICS_PORT=$(pick_port)
 AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 
 # Read by the Procfile's processes (foreman/honcho -e). Settings follow
@@ -63,7 +65,9 @@ BROKER_AMQP_PORT=$AMQP_PORT
 BROKER_DIST_PORT=$DIST_PORT
 WSGW_AMQP_URL=$AMQP_URL
 WSGW_GATEWAY_LISTEN=127.0.0.1:$GW_PORT
+WSGW_GATEWAY_METRICS_LISTEN=127.0.0.1:$METRICS_PORT
 WSGW_AUTH_SECRET=$SECRET
+DEMO_PORT=$DEMO_PORT
 EOF
 )
 
@@ -98,7 +102,11 @@ announce() {
 
 ================================================================================
  gateway up: ws://127.0.0.1:$GW_PORT/websocket/   broker: $AMQP_URL
+ gateway metrics: http://127.0.0.1:$METRICS_PORT/metrics
  token for user $DEV_USER: $token
+
+ event console (open in a browser; Connect, Subscribe, then emit below):
+   http://127.0.0.1:$DEMO_PORT/?token=$token&ws=ws://127.0.0.1:$GW_PORT/websocket/&connect=1
 
  connect (type the subscribe line, then watch events arrive):
    /usr/bin/python3 -m websockets '$url'

@@ -298,7 +298,9 @@ class Daemon:
 class Gateway(Daemon):
     def __init__(self, name, log_path, amqp_url, extra):
         self.port = free_port()
+        self.metrics_port = free_port()  # /metrics, /healthz, /readyz
         argv = [binary("gatewayd"), f"--gateway.listen=127.0.0.1:{self.port}",
+                f"--gateway.metrics_listen=127.0.0.1:{self.metrics_port}",
                 f"--amqp.url={amqp_url}", "--gateway.connect_timeout=5s",
                 f"--log.level={LOG_LEVEL}", *extra]
         super().__init__(name, argv, log_path)
@@ -341,7 +343,9 @@ class Gateway(Daemon):
 
 class Worker(Daemon):
     def __init__(self, name, log_path, amqp_url, extra):
+        self.metrics_port = free_port()  # /metrics, /healthz, /readyz
         argv = [binary("workerd"), f"--amqp.url={amqp_url}", f"--auth.secret={SECRET}",
+                f"--worker.metrics_listen=127.0.0.1:{self.metrics_port}",
                 f"--log.level={LOG_LEVEL}", *extra]
         super().__init__(name, argv, log_path)
 

@@ -186,7 +186,7 @@ cmd_stop() {
   pid_is "${BROKER_PID:-}" rabbitmq-server && pid=$BROKER_PID
   if [[ -f $dir/node.pid ]]; then
     p=$(cat "$dir/node.pid" 2>/dev/null || true)
-    pid_is "$p" "$NODENAME" && node_pid=$p
+    pid_is "$p" "$(vm_marker)" && node_pid=$p
   fi
   [[ -n $pid || -n $node_pid ]] || return 0
   # SIGTERM: the node's script and the Erlang VM both stop cleanly on it.
@@ -203,6 +203,10 @@ cmd_stop() {
   echo "broker stopped ($NODENAME)"
 }
 
+# What the Erlang VM's command line holds of this node: not its name (that
+# goes through the environment) but its private HOME.
+vm_marker() { printf -- '-home %s ' "$BROKER_HOME"; }
+
 # The pids of the node started in DIR: its start script and the Erlang VM
 # (the VM's pid comes from the pid file the node writes once it runs).
 node_pids() {
@@ -211,7 +215,7 @@ node_pids() {
   pid_is "${BROKER_PID:-}" rabbitmq-server && echo "$BROKER_PID"
   if [[ -f $dir/node.pid ]]; then
     p=$(cat "$dir/node.pid" 2>/dev/null || true)
-    pid_is "$p" "$NODENAME" && echo "$p"
+    pid_is "$p" "$(vm_marker)" && echo "$p"
   fi
   return 0
 }
@@ -221,6 +225,7 @@ node_pids() {
 cmd_kill() {
   local dir=$1 p pids
   [[ -f $dir/env ]] || die "no broker in $dir"
+  load_env "$dir"
   pids=$(node_pids "$dir")
   [[ -n $pids ]] || { echo "broker.sh: no running node in $dir"; return 0; }
   for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done

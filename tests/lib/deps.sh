@@ -10,6 +10,8 @@
 # machine without an init system; that is harmless: the tests and `make run`
 # start a private node (tests/lib/broker.sh). ruby-foreman is the Procfile
 # runner (honcho is not in Debian 12; deploy/dev/run.sh uses it if present).
+# systemd (systemd-analyze verify of the units), man-db, openssl (test
+# certificates) and chromium (the browser test) serve tests/integration.
 # libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes of clang
 # (clang pulls it in today, through libclang-common-14-dev; named so that
 # `make fuzz` does not depend on that); valgrind: tests/lib/valgrind-smoke.sh.
@@ -22,6 +24,7 @@ PACKAGES=(
   rabbitmq-server
   python3-websockets python3-pika python3-pytest
   ruby-foreman nginx-light clang
+  systemd man-db openssl chromium
   libclang-rt-14-dev valgrind
 )
 

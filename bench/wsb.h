@@ -1,0 +1,127 @@
+/*
+ * wsb.h - the load client's shared types: options, one client process, one
+ * websocket connection, and the report a process sends its coordinator.
+ *
+ * Owns: nothing at run time; this is the contract between wsbench.c (the
+ * phases of a process, the coordinator that forks processes and merges
+ * their reports) and wsb_conn.c (one connection's protocol).
+ */
+#ifndef WSB_H
+#define WSB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "wsb_hist.h"
+
+typedef enum {
+  WSB_MODE_NONE = 0, /* connect, subscribe, close: a probe or a handshake count */
+  WSB_MODE_HOLD,     /* stay connected until SIGTERM (idle-connection memory) */
+  WSB_MODE_EVENTS,   /* count events until --expect each, or silence */
+  WSB_MODE_CHURN     /* change subscriptions back and forth for --churn-ms */
+} wsb_mode;
+
+typedef struct wsb_opts {
+  const char *host;
+  int port;
+  int sources;      /* bind to 127.0.0.1 .. 127.0.0.<sources> in turn */
+  long conns;       /* all processes together */
+  long per_proc;    /* at most this many sockets per process (open-file cap) */
+  long window;      /* handshakes in flight, all processes together */
+  const char *path; /* request target without the token */
+  const char *token;
+  const char *sub, *sub2; /* subscription texts; churn alternates them */
+  wsb_mode mode;
+  long expect;      /* events each connection should get (EVENTS) */
+  long idle_ms;     /* EVENTS: stop after this long without an event */
+  long timeout_ms;  /* each phase's limit */
+  long churn_ms;
+  long linger_ms;   /* after RECEIVED, wait before closing: the runner samples
+                       the gateway's CPU before the disconnects begin */
+} wsb_opts;
+
+/* What a process tells its coordinator, three times: when every connection
+ * is set up (READY), when it stopped counting (RECEIVED), after closing
+ * (FINAL). Times are CLOCK_MONOTONIC ns unless named _rt (CLOCK_REALTIME). */
+enum { WSB_REP_READY = 1, WSB_REP_RECEIVED, WSB_REP_FINAL };
+
+typedef struct wsb_report {
+  uint32_t kind;
+  uint64_t conns, ready, errors;
+  uint64_t hs_first_ns, hs_last_ns; /* first connect started, last accept seen */
+  uint64_t events, lost, ooo;
+  uint64_t emit_first_rt, recv_last_rt;
+  uint64_t churn_reqs, churn_start_ns, churn_last_ns;
+  wsb_hist hs;    /* connect -> accept message, us */
+  wsb_hist lat;   /* emitter's stamp -> receipt, us */
+  wsb_hist churn; /* subscription request -> reply, us */
+  char first_error[160];
+} wsb_report;
+
+typedef struct wsb_proc wsb_proc;
+
+typedef enum {
+  WSB_C_IDLE = 0,   /* not started */
+  WSB_C_CONNECTING, /* TCP connect in flight */
+  WSB_C_UPGRADING,  /* request sent, waiting for 101 */
+  WSB_C_ACCEPTING,  /* 101 seen, waiting for {"accept": true, ...} */
+  WSB_C_SUBSCRIBING,
+  WSB_C_READY,
+  WSB_C_CLOSED
+} wsb_conn_state;
+
+typedef struct wsb_conn {
+  uv_tcp_t tcp;
+  wsb_proc *p;
+  uint32_t idx;
+  uint8_t state;
+  uint8_t churn_flip;   /* which of sub/sub2 goes next */
+  uint8_t churn_busy;   /* a churn request is out */
+  uint8_t complete;     /* got --expect events, or failed after setup */
+  uint8_t was_ready;    /* reached READY once (counts towards lost) */
+  uint64_t t0_ns;       /* connect start, or churn request sent */
+  uint64_t last_seq, received;
+  char key[25];         /* Sec-WebSocket-Key, to check the server's accept */
+  uint8_t *acc;         /* bytes of an incomplete frame, kept between reads */
+  uint32_t acc_len, acc_cap;
+} wsb_conn;
+
+struct wsb_proc {
+  uv_loop_t *loop;
+  const wsb_opts *o;
+  long n;             /* connections of this process */
+  long source_base;   /* connection index offset (spreads source addresses) */
+  wsb_conn *conns;
+  long next, in_flight, settled, complete, open;
+  long churn_out;     /* churn requests waiting for their reply */
+  long window;
+  int stopping;       /* closing everything; failures no longer count */
+  int churning;
+  int received;       /* RECEIVED was reported: only closing is left */
+  uint64_t last_event_ms, phase_start_ms;
+  uv_timer_t timer;
+  uv_signal_t sigterm;
+  int report_fd;
+  uint64_t rng;
+  char rbuf[65536];   /* every read lands here and is consumed at once */
+  wsb_report rep;
+};
+
+uint64_t wsb_now_ns(void);    /* CLOCK_MONOTONIC */
+uint64_t wsb_now_rt_ns(void); /* CLOCK_REALTIME */
+uint64_t wsb_rand(wsb_proc *p);
+
+/* wsb_conn.c */
+int wsb_conn_start(wsb_conn *c);
+void wsb_conn_send_text(wsb_conn *c, const char *text, size_t len);
+void wsb_conn_churn_next(wsb_conn *c);
+void wsb_conn_close(wsb_conn *c);
+
+/* wsbench.c: what a connection tells its process. */
+void wsb_proc_error(wsb_proc *p, wsb_conn *c, const char *what);
+void wsb_proc_settled(wsb_proc *p, wsb_conn *c); /* ready, or failed in setup */
+void wsb_proc_complete(wsb_proc *p, wsb_conn *c); /* got --expect events */
+void wsb_proc_closed(wsb_proc *p, wsb_conn *c);
+
+#endif

@@ -1,0 +1,231 @@
+"""Load faults (issue 3, items 5 and 6): a flood to a group with one client
+that never reads must not grow the gateway past max_send_queue per slow
+client (that one is closed 1008, the fast one gets everything), and 100,000
+numbered events reach 100 clients complete and in order.
+
+The receiving clients here are raw sockets (no websocket library): Python
+parsing ten million frames one by one would be the bottleneck, not the
+gateway. They check the byte stream, which is exact: a server frame of a
+text is 0x81, its length, the text.
+
+Slow (a minute or two): run by `make test-faults`, on the normal build
+(RSS under ASan measures the sanitizer).
+"""
+
+import asyncio
+import base64
+import json
+import os
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SAN_ENV, binary, jwt_for, open_client, recv_text, run, subscribe
+from faults import SANITIZED, SLOW, proc_rss_kib, records
+
+pytestmark = [SLOW, pytest.mark.skipif(SANITIZED, reason="memory and speed figures "
+                                       "need the normal build")]
+
+GROUP = "jobs-status_changed"
+MIB = 1024 * 1024
+
+
+def text_frame(payload):
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, n])
+    elif n < 65536:
+        head = bytes([0x81, 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([0x81, 127]) + struct.pack("!Q", n)
+    return head + payload
+
+
+def masked_text(payload):
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + key + body  # < 126 bytes
+
+
+class RawReader:
+    """A websocket client on a plain socket: handshake, subscribe, then
+    read(n) bytes of the stream (or stop reading at all: a slow client)."""
+
+    def __init__(self, port, user, rcvbuf=None):
+        import socket
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /websocket/?token={jwt_for(user)} HTTP/1.1\r\n"
+                           "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.frame()  # the accept text
+        self.sock.sendall(masked_text(json.dumps({"groups": {"jobs": ["status_changed"]}})
+                                      .encode()))
+        reply = json.loads(self.frame())
+        assert reply["groups_current"] == [GROUP], reply
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def frame(self):
+        """One text frame's payload (small frames only: the set-up)."""
+        while len(self.buf) < 2 or len(self.buf) < 2 + (self.buf[1] & 0x7F):
+            self._fill()
+        assert self.buf[0] == 0x81 and self.buf[1] < 126, self.buf[:4]
+        n = self.buf[1]
+        payload, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
+        return payload
+
+    def read_exact(self, n, deadline):
+        out = [self.buf]
+        have = len(self.buf)
+        self.buf = b""
+        while have < n:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(min(1 << 20, n - have))
+            except TimeoutError:  # what came so far tells what is missing
+                break
+            if not chunk:
+                break
+            out.append(chunk)
+            have += len(chunk)
+        data = b"".join(out)
+        self.buf = data[n:]
+        return data[:n]
+
+    def close(self):
+        self.sock.close()
+
+
+def test_100000_events_to_100_clients_complete_and_in_order(cluster):
+    cluster.worker()
+    gw = cluster.gateway("--gateway.ping_interval=10m", "--gateway.ping_timeout=20m")
+    n_events, n_clients = int(os.environ.get('DBG_EV', 100_000)), int(os.environ.get('DBG_CL', 100))
+    events = [f'{{"n":{i}}}' for i in range(n_events)]
+    expected = b"".join(text_frame(e.encode()) for e in events)
+    readers = [RawReader(gw.port, 100 + i) for i in range(n_clients)]
+    results = [None] * n_clients
+    deadline = time.monotonic() + int(os.environ.get('DBG_T', 180))
+
+    def read(i):
+        try:
+            results[i] = readers[i].read_exact(len(expected), deadline)
+        except Exception as e:  # reported below, per client
+            results[i] = e
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    cluster.emit_stdin(GROUP, events)
+    emitted = time.monotonic() - t0
+    for t in threads:
+        t.join(max(1, deadline - time.monotonic()))
+    took = time.monotonic() - t0
+    for r in readers:
+        r.close()
+    bad = [i for i, r in enumerate(results) if r != expected]
+    for i in bad[:3]:
+        r = results[i]
+        if isinstance(r, bytes):
+            # Where the stream first differs: which event was missing.
+            at = next((k for k in range(min(len(r), len(expected))) if r[k] != expected[k]),
+                      min(len(r), len(expected)))
+            print(f"client {i}: {len(r)} of {len(expected)} bytes, first difference at {at}: "
+                  f"{r[max(0, at - 20):at + 20]!r}")
+        else:
+            print(f"client {i}: {r!r}")
+    print(f"\n{n_events} events x {n_clients} clients: emitted in {emitted:.2f}s, "
+          f"all delivered in {took:.2f}s ({n_events * n_clients / took:,.0f} deliveries/s)")
+    assert not bad, f"{len(bad)} of {n_clients} clients did not get every event in order"
+    assert not records(gw, "conn_slow"), "a reading client was closed as slow"
+
+
+def test_flood_with_a_slow_client_keeps_memory_bounded(cluster):
+    """10,000 events/s of 1 KiB for 5 s (50 MiB) to a group with a client
+    that never reads and one that reads everything."""
+    cap = 4 * MIB
+    cluster.worker()
+    gw = cluster.gateway(f"--gateway.max_send_queue={cap}", "--gateway.ping_interval=10m",
+                         "--gateway.ping_timeout=20m")
+    rate, seconds, size = 10_000, 5, 1024
+    total = rate * seconds
+    slow = RawReader(gw.port, 2, rcvbuf=64 * 1024)  # then never reads
+
+    async def main():
+        fast = await open_client(gw, user=1, max_queue=None)
+        await subscribe(fast, {"jobs": ["status_changed"]})
+        baseline = proc_rss_kib(gw.pid)
+        peak = baseline
+        got = 0
+        stop = asyncio.Event()
+
+        async def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, proc_rss_kib(gw.pid))
+                await asyncio.sleep(0.05)
+
+        async def receive():
+            nonlocal got
+            for i in range(total):
+                text = await recv_text(fast, 30, f"event {i} on the fast client")
+                assert text.startswith(f'{{"n":{i},'), (i, text[:40])
+                got += 1
+
+        def emit():
+            pad = "x" * (size - 40)
+            proc = subprocess.Popen([binary("chanctl"), "emit", "--stdin", GROUP,
+                                     f"--amqp.url={cluster.amqp_url}"],
+                                    stdin=subprocess.PIPE, env={**os.environ, **SAN_ENV})
+            t0 = time.monotonic()
+            batch = rate // 10  # every 100 ms
+            for b in range(total // batch):
+                lines = "".join(f'{{"n":{b * batch + k},"p":"{pad}"}}\n' for k in range(batch))
+                proc.stdin.write(lines.encode())
+                proc.stdin.flush()
+                time.sleep(max(0.0, t0 + (b + 1) * 0.1 - time.monotonic()))
+            proc.stdin.close()
+            assert proc.wait(60) == 0
+            return time.monotonic() - t0
+        sampler = asyncio.create_task(sample())
+        emit_s, _ = await asyncio.gather(asyncio.to_thread(emit), receive())
+        stop.set()
+        await sampler
+        growth_mib = (peak - baseline) / 1024
+        bound_mib = cap / MIB * 1 + 24  # one slow client + margin
+        print(f"\nflood {total} x {size} B in {emit_s:.2f}s: gatewayd RSS {baseline / 1024:.1f} MiB "
+              f"-> peak {peak / 1024:.1f} MiB (+{growth_mib:.1f}, bound +{bound_mib:.0f}); "
+              f"fast client got {got}")
+        assert growth_mib <= bound_mib, f"RSS grew {growth_mib:.1f} MiB"
+        assert got == total
+        await fast.close()
+    run(main(), timeout=180)
+    slow_recs = records(gw, "conn_slow")
+    assert len(slow_recs) == 1, slow_recs
+    # What the slow client finds when it finally reads: events, then 1008.
+    slow.sock.settimeout(10)
+    data = b""
+    while True:
+        chunk = slow.sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    close_at = data.rfind(b"\x88")
+    assert close_at >= 0 and struct.unpack("!H", data[close_at + 2:close_at + 4])[0] == 1008, \
+        data[-40:]
+    slow.close()
