@@ -96,6 +96,7 @@ help:
 	@echo "make deps       install missing Debian packages (apt-get), idempotent"
 	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
 	@echo "make test       every test: unit, integration, sanitizers"
+	@echo "make test-faults  slow fault tests: broker outages, floods (CI runs it)"
 	@echo "make SAN=1      ASan+UBSan build into build-san/"
 	@echo "make install    binaries, systemd units, man pages, example config (PREFIX, DESTDIR)"
 	@echo "make docs       regenerate the settings tables (docs/OPERATIONS.md, deploy/wsgw.ini.example)"
@@ -209,3 +210,16 @@ bench: deps bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
 	@bench/run.sh smoke
+
+# ---- fault tests that take minutes (issue 3) --------------------------------
+# Broker outages on a private RabbitMQ node these tests stop, kill and freeze
+# (tests/integration/test_faults_broker.py), a flood with a slow client and
+# 100,000 events to 100 clients (test_faults_load.py). Normal build only: the
+# quick fault tests run in `make test`. CI runs both (.ci/run). ~3 minutes.
+FAULTS_TIMEOUT ?= 1200
+.PHONY: test-faults
+test-faults: deps all
+	@WSGW_FAULTS=1 WSGW_BUILD=$(CURDIR)/$(BUILD) \
+	  timeout --signal=TERM --kill-after=30 $(FAULTS_TIMEOUT) \
+	  /usr/bin/python3 -m pytest tests/integration/test_faults_broker.py \
+	  tests/integration/test_faults_load.py -p no:cacheprovider -q -rfE

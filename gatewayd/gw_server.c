@@ -239,15 +239,24 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   return gw_admin_start(&s->admin, s, cfg->metrics_listen);
 }
 
+/* Closes h if init got as far as setting it up (gw_server_init zeroes the
+ * struct first, so an untouched handle has no type) and nobody closed it. */
+static void gw_server__close_handle(void *handle) {
+  uv_handle_t *h = handle;
+  if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Safe after a partial gw_server_init, and safe to call twice. */
 void gw_server_close(gw_server *s) {
-  if (uv_is_closing((uv_handle_t *)&s->tick)) return;
-  uv_close((uv_handle_t *)&s->tick, NULL);
-  uv_close((uv_handle_t *)&s->flush, NULL);
-  uv_close((uv_handle_t *)&s->sigterm, NULL);
-  uv_close((uv_handle_t *)&s->sigint, NULL);
-  if (s->sighup.data) uv_close((uv_handle_t *)&s->sighup, NULL);
+  if (s->closed) return;
+  s->closed = 1;
+  gw_server__close_handle(&s->tick);
+  gw_server__close_handle(&s->flush);
+  gw_server__close_handle(&s->sigterm);
+  gw_server__close_handle(&s->sigint);
+  gw_server__close_handle(&s->sighup);
   gw_admin_close(&s->admin);
-  if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, NULL);
+  gw_server__close_handle(&s->listener);
   /* Whatever is still open at the deadline is cut off; its disconnect is
    * queued before the bridge's last flush. */
   gw_conn_destroy_all(s);

@@ -67,6 +67,7 @@ typedef struct gw_server {
   char *plain_buf; /* likewise, for what TLS decrypts out of read_buf */
   struct gw_tls *tls; /* NULL: plain ws:// */
   int shutting_down;
+  int closed; /* gw_server_close ran */
   uint64_t shutdown_start, shutdown_deadline;
   uint64_t *drain_ids; /* connections to close, by id (they may leave first) */
   size_t drain_n, drain_done;

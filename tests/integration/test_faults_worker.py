@@ -8,8 +8,9 @@ import asyncio
 import json
 import signal
 import time
+import urllib.request
 
-from conftest import (handshake_status, jwt_for, open_client, recv_json, run,
+from conftest import (free_port, handshake_status, jwt_for, open_client, recv_json, run,
                       subscribe)
 from faults import (Amqp, complaints, queue_stats, receive_message, records,
                     start_daemon, wait_queue, wait_record, worker_argv,
@@ -56,7 +57,9 @@ def test_poison_message_goes_to_websocket_dead_after_max_deliveries(cluster):
         # The third copy, as workers put it back; this worker dies on it too.
         amqp.publish("websocket.receive", body, headers={"x-wsgw-deliveries": 3})
         Amqp(cluster).take_and_crash("websocket.receive")
-        wk = cluster.worker("--worker.max_deliveries=3")
+        port = free_port()
+        wk = cluster.worker("--worker.max_deliveries=3",
+                            f"--worker.metrics_listen=127.0.0.1:{port}")
         rec = wait_record(wk, "message_dead_lettered")[0]
         assert rec["level"] == "error", rec
         assert (rec["queue"], rec["deliveries"], rec["stored"],
@@ -67,6 +70,8 @@ def test_poison_message_goes_to_websocket_dead_after_max_deliveries(cluster):
         assert props.headers["x-wsgw-deliveries"] == 4, props.headers
         assert props.headers["x-wsgw-queue"] == "websocket.receive", props.headers
         assert amqp.get(rq, timeout=1) is None, "the poison message was handled"
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert "\nwsgw_worker_dead_lettered_total 1\n" in metrics.read().decode()
         wait_queue(cluster, "websocket.receive", ready=0, unacked=0)
         # The worker goes on: a fresh message is answered.
         amqp.publish("websocket.receive", receive_message(rq, 10, 1, SUB))
