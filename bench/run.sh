@@ -175,7 +175,7 @@ kv() {
 # Waits until file f has a line starting with tag; fails when the client
 # exits without it or after t seconds.
 wait_line() {
-  local f=$1 tag=$2 t=$3 deadline=$((SECONDS + $3))
+  local f=$1 tag=$2 deadline=$((SECONDS + $3))
   until grep -q "^$tag " "$f" 2>/dev/null; do
     kill -0 "$WSB_PID" 2>/dev/null || grep -q "^$tag " "$f" || return 1
     ((SECONDS < deadline)) || return 1

@@ -345,7 +345,7 @@ static void gw_conn__client_message(gw_conn *c, int binary, const uint8_t *msg,
   p->next = NULL;
   p->binary = binary;
   p->len = len;
-  memcpy(p->data, msg, len);
+  if (len) memcpy(p->data, msg, len); /* wslay passes NULL for an empty message */
   if (c->pend_tail) c->pend_tail->next = p; else c->pend_head = p;
   c->pend_tail = p;
   c->n_pending++;

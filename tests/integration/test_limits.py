@@ -163,6 +163,16 @@ def test_max_pending_messages_behind_one_in_flight_are_all_echoed(gateway):
         assert [ws.recv_message()[1] for _ in msgs] == msgs
 
 
+def test_empty_messages_queued_behind_one_in_flight_are_echoed(gateway):
+    """wslay hands an empty message over as a NULL pointer: queuing one must
+    not touch it (UBSan stopped the sanitizer build here once)."""
+    gw = gateway(f"--gateway.max_pending={PENDING}")
+    msgs = [b"first", b"", b"", b"last"]
+    with echo_ws(gw) as ws:
+        ws.send(b"".join(frame(TEXT, m) for m in msgs))
+        assert [ws.recv_message()[1] for _ in msgs] == msgs
+
+
 def test_one_message_over_max_pending_is_closed_with_1008(gateway):
     gw = gateway(f"--gateway.max_pending={PENDING}")
     with echo_ws(gw) as ws:
