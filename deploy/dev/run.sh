@@ -67,6 +67,11 @@ WSGW_AMQP_URL=$AMQP_URL
 WSGW_GATEWAY_LISTEN=127.0.0.1:$GW_PORT
 WSGW_GATEWAY_METRICS_LISTEN=127.0.0.1:$METRICS_PORT
 WSGW_AUTH_SECRET=$SECRET
+WSGW_GATEWAY_ECHO=true
+WSGW_WORKER_ECHO=true
+WSGW_GATEWAY_MAX_MESSAGE=16MiB
+WSGW_GATEWAY_MAX_FRAME=16MiB
+WSGW_GATEWAY_MAX_SEND_QUEUE=64MiB
 DEMO_PORT=$DEMO_PORT
 EOF
 )
@@ -115,13 +120,20 @@ announce() {
  emit, from another shell:
    build/chanctl emit jobs-status_changed '{"status": "running"}' --amqp.url=$AMQP_URL
 
+ echo route for conformance clients (Autobahn's fuzzingclient; development only,
+ message limit raised to 16 MiB for its category 9):
+   ws://127.0.0.1:$GW_PORT/websocket/echo?token=$token
+
  broker: tests/lib/broker.sh ctl .run/broker list_bindings     Ctrl-C stops everything
 ================================================================================
 
 EOF
 }
 
-announce $$ &
+# Detached (double fork): after the exec below the shell becomes foreman,
+# and foreman stops the whole stack when any child of its exits, which a
+# plain background job would be once it has printed its message.
+(announce $$ &)
 
 if command -v honcho >/dev/null; then
   exec honcho start -f deploy/Procfile -d . -e .run/env -c "worker=$WORKERS"
