@@ -1,11 +1,13 @@
 /*
  * gw_conn.h - one client connection, from accept to close.
  *
- * Owns: the socket (uv_tcp_t), the upgrade request while it lasts, the
- * websocket state (wslay event context) once upgraded, the send queue of
- * shared frames, the client messages waiting for a worker, the session and
- * the group memberships. One close path: everything ends in
- * gw_conn__destroy(), which publishes websocket.disconnect, leaves the
+ * Owns: the socket (uv_tcp_t) and the connection's lifecycle: accept, the
+ * read path (TLS, then HTTP before the upgrade, websocket after), the
+ * upgrade itself, refusing over HTTP, closing, and the deadlines. The
+ * struct's other parts belong to the modules that use them: the send queue
+ * to gw_send, the wslay context to gw_ws, messages to workers and the
+ * memberships to gw_relay. One close path: everything ends in
+ * gw_conn_destroy(), which publishes websocket.disconnect, leaves the
  * groups and closes the handle; memory is freed in the close callback.
  * Must not: parse worker replies or group messages (gw_dispatch does) or
  * block.
@@ -23,8 +25,12 @@
 #include "gw_group.h"
 #include "gw_http.h"
 #include "gw_server.h"
+#include "gw_relay.h"
+#include "gw_send.h"
 #include "gw_timeq.h"
 #include "gw_tls.h"
+#include "gw_ws.h"
+#include "gw_ws_track.h"
 
 typedef enum {
   GW_CONN_HTTP = 0,   /* reading the request head */
@@ -57,6 +63,7 @@ struct gw_conn {
   uint8_t connect_sent; /* a websocket.disconnect is owed */
   uint8_t inflight;     /* a message is with a worker */
   uint8_t shut;         /* refused over HTTP: write side shut down */
+  uint8_t upgraded;     /* the 101 is queued: bytes from now on are frames */
   int tls_stop;         /* set while decrypting when the connection ended */
   SSL *ssl;             /* TLS session, NULL on plain connections */
   uint16_t n_members;
@@ -66,7 +73,9 @@ struct gw_conn {
   gw_timeq_node tq;     /* in srv->handshakes, connecting, idle or closing */
   gw_timeq_node rq;     /* in srv->replies while a receive is in flight */
   gw_http_req *req;     /* until upgraded */
-  wslay_event_context_ptr ws; /* once upgraded */
+  wslay_event_context_ptr ws; /* while a message is being received or the
+                                 connection closes; NULL when idle (gw_ws) */
+  gw_ws_track track;    /* where the client's stream stands between frames */
   const uint8_t *rd;    /* bytes wslay may read during this read callback */
   size_t rd_len;
   gw_out *out_head, *out_tail;
@@ -89,17 +98,6 @@ struct gw_conn {
 /* The listener's connection callback. */
 void gw_conn_accept(gw_server *s);
 
-/* Queues a frame (takes a new reference). Closes the connection as slow
- * (1008) instead when its unsent bytes would pass max_send_queue. */
-void gw_conn_send(gw_conn *c, gw_buf *b);
-
-/* Applies a worker's reply (groups, session, accept, texts, bytes, close). */
-void gw_conn_apply_reply(gw_conn *c, const chan_reply *r);
-
-/* The broker refused (queue full) or lost the message in flight: 503 before
- * the upgrade, close 1013 after. */
-void gw_conn_refused(gw_conn *c);
-
 /* Starts the websocket closing handshake with code (OPEN), or answers
  * 503 (before the upgrade). */
 void gw_conn_close(gw_conn *c, int code, const char *reason);
@@ -107,9 +105,21 @@ void gw_conn_close(gw_conn *c, int code, const char *reason);
 /* Answers an HTTP error and closes (before the upgrade only). */
 void gw_conn_reject(gw_conn *c, int status);
 
-/* Writes every connection's queued frames: one writev per connection per
- * loop iteration, whatever the number of frames. */
-void gw_conn_flush_dirty(gw_server *s);
+/* The worker accepted: queue the 101 and become a websocket. -1: no memory. */
+int gw_conn_upgrade(gw_conn *c);
+
+/* After the accept's texts are queued: what the client sent early, then the
+ * socket again. */
+void gw_conn_start_reading(gw_conn *c);
+
+/* A closing connection ends once its last bytes are out and the closing
+ * handshake is complete (or, refused over HTTP, the client hung up). */
+void gw_conn_maybe_finish(gw_conn *c);
+
+/* The one way out: publishes websocket.disconnect (when a connect was
+ * sent), leaves every group, closes the handle. Safe to call twice; memory
+ * goes in the close callback. */
+void gw_conn_destroy(gw_conn *c, int code);
 
 /* The periodic tick: handshake, connect, reply, ping and linger deadlines. */
 void gw_conn_tick(gw_server *s, uint64_t now);

@@ -53,7 +53,7 @@ static void gw_server__on_tick(uv_timer_t *t) {
   }
 }
 
-static void gw_server__on_check(uv_check_t *h) { gw_conn_flush_dirty(h->data); }
+static void gw_server__on_check(uv_check_t *h) { gw_send_flush_dirty(h->data); }
 
 static void gw_server__on_signal(uv_signal_t *h, int signum) {
   gw_server *s = h->data;

@@ -30,6 +30,135 @@ cJSON *chan_json_parse(const char *json, size_t len) {
   return root;
 }
 
+/* ---- U+0000 in texts (chan_json.h) ---- */
+
+/* A NUL-terminated copy of json[0..len) with each \u0000 escape as one mark
+ * byte; *n gets its length. Every other escape is copied whole, so the
+ * second backslash of an escaped one never starts an escape: "\\u0000" is
+ * a backslash and five characters, as JSON means it. Outside strings a
+ * backslash or a mark is invalid JSON either way, so no string tracking is
+ * needed. */
+static char *chan_json_mark_nuls(const char *json, size_t len, size_t *n) {
+  char *copy = malloc(len + 1);
+  if (!copy) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < len;) {
+    if (len - i >= 6 && memcmp(json + i, "\\u0000", 6) == 0) {
+      copy[o++] = (char)CHAN_JSON_NUL_MARK;
+      i += 6;
+      continue;
+    }
+    size_t step = json[i] == '\\' && i + 1 < len ? 2 : 1;
+    memcpy(copy + o, json + i, step);
+    o += step;
+    i += step;
+  }
+  copy[o] = '\0';
+  *n = o;
+  return copy;
+}
+
+cJSON *chan_json_parse_marked(const char *json, size_t len) {
+  if (!json || len == SIZE_MAX) return NULL;
+  if (memchr(json, CHAN_JSON_NUL_MARK, len)) return NULL;
+  size_t n;
+  char *copy = chan_json_mark_nuls(json, len, &n);
+  if (!copy) return NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(copy, n + 1, NULL, 1);
+  free(copy);
+  return root;
+}
+
+static int chan_json_has_mark(const char *s) {
+  return s && memchr(s, CHAN_JSON_NUL_MARK, strlen(s)) != NULL;
+}
+
+/* 1 when item's key, its string (raw text included) or anything under it
+ * holds a mark. Depth is bounded by cJSON's nesting limit on parse. */
+static int chan_json_item_marked(const cJSON *item) {
+  if (chan_json_has_mark(item->string)) return 1;
+  if ((cJSON_IsString(item) || cJSON_IsRaw(item)) &&
+      chan_json_has_mark(item->valuestring)) {
+    return 1;
+  }
+  for (const cJSON *c = item->child; c; c = c->next) {
+    if (chan_json_item_marked(c)) return 1;
+  }
+  return 0;
+}
+
+int chan_json_marked_outside_text(const cJSON *root) {
+  if (!root) return 0;
+  if (!cJSON_IsObject(root)) return chan_json_item_marked(root);
+  for (const cJSON *c = root->child; c; c = c->next) {
+    /* Every "text" member is skipped: decoders read the first and ignore
+     * duplicates, which are never written back. */
+    if (c->string && strcmp(c->string, "text") == 0) continue;
+    if (chan_json_item_marked(c)) return 1;
+  }
+  return 0;
+}
+
+cJSON *chan_json_text_create(const char *data, size_t len) {
+  if (len > 0 && !data) return NULL;
+  if (len > 0 && memchr(data, CHAN_JSON_NUL_MARK, len)) return NULL;
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  for (size_t i = 0; i < len; i++) {
+    s[i] = data[i] == '\0' ? (char)CHAN_JSON_NUL_MARK : data[i];
+  }
+  s[len] = '\0';
+  cJSON *item = cJSON_CreateString(s);
+  free(s);
+  return item;
+}
+
+int chan_json_text_copy(const cJSON *item, char **data, size_t *len) {
+  const char *s = item->valuestring;
+  size_t n = strlen(s);
+  char *d = malloc(n + 1);
+  if (!d) return -1;
+  for (size_t i = 0; i < n; i++) {
+    d[i] = (unsigned char)s[i] == CHAN_JSON_NUL_MARK ? '\0' : s[i];
+  }
+  d[n] = '\0';
+  *data = d;
+  *len = n;
+  return 0;
+}
+
+/* text (cJSON's output, freed here) with each mark as the escape \u0000;
+ * *len gets the new length. cJSON copies bytes >= 0x20 other than '"' and
+ * '\\' into its output as they are, so each mark arrives there unchanged. */
+static char *chan_json_unmark(char *text, size_t *len) {
+  size_t n = strlen(text), marks = 0;
+  for (size_t i = 0; i < n; i++) {
+    marks += (unsigned char)text[i] == CHAN_JSON_NUL_MARK;
+  }
+  *len = n;
+  if (marks == 0) return text;
+  /* Each mark grows by five bytes. */
+  char *out = marks <= (SIZE_MAX - n - 1) / 5 ? malloc(n + 5 * marks + 1)
+                                              : NULL;
+  if (!out) {
+    free(text);
+    return NULL;
+  }
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((unsigned char)text[i] == CHAN_JSON_NUL_MARK) {
+      memcpy(out + o, "\\u0000", 6);
+      o += 6;
+    } else {
+      out[o++] = text[i];
+    }
+  }
+  out[o] = '\0';
+  *len = o;
+  free(text);
+  return out;
+}
+
 int chan_json_fail(char *err, size_t errlen, const char *fmt, ...) {
   if (err && errlen > 0) {
     va_list ap;
@@ -188,7 +317,10 @@ int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v) {
 
 int chan_json_add_session(cJSON *obj, const char *session_json) {
   if (!session_json) return 0;
-  cJSON *session = chan_json_parse(session_json, strlen(session_json));
+  /* Marked, so that a U+0000 in it reaches chan_json_print_marked, which
+   * refuses it, rather than silently cutting a string of the session. */
+  cJSON *session =
+      chan_json_parse_marked(session_json, strlen(session_json));
   /* Measured as the decoder will measure it: compact, after a reparse. */
   char *text = chan_json_session_text(session, NULL, 0);
   if (!text) {
@@ -217,8 +349,12 @@ int chan_json_add_groups(cJSON *obj, char *const *groups, size_t n) {
   return 0;
 }
 
-char *chan_json_print(const cJSON *obj, size_t *len) {
+char *chan_json_print_marked(const cJSON *obj, size_t *len) {
+  if (chan_json_marked_outside_text(obj)) return NULL;
   char *text = cJSON_PrintUnformatted(obj);
-  if (text && len) *len = strlen(text);
+  if (!text) return NULL;
+  size_t n;
+  text = chan_json_unmark(text, &n);
+  if (text && len) *len = n;
   return text;
 }

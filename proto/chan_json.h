@@ -22,8 +22,42 @@
 #define CHAN_JSON_UINT_MAX 9007199254740991ull
 
 /* Parses exactly one JSON value from json[0..len), which need not be
- * NUL-terminated; trailing non-space data is refused. NULL when invalid. */
+ * NUL-terminated; trailing non-space data is refused. NULL when invalid.
+ * A \u0000 escape cuts its string there: for JSON that is not channel JSON
+ * (tokens). */
 cJSON *chan_json_parse(const char *json, size_t len);
+
+/*
+ * U+0000 in texts. A websocket text may hold U+0000 (valid UTF-8, and JSON
+ * writes it as \u0000), but cJSON strings end at a NUL. So in channel JSON
+ * (messages and replies) a NUL inside a text is carried through cJSON as
+ * the byte 0xFF, the "mark": no UTF-8 text holds that byte, and texts are
+ * UTF-8 (wslay checks clients' texts, workers write UTF-8). The mark exists
+ * only between the functions below; on the wire it is always \u0000.
+ *
+ * Only the root's "text" member (a string, or an array of strings) may hold
+ * marks. Anywhere else a 0xFF would be a U+0000 that the C strings of that
+ * value cannot carry, or a real byte that \u0000 would misstate: both
+ * directions refuse it.
+ */
+#define CHAN_JSON_NUL_MARK 0xFF
+
+/* As chan_json_parse, but each \u0000 escape decodes to a mark. NULL also
+ * when the input holds a raw 0xFF (not UTF-8, and it would read as a NUL). */
+cJSON *chan_json_parse_marked(const char *json, size_t len);
+
+/* 1 when a member of root other than "text" holds a mark (in a key or a
+ * string, at any depth), else 0. */
+int chan_json_marked_outside_text(const cJSON *root);
+
+/* A cJSON string of data[0..len) with each NUL as a mark. NULL when out of
+ * memory or when data holds a 0xFF (not UTF-8; it would read back as NUL). */
+cJSON *chan_json_text_create(const char *data, size_t len);
+
+/* Copies the string item (from chan_json_parse_marked) to *data (malloc'd,
+ * NUL-terminated) with each mark back to a NUL; *len counts them in. 0, or
+ * -1 when out of memory. */
+int chan_json_text_copy(const cJSON *item, char **data, size_t *len);
 
 /* Formats a reason into err (when err is not NULL) and returns -1. */
 int chan_json_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -61,7 +95,9 @@ int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v);
 int chan_json_add_session(cJSON *obj, const char *session_json);
 int chan_json_add_groups(cJSON *obj, char *const *groups, size_t n);
 
-/* Prints obj compactly; *len gets the length. NULL when out of memory. */
-char *chan_json_print(const cJSON *obj, size_t *len);
+/* Prints obj compactly with each mark written as \u0000; *len (when not
+ * NULL) gets the length. NULL when out of memory, or when a mark sits outside
+ * the "text" member (chan_json_marked_outside_text). */
+char *chan_json_print_marked(const cJSON *obj, size_t *len);
 
 #endif

@@ -6,9 +6,10 @@
  * do I/O, or trust the text: it comes off the broker, so every key is
  * type-checked and every list capped (chan_names.h) before use.
  *
- * Strings cross as C strings: a text payload holding U+0000 reaches the
- * worker cut at that character. The subscription protocol is JSON, where a
- * raw NUL is invalid anyway, and a cut text still gets its reply.
+ * A text payload may hold U+0000 (Autobahn 6.7.1): it crosses whole, as
+ * \u0000 on the wire, its length counted in data_len (the marks of
+ * chan_json.h). Every other string crosses as a C string, so a U+0000 in
+ * one (path, a header, the session, ...) is refused rather than cut.
  */
 #include "chan_msg.h"
 
@@ -114,19 +115,17 @@ static int chan_msg_encode_connect(cJSON *obj, const chan_msg *m) {
   return 0;
 }
 
-/* "text" (cut at a NUL, see the top of the file) or "bytes" as base64. */
+/* "text" (NULs and all, see the top of the file) or "bytes" as base64. */
 static int chan_msg_encode_payload(cJSON *obj, const chan_msg *m) {
   if (m->data_len > 0 && !m->data) return -1;
-  char *text = m->is_binary ? b64_encode(m->data, m->data_len, NULL)
-                            : malloc(m->data_len + 1);
-  if (!text) return -1;
   if (!m->is_binary) {
-    if (m->data_len > 0) memcpy(text, m->data, m->data_len);
-    text[m->data_len] = '\0';
+    return chan_json_add(obj, "text",
+                         chan_json_text_create(m->data, m->data_len));
   }
-  int rc = chan_json_add(obj, m->is_binary ? "bytes" : "text",
-                         cJSON_CreateString(text));
-  free(text);
+  char *b64 = b64_encode(m->data, m->data_len, NULL);
+  if (!b64) return -1;
+  int rc = chan_json_add(obj, "bytes", cJSON_CreateString(b64));
+  free(b64);
   return rc;
 }
 
@@ -164,7 +163,9 @@ char *chan_msg_encode(const chan_msg *m, size_t *len) {
   cJSON *obj = cJSON_CreateObject();
   if (!obj) return NULL;
   char *text = NULL;
-  if (chan_msg_encode_fields(obj, m) == 0) text = chan_json_print(obj, len);
+  if (chan_msg_encode_fields(obj, m) == 0) {
+    text = chan_json_print_marked(obj, len);
+  }
   cJSON_Delete(obj);
   return text;
 }
@@ -263,9 +264,9 @@ static int chan_msg_decode_payload(const cJSON *root, chan_msg *out,
     if (!cJSON_IsString(text)) {
       return chan_json_fail(err, errlen, "text must be a string");
     }
-    out->data = strdup(text->valuestring);
-    if (!out->data) return chan_json_fail(err, errlen, "out of memory");
-    out->data_len = strlen(out->data);
+    if (chan_json_text_copy(text, &out->data, &out->data_len) != 0) {
+      return chan_json_fail(err, errlen, "out of memory");
+    }
     return 0;
   }
   out->is_binary = 1;
@@ -326,11 +327,16 @@ int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
   if (!chan_msg_queue(kind)) {
     return chan_json_fail(err, errlen, "unknown message kind");
   }
-  cJSON *root = chan_json_parse(json, len);
+  cJSON *root = chan_json_parse_marked(json, len);
   if (!root) return chan_json_fail(err, errlen, "invalid JSON");
-  int rc = cJSON_IsObject(root)
-               ? chan_msg_decode_fields(root, out, err, errlen)
-               : chan_json_fail(err, errlen, "message must be a JSON object");
+  int rc;
+  if (!cJSON_IsObject(root)) {
+    rc = chan_json_fail(err, errlen, "message must be a JSON object");
+  } else if (chan_json_marked_outside_text(root)) {
+    rc = chan_json_fail(err, errlen, "U+0000 outside text");
+  } else {
+    rc = chan_msg_decode_fields(root, out, err, errlen);
+  }
   cJSON_Delete(root);
   if (rc != 0) {
     chan_msg_free(out);

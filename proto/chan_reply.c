@@ -8,7 +8,9 @@
  * could not act on safely (an unsendable close code, an oversize session,
  * an invalid group name): such a reply is refused whole.
  *
- * Texts cross as C strings, cut at a U+0000 (see chan_msg.c).
+ * Texts cross whole, U+0000 included, as \u0000 on the wire with their
+ * length counted (the marks of chan_json.h); a U+0000 anywhere else is
+ * refused (see chan_msg.c).
  */
 #include "chan_reply.h"
 
@@ -114,25 +116,13 @@ void chan_reply_free(chan_reply *r) {
 
 /* ---- encoding ---- */
 
-/* A NUL-terminated copy of a counted text, for cJSON. */
-static cJSON *chan_reply_text_json(const chan_text *t) {
-  if (t->len > 0 && !t->data) return NULL;
-  char *s = malloc(t->len + 1);
-  if (!s) return NULL;
-  if (t->len > 0) memcpy(s, t->data, t->len);
-  s[t->len] = '\0';
-  cJSON *item = cJSON_CreateString(s);
-  free(s);
-  return item;
-}
-
 static int chan_reply_encode_texts(cJSON *obj, const chan_reply *r) {
   if (r->n_texts == 0) return 0;
   if (r->n_texts > CHAN_REPLY_TEXTS_MAX || !r->texts) return -1;
   cJSON *list = cJSON_CreateArray();
   if (chan_json_add(obj, "text", list) != 0) return -1;
   for (size_t i = 0; i < r->n_texts; i++) {
-    cJSON *item = chan_reply_text_json(&r->texts[i]);
+    cJSON *item = chan_json_text_create(r->texts[i].data, r->texts[i].len);
     if (!item) return -1;
     if (!cJSON_AddItemToArray(list, item)) {
       cJSON_Delete(item);
@@ -192,7 +182,9 @@ char *chan_reply_encode(const chan_reply *r, size_t *len) {
   cJSON *obj = cJSON_CreateObject();
   if (!obj) return NULL;
   char *text = NULL;
-  if (chan_reply_encode_fields(obj, r) == 0) text = chan_json_print(obj, len);
+  if (chan_reply_encode_fields(obj, r) == 0) {
+    text = chan_json_print_marked(obj, len);
+  }
   cJSON_Delete(obj);
   return text;
 }
@@ -239,10 +231,10 @@ static int chan_reply_decode_texts(const cJSON *root, chan_reply *out,
     if (!cJSON_IsString(t)) {
       return chan_json_fail(err, errlen, "text entries must be strings");
     }
-    char *data = strdup(t->valuestring);
-    if (!data) return chan_json_fail(err, errlen, "out of memory");
-    out->texts[out->n_texts].data = data;
-    out->texts[out->n_texts].len = strlen(data);
+    chan_text *dst = &out->texts[out->n_texts];
+    if (chan_json_text_copy(t, &dst->data, &dst->len) != 0) {
+      return chan_json_fail(err, errlen, "out of memory");
+    }
     out->n_texts++; /* counts what chan_reply_free releases */
   }
   return 0;
@@ -300,11 +292,16 @@ int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
                       size_t errlen) {
   memset(out, 0, sizeof *out);
   out->accept = -1;
-  cJSON *root = chan_json_parse(json, len);
+  cJSON *root = chan_json_parse_marked(json, len);
   if (!root) return chan_json_fail(err, errlen, "invalid JSON");
-  int rc = cJSON_IsObject(root)
-               ? chan_reply_decode_fields(root, out, err, errlen)
-               : chan_json_fail(err, errlen, "reply must be a JSON object");
+  int rc;
+  if (!cJSON_IsObject(root)) {
+    rc = chan_json_fail(err, errlen, "reply must be a JSON object");
+  } else if (chan_json_marked_outside_text(root)) {
+    rc = chan_json_fail(err, errlen, "U+0000 outside text");
+  } else {
+    rc = chan_reply_decode_fields(root, out, err, errlen);
+  }
   cJSON_Delete(root);
   if (rc != 0) chan_reply_free(out);
   return rc;

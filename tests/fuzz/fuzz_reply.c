@@ -45,8 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(r.accept >= -1 && r.accept <= 1);
   FUZZ_CHECK(r.close_code == 0 || (r.close_code >= 1000 && r.close_code <= 4999));
   FUZZ_CHECK(r.session_json == NULL || strlen(r.session_json) <= 4096);
+  /* A text may hold NULs (U+0000), never a 0xFF (chan_json.h), and is
+   * terminated after its length. */
   for (size_t i = 0; i < r.n_texts; i++)
-    FUZZ_CHECK(strlen(r.texts[i].data) == r.texts[i].len);
+    FUZZ_CHECK(r.texts[i].data[r.texts[i].len] == '\0' &&
+               !memchr(r.texts[i].data, 0xff, r.texts[i].len));
 
   size_t len;
   char *json = chan_reply_encode(&r, &len);

@@ -158,24 +158,154 @@ UNIT_TEST(chan_msg_receive_bytes_round_trip) {
   free(json);
 }
 
-UNIT_TEST(chan_msg_receive_empty_and_nul_text) {
+UNIT_TEST(chan_msg_receive_empty_text) {
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC,
                 .path = "/", .order = 1};
   char *json = chan_msg_encode(&m, NULL);
   UNIT_CHECK(json && strstr(json, "\"text\":\"\""));
   free(json);
-  /* A U+0000 cuts the text (documented in chan_msg.c). */
-  m.data = "ab\0cd";
-  m.data_len = 5;
-  size_t len;
-  json = chan_msg_encode(&m, &len);
+}
+
+/* 1 when the text data[0..len) encodes to a wire text holding wire (when
+ * not NULL) and no 0xFF, and decodes back whole. */
+static int cm_text_round_trip(const char *data, size_t len, const char *wire) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC,
+                .path = "/", .order = 1, .data = (char *)data,
+                .data_len = len};
+  size_t jlen = 0;
+  char *json = chan_msg_encode(&m, &jlen);
+  chan_msg d;
+  char err[128] = "";
+  int ok = json && jlen == strlen(json) && !memchr(json, 0xff, jlen) &&
+           (!wire || strstr(json, wire)) &&
+           chan_msg_decode(CHAN_MSG_RECEIVE, json, jlen, &d, err,
+                           sizeof err) == 0;
+  if (ok) {
+    ok = d.data_len == len && memcmp(d.data, data, len) == 0 &&
+         d.data[len] == '\0';
+    chan_msg_free(&d);
+  }
+  if (!ok) fprintf(stderr, "  round trip of %zu bytes: %s %s\n", len,
+                   json ? json : "(not encoded)", err);
+  free(json);
+  return ok;
+}
+
+UNIT_TEST(chan_msg_text_with_nul_round_trips) {
+  UNIT_CHECK(cm_text_round_trip("ab\0cd", 5, "\"text\":\"ab\\u0000cd\""));
+  UNIT_CHECK(cm_text_round_trip("\0ab", 3, "\"text\":\"\\u0000ab\""));
+  UNIT_CHECK(cm_text_round_trip("ab\0", 3, "\"text\":\"ab\\u0000\""));
+  UNIT_CHECK(cm_text_round_trip("\0", 1, "\"text\":\"\\u0000\""));
+  UNIT_CHECK(cm_text_round_trip("a\0\0\0b\0\xc3\xa9\0", 9, NULL));
+  /* Text that merely looks like the escape: a backslash, then u0000. */
+  UNIT_CHECK(cm_text_round_trip("\\u0000", 6, "\"text\":\"\\\\u0000\""));
+  UNIT_CHECK(cm_text_round_trip("\\\0\"\n", 4, NULL));
+  char many[3000];
+  for (size_t i = 0; i < sizeof many; i++) many[i] = i % 3 ? 'x' : '\0';
+  UNIT_CHECK(cm_text_round_trip(many, sizeof many, NULL));
+  memset(many, 0, sizeof many);
+  UNIT_CHECK(cm_text_round_trip(many, sizeof many, NULL));
+}
+
+/* The receive message holding text (raw JSON string content) decodes to
+ * want[0..want_len). */
+static int cm_text_decodes_to(const char *text, const char *want,
+                              size_t want_len) {
+  char json[256];
+  snprintf(json, sizeof json,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":1,"
+           "\"text\":\"%s\"}",
+           text);
+  chan_msg d;
+  char err[128] = "";
+  if (cm_decode(CHAN_MSG_RECEIVE, json, &d, err, sizeof err) != 0) {
+    fprintf(stderr, "  %s: %s\n", json, err);
+    return 0;
+  }
+  int ok = d.data_len == want_len && memcmp(d.data, want, want_len) == 0;
+  chan_msg_free(&d);
+  return ok;
+}
+
+UNIT_TEST(chan_msg_decodes_nul_escapes_only) {
+  UNIT_CHECK(cm_text_decodes_to("\\u0000", "\0", 1));
+  /* An escaped backslash, then the letters u0000: no NUL. */
+  UNIT_CHECK(cm_text_decodes_to("\\\\u0000", "\\u0000", 6));
+  /* An escaped backslash, then a real escape. */
+  UNIT_CHECK(cm_text_decodes_to("\\\\\\u0000", "\\\0", 2));
+  UNIT_CHECK(cm_text_decodes_to("\\\\\\\\u0000", "\\\\u0000", 7));
+  UNIT_CHECK(cm_text_decodes_to("\\u00000", "\0" "0", 2));
+  UNIT_CHECK(cm_text_decodes_to("\\u0001\\u00e9", "\x01\xc3\xa9", 3));
+  UNIT_CHECK(cm_text_decodes_to("\\ud83d\\ude00\\u0000", "\xf0\x9f\x98\x80\0",
+                                5));
+  /* A surrogate half is no pair with a NUL. */
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"text\":\"\\ud83d\\u0000\""),
+                        "invalid JSON"));
+}
+
+UNIT_TEST(chan_msg_refuses_nul_outside_text_and_raw_ff) {
+  /* Raw 0xFF: never UTF-8, and it would read as a NUL. */
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                        "\"order\":1,\"text\":\"a\xff\"}",
+                        "invalid JSON"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"x\":\"\xff\""),
+                        "invalid JSON"));
+  /* Every other string crosses as a C string: U+0000 is refused, not cut. */
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\\u0000x\","
+                        "\"order\":1,\"text\":\"\"}",
+                        "U+0000 outside text"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"session\":{\"k\":\"a\\u0000\"}"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"session\":{\"\\u0000\":1}"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"groups\":[\"a\\u0000\"]"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE,
+                        cm_receive_with("\"text\\u0000\":\"\""),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cm_refused(CHAN_MSG_CONNECT,
+                        "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                        "\"order\":0,\"headers\":[[\"a\",\"b\\u0000\"]]}",
+                        "U+0000 outside text"));
+  /* The escaped backslash is fine anywhere. */
   chan_msg d;
   char err[128];
-  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err,
-                                     sizeof err) == 0);
-  UNIT_CHECK(d.data_len == 2);
-  UNIT_CHECK_STR(d.data, "ab");
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE,
+                       cm_receive_with("\"session\":{\"k\":\"\\\\u0000\"}"),
+                       &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.session_json, "{\"k\":\"\\\\u0000\"}");
   chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_encode_refuses_ff_and_session_nul) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC,
+                .path = "/", .order = 1, .data = "a\xff", .data_len = 2};
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.data = "a";
+  m.data_len = 1;
+  m.path = "/\xff";
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.path = "/";
+  m.session_json = "{\"k\":\"a\\u0000b\"}";
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.session_json = "{\"k\":\"\xff\"}";
+  UNIT_CHECK(chan_msg_encode(&m, NULL) == NULL);
+  m.session_json = "{\"k\":\"\\\\u0000\"}";
+  char *json = chan_msg_encode(&m, NULL);
+  UNIT_CHECK(json && strstr(json, "\"session\":{\"k\":\"\\\\u0000\"}"));
+  free(json);
+  /* Binary data may hold any byte: it is base64 on the wire. */
+  m.is_binary = 1;
+  m.data = "\xff\0";
+  m.data_len = 2;
+  json = chan_msg_encode(&m, NULL);
+  UNIT_CHECK(json && strstr(json, "\"bytes\":\"/wA=\""));
   free(json);
 }
 
@@ -241,6 +371,21 @@ UNIT_TEST(chan_msg_input_need_not_be_terminated) {
   char err[128];
   UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, len, &d, err,
                              sizeof err) == 0);
+  chan_msg_free(&d);
+  for (size_t cut = 0; cut < len; cut++) {
+    UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, cut, &d, err,
+                               sizeof err) == -1);
+  }
+  free(exact);
+  /* A NUL escape at the very end of an exact-size buffer. */
+  const char *nul = "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\","
+                    "\"order\":1,\"text\":\"\\u0000\"}";
+  len = strlen(nul);
+  exact = malloc(len);
+  memcpy(exact, nul, len);
+  UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, len, &d, err,
+                             sizeof err) == 0);
+  UNIT_CHECK(d.data_len == 1 && d.data[0] == '\0');
   chan_msg_free(&d);
   for (size_t cut = 0; cut < len; cut++) {
     UNIT_CHECK(chan_msg_decode(CHAN_MSG_RECEIVE, exact, cut, &d, err,

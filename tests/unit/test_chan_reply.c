@@ -140,6 +140,64 @@ UNIT_TEST(chan_reply_text_string_or_array) {
   UNIT_CHECK(cr_refused(cr_with("\"text\":[[\"a\"]]"), "text entries"));
 }
 
+UNIT_TEST(chan_reply_texts_with_nul_round_trip) {
+  char many[2048];
+  memset(many, 0, sizeof many);
+  chan_text texts[] = {{"\0ab", 3},   {"a\0b", 3},    {"ab\0", 3},
+                       {"\\u0000", 6}, {many, sizeof many}, {"", 0}};
+  size_t n = sizeof texts / sizeof texts[0];
+  chan_reply r = {.reply_channel = CR_RC, .order = 2, .accept = -1,
+                  .texts = texts, .n_texts = n};
+  size_t len = 0;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && len == strlen(json) && !memchr(json, 0xff, len));
+  UNIT_CHECK(json && strstr(json, "\"text\":[\"\\u0000ab\",\"a\\u0000b\","
+                                  "\"ab\\u0000\",\"\\\\u0000\","));
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == n);
+  for (size_t i = 0; i < n && i < d.n_texts; i++) {
+    UNIT_CHECK(d.texts[i].len == texts[i].len &&
+               memcmp(d.texts[i].data, texts[i].data, texts[i].len) == 0 &&
+               d.texts[i].data[texts[i].len] == '\0');
+  }
+  chan_reply_free(&d);
+  free(json);
+  /* A lone string too. */
+  UNIT_CHECK(cr_decode(cr_with("\"text\":\"\\u0000x\\\\u0000\""), &d, err,
+                       sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 1 && d.texts[0].len == 8 &&
+             memcmp(d.texts[0].data, "\0x\\u0000", 8) == 0);
+  chan_reply_free(&d);
+}
+
+UNIT_TEST(chan_reply_refuses_nul_outside_text_and_raw_ff) {
+  UNIT_CHECK(cr_refused(cr_with("\"text\":\"\xff\""), "invalid JSON"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":[\"ok\",\"\xc3\xff\"]"),
+                        "invalid JSON"));
+  UNIT_CHECK(cr_refused(cr_with("\"session\":{\"k\":\"\\u0000\"}"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"\\u0000\"]"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cr_refused(cr_with("\"bytes\":\"AA\\u0000==\""),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cr_refused(cr_with("\"future\":[{\"x\":\"\\u0000\"}]"),
+                        "U+0000 outside text"));
+  UNIT_CHECK(cr_refused("{\"reply_channel\":\"" CR_RC "\\u0000\",\"order\":1}",
+                        "U+0000 outside text"));
+  UNIT_CHECK(cr_refused(cr_with("\"text\":[\"\\udbff\\u0000\"]"),
+                        "invalid JSON"));
+  /* The encoder refuses what the decoder would. */
+  chan_text bad = {"a\xff", 2};
+  chan_reply r = {.reply_channel = CR_RC, .order = 1, .accept = -1,
+                  .texts = &bad, .n_texts = 1};
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+  r.n_texts = 0;
+  r.session_json = "{\"k\":\"\\u0000\"}";
+  UNIT_CHECK(chan_reply_encode(&r, NULL) == NULL);
+}
+
 UNIT_TEST(chan_reply_text_cap) {
   /* 10001 empty strings: refused without building 10001 texts. */
   size_t cap = 64 + 10001 * 3 + 64;
@@ -281,6 +339,18 @@ UNIT_TEST(chan_reply_input_need_not_be_terminated) {
   chan_reply d;
   char err[128];
   UNIT_CHECK(chan_reply_decode(exact, len, &d, err, sizeof err) == 0);
+  chan_reply_free(&d);
+  for (size_t cut = 0; cut < len; cut++) {
+    UNIT_CHECK(chan_reply_decode(exact, cut, &d, err, sizeof err) == -1);
+  }
+  free(exact);
+  /* A NUL escape right at the end of an exact-size buffer. */
+  text = CR_HEAD ",\"text\":\"\\u0000\"}";
+  len = strlen(text);
+  exact = malloc(len);
+  memcpy(exact, text, len);
+  UNIT_CHECK(chan_reply_decode(exact, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_texts == 1 && d.texts[0].len == 1);
   chan_reply_free(&d);
   for (size_t cut = 0; cut < len; cut++) {
     UNIT_CHECK(chan_reply_decode(exact, cut, &d, err, sizeof err) == -1);
