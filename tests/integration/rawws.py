@@ -20,6 +20,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -371,3 +373,28 @@ def finish_module_cluster(cluster):
     if problems:
         cluster.print_logs()
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+# ---- shared by the conformance modules (test_conformance_*.py) -----------
+
+@pytest.fixture(scope="module")
+def gw(broker, vhost, request, tmp_path_factory):
+    """A gateway and a worker with the echo route on, for the module."""
+    c = module_cluster(broker, vhost, request, tmp_path_factory)
+    c.worker(*ECHO_WORKER_ARGS, ready=False)
+    yield c.gateway(*ECHO_GATEWAY_ARGS)
+    finish_module_cluster(c)
+
+
+def open_ws(gw, first=b"", timeout=10.0):
+    """A raw connection to the echo route; `first` rides in the same TCP
+    write as the upgrade request."""
+    from conftest import jwt_for
+    return RawWS(gw.port, ws_path(token=jwt_for(1)), first=first, timeout=timeout)
+
+
+def assert_fails_with(ws, code):
+    """The server closes with `code`, then closes the TCP connection once
+    the close is answered."""
+    assert ws.expect_close(skip_data=True)[0] == code
+    assert ws.finish_close(), "the server kept the TCP connection open"

@@ -7,22 +7,8 @@ import os
 
 import pytest
 
-from conftest import jwt_for
-from rawws import (BINARY, CLOSE, CONT, ECHO_GATEWAY_ARGS, ECHO_WORKER_ARGS, PING, PONG,
-                   TEXT, RawWS, close_payload, finish_module_cluster, frame, module_cluster,
-                   ws_path)
-
-
-@pytest.fixture(scope="module")
-def gw(broker, vhost, request, tmp_path_factory):
-    c = module_cluster(broker, vhost, request, tmp_path_factory)
-    c.worker(*ECHO_WORKER_ARGS, ready=False)
-    yield c.gateway(*ECHO_GATEWAY_ARGS)
-    finish_module_cluster(c)
-
-
-def open_ws(gw, first=b"", timeout=10.0):
-    return RawWS(gw.port, ws_path(token=jwt_for(1)), first=first, timeout=timeout)
+from rawws import gw  # noqa: F401  (the module's pytest fixture)
+from rawws import (open_ws, BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, frame)
 
 
 # ---- category 7: closing handshake ---------------------------------------

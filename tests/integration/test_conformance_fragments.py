@@ -5,22 +5,9 @@ text checked as UTF-8 wherever a sequence is cut (fragment or TCP read)."""
 
 import pytest
 
-from conftest import jwt_for
-from rawws import (BINARY, CLOSE, CONT, ECHO_GATEWAY_ARGS, ECHO_WORKER_ARGS, PING, PONG,
-                   TEXT, RawWS, close_payload, finish_module_cluster, frame, module_cluster,
-                   ws_path)
-
-
-@pytest.fixture(scope="module")
-def gw(broker, vhost, request, tmp_path_factory):
-    c = module_cluster(broker, vhost, request, tmp_path_factory)
-    c.worker(*ECHO_WORKER_ARGS, ready=False)
-    yield c.gateway(*ECHO_GATEWAY_ARGS)
-    finish_module_cluster(c)
-
-
-def open_ws(gw, first=b""):
-    return RawWS(gw.port, ws_path(token=jwt_for(1)), first=first)
+from rawws import gw  # noqa: F401  (the module's pytest fixture)
+from rawws import (assert_fails_with, open_ws, BINARY, CLOSE, CONT, PING, PONG, TEXT,
+                   close_payload, frame)
 
 
 def fragments(opcode, parts):
@@ -30,11 +17,6 @@ def fragments(opcode, parts):
     for i, part in enumerate(parts):
         out += frame(opcode if i == 0 else CONT, part, fin=i == len(parts) - 1)
     return out
-
-
-def assert_fails_with(ws, code):
-    assert ws.expect_close(skip_data=True)[0] == code
-    assert ws.finish_close(), "the server kept the TCP connection open"
 
 
 # ---- category 5: fragmentation -------------------------------------------

@@ -8,29 +8,9 @@ import os
 
 import pytest
 
-from conftest import jwt_for
-from rawws import (BINARY, CLOSE, CONT, ECHO_GATEWAY_ARGS, ECHO_WORKER_ARGS, PING, PONG,
-                   TEXT, RawWS, close_payload, finish_module_cluster, frame, module_cluster,
-                   ws_path)
-
-
-@pytest.fixture(scope="module")
-def gw(broker, vhost, request, tmp_path_factory):
-    c = module_cluster(broker, vhost, request, tmp_path_factory)
-    c.worker(*ECHO_WORKER_ARGS, ready=False)
-    yield c.gateway(*ECHO_GATEWAY_ARGS)
-    finish_module_cluster(c)
-
-
-def open_ws(gw, first=b""):
-    return RawWS(gw.port, ws_path(token=jwt_for(1)), first=first)
-
-
-def assert_fails_with(ws, code):
-    """The server closes with `code`, then closes the TCP connection once
-    the close is answered."""
-    assert ws.expect_close(skip_data=True)[0] == code
-    assert ws.finish_close(), "the server kept the TCP connection open"
+from rawws import gw  # noqa: F401  (the module's pytest fixture)
+from rawws import (assert_fails_with, open_ws, BINARY, CLOSE, CONT, PING, PONG, TEXT,
+                   close_payload, frame)
 
 
 # ---- category 1: framing -------------------------------------------------
