@@ -1,7 +1,8 @@
-"""`make run` (deploy/dev/run.sh) as a newcomer uses it: the stack comes up,
-stays up after it printed its URLs, a client subscribes and receives what
-the printed emit line sends, the echo route answers, and Ctrl-C stops every
-process it started, the broker included."""
+"""`make run` (deploy/dev/run.sh) as a newcomer uses it: the stack comes up
+with two workers (WORKERS=2, foreman's -m all=1,worker=2), stays up after
+it printed its URLs, a client subscribes and receives what the printed emit
+line sends, the echo route answers, and Ctrl-C stops every process it
+started, the broker included."""
 
 import asyncio
 import json
@@ -35,12 +36,13 @@ def _descendants(pid):
     return found
 
 
-@pytest.fixture
-def dev_stack(tmp_path):
+@pytest.fixture(scope="module")
+def dev_stack(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("make-run")
     if os.environ.get("WSGW_BUILD", str(ROOT / "build")) != str(ROOT / "build"):
         pytest.skip("make run uses the normal build; covered by the build/ pass")
     log = open(tmp_path / "run.log", "w+")
-    env = {**os.environ, "WSGW_DEV_PORT": str(free_port())}
+    env = {**os.environ, "WSGW_DEV_PORT": str(free_port()), "WORKERS": "2"}
     proc = subprocess.Popen(["deploy/dev/run.sh"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     text = lambda: (tmp_path / "run.log").read_text(errors="replace")
@@ -68,8 +70,9 @@ def test_make_run_serves_until_ctrl_c(dev_stack):
     time.sleep(2)  # the announcer has exited by now: the stack must still be up
     assert proc.poll() is None, "the stack stopped after printing its URLs:\n" + text()
     out = text()
-    url = re.search(r"(ws://\S+/websocket/\?token=\S+)", out).group(1)
-    echo = re.search(r"(ws://\S+/websocket/echo\?token=\S+)", out).group(1)
+    token = r"[A-Za-z0-9_.-]+"  # a JWT; the printed lines may quote it
+    url = re.search(r"(ws://[0-9.:]+/websocket/\?token=" + token + ")", out).group(1)
+    echo = re.search(r"(ws://[0-9.:]+/websocket/echo\?token=" + token + ")", out).group(1)
     emit = re.search(r"(build/chanctl emit jobs-status_changed .*)", out).group(1)
 
     async def main():
@@ -83,3 +86,13 @@ def test_make_run_serves_until_ctrl_c(dev_stack):
             await ws.send("écho")
             assert await asyncio.wait_for(ws.recv(), 10) == "écho"
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_make_run_scales_workers(dev_stack):
+    def consumers():
+        out = subprocess.run(["tests/lib/broker.sh", "ctl", ".run/broker", "list_queues",
+                              "name", "consumers"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60).stdout
+        m = re.search(r"^websocket\.connect\s+(\d+)$", out, re.M)
+        return int(m.group(1)) if m else 0
+    wait_until(lambda: consumers() == 2, 30, "two workers consuming websocket.connect")
