@@ -73,18 +73,21 @@ int main(void) {
   sizes__line("  of which sizeof(uv_tcp_t)", sizeof(uv_tcp_t), "libuv handle, embedded");
   sizes__line("  of which 2 x sizeof(gw_timeq_node)", 2 * sizeof(gw_timeq_node),
               "deadline links (tq, rq), embedded");
+  sizes__line("  of which sizeof(gw_ws_track)", sizeof(gw_ws_track),
+              "frame-boundary tracker, embedded in gw_conn");
   sizes__line("sizeof(gw_member)", sizeof(gw_member), "one group membership");
   sizes__line("sizeof(gw_out)", sizeof(gw_out), "one queued frame (malloc per delivery)");
   sizes__line("sizeof(gw_buf) header", sizeof(gw_buf), "shared frame header");
   sizes__line("sizeof(gw_http_req)", sizeof(gw_http_req), "until the upgrade only");
   sizes__line("sizeof(gw_conntab_slot)", sizeof(gw_conntab_slot), "id -> connection");
+  printf("# only while a client message is on its way (gw_ws frees it between messages)\n");
+  sizes__line("wslay context", ws, "mallinfo2 delta per wslay_event_context_server_init");
   printf("# heap per idle, subscribed connection (allocator chunks)\n");
   sizes__line("gw_conn chunk", conn, "malloc_usable_size + 8");
-  sizes__line("wslay context", ws, "mallinfo2 delta per wslay_event_context_server_init");
   sizes__line("gw_member chunk", member, "one group");
   sizes__line("members array chunk", members, "realloc'd to the group count");
   sizes__line("session chunk", session, "strdup of {\"user\": 1}");
   sizes__line("conntab slots", slot, "open addressing, load <= 1/2");
-  printf("TOTAL %zu\n", conn + ws + member + members + session + slot);
+  printf("TOTAL %zu\n", conn + member + members + session + slot);
   return 0;
 }
