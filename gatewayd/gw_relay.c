@@ -55,7 +55,7 @@ static int gw_relay__publish(gw_conn *c, chan_msg *m) {
 }
 
 static void gw_relay__receive(gw_conn *c, int binary, const char *data,
-                                     size_t len) {
+                              size_t len) {
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .order = c->next_order,
                 .is_binary = binary, .data = (char *)data, .data_len = len};
   if (gw_relay__publish(c, &m) != 0) {
@@ -73,8 +73,6 @@ void gw_relay_disconnect(gw_conn *c, int code) {
     log_debug("disconnect_not_published", "id=%llu", (unsigned long long)c->id);
 }
 
-/* A client message: to a worker now, or queued behind the one in flight, so
- * that any number of workers see one connection's messages in order. */
 /* A fixed one-second window: cheap (8 bytes, no timer) at the cost of
  * letting up to twice the rate through across a window boundary. */
 static int gw_relay__over_rate(gw_conn *c) {
@@ -86,8 +84,10 @@ static int gw_relay__over_rate(gw_conn *c) {
   return ++c->rate_count > (uint32_t)c->srv->cfg->max_rate;
 }
 
+/* A client message: to a worker now, or queued behind the one in flight, so
+ * that any number of workers see one connection's messages in order. */
 void gw_relay_client_message(gw_conn *c, int binary, const uint8_t *msg,
-                                    size_t len) {
+                             size_t len) {
   c->srv->stats.msgs_in++;
   if (c->state != GW_CONN_OPEN) return;
   if (gw_relay__over_rate(c)) {

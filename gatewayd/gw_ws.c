@@ -57,7 +57,7 @@ static void gw_ws__msg(wslay_event_context_ptr ctx,
  * allocates room for the payload. */
 static void gw_ws__frame_start(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *arg,
-                       void *user) {
+                               void *user) {
   gw_conn *c = user;
   /* A close body is empty or a code plus a reason; wslay would read a
    * 1-byte body as "no code". RFC 6455 5.5.1: a protocol error. */
