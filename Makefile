@@ -214,7 +214,8 @@ bench-smoke: bench-build
 # ---- fault tests that take minutes (issue 3) --------------------------------
 # Broker outages on a private RabbitMQ node these tests stop, kill and freeze
 # (tests/integration/test_faults_broker.py), a flood with a slow client and
-# 100,000 events to 100 clients (test_faults_load.py). Normal build only: the
+# 100,000 events to 100 clients (test_faults_load.py), a node of a 3-node
+# cluster killed under a gateway (test_faults_cluster.py). Normal build only: the
 # quick fault tests run in `make test`. CI runs both (.ci/run). ~3 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
@@ -222,4 +223,5 @@ test-faults: deps all
 	@WSGW_FAULTS=1 WSGW_BUILD=$(CURDIR)/$(BUILD) \
 	  timeout --signal=TERM --kill-after=30 $(FAULTS_TIMEOUT) \
 	  /usr/bin/python3 -m pytest tests/integration/test_faults_broker.py \
-	  tests/integration/test_faults_load.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_load.py \
+	  tests/integration/test_faults_cluster.py -p no:cacheprovider -q -rfE

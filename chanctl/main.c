@@ -23,6 +23,7 @@
 #include "chan_group.h"
 #include "config.h"
 #include "log.h"
+#include "mq_conn.h"
 #include "token.h"
 
 #define CHANCTL_OK 0
@@ -40,6 +41,7 @@ typedef struct chanctl_conf {
   /* Read by the daemons; listed so that one file (or one environment)
    * serves every program without "unknown key" errors here. */
   char *amqp_heartbeat, *amqp_queue_ttl, *amqp_queue_max_length;
+  char *amqp_queue_type;
   char *amqp_max_backlog;
   char *auth_secret_previous, *auth_token_file, *auth_leeway;
 } chanctl_conf;
@@ -47,14 +49,15 @@ typedef struct chanctl_conf {
 #define SHARED "read by the daemons; accepted here so one file serves all"
 static const cfg_opt chanctl_opts[] = {
     {"amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
-     CFG_SECRET, offsetof(chanctl_conf, amqp_url),
-     "broker URL amqp://user:pass@host:port/vhost"},
+     CFG_SECRET, offsetof(chanctl_conf, amqp_url), MQ_URL_HELP},
     {"amqp", "heartbeat", CFG_STR, NULL, 0, 0, 0,
      offsetof(chanctl_conf, amqp_heartbeat), SHARED},
     {"amqp", "queue_ttl", CFG_STR, NULL, 0, 0, 0,
      offsetof(chanctl_conf, amqp_queue_ttl), SHARED},
     {"amqp", "queue_max_length", CFG_STR, NULL, 0, 0, 0,
      offsetof(chanctl_conf, amqp_queue_max_length), SHARED},
+    {"amqp", "queue_type", CFG_STR, NULL, 0, 0, 0,
+     offsetof(chanctl_conf, amqp_queue_type), SHARED},
     {"amqp", "max_backlog", CFG_STR, NULL, 0, 0, 0,
      offsetof(chanctl_conf, amqp_max_backlog), SHARED},
     {"log", "level", CFG_STR, "info", 0, 0, 0,

@@ -13,10 +13,23 @@
  * compares the arguments of a redeclare by integer class, not width, so a
  * client that sends 'I' with the same number is also accepted; the values
  * must match exactly.
+ *
+ * Quorum queues (amqp.queue_type = quorum) take the same three arguments:
+ * RabbitMQ 3.10 supports x-message-ttl, x-max-length and x-overflow
+ * reject-publish on them (checked on a 3.10.8 node: messages expire, and
+ * publishes are refused once the length is exceeded, so one message past
+ * the limit may wait). Classic queues get no x-queue-type at all, exactly as before the
+ * setting existed, so queues declared by an older build still match.
+ *
+ * The address list (mq_url_list) lives here because every client of the
+ * broker (gatewayd, workerd, chan_emit) rotates through it the same way.
+ * Splitting at every comma is safe: rabbitmq-c decodes percent escapes, so
+ * a comma inside a password is written %2C.
  */
 #include "mq_conn.h"
 
 #include <amqp_tcp_socket.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +208,7 @@ static int mq_declare_queue(amqp_connection_state_t c, const char *name,
 int mq_declare_channel_queues(amqp_connection_state_t c,
                               const mq_queue_limits *lim, char *err,
                               size_t errlen) {
-  amqp_table_entry_t e[3];
+  amqp_table_entry_t e[4];
   e[0].key = amqp_cstring_bytes("x-message-ttl");
   e[0].value.kind = AMQP_FIELD_KIND_I64;
   e[0].value.value.i64 = lim->message_ttl_ms;
@@ -205,12 +218,138 @@ int mq_declare_channel_queues(amqp_connection_state_t c,
   e[2].key = amqp_cstring_bytes("x-overflow");
   e[2].value.kind = AMQP_FIELD_KIND_UTF8;
   e[2].value.value.bytes = amqp_cstring_bytes("reject-publish");
-  amqp_table_t args = {3, e};
+  e[3].key = amqp_cstring_bytes("x-queue-type");
+  e[3].value.kind = AMQP_FIELD_KIND_UTF8;
+  e[3].value.value.bytes = amqp_cstring_bytes("quorum");
+  amqp_table_t args = {lim->quorum ? 4 : 3, e};
 
   static const char *const names[] = {CHAN_QUEUE_CONNECT, CHAN_QUEUE_RECEIVE,
                                       CHAN_QUEUE_DISCONNECT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     if (mq_declare_queue(c, names[i], args, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+/* ---- the address list ------------------------------------------------- */
+
+/* Copies [b, e) without surrounding blanks; NULL when nothing is left or
+ * out of memory (*empty tells which). */
+static char *mq_url_item(const char *b, const char *e, int *empty) {
+  while (b < e && isspace((unsigned char)*b)) b++;
+  while (e > b && isspace((unsigned char)e[-1])) e--;
+  *empty = b == e;
+  if (*empty) return NULL;
+  size_t n = (size_t)(e - b);
+  char *s = malloc(n + 1);
+  if (!s) return NULL;
+  memcpy(s, b, n);
+  s[n] = '\0';
+  return s;
+}
+
+/* Appends [b, e) as one address; -1 with a reason on failure. */
+static int mq_url_list_add(mq_url_list *l, const char *b, const char *e,
+                           char *err, size_t errlen) {
+  if (l->n == MQ_URL_LIST_MAX) {
+    if (err && errlen)
+      snprintf(err, errlen, "more than %d broker addresses", MQ_URL_LIST_MAX);
+    return -1;
+  }
+  int empty;
+  char *s = mq_url_item(b, e, &empty);
+  if (!s) {
+    if (err && errlen)
+      snprintf(err, errlen, "%s", empty ? "empty address in the list"
+                                        : "out of memory");
+    return -1;
+  }
+  l->urls[l->n++] = s;
+  return 0;
+}
+
+int mq_url_list_parse(mq_url_list *l, const char *spec, unsigned seed,
+                      char *err, size_t errlen) {
+  memset(l, 0, sizeof *l);
+  spec = spec ? spec : "";
+  if (!strchr(spec, ',')) {
+    /* One address: kept byte for byte, as before lists existed. */
+    l->urls[0] = strdup(spec);
+    if (!l->urls[0]) {
+      if (err && errlen) snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    l->n = 1;
+    return 0;
+  }
+  for (const char *b = spec;;) {
+    const char *comma = strchr(b, ',');
+    const char *e = comma ? comma : b + strlen(b);
+    if (mq_url_list_add(l, b, e, err, errlen) < 0) {
+      mq_url_list_free(l);
+      return -1;
+    }
+    if (!comma) break;
+    b = comma + 1;
+  }
+  l->cur = seed % l->n;
+  return 0;
+}
+
+const char *mq_url_list_current(const mq_url_list *l) {
+  return l->n ? l->urls[l->cur] : "";
+}
+
+int mq_url_list_next(mq_url_list *l) {
+  if (!l->n) return 1;
+  l->cur = (l->cur + 1) % l->n;
+  if (++l->failed < l->n) return 0;
+  l->failed = 0;
+  return 1;
+}
+
+void mq_url_list_connected(mq_url_list *l) { l->failed = 0; }
+
+void mq_url_list_free(mq_url_list *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    explicit_bzero(l->urls[i], strlen(l->urls[i]));
+    free(l->urls[i]);
+  }
+  memset(l, 0, sizeof *l);
+}
+
+void mq_url_host_port(const char *url, char *out, size_t outlen) {
+  if (!outlen) return;
+  snprintf(out, outlen, "?");
+  char *copy = strdup(url ? url : "");
+  if (!copy) return;
+  struct amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  if (amqp_parse_url(copy, &info) == AMQP_STATUS_OK)
+    snprintf(out, outlen, "%s:%d", info.host, info.port);
+  explicit_bzero(copy, strlen(copy));
+  free(copy);
+}
+
+int mq_queue_type_parse(const char *s) {
+  if (s && strcmp(s, "classic") == 0) return 0;
+  if (s && strcmp(s, "quorum") == 0) return 1;
+  return -1;
+}
+
+int mq_settings_check(const char *url, const char *queue_type, char *err,
+                      size_t errlen) {
+  mq_url_list l;
+  char why[96];
+  if (mq_url_list_parse(&l, url, 0, why, sizeof why) < 0) {
+    if (err && errlen) snprintf(err, errlen, "amqp.url: %s", why);
+    return -1;
+  }
+  mq_url_list_free(&l);
+  if (mq_queue_type_parse(queue_type) < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "amqp.queue_type: expected classic or quorum");
+    return -1;
   }
   return 0;
 }

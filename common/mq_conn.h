@@ -16,10 +16,73 @@
 
 #define MQ_CHANNEL 1
 
+/* Most broker addresses amqp.url may list: a cluster has a handful of
+ * nodes, and a fixed array keeps the list free of reallocation. */
+#define MQ_URL_LIST_MAX 16
+
+/* --help text of amqp.url and amqp.queue_type, one wording for every
+ * program's settings table. */
+#define MQ_URL_HELP                                                     \
+  "broker URL amqp://user:pass@host:port/vhost; several (the nodes of " \
+  "a cluster) separated by commas: start at a random one, move to"     \
+  " the next on failure"
+#define MQ_QUEUE_TYPE_HELP                                              \
+  "classic or quorum: type of the websocket.* queues (quorum: "         \
+  "replicated, survives a node; slower; every party must agree)"
+
 typedef struct mq_queue_limits {
   long message_ttl_ms; /* x-message-ttl of the websocket.* queues */
   long max_length;     /* x-max-length, overflow reject-publish */
+  int quorum;          /* 1: x-queue-type quorum; 0: classic (no argument) */
 } mq_queue_limits;
+
+/*
+ * amqp.url as a list of broker addresses ("URL[,URL...]") and where a
+ * client stands in it. Pure: no I/O, so the rotation is unit-tested.
+ * A caller connects to mq_url_list_current(); after a failed connect or a
+ * lost connection it calls mq_url_list_next(), which says when every
+ * address has failed once in a row (then the caller backs off, as it did
+ * with one address); after a successful connect, mq_url_list_connected().
+ */
+typedef struct mq_url_list {
+  char *urls[MQ_URL_LIST_MAX]; /* malloc'd; may hold passwords */
+  size_t n;                    /* at least 1 after a successful parse */
+  size_t cur;                  /* index of the address to try now */
+  size_t failed;               /* failures in a row since the last success */
+} mq_url_list;
+
+/* Splits spec at commas (blanks around each item are ignored) and starts at
+ * item seed % n, so that many clients spread over the nodes. A spec without
+ * a comma is one address, taken as it is. 0, or -1 with a reason in err
+ * (an empty item, more than MQ_URL_LIST_MAX, no memory); the reason never
+ * quotes the spec, which may hold a password. */
+int mq_url_list_parse(mq_url_list *l, const char *spec, unsigned seed,
+                      char *err, size_t errlen);
+
+const char *mq_url_list_current(const mq_url_list *l);
+
+/* Moves to the next address (wrapping). Returns 1 when this completes a
+ * round of failures (every address failed since the last success): time
+ * for the caller's backoff. Else 0: try the next address at once. */
+int mq_url_list_next(mq_url_list *l);
+
+/* The current address worked: the next failure starts a new round. */
+void mq_url_list_connected(mq_url_list *l);
+
+/* Wipes (the URLs may hold passwords) and frees the addresses. */
+void mq_url_list_free(mq_url_list *l);
+
+/* "host:port" of url for logs (never user or password); "?" when the URL
+ * does not parse. */
+void mq_url_host_port(const char *url, char *out, size_t outlen);
+
+/* amqp.queue_type: "classic" -> 0, "quorum" -> 1, else -1. */
+int mq_queue_type_parse(const char *s);
+
+/* Checks amqp.url and amqp.queue_type as the daemons' start-up does; 0 or
+ * -1 with "amqp.KEY: reason" in err. */
+int mq_settings_check(const char *url, const char *queue_type, char *err,
+                      size_t errlen);
 
 /* Connects, logs in, opens channel MQ_CHANNEL. heartbeat_s 0 disables AMQP
  * heartbeats. Returns NULL with a reason in err. TCP connect and login each
@@ -41,7 +104,9 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
 
 /* Declares the three durable websocket.* queues with lim: x-message-ttl and
  * x-max-length as signed 64-bit integers (AMQP 'l'), x-overflow
- * "reject-publish" as a long string. */
+ * "reject-publish" as a long string, and x-queue-type "quorum" when
+ * lim->quorum (classic queues get no x-queue-type, as before the setting
+ * existed, so existing queues still redeclare). */
 int mq_declare_channel_queues(amqp_connection_state_t c,
                               const mq_queue_limits *lim, char *err,
                               size_t errlen);

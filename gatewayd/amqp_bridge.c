@@ -20,6 +20,12 @@
  * byte from the broker for two intervals means the connection is dead (a
  * frozen or partitioned broker never closes the socket).
  *
+ * amqp.url may list several brokers (a cluster): a failed connect moves on
+ * to the next node at once, and only a whole round of failures waits for
+ * the backoff, so a dead node costs one connect timeout, not a sleep. A
+ * lost connection also moves on, since the node it was on is the likeliest
+ * to be the one gone. Logs name the node as host:port only.
+ *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback), during which deliveries wait; subscription changes
  * are rare next to events, so one thread is simpler than a second channel.
@@ -61,7 +67,7 @@ typedef struct amqp_bridge__cmd {
 
 struct amqp_bridge {
   /* fixed after start */
-  char *url;
+  mq_url_list urls;
   int heartbeat_s;
   mq_queue_limits limits;
   size_t max_backlog;
@@ -313,7 +319,11 @@ static void amqp_bridge__confirm(amqp_bridge *b, uint64_t tag, int multiple,
 
 static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
   if (b->conn) {
-    log_warn("amqp_down", "reason=\"%s\" unconfirmed=%zu", why, b->ring_len);
+    char node[128];
+    mq_url_host_port(mq_url_list_current(&b->urls), node, sizeof node);
+    log_warn("amqp_down", "node=%s reason=\"%s\" unconfirmed=%zu", node, why,
+             b->ring_len);
+    mq_url_list_next(&b->urls); /* reconnect elsewhere first */
     atomic_store(&b->up, 0);
     /* Whether unconfirmed publishes arrived is unknown, and their replies
      * would go to a queue that died with this connection: refuse them all. */
@@ -374,13 +384,16 @@ static void amqp_bridge__sleep(amqp_bridge *b, unsigned ms) {
 }
 
 static int amqp_bridge__connect(amqp_bridge *b) {
-  char err[256];
-  b->conn = mq_conn_open(b->url, b->heartbeat_s, err, sizeof(err));
+  char err[256], node[128];
+  const char *url = mq_url_list_current(&b->urls);
+  mq_url_host_port(url, node, sizeof node);
+  b->conn = mq_conn_open(url, b->heartbeat_s, err, sizeof(err));
   if (b->conn && amqp_bridge__declare(b, err, sizeof(err)) == 0) {
     b->backoff_ms = 0;
+    mq_url_list_connected(&b->urls);
     b->last_rx_ms = b->last_tx_ms = amqp_bridge__now_ms();
     atomic_store(&b->up, 1);
-    log_info("amqp_up", "queue=%s", b->queue);
+    log_info("amqp_up", "node=%s queue=%s", node, b->queue);
     amqp_bridge__post_state(b, AMQP_BRIDGE_UP, b->queue);
     return 0;
   }
@@ -388,12 +401,19 @@ static int amqp_bridge__connect(amqp_bridge *b) {
     amqp_destroy_connection(b->conn);
     b->conn = NULL;
   }
+  if (mq_url_list_next(&b->urls) == 0) {
+    /* Another node remains untried in this round: no wait. */
+    log_warn("amqp_connect_failed", "node=%s reason=\"%s\" retry_ms=0", node,
+             err);
+    return -1;
+  }
   /* Capped exponential backoff with jitter: a restarted broker is not hit
    * by every gateway in the same millisecond. */
   b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : 100;
   if (b->backoff_ms > 5000) b->backoff_ms = 5000;
   unsigned wait = b->backoff_ms / 2 + (unsigned)rand() % (b->backoff_ms / 2 + 1);
-  log_warn("amqp_connect_failed", "reason=\"%s\" retry_ms=%u", err, wait);
+  log_warn("amqp_connect_failed", "node=%s reason=\"%s\" retry_ms=%u", node,
+           err, wait);
   amqp_bridge__sleep(b, wait);
   return -1;
 }
@@ -639,25 +659,32 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
                                amqp_bridge_cb cb, void *arg) {
   amqp_bridge *b = calloc(1, sizeof(*b));
   if (!b) return NULL;
-  b->url = strdup(cfg->url);
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  char err[96];
+  if (mq_url_list_parse(&b->urls, cfg->url, (unsigned)rand(), err,
+                        sizeof err) != 0) {
+    log_error("amqp_url_invalid", "reason=\"%s\"", err);
+    free(b);
+    return NULL;
+  }
   b->heartbeat_s = cfg->heartbeat_s;
   b->limits.message_ttl_ms = cfg->queue_ttl_ms;
   b->limits.max_length = cfg->queue_max_length;
+  b->limits.quorum = cfg->queue_quorum;
   b->max_backlog = cfg->max_backlog;
   b->cb = cb;
   b->cb_arg = arg;
   b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   pthread_mutex_init(&b->mu, NULL);
-  if (!b->url || b->wake_fd < 0 ||
+  if (b->wake_fd < 0 ||
       uv_async_init(loop, &b->async, amqp_bridge__on_async) != 0) {
     if (b->wake_fd >= 0) close(b->wake_fd);
     pthread_mutex_destroy(&b->mu);
-    free(b->url);
+    mq_url_list_free(&b->urls);
     free(b);
     return NULL;
   }
   b->async.data = b;
-  srand((unsigned)time(NULL) ^ (unsigned)getpid());
   if (pthread_create(&b->thread, NULL, amqp_bridge__thread, b) != 0) {
     /* The async handle is closed by the caller's loop teardown. */
     b->wake_fd = (close(b->wake_fd), -1);
@@ -669,7 +696,7 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
 static void amqp_bridge__free(uv_handle_t *h) {
   amqp_bridge *b = h->data;
   pthread_mutex_destroy(&b->mu);
-  free(b->url);
+  mq_url_list_free(&b->urls);
   free(b);
 }
 

@@ -45,10 +45,11 @@ typedef struct amqp_bridge_event {
 typedef void (*amqp_bridge_cb)(amqp_bridge_event *events, void *arg);
 
 typedef struct amqp_bridge_config {
-  const char *url;
+  const char *url;     /* one amqp:// URL, or several separated by commas */
   int heartbeat_s;
   long queue_ttl_ms;
   long queue_max_length;
+  int queue_quorum;    /* 1: the websocket.* queues are quorum queues */
   size_t max_backlog; /* bytes queued in each direction */
 } amqp_bridge_config;
 

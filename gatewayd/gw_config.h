@@ -42,6 +42,7 @@ typedef struct gw_config {
   long amqp_heartbeat;     /* ms */
   long queue_ttl;          /* ms */
   long queue_max_length;
+  char *queue_type;        /* "classic" or "quorum" (checked by main.c) */
   long amqp_max_backlog;   /* bytes waiting to be published */
   /* [log] */
   char *log_level;

@@ -15,6 +15,7 @@
 #include "gw_http.h"
 #include "gw_tls.h"
 #include "log.h"
+#include "mq_conn.h"
 
 #define GW_TICK_MS 100
 
@@ -216,6 +217,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
       .heartbeat_s = (int)((cfg->amqp_heartbeat + 999) / 1000),
       .queue_ttl_ms = cfg->queue_ttl,
       .queue_max_length = cfg->queue_max_length,
+      .queue_quorum = mq_queue_type_parse(cfg->queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
   s->bridge = amqp_bridge_start(loop, &bc, gw_dispatch_events, s);

@@ -17,6 +17,7 @@
 #include "gw_server.h"
 #include "gw_tls.h"
 #include "log.h"
+#include "mq_conn.h"
 
 /* How often the notify timer runs without a watchdog: only to notice
  * readiness and the start of shutdown. */
@@ -81,6 +82,11 @@ int main(int argc, char **argv) {
   char why[160];
   if (r != CFG_EXIT_ERROR && gw_http_trusted_check(cfg.trusted_proxies, why, sizeof why) != 0) {
     fprintf(stderr, "gatewayd: --gateway.trusted_proxies: %s\n", why);
+    r = CFG_EXIT_ERROR;
+  }
+  if (r != CFG_EXIT_ERROR &&
+      mq_settings_check(cfg.amqp_url, cfg.queue_type, why, sizeof why) != 0) {
+    fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
   if (r != CFG_RUN) {

@@ -10,6 +10,12 @@
  * After a broker error the connection is dropped and the next chan_emit
  * connects again: a long-lived backend survives a broker restart without
  * code of its own, at the price of losing the event that saw the error.
+ *
+ * With several broker addresses (amqp.url "URL,URL,..."), a connect tries
+ * each node once, starting from a random one, before it reports failure;
+ * after an error the next connect starts at the next node, since the one
+ * that failed is the likeliest to be gone. No sleeping: the caller decides
+ * whether and when to emit again.
  */
 #include "chan_emit.h"
 
@@ -17,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "chan_group.h"
 #include "chan_names.h"
@@ -24,7 +32,7 @@
 #include "utf8.h"
 
 struct chan_emitter {
-  char *url;                    /* kept for reconnecting; may hold a password */
+  mq_url_list urls;             /* kept for reconnecting; may hold passwords */
   amqp_connection_state_t conn; /* NULL after an error until the next emit */
 };
 
@@ -32,32 +40,46 @@ struct chan_emitter {
  * on stdin, a backend between jobs) and rabbitmq-c only answers heartbeats
  * while inside a library call, so the broker would close an idle emitter.
  * The cost: a dead TCP path shows up only at the next publish. */
-static int chan_emit_connect(chan_emitter *e, char *err, size_t errlen) {
-  amqp_connection_state_t c = mq_conn_open(e->url, 0, err, errlen);
+static int chan_emit_connect_one(chan_emitter *e, char *err, size_t errlen) {
+  amqp_connection_state_t c =
+      mq_conn_open(mq_url_list_current(&e->urls), 0, err, errlen);
   if (!c) return -1;
   if (mq_declare_groups_exchange(c, err, errlen) < 0) {
     mq_conn_close(c);
     return -1;
   }
   e->conn = c;
+  mq_url_list_connected(&e->urls);
   return 0;
+}
+
+/* One round over the address list; err holds the last node's reason. */
+static int chan_emit_connect(chan_emitter *e, char *err, size_t errlen) {
+  for (;;) {
+    if (chan_emit_connect_one(e, err, errlen) == 0) return 0;
+    if (mq_url_list_next(&e->urls)) return -1;
+  }
 }
 
 static void chan_emit_drop(chan_emitter *e) {
   mq_conn_close(e->conn);
   e->conn = NULL;
+  mq_url_list_next(&e->urls);
 }
 
 chan_emitter *chan_emit_open(const char *amqp_url, char *err, size_t errlen) {
   chan_emitter *e = calloc(1, sizeof *e);
-  if (e) e->url = strdup(amqp_url ? amqp_url : "");
-  if (!e || !e->url) {
-    free(e);
+  if (!e) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  unsigned seed = (unsigned)time(NULL) ^ ((unsigned)getpid() << 8);
+  if (mq_url_list_parse(&e->urls, amqp_url, seed, err, errlen) < 0) {
+    free(e);
+    return NULL;
+  }
   if (chan_emit_connect(e, err, errlen) < 0) {
-    free(e->url);
+    mq_url_list_free(&e->urls);
     free(e);
     return NULL;
   }
@@ -142,8 +164,6 @@ int chan_emit(chan_emitter *e, const char *group, const char *json, size_t len,
 void chan_emit_close(chan_emitter *e) {
   if (!e) return;
   mq_conn_close(e->conn);
-  /* The URL may carry the broker password. */
-  explicit_bzero(e->url, strlen(e->url));
-  free(e->url);
+  mq_url_list_free(&e->urls); /* wipes: the URLs may carry the password */
   free(e);
 }

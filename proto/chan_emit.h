@@ -12,7 +12,8 @@
 
 typedef struct chan_emitter chan_emitter;
 
-/* Connects to amqp_url ("amqp://user:pass@host:port/vhost") and declares the
+/* Connects to amqp_url ("amqp://user:pass@host:port/vhost", or several
+ * separated by commas: each is tried once, from a random one) and declares the
  * groups exchange. Returns NULL with a reason in err on failure. */
 chan_emitter *chan_emit_open(const char *amqp_url, char *err, size_t errlen);
 

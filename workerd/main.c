@@ -43,6 +43,7 @@ typedef struct wk_main_conf {
   long heartbeat_ms;
   long queue_ttl_ms;
   long queue_max_length;
+  char *queue_type;
   char *log_level;
   char *secret;
   char *secret_previous;
@@ -61,14 +62,15 @@ typedef struct wk_main_conf {
 /* The [amqp] ranges match gatewayd's: both must declare the same queues. */
 static const cfg_opt wk_main_opts[] = {
     WK_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0,
-           0, CFG_SECRET, amqp_url,
-           "broker URL amqp://user:pass@host:port/vhost"),
+           0, CFG_SECRET, amqp_url, MQ_URL_HELP),
     WK_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, heartbeat_ms,
            "AMQP heartbeat interval (0 disables)"),
     WK_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0,
            queue_ttl_ms, "x-message-ttl of the websocket.* queues"),
     WK_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
            queue_max_length, "x-max-length of the websocket.* queues"),
+    WK_OPT("amqp", "queue_type", CFG_STR, "classic", 0, 0, 0, queue_type,
+           MQ_QUEUE_TYPE_HELP),
     WK_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
            "debug, info, warn or error"),
     WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
@@ -164,6 +166,11 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
     fprintf(stderr, "workerd: worker.metrics_listen: expected ADDRESS:PORT "
                     "(numeric, [v6] in brackets), got '%s'\n",
             conf->metrics_listen);
+    return 2;
+  }
+  if (mq_settings_check(conf->amqp_url, conf->queue_type, err,
+                        sizeof err) != 0) {
+    fprintf(stderr, "workerd: %s\n", err);
     return 2;
   }
   if (wk_policy_load(policy, path, err, sizeof err) != 0) {
@@ -306,7 +313,8 @@ static int wk_main_run(const wk_main_conf *conf, const char *path,
   wk_consumer_conf cc = {
       .url = conf->amqp_url,
       .heartbeat_s = (int)((conf->heartbeat_ms + 999) / 1000),
-      .limits = {conf->queue_ttl_ms, conf->queue_max_length},
+      .limits = {conf->queue_ttl_ms, conf->queue_max_length,
+                 mq_queue_type_parse(conf->queue_type) == 1},
       .prefetch = (int)conf->prefetch,
       .alive = wk_main_alive,
       .alive_arg = &notify,

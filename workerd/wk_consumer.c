@@ -16,6 +16,11 @@
  * Redelivered messages are counted, not handled, here: wk_redeliver puts a
  * copy with the count back (or, past max_deliveries, in websocket.dead) and
  * the original is acked, so a message a worker crashes on cannot loop.
+ *
+ * Broker list: with several amqp.url addresses a failed connect tries the
+ * next node at once and only a whole round of failures backs off; a lost
+ * connection reconnects to the next node, which in a cluster serves the
+ * same queues. Logs name nodes as host:port, never the URL.
  */
 #include "wk_consumer.h"
 
@@ -51,6 +56,7 @@ typedef struct wk_consumer {
   unsigned unacked;          /* deliveries up to ack_tag not yet acked */
   long backoff_ms;
   unsigned seed;
+  mq_url_list urls;     /* amqp.url, and the node in use */
   wk_redeliver_pub pub; /* copies of redelivered messages */
 } wk_consumer;
 
@@ -61,8 +67,8 @@ static const chan_msg_kind wk_consumer_kinds[] = {
 
 static int wk_consumer_setup(wk_consumer *w, char *err, size_t errlen) {
   const wk_consumer_conf *cf = w->conf;
-  amqp_connection_state_t c = mq_conn_open(cf->url, cf->heartbeat_s, err,
-                                           errlen);
+  amqp_connection_state_t c = mq_conn_open(mq_url_list_current(&w->urls),
+                                           cf->heartbeat_s, err, errlen);
   if (!c) return -1;
   if (mq_declare_groups_exchange(c, err, errlen) != 0 ||
       mq_declare_channel_queues(c, &cf->limits, err, errlen) != 0 ||
@@ -116,21 +122,29 @@ static void wk_consumer_maybe_reload(wk_consumer *w) {
 
 /* Connects, retrying until it works or *stop is set (-1). */
 static int wk_consumer_connect(wk_consumer *w) {
-  char err[256];
+  char err[256], node[128];
   for (unsigned attempt = 1; !*w->stop; attempt++) {
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 0);
     wk_consumer_maybe_reload(w);
+    const char *url = mq_url_list_current(&w->urls);
+    mq_url_host_port(url, node, sizeof node);
     if (wk_consumer_setup(w, err, sizeof err) == 0) {
-      log_info("broker_connected", "attempt=%u prefetch=%d", attempt,
-               w->conf->prefetch);
+      mq_url_list_connected(&w->urls);
+      /* The side connection follows: its node may be the one that died. */
+      wk_redeliver_close(&w->pub);
+      w->pub.url = url;
+      log_info("broker_connected", "node=%s attempt=%u prefetch=%d", node,
+               attempt, w->conf->prefetch);
       wk_metrics_amqp(1);
       return 0;
     }
-    long ms = wk_consumer_next_delay(w);
     wk_metrics_connect_failed();
+    /* Back off only once every node of the list has failed in a row. */
+    long ms = mq_url_list_next(&w->urls) ? wk_consumer_next_delay(w) : 0;
     log_warn("broker_connect_failed",
-             "attempt=%u retry_in_ms=%ld reason=\"%s\"", attempt, ms, err);
-    if (!*w->stop) wk_consumer_sleep(ms);
+             "node=%s attempt=%u retry_in_ms=%ld reason=\"%s\"", node,
+             attempt, ms, err);
+    if (ms && !*w->stop) wk_consumer_sleep(ms);
   }
   return -1;
 }
@@ -353,7 +367,13 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
   wk_consumer w = {.conf = conf, .ctx = ctx, .stop = stop,
                    .backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS,
                    .seed = (unsigned)time(NULL) ^ (unsigned)getpid(),
-                   .pub = {.url = conf->url, .c = NULL}};
+                   .pub = {.url = NULL, .c = NULL}};
+  char err[96];
+  if (mq_url_list_parse(&w.urls, conf->url, (unsigned)rand_r(&w.seed), err,
+                        sizeof err) != 0) {
+    log_error("broker_url_invalid", "reason=\"%s\"", err); /* main checked */
+    return 0;
+  }
   while (!*stop) {
     if (wk_consumer_connect(&w) != 0) break;
     time_t since = time(NULL);
@@ -362,6 +382,7 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     w.c = NULL;
     wk_metrics_amqp(0);
     if (rc == 0) break;
+    mq_url_list_next(&w.urls); /* the node just lost is the likeliest dead */
     /* A connection that failed at once must not turn into a busy loop. */
     if (time(NULL) - since >= WK_CONSUMER_HEALTHY_S)
       w.backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS;
@@ -369,5 +390,6 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
       wk_consumer_sleep(wk_consumer_next_delay(&w));
   }
   wk_redeliver_close(&w.pub);
+  mq_url_list_free(&w.urls);
   return 0;
 }

@@ -16,7 +16,8 @@
 #include "wk_handle.h"
 
 typedef struct wk_consumer_conf {
-  const char *url;        /* amqp://user:pass@host:port/vhost */
+  const char *url;        /* amqp://user:pass@host:port/vhost, or several
+                             separated by commas (tried in turn) */
   int heartbeat_s;        /* 0: no AMQP heartbeats */
   mq_queue_limits limits; /* must match every other party's */
   int prefetch;           /* basic.qos, per consumer (RabbitMQ's meaning of

@@ -13,6 +13,11 @@
 #                             ports, node name and data folder (fault tests)
 #   broker.sh ctl DIR ARGS..  rabbitmqctl against that node, e.g. `list_bindings -p v`
 #   broker.sh status DIR      exit 0 when the node's AMQP port accepts
+#   broker.sh cluster DIR N   start N nodes in DIR/node1..N sharing one Erlang
+#                             cookie, join node2..N to node1, write DIR/env
+#                             (AMQP_URLS, comma-separated; CLUSTER_NODES=N); each
+#                             node is then an ordinary DIR/nodeI for the verbs
+#                             above (kill, restart, stop, ctl)
 #
 # DIR/env holds shell-style KEY=value lines (also readable by foreman -e and
 # by the pytest fixtures): AMQP_PORT, AMQP_URL, DIST_PORT, NODENAME,
@@ -82,6 +87,11 @@ prepare() {
   dir=$(cd "$dir" && pwd)
   mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
   chmod 700 "$dir/home"
+  # Cluster members must share the cookie; the node creates one otherwise.
+  if [[ -n ${BROKER_COOKIE:-} && ! -f $dir/home/.erlang.cookie ]]; then
+    (umask 077 && printf '%s' "$BROKER_COOKIE" >"$dir/home/.erlang.cookie")
+    chmod 400 "$dir/home/.erlang.cookie"
+  fi
   AMQP_PORT=${BROKER_AMQP_PORT:-$(free_port)}
   DIST_PORT=${BROKER_DIST_PORT:-$(free_port)}
   while [[ $DIST_PORT == "$AMQP_PORT" ]]; do DIST_PORT=$(free_port); done
@@ -262,6 +272,46 @@ cmd_status() {
   port_open "$AMQP_PORT"
 }
 
+# Joins the node in DIR to the cluster of the node in SEED (reset first: a
+# fresh node holds nothing worth keeping).
+join_node() {
+  local dir=$1 seed=$2 seed_node verb log=$1/log/join.log
+  seed_node=$(load_env "$seed" && echo "$NODENAME")
+  for verb in stop_app reset "join_cluster $seed_node" start_app; do
+    # shellcheck disable=SC2086 # verb holds the command and its argument
+    "$0" ctl "$dir" $verb >>"$log" 2>&1 || { tail -n 20 "$log" >&2; return 1; }
+  done
+}
+
+# The nodes start in parallel (each takes several seconds on its own), then
+# join one by one; a failure stops every node already started.
+cmd_cluster() {
+  local dir=$1 n=$2 i urls='' failed=0
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "cluster: N must be a positive number"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  BROKER_COOKIE=$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(20).upper())')
+  export BROKER_COOKIE
+  local pids=()
+  for ((i = 1; i <= n; i++)); do
+    "$0" start "$dir/node$i" >/dev/null &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  for ((i = 2; i <= n && !failed; i++)); do
+    join_node "$dir/node$i" "$dir/node1" || failed=1
+  done
+  if ((failed)); then
+    for ((i = 1; i <= n; i++)); do "$0" stop "$dir/node$i" >/dev/null 2>&1 || true; done
+    die "cluster: a node failed to start or join (logs in $dir/node*/log)"
+  fi
+  for ((i = 1; i <= n; i++)); do
+    urls+="${urls:+,}$(load_env "$dir/node$i" && echo "$AMQP_URL")"
+  done
+  printf 'AMQP_URLS=%s\nCLUSTER_NODES=%s\n' "$urls" "$n" >"$dir/env"
+  echo "cluster of $n nodes started: $urls"
+}
+
 [[ $# -ge 2 ]] || usage
 cmd=$1
 dir=$2
@@ -274,5 +324,6 @@ case $cmd in
   restart) cmd_restart "$dir" ;;
   ctl) cmd_ctl "$dir" "$@" ;;
   status) cmd_status "$dir" ;;
+  cluster) [[ $# -eq 1 ]] || usage; cmd_cluster "$dir" "$1" ;;
   *) usage ;;
 esac
