@@ -102,6 +102,7 @@ help:
 	@echo "make docs       regenerate the settings tables (docs/OPERATIONS.md, deploy/wsgw.ini.example)"
 	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (180) into build-fuzz/"
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
+	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN

@@ -655,6 +655,13 @@ static void *amqp_bridge__thread(void *arg) {
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+static void amqp_bridge__free(uv_handle_t *h) {
+  amqp_bridge *b = h->data;
+  pthread_mutex_destroy(&b->mu);
+  mq_url_list_free(&b->urls);
+  free(b);
+}
+
 amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
                                amqp_bridge_cb cb, void *arg) {
   amqp_bridge *b = calloc(1, sizeof(*b));
@@ -686,18 +693,13 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
   }
   b->async.data = b;
   if (pthread_create(&b->thread, NULL, amqp_bridge__thread, b) != 0) {
-    /* The async handle is closed by the caller's loop teardown. */
-    b->wake_fd = (close(b->wake_fd), -1);
+    /* The async handle is registered with the loop: it and b go in its
+     * close callback. */
+    close(b->wake_fd);
+    uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
     return NULL;
   }
   return b;
-}
-
-static void amqp_bridge__free(uv_handle_t *h) {
-  amqp_bridge *b = h->data;
-  pthread_mutex_destroy(&b->mu);
-  mq_url_list_free(&b->urls);
-  free(b);
 }
 
 void amqp_bridge_stop(amqp_bridge *b) {
