@@ -16,6 +16,7 @@ Run alone: /usr/bin/python3 -m pytest tests/integration
 """
 
 import asyncio
+import contextlib
 import base64
 import hashlib
 import hmac
@@ -500,10 +501,11 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-@pytest.fixture
-def cluster(broker, vhost, request, tmp_path):
-    """Start daemons with cluster.gateway() / cluster.worker()."""
-    c = Cluster(broker, vhost, _log_dir(request, tmp_path))
+@contextlib.contextmanager
+def running(c, request):
+    """Yields the Cluster c; at the end stops every daemon it started, prints
+    their logs when the test failed or a daemon misbehaved, and fails the
+    test on a problem at stop (a sanitizer report, a non-zero exit)."""
     try:
         yield c
     finally:
@@ -513,6 +515,13 @@ def cluster(broker, vhost, request, tmp_path):
             c.print_logs()
         if problems:
             pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def cluster(broker, vhost, request, tmp_path):
+    """Start daemons with cluster.gateway() / cluster.worker()."""
+    with running(Cluster(broker, vhost, _log_dir(request, tmp_path)), request) as c:
+        yield c
 
 
 @pytest.fixture

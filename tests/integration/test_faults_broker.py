@@ -59,17 +59,9 @@ def _vm_pid(state):
 
 @pytest.fixture
 def pcluster(private_broker, request, tmp_path):
-    from conftest import _log_dir
-    c = Cluster(private_broker, "faults", _log_dir(request, tmp_path))
-    try:
+    from conftest import _log_dir, running
+    with running(Cluster(private_broker, "faults", _log_dir(request, tmp_path)), request) as c:
         yield c
-    finally:
-        problems = c.stop()
-        call = getattr(request.node, "rep_call", None)
-        if problems or (call is not None and call.failed):
-            c.print_logs()
-        if problems:
-            pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 def broker_sh(verb, broker):

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import (BROKER_SH, Broker, Cluster, _log_dir, open_client, recv_json, run,
+from conftest import (BROKER_SH, Broker, Cluster, _log_dir, open_client, recv_json, run, running,
                       wait_until)
 from faults import SLOW, records, wait_record
 from test_faults_broker import GROUP, epoch, expect_all, open_many
@@ -59,15 +59,8 @@ def rabbit_cluster(tmp_path_factory):
 def ccluster(rabbit_cluster, request, tmp_path):
     c = Cluster(rabbit_cluster[0], VHOST, _log_dir(request, tmp_path))
     c.amqp_url = ",".join(n.url(VHOST) for n in rabbit_cluster)
-    try:
+    with running(c, request):
         yield c
-    finally:
-        problems = c.stop()
-        call = getattr(request.node, "rep_call", None)
-        if problems or (call is not None and call.failed):
-            c.print_logs()
-        if problems:
-            pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 def node_of(daemon, event, nodes):
