@@ -703,9 +703,7 @@ cfg_result cfg_load(const cfg_opt *opts, size_t n_opts, void *conf,
   }
   free(ctx.seen);
   if (rc < 0) return CFG_EXIT_ERROR;
-  if (sp.check) {
-    printf("config ok\n");
-    return CFG_EXIT_OK;
-  }
-  return CFG_RUN;
+  /* "config ok" is the program's to say: it has checks of its own that
+   * come after these (address lists, policy files). */
+  return sp.check ? CFG_CHECKED : CFG_RUN;
 }

@@ -59,15 +59,18 @@ typedef struct cfg_opt {
 
 typedef enum {
   CFG_RUN = 0,     /* loaded: run the program */
-  CFG_EXIT_OK,     /* --help or --check-config succeeded: exit 0 */
-  CFG_EXIT_ERROR   /* invalid: a message was printed, exit 2 */
+  CFG_EXIT_OK,     /* --help was printed: exit 0 */
+  CFG_EXIT_ERROR,  /* invalid: a message was printed, exit 2 */
+  CFG_CHECKED      /* --check-config and every setting is valid: the program
+                      runs its own checks (lists, files, policy), then prints
+                      "config ok" and exits 0, or reports and exits 2 */
 } cfg_result;
 
 /*
  * Fills conf (a struct the table's offsets point into) from defaults, the
  * file, the environment and argv, in that order. Handles --config FILE,
  * --help (prints usage and every setting with its default and help) and
- * --check-config (validate and report). Errors are printed to stderr as
+ * --check-config (validate; the caller reports, see CFG_CHECKED). Errors are printed to stderr as
  * "FILE:LINE: reason" or "--flag: reason". Arguments that are not flags are
  * left in argv; *argc is updated to count them (argv[0] kept).
  * Whatever the result, conf then holds only NULL or malloc'd strings:

@@ -89,20 +89,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
+  log_level level = LOG_LEVEL_INFO;
+  if ((r == CFG_RUN || r == CFG_CHECKED) && log_level_parse(cfg.log_level, &level) != 0) {
+    fprintf(stderr, "gatewayd: log.level: unknown level '%s'\n", cfg.log_level);
+    r = CFG_EXIT_ERROR;
+  }
+  if ((r == CFG_RUN || r == CFG_CHECKED) && argc > 1) {
+    fprintf(stderr, "gatewayd: unexpected argument '%s' (see --help)\n", argv[1]);
+    r = CFG_EXIT_ERROR;
+  }
+  if (r == CFG_CHECKED) printf("config ok\n"); /* every check above passed */
   if (r != CFG_RUN) {
     cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
-    return r == CFG_EXIT_OK ? 0 : 2;
-  }
-  if (argc > 1) {
-    fprintf(stderr, "gatewayd: unexpected argument '%s' (see --help)\n", argv[1]);
-    cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
-    return 2;
-  }
-  log_level level = LOG_LEVEL_INFO;
-  if (log_level_parse(cfg.log_level, &level) != 0) {
-    fprintf(stderr, "gatewayd: log.level: unknown level '%s'\n", cfg.log_level);
-    cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
-    return 2;
+    return r == CFG_EXIT_ERROR ? 2 : 0;
   }
   log_init("gatewayd", level);
   /* A client that vanishes mid-write must not kill the process. */

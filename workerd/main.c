@@ -149,12 +149,6 @@ static const char *wk_main_config_path(int argc, char **argv) {
   return path;
 }
 
-static int wk_main_has_flag(int argc, char **argv, const char *flag) {
-  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-    if (strcmp(argv[i], flag) == 0) return 1;
-  return 0;
-}
-
 /* Builds what wk_handle needs; 2 on bad settings (reported), else 0. */
 static int wk_main_prepare(const wk_main_conf *conf, const char *path,
                            wk_policy *policy, wk_auth **auth) {
@@ -342,10 +336,9 @@ int main(int argc, char **argv) {
   /* Read before cfg_load, which removes the flags from argv. */
   const char *path = wk_main_config_path(argc, argv);
   wk_main_args_save(argc, argv);
-  int checking = wk_main_has_flag(argc, argv, "--check-config");
   cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
                            wk_main_usage, &argc, argv);
-  if (cr == CFG_EXIT_OK && !checking) { /* --help */
+  if (cr == CFG_EXIT_OK) { /* --help */
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
     return 0;
   }
@@ -361,6 +354,7 @@ int main(int argc, char **argv) {
   }
   /* --check-config also checks the policy and the token file. */
   if (rc == 0) rc = wk_main_prepare(&conf, path, &policy, &auth);
+  if (rc == 0 && cr == CFG_CHECKED) printf("config ok\n");
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
     rc = wk_main_run(&conf, path, &policy, &auth);

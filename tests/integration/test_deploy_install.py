@@ -133,3 +133,21 @@ def test_readme_links_exist():
         assert (ROOT / link).exists(), link
     for page in ("docs/DEPLOY.md", "docs/PROTOCOL.md", "docs/OPERATIONS.md"):
         assert page in links, page
+
+
+def test_check_config_says_ok_only_after_every_check(tmp_path):
+    """The checks that come after the generic ones (the worker's [groups]
+    policy, the gateway's trusted proxies, the broker list) must fail
+    --check-config without a "config ok" first."""
+    policy = tmp_path / "policy.ini"
+    policy.write_text("[groups]\njobs = sometimes\n")
+    rc, out = check_config("workerd", policy, "--auth.secret=x")
+    assert rc == 2 and "config ok" not in out and "policy.ini:2" in out, out
+    empty = tmp_path / "empty.ini"
+    empty.write_text("")
+    rc, out = check_config("gatewayd", empty, "--gateway.trusted_proxies=10.0.0.0/99")
+    assert rc == 2 and "config ok" not in out, out
+    rc, out = check_config("gatewayd", empty, "--amqp.url=amqp://a/,,amqp://b/")
+    assert rc == 2 and "config ok" not in out, out
+    rc, out = check_config("chanctl", empty)
+    assert (rc, out) == (0, "config ok\n")
