@@ -366,19 +366,25 @@ static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
 }
 
 /* Sleeps up to ms, waking early when the loop asks us to stop. */
+static int amqp_bridge__stopping(amqp_bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  int s = b->stopping;
+  pthread_mutex_unlock(&b->mu);
+  return s;
+}
+
+/* Resets the loop's wake-up counter (eventfd) after poll saw it set. */
+static void amqp_bridge__drain_wake(amqp_bridge *b) {
+  uint64_t v;
+  if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* already drained */ }
+}
+
 static void amqp_bridge__sleep(amqp_bridge *b, unsigned ms) {
   struct pollfd p = {.fd = b->wake_fd, .events = POLLIN};
   unsigned waited = 0;
-  while (waited < ms) {
-    pthread_mutex_lock(&b->mu);
-    int stopping = b->stopping;
-    pthread_mutex_unlock(&b->mu);
-    if (stopping) return;
+  while (waited < ms && !amqp_bridge__stopping(b)) {
     unsigned step = ms - waited < 100 ? ms - waited : 100;
-    if (poll(&p, 1, (int)step) > 0) {
-      uint64_t v;
-      if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
-    }
+    if (poll(&p, 1, (int)step) > 0) amqp_bridge__drain_wake(b);
     waited += step;
   }
 }
@@ -589,10 +595,7 @@ static void amqp_bridge__wait(amqp_bridge *b) {
   int n = amqp_bridge__can_read(b) ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
   if (poll(p, (nfds_t)n, timeout) > 0) {
-    if (p[0].revents & POLLIN) {
-      uint64_t v;
-      if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* drained */ }
-    }
+    if (p[0].revents & POLLIN) amqp_bridge__drain_wake(b);
     if (n == 2 && p[1].revents) b->last_rx_ms = amqp_bridge__now_ms();
   }
 }
@@ -610,13 +613,6 @@ static int amqp_bridge__heartbeat(amqp_bridge *b) {
     b->last_tx_ms = now;
   }
   return 0;
-}
-
-static int amqp_bridge__stopping(amqp_bridge *b) {
-  pthread_mutex_lock(&b->mu);
-  int s = b->stopping;
-  pthread_mutex_unlock(&b->mu);
-  return s;
 }
 
 static void *amqp_bridge__thread(void *arg) {
