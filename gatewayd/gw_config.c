@@ -12,6 +12,15 @@
 const cfg_opt gw_config_opts[] = {
     GW_OPT("gateway", "listen", CFG_STR, "127.0.0.1:8051", 0, 0, 0, listen,
            "address:port to accept websocket connections on"),
+    GW_OPT("gateway", "processes", CFG_INT, "0", 0, 64, 0, processes,
+           "gateway processes sharing the listen port (SO_REUSEPORT), each with its "
+           "own loop, broker connection and clients; 0: one per core"),
+    GW_OPT("gateway", "process_index", CFG_INT, "-1", -1, 63, 0, process_index,
+           "set by gatewayd for the processes it starts (-1: a standalone process); "
+           "not for config files"),
+    GW_OPT("gateway", "process_watchdog", CFG_MS, "10s", 0, 600000, 0, process_watchdog,
+           "a gateway process whose loop is stuck this long is killed and restarted "
+           "(0: never)"),
     GW_OPT("gateway", "backlog", CFG_INT, "1024", 1, 65535, 0, backlog,
            "listen(2) backlog"),
     GW_OPT("gateway", "handshake_timeout", CFG_MS, "10s", 100, 3600000, 0,

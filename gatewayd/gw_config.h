@@ -14,6 +14,9 @@
 typedef struct gw_config {
   /* [gateway] */
   char *listen;            /* host:port */
+  long processes;          /* event loops (processes) on the port; 0: one per core */
+  long process_index;      /* -1: not a child of gw_supervisor; else which one */
+  long process_watchdog;   /* ms a child may go without a ping before it is restarted */
   long backlog;
   long handshake_timeout;  /* ms: request head must arrive within it */
   long connect_timeout;    /* ms: worker must answer websocket.connect */

@@ -4,7 +4,9 @@
  */
 #include "gw_server.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +167,18 @@ static int gw_server__parse_listen(const char *spec, struct sockaddr_storage *ss
   return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
+/* The processes of one gatewayd (gw_supervisor.c) each listen on the same
+ * port; the kernel spreads new connections over them by a hash of the
+ * client's address and port. A standalone gatewayd does not set it, so a
+ * second one started by mistake fails with EADDRINUSE instead of silently
+ * taking half the clients. libuv 1.44 has no flag for it, hence by hand. */
+static int gw_server__reuse_port(uv_tcp_t *t) {
+  uv_os_fd_t fd;
+  int on = 1;
+  if (uv_fileno((uv_handle_t *)t, &fd) != 0) return UV_EBADF;
+  return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0 ? 0 : -errno;
+}
+
 static int gw_server__listen(gw_server *s) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));
@@ -172,9 +186,10 @@ static int gw_server__listen(gw_server *s) {
     log_error("listen_invalid", "listen=%s", s->cfg->listen);
     return -1;
   }
-  uv_tcp_init(s->loop, &s->listener);
+  int rc = uv_tcp_init_ex(s->loop, &s->listener, ss.ss_family);
   s->listener.data = s;
-  int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0 && s->cfg->process_index >= 0) rc = gw_server__reuse_port(&s->listener);
+  if (rc == 0) rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&s->listener, (int)s->cfg->backlog,
                    gw_server__on_connection);

@@ -10,11 +10,14 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <systemd/sd-daemon.h>
 
 #include "gw_config.h"
 #include "gw_http.h"
 #include "gw_server.h"
+#include "gw_supervisor.h"
 #include "gw_tls.h"
 #include "log.h"
 #include "mq_conn.h"
@@ -73,7 +76,43 @@ static const char gw_usage[] =
     "connection's life to workers over RabbitMQ (websocket.connect, .receive,\n"
     ".disconnect) and delivers group events to subscribed clients.\n";
 
+/* One gateway process: the loop until shutdown. A child of gw_supervisor
+ * (process_index >= 0) is the same thing with a shared port. */
+static int gw_main_serve(gw_config *cfg) {
+  if (cfg->process_index >= 0) {
+    /* If the supervisor is killed outright, drain and exit rather than
+     * hold the port as an orphan nobody restarts. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+  }
+  uv_loop_t *loop = uv_default_loop();
+  static gw_server srv;
+  static gw_notify notify;
+  int rc = 0;
+  if (gw_server_init(&srv, loop, cfg) != 0) {
+    log_error("startup_failed", "reason=\"see previous lines\"");
+    rc = 1;
+    gw_server_close(&srv);
+  } else {
+    gw_notify_start(&notify, loop, &srv);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  gw_notify_stop(&notify, loop);
+  gw_group_table_free(&srv.groups);
+  gw_conntab_free(&srv.conns);
+  gw_clients_free(&srv.clients);
+  free(srv.read_buf);
+  free(srv.plain_buf);
+  gw_tls_free(srv.tls);
+  uv_loop_close(loop);
+  return rc;
+}
+
 int main(int argc, char **argv) {
+  /* cfg_load reorders argv; the supervisor passes the flags on as given. */
+  char **orig_argv = malloc(((size_t)argc + 1) * sizeof(char *));
+  if (!orig_argv) return 1;
+  memcpy(orig_argv, argv, ((size_t)argc + 1) * sizeof(char *));
+  int orig_argc = argc;
   gw_config cfg;
   cfg_result r = cfg_load(gw_config_opts, gw_config_n_opts, &cfg, "gatewayd",
                           gw_usage, &argc, argv);
@@ -101,32 +140,18 @@ int main(int argc, char **argv) {
   if (r == CFG_CHECKED) printf("config ok\n"); /* every check above passed */
   if (r != CFG_RUN) {
     cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
+    free(orig_argv);
     return r == CFG_EXIT_ERROR ? 2 : 0;
   }
-  log_init("gatewayd", level);
+  char prog[32] = "gatewayd";
+  if (cfg.process_index >= 0) snprintf(prog, sizeof prog, "gatewayd.%ld", cfg.process_index);
+  log_init(prog, level);
   /* A client that vanishes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
 
-  uv_loop_t *loop = uv_default_loop();
-  static gw_server srv;
-  static gw_notify notify;
-  int rc = 0;
-  if (gw_server_init(&srv, loop, &cfg) != 0) {
-    log_error("startup_failed", "reason=\"see previous lines\"");
-    rc = 1;
-    gw_server_close(&srv);
-  } else {
-    gw_notify_start(&notify, loop, &srv);
-  }
-  uv_run(loop, UV_RUN_DEFAULT);
-  gw_notify_stop(&notify, loop);
-  gw_group_table_free(&srv.groups);
-  gw_conntab_free(&srv.conns);
-  gw_clients_free(&srv.clients);
-  free(srv.read_buf);
-  free(srv.plain_buf);
-  gw_tls_free(srv.tls);
-  uv_loop_close(loop);
+  int n = gw_supervisor_count(&cfg);
+  int rc = n > 1 ? gw_supervisor_run(&cfg, n, orig_argc, orig_argv) : gw_main_serve(&cfg);
+  free(orig_argv);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);
   return rc;

@@ -109,7 +109,7 @@ announce() {
 
 ================================================================================
  gateway up: ws://127.0.0.1:$GW_PORT/websocket/   broker: $AMQP_URL
- gateway metrics: http://127.0.0.1:$METRICS_PORT/metrics
+ gateway metrics: http://127.0.0.1:$METRICS_PORT/metrics (gateway process i: port + i)
  token for user $DEV_USER: $token
 
  event console (open in a browser; Connect, Subscribe, then emit below):

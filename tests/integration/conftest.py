@@ -303,6 +303,9 @@ class Gateway(Daemon):
         argv = [binary("gatewayd"), f"--gateway.listen=127.0.0.1:{self.port}",
                 f"--gateway.metrics_listen=127.0.0.1:{self.metrics_port}",
                 f"--amqp.url={amqp_url}", "--gateway.connect_timeout=5s",
+                # One process unless a test asks for more (test_processes.py):
+                # the default, one per core, would differ between machines.
+                "--gateway.processes=1",
                 f"--log.level={LOG_LEVEL}", *extra]
         super().__init__(name, argv, log_path)
 
@@ -373,6 +376,54 @@ class Worker(Daemon):
                 if inode in inodes and int(remote.split(":")[1], 16) == broker_port:
                     ports.add(int(local.split(":")[1], 16))
         return ports
+
+
+# ---- systemd's side of sd_notify ---------------------------------------------
+
+class NotifySocket:
+    """What systemd listens on: a datagram socket named by NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages = []  # (monotonic time, "KEY=value") in arrival order
+
+    def drain(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            now = time.monotonic()
+            self.messages += [(now, line) for line in data.decode().split("\n") if line]
+
+    def wait_for(self, line, timeout, what):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(m == line for _, m in self.messages):
+                return
+            self.drain(0.1)
+        pytest.fail(f"no {line} from {what} within {timeout}s; got {self.messages}")
+
+    def count(self, line):
+        return sum(1 for _, m in self.messages if m == line)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path, monkeypatch):
+    ns = NotifySocket(tmp_path / "notify.sock")
+    # Daemons started while these are set see systemd's environment:
+    # a 1 s watchdog means a ping every 0.5 s.
+    monkeypatch.setenv("NOTIFY_SOCKET", ns.path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    yield ns
+    ns.close()
 
 
 class Cluster:

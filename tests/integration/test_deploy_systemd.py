@@ -13,9 +13,7 @@ STOPPING=1 on SIGTERM.
 
 import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +76,9 @@ def test_units_ask_for_what_production_needs():
         assert all("--amqp.url_file=%d/amqp-url" in x for x in d["ExecStart"]), name
         assert not re.search(r"amqp://|--auth\.secret=", (UNITS / name).read_text()), name
     gw = directives(UNITS / "gatewayd.service")
+    # The supervisor forwards SIGTERM: sent to every process as well, each
+    # would get it twice.
+    assert gw["KillMode"] == ["mixed"]
     assert int(gw["LimitNOFILE"][-1]) >= 100000
     wk = directives(UNITS / "workerd@.service")
     assert any("--auth.secret_file=%d/auth-secret" in x for x in wk["ExecStart"])
@@ -92,52 +93,6 @@ def test_units_security_exposure_is_ok(tmp_path, unit):
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", proc.stdout)
     assert m, proc.stdout + proc.stderr
     assert float(m.group(1)) < 2.0 and m.group(2) == "OK", proc.stdout[-3000:]
-
-
-class NotifySocket:
-    """What systemd listens on: a datagram socket named by NOTIFY_SOCKET."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.messages = []  # (monotonic time, "KEY=value") in arrival order
-
-    def drain(self, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            now = time.monotonic()
-            self.messages += [(now, line) for line in data.decode().split("\n") if line]
-
-    def wait_for(self, line, timeout, what):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if any(m == line for _, m in self.messages):
-                return
-            self.drain(0.1)
-        pytest.fail(f"no {line} from {what} within {timeout}s; got {self.messages}")
-
-    def count(self, line):
-        return sum(1 for _, m in self.messages if m == line)
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def notify(tmp_path, monkeypatch):
-    ns = NotifySocket(tmp_path / "notify.sock")
-    # Daemons started while these are set see systemd's environment:
-    # a 1 s watchdog means a ping every 0.5 s.
-    monkeypatch.setenv("NOTIFY_SOCKET", ns.path)
-    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
-    yield ns
-    ns.close()
 
 
 def stop_and_expect_stopping(daemon, ns):

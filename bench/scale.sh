@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# scale.sh - `make bench-scale`: gatewayd with N processes (gateway.processes)
+# on this host, from one process to the 100,000-connection run.
+#
+#   bench/scale.sh            the table of docs/BENCHMARKS.md "Processes":
+#                             fanout (1,000 subscribers, a burst of events)
+#                             with N = 1 and 2, and subscribed connections at
+#                             each N's open-file ceiling (19,000 per process),
+#                             up to 100,000 with N = 6
+#   bench/scale.sh one N CONNS EVENTS   one run, for development
+#
+# Each run: a private broker (tests/lib/broker.sh), gatewayd with N
+# processes, 2 workers, the load client (build/wsbench, which forks a client
+# process per 15,000 sockets and spreads them over 16 source addresses) with
+# CONNS connections subscribed to one group, then EVENTS events emitted at
+# once. Every connection must get every event, in order.
+#
+# Figures (gateway = the supervisor and all its processes):
+#   hs/s          handshakes per second, each answered by a worker
+#   rss/conn      (RSS with the connections open - RSS before) / CONNS
+#   deliv/s       events x connections / time from first to last arrival
+#   cpu/deliv     gateway CPU (user + system, all processes) from the first
+#                 event to the last, per delivery; on loopback the system
+#                 time includes the kernel's receive path for the client
+#   cpu %         the same CPU over that wall time, in % of one core
+#   per process   open sockets in each gateway process, from /proc/PID/fd
+#
+# Nothing is pinned: with N processes the gateway is meant to use every
+# core, and on this 2-core machine it shares them with the broker, the
+# workers and the load client. Owns: its state folder, the broker and the
+# daemons it starts (killed by pid, never by name).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${WSGW_BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$(pwd)/$BUILD
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/wsgw-scale.XXXXXX")
+SECRET="scale-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+GROUP=jobs-bench
+CLK_TCK=$(getconf CLK_TCK)
+GW_PID=
+WK_PIDS=()
+WSB_PID=
+ok=0
+
+die() { echo "scale: $*" >&2; exit 1; }
+
+stop_pid() {
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 400); do # 50 ms each: 100,000 clients take a while to drain
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_stack() {
+  local p
+  stop_pid "$WSB_PID"
+  stop_pid "$GW_PID"
+  for p in "${WK_PIDS[@]}"; do stop_pid "$p"; done
+  GW_PID= WSB_PID=
+  WK_PIDS=()
+}
+
+cleanup() {
+  local rc=$?
+  stop_stack
+  tests/lib/broker.sh stop "$STATE/broker" >/dev/null 2>&1 || true
+  if ((rc == 0 && ok)); then rm -rf "$STATE"; else echo "scale: logs kept in $STATE"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The gateway's processes: the supervisor and its children (or the one).
+gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
+
+# Sum over the gateway's processes of VmRSS (KiB) / utime+stime (ticks).
+gw_rss_kib() {
+  local p sum=0
+  for p in $(gw_pids); do sum=$((sum + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done
+  echo "$sum"
+}
+gw_cpu_ticks() {
+  local p sum=0
+  for p in $(gw_pids); do sum=$((sum + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done
+  echo "$sum"
+}
+
+# Open sockets per child process, e.g. "16672/16680/...".
+gw_spread() {
+  local p out=
+  for p in $(pgrep -P "$GW_PID" || echo "$GW_PID"); do
+    out+="${out:+/}$(find "/proc/$p/fd" -lname 'socket:*' 2>/dev/null | wc -l)"
+  done
+  echo "$out"
+}
+
+kv() { grep "^$2 " "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
+
+wait_line() {
+  local f=$1 tag=$2 deadline=$((SECONDS + $3))
+  until grep -q "^$tag " "$f" 2>/dev/null; do
+    kill -0 "$WSB_PID" 2>/dev/null || grep -q "^$tag " "$f" || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+start_stack() {
+  local n=$1 i
+  GW_PORT=$(free_port)
+  "$BUILD/gatewayd" --amqp.url="$AMQP_URL" --gateway.listen="127.0.0.1:$GW_PORT" \
+    --gateway.metrics_listen= --gateway.processes="$n" --gateway.max_rate=1000000 \
+    --gateway.backlog=4096 --gateway.shutdown_spread=0 --gateway.shutdown_timeout=2s \
+    --log.level=warn >>"$STATE/gatewayd.log" 2>&1 &
+  GW_PID=$!
+  WK_PIDS=()
+  for i in 1 2; do
+    "$BUILD/workerd" --amqp.url="$AMQP_URL" --auth.secret="$SECRET" --log.level=warn \
+      >>"$STATE/workerd.log" 2>&1 &
+    WK_PIDS+=($!)
+  done
+  for i in $(seq 100); do
+    if "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns 1 --sub '' \
+      --timeout-ms 2000 >/dev/null 2>&1 && (($(pgrep -cP "$GW_PID" || true) == (n > 1 ? n : 0))); then
+      sleep 1 # every process on the broker, every worker consuming
+      return 0
+    fi
+    kill -0 "$GW_PID" 2>/dev/null || { tail -20 "$STATE/gatewayd.log"; die "gatewayd exited"; }
+    sleep 0.2
+  done
+  die "the stack did not accept a connection within 20 s"
+}
+
+# one N CONNS EVENTS: prints one line of key=value figures.
+one() {
+  local n=$1 conns=$2 events=$3 out=$STATE/run-$1-$2.out
+  start_stack "$n"
+  local rss0 rss1 cpu0 cpu1 spread
+  rss0=$(gw_rss_kib)
+  "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns "$conns" --sources 16 \
+    --window 1024 --mode events --expect "$events" --idle-ms 10000 --timeout-ms 600000 \
+    --linger-ms 0 >"$out" 2>>"$STATE/wsbench.err" &
+  WSB_PID=$!
+  wait_line "$out" READY 600 || die "N=$n: no READY line: $(tail -3 "$out" "$STATE/wsbench.err")"
+  sleep 2 # the last subscriptions' binds
+  rss1=$(gw_rss_kib)
+  spread=$(gw_spread)
+  cpu0=$(gw_cpu_ticks) t0=$(date +%s%N)
+  "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$events" --rate 0 \
+    >"$STATE/emit.out" || die "N=$n: emitter failed"
+  wait_line "$out" RECEIVED 600 || die "N=$n: no RECEIVED line"
+  cpu1=$(gw_cpu_ticks) t1=$(date +%s%N)
+  wait "$WSB_PID" || true
+  WSB_PID=
+  stop_stack
+  "$BUILD/bench-emit" --url "$AMQP_URL" --purge >/dev/null 2>&1 || true
+  local got
+  got=$(kv "$out" RESULT events)
+  echo "n=$n conns=$conns ready=$(kv "$out" READY ready) hs_per_s=$(kv "$out" READY hs_per_s)" \
+    "rss_per_conn=$(((rss1 - rss0) * 1024 / conns)) rss_mib=$((rss1 / 1024))" \
+    "spread=$spread deliveries=$got deliv_per_s=$(kv "$out" RESULT deliv_per_s)" \
+    "us_per_delivery=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v d="${got:-0}" \
+      'BEGIN {if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a"}')" \
+    "cpu_pct=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v w=$((t1 - t0)) \
+      'BEGIN {printf "%.0f", t / hz * 1e9 / w * 100}')" \
+    "lost=$(kv "$out" RESULT lost) ooo=$(kv "$out" RESULT ooo) errors=$(kv "$out" RESULT errors)"
+}
+
+row() {
+  local l=$1
+  val() { tr ' ' '\n' <<<"$l" | sed -n "s/^$1=//p"; }
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(val n)" "$(val ready)" \
+    "$(val spread)" "$(val hs_per_s)" \
+    "$(awk -v b="$(val rss_per_conn)" 'BEGIN {printf "%.2f KiB", b / 1024}')" \
+    "$(val rss_mib) MiB" "$(val deliv_per_s)" "$(val us_per_delivery) µs" "$(val cpu_pct) %" \
+    "$(val lost)/$(val ooo)/$(val errors)"
+}
+
+run_table() {
+  local -a lines=()
+  local spec
+  # N CONNS EVENTS: fanout at 1,000 subscribers; then each N at its ceiling.
+  for spec in "1 1000 2000" "2 1000 2000" "1 19000 20" "2 38000 20" "6 100000 10"; do
+    echo "scale: N=${spec%% *} ${spec#* }" >&2
+    lines+=("$(one $spec)")
+    echo "  ${lines[-1]}" >&2
+  done
+  echo "| N | connections | sockets per process | handshakes/s | RSS per connection | gateway RSS | deliveries/s | gateway CPU per delivery | gateway CPU | lost/out of order/errors |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for l in "${lines[@]}"; do row "$l"; done
+}
+
+for b in gatewayd workerd chanctl wsbench bench-emit; do
+  [[ -x $BUILD/$b ]] || die "$BUILD/$b is missing: make bench-build"
+done
+tests/lib/broker.sh start "$STATE/broker" >"$STATE/broker.log" 2>&1 ||
+  { cat "$STATE/broker.log"; die "broker did not start"; }
+AMQP_URL="amqp://guest:guest@127.0.0.1:$(. "$STATE/broker/env" && echo "$AMQP_PORT")/"
+TOKEN=$("$BUILD/chanctl" token --user 1 --ttl 86400 --auth.secret="$SECRET")
+case ${1:-table} in
+  table) run_table ;;
+  one) shift && one "$@" ;;
+  *) die "usage: bench/scale.sh [table | one N CONNS EVENTS]" ;;
+esac
+ok=1
