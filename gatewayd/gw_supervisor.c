@@ -180,7 +180,8 @@ static gw_child *gw_supervisor__child_by_pid(gw_supervisor *s, pid_t pid) {
 
 static void gw_supervisor__on_message(gw_supervisor *s, gw_child *c, char *msg) {
   uint64_t now = uv_now(s->loop);
-  for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+  char *save = NULL;
+  for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (strcmp(line, "WATCHDOG=1") == 0) {
       c->last_ping = now;
     } else if (strcmp(line, "READY=1") == 0 && !c->ready) {

@@ -72,7 +72,7 @@ static int wk_consumer_setup(wk_consumer *w, char *err, size_t errlen) {
   if (!c) return -1;
   if (mq_declare_groups_exchange(c, err, errlen) != 0 ||
       mq_declare_channel_queues(c, &cf->limits, err, errlen) != 0 ||
-      wk_redeliver_declare(c, err, errlen) != 0)
+      wk_redeliver_declare(c, cf->limits.quorum, err, errlen) != 0)
     goto fail;
   amqp_basic_qos(c, MQ_CHANNEL, 0, (uint16_t)cf->prefetch, 0);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "basic.qos", err, errlen) != 0)

@@ -64,12 +64,19 @@ long wk_redeliver_count(const amqp_basic_properties_t *p) {
   return 0;
 }
 
-int wk_redeliver_declare(amqp_connection_state_t c, char *err, size_t errlen) {
-  amqp_table_entry_t e[1];
+/* Same type as the work queues: a classic websocket.dead lives on one node,
+ * and while that node is unreachable this declare fails (404, "home node
+ * ... is down"), so a worker could not reconnect at all and quorum mode
+ * would not survive the loss of that node. */
+int wk_redeliver_declare(amqp_connection_state_t c, int quorum, char *err, size_t errlen) {
+  amqp_table_entry_t e[2];
   e[0].key = amqp_cstring_bytes("x-max-length");
   e[0].value.kind = AMQP_FIELD_KIND_I64;
   e[0].value.value.i64 = WK_REDELIVER_DEAD_MAX;
-  amqp_table_t args = {1, e};
+  e[1].key = amqp_cstring_bytes("x-queue-type");
+  e[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  e[1].value.value.bytes = amqp_cstring_bytes("quorum");
+  amqp_table_t args = {quorum ? 2 : 1, e};
   amqp_queue_declare(c, MQ_CHANNEL, amqp_cstring_bytes(CHAN_QUEUE_DEAD), 0,
                      1 /* durable */, 0, 0, args);
   return mq_rpc_check(amqp_get_rpc_reply(c), "declare queue " CHAN_QUEUE_DEAD,

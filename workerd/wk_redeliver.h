@@ -50,8 +50,9 @@ wk_redeliver_action wk_redeliver_decide(int redelivered, long count,
  * integer (a publisher's stray header must not kill a message). */
 long wk_redeliver_count(const amqp_basic_properties_t *p);
 
-/* Declares the durable websocket.dead queue. */
-int wk_redeliver_declare(amqp_connection_state_t c, char *err, size_t errlen);
+/* Declares the durable websocket.dead queue, quorum when the work queues
+ * are (quorum: 1), so that it has no single home node either. */
+int wk_redeliver_declare(amqp_connection_state_t c, int quorum, char *err, size_t errlen);
 
 /* Counters since start, for logs and metrics (read from any thread). */
 typedef struct wk_redeliver_counters {
