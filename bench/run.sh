@@ -27,6 +27,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ROOT=$(pwd)
 MODE=${1:-full}
 BUILD=${WSGW_BUILD:-build}
@@ -60,22 +63,7 @@ WK_PIDS=()
 WSB_PID=
 ok=0
 
-die() { echo "bench: $*" >&2; exit 1; }
-
 # ---- process hygiene -------------------------------------------------------
-
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  local i
-  for i in $(seq "${STOP_TICKS:-100}"); do # 50 ms each
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -110,10 +98,6 @@ start_broker() {
   AMQP_PORT=$(. "$BROKER_DIR/env" && echo "$AMQP_PORT")
   AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/${VHOST}"
   TOKEN=$("$BUILD/chanctl" token --user 1 --ttl 86400 --auth.secret="$SECRET")
-}
-
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # Settings fit for load: no per-connection message rate cap (S4 sends as
@@ -165,23 +149,6 @@ stop_stack() {
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status"; }
 # utime + stime of every thread of the gateway, in clock ticks.
 cpu_ticks() { sed 's/^.*) //' "/proc/$GW_PID/stat" | awk '{print $12 + $13}'; }
-
-# The value of key=VALUE in the line of file f that starts with tag.
-kv() {
-  local f=$1 tag=$2 key=$3
-  grep "^$tag " "$f" | tail -1 | tr ' ' '\n' | sed -n "s/^$key=//p"
-}
-
-# Waits until file f has a line starting with tag; fails when the client
-# exits without it or after t seconds.
-wait_line() {
-  local f=$1 tag=$2 deadline=$((SECONDS + $3))
-  until grep -q "^$tag " "$f" 2>/dev/null; do
-    kill -0 "$WSB_PID" 2>/dev/null || grep -q "^$tag " "$f" || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.05
-  done
-}
 
 # Starts the load client in the background, pinned, output to file $1.
 wsb_start() {
@@ -269,15 +236,6 @@ s4() {
 }
 
 # ---- medians and the table ----------------------------------------------------
-
-# median KEY LINE... : the median of KEY's values in the lines.
-median() {
-  local key=$1
-  shift
-  printf '%s\n' "$@" | tr ' ' '\n' | sed -n "s/^$key=//p" | sort -g |
-    awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-         else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
 
 # Runs "$@" RUNS times; the lines go to the array named by $1.
 repeat() {

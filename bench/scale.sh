@@ -7,6 +7,9 @@
 #                             with N = 1 and 2, and subscribed connections at
 #                             each N's open-file ceiling (19,000 per process),
 #                             up to 100,000 with N = 6
+#                             and rewrites its block of docs/BENCHMARKS.md
+#                             (between the bench-scale:begin and :end
+#                             markers; BENCH_NO_DOC=1 leaves the file alone)
 #   bench/scale.sh one N CONNS EVENTS   one run, for development
 #
 # Each run: a private broker (tests/lib/broker.sh), gatewayd with N
@@ -24,6 +27,10 @@
 #                 time includes the kernel's receive path for the client
 #   cpu %         the same CPU over that wall time, in % of one core
 #   per process   open sockets in each gateway process, from /proc/PID/fd
+#   kernel/socket growth of the kernel's slab memory (/proc/meminfo) with the
+#                 connections open, / (2 x CONNS): both ends are on this host
+#   events/s      deliv/s / CONNS: events through broker and gateway
+#   emit/s        the emitter's publish rate (bench-emit, --rate 0)
 #
 # Nothing is pinned: with N processes the gateway is meant to use every
 # core, and on this 2-core machine it shares them with the broker, the
@@ -32,6 +39,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+BENCH_NAME=scale
+STOP_TICKS=400 # 50 ms each: 100,000 clients take a while to drain
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 BUILD=${WSGW_BUILD:-build}
 [[ $BUILD == /* ]] || BUILD=$(pwd)/$BUILD
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/wsgw-scale.XXXXXX")
@@ -43,26 +54,12 @@ WK_PIDS=()
 WSB_PID=
 ok=0
 
-die() { echo "scale: $*" >&2; exit 1; }
-
-stop_pid() {
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 400); do # 50 ms each: 100,000 clients take a while to drain
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 stop_stack() {
   local p
   stop_pid "$WSB_PID"
   stop_pid "$GW_PID"
   for p in "${WK_PIDS[@]}"; do stop_pid "$p"; done
-  GW_PID= WSB_PID=
+  GW_PID='' WSB_PID=''
   WK_PIDS=()
 }
 
@@ -76,11 +73,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # The gateway's processes: the supervisor and its children (or the one).
+# shellcheck disable=SC2046 # one word per pid is the point
 gw_pids() { echo "$GW_PID" $(pgrep -P "$GW_PID" || true); }
 
 # Sum over the gateway's processes of VmRSS (KiB) / utime+stime (ticks).
@@ -89,6 +83,8 @@ gw_rss_kib() {
   for p in $(gw_pids); do sum=$((sum + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done
   echo "$sum"
 }
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+
 gw_cpu_ticks() {
   local p sum=0
   for p in $(gw_pids); do sum=$((sum + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done
@@ -104,32 +100,25 @@ gw_spread() {
   echo "$out"
 }
 
-kv() { grep "^$2 " "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
-
-wait_line() {
-  local f=$1 tag=$2 deadline=$((SECONDS + $3))
-  until grep -q "^$tag " "$f" 2>/dev/null; do
-    kill -0 "$WSB_PID" 2>/dev/null || grep -q "^$tag " "$f" || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
-
+# As bench/run.sh, settings fit for load; and a send queue deep enough for a
+# burst of 100,000 events to a client that reads slower than the broker
+# delivers (the default 4 MiB closes it with 1008, as it should in production).
 start_stack() {
-  local n=$1 i
+  local n=$1
   GW_PORT=$(free_port)
   "$BUILD/gatewayd" --amqp.url="$AMQP_URL" --gateway.listen="127.0.0.1:$GW_PORT" \
     --gateway.metrics_listen= --gateway.processes="$n" --gateway.max_rate=1000000 \
+    --gateway.max_send_queue=256MiB \
     --gateway.backlog=4096 --gateway.shutdown_spread=0 --gateway.shutdown_timeout=2s \
     --log.level=warn >>"$STATE/gatewayd.log" 2>&1 &
   GW_PID=$!
   WK_PIDS=()
-  for i in 1 2; do
+  for _ in 1 2; do
     "$BUILD/workerd" --amqp.url="$AMQP_URL" --auth.secret="$SECRET" --log.level=warn \
       >>"$STATE/workerd.log" 2>&1 &
     WK_PIDS+=($!)
   done
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     if "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns 1 --sub '' \
       --timeout-ms 2000 >/dev/null 2>&1 && (($(pgrep -cP "$GW_PID" || true) == (n > 1 ? n : 0))); then
       sleep 1 # every process on the broker, every worker consuming
@@ -145,15 +134,15 @@ start_stack() {
 one() {
   local n=$1 conns=$2 events=$3 out=$STATE/run-$1-$2.out
   start_stack "$n"
-  local rss0 rss1 cpu0 cpu1 spread
-  rss0=$(gw_rss_kib)
+  local rss0 rss1 cpu0 cpu1 spread slab0 slab1
+  rss0=$(gw_rss_kib) slab0=$(slab_kib)
   "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns "$conns" --sources 16 \
     --window 1024 --mode events --expect "$events" --idle-ms 10000 --timeout-ms 600000 \
     --linger-ms 0 >"$out" 2>>"$STATE/wsbench.err" &
   WSB_PID=$!
   wait_line "$out" READY 600 || die "N=$n: no READY line: $(tail -3 "$out" "$STATE/wsbench.err")"
   sleep 2 # the last subscriptions' binds
-  rss1=$(gw_rss_kib)
+  rss1=$(gw_rss_kib) slab1=$(slab_kib)
   spread=$(gw_spread)
   cpu0=$(gw_cpu_ticks) t0=$(date +%s%N)
   "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$events" --rate 0 \
@@ -166,8 +155,11 @@ one() {
   "$BUILD/bench-emit" --url "$AMQP_URL" --purge >/dev/null 2>&1 || true
   local got
   got=$(kv "$out" RESULT events)
-  echo "n=$n conns=$conns ready=$(kv "$out" READY ready) hs_per_s=$(kv "$out" READY hs_per_s)" \
+  echo "n=$n conns=$conns events=$events ready=$(kv "$out" READY ready) hs_per_s=$(kv "$out" READY hs_per_s)" \
     "rss_per_conn=$(((rss1 - rss0) * 1024 / conns)) rss_mib=$((rss1 / 1024))" \
+    "kernel_per_socket=$(((slab1 - slab0) * 1024 / conns / 2))" \
+    "events_per_s=$(( $(kv "$out" RESULT deliv_per_s) / conns ))" \
+    "emit_per_s=$(sed -n 's/.*rate=//p' "$STATE/emit.out")" \
     "spread=$spread deliveries=$got deliv_per_s=$(kv "$out" RESULT deliv_per_s)" \
     "us_per_delivery=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v d="${got:-0}" \
       'BEGIN {if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a"}')" \
@@ -179,32 +171,78 @@ one() {
 row() {
   local l=$1
   val() { tr ' ' '\n' <<<"$l" | sed -n "s/^$1=//p"; }
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(val n)" "$(val ready)" \
-    "$(val spread)" "$(val hs_per_s)" \
-    "$(awk -v b="$(val rss_per_conn)" 'BEGIN {printf "%.2f KiB", b / 1024}')" \
-    "$(val rss_mib) MiB" "$(val deliv_per_s)" "$(val us_per_delivery) µs" "$(val cpu_pct) %" \
+  # Per-connection memory means nothing below 1,000 connections (fixed costs).
+  kib() { awk -v b="$1" -v n="$(val ready)" 'BEGIN {if (n < 1000) print "-"; else printf "%.2f KiB", b / 1024}'; }
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(val n)" \
+    "$(val ready)" "$(val events)" "$(val spread)" "$(val hs_per_s)" \
+    "$(kib "$(val rss_per_conn)")" "$(kib "$(val kernel_per_socket)")" \
+    "$(val deliv_per_s)" "$(val events_per_s)" "$(val emit_per_s)" \
+    "$(val us_per_delivery) µs" "$(val cpu_pct) %" \
     "$(val lost)/$(val ooo)/$(val errors)"
+}
+
+BEGIN_MARK='<!-- bench-scale:begin (written by bench/scale.sh; edits here are lost) -->'
+END_MARK='<!-- bench-scale:end -->'
+
+# The block of docs/BENCHMARKS.md this script owns: when and where, then the table.
+doc_block() {
+  local dirty=
+  git diff --quiet HEAD -- gatewayd workerd common proto 2>/dev/null || dirty=" (with uncommitted changes to the daemons)"
+  echo "$BEGIN_MARK"
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+  echo "- Machine: $(nproc) CPUs, $(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)," \
+    "load average before the run: $LOAD0; nothing pinned"
+  echo "- Reproduce: \`make bench-scale\` (one run of each row)"
+  echo
+  cat "$STATE/table.md"
+  echo "$END_MARK"
+}
+
+write_doc() {
+  local doc=docs/BENCHMARKS.md block
+  block=$(doc_block)
+  if grep -qF "$BEGIN_MARK" "$doc"; then
+    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v new="$block" '
+      $0 == b {print new; skip = 1; next}
+      $0 == e {skip = 0; next}
+      !skip' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
+  else
+    printf '\n## Processes: gatewayd with N = 1, 2 and 6\n\n%s\n' "$block" >>"$doc"
+  fi
+  echo "scale: wrote $doc" >&2
 }
 
 run_table() {
   local -a lines=()
   local spec
-  # N CONNS EVENTS: fanout at 1,000 subscribers; then each N at its ceiling.
-  for spec in "1 1000 2000" "2 1000 2000" "1 19000 20" "2 38000 20" "6 100000 10"; do
+  # N CONNS EVENTS: events through the broker (20 subscribers), fanout (1,000
+  # subscribers), then each N at its open-file ceiling.
+  for spec in "1 20 100000" "2 20 100000" "1 1000 2000" "2 1000 2000" "1 19000 20" \
+    "2 38000 20" "6 100000 10"; do
     echo "scale: N=${spec%% *} ${spec#* }" >&2
-    lines+=("$(one $spec)")
+    # Not in $(...): a subshell would hold the daemons' pids, out of reach of
+    # the cleanup trap if the run is interrupted.
+    # shellcheck disable=SC2086 # N CONNS EVENTS, three words
+    one $spec >"$STATE/line"
+    lines+=("$(cat "$STATE/line")")
     echo "  ${lines[-1]}" >&2
   done
-  echo "| N | connections | sockets per process | handshakes/s | RSS per connection | gateway RSS | deliveries/s | gateway CPU per delivery | gateway CPU | lost/out of order/errors |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  {
+  echo "| N | connections | events | sockets per process | handshakes/s | gateway RSS per connection | kernel per socket | deliveries/s | events/s | emitted/s | gateway CPU per delivery | gateway CPU | lost/out of order/errors |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for l in "${lines[@]}"; do row "$l"; done
+  } >"$STATE/table.md"
+  cat "$STATE/table.md"
+  [[ -n ${BENCH_NO_DOC:-} ]] || write_doc
 }
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in gatewayd workerd chanctl wsbench bench-emit; do
   [[ -x $BUILD/$b ]] || die "$BUILD/$b is missing: make bench-build"
 done
 tests/lib/broker.sh start "$STATE/broker" >"$STATE/broker.log" 2>&1 ||
   { cat "$STATE/broker.log"; die "broker did not start"; }
+# shellcheck disable=SC1091 # written by broker.sh at run time
 AMQP_URL="amqp://guest:guest@127.0.0.1:$(. "$STATE/broker/env" && echo "$AMQP_PORT")/"
 TOKEN=$("$BUILD/chanctl" token --user 1 --ttl 86400 --auth.secret="$SECRET")
 case ${1:-table} in

@@ -128,6 +128,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
+  char addr[128];
+  int n_procs = r != CFG_EXIT_ERROR ? gw_supervisor_count(&cfg) : 1;
+  if (n_procs > 1 &&
+      gw_supervisor_metrics_addr(cfg.metrics_listen, n_procs - 1, addr, sizeof addr) != 0) {
+    fprintf(stderr, "gatewayd: gateway.metrics_listen: '%s' leaves no room for %d "
+            "processes' ports (process I uses the port + I)\n", cfg.metrics_listen, n_procs);
+    r = CFG_EXIT_ERROR;
+  }
   log_level level = LOG_LEVEL_INFO;
   if ((r == CFG_RUN || r == CFG_CHECKED) && log_level_parse(cfg.log_level, &level) != 0) {
     fprintf(stderr, "gatewayd: log.level: unknown level '%s'\n", cfg.log_level);
@@ -149,8 +157,8 @@ int main(int argc, char **argv) {
   /* A client that vanishes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
 
-  int n = gw_supervisor_count(&cfg);
-  int rc = n > 1 ? gw_supervisor_run(&cfg, n, orig_argc, orig_argv) : gw_main_serve(&cfg);
+  int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, orig_argc, orig_argv)
+                       : gw_main_serve(&cfg);
   free(orig_argv);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);

@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 import websockets
 
-from conftest import (free_port, jwt_for, open_client, recv_text, run, subscribe,
-                      wait_until)
+from conftest import binary, free_port, open_client, recv_text, run, subscribe, wait_until
 from rawws import metric, scrape
 
 CLIENTS = 40  # all 40 hashed onto one of two listeners: odds 2**-39
@@ -274,3 +274,14 @@ def test_supervisor_is_not_ready_while_a_process_is_not(cluster, notify):
     assert len(children(gw)) == 2
     gw.expected_exit = True
     assert gw.stop() is None
+
+
+def test_check_config_refuses_metrics_ports_that_do_not_fit():
+    bad = subprocess.run([binary("gatewayd"), "--gateway.processes=3",
+                          "--gateway.metrics_listen=127.0.0.1:65534", "--check-config"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "no room for 3 processes" in bad.stderr, bad.stderr
+    good = subprocess.run([binary("gatewayd"), "--gateway.processes=3",
+                           "--gateway.metrics_listen=127.0.0.1:65533", "--check-config"],
+                          capture_output=True, text=True, timeout=30)
+    assert good.returncode == 0 and good.stdout.strip() == "config ok", good.stderr

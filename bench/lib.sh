@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# lib.sh - shell functions the benchmark scripts share (run.sh, workers.sh,
+# scale.sh source it after cd-ing to the repository root).
+#
+# Owns: stopping a process by pid, a free loopback port, reading the load
+# client's key=value report lines, waiting for one, and medians. Must not:
+# start anything or keep state; each script owns its processes and cleanup.
+# Each script sets BENCH_NAME (for messages) and WSB_PID (the load client,
+# which wait_line watches).
+
+die() { echo "${BENCH_NAME:-bench}: $*" >&2; exit 1; }
+
+# TERM, then KILL after STOP_TICKS x 50 ms (default 5 s), then reap.
+stop_pid() {
+  local pid=$1
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq "${STOP_TICKS:-100}"); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The value of key=VALUE in the last line of file f that starts with tag.
+kv() {
+  local f=$1 tag=$2 key=$3
+  grep "^$tag " "$f" | tail -1 | tr ' ' '\n' | sed -n "s/^$key=//p"
+}
+
+# Waits until file f has a line starting with tag; fails when the load
+# client ($WSB_PID) exits without it or after t seconds.
+wait_line() {
+  local f=$1 tag=$2 deadline=$((SECONDS + $3))
+  until grep -q "^$tag " "$f" 2>/dev/null; do
+    kill -0 "$WSB_PID" 2>/dev/null || grep -q "^$tag " "$f" || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.02
+  done
+}
+
+# median KEY LINE... : the median of KEY's values in the lines.
+median() {
+  local key=$1
+  shift
+  printf '%s\n' "$@" | tr ' ' '\n' | sed -n "s/^$key=//p" | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
+         else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
