@@ -2,7 +2,8 @@
 # scale.sh - `make bench-scale`: gatewayd with N processes (gateway.processes)
 # on this host, from one process to the 100,000-connection run.
 #
-#   bench/scale.sh            the table of docs/BENCHMARKS.md "Processes":
+#   bench/scale.sh            the table of docs/BENCHMARKS.md "Processes" (each
+#                             row the median run of BENCH_RUNS, default 3):
 #                             fanout (1,000 subscribers, a burst of events)
 #                             with N = 1 and 2, and subscribed connections at
 #                             each N's open-file ceiling (19,000 per process),
@@ -41,6 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_NAME=scale
 STOP_TICKS=400 # 50 ms each: 100,000 clients take a while to drain
+RUNS=${BENCH_RUNS:-3}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 BUILD=${WSGW_BUILD:-build}
@@ -192,7 +194,7 @@ doc_block() {
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
   echo "- Machine: $(nproc) CPUs, $(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)," \
     "load average before the run: $LOAD0; nothing pinned"
-  echo "- Reproduce: \`make bench-scale\` (one run of each row)"
+  echo "- Each row: the run with the median deliveries/s of $RUNS; reproduce: \`make bench-scale\` (BENCH_RUNS=N)"
   echo
   cat "$STATE/table.md"
   echo "$END_MARK"
@@ -220,12 +222,18 @@ run_table() {
   for spec in "1 20 100000" "2 20 100000" "1 1000 2000" "2 1000 2000" "1 19000 20" \
     "2 38000 20" "6 100000 10"; do
     echo "scale: N=${spec%% *} ${spec#* }" >&2
-    # Not in $(...): a subshell would hold the daemons' pids, out of reach of
-    # the cleanup trap if the run is interrupted.
-    # shellcheck disable=SC2086 # N CONNS EVENTS, three words
-    one $spec >"$STATE/line"
-    lines+=("$(cat "$STATE/line")")
-    echo "  ${lines[-1]}" >&2
+    : >"$STATE/lines"
+    for ((r = 1; r <= RUNS; r++)); do
+      # Not in $(...): a subshell would hold the daemons' pids, out of reach
+      # of the cleanup trap if the run is interrupted.
+      # shellcheck disable=SC2086 # N CONNS EVENTS, three words
+      one $spec >"$STATE/line"
+      echo "  run $r: $(cat "$STATE/line")" >&2
+      cat "$STATE/line" >>"$STATE/lines"
+    done
+    # The run with the median deliveries/s, whole: its figures belong together.
+    lines+=("$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^deliv_per_s=/) {split($i, kv, "="); print kv[2], $0}}' \
+      "$STATE/lines" | sort -g | awk -v m=$(((RUNS + 1) / 2)) 'NR == m' | cut -d' ' -f2-)")
   done
   {
   echo "| N | connections | events | sockets per process | handshakes/s | gateway RSS per connection | kernel per socket | deliveries/s | events/s | emitted/s | gateway CPU per delivery | gateway CPU | lost/out of order/errors |"
