@@ -103,6 +103,8 @@ help:
 	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (180) into build-fuzz/"
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
 	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
+	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
+	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
@@ -205,19 +207,30 @@ $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale
 bench-build: all $(BENCH_BINS)
 bench: deps bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
 	@bench/run.sh smoke
+# Connect and subscribe throughput with 1, 2 and 4 workerd and the CPU share
+# of broker, gateway and workers; rewrites its section of docs/BENCHMARKS.md.
+bench-workers: deps bench-build
+	@WSGW_BUILD=$(BUILD) bench/workers.sh
+# gatewayd with N processes (gateway.processes): fanout with N = 1 and 2, and
+# subscribed connections at each N's open-file ceiling, up to 100,000 with
+# N = 6; prints the table of docs/BENCHMARKS.md "Processes".
+bench-scale: deps bench-build
+	@WSGW_BUILD=$(BUILD) bench/scale.sh
 
 # ---- fault tests that take minutes (issue 3) --------------------------------
 # Broker outages on a private RabbitMQ node these tests stop, kill and freeze
 # (tests/integration/test_faults_broker.py), a flood with a slow client and
 # 100,000 events to 100 clients (test_faults_load.py), a node of a 3-node
-# cluster killed under a gateway (test_faults_cluster.py). Normal build only: the
-# quick fault tests run in `make test`. CI runs both (.ci/run). ~3 minutes.
+# cluster killed under a gateway (test_faults_cluster.py), one of two hosts
+# (network namespaces, behind nginx) cut off the network (test_faults_hosts.py,
+# root only). Normal build only: the quick fault tests run in `make test`. CI
+# runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
 test-faults: deps all
@@ -225,4 +238,5 @@ test-faults: deps all
 	  timeout --signal=TERM --kill-after=30 $(FAULTS_TIMEOUT) \
 	  /usr/bin/python3 -m pytest tests/integration/test_faults_broker.py \
 	  tests/integration/test_faults_load.py \
-	  tests/integration/test_faults_cluster.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_cluster.py \
+	  tests/integration/test_faults_hosts.py -p no:cacheprovider -q -rfE

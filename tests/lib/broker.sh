@@ -18,10 +18,29 @@
 #                             (AMQP_URLS, comma-separated; CLUSTER_NODES=N); each
 #                             node is then an ordinary DIR/nodeI for the verbs
 #                             above (kill, restart, stop, ctl)
+#   broker.sh join DIR SEED   join the started node in DIR to the cluster of the
+#                             node in SEED (stop_app, reset, join_cluster,
+#                             start_app); for nodes started one by one, e.g. in
+#                             separate network namespaces (tests/lib/netns.sh)
 #
 # DIR/env holds shell-style KEY=value lines (also readable by foreman -e and
 # by the pytest fixtures): AMQP_PORT, AMQP_URL, DIST_PORT, NODENAME,
-# BROKER_HOME, BROKER_DIR, BROKER_PID.
+# BROKER_HOME, BROKER_DIR, BROKER_PID, NODE_IP, USE_LONGNAME.
+#
+# A node on another address (a network namespace playing a host): by
+# default the node listens on 127.0.0.1 and is named NAME@localhost. Set
+#   BROKER_IP=10.x.y.z        listen there (AMQP); guest may then log in from
+#                             other addresses too (loopback_users off)
+#   BROKER_NODE_HOST=10.x.y.z host part of the node name; a name with a dot
+#                             (an address, a FQDN) makes it a long name
+#                             (RABBITMQ_USE_LONGNAME, rabbitmqctl -l), which
+#                             other hosts reach without a hosts file
+#   BROKER_CONF='key = value' extra rabbitmq.conf lines (newline-separated),
+#                             e.g. net_ticktime, cluster_partition_handling;
+#                             kept in DIR/extra.conf, reused by restart
+# `start` must then run inside that namespace (ip netns exec NS broker.sh
+# start DIR); ctl, join, stop and kill work from any namespace that reaches
+# the address.
 #
 # Ports: BROKER_AMQP_PORT and BROKER_DIST_PORT choose them; otherwise free
 # ones are picked at run time. Facts behind the choices:
@@ -31,6 +50,8 @@
 set -euo pipefail
 
 RMQ_BIN=${RMQ_BIN:-/usr/lib/rabbitmq/bin}
+# Read from DIR/env, never from the caller's environment.
+unset NODE_IP USE_LONGNAME
 START_TIMEOUT=${BROKER_START_TIMEOUT:-60}
 
 die() { echo "broker.sh: $*" >&2; exit 1; }
@@ -50,14 +71,15 @@ free_port() {
   done
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/${NODE_IP:-127.0.0.1}/$1") 2>/dev/null; }
 
 # Exports everything the node's scripts and rabbitmqctl need for DIR.
 node_env() {
   local dir=$1
   export HOME="$dir/home"
   export RABBITMQ_NODENAME=$NODENAME
-  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_IP_ADDRESS=${NODE_IP:-127.0.0.1}
+  if [[ ${USE_LONGNAME:-false} == true ]]; then export RABBITMQ_USE_LONGNAME=true; fi
   export RABBITMQ_NODE_PORT=$AMQP_PORT
   export RABBITMQ_DIST_PORT=$DIST_PORT
   export RABBITMQ_MNESIA_BASE="$dir/mnesia"
@@ -95,27 +117,36 @@ prepare() {
   AMQP_PORT=${BROKER_AMQP_PORT:-$(free_port)}
   DIST_PORT=${BROKER_DIST_PORT:-$(free_port)}
   while [[ $DIST_PORT == "$AMQP_PORT" ]]; do DIST_PORT=$(free_port); done
+  NODE_IP=${BROKER_IP:-127.0.0.1}
+  local node_host=${BROKER_NODE_HOST:-localhost} loopback=true
+  USE_LONGNAME=false
+  [[ $node_host == *.* ]] && USE_LONGNAME=true
+  [[ $NODE_IP == 127.* ]] || loopback=false
   # One name per folder, so that a restart in the same folder reuses its
   # mnesia data; the folder's hash keeps two folders apart.
-  NODENAME="wsgw-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)@localhost"
+  NODENAME="wsgw-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)@$node_host"
   cat >"$dir/rabbitmq.conf" <<EOF
-listeners.tcp.default = 127.0.0.1:$AMQP_PORT
-loopback_users.guest = true
+listeners.tcp.default = $NODE_IP:$AMQP_PORT
+loopback_users.guest = $loopback
 log.console = false
 log.file.level = info
 disk_free_limit.absolute = 50MB
 EOF
+  printf '%s\n' "${BROKER_CONF:-}" | sed '/^[[:space:]]*$/d' >"$dir/extra.conf"
+  cat "$dir/extra.conf" >>"$dir/rabbitmq.conf"
   echo '[].' >"$dir/enabled_plugins"
   rm -f "$dir/node.pid"
   : >"$dir/rabbitmq-env.conf"
   rm -f "$dir/advanced.config"
   cat >"$dir/env" <<EOF
 AMQP_PORT=$AMQP_PORT
-AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/
+AMQP_URL=amqp://guest:guest@$NODE_IP:$AMQP_PORT/
 DIST_PORT=$DIST_PORT
 NODENAME=$NODENAME
 BROKER_HOME=$dir/home
 BROKER_DIR=$dir
+NODE_IP=$NODE_IP
+USE_LONGNAME=$USE_LONGNAME
 EOF
   BROKER_DIR=$dir
 }
@@ -158,16 +189,16 @@ cmd_start() {
   until port_open "$AMQP_PORT"; do
     if ! pid_alive "$pid"; then
       print_logs "$dir"
-      die "the node exited before listening on 127.0.0.1:$AMQP_PORT"
+      die "the node exited before listening on $NODE_IP:$AMQP_PORT"
     fi
     if ((SECONDS >= deadline)); then
       print_logs "$dir"
       cmd_stop "$dir" || true
-      die "the node did not listen on 127.0.0.1:$AMQP_PORT within ${START_TIMEOUT}s"
+      die "the node did not listen on $NODE_IP:$AMQP_PORT within ${START_TIMEOUT}s"
     fi
     sleep 0.2
   done
-  echo "broker started: amqp://guest:guest@127.0.0.1:$AMQP_PORT/ (node $NODENAME, state in $dir)"
+  echo "broker started: amqp://guest:guest@$NODE_IP:$AMQP_PORT/ (node $NODENAME, state in $dir)"
 }
 
 cmd_run() {
@@ -176,7 +207,7 @@ cmd_run() {
   dir=$BROKER_DIR
   node_env "$dir"
   echo "BROKER_PID=$$" >>"$dir/env"
-  echo "broker: amqp://guest:guest@127.0.0.1:$AMQP_PORT/ (node $NODENAME, log $dir/log/node.log)"
+  echo "broker: amqp://guest:guest@$NODE_IP:$AMQP_PORT/ (node $NODENAME, log $dir/log/node.log)"
   # The node's script turns SIGTERM and SIGINT into a clean stop.
   exec "$RMQ_BIN/rabbitmq-server"
 }
@@ -255,7 +286,12 @@ cmd_restart() {
   local dir=$1
   load_env "$dir"
   [[ -z $(node_pids "$dir") ]] || die "the node in $dir is still running"
-  BROKER_AMQP_PORT=$AMQP_PORT BROKER_DIST_PORT=$DIST_PORT cmd_start "$dir"
+  # Same address, name and extra settings as before (an env file written
+  # before these existed means loopback and no extras).
+  local conf=''
+  [[ -f $dir/extra.conf ]] && conf=$(cat "$dir/extra.conf")
+  BROKER_AMQP_PORT=$AMQP_PORT BROKER_DIST_PORT=$DIST_PORT BROKER_IP=${NODE_IP:-127.0.0.1} \
+    BROKER_NODE_HOST=${NODENAME#*@} BROKER_CONF=$conf cmd_start "$dir"
 }
 
 cmd_ctl() {
@@ -263,7 +299,19 @@ cmd_ctl() {
   shift
   load_env "$dir"
   export HOME=$BROKER_HOME
-  exec "$RMQ_BIN/rabbitmqctl" -q -n "$NODENAME" "$@"
+  local longnames=() src
+  if [[ ${USE_LONGNAME:-false} == true ]]; then
+    longnames=(-l)
+    # rabbitmqctl is an Erlang node too, named after this machine's hostname,
+    # and the nodes answering a cluster-wide query (list_queues) connect back
+    # to it by that name, which a node in another network namespace cannot
+    # resolve: name it by the address the node is reached from instead.
+    src=$(ip -o route get "$NODE_IP" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+    if [[ -n $src && -z ${RABBITMQ_CTL_ERL_ARGS:-} ]]; then
+      export RABBITMQ_CTL_ERL_ARGS="-name rabbitmqcli-$$@$src"
+    fi
+  fi
+  exec "$RMQ_BIN/rabbitmqctl" -q "${longnames[@]}" -n "$NODENAME" "$@"
 }
 
 cmd_status() {
@@ -325,5 +373,6 @@ case $cmd in
   ctl) cmd_ctl "$dir" "$@" ;;
   status) cmd_status "$dir" ;;
   cluster) [[ $# -eq 1 ]] || usage; cmd_cluster "$dir" "$1" ;;
+  join) [[ $# -eq 1 ]] || usage; join_node "$dir" "$1" ;;
   *) usage ;;
 esac

@@ -15,6 +15,8 @@
 # libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes of clang
 # (clang pulls it in today, through libclang-common-14-dev; named so that
 # `make fuzz` does not depend on that); valgrind: tests/lib/valgrind-smoke.sh.
+# iproute2 (ip: network namespaces, veth, bridge) serves tests/lib/netns.sh
+# and broker.sh's nodes on other addresses (test_faults_hosts.py).
 set -euo pipefail
 
 PACKAGES=(
@@ -25,7 +27,7 @@ PACKAGES=(
   python3-websockets python3-pika python3-pytest
   ruby-foreman nginx-light clang
   systemd man-db openssl chromium
-  libclang-rt-14-dev valgrind
+  libclang-rt-14-dev valgrind iproute2
 )
 
 missing=()
