@@ -52,3 +52,38 @@ median() {
     awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
          else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
+
+# Waits until the stack started by the caller ($GW_PID listening on
+# $GW_PORT) accepts a websocket handshake with $TOKEN, which a worker must
+# answer, and the optional command "$2..." succeeds too; then sleeps $1
+# seconds for the other workers' consumers. Fails after 20 s or when the
+# gateway exits ($STATE/gatewayd.log shows why).
+wait_stack_up() {
+  local settle=$1
+  shift
+  for _ in $(seq 100); do
+    if "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns 1 --sub '' \
+      --timeout-ms 2000 >/dev/null 2>&1 && { (($# == 0)) || "$@"; }; then
+      sleep "$settle"
+      return 0
+    fi
+    kill -0 "$GW_PID" 2>/dev/null || { tail -20 "$STATE/gatewayd.log" >&2; die "gatewayd exited"; }
+    sleep 0.2
+  done
+  die "the stack did not accept a connection within 20 s"
+}
+
+# Stops the load client and the daemons ($WSB_PID, $GW_PID, $WK_PIDS), then
+# empties the work queues: the disconnects of the sockets just closed must
+# not become the next run's work.
+stop_stack() {
+  local p
+  stop_pid "$WSB_PID"
+  stop_pid "$GW_PID"
+  for p in "${WK_PIDS[@]}"; do stop_pid "$p"; done
+  if [[ -n $GW_PID ]]; then
+    "$BUILD/bench-emit" --url "$AMQP_URL" --purge >/dev/null 2>&1 || true
+  fi
+  GW_PID='' WSB_PID=''
+  WK_PIDS=()
+}

@@ -56,15 +56,6 @@ WK_PIDS=()
 WSB_PID=
 ok=0
 
-stop_stack() {
-  local p
-  stop_pid "$WSB_PID"
-  stop_pid "$GW_PID"
-  for p in "${WK_PIDS[@]}"; do stop_pid "$p"; done
-  GW_PID='' WSB_PID=''
-  WK_PIDS=()
-}
-
 cleanup() {
   local rc=$?
   stop_stack
@@ -74,6 +65,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Whether the supervisor has its n children (n = 1: no supervisor, none).
+children_are() { (($(pgrep -cP "$GW_PID" || true) == ($1 > 1 ? $1 : 0))); }
 
 # The gateway's processes: the supervisor and its children (or the one).
 # shellcheck disable=SC2046 # one word per pid is the point
@@ -120,16 +114,8 @@ start_stack() {
       >>"$STATE/workerd.log" 2>&1 &
     WK_PIDS+=($!)
   done
-  for _ in $(seq 100); do
-    if "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns 1 --sub '' \
-      --timeout-ms 2000 >/dev/null 2>&1 && (($(pgrep -cP "$GW_PID" || true) == (n > 1 ? n : 0))); then
-      sleep 1 # every process on the broker, every worker consuming
-      return 0
-    fi
-    kill -0 "$GW_PID" 2>/dev/null || { tail -20 "$STATE/gatewayd.log"; die "gatewayd exited"; }
-    sleep 0.2
-  done
-  die "the stack did not accept a connection within 20 s"
+  # Every process on the broker and every worker consuming: 1 s.
+  wait_stack_up 1 children_are "$n"
 }
 
 # one N CONNS EVENTS: prints one line of key=value figures.
@@ -154,7 +140,6 @@ one() {
   wait "$WSB_PID" || true
   WSB_PID=
   stop_stack
-  "$BUILD/bench-emit" --url "$AMQP_URL" --purge >/dev/null 2>&1 || true
   local got
   got=$(kv "$out" RESULT events)
   echo "n=$n conns=$conns events=$events ready=$(kv "$out" READY ready) hs_per_s=$(kv "$out" READY hs_per_s)" \

@@ -149,29 +149,7 @@ start_stack() {
       --log.level=warn ${BENCH_WORKER_ARGS:-} >>"$STATE/workerd.log" 2>&1 &
     WK_PIDS+=($!)
   done
-  # Up when a handshake (through a worker) succeeds.
-  for i in $(seq 100); do
-    if "$BUILD/wsbench" --port "$GW_PORT" --token "$TOKEN" --conns 1 --sub '' \
-      --timeout-ms 2000 >/dev/null 2>&1; then
-      sleep 0.3 # the other workers' consumers
-      return 0
-    fi
-    kill -0 "$GW_PID" 2>/dev/null || { tail -20 "$STATE/gatewayd.log" >&2; die "gatewayd exited"; }
-    sleep 0.2
-  done
-  die "the stack did not accept a connection within 20 s"
-}
-
-# Stops the daemons, then empties the work queues for the next worker count.
-stop_stack() {
-  local p
-  stop_pid "$GW_PID"
-  for p in "${WK_PIDS[@]}"; do stop_pid "$p"; done
-  if [[ -n $GW_PID ]]; then
-    "$BUILD/bench-emit" --url "$AMQP_URL" --purge >/dev/null 2>&1 || true
-  fi
-  GW_PID=
-  WK_PIDS=()
+  wait_stack_up 0.3
 }
 
 # ---- CPU accounting --------------------------------------------------------
