@@ -87,3 +87,41 @@ stop_stack() {
   GW_PID='' WSB_PID=''
   WK_PIDS=()
 }
+
+# ---- the generated blocks of docs/BENCHMARKS.md ------------------------------
+
+# "2 CPUs (model), 23.5 GiB RAM, Linux x.y, load average before the run: ..."
+# ($LOAD0: /proc/loadavg read by the caller before it started anything).
+machine() {
+  local cpu mem
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+  mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+  echo "$(nproc) CPUs ($cpu), $mem RAM, $(uname -sr), load average before the run: $LOAD0"
+}
+
+# The commit measured, and whether the daemons' sources differ from it.
+commit() {
+  local c
+  c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [[ -n $(git status --porcelain -- gatewayd workerd proto common 2>/dev/null) ]]; then
+    c="$c (with uncommitted changes to the daemons)"
+  fi
+  echo "$c"
+}
+
+# doc_put_block DOC BEGIN END FILE HEADING: replaces the lines of DOC from the
+# one starting with BEGIN to the one starting with END by FILE (which holds
+# both markers); appends "## HEADING" and FILE when DOC has no such block.
+# The rest of DOC, written by hand, is kept.
+doc_put_block() {
+  local doc=$1 begin=$2 end=$3 file=$4 heading=$5
+  if [[ -f $doc ]] && grep -qF -- "$begin" "$doc" && grep -qF -- "$end" "$doc"; then
+    awk -v gen="$file" -v b="$begin" -v e="$end" '
+      index($0, b) == 1 {while ((getline l < gen) > 0) print l; skip = 1; next}
+      index($0, e) == 1 {skip = 0; next}
+      !skip {print}' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
+  else
+    printf '\n## %s\n\n' "$heading" >>"$doc"
+    cat "$file" >>"$doc"
+  fi
+}

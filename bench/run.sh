@@ -270,21 +270,7 @@ run_full() {
   write_report
 }
 
-machine() {
-  local cpu mem
-  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-  mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-  echo "$(nproc) CPUs ($cpu), $mem RAM, $(uname -sr), load average before the run: $LOAD0"
-}
 
-commit() {
-  local c
-  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [[ -n $(git -C "$ROOT" status --porcelain -- gatewayd workerd proto common 2>/dev/null) ]]; then
-    c="$c (with uncommitted changes to the daemons)"
-  fi
-  echo "$c"
-}
 
 # One table row: scenario | figure | measured | target | verdict
 row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }
@@ -353,19 +339,11 @@ generated() {
 }
 
 write_report() {
-  local doc=$ROOT/docs/BENCHMARKS.md new=$STATE/generated.md
-  generated >"$new"
+  generated >"$STATE/generated.md"
   echo
   table
-  if [[ -f $doc ]] && grep -q '^<!-- bench:begin' "$doc" && grep -q '^<!-- bench:end' "$doc"; then
-    awk -v gen="$new" '
-      /^<!-- bench:begin/ {while ((getline l < gen) > 0) print l; skip = 1; next}
-      /^<!-- bench:end/ {skip = 0; next}
-      !skip {print}' "$doc" >"$STATE/doc.md"
-  else
-    { echo "# Benchmarks"; echo; cat "$new"; } >"$STATE/doc.md"
-  fi
-  cp "$STATE/doc.md" "$doc"
+  doc_put_block "$ROOT/docs/BENCHMARKS.md" "<!-- bench:begin" "<!-- bench:end" \
+    "$STATE/generated.md" "Figures"
   echo "bench: wrote docs/BENCHMARKS.md"
 }
 

@@ -173,12 +173,9 @@ END_MARK='<!-- bench-scale:end -->'
 
 # The block of docs/BENCHMARKS.md this script owns: when and where, then the table.
 doc_block() {
-  local dirty=
-  git diff --quiet HEAD -- gatewayd workerd common proto 2>/dev/null || dirty=" (with uncommitted changes to the daemons)"
   echo "$BEGIN_MARK"
-  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
-  echo "- Machine: $(nproc) CPUs, $(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)," \
-    "load average before the run: $LOAD0; nothing pinned"
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(commit)"
+  echo "- Machine: $(machine); nothing pinned"
   echo "- Each row: the run with the median deliveries/s of $RUNS; reproduce: \`make bench-scale\` (BENCH_RUNS=N)"
   echo
   cat "$STATE/table.md"
@@ -186,17 +183,10 @@ doc_block() {
 }
 
 write_doc() {
-  local doc=docs/BENCHMARKS.md block
-  block=$(doc_block)
-  if grep -qF "$BEGIN_MARK" "$doc"; then
-    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v new="$block" '
-      $0 == b {print new; skip = 1; next}
-      $0 == e {skip = 0; next}
-      !skip' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
-  else
-    printf '\n## Processes: gatewayd with N = 1, 2 and 6\n\n%s\n' "$block" >>"$doc"
-  fi
-  echo "scale: wrote $doc" >&2
+  doc_block >"$STATE/block.md"
+  doc_put_block docs/BENCHMARKS.md "$BEGIN_MARK" "$END_MARK" "$STATE/block.md" \
+    "Processes: gatewayd with N = 1, 2 and 6"
+  echo "scale: wrote docs/BENCHMARKS.md" >&2
 }
 
 run_table() {

@@ -392,21 +392,7 @@ tables() {
   echo "busy: everything."
 }
 
-machine() {
-  local cpu mem
-  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-  mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-  echo "$(nproc) CPUs ($cpu), $mem RAM, $(uname -sr), load average before the run: $LOAD0"
-}
 
-commit() {
-  local c
-  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [[ -n $(git -C "$ROOT" status --porcelain -- gatewayd workerd proto common 2>/dev/null) ]]; then
-    c="$c (with uncommitted changes to the daemons)"
-  fi
-  echo "$c"
-}
 
 generated() {
   echo "$BEGIN_MARK"
@@ -425,18 +411,9 @@ generated() {
 
 # Replaces the generated block of docs/BENCHMARKS.md, or appends the section.
 write_doc() {
-  local new=$STATE/generated.md tmp=$STATE/doc.md
-  generated >"$new"
-  if [[ -f $DOC ]] && grep -qF "$BEGIN_MARK" "$DOC" && grep -qF "$END_MARK" "$DOC"; then
-    awk -v gen="$new" -v b="$BEGIN_MARK" -v e="$END_MARK" '
-      $0 == b {while ((getline l < gen) > 0) print l; skip = 1; next}
-      $0 == e {skip = 0; next}
-      !skip {print}' "$DOC" >"$tmp"
-  else
-    { [[ -f $DOC ]] && cat "$DOC"; echo; echo "## Workers: 1, 2 and 4 instances"; echo
-      cat "$new"; } >"$tmp"
-  fi
-  cp "$tmp" "$DOC"
+  generated >"$STATE/generated.md"
+  doc_put_block "$DOC" "$BEGIN_MARK" "$END_MARK" "$STATE/generated.md" \
+    "Workers: 1, 2 and 4 instances"
   say "bench-workers: wrote docs/BENCHMARKS.md"
 }
 

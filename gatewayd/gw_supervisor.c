@@ -284,7 +284,7 @@ static void gw_supervisor__start(gw_child *c) {
   snprintf(s->child_argv[s->index_arg], 160, "--gateway.process_index=%d", c->index);
   if (s->metrics_arg >= 0) {
     char addr[128];
-    /* Checked for every index before the first start (gw_supervisor_run). */
+    /* main.c refused a base port without room for every index. */
     gw_supervisor_metrics_addr(s->cfg->metrics_listen, c->index, addr, sizeof addr);
     snprintf(s->child_argv[s->metrics_arg], 160, "--gateway.metrics_listen=%s", addr);
   }
@@ -380,14 +380,6 @@ static int gw_supervisor__init(gw_supervisor *s, int argc, char **argv) {
   if (uv_exepath(s->exe, &len) != 0) {
     log_error("supervisor_failed", "reason=\"cannot find our own executable\"");
     return -1;
-  }
-  for (int i = 0; i < s->n; i++) {
-    char addr[128];
-    if (gw_supervisor_metrics_addr(s->cfg->metrics_listen, i, addr, sizeof addr) != 0) {
-      log_error("supervisor_failed", "reason=\"gateway.metrics_listen %s has no room "
-                "for %d ports\"", s->cfg->metrics_listen, s->n);
-      return -1;
-    }
   }
   if (gw_supervisor__notify_open(s) != 0) {
     log_error("supervisor_failed", "reason=\"notify socket: %s\"", strerror(errno));
