@@ -99,6 +99,24 @@ int chan_json_marked_outside_text(const cJSON *root) {
   return 0;
 }
 
+cJSON *chan_json_parse_object(const char *json, size_t len, const char *what, char *err,
+                              size_t errlen) {
+  cJSON *root = chan_json_parse_marked(json, len);
+  if (!root) {
+    chan_json_fail(err, errlen, "invalid JSON");
+    return NULL;
+  }
+  if (!cJSON_IsObject(root)) {
+    chan_json_fail(err, errlen, "%s must be a JSON object", what);
+  } else if (chan_json_marked_outside_text(root)) {
+    chan_json_fail(err, errlen, "U+0000 outside text");
+  } else {
+    return root;
+  }
+  cJSON_Delete(root);
+  return NULL;
+}
+
 cJSON *chan_json_text_create(const char *data, size_t len) {
   if (len > 0 && !data) return NULL;
   if (len > 0 && memchr(data, CHAN_JSON_NUL_MARK, len)) return NULL;

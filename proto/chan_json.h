@@ -50,6 +50,13 @@ cJSON *chan_json_parse_marked(const char *json, size_t len);
  * string, at any depth), else 0. */
 int chan_json_marked_outside_text(const cJSON *root);
 
+/* How a channel message or a reply is read: chan_json_parse_marked, then
+ * it must be an object with no mark outside "text". The object (the caller
+ * deletes it), or NULL with the reason in err: "invalid JSON", "WHAT must
+ * be a JSON object" or "U+0000 outside text". */
+cJSON *chan_json_parse_object(const char *json, size_t len, const char *what, char *err,
+                              size_t errlen);
+
 /* A cJSON string of data[0..len) with each NUL as a mark. NULL when out of
  * memory or when data holds a 0xFF (not UTF-8; it would read back as NUL). */
 cJSON *chan_json_text_create(const char *data, size_t len);

@@ -327,16 +327,9 @@ int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
   if (!chan_msg_queue(kind)) {
     return chan_json_fail(err, errlen, "unknown message kind");
   }
-  cJSON *root = chan_json_parse_marked(json, len);
-  if (!root) return chan_json_fail(err, errlen, "invalid JSON");
-  int rc;
-  if (!cJSON_IsObject(root)) {
-    rc = chan_json_fail(err, errlen, "message must be a JSON object");
-  } else if (chan_json_marked_outside_text(root)) {
-    rc = chan_json_fail(err, errlen, "U+0000 outside text");
-  } else {
-    rc = chan_msg_decode_fields(root, out, err, errlen);
-  }
+  cJSON *root = chan_json_parse_object(json, len, "message", err, errlen);
+  if (!root) return -1;
+  int rc = chan_msg_decode_fields(root, out, err, errlen);
   cJSON_Delete(root);
   if (rc != 0) {
     chan_msg_free(out);

@@ -292,16 +292,9 @@ int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
                       size_t errlen) {
   memset(out, 0, sizeof *out);
   out->accept = -1;
-  cJSON *root = chan_json_parse_marked(json, len);
-  if (!root) return chan_json_fail(err, errlen, "invalid JSON");
-  int rc;
-  if (!cJSON_IsObject(root)) {
-    rc = chan_json_fail(err, errlen, "reply must be a JSON object");
-  } else if (chan_json_marked_outside_text(root)) {
-    rc = chan_json_fail(err, errlen, "U+0000 outside text");
-  } else {
-    rc = chan_reply_decode_fields(root, out, err, errlen);
-  }
+  cJSON *root = chan_json_parse_object(json, len, "reply", err, errlen);
+  if (!root) return -1;
+  int rc = chan_reply_decode_fields(root, out, err, errlen);
   cJSON_Delete(root);
   if (rc != 0) chan_reply_free(out);
   return rc;
