@@ -74,14 +74,17 @@ static int emit__run(const emit_opts *o) {
   for (long i = 0; i < o->count; i++) {
     if (o->rate > 0) emit__wait_until(start + (uint64_t)i * 1000000000u / (uint64_t)o->rate);
     size_t len = emit__body(buf, o->size, (uint64_t)i + 1);
-    if (chan_emit(e, o->group, buf, len, err, sizeof(err)) != 0) {
+    if (chan_emit_nowait(e, o->group, buf, len, err, sizeof(err)) != 0) {
       fprintf(stderr, "bench-emit: event %ld: %s\n", i + 1, err);
       rc = 1;
       break;
     }
   }
   double secs = (double)(emit__now(CLOCK_MONOTONIC) - start) / 1e9;
-  chan_emit_close(e); /* a clean close flushes what the socket still holds */
+  if (chan_emit_close(e, err, sizeof(err)) != 0) { /* waits for every confirm */
+    fprintf(stderr, "bench-emit: %s\n", err);
+    rc = 1;
+  }
   free(buf);
   if (rc == 0)
     printf("EMITTED count=%ld seconds=%.3f rate=%.0f\n", o->count, secs,

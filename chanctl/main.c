@@ -4,12 +4,16 @@
  *
  *   chanctl emit GROUP JSON          one event
  *   chanctl emit --stdin GROUP       one event per input line
+ *                                    (--timeout SECONDS: longest wait for
+ *                                    the broker's confirms, default 30)
  *   chanctl token --user ID [--ttl SECONDS] [--objects JSON]
  *
  * Owns: command-line handling of its commands and the line reader for
  * --stdin. Must not: print the secret or the broker URL, or connect more
  * than once per run (a bulk emit of thousands of lines shares one
- * connection). Exit status: 0 ok, 1 runtime failure, 2 usage or settings.
+ * connection). Exit status: 0 ok (every event confirmed by the broker),
+ * 1 runtime failure (some event may not have arrived), 2 usage or
+ * settings.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -82,6 +86,9 @@ static const char chanctl_usage[] =
     "  emit --stdin GROUP    publish each line of standard input as one event\n"
     "                        (blank lines skipped, lines up to 1 MiB; stops\n"
     "                        at the first failure and names its line)\n"
+    "  emit ... --timeout S  wait up to S seconds (default 30) for the broker\n"
+    "                        to confirm the events; exit 0 only when it\n"
+    "                        confirmed every one\n"
     "  token --user ID [--ttl SECONDS] [--objects JSON]\n"
     "                        print a token for user ID signed with [auth]\n"
     "                        secret; --ttl defaults to 3600, --objects is\n"
@@ -92,7 +99,7 @@ static const char chanctl_usage[] =
 /* The commands' own options; taken out of argv before cfg_load sees it. */
 typedef struct chanctl_args {
   int use_stdin;
-  const char *user, *ttl, *objects;
+  const char *user, *ttl, *objects, *timeout;
 } chanctl_args;
 
 /* Matches "--name", "--name=V" or "--name V" at argv[*i]; *val gets V (NULL
@@ -135,6 +142,9 @@ static int chanctl_take_args(int *argc, char **argv, chanctl_args *out) {
     } else if ((m = chanctl_match(*argc, argv, &i, "--objects", 1, &v)) !=
                0) {
       out->objects = v;
+    } else if ((m = chanctl_match(*argc, argv, &i, "--timeout", 1, &v)) !=
+               0) {
+      out->timeout = v;
     } else {
       argv[keep++] = argv[i];
       continue;
@@ -146,6 +156,16 @@ static int chanctl_take_args(int *argc, char **argv, chanctl_args *out) {
   }
   argv[keep] = NULL;
   *argc = keep;
+  return 0;
+}
+
+/* A positive integer up to max (--ttl, --user, --timeout). */
+static int chanctl_parse_ll(const char *s, long long max, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end || errno || v <= 0 || v > max) return -1;
+  *out = v;
   return 0;
 }
 
@@ -180,6 +200,8 @@ static int chanctl_json_ok(const char *s, size_t len) {
   return 1;
 }
 
+/* Publishes one event without waiting for its confirm: chan_emit_close()
+ * waits for all of them at the end, so a bulk emit runs at full speed. */
 static int chanctl_emit_one(chan_emitter *e, const char *group,
                             const char *json, size_t len, const char *what) {
   char err[512];
@@ -187,7 +209,7 @@ static int chanctl_emit_one(chan_emitter *e, const char *group,
     fprintf(stderr, "chanctl: %snot valid JSON\n", what);
     return -1;
   }
-  if (chan_emit(e, group, json, len, err, sizeof err) < 0) {
+  if (chan_emit_nowait(e, group, json, len, err, sizeof err) < 0) {
     fprintf(stderr, "chanctl: %s%s\n", what, err);
     return -1;
   }
@@ -263,12 +285,18 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
     fprintf(stderr, "chanctl: invalid group name '%s'\n", group);
     return CHANCTL_USAGE;
   }
+  long long timeout_s = CHAN_EMIT_TIMEOUT_MS / 1000;
+  if (a->timeout && chanctl_parse_ll(a->timeout, 24 * 3600, &timeout_s) < 0) {
+    fprintf(stderr, "chanctl: --timeout: expected seconds, 1 to 86400\n");
+    return CHANCTL_USAGE;
+  }
   char err[512];
   chan_emitter *e = chan_emit_open(conf->amqp_url, err, sizeof err);
   if (!e) {
     fprintf(stderr, "chanctl: %s\n", err);
     return CHANCTL_FAIL;
   }
+  chan_emit_set_timeout(e, (int)(timeout_s * 1000));
   int rc;
   if (a->use_stdin) {
     rc = chanctl_emit_stdin(e, group);
@@ -277,20 +305,16 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
              ? CHANCTL_FAIL
              : CHANCTL_OK;
   }
-  chan_emit_close(e);
+  /* Waits for the broker's confirms: only they say the events arrived. */
+  if (chan_emit_close(e, err, sizeof err) < 0) {
+    fprintf(stderr, "chanctl: %s\n", err);
+    rc = CHANCTL_FAIL;
+  }
   return rc;
 }
 
 /* ---- token ----------------------------------------------------------- */
 
-static int chanctl_parse_ll(const char *s, long long max, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (end == s || *end || errno || v <= 0 || v > max) return -1;
-  *out = v;
-  return 0;
-}
 
 /* {"objects": OBJECTS} for token_mint, malloc'd; NULL when objects is not a
  * JSON object. */
@@ -361,7 +385,7 @@ static int chanctl_run(const chanctl_conf *conf, const chanctl_args *a,
     return CHANCTL_USAGE;
   }
   if ((is_emit && (a->user || a->ttl || a->objects)) ||
-      (is_token && a->use_stdin)) {
+      (is_token && (a->use_stdin || a->timeout))) {
     fprintf(stderr, "chanctl: %s: option not valid for this command\n", cmd);
     return CHANCTL_USAGE;
   }
@@ -370,7 +394,7 @@ static int chanctl_run(const chanctl_conf *conf, const chanctl_args *a,
 }
 
 int main(int argc, char **argv) {
-  chanctl_args args = {0, NULL, NULL, NULL};
+  chanctl_args args = {0, NULL, NULL, NULL, NULL};
   if (chanctl_take_args(&argc, argv, &args) < 0) return CHANCTL_USAGE;
   chanctl_conf conf;
   cfg_result r = cfg_load(chanctl_opts, CHANCTL_N_OPTS, &conf, "chanctl",

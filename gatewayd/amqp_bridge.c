@@ -12,8 +12,8 @@
  * Publishes are confirmed (confirm.select): a full websocket.* queue
  * (x-overflow reject-publish) answers with basic.nack, which becomes an
  * AMQP_BRIDGE_REFUSED event so the client hears 503 or 1013 at once rather
- * than after a timeout. Unconfirmed publishes wait in a ring of (tag,
- * connection id) pairs, 16 bytes each.
+ * than after a timeout. Unconfirmed publishes wait in common/mq_confirm's
+ * ring, the connection id as the cookie (24 bytes each).
  *
  * rabbitmq-c notices a silent broker only inside a blocking wait, and this
  * thread never blocks in the library, so it watches heartbeats itself: no
@@ -45,16 +45,11 @@
 
 #include "chan_names.h"
 #include "log.h"
+#include "mq_confirm.h"
 #include "mq_conn.h"
 #include "utf8.h"
 
 typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } amqp_bridge__cmd_kind;
-
-typedef struct amqp_bridge__unconfirmed {
-  uint64_t tag;
-  uint64_t conn_id;
-  int done; /* confirmed out of order; popped when it reaches the front */
-} amqp_bridge__unconfirmed;
 
 typedef struct amqp_bridge__cmd {
   struct amqp_bridge__cmd *next;
@@ -85,6 +80,7 @@ struct amqp_bridge {
 
   atomic_size_t out_bytes; /* publish bytes queued, loop -> thread */
   atomic_size_t in_bytes;  /* event bytes queued, thread -> loop */
+  atomic_ulong read_pauses; /* times the thread stopped reading at the bound */
   atomic_int up;
 
   /* thread only */
@@ -92,9 +88,8 @@ struct amqp_bridge {
   char queue[CHAN_QUEUE_NAME_MAX + 1];
   unsigned backoff_ms;
   uint64_t last_rx_ms, last_tx_ms; /* heartbeat bookkeeping */
-  uint64_t next_tag;               /* delivery tag of the next publish */
-  amqp_bridge__unconfirmed *ring;  /* publishes awaiting ack/nack, by tag */
-  size_t ring_cap, ring_head, ring_len;
+  mq_confirms confirms;            /* publishes awaiting ack/nack */
+  int paused;                      /* stopped reading at the backlog bound */
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -188,6 +183,10 @@ size_t amqp_bridge_backlog_out(const amqp_bridge *b) { return atomic_load(&b->ou
 
 size_t amqp_bridge_backlog_in(const amqp_bridge *b) { return atomic_load(&b->in_bytes); }
 
+unsigned long amqp_bridge_read_pauses(const amqp_bridge *b) {
+  return atomic_load(&b->read_pauses);
+}
+
 static void amqp_bridge__on_async(uv_async_t *h) {
   amqp_bridge *b = h->data;
   pthread_mutex_lock(&b->mu);
@@ -259,30 +258,6 @@ static uint64_t amqp_bridge__now_ms(void) {
 
 /* ---- thread side: publisher confirms ---------------------------------- */
 
-static int amqp_bridge__ring_push(amqp_bridge *b, uint64_t tag, uint64_t conn_id) {
-  if (b->ring_len == b->ring_cap) {
-    size_t cap = b->ring_cap ? b->ring_cap * 2 : 256;
-    amqp_bridge__unconfirmed *r = malloc(cap * sizeof(*r));
-    if (!r) return -1;
-    for (size_t i = 0; i < b->ring_len; i++)
-      r[i] = b->ring[(b->ring_head + i) % b->ring_cap];
-    free(b->ring);
-    b->ring = r;
-    b->ring_cap = cap;
-    b->ring_head = 0;
-  }
-  amqp_bridge__unconfirmed *u = &b->ring[(b->ring_head + b->ring_len) % b->ring_cap];
-  u->tag = tag;
-  u->conn_id = conn_id;
-  u->done = 0;
-  b->ring_len++;
-  return 0;
-}
-
-static amqp_bridge__unconfirmed *amqp_bridge__ring_at(amqp_bridge *b, size_t i) {
-  return &b->ring[(b->ring_head + i) % b->ring_cap];
-}
-
 static void amqp_bridge__refused(amqp_bridge__batch *batch, uint64_t conn_id) {
   if (!conn_id) return;
   amqp_bridge_event *e = amqp_bridge__event_new(AMQP_BRIDGE_REFUSED, "", 0);
@@ -291,28 +266,9 @@ static void amqp_bridge__refused(amqp_bridge__batch *batch, uint64_t conn_id) {
   amqp_bridge__batch_add(batch, e);
 }
 
-/* basic.ack or basic.nack for `tag` (and all before it when `multiple`).
- * Tags grow by one per publish, so the ring is sorted and the entry for a
- * single tag sits at index tag - front.tag. */
-static void amqp_bridge__confirm(amqp_bridge *b, uint64_t tag, int multiple,
-                                 int nack, amqp_bridge__batch *batch) {
-  if (b->ring_len == 0) return;
-  uint64_t front = amqp_bridge__ring_at(b, 0)->tag;
-  if (tag < front) return; /* already settled */
-  for (size_t i = 0; i < b->ring_len; i++) {
-    amqp_bridge__unconfirmed *u = amqp_bridge__ring_at(b, i);
-    if (u->tag > tag) break;
-    if (!multiple && u->tag != tag) {
-      i = (size_t)(tag - front) - 1; /* jump straight to it */
-      continue;
-    }
-    if (!u->done && nack) amqp_bridge__refused(batch, u->conn_id);
-    u->done = 1;
-  }
-  while (b->ring_len && amqp_bridge__ring_at(b, 0)->done) {
-    b->ring_head = (b->ring_head + 1) % b->ring_cap;
-    b->ring_len--;
-  }
+/* mq_confirm_cb: a refused or lost publish; arg is the batch to tell. */
+static void amqp_bridge__refused_cb(uint64_t conn_id, void *arg) {
+  amqp_bridge__refused(arg, conn_id);
 }
 
 /* ---- thread side: connection ---------------------------------------------- */
@@ -322,16 +278,13 @@ static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
     char node[128];
     mq_url_host_port(mq_url_list_current(&b->urls), node, sizeof node);
     log_warn("amqp_down", "node=%s reason=\"%s\" unconfirmed=%zu", node, why,
-             b->ring_len);
+             mq_confirms_pending(&b->confirms));
     mq_url_list_next(&b->urls); /* reconnect elsewhere first */
     atomic_store(&b->up, 0);
     /* Whether unconfirmed publishes arrived is unknown, and their replies
      * would go to a queue that died with this connection: refuse them all. */
     amqp_bridge__batch batch = {0};
-    for (size_t i = 0; i < b->ring_len; i++)
-      amqp_bridge__refused(&batch, amqp_bridge__ring_at(b, i)->conn_id);
-    b->ring_len = 0;
-    b->ring_head = 0;
+    mq_confirms_fail_all(&b->confirms, amqp_bridge__refused_cb, &batch);
     amqp_bridge__post(b, &batch);
     amqp_bridge__post_state(b, AMQP_BRIDGE_DOWN, why);
     /* Closing politely would block on a dead peer: just drop the socket. */
@@ -344,7 +297,7 @@ static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
   amqp_connection_state_t c = b->conn;
   amqp_confirm_select(c, MQ_CHANNEL);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen)) return -1;
-  b->next_tag = 1;
+  mq_confirms_init(&b->confirms);
   if (mq_declare_groups_exchange(c, err, errlen) != 0) return -1;
   if (mq_declare_channel_queues(c, &b->limits, err, errlen) != 0) return -1;
   /* Server-named, exclusive, auto-delete: the queue and every binding
@@ -440,14 +393,13 @@ static int amqp_bridge__publish_one(amqp_bridge *b, amqp_bridge__cmd *c) {
   props.content_type = amqp_cstring_bytes("application/json");
   props.delivery_mode = 1; /* transient: a reply queue does not outlive us */
   amqp_bytes_t body = {.len = c->len, .bytes = c->body};
+  /* Without its entry the confirm could not be matched: start over (the
+   * loss refuses it like every other unconfirmed publish). */
+  if (mq_confirms_push(&b->confirms, c->conn_id) != 0) return -1;
   int rc = amqp_basic_publish(b->conn, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(c->name), 0, 0, &props, body);
   if (rc != AMQP_STATUS_OK) return -1;
   b->last_tx_ms = amqp_bridge__now_ms();
-  if (amqp_bridge__ring_push(b, b->next_tag++, c->conn_id) != 0) {
-    /* Without its entry the confirm cannot be matched: safer to start over. */
-    return -1;
-  }
   return 0;
 }
 
@@ -530,28 +482,26 @@ static int amqp_bridge__other_frame(amqp_bridge *b, amqp_bridge__batch *batch) {
   struct timeval zero = {0, 0};
   if (amqp_simple_wait_frame_noblock(b->conn, &f, &zero) != AMQP_STATUS_OK)
     return -1;
-  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-    const amqp_basic_ack_t *a = f.payload.method.decoded;
-    amqp_bridge__confirm(b, a->delivery_tag, a->multiple, 0, batch);
-    return 0;
-  }
   if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
     const amqp_basic_nack_t *n = f.payload.method.decoded;
     log_warn("amqp_publish_refused", "tag=%llu multiple=%d",
              (unsigned long long)n->delivery_tag, n->multiple);
-    amqp_bridge__confirm(b, n->delivery_tag, n->multiple, 1, batch);
-    return 0;
   }
-  if (f.frame_type == AMQP_FRAME_METHOD &&
-      (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-       f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-       f.payload.method.id == AMQP_BASIC_CANCEL_METHOD))
-    return -1;
-  return 0;
+  if (mq_confirms_apply(&b->confirms, &f, amqp_bridge__refused_cb, batch)) return 0;
+  return mq_frame_ends_channel(&f) ? -1 : 0;
 }
 
 static int amqp_bridge__can_read(amqp_bridge *b) {
   return atomic_load(&b->in_bytes) <= b->max_backlog;
+}
+
+/* Counts each stop at the backlog bound once, however many idle passes it
+ * lasts (a metric: the loop is not keeping up). The loop's drain wakes the
+ * thread (amqp_bridge__on_async). */
+static void amqp_bridge__note_pause(amqp_bridge *b) {
+  if (amqp_bridge__can_read(b)) return;
+  if (!b->paused) atomic_fetch_add(&b->read_pauses, 1);
+  b->paused = 1;
 }
 
 /* Reads every delivery already available, without waiting. Returns -1 when
@@ -559,6 +509,7 @@ static int amqp_bridge__can_read(amqp_bridge *b) {
 static int amqp_bridge__read(amqp_bridge *b) {
   amqp_bridge__batch batch = {0};
   int rc = 0;
+  if (amqp_bridge__can_read(b)) b->paused = 0;
   /* At most 4096 per wake so commands (new connections) are not starved
    * by a flood of events. */
   for (int i = 0; i < 4096 && amqp_bridge__can_read(b); i++) {
@@ -584,15 +535,21 @@ static int amqp_bridge__read(amqp_bridge *b) {
     break;
   }
   amqp_bridge__post(b, &batch);
+  amqp_bridge__note_pause(b);
   return rc;
 }
 
-/* Waits for the socket, the loop, or half a heartbeat. */
+/* Waits for the socket, the loop, or half a heartbeat. Above the backlog
+ * bound only the loop's wake counts: frames rabbitmq-c has already read
+ * stay where they are until the loop has drained (waking for them would
+ * spin this thread on a core until then). */
 static void amqp_bridge__wait(amqp_bridge *b) {
-  if (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)) return;
+  int readable = amqp_bridge__can_read(b);
+  if (readable && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
+    return;
   struct pollfd p[2] = {{.fd = b->wake_fd, .events = POLLIN},
                         {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
-  int n = amqp_bridge__can_read(b) ? 2 : 1;
+  int n = readable ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
   if (poll(p, (nfds_t)n, timeout) > 0) {
     if (p[0].revents & POLLIN) amqp_bridge__drain_wake(b);
@@ -714,7 +671,6 @@ void amqp_bridge_stop(amqp_bridge *b) {
   }
   b->ev_head = b->ev_tail = NULL;
   close(b->wake_fd);
-  free(b->ring);
-  b->ring = NULL;
+  mq_confirms_free(&b->confirms);
   uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
 }

@@ -78,6 +78,10 @@ void amqp_bridge_unbind(amqp_bridge *b, const char *group);
 size_t amqp_bridge_backlog_out(const amqp_bridge *b);
 size_t amqp_bridge_backlog_in(const amqp_bridge *b);
 
+/* Times the thread stopped reading because the loop had a backlog's worth
+ * of events still to take (for metrics: the loop is not keeping up). */
+unsigned long amqp_bridge_read_pauses(const amqp_bridge *b);
+
 /* 1 while connected with the queue declared and consumed. */
 int amqp_bridge_is_up(const amqp_bridge *b);
 

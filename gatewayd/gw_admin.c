@@ -173,6 +173,11 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
               "Bytes queued between the loop and the AMQP thread (bound: amqp_backlog).");
   gw_admin__labelled(b, bl, "direction", "to_broker", g->backlog_to_broker);
   gw_admin__labelled(b, bl, "direction", "from_broker", g->backlog_from_broker);
+  static const char rp[] = "wsgw_gateway_amqp_read_pauses_total";
+  prom_family(b, rp, "counter",
+              "Times the AMQP thread stopped reading because the loop had amqp_backlog "
+              "bytes of events still to take (the loop is not keeping up).");
+  prom_sample(b, rp, NULL, g->amqp_read_pauses);
 }
 
 void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
@@ -205,6 +210,7 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->amqp_up = s->bridge && amqp_bridge_is_up(s->bridge) && s->queue[0];
   g->backlog_to_broker = s->bridge ? amqp_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? amqp_bridge_backlog_in(s->bridge) : 0;
+  g->amqp_read_pauses = s->bridge ? amqp_bridge_read_pauses(s->bridge) : 0;
 }
 
 /* Why the gateway should get no new clients now, or NULL when it should. */

@@ -53,6 +53,7 @@ void gw_admin_observe_reply(struct gw_stats *st, int connect, uint64_t sent_us);
 typedef struct gw_admin_gauges {
   uint64_t connections, groups, members;
   uint64_t amqp_up, backlog_to_broker, backlog_from_broker;
+  uint64_t amqp_read_pauses; /* a counter, kept by the AMQP thread */
 } gw_admin_gauges;
 
 void gw_admin_render(prom_buf *b, const struct gw_stats *st,

@@ -1,15 +1,20 @@
 /*
- * chan_emit.c - publish events to groups: the C side of "emit".
+ * chan_emit.c - publish events to groups: the C side of "emit" (see
+ * chan_emit.h for what a return value promises).
  *
- * Owns: one blocking AMQP connection per emitter, checking a group name and
- * the event's UTF-8 before anything reaches the broker, and the publish
- * itself (exchange websocket.groups, routing key = group, transient). Must
- * not: retry a publish (an event sent twice is worse than an error the
- * caller sees), or be shared between threads.
+ * The channel is in confirm mode. Confirms are read without waiting before
+ * each publish (the non-blocking read that also notices a channel the
+ * broker closed, which costs one recv per publish and no round trip), and
+ * waited for only when the window is full, by chan_emit() for its own
+ * event, and by chan_emit_flush(). A bulk emit therefore runs at the same
+ * rate as without confirms: the broker's acks (one per batch of publishes,
+ * `multiple`) come back while we keep writing.
  *
- * After a broker error the connection is dropped and the next chan_emit
- * connects again: a long-lived backend survives a broker restart without
- * code of its own, at the price of losing the event that saw the error.
+ * After a broker error the connection is dropped, every unconfirmed event
+ * is counted as failed (the broker may or may not have it: it never said),
+ * and the next emit connects again: a long-lived backend survives a broker
+ * restart without code of its own, and learns of each event it may have
+ * lost through the return values, never silently.
  *
  * With several broker addresses (amqp.url "URL,URL,..."), a connect tries
  * each node once, starting from a random one, before it reports failure;
@@ -19,6 +24,7 @@
  */
 #include "chan_emit.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,19 +34,28 @@
 
 #include "chan_group.h"
 #include "chan_names.h"
+#include "mq_confirm.h"
 #include "mq_conn.h"
 #include "utf8.h"
 
 struct chan_emitter {
   mq_url_list urls;             /* kept for reconnecting; may hold passwords */
   amqp_connection_state_t conn; /* NULL after an error until the next emit */
+  mq_confirms confirms;         /* conn's publishes the broker has not answered */
+  int timeout_ms;               /* longest wait for confirms */
+  unsigned long sent, failed;   /* events since the last flush, and how many failed */
+  char why[192];                /* the first failure's reason since the last flush */
 };
 
 /* Heartbeats off: an emitter is often idle between bursts (chanctl waiting
  * on stdin, a backend between jobs) and rabbitmq-c only answers heartbeats
  * while inside a library call, so the broker would close an idle emitter.
  * The cost: a dead TCP path shows up only at the next publish. */
-static int chan_emit_connect_one(chan_emitter *e, char *err, size_t errlen) {
+/* Heartbeats off: an emitter is often idle between bursts (chanctl waiting
+ * on stdin, a backend between jobs) and rabbitmq-c only answers heartbeats
+ * while inside a library call, so the broker would close an idle emitter.
+ * The cost: a dead TCP path shows up only at the next publish. */
+static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
   amqp_connection_state_t c =
       mq_conn_open(mq_url_list_current(&e->urls), 0, err, errlen);
   if (!c) return -1;
@@ -48,23 +63,111 @@ static int chan_emit_connect_one(chan_emitter *e, char *err, size_t errlen) {
     mq_conn_close(c);
     return -1;
   }
+  amqp_confirm_select(c, MQ_CHANNEL);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen) < 0) {
+    mq_conn_close(c);
+    return -1;
+  }
+  mq_confirms_init(&e->confirms);
   e->conn = c;
   mq_url_list_connected(&e->urls);
   return 0;
 }
 
 /* One round over the address list; err holds the last node's reason. */
-static int chan_emit_connect(chan_emitter *e, char *err, size_t errlen) {
+static int chan_emit__connect(chan_emitter *e, char *err, size_t errlen) {
   for (;;) {
-    if (chan_emit_connect_one(e, err, errlen) == 0) return 0;
+    if (chan_emit__connect_one(e, err, errlen) == 0) return 0;
     if (mq_url_list_next(&e->urls)) return -1;
   }
 }
 
-static void chan_emit_drop(chan_emitter *e) {
-  mq_conn_close(e->conn);
+/* The first reason since the last flush is the one reported. */
+static void chan_emit__note(chan_emitter *e, const char *why) {
+  if (!e->why[0]) snprintf(e->why, sizeof e->why, "%s", why);
+}
+
+/* mq_confirm_cb: an event refused by the broker or left unknown. */
+static void chan_emit__failed(uint64_t cookie, void *arg) {
+  (void)cookie;
+  chan_emitter *e = arg;
+  e->failed++;
+}
+
+/* Gives up the connection: its unconfirmed events count as failed. No
+ * polite close: the broker is gone, stalled or has closed on us, and what
+ * it confirmed is safe whatever happens to the socket now. */
+static void chan_emit__drop(chan_emitter *e, const char *why) {
+  chan_emit__note(e, why);
+  mq_confirms_fail_all(&e->confirms, chan_emit__failed, e);
+  amqp_destroy_connection(e->conn);
   e->conn = NULL;
   mq_url_list_next(&e->urls);
+}
+
+/* Reads one frame from the broker, waiting up to tv. Returns 1 when one was
+ * handled (a confirm, or something harmless such as connection.blocked), 0
+ * when none came in time, -1 when the connection was dropped (reason
+ * noted). */
+static int chan_emit__read(chan_emitter *e, struct timeval *tv) {
+  amqp_frame_t f;
+  int rc = amqp_simple_wait_frame_noblock(e->conn, &f, tv);
+  if (rc == AMQP_STATUS_TIMEOUT) return 0;
+  char why[160];
+  if (rc != AMQP_STATUS_OK) {
+    snprintf(why, sizeof why, "connection lost: %s", amqp_error_string2(rc));
+    chan_emit__drop(e, why);
+    return -1;
+  }
+  if (mq_confirms_apply(&e->confirms, &f, chan_emit__failed, e)) {
+    if (f.payload.method.id == AMQP_BASIC_NACK_METHOD)
+      chan_emit__note(e, "refused by the broker (basic.nack)");
+    return 1;
+  }
+  if (mq_frame_ends_channel(&f)) {
+    amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method, 0};
+    mq_rpc_check(r, "publish", why, sizeof why);
+    chan_emit__drop(e, why);
+    return -1;
+  }
+  return 1;
+}
+
+/* Takes every answer already there, without waiting. 0, or -1 when the
+ * connection was dropped. */
+static int chan_emit__drain(chan_emitter *e) {
+  struct timeval zero = {0, 0};
+  int r;
+  while ((r = chan_emit__read(e, &zero)) == 1) {}
+  if (r == 0) amqp_maybe_release_buffers(e->conn);
+  return r;
+}
+
+static long long chan_emit__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until at most `most` events are unanswered, for timeout_ms at most.
+ * 0, or -1 when the connection was dropped (by the broker, or by us at the
+ * deadline). */
+static int chan_emit__wait(chan_emitter *e, size_t most) {
+  long long deadline = chan_emit__now_ms() + e->timeout_ms;
+  while (mq_confirms_pending(&e->confirms) > most) {
+    long long left = deadline - chan_emit__now_ms();
+    if (left <= 0) {
+      char why[96];
+      snprintf(why, sizeof why, "no answer within %d ms (broker stalled or blocked)",
+               e->timeout_ms);
+      chan_emit__drop(e, why);
+      return -1;
+    }
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    if (chan_emit__read(e, &tv) < 0) return -1;
+  }
+  amqp_maybe_release_buffers(e->conn);
+  return 0;
 }
 
 chan_emitter *chan_emit_open(const char *amqp_url, char *err, size_t errlen) {
@@ -73,12 +176,13 @@ chan_emitter *chan_emit_open(const char *amqp_url, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  e->timeout_ms = CHAN_EMIT_TIMEOUT_MS;
   unsigned seed = (unsigned)time(NULL) ^ ((unsigned)getpid() << 8);
   if (mq_url_list_parse(&e->urls, amqp_url, seed, err, errlen) < 0) {
     free(e);
     return NULL;
   }
-  if (chan_emit_connect(e, err, errlen) < 0) {
+  if (chan_emit__connect(e, err, errlen) < 0) {
     mq_url_list_free(&e->urls);
     free(e);
     return NULL;
@@ -86,39 +190,12 @@ chan_emitter *chan_emit_open(const char *amqp_url, char *err, size_t errlen) {
   return e;
 }
 
-/*
- * The broker reports a failed publish (exchange deleted, access refused)
- * only by closing the channel or connection, asynchronously. Looking for
- * such a frame before each publish costs one non-blocking poll, and is the
- * only way not to keep publishing into a channel that is already gone.
- * Returns 1 with a reason when the broker closed on us, else 0.
- */
-static int chan_emit_broker_closed(chan_emitter *e, char *err, size_t errlen) {
-  struct timeval zero = {0, 0};
-  amqp_frame_t f;
-  int rc;
-  while ((rc = amqp_simple_wait_frame_noblock(e->conn, &f, &zero)) ==
-         AMQP_STATUS_OK) {
-    if (f.frame_type != AMQP_FRAME_METHOD) continue;
-    amqp_method_number_t id = f.payload.method.id;
-    if (id == AMQP_CHANNEL_CLOSE_METHOD ||
-        id == AMQP_CONNECTION_CLOSE_METHOD) {
-      amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method,
-                            0};
-      mq_rpc_check(r, "publish", err, errlen);
-      return 1;
-    }
-    /* Anything else (connection.blocked, ...) does not stop publishing. */
-  }
-  amqp_maybe_release_buffers(e->conn);
-  if (rc == AMQP_STATUS_TIMEOUT) return 0;
-  snprintf(err, errlen, "publish: %s", amqp_error_string2(rc));
-  return 1;
+void chan_emit_set_timeout(chan_emitter *e, int timeout_ms) {
+  e->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
 }
 
-static int chan_emit_publish(chan_emitter *e, const char *group, size_t glen,
-                             const char *json, size_t len, char *err,
-                             size_t errlen) {
+static int chan_emit__publish(chan_emitter *e, const char *group, size_t glen,
+                              const char *json, size_t len) {
   amqp_basic_properties_t props;
   memset(&props, 0, sizeof props);
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -133,15 +210,14 @@ static int chan_emit_publish(chan_emitter *e, const char *group, size_t glen,
   if (rc == AMQP_STATUS_OK) return 0;
   /* A write error usually follows a close the broker sent first; its reply
    * text says why, the socket error does not. */
-  if (!chan_emit_broker_closed(e, err, errlen)) {
-    snprintf(err, errlen, "publish: %s", amqp_error_string2(rc));
-  }
+  char why[160];
+  snprintf(why, sizeof why, "publish: %s", amqp_error_string2(rc));
+  if (chan_emit__drain(e) == 0) chan_emit__drop(e, why);
   return -1;
 }
 
-int chan_emit(chan_emitter *e, const char *group, const char *json, size_t len,
-              char *err, size_t errlen) {
-  size_t glen = group ? strlen(group) : 0;
+static int chan_emit__check(const char *group, size_t glen, const char *json,
+                            size_t len, char *err, size_t errlen) {
   if (!chan_group_name_valid(group ? group : "", glen)) {
     snprintf(err, errlen, "invalid group name (1-%d of A-Z a-z 0-9 _ . : -)",
              CHAN_GROUP_NAME_MAX);
@@ -151,19 +227,61 @@ int chan_emit(chan_emitter *e, const char *group, const char *json, size_t len,
     snprintf(err, errlen, "event is not valid UTF-8");
     return -1;
   }
-  if (!e->conn && chan_emit_connect(e, err, errlen) < 0) return -1;
-  if (chan_emit_broker_closed(e, err, errlen) ||
-      chan_emit_publish(e, group, glen, json ? json : "", len, err,
-                        errlen) < 0) {
-    chan_emit_drop(e);
-    return -1;
-  }
   return 0;
 }
 
-void chan_emit_close(chan_emitter *e) {
-  if (!e) return;
+int chan_emit_nowait(chan_emitter *e, const char *group, const char *json,
+                     size_t len, char *err, size_t errlen) {
+  size_t glen = group ? strlen(group) : 0;
+  if (chan_emit__check(group, glen, json, len, err, errlen) < 0) return -1;
+  if (!e->conn && chan_emit__connect(e, err, errlen) < 0) return -1;
+  /* A channel the broker already closed must not take more publishes; a
+   * full window waits for the broker before adding to it. */
+  if (chan_emit__drain(e) < 0 ||
+      (mq_confirms_pending(&e->confirms) >= CHAN_EMIT_WINDOW &&
+       chan_emit__wait(e, CHAN_EMIT_WINDOW - 1) < 0)) {
+    snprintf(err, errlen, "%s", e->why);
+    return -1;
+  }
+  if (mq_confirms_push(&e->confirms, 0) < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  e->sent++; /* from here on, its failure is counted by the confirms */
+  if (chan_emit__publish(e, group, glen, json ? json : "", len) < 0) {
+    snprintf(err, errlen, "%s", e->why);
+    return -1;
+  }
+  assert(mq_confirms_pending(&e->confirms) <= CHAN_EMIT_WINDOW);
+  return 0;
+}
+
+int chan_emit(chan_emitter *e, const char *group, const char *json, size_t len,
+              char *err, size_t errlen) {
+  if (chan_emit_nowait(e, group, json, len, err, errlen) < 0) return -1;
+  return chan_emit_flush(e, err, errlen);
+}
+
+int chan_emit_flush(chan_emitter *e, char *err, size_t errlen) {
+  if (e->conn) (void)chan_emit__wait(e, 0); /* a failure is counted */
+  int rc = 0;
+  if (e->failed > 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "%lu of %lu events not confirmed by the broker: %s",
+               e->failed, e->sent, e->why);
+    rc = -1;
+  }
+  e->sent = e->failed = 0;
+  e->why[0] = '\0';
+  return rc;
+}
+
+int chan_emit_close(chan_emitter *e, char *err, size_t errlen) {
+  if (!e) return 0;
+  int rc = chan_emit_flush(e, err, errlen);
   mq_conn_close(e->conn);
+  mq_confirms_free(&e->confirms);
   mq_url_list_free(&e->urls); /* wipes: the URLs may carry the password */
   free(e);
+  return rc;
 }

@@ -534,6 +534,7 @@ class PikaEmitter:
     def __init__(self, url):
         self.conn = pika.BlockingConnection(pika.URLParameters(url))
         self.ch = self.conn.channel()
+        self.ch.confirm_delivery()  # each publish returns once the broker has it
 
     def emit(self, group, text):
         self.ch.basic_publish(exchange=GROUPS_EXCHANGE, routing_key=group,

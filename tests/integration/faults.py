@@ -3,20 +3,28 @@
 Owns: what several fault tests need beyond conftest: daemons started with a
 hand-made command line, reading log records by event and level, the broker's
 queue counters, a direct AMQP connection that plays a crashing worker or
-sends channel messages, and timing helpers. Must not: start brokers (the
-broker-outage tests own their private node).
+sends channel messages, timing helpers, a websocket reader on a raw socket
+for streams too long for a Python websocket library, and a private RabbitMQ
+node (module-scoped) for the tests that stop, kill or freeze one. Must not:
+stop, kill or freeze the suite's shared node (other modules use it).
 """
 
+import base64
+import contextlib
 import json
 import os
 import re
+import signal
+import socket
+import struct
+import subprocess
 import time
 from pathlib import Path
 
 import pika
 import pytest
 
-from conftest import SAN_ENV, SECRET, Daemon, binary, wait_until
+from conftest import BROKER_SH, SAN_ENV, SECRET, Broker, Daemon, binary, jwt_for, wait_until
 
 # Tests that take minutes run only in `make test-faults` (WSGW_FAULTS=1).
 SLOW = pytest.mark.skipif(os.environ.get("WSGW_FAULTS") != "1",
@@ -24,6 +32,47 @@ SLOW = pytest.mark.skipif(os.environ.get("WSGW_FAULTS") != "1",
 
 # Under ASan a process's memory and speed say little about ours.
 SANITIZED = "build-san" in os.environ.get("WSGW_BUILD", "")
+
+
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory):
+    """A RabbitMQ node of the module's own, with the vhost "faults": these
+    tests may stop, kill and freeze it."""
+    state = tmp_path_factory.mktemp("fault-broker")
+    subprocess.run([str(BROKER_SH), "start", str(state)], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+    try:
+        b = Broker(state)
+        b.ctl("add_vhost", "faults")
+        b.ctl("set_permissions", "-p", "faults", "guest", ".*", ".*", ".*")
+        yield b
+    finally:
+        pid = vm_pid(state)
+        if pid:  # a frozen node cannot stop
+            os.kill(pid, signal.SIGCONT)
+        subprocess.run([str(BROKER_SH), "stop", str(state)], check=False, timeout=60,
+                       stdout=subprocess.DEVNULL)
+
+
+def vm_pid(state):
+    """The Erlang VM's pid of the node in state (None when it is not running)."""
+    try:
+        return int((Path(state) / "node.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def frozen(broker):
+    """SIGSTOP the node for the block: its sockets stay open and nothing
+    answers, as with a broker stalled by a disk or a long GC."""
+    pid = vm_pid(broker.dir)
+    assert pid, "the broker is not running"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def records(daemon, event=None, levels=None):
@@ -147,6 +196,100 @@ def proc_rss_kib(pid):
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-__all__ = ["SLOW", "SANITIZED", "SAN_ENV", "SECRET", "records", "complaints",
+def text_frame(payload):
+    """A server's unmasked text frame."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, n])
+    elif n < 65536:
+        head = bytes([0x81, 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([0x81, 127]) + struct.pack("!Q", n)
+    return head + payload
+
+
+def masked_text(payload):
+    """A client's masked text frame (payload under 126 bytes)."""
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + key + body
+
+
+class RawReader:
+    """A websocket client on a plain socket: handshake, subscribe to
+    subscription (one group, named group), then read(n) bytes of the stream
+    (or not read at all: a slow client). Checking the byte stream against
+    the expected frames is exact and costs nothing per frame, where a Python
+    websocket library parsing millions of frames would be the bottleneck."""
+
+    def __init__(self, port, user, rcvbuf=None, subscription=None,
+                 group="jobs-status_changed"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /websocket/?token={jwt_for(user)} HTTP/1.1\r\n"
+                           "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.frame()  # the accept text
+        sub = subscription or {"groups": {"jobs": ["status_changed"]}}
+        self.sock.sendall(masked_text(json.dumps(sub).encode()))
+        reply = json.loads(self.frame())
+        assert reply["groups_current"] == [group], reply
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def frame(self):
+        """One text frame's payload (small frames only: the set-up)."""
+        while len(self.buf) < 2 or len(self.buf) < 2 + (self.buf[1] & 0x7F):
+            self._fill()
+        assert self.buf[0] == 0x81 and self.buf[1] < 126, self.buf[:4]
+        n = self.buf[1]
+        payload, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
+        return payload
+
+    def read_exact(self, n, deadline):
+        """n bytes of the stream, or what came before the deadline or EOF."""
+        out = [self.buf]
+        have = len(self.buf)
+        self.buf = b""
+        while have < n:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(min(1 << 20, n - have))
+            except TimeoutError:  # what came so far tells what is missing
+                break
+            if not chunk:
+                break
+            out.append(chunk)
+            have += len(chunk)
+        data = b"".join(out)
+        self.buf = data[n:]
+        return data[:n]
+
+    def close(self):
+        self.sock.close()
+
+
+def first_difference(got, expected):
+    """A line saying where got stops matching expected (for a failure)."""
+    at = next((k for k in range(min(len(got), len(expected))) if got[k] != expected[k]),
+              min(len(got), len(expected)))
+    return (f"{len(got)} of {len(expected)} bytes, first difference at {at}: "
+            f"{got[max(0, at - 20):at + 20]!r}")
+
+
+__all__ = ["private_broker", "vm_pid", "frozen", "text_frame", "masked_text", "RawReader",
+           "first_difference", "SLOW", "SANITIZED", "SAN_ENV", "SECRET", "records", "complaints",
            "wait_record", "start_daemon", "worker_argv", "queue_stats", "wait_queue",
            "Amqp", "receive_message", "write_secret", "proc_rss_kib"]

@@ -18,13 +18,12 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import (BROKER_SH, Broker, Cluster, handshake_status, jwt_for, open_client,
+from conftest import (BROKER_SH, Cluster, handshake_status, jwt_for, open_client,
                       recv_text, run, subscribe, wait_until)
-from faults import SLOW, records, wait_record
+from faults import SLOW, private_broker, records, vm_pid, wait_record  # noqa: F401 (fixture)
 
 pytestmark = SLOW
 
@@ -32,29 +31,6 @@ CLIENTS = 500
 OUTAGE_S = 10
 HEARTBEAT = "--amqp.heartbeat=2s"
 GROUP = "jobs-status_changed"
-
-
-@pytest.fixture(scope="module")
-def private_broker(tmp_path_factory):
-    state = tmp_path_factory.mktemp("fault-broker")
-    subprocess.run([str(BROKER_SH), "start", str(state)], check=True, timeout=120)
-    try:
-        b = Broker(state)
-        b.ctl("add_vhost", "faults")
-        b.ctl("set_permissions", "-p", "faults", "guest", ".*", ".*", ".*")
-        yield b
-    finally:
-        pid = _vm_pid(state)
-        if pid:  # a frozen node cannot stop
-            os.kill(pid, signal.SIGCONT)
-        subprocess.run([str(BROKER_SH), "stop", str(state)], check=False, timeout=60)
-
-
-def _vm_pid(state):
-    try:
-        return int((Path(state) / "node.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 @pytest.fixture
@@ -211,7 +187,7 @@ def test_frozen_broker_is_noticed_by_heartbeat(pcluster):
     after SIGCONT."""
     wk = pcluster.worker(HEARTBEAT)
     gw = pcluster.gateway(HEARTBEAT)
-    pid = _vm_pid(pcluster.broker.dir)
+    pid = vm_pid(pcluster.broker.dir)
     assert pid
     t0 = time.time()
     os.kill(pid, signal.SIGSTOP)

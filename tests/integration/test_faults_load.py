@@ -3,7 +3,7 @@ that never reads must not grow the gateway past max_send_queue per slow
 client (that one is closed 1008, the fast one gets everything), and 100,000
 numbered events reach 100 clients complete and in order.
 
-The receiving clients here are raw sockets (no websocket library): Python
+The receiving clients here are raw sockets (faults.RawReader): Python
 parsing ten million frames one by one would be the bottleneck, not the
 gateway. They check the byte stream, which is exact: a server frame of a
 text is 0x81, its length, the text.
@@ -13,104 +13,23 @@ Slow (a minute or two): run by `make test-faults`, on the normal build
 """
 
 import asyncio
-import base64
-import json
 import os
 import re
-import struct
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import SAN_ENV, binary, jwt_for, open_client, recv_text, run, subscribe
-from faults import SANITIZED, SLOW, proc_rss_kib, records
+from conftest import SAN_ENV, binary, open_client, recv_text, run, subscribe
+from faults import (SANITIZED, SLOW, RawReader, first_difference, proc_rss_kib, records,
+                    text_frame)
 
 pytestmark = [SLOW, pytest.mark.skipif(SANITIZED, reason="memory and speed figures "
                                        "need the normal build")]
 
 GROUP = "jobs-status_changed"
 MIB = 1024 * 1024
-
-
-def text_frame(payload):
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x81, n])
-    elif n < 65536:
-        head = bytes([0x81, 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([0x81, 127]) + struct.pack("!Q", n)
-    return head + payload
-
-
-def masked_text(payload):
-    key = os.urandom(4)
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + key + body  # < 126 bytes
-
-
-class RawReader:
-    """A websocket client on a plain socket: handshake, subscribe, then
-    read(n) bytes of the stream (or stop reading at all: a slow client)."""
-
-    def __init__(self, port, user, rcvbuf=None):
-        import socket
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /websocket/?token={jwt_for(user)} HTTP/1.1\r\n"
-                           "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                          .encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self.frame()  # the accept text
-        self.sock.sendall(masked_text(json.dumps({"groups": {"jobs": ["status_changed"]}})
-                                      .encode()))
-        reply = json.loads(self.frame())
-        assert reply["groups_current"] == [GROUP], reply
-
-    def _fill(self):
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise EOFError("connection closed")
-        self.buf += chunk
-
-    def frame(self):
-        """One text frame's payload (small frames only: the set-up)."""
-        while len(self.buf) < 2 or len(self.buf) < 2 + (self.buf[1] & 0x7F):
-            self._fill()
-        assert self.buf[0] == 0x81 and self.buf[1] < 126, self.buf[:4]
-        n = self.buf[1]
-        payload, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
-        return payload
-
-    def read_exact(self, n, deadline):
-        out = [self.buf]
-        have = len(self.buf)
-        self.buf = b""
-        while have < n:
-            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(min(1 << 20, n - have))
-            except TimeoutError:  # what came so far tells what is missing
-                break
-            if not chunk:
-                break
-            out.append(chunk)
-            have += len(chunk)
-        data = b"".join(out)
-        self.buf = data[n:]
-        return data[:n]
-
-    def close(self):
-        self.sock.close()
 
 
 def test_100000_events_to_100_clients_complete_and_in_order(cluster):
@@ -142,12 +61,8 @@ def test_100000_events_to_100_clients_complete_and_in_order(cluster):
     bad = [i for i, r in enumerate(results) if r != expected]
     for i in bad[:3]:
         r = results[i]
-        if isinstance(r, bytes):
-            # Where the stream first differs: which event was missing.
-            at = next((k for k in range(min(len(r), len(expected))) if r[k] != expected[k]),
-                      min(len(r), len(expected)))
-            print(f"client {i}: {len(r)} of {len(expected)} bytes, first difference at {at}: "
-                  f"{r[max(0, at - 20):at + 20]!r}")
+        if isinstance(r, bytes):  # where the stream first differs: the missing event
+            print(f"client {i}: {first_difference(r, expected)}")
         else:
             print(f"client {i}: {r!r}")
     print(f"\n{n_events} events x {n_clients} clients: emitted in {emitted:.2f}s, "

@@ -1,0 +1,105 @@
+/*
+ * mq_confirm.c - the ring of unanswered publishes (see mq_confirm.h).
+ *
+ * Tags grow by one per publish, so the ring is sorted by tag and the entry
+ * for tag t sits at index t - front.tag: a single ack is O(1), a multiple
+ * ack O(tags it settles). The ring doubles when full; its size is bounded
+ * by the caller's window (chan_emit) or backlog (gatewayd), not here.
+ */
+#include "mq_confirm.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mq_confirms_init(mq_confirms *q) {
+  q->head = q->len = q->unanswered = 0;
+  q->next_tag = 1;
+}
+
+static mq_confirm__entry *mq_confirms__at(const mq_confirms *q, size_t i) {
+  assert(i < q->len);
+  return &q->ring[(q->head + i) % q->cap];
+}
+
+static int mq_confirms__grow(mq_confirms *q) {
+  size_t cap = q->cap ? q->cap * 2 : 256;
+  mq_confirm__entry *r = malloc(cap * sizeof(*r));
+  if (!r) return -1;
+  for (size_t i = 0; i < q->len; i++) r[i] = *mq_confirms__at(q, i);
+  free(q->ring);
+  q->ring = r;
+  q->cap = cap;
+  q->head = 0;
+  return 0;
+}
+
+int mq_confirms_push(mq_confirms *q, uint64_t cookie) {
+  if (q->len == q->cap && mq_confirms__grow(q) != 0) return -1;
+  q->len++;
+  mq_confirm__entry *e = mq_confirms__at(q, q->len - 1);
+  e->tag = q->next_tag++;
+  e->cookie = cookie;
+  e->done = 0;
+  q->unanswered++;
+  return 0;
+}
+
+size_t mq_confirms_pending(const mq_confirms *q) { return q->unanswered; }
+
+static void mq_confirms__settle(mq_confirms *q, uint64_t tag, int multiple,
+                                int nack, mq_confirm_cb refused, void *arg) {
+  if (q->len == 0) return;
+  uint64_t front = mq_confirms__at(q, 0)->tag;
+  if (tag < front) return; /* already settled */
+  for (size_t i = multiple ? 0 : (size_t)(tag - front); i < q->len; i++) {
+    mq_confirm__entry *e = mq_confirms__at(q, i);
+    if (e->tag > tag) break;
+    assert(multiple || e->tag == tag); /* tags are consecutive */
+    if (e->done) continue;
+    if (nack && refused) refused(e->cookie, arg);
+    e->done = 1;
+    assert(q->unanswered > 0);
+    q->unanswered--;
+  }
+  while (q->len && mq_confirms__at(q, 0)->done) {
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+  }
+}
+
+int mq_confirms_apply(mq_confirms *q, const amqp_frame_t *f,
+                      mq_confirm_cb refused, void *arg) {
+  if (f->frame_type != AMQP_FRAME_METHOD) return 0;
+  if (f->payload.method.id == AMQP_BASIC_ACK_METHOD) {
+    const amqp_basic_ack_t *a = f->payload.method.decoded;
+    mq_confirms__settle(q, a->delivery_tag, a->multiple, 0, refused, arg);
+    return 1;
+  }
+  if (f->payload.method.id == AMQP_BASIC_NACK_METHOD) {
+    const amqp_basic_nack_t *n = f->payload.method.decoded;
+    mq_confirms__settle(q, n->delivery_tag, n->multiple, 1, refused, arg);
+    return 1;
+  }
+  return 0;
+}
+
+void mq_confirms_fail_all(mq_confirms *q, mq_confirm_cb refused, void *arg) {
+  for (size_t i = 0; i < q->len; i++) {
+    mq_confirm__entry *e = mq_confirms__at(q, i);
+    if (!e->done && refused) refused(e->cookie, arg);
+  }
+  mq_confirms_init(q);
+}
+
+void mq_confirms_free(mq_confirms *q) {
+  free(q->ring);
+  memset(q, 0, sizeof(*q));
+}
+
+int mq_frame_ends_channel(const amqp_frame_t *f) {
+  if (f->frame_type != AMQP_FRAME_METHOD) return 0;
+  amqp_method_number_t id = f->payload.method.id;
+  return id == AMQP_CHANNEL_CLOSE_METHOD ||
+         id == AMQP_CONNECTION_CLOSE_METHOD || id == AMQP_BASIC_CANCEL_METHOD;
+}
