@@ -71,12 +71,14 @@ int main(void) {
   printf("# struct sizes (sizeof)\n");
   sizes__line("sizeof(gw_conn)", sizeof(gw_conn), "one connection, calloc'd at accept");
   sizes__line("  of which sizeof(uv_tcp_t)", sizeof(uv_tcp_t), "libuv handle, embedded");
-  sizes__line("  of which 2 x sizeof(gw_timeq_node)", 2 * sizeof(gw_timeq_node),
-              "deadline links (tq, rq), embedded");
-  sizes__line("  of which sizeof(gw_ws_track)", sizeof(gw_ws_track),
-              "frame-boundary tracker, embedded in gw_conn");
+  sizes__line("  of which sizeof(gw_relay)", sizeof(gw_relay),
+              "workers, memberships, session (c->relay)");
+  sizes__line("  of which sizeof(gw_ws)", sizeof(gw_ws),
+              "wslay context pointer and frame tracker (c->ws)");
+  sizes__line("  of which sizeof(gw_send)", sizeof(gw_send), "send queue (c->send)");
   sizes__line("sizeof(gw_member)", sizeof(gw_member), "one group membership");
-  sizes__line("sizeof(gw_out)", sizeof(gw_out), "one queued frame (malloc per delivery)");
+  sizes__line("sizeof(gw_send__node)", sizeof(gw_send__node),
+              "one queued frame (malloc per delivery)");
   sizes__line("sizeof(gw_buf) header", sizeof(gw_buf), "shared frame header");
   sizes__line("sizeof(gw_http_req)", sizeof(gw_http_req), "until the upgrade only");
   sizes__line("sizeof(gw_conntab_slot)", sizeof(gw_conntab_slot), "id -> connection");

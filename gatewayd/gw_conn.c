@@ -5,9 +5,13 @@
  * callback (TLS first when on, then llhttp before the upgrade, gw_ws
  * after), so an idle connection holds no read buffer. Deadlines are kept in
  * the server's deadline queues and served by one tick (gw_conn_tick).
+ * Writes: frames are queued by reference (gw_send) and each connection with
+ * something queued gets one writev per loop iteration, in the check phase:
+ * uv_try_write first (most writes complete at once), uv_write for the rest.
  */
 #include "gw_conn.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,41 +20,452 @@
 
 #define GW_LINGER_MS 2000 /* how long a closing connection may take */
 
-
-
 static void gw_conn__on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void gw_conn__on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf);
+static void gw_conn__maybe_finish(gw_conn *c);
+
+/* ---- the lifecycle: one transition function ------------------------------------ */
+
+/* Which transitions exist: a bit per target state, by source state. */
+static const uint8_t gw_conn__next[] = {
+    [GW_CONN_HTTP] = 1u << GW_CONN_HTTP | 1u << GW_CONN_CONNECTING |
+                     1u << GW_CONN_CLOSING | 1u << GW_CONN_CLOSED,
+    [GW_CONN_CONNECTING] = 1u << GW_CONN_OPEN | 1u << GW_CONN_CLOSING | 1u << GW_CONN_CLOSED,
+    [GW_CONN_OPEN] = 1u << GW_CONN_CLOSING | 1u << GW_CONN_CLOSED,
+    [GW_CONN_CLOSING] = 1u << GW_CONN_CLOSED,
+    [GW_CONN_CLOSED] = 0,
+};
+
+/* The socket is read while a request head or frames may come, and after an
+ * HTTP refusal once our answer is out (to see the client hang up): never
+ * while a worker decides (what the client sends early waits in the kernel). */
+static int gw_conn__wants_read(const gw_conn *c) {
+  switch (c->life.state) {
+    case GW_CONN_HTTP:
+    case GW_CONN_OPEN: return 1;
+    case GW_CONN_CLOSING: return c->life.upgraded || c->life.shut;
+    default: return 0;
+  }
+}
+
+/* Makes reading match the state. -1 when libuv refused (the caller ends
+ * the connection). */
+static int gw_conn__apply_reading(gw_conn *c) {
+  int want = gw_conn__wants_read(c);
+  if (want == c->life.reading) return 0;
+  c->life.reading = (uint8_t)want;
+  if (!want) return uv_read_stop((uv_stream_t *)&c->tcp);
+  return uv_read_start((uv_stream_t *)&c->tcp, gw_conn__on_alloc, gw_conn__on_read);
+}
+
+/* The one place state, deadline-queue membership and reading change.
+ * Entering a state (re)starts its deadline; OPEN's is the idle deadline,
+ * restarted by every read (gw_conn__touch). */
+static void gw_conn__enter(gw_conn *c, gw_conn_state to) {
+  assert(c->life.state < sizeof gw_conn__next);
+  assert(gw_conn__next[c->life.state] & (1u << to));
+  gw_server *s = c->srv;
+  c->life.state = (uint8_t)to;
+  uint64_t now = uv_now(s->loop);
+  switch (to) {
+    case GW_CONN_HTTP: gw_timeq_push(&s->handshakes, &c->life.tq, now); break;
+    case GW_CONN_CONNECTING: gw_timeq_push(&s->connecting, &c->life.tq, now); break;
+    case GW_CONN_OPEN:
+      c->life.pinged = 0;
+      gw_timeq_push(&s->idle, &c->life.tq, now);
+      break;
+    case GW_CONN_CLOSING: gw_timeq_push(&s->closing, &c->life.tq, now); break;
+    case GW_CONN_CLOSED:
+      gw_timeq_remove(&c->life.tq);
+      c->life.reading = 0; /* uv_close stops it */
+      return;
+  }
+  if (gw_conn__apply_reading(c) != 0) gw_conn_destroy(c, GW_WS_ABNORMAL);
+}
+
+/* Bytes arrived on an open connection: it is alive. */
+static void gw_conn__touch(gw_conn *c) {
+  assert(c->life.state == GW_CONN_OPEN);
+  c->life.pinged = 0;
+  gw_timeq_push(&c->srv->idle, &c->life.tq, uv_now(c->srv->loop));
+}
+
+/* ---- writing ------------------------------------------------------------------- */
+
+static void gw_conn__mark_dirty(gw_conn *c) {
+  if (c->life.dirty) return;
+  c->life.dirty = 1;
+  c->dirty_next = c->srv->dirty;
+  c->srv->dirty = c;
+}
+
+/* Appends bytes that go to the socket as they are. Takes a reference. */
+static int gw_conn__queue_raw(gw_conn *c, gw_buf *b) {
+  if (gw_send_push(&c->send, b) != 0) return -1;
+  gw_conn__mark_dirty(c);
+  return 0;
+}
+
+/* Bytes we owe the client whatever its state (HTTP responses, wslay's
+ * control frames): not bounded. Under TLS the queue holds ciphertext: the
+ * bytes are encrypted here, once, in queue order (records must reach the
+ * peer in the order they were made). */
+static int gw_conn__queue_owed(gw_conn *c, gw_buf *b) {
+  if (!c->ssl) return gw_conn__queue_raw(c, b);
+  gw_buf *cipher = gw_tls_encrypt(c->ssl, b->data, b->len);
+  if (!cipher) return -1;
+  int rc = gw_conn__queue_raw(c, cipher);
+  gw_buf_unref(cipher);
+  return rc;
+}
+
+static int gw_conn__queue_copy(gw_conn *c, const void *data, size_t len) {
+  gw_buf *b = gw_buf_new(len);
+  if (!b) return -1;
+  memcpy(b->data, data, len);
+  int rc = gw_conn__queue_owed(c, b);
+  gw_buf_unref(b);
+  return rc;
+}
+
+void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
+  if (c->life.state != GW_CONN_OPEN) return;
+  if (c->send.bytes + b->len > (size_t)c->srv->cfg->max_send_queue) {
+    c->srv->stats.slow_closes++;
+    log_info("conn_slow", "id=%llu unsent=%zu", (unsigned long long)c->id, c->send.bytes);
+    /* The close goes out at once, not behind what the client cannot read.
+     * Not under TLS: records carry sequence numbers, dropping one breaks
+     * the stream, so a slow TLS client is cut at the linger deadline. */
+    if (!c->ssl) gw_send_drop_unsent(&c->send);
+    gw_conn_close(c, GW_WS_POLICY, "send queue full");
+    return;
+  }
+  if (gw_conn__queue_owed(c, b) != 0) {
+    gw_conn_destroy(c, GW_WS_INTERNAL);
+    return;
+  }
+  c->srv->stats.msgs_out++;
+}
+
+static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t len) {
+  gw_buf *b = gw_buf_frame(opcode, data, len);
+  if (!b) {
+    gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
+    return;
+  }
+  gw_conn_send_frame(c, b);
+  gw_buf_unref(b);
+}
+
+static void gw_conn__flush(gw_conn *c);
+
+static void gw_conn__on_write(uv_write_t *req, int status) {
+  gw_conn *c = req->data;
+  free(req);
+  if (c->life.state == GW_CONN_CLOSED) return; /* cancelled by uv_close */
+  if (status < 0) {
+    gw_conn_destroy(c, GW_WS_ABNORMAL);
+    return;
+  }
+  c->srv->stats.bytes_out += c->send.wr_bytes;
+  gw_send_end_write(&c->send);
+  gw_conn__flush(c);
+}
+
+/* Writes what is queued, unless a write is in flight. */
+static void gw_conn__flush(gw_conn *c) {
+  if (c->send.writing || c->life.state == GW_CONN_CLOSED) return;
+  uv_buf_t iov[GW_SEND_IOV_MAX];
+  size_t bytes, n = gw_send_gather(&c->send, iov, &bytes);
+  if (n > 0) {
+    /* Most writes complete at once; try that before paying for a request. */
+    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+    if (r < 0 && r != UV_EAGAIN) {
+      gw_conn_destroy(c, GW_WS_ABNORMAL);
+      return;
+    }
+    if (r > 0) {
+      gw_send_consume(&c->send, (size_t)r);
+      c->srv->stats.bytes_out += (uint64_t)r;
+    }
+    n = gw_send_gather(&c->send, iov, &bytes);
+  }
+  if (n == 0) {
+    gw_conn__maybe_finish(c);
+    return;
+  }
+  uv_write_t *req = malloc(sizeof(*req));
+  if (!req) {
+    gw_conn_destroy(c, GW_WS_INTERNAL);
+    return;
+  }
+  req->data = c;
+  if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, gw_conn__on_write) != 0) {
+    free(req);
+    gw_conn_destroy(c, GW_WS_ABNORMAL);
+    return;
+  }
+  gw_send_begin_write(&c->send, (uint32_t)n, bytes);
+}
+
+void gw_conn_flush_dirty(gw_server *s) {
+  while (s->dirty) {
+    gw_conn *c = s->dirty;
+    s->dirty = c->dirty_next;
+    c->life.dirty = 0;
+    c->dirty_next = NULL;
+    gw_conn__flush(c);
+  }
+}
+
+/* ---- the protocol modules' sinks --------------------------------------------- */
+
+static int gw_conn__ws_send(void *arg, const uint8_t *data, size_t len) {
+  gw_conn *c = arg;
+  if (c->life.state == GW_CONN_CLOSED) return 0; /* nobody to tell */
+  return gw_conn__queue_copy(c, data, len);
+}
+
+static void gw_conn__ws_message(void *arg, int binary, const uint8_t *msg, size_t len);
+
+static const gw_ws_sink gw_conn__ws_sink = {gw_conn__ws_send, gw_conn__ws_message};
+
+static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
+  io->sink = &gw_conn__ws_sink;
+  io->arg = c;
+  io->max_frame = (uint64_t)c->srv->cfg->max_frame;
+  io->max_message = (uint64_t)c->srv->cfg->max_message;
+  io->rd = NULL;
+  io->rd_len = 0;
+}
+
+static int gw_conn__publish(void *arg, const char *queue, char *json, size_t len,
+                            int answer) {
+  gw_conn *c = arg;
+  return amqp_bridge_publish(c->srv->bridge, queue, answer ? c->id : 0, json, len);
+}
+
+static void gw_conn__relay_send(void *arg, int opcode, const char *data, size_t len) {
+  gw_conn__send_text(arg, opcode, data, len);
+}
+
+static void gw_conn__relay_close(void *arg, uint16_t code, const char *reason) {
+  gw_conn_close(arg, code, reason);
+}
+
+static void gw_conn__relay_refuse(void *arg, int status) { gw_conn_reject(arg, status); }
+
+static int gw_conn__upgrade(void *arg);
+
+static int gw_conn__relay_open(void *arg) {
+  const gw_conn *c = arg;
+  return c->life.state == GW_CONN_OPEN;
+}
+
+static const gw_relay_sink gw_conn__relay_sink = {
+    gw_conn__publish,      gw_conn__relay_send, gw_conn__relay_close,
+    gw_conn__relay_refuse, gw_conn__upgrade,    gw_conn__relay_open,
+};
+
+/* The relay's view of this connection for one call; channel is the
+ * caller's buffer for the reply channel. */
+static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t len) {
+  gw_server *s = c->srv;
+  io->sink = &gw_conn__relay_sink;
+  io->arg = c;
+  io->id = c->id;
+  io->reply_channel =
+      s->queue[0] && chan_reply_channel_format(channel, len, s->queue, c->id) >= 0 ? channel
+                                                                                   : NULL;
+  io->groups = &s->groups;
+  io->replies = &s->replies;
+  io->stats = &s->stats;
+  io->now_ms = uv_now(s->loop);
+  io->max_rate = s->cfg->max_rate;
+  io->max_pending = s->cfg->max_pending;
+  io->max_session = s->cfg->max_session;
+}
+
+#define GW_CONN_CHANNEL_MAX (CHAN_QUEUE_NAME_MAX + 64)
+
+static void gw_conn__ws_message(void *arg, int binary, const uint8_t *msg, size_t len) {
+  gw_conn *c = arg;
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  gw_relay_client_message(&c->relay, &io, binary, msg, len);
+}
+
+/* ---- closing ------------------------------------------------------------------- */
 
 static void gw_conn__on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   free(req);
 }
 
-/* After an HTTP error: half-close and read until the client closes too.
- * Closing at once with unread request bytes in the kernel would send a
+/* After an HTTP error is out: half-close and read until the client closes
+ * too. Closing at once with unread request bytes in the kernel would send a
  * reset, and a reset can destroy our response before the client reads it. */
 static void gw_conn__http_linger(gw_conn *c) {
   uv_shutdown_t *req = malloc(sizeof(*req));
-  c->shut = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp); /* start again: it may be stopped or not */
+  c->life.shut = 1;
   if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, gw_conn__on_shutdown) != 0 ||
-      uv_read_start((uv_stream_t *)&c->tcp, gw_conn__on_alloc, gw_conn__on_read) != 0) {
+      gw_conn__apply_reading(c) != 0) {
     free(req);
-    gw_conn_destroy(c, c->close_code);
+    gw_conn_destroy(c, c->life.close_code);
   }
 }
 
 /* A closing connection ends once its last bytes are out and the closing
  * handshake is complete, or, refused over HTTP, once the client hung up
  * (the linger deadline bounds both). */
-void gw_conn_maybe_finish(gw_conn *c) {
-  if (c->state != GW_CONN_CLOSING || c->out_head || c->writing) return;
-  if (!c->upgraded) {
-    if (!c->shut) gw_conn__http_linger(c);
+static void gw_conn__maybe_finish(gw_conn *c) {
+  if (c->life.state != GW_CONN_CLOSING || !gw_send_empty(&c->send)) return;
+  if (!c->life.upgraded) {
+    if (!c->life.shut) gw_conn__http_linger(c);
     return;
   }
-  if (gw_ws_awaiting_close(c)) return;
-  gw_conn_destroy(c, c->close_code);
+  if (gw_ws_awaiting_close(&c->ws)) return;
+  gw_conn_destroy(c, c->life.close_code);
+}
+
+/* What a gw_ws call said: a failure ends the connection, a close frame sent
+ * starts CLOSING (with the code the client gave, or ours). */
+static void gw_conn__ws_result(gw_conn *c, gw_ws_result r, uint16_t code) {
+  if (c->life.state == GW_CONN_CLOSED) return;
+  if (r == GW_WS_FAILED) {
+    gw_conn_destroy(c, code);
+    return;
+  }
+  if (r == GW_WS_CLOSED && c->life.state == GW_CONN_OPEN) {
+    c->life.close_code = code;
+    gw_conn__enter(c, GW_CONN_CLOSING);
+  }
+  gw_conn__maybe_finish(c);
+}
+
+void gw_conn_reject(gw_conn *c, int status) {
+  if (c->life.state != GW_CONN_HTTP && c->life.state != GW_CONN_CONNECTING) return;
+  char resp[512];
+  size_t n = gw_http_error(status, resp, sizeof(resp));
+  c->life.close_code = GW_WS_ABNORMAL;
+  gw_conn__enter(c, GW_CONN_CLOSING);
+  if (c->life.state != GW_CONN_CLOSING) return;
+  if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) gw_conn_destroy(c, GW_WS_ABNORMAL);
+}
+
+void gw_conn_close(gw_conn *c, uint16_t code, const char *reason) {
+  if (c->life.state == GW_CONN_HTTP || c->life.state == GW_CONN_CONNECTING) {
+    gw_conn_reject(c, 503);
+    return;
+  }
+  if (c->life.state != GW_CONN_OPEN) return;
+  log_debug("conn_closing", "id=%llu code=%d reason=\"%s\"", (unsigned long long)c->id, code,
+            reason);
+  c->life.close_code = code;
+  gw_ws_io io;
+  gw_conn__ws_io(c, &io);
+  if (gw_ws_close(&c->ws, &io, code, reason) == GW_WS_FAILED) {
+    gw_conn_destroy(c, code);
+    return;
+  }
+  gw_conn__enter(c, GW_CONN_CLOSING);
+  gw_conn__maybe_finish(c);
+}
+
+static void gw_conn__free(uv_handle_t *h) {
+  gw_conn *c = h->data;
+  gw_send_free(&c->send);
+  gw_ws_free(&c->ws);
+  gw_relay_free(&c->relay);
+  if (c->ssl) SSL_free(c->ssl);
+  gw_http_req_free(c->req);
+  free(c);
+}
+
+/* The one way out. Safe to call twice; memory goes in the close callback,
+ * after libuv has cancelled any write in flight. */
+void gw_conn_destroy(gw_conn *c, uint16_t code) {
+  if (c->life.state == GW_CONN_CLOSED) return;
+  gw_server *s = c->srv;
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  gw_relay_end(&c->relay, &io, code);
+  gw_clients_release(&s->clients, c->client);
+  c->client = NULL;
+  gw_conntab_del(&s->conns, c->id);
+  assert(s->n_conns > 0);
+  s->n_conns--;
+  s->stats.conns_closed++;
+  gw_admin_count_close(&s->stats, c->life.upgraded, code);
+  log_debug("conn_closed", "id=%llu code=%d", (unsigned long long)c->id, code);
+  gw_conn__enter(c, GW_CONN_CLOSED);
+  uv_close((uv_handle_t *)&c->tcp, gw_conn__free);
+}
+
+/* ---- the websocket ---------------------------------------------------------------- */
+
+static void gw_conn__ws_feed(gw_conn *c, const uint8_t *data, size_t len) {
+  gw_ws_io io;
+  gw_conn__ws_io(c, &io);
+  uint16_t code = 0;
+  gw_ws_result r = gw_ws_feed(&c->ws, &io, data, len, &code);
+  if (r == GW_WS_OK && c->life.state == GW_CONN_OPEN) gw_conn__touch(c);
+  gw_conn__ws_result(c, r, code);
+}
+
+static void gw_conn__ping(gw_conn *c) {
+  gw_ws_io io;
+  gw_conn__ws_io(c, &io);
+  uint16_t code = 0;
+  c->life.pinged = 1;
+  gw_conn__ws_result(c, gw_ws_ping(&c->ws, &io, &code), code);
+}
+
+/* The worker accepted (the relay's accept): the 101, and the connection is
+ * a websocket from here on. -1: it could not be queued, or the connection
+ * is no longer waiting for it. */
+static int gw_conn__upgrade(void *arg) {
+  gw_conn *c = arg;
+  if (c->life.state != GW_CONN_CONNECTING) return -1;
+  char resp[256];
+  const char *key = gw_http_req_header(c->req, "sec-websocket-key");
+  size_t n = gw_http_switching(key, resp, sizeof(resp));
+  if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) return -1;
+  /* No wslay context yet: gw_ws makes one when the first frame arrives. */
+  c->life.upgraded = 1;
+  c->srv->stats.handshakes_accepted++;
+  gw_conn__enter(c, GW_CONN_OPEN);
+  return 0;
+}
+
+/* After the accept's own texts are queued: what the client sent before the
+ * 101 (kept by the HTTP parser) goes to the websocket first. */
+static void gw_conn__feed_early(gw_conn *c) {
+  gw_http_req *req = c->req;
+  c->req = NULL;
+  if (req->early_len && c->life.state == GW_CONN_OPEN)
+    gw_conn__ws_feed(c, (const uint8_t *)req->early, req->early_len);
+  gw_http_req_free(req);
+}
+
+void gw_conn_apply_reply(gw_conn *c, const chan_reply *r) {
+  if (c->life.state == GW_CONN_CLOSED) return;
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  int connecting = c->life.state == GW_CONN_CONNECTING;
+  if (gw_relay_apply_reply(&c->relay, &io, r, connecting) == GW_RELAY_ACCEPTED &&
+      c->life.state != GW_CONN_CLOSED)
+    gw_conn__feed_early(c);
+}
+
+void gw_conn_refused(gw_conn *c) {
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  gw_relay_refused(&c->relay, &io, c->life.state == GW_CONN_CONNECTING);
 }
 
 /* ---- read path and handshake ------------------------------------------------ */
@@ -58,7 +473,76 @@ void gw_conn_maybe_finish(gw_conn *c) {
 static void gw_conn__on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   gw_conn *c = h->data;
-  *buf = uv_buf_init(c->srv->read_buf, 65536);
+  *buf = uv_buf_init(c->srv->read_buf, GW_CONN_READ_BUF);
+}
+
+static void gw_conn__addr(const struct sockaddr_storage *ss, chan_addr *out) {
+  out->host[0] = '\0';
+  out->port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, out->host, sizeof(out->host));
+    out->port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, out->host, sizeof(out->host));
+    out->port = ntohs(a->sin6_port);
+  }
+}
+
+static void gw_conn__peer(gw_conn *c, chan_addr *client, chan_addr *server) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  gw_conn__addr(&ss, client);
+  len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
+  gw_conn__addr(&ss, server);
+}
+
+/* Applies max_per_client. Returns -1 (and answers 503) at the limit. */
+static int gw_conn__count_client(gw_conn *c, const char *addr) {
+  long limit = c->srv->cfg->max_per_client;
+  if (limit <= 0) return 0;
+  c->client = gw_clients_acquire(&c->srv->clients, addr, (uint32_t)limit);
+  if (c->client) return 0;
+  c->srv->stats.client_limit_rejects++;
+  log_info("client_limit", "id=%llu client=%s", (unsigned long long)c->id, addr);
+  gw_conn_reject(c, 503);
+  return -1;
+}
+
+/* The head is complete and valid: ask a worker whether to accept. Nothing
+ * more is read until it answers: anything the client sends early is either
+ * in req->early or waits in the kernel. */
+static void gw_conn__connect(gw_conn *c, const gw_http_upgrade *up) {
+  chan_msg m = {.query_string = (char *)up->query};
+  gw_conn__peer(c, &m.client, &m.server);
+  /* Behind a trusted proxy the client is the X-Forwarded-For hop: limits,
+   * logs and workers all see the real address. */
+  chan_addr peer = m.client;
+  int forwarded = gw_http_client_addr(c->req, &peer, c->srv->cfg->trusted_proxies, &m.client);
+  if (gw_conn__count_client(c, m.client.host) != 0) return;
+  if (gw_http_req_headers(c->req, &m.headers, &m.n_headers) != 0) {
+    gw_conn_reject(c, 503);
+    return;
+  }
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  int rc = gw_relay_connect(&c->relay, &io, up->path, &m);
+  free(m.headers);
+  if (rc != 0) {
+    c->srv->stats.handshakes_failed++;
+    gw_conn_reject(c, 503);
+    return;
+  }
+  log_info("conn_connecting", "id=%llu client=%s:%d peer=%s:%d forwarded=%d path=%s",
+           (unsigned long long)c->id, m.client.host, m.client.port, peer.host, peer.port,
+           forwarded, up->path);
+  gw_conn__enter(c, GW_CONN_CONNECTING);
 }
 
 static void gw_conn__on_http(gw_conn *c, const char *data, size_t len) {
@@ -83,41 +567,45 @@ static void gw_conn__on_http(gw_conn *c, const char *data, size_t len) {
     gw_conn_reject(c, 503);
     return;
   }
-  gw_relay_connect(c, &up);
+  gw_conn__connect(c, &up);
 }
 
-/* Bytes from the client, decrypted when under TLS. */
+/* Bytes from the client, decrypted when under TLS. A refused client's bytes
+ * are read only to be dropped (see gw_conn__http_linger). */
 static void gw_conn__on_plain(gw_conn *c, const char *data, size_t n) {
-  /* A refused client's bytes are read only to be dropped (see linger). */
-  if (c->state == GW_CONN_HTTP) {
-    gw_conn__on_http(c, data, n);
-  } else if (c->state == GW_CONN_CONNECTING && c->req) {
-    /* TLS can hold decrypted records past the head: keep them for later. */
-    if (gw_http_req_feed(c->req, data, n) != GW_HTTP_DONE) gw_conn_reject(c, 400);
-  } else if (c->state == GW_CONN_OPEN || c->state == GW_CONN_CLOSING) {
-    if (c->upgraded) gw_ws_feed(c, data, n);
+  switch (c->life.state) {
+    case GW_CONN_HTTP: gw_conn__on_http(c, data, n); break;
+    case GW_CONN_CONNECTING:
+      /* TLS can hold decrypted records past the head: keep them for later. */
+      if (c->req && gw_http_req_feed(c->req, data, n) != GW_HTTP_DONE) gw_conn_reject(c, 400);
+      break;
+    case GW_CONN_OPEN:
+    case GW_CONN_CLOSING:
+      if (c->life.upgraded) gw_conn__ws_feed(c, (const uint8_t *)data, n);
+      break;
+    default: break;
   }
 }
 
-static void gw_conn__tls_plain(void *arg, const char *data, size_t n) {
+/* gw_tls_feed's callback; stops it once the connection ended. */
+static int gw_conn__tls_plain(void *arg, const char *data, size_t n) {
   gw_conn *c = arg;
   gw_conn__on_plain(c, data, n);
-  c->tls_stop = c->state == GW_CONN_CLOSED;
+  return c->life.state == GW_CONN_CLOSED;
 }
 
 static void gw_conn__on_tls(gw_conn *c, const char *data, size_t n) {
-  c->tls_stop = 0;
-  int rc = gw_tls_feed(c->ssl, data, n, c->srv->plain_buf, 65536, gw_conn__tls_plain, c,
-                       &c->tls_stop);
-  if (c->state == GW_CONN_CLOSED) return;
+  int rc = gw_tls_feed(c->ssl, data, n, c->srv->plain_buf, GW_CONN_READ_BUF,
+                       gw_conn__tls_plain, c);
+  if (c->life.state == GW_CONN_CLOSED) return;
   gw_buf *out = gw_tls_take_output(c->ssl); /* handshake records, alerts */
   if (out) {
-    if (gw_send_raw(c, out) != 0) rc = -1;
+    if (gw_conn__queue_raw(c, out) != 0) rc = -1;
     gw_buf_unref(out);
   }
   if (rc != 0) {
-    log_info("tls_failed", "id=%llu state=%d", (unsigned long long)c->id, c->state);
-    gw_conn_destroy(c, 1015);
+    log_info("tls_failed", "id=%llu state=%d", (unsigned long long)c->id, c->life.state);
+    gw_conn_destroy(c, GW_WS_TLS_FAILED);
   }
 }
 
@@ -127,104 +615,12 @@ static void gw_conn__on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf
   if (n < 0) {
     /* EOF or reset. After a close frame from the client that is the end of
      * a clean closing handshake; otherwise an abnormal closure. */
-    int code = c->close_code ? c->close_code : 1006;
-    gw_conn_destroy(c, code);
+    gw_conn_destroy(c, c->life.close_code ? c->life.close_code : GW_WS_ABNORMAL);
     return;
   }
   c->srv->stats.bytes_in += (uint64_t)n;
   if (c->ssl) gw_conn__on_tls(c, buf->base, (size_t)n);
   else gw_conn__on_plain(c, buf->base, (size_t)n);
-}
-
-/* The worker accepted: 101, then the websocket starts. */
-int gw_conn_upgrade(gw_conn *c) {
-  char resp[256];
-  const char *key = gw_http_req_header(c->req, "sec-websocket-key");
-  size_t n = gw_http_switching(key, resp, sizeof(resp));
-  if (n == 0 || gw_send_copy(c, resp, n) != 0) return -1;
-  /* No wslay context yet: gw_ws makes one when the first frame arrives. */
-  c->upgraded = 1;
-  c->state = GW_CONN_OPEN;
-  c->srv->stats.handshakes_accepted++;
-  gw_timeq_push(&c->srv->idle, &c->tq, uv_now(c->srv->loop));
-  return 0;
-}
-
-/* After the accept's own texts are queued: what the client sent before the
- * 101 (kept by the HTTP parser), then the socket again. */
-void gw_conn_start_reading(gw_conn *c) {
-  gw_http_req *req = c->req;
-  c->req = NULL;
-  if (req->early_len && c->state == GW_CONN_OPEN)
-    gw_ws_feed(c, req->early, req->early_len);
-  gw_http_req_free(req);
-  if (c->state == GW_CONN_OPEN || c->state == GW_CONN_CLOSING) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, gw_conn__on_alloc, gw_conn__on_read) != 0)
-      gw_conn_destroy(c, 1011);
-  }
-}
-
-/* ---- closing ---------------------------------------------------------------- */
-
-void gw_conn_reject(gw_conn *c, int status) {
-  if (c->state != GW_CONN_HTTP && c->state != GW_CONN_CONNECTING) return;
-  char resp[512];
-  size_t n = gw_http_error(status, resp, sizeof(resp));
-  c->state = GW_CONN_CLOSING;
-  c->close_code = 1006;
-  if (n == 0 || gw_send_copy(c, resp, n) != 0) {
-    gw_conn_destroy(c, 1006);
-    return;
-  }
-  gw_timeq_push(&c->srv->closing, &c->tq, uv_now(c->srv->loop));
-}
-
-void gw_conn_close(gw_conn *c, int code, const char *reason) {
-  if (c->state == GW_CONN_HTTP || c->state == GW_CONN_CONNECTING) {
-    gw_conn_reject(c, 503);
-    return;
-  }
-  if (c->state != GW_CONN_OPEN) return;
-  log_debug("conn_closing", "id=%llu code=%d reason=\"%s\"",
-            (unsigned long long)c->id, code, reason);
-  c->close_code = (uint16_t)code;
-  if (gw_ws_close(c, code, reason) != 0) gw_conn_destroy(c, code);
-}
-
-static void gw_conn__free(uv_handle_t *h) {
-  gw_conn *c = h->data;
-  gw_send_free(c);
-  for (gw_pending *p = c->pend_head, *n; p; p = n) {
-    n = p->next;
-    free(p);
-  }
-  gw_ws_free(c);
-  if (c->ssl) SSL_free(c->ssl);
-  gw_http_req_free(c->req);
-  free(c->session);
-  free(c->members);
-  free(c);
-}
-
-/* The one way out. Safe to call twice; memory goes in the close callback,
- * after libuv has cancelled any write in flight. */
-void gw_conn_destroy(gw_conn *c, int code) {
-  if (c->state == GW_CONN_CLOSED) return;
-  gw_server *s = c->srv;
-  if (c->connect_sent) gw_relay_disconnect(c, code ? code : 1006);
-  for (uint16_t i = 0; i < c->n_members; i++) gw_group_leave(&s->groups, c->members[i]);
-  c->n_members = 0;
-  gw_timeq_remove(&c->tq);
-  gw_timeq_remove(&c->rq);
-  gw_clients_release(&s->clients, c->client);
-  c->client = NULL;
-  gw_conntab_del(&s->conns, c->id);
-  s->n_conns--;
-  s->stats.conns_closed++;
-  gw_admin_count_close(&s->stats, c->upgraded, code);
-  log_debug("conn_closed", "id=%llu code=%d", (unsigned long long)c->id, code);
-  c->state = GW_CONN_CLOSED;
-  uv_close((uv_handle_t *)&c->tcp, gw_conn__free);
 }
 
 /* ---- accept ------------------------------------------------------------------ */
@@ -239,10 +635,9 @@ void gw_conn_accept(gw_server *s) {
   }
   c->tcp.data = c;
   c->id = ++s->next_conn_id;
-  c->state = GW_CONN_HTTP;
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0 ||
       gw_conntab_put(&s->conns, c->id, c) != 0) {
-    c->state = GW_CONN_CLOSED;
+    c->life.state = GW_CONN_CLOSED;
     uv_close((uv_handle_t *)&c->tcp, gw_conn__free);
     return;
   }
@@ -250,7 +645,7 @@ void gw_conn_accept(gw_server *s) {
   s->stats.conns_opened++;
   uv_tcp_nodelay(&c->tcp, 1);
   if (s->tls && !(c->ssl = gw_tls_session(s->tls))) {
-    gw_conn_destroy(c, 1006);
+    gw_conn_destroy(c, GW_WS_ABNORMAL);
     return;
   }
   c->req = gw_http_req_new((size_t)s->cfg->max_head, (uint32_t)s->cfg->max_headers);
@@ -259,9 +654,7 @@ void gw_conn_accept(gw_server *s) {
     gw_conn_reject(c, 503);
     return;
   }
-  gw_timeq_push(&s->handshakes, &c->tq, uv_now(s->loop));
-  if (uv_read_start((uv_stream_t *)&c->tcp, gw_conn__on_alloc, gw_conn__on_read) != 0)
-    gw_conn_destroy(c, 1006);
+  gw_conn__enter(c, GW_CONN_HTTP); /* the handshake deadline, and reading */
 }
 
 /* ---- deadlines ---------------------------------------------------------------- */
@@ -279,15 +672,28 @@ static void gw_conn__tick_idle(gw_server *s, uint64_t now) {
   gw_timeq_node *n = s->idle.head;
   while (n && n->since_ms <= ping_at) {
     gw_timeq_node *next = n->next;
-    gw_conn *c = GW_CONN_OF(n, tq);
+    gw_conn *c = GW_CONN_OF(n, life.tq);
+    assert(c->life.state == GW_CONN_OPEN);
     if (n->since_ms <= dead_at) {
       log_info("conn_timeout", "id=%llu", (unsigned long long)c->id);
       s->stats.ping_timeouts++;
-      gw_conn_destroy(c, 1006);
-    } else if (!c->pinged) {
-      gw_ws_ping(c);
+      gw_conn_destroy(c, GW_WS_ABNORMAL);
+    } else if (!c->life.pinged) {
+      gw_conn__ping(c);
     }
     n = next;
+  }
+}
+
+static void gw_conn__tick_replies(gw_server *s, uint64_t cutoff) {
+  gw_timeq_node *n;
+  while ((n = gw_timeq_expired(&s->replies, cutoff))) {
+    gw_conn *c = GW_CONN_OF(n, relay.rq);
+    char channel[GW_CONN_CHANNEL_MAX];
+    gw_relay_io io;
+    gw_conn__relay_io(c, &io, channel, sizeof channel);
+    gw_relay_timeout(&c->relay, &io);
+    assert(n->owner != &s->replies || n->since_ms > cutoff); /* it moved on */
   }
 }
 
@@ -295,27 +701,24 @@ void gw_conn_tick(gw_server *s, uint64_t now) {
   gw_timeq_node *n;
   if (now > (uint64_t)s->cfg->handshake_timeout) {
     while ((n = gw_timeq_expired(&s->handshakes, now - (uint64_t)s->cfg->handshake_timeout))) {
-      gw_timeq_remove(n);
       s->stats.handshake_timeouts++;
-      gw_conn_reject(GW_CONN_OF(n, tq), 408);
+      gw_conn_reject(GW_CONN_OF(n, life.tq), 408);
     }
   }
   if (now > (uint64_t)s->cfg->connect_timeout) {
     while ((n = gw_timeq_expired(&s->connecting, now - (uint64_t)s->cfg->connect_timeout))) {
-      gw_conn *c = GW_CONN_OF(n, tq);
+      gw_conn *c = GW_CONN_OF(n, life.tq);
       log_warn("connect_timeout", "id=%llu", (unsigned long long)c->id);
       c->srv->stats.handshakes_failed++;
       gw_conn_reject(c, 503);
     }
   }
-  if (now > (uint64_t)s->cfg->reply_timeout) {
-    while ((n = gw_timeq_expired(&s->replies, now - (uint64_t)s->cfg->reply_timeout)))
-      gw_relay_timeout(GW_CONN_OF(n, rq));
-  }
+  if (now > (uint64_t)s->cfg->reply_timeout)
+    gw_conn__tick_replies(s, now - (uint64_t)s->cfg->reply_timeout);
   if (now > GW_LINGER_MS) {
     while ((n = gw_timeq_expired(&s->closing, now - GW_LINGER_MS))) {
-      gw_conn *c = GW_CONN_OF(n, tq);
-      gw_conn_destroy(c, c->close_code ? c->close_code : 1006);
+      gw_conn *c = GW_CONN_OF(n, life.tq);
+      gw_conn_destroy(c, c->life.close_code ? c->life.close_code : GW_WS_ABNORMAL);
     }
   }
   if (now > (uint64_t)s->cfg->ping_interval) gw_conn__tick_idle(s, now);
@@ -324,7 +727,7 @@ void gw_conn_tick(gw_server *s, uint64_t now) {
 void gw_conn_fail_connecting(gw_server *s) {
   gw_timeq_node *n;
   while ((n = s->connecting.head)) {
-    gw_conn *c = GW_CONN_OF(n, tq);
+    gw_conn *c = GW_CONN_OF(n, life.tq);
     c->srv->stats.handshakes_failed++;
     gw_conn_reject(c, 503);
   }
@@ -340,8 +743,8 @@ uint64_t *gw_conn_ids(gw_server *s, size_t *n) {
 }
 
 void gw_conn_go_away(gw_conn *c) {
-  if (c->state == GW_CONN_OPEN) gw_conn_close(c, 1001, "going away");
-  else if (c->state == GW_CONN_HTTP || c->state == GW_CONN_CONNECTING)
+  if (c->life.state == GW_CONN_OPEN) gw_conn_close(c, GW_WS_GOING_AWAY, "going away");
+  else if (c->life.state == GW_CONN_HTTP || c->life.state == GW_CONN_CONNECTING)
     gw_conn_reject(c, 503);
 }
 
@@ -352,7 +755,7 @@ void gw_conn_destroy_all(gw_server *s) {
   uint64_t *ids = gw_conn_ids(s, &n);
   for (size_t i = 0; ids && i < n; i++) {
     gw_conn *c = gw_conntab_get(&s->conns, ids[i]);
-    if (c) gw_conn_destroy(c, 1001);
+    if (c) gw_conn_destroy(c, GW_WS_GOING_AWAY);
   }
   free(ids);
 }

@@ -1,16 +1,22 @@
 /*
  * gw_conn.h - one client connection, from accept to close.
  *
- * Owns: the socket (uv_tcp_t) and the connection's lifecycle: accept, the
- * read path (TLS, then HTTP before the upgrade, websocket after), the
- * upgrade itself, refusing over HTTP, closing, and the deadlines. The
- * struct's other parts belong to the modules that use them: the send queue
- * to gw_send, the wslay context to gw_ws, messages to workers and the
- * memberships to gw_relay. One close path: everything ends in
- * gw_conn_destroy(), which publishes websocket.disconnect, leaves the
- * groups and closes the handle; memory is freed in the close callback.
- * Must not: parse worker replies or group messages (gw_dispatch does) or
- * block.
+ * Owns: the socket (uv_tcp_t), the TLS session, and the connection's
+ * lifecycle: its state, which deadline queue it waits in and whether the
+ * socket is read are set in one place (gw_conn__enter), and nowhere else.
+ * The read path (TLS, then HTTP before the upgrade, websocket after), the
+ * upgrade, refusing over HTTP, writing the send queue, closing, deadlines
+ * and keepalive pings are here. The protocol modules are driven from here
+ * and answer through narrow sinks this file implements: gw_ws (frames,
+ * closing handshake) and gw_relay (workers, memberships). gw_send is the
+ * queue this file writes out. Calls go one way: gw_conn -> gw_ws,
+ * gw_relay, gw_send; never back, except through the sinks.
+ *
+ * One close path: everything ends in gw_conn_destroy(), which publishes
+ * websocket.disconnect, leaves the groups and closes the handle; memory is
+ * freed in the close callback.
+ * Must not: parse worker replies or group messages (gw_dispatch does),
+ * decide protocol rules (gw_ws, gw_relay do), or block.
  */
 #ifndef GW_CONN_H
 #define GW_CONN_H
@@ -18,19 +24,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include <wslay/wslay.h>
 
 #include "chan_reply.h"
 #include "gw_buf.h"
-#include "gw_group.h"
 #include "gw_http.h"
-#include "gw_server.h"
 #include "gw_relay.h"
 #include "gw_send.h"
+#include "gw_server.h"
 #include "gw_timeq.h"
 #include "gw_tls.h"
 #include "gw_ws.h"
-#include "gw_ws_track.h"
 
 typedef enum {
   GW_CONN_HTTP = 0,   /* reading the request head */
@@ -40,58 +43,30 @@ typedef enum {
   GW_CONN_CLOSED      /* handle closing; memory freed in its close callback */
 } gw_conn_state;
 
-typedef struct gw_out {
-  struct gw_out *next;
-  gw_buf *buf;
-} gw_out;
-
-typedef struct gw_pending {
-  struct gw_pending *next;
-  int binary;
-  size_t len;
-  char data[];
-} gw_pending;
+/* Bytes of the read buffer every connection shares (one read's worth). */
+#define GW_CONN_READ_BUF 65536
 
 struct gw_conn {
   uv_tcp_t tcp;
   gw_server *srv;
   uint64_t id;
-  uint8_t state;
-  uint8_t writing;      /* a uv_write is in flight */
-  uint8_t dirty;        /* on srv->dirty */
-  uint8_t pinged;       /* a ping is out and unanswered */
-  uint8_t connect_sent; /* a websocket.disconnect is owed */
-  uint8_t inflight;     /* a message is with a worker */
-  uint8_t shut;         /* refused over HTTP: write side shut down */
-  uint8_t upgraded;     /* the 101 is queued: bytes from now on are frames */
-  int tls_stop;         /* set while decrypting when the connection ended */
-  SSL *ssl;             /* TLS session, NULL on plain connections */
-  uint16_t n_members;
-  uint16_t n_pending;
-  uint16_t close_code;  /* for websocket.disconnect */
-  const char *path;     /* the route, a static string */
-  gw_timeq_node tq;     /* in srv->handshakes, connecting, idle or closing */
-  gw_timeq_node rq;     /* in srv->replies while a receive is in flight */
-  gw_http_req *req;     /* until upgraded */
-  wslay_event_context_ptr ws; /* while a message is being received or the
-                                 connection closes; NULL when idle (gw_ws) */
-  gw_ws_track track;    /* where the client's stream stands between frames */
-  const uint8_t *rd;    /* bytes wslay may read during this read callback */
-  size_t rd_len;
-  gw_out *out_head, *out_tail;
-  uint32_t out_off;     /* bytes of out_head already written */
-  uint32_t wr_nodes;    /* queue nodes covered by the write in flight */
-  size_t out_bytes;     /* unsent bytes queued */
-  size_t wr_bytes;      /* bytes handed to the write in flight */
-  uint64_t next_order;
-  uint64_t inflight_order;
-  uint64_t sent_us;     /* when the message in flight was published */
-  gw_pending *pend_head, *pend_tail;
-  uint32_t rate_window; /* second (loop time) the rate count is for */
-  uint32_t rate_count;  /* client messages in that second */
-  gw_client *client;    /* counted in srv->clients (max_per_client), or NULL */
-  char *session;        /* JSON object text set by a worker, or NULL */
-  gw_member **members;
+  /* The lifecycle: written by gw_conn__enter only. */
+  struct {
+    uint8_t state;       /* gw_conn_state */
+    uint8_t reading;     /* uv_read_start is in effect */
+    uint8_t upgraded;    /* the 101 is queued: bytes from now on are frames */
+    uint8_t shut;        /* refused over HTTP: write side shut down */
+    uint8_t pinged;      /* a keepalive ping is out and unanswered */
+    uint8_t dirty;       /* on srv->dirty: has bytes to write */
+    uint16_t close_code; /* for websocket.disconnect */
+    gw_timeq_node tq;    /* in srv->handshakes, connecting, idle or closing */
+  } life;
+  gw_send send;          /* the send queue (gw_send) */
+  gw_ws ws;              /* the websocket protocol (gw_ws) */
+  gw_relay relay;        /* the conversation with workers (gw_relay) */
+  gw_http_req *req;      /* until upgraded */
+  SSL *ssl;              /* TLS session, NULL on plain connections */
+  gw_client *client;     /* counted in srv->clients (max_per_client), or NULL */
   gw_conn *dirty_next;
 };
 
@@ -100,26 +75,28 @@ void gw_conn_accept(gw_server *s);
 
 /* Starts the websocket closing handshake with code (OPEN), or answers
  * 503 (before the upgrade). */
-void gw_conn_close(gw_conn *c, int code, const char *reason);
+void gw_conn_close(gw_conn *c, uint16_t code, const char *reason);
 
 /* Answers an HTTP error and closes (before the upgrade only). */
 void gw_conn_reject(gw_conn *c, int status);
 
-/* The worker accepted: queue the 101 and become a websocket. -1: no memory. */
-int gw_conn_upgrade(gw_conn *c);
+/* A data frame for an open connection (the fanout; takes a new reference).
+ * A reader whose unsent bytes would pass max_send_queue is closed (1008)
+ * instead, its unsent frames dropped first. */
+void gw_conn_send_frame(gw_conn *c, gw_buf *b);
 
-/* After the accept's texts are queued: what the client sent early, then the
- * socket again. */
-void gw_conn_start_reading(gw_conn *c);
-
-/* A closing connection ends once its last bytes are out and the closing
- * handshake is complete (or, refused over HTTP, the client hung up). */
-void gw_conn_maybe_finish(gw_conn *c);
+/* A worker's reply, and the broker's refusal of the message in flight. */
+void gw_conn_apply_reply(gw_conn *c, const chan_reply *r);
+void gw_conn_refused(gw_conn *c);
 
 /* The one way out: publishes websocket.disconnect (when a connect was
  * sent), leaves every group, closes the handle. Safe to call twice; memory
  * goes in the close callback. */
-void gw_conn_destroy(gw_conn *c, int code);
+void gw_conn_destroy(gw_conn *c, uint16_t code);
+
+/* The loop's check phase: writes every connection with bytes queued since
+ * the last. */
+void gw_conn_flush_dirty(gw_server *s);
 
 /* The periodic tick: handshake, connect, reply, ping and linger deadlines. */
 void gw_conn_tick(gw_server *s, uint64_t now);

@@ -34,7 +34,7 @@ static void gw_dispatch__group(gw_server *s, amqp_bridge_event *e) {
    * so take `next` first and touch nothing of g after the walk. */
   for (gw_member *m = g->head, *next; m; m = next) {
     next = m->next;
-    gw_send_frame(m->conn, e->frame);
+    gw_conn_send_frame(m->conn, e->frame);
     s->stats.deliveries++;
   }
 }
@@ -53,7 +53,7 @@ static void gw_dispatch__reply(gw_server *s, amqp_bridge_event *e) {
   } else {
     gw_conn *c = gw_conntab_get(&s->conns, id);
     /* A vanished connection is normal (the client left): drop quietly. */
-    if (c) gw_relay_apply_reply(c, &r);
+    if (c) gw_conn_apply_reply(c, &r);
     else s->stats.replies_dropped++;
   }
   chan_reply_free(&r);
@@ -93,7 +93,7 @@ void gw_dispatch_events(amqp_bridge_event *events, void *arg) {
       case AMQP_BRIDGE_DOWN: gw_dispatch__down(s); break;
       case AMQP_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
-        if (c) gw_relay_refused(c);
+        if (c) gw_conn_refused(c);
         break;
       }
     }

@@ -1,11 +1,21 @@
 /*
- * gw_relay.h - a connection's conversation with the workers.
+ * gw_relay.h - a connection's conversation with the workers, without a
+ * socket.
  *
  * Owns: building and publishing websocket.connect/.receive/.disconnect, the
  * rule "one message per connection with a worker at a time" (later client
- * messages wait in a bounded queue), the per-connection message rate, and
- * applying a worker's reply: groups, session, accept, texts, bytes, close.
- * Must not: parse frames or write to the socket itself.
+ * messages wait in a bounded queue), the reply deadline of the message in
+ * flight, the per-connection message rate, the connection's memberships and
+ * session, and applying a worker's reply: groups, session, accept, texts,
+ * bytes, close.
+ *
+ * Calls go one way. The caller (gw_conn) lends each call a gw_relay_io: a
+ * sink for what the conversation does to the connection (publish, send a
+ * text, close, refuse, accept) and the shared tables it uses. The relay
+ * never sees the socket or the connection's state beyond "does it take
+ * messages" (sink->open). A unit test drives it with a fake io.
+ * Must not: parse frames, write to the socket, or change the connection's
+ * state itself (it asks through the sink).
  */
 #ifndef GW_RELAY_H
 #define GW_RELAY_H
@@ -13,29 +23,98 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chan_msg.h"
 #include "chan_reply.h"
-#include "gw_http.h"
+#include "gw_group.h"
+#include "gw_timeq.h"
 
-typedef struct gw_conn gw_conn;
+typedef struct gw_stats gw_stats;
 
-/* The request head is valid: publish websocket.connect (or answer 503). */
-void gw_relay_connect(gw_conn *c, const gw_http_upgrade *up);
+typedef struct gw_relay_sink {
+  /* Hands an encoded channel message (json, malloc'd: taken in every case)
+   * to the broker for queue. answer: 1 when a refusal must come back to
+   * this connection (gw_relay_refused). 0, or -1 (broker down, backlog). */
+  int (*publish)(void *arg, const char *queue, char *json, size_t len, int answer);
+  /* Queues a text (opcode 1) or binary (2) message to the client. */
+  void (*send)(void *arg, int opcode, const char *data, size_t len);
+  /* Closes the websocket with code (or answers 503 before the upgrade). */
+  void (*close)(void *arg, uint16_t code, const char *reason);
+  /* Answers the upgrade request with an HTTP error (before the upgrade). */
+  void (*refuse)(void *arg, int status);
+  /* The worker accepted: the 101. 0, or -1 when it cannot be sent. */
+  int (*accept)(void *arg);
+  /* 1 while the connection takes messages (upgraded, not closing). */
+  int (*open)(void *arg);
+} gw_relay_sink;
 
-/* A complete client message from wslay. */
-void gw_relay_client_message(gw_conn *c, int binary, const uint8_t *msg, size_t len);
+/* What one call lends the relay; on the caller's stack. */
+typedef struct gw_relay_io {
+  const gw_relay_sink *sink;
+  void *arg;                 /* the connection, for the sink and as member */
+  uint64_t id;               /* the connection's, for logs */
+  const char *reply_channel; /* this connection's; NULL while the broker is down */
+  gw_group_table *groups;
+  gw_timeq *replies;         /* deadline queue of messages with a worker */
+  gw_stats *stats;
+  uint64_t now_ms;           /* loop time */
+  long max_rate, max_pending, max_session;
+} gw_relay_io;
 
-/* The worker's reply to the message in flight (others are dropped). */
-void gw_relay_apply_reply(gw_conn *c, const chan_reply *r);
+typedef struct gw_relay__pending gw_relay__pending;
+
+typedef struct gw_relay {
+  gw_timeq_node rq;        /* in io->replies while a receive is in flight */
+  uint64_t next_order;
+  uint64_t inflight_order;
+  uint64_t sent_us;        /* when the message in flight was published */
+  gw_relay__pending *pend_head, *pend_tail;
+  char *session;           /* JSON object text set by a worker, or NULL */
+  gw_member **members;
+  const char *path;        /* the route, a static string */
+  uint32_t rate_window;    /* second (loop time) the rate count is for */
+  uint32_t rate_count;     /* client messages in that second */
+  uint16_t n_members;
+  uint16_t n_pending;
+  uint8_t connect_sent;    /* a websocket.disconnect is owed */
+  uint8_t inflight;        /* a message is with a worker */
+} gw_relay;
+
+typedef enum {
+  GW_RELAY_OK = 0,
+  GW_RELAY_ACCEPTED /* the worker accepted and the 101 is queued: the
+                       caller starts reading the websocket now */
+} gw_relay_result;
+
+/* The request head is valid: publish websocket.connect (m carries the
+ * addresses, headers and query; the relay fills in the rest). 0: the caller
+ * waits for the worker without reading; -1: could not publish (503). */
+int gw_relay_connect(gw_relay *r, gw_relay_io *io, const char *path, chan_msg *m);
+
+/* A complete client message. */
+void gw_relay_client_message(gw_relay *r, gw_relay_io *io, int binary,
+                             const uint8_t *msg, size_t len);
+
+/* The worker's reply to the message in flight (others are dropped).
+ * connecting: the connection waits for its accept. */
+gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
+                                     const chan_reply *rep, int connecting);
 
 /* The broker refused or lost the message in flight: 503 before the
  * upgrade, close 1013 after. */
-void gw_relay_refused(gw_conn *c);
+void gw_relay_refused(gw_relay *r, gw_relay_io *io, int connecting);
 
 /* No reply within reply_timeout: the client gets an error text and the
  * next queued message goes out. */
-void gw_relay_timeout(gw_conn *c);
+void gw_relay_timeout(gw_relay *r, gw_relay_io *io);
 
-/* websocket.disconnect with the close code (no reply expected). */
-void gw_relay_disconnect(gw_conn *c, int code);
+/* The connection ends: websocket.disconnect with the close code (when a
+ * connect was sent), every group left, the deadline dropped. */
+void gw_relay_end(gw_relay *r, gw_relay_io *io, int code);
+
+/* Releases what the relay holds (the connection's close callback). */
+void gw_relay_free(gw_relay *r);
+
+/* A relay from its deadline node (for the tick). */
+#define GW_RELAY_OF(node) ((gw_relay *)((char *)(node) - offsetof(gw_relay, rq)))
 
 #endif

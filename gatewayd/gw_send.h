@@ -1,49 +1,68 @@
 /*
  * gw_send.h - a connection's send queue: shared frames waiting for the
- * socket, written with one writev per connection per loop iteration.
+ * socket, as (reference, offset) nodes.
  *
- * Owns: the queue (out_head..out_tail of gw_conn), its byte count and its
- * bound, the write in flight, and the server's list of connections with
- * something to write. Under TLS the queue holds ciphertext, encrypted here
- * in queue order. Must not: decide anything about the connection's state
- * beyond "it has to go" (write error, slow reader).
+ * Owns: the queue, its byte count, and which nodes the write in flight
+ * covers (so that dropping unsent frames never cuts a frame the kernel has
+ * half taken). A pure data structure: no socket, no libuv loop, no
+ * connection. gw_conn does the writing (one writev per connection per loop
+ * iteration) and decides what a full queue means.
+ * Must not: write to a socket, or know about TLS (under TLS it holds
+ * ciphertext records, which gw_conn encrypted in queue order).
  */
 #ifndef GW_SEND_H
 #define GW_SEND_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
 #include "gw_buf.h"
 
-typedef struct gw_conn gw_conn;
-typedef struct gw_server gw_server;
+/* Most nodes one writev covers. */
+#define GW_SEND_IOV_MAX 64
 
-/* A data frame for an open connection (takes a new reference). A reader
- * whose unsent bytes would pass max_send_queue is closed (1008) instead. */
-void gw_send_frame(gw_conn *c, gw_buf *b);
+/* One queued frame: 16 bytes, one malloc per delivery. Public only so that
+ * bench-sizes can count it; nothing outside gw_send.c walks the nodes. */
+typedef struct gw_send__node {
+  struct gw_send__node *next;
+  gw_buf *buf;
+} gw_send__node;
 
-/* Frames a text (opcode 1) or binary (2) message and queues it as above. */
-void gw_send_text(gw_conn *c, int opcode, const char *data, size_t len);
+typedef struct gw_send {
+  gw_send__node *head, *tail;
+  size_t bytes;       /* unsent bytes queued */
+  size_t wr_bytes;    /* bytes handed to the write in flight */
+  uint32_t off;       /* bytes of head already written */
+  uint32_t wr_nodes;  /* nodes covered by the write in flight */
+  uint8_t writing;    /* a write is in flight */
+} gw_send;
 
-/* Bytes owed whatever the state (HTTP responses, wslay's control frames):
- * not bounded, encrypted under TLS. 0, or -1 when out of memory. */
-int gw_send_owed(gw_conn *c, gw_buf *b);
-int gw_send_copy(gw_conn *c, const void *data, size_t len);
+/* Appends b (takes a reference). 0, or -1 when out of memory. */
+int gw_send_push(gw_send *q, gw_buf *b);
 
-/* Bytes that go to the socket as they are (TLS records). */
-int gw_send_raw(gw_conn *c, gw_buf *b);
+/* 1 when nothing is queued and no write is in flight. */
+static inline int gw_send_empty(const gw_send *q) { return !q->head && !q->writing; }
 
-/* Drops every queued frame no write has started on (so a close frame can
- * follow at once). Not under TLS, where it would break the record stream. */
-void gw_send_drop_unsent(gw_conn *c);
+/* Fills iov with what is queued (at most GW_SEND_IOV_MAX nodes); returns
+ * the count and the bytes they hold. */
+size_t gw_send_gather(const gw_send *q, uv_buf_t *iov, size_t *bytes);
 
-/* Writes what the connection has queued, if no write is in flight. */
-void gw_send_flush(gw_conn *c);
+/* Forgets n bytes the kernel has taken. */
+void gw_send_consume(gw_send *q, size_t n);
 
-/* The loop's check phase: flushes every connection marked since the last. */
-void gw_send_flush_dirty(gw_server *s);
+/* A write of the first `nodes` nodes (`bytes` bytes) is in flight. */
+void gw_send_begin_write(gw_send *q, uint32_t nodes, size_t bytes);
 
-/* Releases the queue (the connection's close callback). */
-void gw_send_free(gw_conn *c);
+/* The write in flight completed: its bytes are gone. */
+void gw_send_end_write(gw_send *q);
+
+/* Drops every queued frame no write has started on, so that a close frame
+ * can follow at once. A frame partly written stays (the client would see
+ * half a frame). */
+void gw_send_drop_unsent(gw_send *q);
+
+/* Releases every node (the connection's close callback). */
+void gw_send_free(gw_send *q);
 
 #endif

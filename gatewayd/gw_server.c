@@ -56,7 +56,7 @@ static void gw_server__on_tick(uv_timer_t *t) {
   }
 }
 
-static void gw_server__on_check(uv_check_t *h) { gw_send_flush_dirty(h->data); }
+static void gw_server__on_check(uv_check_t *h) { gw_conn_flush_dirty(h->data); }
 
 static void gw_server__on_signal(uv_signal_t *h, int signum) {
   gw_server *s = h->data;
@@ -208,7 +208,7 @@ static int gw_server__tls(gw_server *s) {
     return -1;
   }
   s->tls = gw_tls_new(s->cfg->tls_cert, s->cfg->tls_key, err, sizeof(err));
-  s->plain_buf = malloc(65536);
+  s->plain_buf = malloc(GW_CONN_READ_BUF);
   if (!s->tls || !s->plain_buf) {
     log_error("tls_invalid", "reason=\"%s\"", s->tls ? "out of memory" : err);
     return -1;
@@ -221,7 +221,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
   memset(s, 0, sizeof(*s));
   s->loop = loop;
   s->cfg = cfg;
-  s->read_buf = malloc(65536);
+  s->read_buf = malloc(GW_CONN_READ_BUF);
   if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
       gw_clients_init(&s->clients) != 0 ||

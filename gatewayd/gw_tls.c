@@ -113,13 +113,12 @@ gw_buf *gw_tls_take_output(SSL *ssl) {
 }
 
 int gw_tls_feed(SSL *ssl, const char *data, size_t len, char *plain,
-                size_t plain_cap, gw_tls_plain_cb cb, void *arg,
-                const int *stop) {
+                size_t plain_cap, gw_tls_plain_cb cb, void *arg) {
   if (len && BIO_write(SSL_get_rbio(ssl), data, (int)len) != (int)len) return -1;
-  while (!*stop) {
+  for (;;) {
     int n = SSL_read(ssl, plain, (int)plain_cap);
     if (n > 0) {
-      cb(arg, plain, (size_t)n);
+      if (cb(arg, plain, (size_t)n)) return 0;
       continue;
     }
     int e = SSL_get_error(ssl, n);
@@ -128,7 +127,6 @@ int gw_tls_feed(SSL *ssl, const char *data, size_t len, char *plain,
     if (e == SSL_ERROR_ZERO_RETURN) return -1; /* close_notify: the peer is done */
     return -1;
   }
-  return 0;
 }
 
 gw_buf *gw_tls_encrypt(SSL *ssl, const void *data, size_t len) {

@@ -29,14 +29,15 @@ void gw_tls_free(gw_tls *t);
 /* A server-side session for one connection; NULL when out of memory. */
 SSL *gw_tls_session(gw_tls *t);
 
-typedef void (*gw_tls_plain_cb)(void *arg, const char *data, size_t len);
+/* Takes one plaintext piece; returns non-zero to stop (the connection
+ * ended: nothing more may be decrypted for it). */
+typedef int (*gw_tls_plain_cb)(void *arg, const char *data, size_t len);
 
 /* Decrypts `len` bytes read from the socket, handing each plaintext piece
- * to cb (which may stop the loop by returning through *stop). Returns 0, or
- * -1 when the peer broke TLS (bad handshake, bad record): close it. */
+ * to cb until it says stop. Returns 0, or -1 when the peer broke TLS (bad
+ * handshake, bad record): close it. */
 int gw_tls_feed(SSL *ssl, const char *data, size_t len, char *plain,
-                size_t plain_cap, gw_tls_plain_cb cb, void *arg,
-                const int *stop);
+                size_t plain_cap, gw_tls_plain_cb cb, void *arg);
 
 /* Encrypts len bytes into one new buffer of ciphertext (NULL: no memory or
  * TLS error). Also carries any record TLS had pending. */

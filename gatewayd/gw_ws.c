@@ -3,40 +3,41 @@
  *
  * wslay parses and validates what the client sends (masking,
  * fragmentation, control frames, UTF-8, size limit) and writes the control
- * frames it owes (pong, close) through gw_ws__send, which appends them to
- * the send queue. Our recv callback hands wslay the bytes of the current
- * read and nothing else, so wslay never blocks and never buffers a read of
- * its own beyond a partial frame.
+ * frames it owes (pong, close) through gw_ws__send, which hands them whole
+ * to the sink. Our recv callback gives wslay the bytes of the current feed
+ * and nothing else, so wslay never blocks and never buffers a read of its
+ * own beyond a partial frame.
  */
 #include "gw_ws.h"
 
+#include <assert.h>
 #include <string.h>
-
-#include "gw_conn.h"
-#include "log.h"
 
 static ssize_t gw_ws__recv(wslay_event_context_ptr ctx, uint8_t *buf,
                            size_t len, int flags, void *user) {
   (void)flags;
-  gw_conn *c = user;
-  if (c->rd_len == 0) {
+  gw_ws *ws = user;
+  assert(ws->io); /* wslay calls back only inside our calls */
+  gw_ws_io *io = ws->io;
+  if (io->rd_len == 0) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
-  size_t n = c->rd_len < len ? c->rd_len : len;
-  memcpy(buf, c->rd, n);
-  c->rd += n;
-  c->rd_len -= n;
+  size_t n = io->rd_len < len ? io->rd_len : len;
+  memcpy(buf, io->rd, n);
+  io->rd += n;
+  io->rd_len -= n;
   return (ssize_t)n;
 }
 
 static ssize_t gw_ws__send(wslay_event_context_ptr ctx, const uint8_t *data,
                            size_t len, int flags, void *user) {
   (void)flags;
-  gw_conn *c = user;
+  gw_ws *ws = user;
+  assert(ws->io);
   /* Taking every byte means wslay never holds half a frame, so our own data
    * frames can never land inside one of its control frames. */
-  if (gw_send_copy(c, data, len) != 0) {
+  if (ws->io->sink->send(ws->io->arg, data, len) != 0) {
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
@@ -47,10 +48,11 @@ static void gw_ws__msg(wslay_event_context_ptr ctx,
                        const struct wslay_event_on_msg_recv_arg *arg,
                        void *user) {
   (void)ctx;
-  gw_conn *c = user;
+  gw_ws *ws = user;
+  assert(ws->io);
   if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-    gw_relay_client_message(c, arg->opcode == WSLAY_BINARY_FRAME, arg->msg,
-                            arg->msg_length);
+    ws->io->sink->message(ws->io->arg, arg->opcode == WSLAY_BINARY_FRAME,
+                          arg->msg, arg->msg_length);
 }
 
 /* wslay bounds whole messages; this bounds single frames, before wslay
@@ -58,17 +60,17 @@ static void gw_ws__msg(wslay_event_context_ptr ctx,
 static void gw_ws__frame_start(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *arg,
                                void *user) {
-  gw_conn *c = user;
+  gw_ws *ws = user;
   /* A close body is empty or a code plus a reason; wslay would read a
    * 1-byte body as "no code". RFC 6455 5.5.1: a protocol error. */
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
-    wslay_event_queue_close(ctx, 1002, NULL, 0);
+    wslay_event_queue_close(ctx, GW_WS_PROTOCOL_ERROR, NULL, 0);
     wslay_event_shutdown_read(ctx);
     return;
   }
-  if (arg->payload_length <= (uint64_t)c->srv->cfg->max_frame) return;
+  if (arg->payload_length <= ws->io->max_frame) return;
   static const char reason[] = "frame too big";
-  wslay_event_queue_close(ctx, 1009, (const uint8_t *)reason, sizeof(reason) - 1);
+  wslay_event_queue_close(ctx, GW_WS_TOO_BIG, (const uint8_t *)reason, sizeof(reason) - 1);
   wslay_event_shutdown_read(ctx);
 }
 
@@ -79,116 +81,127 @@ static const struct wslay_event_callbacks gw_ws__callbacks = {
     .on_msg_recv_callback = gw_ws__msg,
 };
 
-/* Lets wslay write what it owes (pong, close), then notices a close. */
-static void gw_ws_after(gw_conn *c) {
-  if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
-    gw_conn_destroy(c, 1011);
-    return;
-  }
-  if (c->state == GW_CONN_OPEN && wslay_event_get_close_sent(c->ws)) {
-    /* wslay closed: the client's close (answered) or a protocol error
-     * (1002, 1007, 1009 sent). */
-    c->state = GW_CONN_CLOSING;
-    c->close_code = wslay_event_get_close_received(c->ws)
-                        ? wslay_event_get_status_code_received(c->ws)
-                        : wslay_event_get_status_code_sent(c->ws);
-    gw_timeq_push(&c->srv->closing, &c->tq, uv_now(c->srv->loop));
-  }
-  gw_conn_maybe_finish(c);
-}
-
 /* wslay's context exists while a message is being received or a close is
  * under way; it goes as soon as the stream is between messages with nothing
  * left for wslay to write. A chatty connection pays a create (a few mallocs,
  * ~9 KiB zeroed) per burst of messages; an idle one pays nothing. */
-static int gw_ws__create(gw_conn *c) {
-  if (c->ws) return 0;
-  if (wslay_event_context_server_init(&c->ws, &gw_ws__callbacks, c) != 0) {
-    c->ws = NULL;
+static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
+  assert(!ws->io); /* calls do not nest */
+  ws->io = io;
+  if (ws->ctx) return 0;
+  if (wslay_event_context_server_init(&ws->ctx, &gw_ws__callbacks, ws) != 0) {
+    ws->ctx = NULL;
     return -1;
   }
-  wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)c->srv->cfg->max_message);
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, io->max_message);
   return 0;
 }
 
-static void gw_ws__release_if_idle(gw_conn *c) {
-  if (!c->ws || c->state != GW_CONN_OPEN || !gw_ws_track_idle(&c->track)) return;
-  if (wslay_event_want_write(c->ws) || !wslay_event_get_read_enabled(c->ws) ||
-      wslay_event_get_close_sent(c->ws))
-    return;
-  wslay_event_context_free(c->ws);
-  c->ws = NULL;
+/* Ends a call: lets wslay write what it owes (pong, close), reports a close
+ * that started now, and frees the context when nothing needs it. */
+static gw_ws_result gw_ws__end(gw_ws *ws, int was_closed, uint16_t *code) {
+  gw_ws_result r = GW_WS_OK;
+  if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+    *code = GW_WS_INTERNAL;
+    r = GW_WS_FAILED;
+  } else if (!was_closed && wslay_event_get_close_sent(ws->ctx)) {
+    /* The client's close (answered) or a protocol error (1002, 1007, 1009
+     * sent). */
+    *code = wslay_event_get_close_received(ws->ctx)
+                ? wslay_event_get_status_code_received(ws->ctx)
+                : wslay_event_get_status_code_sent(ws->ctx);
+    r = GW_WS_CLOSED;
+  } else if (gw_ws_track_idle(&ws->track) && !wslay_event_want_write(ws->ctx) &&
+             wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_sent(ws->ctx)) {
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+  }
+  ws->io = NULL;
+  return r;
 }
 
-void gw_ws_feed(gw_conn *c, const char *data, size_t len) {
-  if (gw_ws__create(c) != 0) {
-    gw_conn_destroy(c, 1011);
-    return;
+/* wslay's frame parser fails the call, with no close sent, on a control
+ * frame over 125 bytes or fragmented and on a length not in its shortest
+ * form (our recv callback never fails). Those are protocol errors: the
+ * client gets close 1002, written here because wslay has queued an empty
+ * close of its own, which is never sent. */
+static gw_ws_result gw_ws__protocol_error(gw_ws *ws, uint16_t *code) {
+  static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+  wslay_event_shutdown_write(ws->ctx);
+  *code = GW_WS_PROTOCOL_ERROR;
+  int rc = ws->io->sink->send(ws->io->arg, close_1002, sizeof(close_1002));
+  ws->io = NULL;
+  return rc == 0 ? GW_WS_CLOSED : GW_WS_FAILED;
+}
+
+gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
+                        size_t len, uint16_t *code) {
+  if (gw_ws__begin(ws, io) != 0) {
+    ws->io = NULL;
+    *code = GW_WS_INTERNAL;
+    return GW_WS_FAILED;
   }
-  gw_ws_track_feed(&c->track, (const uint8_t *)data, len);
-  c->rd = (const uint8_t *)data;
-  c->rd_len = len;
-  int rc = wslay_event_recv(c->ws);
-  c->rd = NULL;
-  c->rd_len = 0;
-  if (c->state == GW_CONN_CLOSED) return;
-  if (rc == WSLAY_ERR_CALLBACK_FAILURE && c->state == GW_CONN_OPEN &&
-      !wslay_event_get_close_sent(c->ws)) {
-    /* wslay's frame parser fails the call, with no close sent, on a control
-     * frame over 125 bytes or fragmented and on a length not in its
-     * shortest form (our recv callback never fails). Those are protocol
-     * errors: the client gets close 1002, written here because wslay has
-     * queued an empty close of its own, which is never sent. */
-    static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
-    wslay_event_shutdown_write(c->ws);
-    c->state = GW_CONN_CLOSING;
-    c->close_code = 1002;
-    if (gw_send_copy(c, close_1002, sizeof(close_1002)) != 0) {
-      gw_conn_destroy(c, 1002);
-      return;
+  int was_closed = wslay_event_get_close_sent(ws->ctx);
+  gw_ws_track_feed(&ws->track, data, len);
+  io->rd = data;
+  io->rd_len = len;
+  int rc = wslay_event_recv(ws->ctx);
+  io->rd = NULL;
+  io->rd_len = 0;
+  if (rc == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_close_sent(ws->ctx)) {
+    if (was_closed) { /* after our close: nothing more to say */
+      ws->io = NULL;
+      return GW_WS_OK;
     }
-    gw_timeq_push(&c->srv->closing, &c->tq, uv_now(c->srv->loop));
-    return;
+    return gw_ws__protocol_error(ws, code);
   }
   if (rc != 0) {
-    gw_conn_destroy(c, 1011);
-    return;
+    ws->io = NULL;
+    *code = GW_WS_INTERNAL;
+    return GW_WS_FAILED;
   }
-  if (c->state == GW_CONN_OPEN) {
-    c->pinged = 0;
-    gw_timeq_push(&c->srv->idle, &c->tq, uv_now(c->srv->loop));
-  }
-  gw_ws_after(c);
-  gw_ws__release_if_idle(c);
+  return gw_ws__end(ws, was_closed, code);
 }
 
-void gw_ws_ping(gw_conn *c) {
+gw_ws_result gw_ws_ping(gw_ws *ws, gw_ws_io *io, uint16_t *code) {
   struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
-  c->pinged = 1;
-  if (gw_ws__create(c) != 0 || wslay_event_queue_msg(c->ws, &ping) != 0) {
-    gw_conn_destroy(c, 1011);
-    return;
+  if (gw_ws__begin(ws, io) != 0 || wslay_event_queue_msg(ws->ctx, &ping) != 0) {
+    ws->io = NULL;
+    *code = GW_WS_INTERNAL;
+    return GW_WS_FAILED;
   }
-  gw_ws_after(c);
-  gw_ws__release_if_idle(c);
+  return gw_ws__end(ws, wslay_event_get_close_sent(ws->ctx), code);
 }
 
-int gw_ws_close(gw_conn *c, int code, const char *reason) {
-  if (gw_ws__create(c) != 0 ||
-      wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)reason,
-                              strlen(reason)) != 0)
-    return -1;
-  c->state = GW_CONN_CLOSING;
-  gw_timeq_push(&c->srv->closing, &c->tq, uv_now(c->srv->loop));
-  gw_ws_after(c);
-  return 0;
+gw_ws_result gw_ws_close(gw_ws *ws, gw_ws_io *io, uint16_t code,
+                         const char *reason) {
+  uint16_t ignored;
+  if (ws->io) {
+    /* From inside a feed (a message's handler closes the connection): the
+     * feed's end sends the close and reports it. */
+    assert(ws->ctx);
+    int rc = wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, strlen(reason));
+    /* NO_MORE_MSG: a close is queued already; the first one stands. */
+    return rc == 0 || rc == WSLAY_ERR_NO_MORE_MSG ? GW_WS_CLOSED : GW_WS_FAILED;
+  }
+  if (gw_ws__begin(ws, io) != 0 ||
+      wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason,
+                              strlen(reason)) != 0) {
+    ws->io = NULL;
+    return GW_WS_FAILED;
+  }
+  /* Ours: the caller knows the code; CLOSED or OK is the same to it. */
+  return gw_ws__end(ws, 1, &ignored) == GW_WS_FAILED ? GW_WS_FAILED : GW_WS_CLOSED;
 }
 
-int gw_ws_awaiting_close(gw_conn *c) {
-  return c->ws && wslay_event_get_read_enabled(c->ws);
+int gw_ws_awaiting_close(const gw_ws *ws) {
+  return ws->ctx && wslay_event_get_read_enabled(ws->ctx);
 }
 
-void gw_ws_free(gw_conn *c) {
-  if (c->ws) wslay_event_context_free(c->ws);
-  c->ws = NULL;
+int gw_ws_holds_context(const gw_ws *ws) { return ws->ctx != NULL; }
+
+void gw_ws_free(gw_ws *ws) {
+  assert(!ws->io);
+  if (ws->ctx) wslay_event_context_free(ws->ctx);
+  ws->ctx = NULL;
 }

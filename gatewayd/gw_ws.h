@@ -1,35 +1,98 @@
 /*
- * gw_ws.h - the websocket protocol of an upgraded connection, through wslay.
+ * gw_ws.h - the websocket protocol of an upgraded connection, through
+ * wslay, without a socket.
  *
  * Owns: the wslay event context, created when bytes arrive and freed again
  * as soon as the stream is between messages (gw_ws_track says when), so an
- * idle connection holds none of wslay's ~9 KiB; the callbacks that hand
- * complete client messages to gw_relay and wslay's control frames (pong,
- * close) to the send queue. Data frames do not go through wslay: it copies
+ * idle connection holds none of wslay's ~9 KiB; framing rules wslay leaves
+ * to us (max_frame, a 1-byte close body); the closing handshake as wslay
+ * sees it. Data frames to the client do not go through wslay: it copies
  * every message it queues, and a group message is framed once for all.
- * Must not: talk to workers or touch the socket.
+ *
+ * Calls go one way. The caller (gw_conn) lends each call a gw_ws_io: where
+ * the bytes wslay owes the client go (pong, close: whole frames) and where
+ * a complete client message goes. What happened comes back as a result;
+ * the caller decides what it means for the connection (its state, its
+ * deadlines). A unit test or a fuzzer drives it with a fake io.
+ * Must not: know the connection, the server, the socket or the clock.
  */
 #ifndef GW_WS_H
 #define GW_WS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <wslay/wslay.h>
 
-typedef struct gw_conn gw_conn;
+#include "gw_ws_track.h"
 
-/* Bytes from the client (decrypted under TLS). */
-void gw_ws_feed(gw_conn *c, const char *data, size_t len);
+/* Close codes (RFC 6455 7.4.1) the gateway sends or records. */
+enum {
+  GW_WS_NORMAL = 1000,
+  GW_WS_GOING_AWAY = 1001,
+  GW_WS_PROTOCOL_ERROR = 1002,
+  GW_WS_ABNORMAL = 1006, /* never on the wire: no close frame was exchanged */
+  GW_WS_POLICY = 1008,
+  GW_WS_TOO_BIG = 1009,
+  GW_WS_INTERNAL = 1011,
+  GW_WS_TRY_AGAIN = 1013,
+  GW_WS_TLS_FAILED = 1015 /* never on the wire, like 1006 */
+};
 
-/* Queues a close frame (code, reason) and moves the connection to CLOSING;
- * -1 when wslay cannot (out of memory). */
-int gw_ws_close(gw_conn *c, int code, const char *reason);
+typedef struct gw_ws_sink {
+  /* Bytes wslay owes the client (pong, close), whole frames. 0, or -1 when
+   * they cannot be queued (no memory). */
+  int (*send)(void *arg, const uint8_t *data, size_t len);
+  /* A complete, valid client message (text: UTF-8 checked by wslay). */
+  void (*message)(void *arg, int binary, const uint8_t *msg, size_t len);
+} gw_ws_sink;
+
+/* What one call lends the protocol: kept on the caller's stack, never
+ * stored past the call (an idle connection pays no bytes for it). */
+typedef struct gw_ws_io {
+  const gw_ws_sink *sink;
+  void *arg;
+  uint64_t max_frame;   /* gateway.max_frame: one frame's payload */
+  uint64_t max_message; /* gateway.max_message: one reassembled message */
+  const uint8_t *rd;    /* private: the bytes of this feed not yet parsed */
+  size_t rd_len;
+} gw_ws_io;
+
+typedef struct gw_ws {
+  wslay_event_context_ptr ctx; /* NULL while the stream is between messages */
+  gw_ws_io *io;                /* the current call's, NULL between calls */
+  gw_ws_track track;           /* where the client's stream stands */
+} gw_ws;
+
+typedef enum {
+  GW_WS_OK = 0,     /* nothing for the caller to do */
+  GW_WS_CLOSED,     /* a close frame is on its way out: *code says why (the
+                       client's code when it closed first) */
+  GW_WS_FAILED      /* cannot go on (no memory): destroy with *code */
+} gw_ws_result;
+
+/* Bytes from the client (decrypted under TLS). Messages reach the sink
+ * during the call. GW_WS_CLOSED once, when the closing handshake starts on
+ * this call (a close from the client, or a protocol error we answered). */
+gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
+                        size_t len, uint16_t *code);
 
 /* Queues a ping (the keepalive). */
-void gw_ws_ping(gw_conn *c);
+gw_ws_result gw_ws_ping(gw_ws *ws, gw_ws_io *io, uint16_t *code);
+
+/* Starts the closing handshake with code and reason (at most 123 bytes).
+ * May be called from the sink's message handler during a feed: the feed
+ * then sends the close and reports it. Messages read in that same feed
+ * after the close are still handed to the sink, which drops them. */
+gw_ws_result gw_ws_close(gw_ws *ws, gw_ws_io *io, uint16_t code,
+                         const char *reason);
 
 /* 1 while the closing handshake waits for the client's close frame. */
-int gw_ws_awaiting_close(gw_conn *c);
+int gw_ws_awaiting_close(const gw_ws *ws);
+
+/* 1 while wslay's context exists (a message on its way, or a close). */
+int gw_ws_holds_context(const gw_ws *ws);
 
 /* Releases the context (the connection's close callback). */
-void gw_ws_free(gw_conn *c);
+void gw_ws_free(gw_ws *ws);
 
 #endif

@@ -1,0 +1,360 @@
+/*
+ * test_gw_relay.c - a connection's conversation with the workers, without
+ * a socket or a broker: one message in flight and the rest queued in
+ * order, the pending bound, the rate limit, replies matched by order, the
+ * reply deadline, refusals, the accept, memberships and the disconnect.
+ * A fake sink records what the relay asks of the connection.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_relay.h"
+#include "gw_server.h"
+#include "unit.h"
+
+typedef struct fake {
+  int open;            /* what sink->open answers */
+  int publish_fails;
+  int accept_fails;
+  chan_msg pub[16];    /* what was published, decoded */
+  size_t n_pub;
+  char sent[8][128];   /* texts sent to the client */
+  size_t n_sent;
+  uint16_t closed;     /* the close code asked for, 0: none */
+  int refused;         /* the HTTP status asked for, 0: none */
+  int accepted;
+  char binds[512];     /* +group / -group as the table binds and unbinds */
+} fake;
+
+static chan_msg_kind kind_of(const char *queue) {
+  if (strcmp(queue, "websocket.connect") == 0) return CHAN_MSG_CONNECT;
+  if (strcmp(queue, "websocket.receive") == 0) return CHAN_MSG_RECEIVE;
+  return CHAN_MSG_DISCONNECT;
+}
+
+static int fake_publish(void *arg, const char *queue, char *json, size_t len, int answer) {
+  fake *f = arg;
+  int rc = -1;
+  char err[128];
+  chan_msg_kind kind = kind_of(queue);
+  UNIT_CHECK(answer == (kind != CHAN_MSG_DISCONNECT));
+  if (!f->publish_fails && f->n_pub < 16 &&
+      chan_msg_decode(kind, json, len, &f->pub[f->n_pub], err, sizeof err) == 0) {
+    f->n_pub++;
+    rc = 0;
+  }
+  free(json);
+  return rc;
+}
+
+static void fake_send(void *arg, int opcode, const char *data, size_t len) {
+  fake *f = arg;
+  UNIT_CHECK(opcode == 1);
+  if (f->n_sent < 8) snprintf(f->sent[f->n_sent], 128, "%.*s", (int)len, data);
+  f->n_sent++;
+}
+
+static void fake_close(void *arg, uint16_t code, const char *reason) {
+  (void)reason;
+  fake *f = arg;
+  if (!f->closed) f->closed = code;
+  f->open = 0;
+}
+
+static void fake_refuse(void *arg, int status) {
+  fake *f = arg;
+  f->refused = status;
+}
+
+static int fake_accept(void *arg) {
+  fake *f = arg;
+  if (f->accept_fails) return -1;
+  f->accepted = 1;
+  f->open = 1;
+  return 0;
+}
+
+static int fake_open(void *arg) { return ((fake *)arg)->open; }
+
+static const gw_relay_sink fake_sink = {fake_publish, fake_send, fake_close,
+                                        fake_refuse, fake_accept, fake_open};
+
+static void on_bind(const char *name, void *arg) {
+  strcat(((fake *)arg)->binds, "+");
+  strcat(((fake *)arg)->binds, name);
+}
+
+static void on_unbind(const char *name, void *arg) {
+  strcat(((fake *)arg)->binds, "-");
+  strcat(((fake *)arg)->binds, name);
+}
+
+/* Everything a relay test touches. */
+typedef struct rig {
+  fake f;
+  gw_relay r;
+  gw_group_table groups;
+  gw_timeq replies;
+  gw_stats stats;
+  gw_relay_io io;
+} rig;
+
+static void rig_init(rig *t) {
+  memset(t, 0, sizeof *t);
+  UNIT_CHECK(gw_group_table_init(&t->groups, on_bind, on_unbind, &t->f) == 0);
+  t->io = (gw_relay_io){.sink = &fake_sink, .arg = &t->f, .id = 9,
+                        .reply_channel = "websocket.send.amq.gen-x!9", .groups = &t->groups,
+                        .replies = &t->replies, .stats = &t->stats, .now_ms = 5000,
+                        .max_rate = 100, .max_pending = 3, .max_session = 64};
+}
+
+static void rig_free(rig *t) {
+  gw_relay_end(&t->r, &t->io, 1000);
+  gw_relay_free(&t->r);
+  for (size_t i = 0; i < t->f.n_pub; i++) chan_msg_free(&t->f.pub[i]);
+  gw_group_table_free(&t->groups);
+}
+
+static chan_reply reply(uint64_t order) {
+  chan_reply r;
+  memset(&r, 0, sizeof r);
+  r.order = order;
+  r.accept = -1;
+  return r;
+}
+
+/* Connects and has the worker accept (order 0). */
+static void rig_open(rig *t) {
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t->r, &t->io, "/websocket/", &m) == 0);
+  chan_reply a = reply(0);
+  a.accept = 1;
+  UNIT_CHECK(gw_relay_apply_reply(&t->r, &t->io, &a, 1) == GW_RELAY_ACCEPTED);
+  UNIT_CHECK(t->f.accepted && t->f.open);
+}
+
+static void client(rig *t, const char *text) {
+  gw_relay_client_message(&t->r, &t->io, 0, (const uint8_t *)text, strlen(text));
+}
+
+UNIT_TEST(gw_relay_connect_publishes_order_0_with_the_reply_channel) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {.query_string = "token=x"};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  UNIT_CHECK(t.f.n_pub == 1);
+  UNIT_CHECK(t.f.pub[0].kind == CHAN_MSG_CONNECT && t.f.pub[0].order == 0);
+  UNIT_CHECK_STR(t.f.pub[0].reply_channel, "websocket.send.amq.gen-x!9");
+  UNIT_CHECK_STR(t.f.pub[0].path, "/websocket/");
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_connect_without_a_broker_fails) {
+  rig t;
+  rig_init(&t);
+  t.io.reply_channel = NULL; /* the broker is down: no queue to answer to */
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == -1);
+  UNIT_CHECK(t.f.n_pub == 0);
+  rig_free(&t);
+  UNIT_CHECK(t.f.n_pub == 0); /* no disconnect for a connect never sent */
+}
+
+UNIT_TEST(gw_relay_accept_sends_the_workers_texts_after_the_101) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  chan_text texts[] = {{"{\"accept\": true}", 16}};
+  chan_reply a = reply(0);
+  a.accept = 1;
+  a.texts = texts;
+  a.n_texts = 1;
+  a.session_json = "{\"user\": 7}";
+  UNIT_CHECK(gw_relay_apply_reply(&t.r, &t.io, &a, 1) == GW_RELAY_ACCEPTED);
+  UNIT_CHECK(t.f.accepted && t.f.n_sent == 1);
+  UNIT_CHECK_STR(t.f.sent[0], "{\"accept\": true}");
+  client(&t, "hi"); /* the session travels with each message */
+  UNIT_CHECK(t.f.n_pub == 2);
+  UNIT_CHECK(t.f.pub[1].session_json && strstr(t.f.pub[1].session_json, "\"user\"") &&
+             strchr(t.f.pub[1].session_json, '7'));
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_refused_upgrade_answers_403_and_sends_nothing) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  chan_text texts[] = {{"no", 2}};
+  chan_reply a = reply(0);
+  a.accept = 0;
+  a.texts = texts;
+  a.n_texts = 1;
+  UNIT_CHECK(gw_relay_apply_reply(&t.r, &t.io, &a, 1) == GW_RELAY_OK);
+  UNIT_CHECK(t.f.refused == 403 && !t.f.accepted && t.f.n_sent == 0);
+  UNIT_CHECK(t.stats.handshakes_rejected == 1);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_one_message_in_flight_the_rest_in_order) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  client(&t, "a");
+  client(&t, "b");
+  client(&t, "c");
+  UNIT_CHECK(t.f.n_pub == 2); /* connect, then "a" only */
+  UNIT_CHECK(t.f.pub[1].order == 1 && strcmp(t.f.pub[1].data, "a") == 0);
+  UNIT_CHECK(t.r.n_pending == 2 && t.replies.head == &t.r.rq);
+  chan_reply stale = reply(0); /* answered twice (a redelivery) */
+  gw_relay_apply_reply(&t.r, &t.io, &stale, 0);
+  UNIT_CHECK(t.stats.replies_dropped == 1 && t.f.n_pub == 2);
+  chan_reply r1 = reply(1);
+  gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
+  UNIT_CHECK(t.f.n_pub == 3 && t.f.pub[2].order == 2 && strcmp(t.f.pub[2].data, "b") == 0);
+  chan_reply r2 = reply(2);
+  gw_relay_apply_reply(&t.r, &t.io, &r2, 0);
+  UNIT_CHECK(t.f.n_pub == 4 && t.f.pub[3].order == 3 && strcmp(t.f.pub[3].data, "c") == 0);
+  chan_reply r3 = reply(3);
+  gw_relay_apply_reply(&t.r, &t.io, &r3, 0);
+  UNIT_CHECK(!t.r.inflight && t.r.n_pending == 0 && !t.replies.head);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_pending_bound_closes_1008) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  client(&t, "in flight");
+  for (int i = 0; i < 3; i++) client(&t, "waits"); /* max_pending = 3 */
+  UNIT_CHECK(!t.f.closed && t.r.n_pending == 3);
+  client(&t, "one too many");
+  UNIT_CHECK(t.f.closed == 1008 && t.r.n_pending == 3);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_rate_limit_per_second_closes_1008) {
+  rig t;
+  rig_init(&t);
+  t.io.max_rate = 2;
+  t.io.max_pending = 100;
+  rig_open(&t);
+  client(&t, "1");
+  client(&t, "2");
+  UNIT_CHECK(!t.f.closed);
+  t.io.now_ms = 6000; /* the next second: a fresh window */
+  client(&t, "3");
+  client(&t, "4");
+  UNIT_CHECK(!t.f.closed);
+  client(&t, "5");
+  UNIT_CHECK(t.f.closed == 1008 && t.stats.rate_closes == 1);
+  client(&t, "6"); /* closing: ignored */
+  UNIT_CHECK(t.stats.rate_closes == 1 && t.stats.msgs_in == 6);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_reply_timeout_tells_the_client_and_sends_the_next) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  client(&t, "slow");
+  client(&t, "next");
+  gw_relay_timeout(&t.r, &t.io);
+  UNIT_CHECK(t.stats.reply_timeouts == 1 && t.f.n_sent == 1);
+  UNIT_CHECK(strstr(t.f.sent[0], "no worker answered") != NULL);
+  UNIT_CHECK(t.f.n_pub == 3 && strcmp(t.f.pub[2].data, "next") == 0 && t.r.inflight);
+  chan_reply late = reply(1); /* the slow one's answer, after all */
+  gw_relay_apply_reply(&t.r, &t.io, &late, 0);
+  UNIT_CHECK(t.stats.replies_dropped == 1 && t.r.inflight);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_refusals_503_before_the_upgrade_1013_after) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  gw_relay_refused(&t.r, &t.io, 1);
+  UNIT_CHECK(t.f.refused == 503 && t.stats.handshakes_failed == 1);
+  rig_free(&t);
+  rig_init(&t);
+  rig_open(&t);
+  client(&t, "x");
+  gw_relay_refused(&t.r, &t.io, 0);
+  UNIT_CHECK(t.f.closed == 1013);
+  rig_free(&t);
+  rig_init(&t);
+  rig_open(&t);
+  t.f.publish_fails = 1; /* the backlog is full: the message cannot go */
+  client(&t, "x");
+  UNIT_CHECK(t.f.closed == 1013 && !t.r.inflight);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_memberships_follow_the_replies_and_end_with_the_connection) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  char *g1[] = {"jobs-status_changed", "job_events-1"};
+  client(&t, "subscribe");
+  chan_reply r1 = reply(1);
+  r1.has_groups = 1;
+  r1.groups = g1;
+  r1.n_groups = 2;
+  gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
+  UNIT_CHECK(t.r.n_members == 2 && t.groups.n_members == 2);
+  char *g2[] = {"job_events-1", "job_events-2"};
+  client(&t, "replace");
+  chan_reply r2 = reply(2);
+  r2.has_groups = 1;
+  r2.groups = g2;
+  r2.n_groups = 2;
+  gw_relay_apply_reply(&t.r, &t.io, &r2, 0);
+  UNIT_CHECK_STR(t.f.binds, "+jobs-status_changed+job_events-1-jobs-status_changed+job_events-2");
+  /* The disconnect names the groups the connection was in, then it leaves. */
+  gw_relay_end(&t.r, &t.io, 1001);
+  UNIT_CHECK(t.f.n_pub == 4 && t.f.pub[3].kind == CHAN_MSG_DISCONNECT);
+  UNIT_CHECK(t.f.pub[3].code == 1001 && t.f.pub[3].n_groups == 2);
+  UNIT_CHECK(t.groups.n_members == 0 && t.groups.n_groups == 0);
+  rig_free(&t); /* a second end publishes nothing more */
+  UNIT_CHECK(t.f.n_pub == 4);
+}
+
+UNIT_TEST(gw_relay_a_closing_connection_keeps_its_groups_and_takes_no_messages) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  client(&t, "subscribe");
+  t.f.open = 0; /* the client started closing meanwhile */
+  char *g[] = {"jobs-status_changed"};
+  chan_reply r1 = reply(1);
+  r1.has_groups = 1;
+  r1.groups = g;
+  r1.n_groups = 1;
+  chan_text texts[] = {{"late", 4}};
+  r1.texts = texts;
+  r1.n_texts = 1;
+  gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
+  UNIT_CHECK(t.r.n_members == 0 && t.f.n_sent == 0);
+  client(&t, "after");
+  UNIT_CHECK(t.f.n_pub == 2);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_session_over_max_session_is_ignored) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  char big[100];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  chan_reply a = reply(0);
+  a.accept = 1;
+  a.session_json = big; /* max_session = 64 */
+  gw_relay_apply_reply(&t.r, &t.io, &a, 1);
+  UNIT_CHECK(t.r.session == NULL);
+  rig_free(&t);
+}

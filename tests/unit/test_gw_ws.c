@@ -1,0 +1,260 @@
+/*
+ * test_gw_ws.c - the websocket protocol core without a socket: framing,
+ * the closing handshake from either side, the frame and message limits,
+ * pings both ways, invalid input, and wslay's context freed between
+ * messages. A fake sink records what the gateway would send and which
+ * messages would go to a worker.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_ws.h"
+#include "unit.h"
+
+typedef struct fake {
+  uint8_t out[4096]; /* bytes the gateway owes the client */
+  size_t out_len;
+  char msgs[8][256]; /* messages handed on, as "t:TEXT" or "b:BYTES" */
+  size_t n_msgs;
+  int fail_send;     /* the next sends fail (no memory) */
+  gw_ws *close_on_message; /* a handler that closes the connection */
+} fake;
+
+static int fake_send(void *arg, const uint8_t *data, size_t len) {
+  fake *f = arg;
+  if (f->fail_send) return -1;
+  if (f->out_len + len <= sizeof f->out) memcpy(f->out + f->out_len, data, len);
+  f->out_len += len;
+  return 0;
+}
+
+static void fake_message(void *arg, int binary, const uint8_t *msg, size_t len) {
+  fake *f = arg;
+  if (f->n_msgs < 8)
+    snprintf(f->msgs[f->n_msgs], sizeof f->msgs[0], "%c:%.*s", binary ? 'b' : 't', (int)len,
+             len ? (const char *)msg : "");
+  f->n_msgs++;
+  if (f->close_on_message) { /* twice: a second close changes nothing */
+    gw_ws_io io = {0};
+    UNIT_CHECK(gw_ws_close(f->close_on_message, &io, 1008, "policy") == GW_WS_CLOSED);
+  }
+}
+
+static const gw_ws_sink fake_sink = {fake_send, fake_message};
+
+static gw_ws_io io_for(fake *f, uint64_t max_frame, uint64_t max_message) {
+  gw_ws_io io = {.sink = &fake_sink, .arg = f, .max_frame = max_frame,
+                 .max_message = max_message};
+  return io;
+}
+
+/* A client frame (masked, key 1 2 3 4) into buf; returns its length. */
+static size_t client_frame(uint8_t *buf, int fin, int opcode, const void *payload,
+                           size_t len) {
+  static const uint8_t key[4] = {1, 2, 3, 4};
+  size_t n = 0;
+  buf[n++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+  if (len < 126) {
+    buf[n++] = (uint8_t)(0x80 | len);
+  } else {
+    buf[n++] = 0x80 | 126;
+    buf[n++] = (uint8_t)(len >> 8);
+    buf[n++] = (uint8_t)len;
+  }
+  memcpy(buf + n, key, 4);
+  n += 4;
+  for (size_t i = 0; i < len; i++) buf[n + i] = ((const uint8_t *)payload)[i] ^ key[i % 4];
+  return n + len;
+}
+
+static gw_ws_result feed(gw_ws *ws, fake *f, const uint8_t *data, size_t len, uint16_t *code) {
+  gw_ws_io io = io_for(f, 1 << 20, 1 << 20);
+  return gw_ws_feed(ws, &io, data, len, code);
+}
+
+/* The close frame the client would read: 0x88, length, code, reason. */
+static int sent_close(const fake *f, uint16_t code) {
+  for (size_t i = 0; i + 3 < f->out_len; i++)
+    if (f->out[i] == 0x88 && f->out[i + 2] == (code >> 8) && f->out[i + 3] == (code & 0xff))
+      return 1;
+  return 0;
+}
+
+UNIT_TEST(gw_ws_text_message_reaches_the_sink_and_the_context_goes) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[64];
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 1, "hello", 5);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_OK);
+  UNIT_CHECK(f.n_msgs == 1);
+  UNIT_CHECK_STR(f.msgs[0], "t:hello");
+  UNIT_CHECK(f.out_len == 0);
+  UNIT_CHECK(!gw_ws_holds_context(&ws)); /* idle: wslay's ~9 KiB are given back */
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_fragmented_message_byte_by_byte_keeps_the_context_until_done) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[128];
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 0, 1, "hel", 3);
+  n += client_frame(buf + n, 1, 9, "p", 1);  /* a ping between the fragments */
+  n += client_frame(buf + n, 1, 0, "lo", 2); /* continuation, FIN */
+  for (size_t i = 0; i < n; i++) {
+    UNIT_CHECK(feed(&ws, &f, buf + i, 1, &code) == GW_WS_OK);
+    if (i + 1 < n) UNIT_CHECK(gw_ws_holds_context(&ws));
+  }
+  UNIT_CHECK(f.n_msgs == 1);
+  UNIT_CHECK_STR(f.msgs[0], "t:hello");
+  UNIT_CHECK(f.out_len == 3 && f.out[0] == 0x8a && f.out[1] == 1 && f.out[2] == 'p'); /* pong */
+  UNIT_CHECK(!gw_ws_holds_context(&ws));
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_client_close_is_answered_and_reported_once) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[64], body[] = {0x03, 0xe8, 'b', 'y', 'e'};
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 8, body, sizeof body);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1000);
+  UNIT_CHECK(sent_close(&f, 1000));
+  UNIT_CHECK(!gw_ws_awaiting_close(&ws)); /* the handshake is complete */
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_server_close_waits_for_the_clients_close) {
+  gw_ws ws = {0};
+  fake f = {0};
+  gw_ws_io io = io_for(&f, 1 << 20, 1 << 20);
+  UNIT_CHECK(gw_ws_close(&ws, &io, 1001, "going away") == GW_WS_CLOSED);
+  UNIT_CHECK(sent_close(&f, 1001));
+  UNIT_CHECK(f.out[1] == 2 + strlen("going away"));
+  UNIT_CHECK(gw_ws_awaiting_close(&ws));
+  uint8_t buf[64], body[] = {0x03, 0xe9};
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 8, body, sizeof body);
+  /* The close that completes our handshake is not a new close. */
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_OK);
+  UNIT_CHECK(!gw_ws_awaiting_close(&ws));
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_frame_over_max_frame_is_refused_before_its_payload) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[256];
+  char payload[200];
+  memset(payload, 'x', sizeof payload);
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 1, payload, sizeof payload);
+  gw_ws_io io = io_for(&f, 199, 1 << 20);
+  /* The header and one payload byte: the limit acts before the rest. */
+  UNIT_CHECK(n > 9 && gw_ws_feed(&ws, &io, buf, 9, &code) == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1009 && sent_close(&f, 1009));
+  UNIT_CHECK(f.n_msgs == 0);
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_message_over_max_message_closes_1009) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[256];
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 0, 1, "0123456789", 10);
+  n += client_frame(buf + n, 1, 0, "0123456789", 10);
+  gw_ws_io io = io_for(&f, 1 << 20, 15);
+  UNIT_CHECK(gw_ws_feed(&ws, &io, buf, n, &code) == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1009 && sent_close(&f, 1009));
+  UNIT_CHECK(f.n_msgs == 0);
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_invalid_utf8_text_closes_1007) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[64];
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 1, "\xc3\x28", 2);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1007 && sent_close(&f, 1007));
+  UNIT_CHECK(f.n_msgs == 0);
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_protocol_errors_close_1002) {
+  uint8_t buf[256];
+  uint16_t code;
+  /* A fragmented ping, a ping over 125 bytes, an unmasked frame, a close
+   * body of one byte: each a protocol error, answered with close 1002. */
+  char big[126];
+  memset(big, 'p', sizeof big);
+  size_t lens[4];
+  uint8_t frames[4][256];
+  lens[0] = client_frame(frames[0], 0, 9, "p", 1);
+  lens[1] = client_frame(frames[1], 1, 9, big, sizeof big);
+  memcpy(frames[2], "\x81\x02hi", 4);
+  lens[2] = 4;
+  lens[3] = client_frame(frames[3], 1, 8, "\x03", 1);
+  for (int i = 0; i < 4; i++) {
+    gw_ws ws = {0};
+    fake f = {0};
+    code = 0;
+    memcpy(buf, frames[i], lens[i]);
+    UNIT_CHECK(feed(&ws, &f, buf, lens[i], &code) == GW_WS_CLOSED);
+    /* The client's empty-bodied close is recorded as what it said (1005,
+     * no status); the wire still carries our 1002. */
+    UNIT_CHECK(code == (i == 3 ? 1005 : 1002));
+    UNIT_CHECK(sent_close(&f, 1002));
+    UNIT_CHECK(f.n_msgs == 0);
+    gw_ws_free(&ws);
+  }
+}
+
+UNIT_TEST(gw_ws_keepalive_ping_goes_out_and_the_pong_is_taken) {
+  gw_ws ws = {0};
+  fake f = {0};
+  gw_ws_io io = io_for(&f, 1 << 20, 1 << 20);
+  uint16_t code = 0;
+  UNIT_CHECK(gw_ws_ping(&ws, &io, &code) == GW_WS_OK);
+  UNIT_CHECK(f.out_len == 2 && f.out[0] == 0x89 && f.out[1] == 0);
+  uint8_t buf[16];
+  size_t n = client_frame(buf, 1, 10, NULL, 0);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_OK);
+  UNIT_CHECK(f.n_msgs == 0 && f.out_len == 2); /* a pong needs no answer */
+  UNIT_CHECK(!gw_ws_holds_context(&ws));
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_close_from_a_message_handler_goes_out_with_the_feed) {
+  gw_ws ws = {0};
+  fake f = {0};
+  f.close_on_message = &ws;
+  uint8_t buf[64];
+  uint16_t code = 0;
+  size_t n = client_frame(buf, 1, 1, "x", 1);
+  /* Read in the same feed, after the handler closed: still handed on (the
+   * relay drops messages of a connection that is not open). */
+  n += client_frame(buf + n, 1, 1, "y", 1);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1008 && sent_close(&f, 1008));
+  UNIT_CHECK(f.n_msgs == 2);
+  UNIT_CHECK(f.out_len == 2 + 2 + strlen("policy")); /* one close frame only */
+  UNIT_CHECK(gw_ws_awaiting_close(&ws));
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_a_sink_that_cannot_queue_fails_the_connection) {
+  gw_ws ws = {0};
+  fake f = {0};
+  f.fail_send = 1;
+  gw_ws_io io = io_for(&f, 1 << 20, 1 << 20);
+  uint16_t code = 0;
+  UNIT_CHECK(gw_ws_ping(&ws, &io, &code) == GW_WS_FAILED);
+  UNIT_CHECK(code == 1011);
+  gw_ws_free(&ws);
+}
