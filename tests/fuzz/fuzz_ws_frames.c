@@ -1,28 +1,26 @@
 /*
  * fuzz_ws_frames.c - libFuzzer target: what a client sends after the 101,
- * through wslay configured as gw_conn_upgrade configures it (server
- * context, max_recv_msg_length = gateway.max_message), driven as
- * gw_ws_feed drives it: one wslay_event_recv per socket read, then
- * wslay_event_send of what wslay owes (pong, close) through a send callback
- * that takes every byte.
+ * through the gateway's own websocket core (gatewayd/gw_ws.c: its wslay
+ * callbacks, frame limit, context freed between messages, closing
+ * handshake), driven as gw_conn drives it: one gw_ws_feed per socket read,
+ * a keepalive ping mid-way, a close 1001 at shutdown. The sink stands in
+ * for the connection: it checks what wslay owes the client and turns each
+ * message into the websocket.receive a worker would get (chan_msg_encode,
+ * decoded back), as gw_relay does.
  *
- * gw_conn.c's wslay callbacks are static and tied to libuv and the server,
- * so they are mirrored here; what a message turns into is the real code:
- * the websocket.receive message (chan_msg_encode) and, for the data frames
- * the gateway writes itself, gw_buf_frame.
- *
- * Input: byte 0 = switches (bit 0: the smallest configurable max_message,
- * so that the 1009 path is reachable with small inputs; bit 1: the gateway
- * shuts down (close 1001) after the input; bit 2: it pings mid-way);
- * byte 1 = n, how many of the next bytes give read sizes (n % 8); then
- * those sizes, used in turn (0 = everything left); then the stream.
+ * Input: byte 0 = switches (bit 0: the smallest configurable max_message
+ * and max_frame, so that the 1009 paths are reachable with small inputs;
+ * bit 1: the gateway shuts down (close 1001) after the input; bit 2: it
+ * pings mid-way); byte 1 = n, how many of the next bytes give read sizes
+ * (n % 8); then those sizes, used in turn (0 = everything left); then the
+ * stream.
  */
 #include <string.h>
-#include <wslay/wslay.h>
 
 #include "chan_msg.h"
 #include "fuzz.h"
 #include "gw_buf.h"
+#include "gw_ws.h"
 #include "utf8.h"
 
 #define DEF_MAX_MESSAGE (1024 * 1024) /* gateway.max_message default */
@@ -30,42 +28,39 @@
 #define FUZZ_CHANNEL "websocket.send.amq.gen-fuzz!1"
 
 typedef struct conn {
-  const uint8_t *rd; /* the current read's bytes not yet given to wslay */
-  size_t rd_len;
-  size_t sent;       /* bytes wslay wrote (control frames) */
-  uint64_t order;    /* as gw_conn's next_order */
+  uint8_t sent[1 << 16]; /* bytes the core wrote (control frames) */
+  size_t sent_len;   /* of which kept (the rest is counted, not checked) */
+  uint64_t order;    /* as gw_relay's next_order */
   uint64_t max_message;
+  int closing;       /* a close is under way: messages are dropped */
 } conn;
 
-static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
-                       int flags, void *user) {
-  (void)flags;
-  conn *c = user;
-  if (c->rd_len == 0) {
-    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    return -1;
+static int on_send(void *arg, const uint8_t *data, size_t len) {
+  conn *c = arg;
+  FUZZ_CHECK(len > 0 && data != NULL);
+  if (c->sent_len + len <= sizeof c->sent) memcpy(c->sent + c->sent_len, data, len);
+  c->sent_len += len;
+  return 0;
+}
+
+/* After each call, what the core wrote is whole control frames (FIN, an
+ * opcode of 8 or more, unmasked, at most 125 bytes of payload): our data
+ * frames, queued between two calls, can never land inside one. */
+static void check_sent(conn *c) {
+  if (c->sent_len > sizeof c->sent) return;
+  size_t at = 0;
+  while (at < c->sent_len) {
+    FUZZ_CHECK(c->sent_len - at >= 2);
+    const uint8_t *f = c->sent + at;
+    FUZZ_CHECK((f[0] & 0x80) && (f[0] & 0x0f) >= 8 && !(f[1] & 0x80) && f[1] <= 125);
+    at += 2 + f[1];
+    FUZZ_CHECK(at <= c->sent_len);
   }
-  size_t n = c->rd_len < len ? c->rd_len : len;
-  memcpy(buf, c->rd, n);
-  c->rd += n;
-  c->rd_len -= n;
-  return (ssize_t)n;
 }
 
-static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data,
-                       size_t len, int flags, void *user) {
-  (void)ctx;
-  (void)flags;
-  conn *c = user;
-  FUZZ_CHECK(len == 0 || data != NULL);
-  c->sent += len;
-  return (ssize_t)len;
-}
-
-/* The websocket.receive message gw_relay__receive would publish,
- * decoded again as a worker would read it. */
-static void publish_receive(conn *c, int binary, const uint8_t *msg,
-                            size_t len) {
+/* The websocket.receive message gw_relay would publish, decoded again as a
+ * worker would read it. */
+static void publish_receive(conn *c, int binary, const uint8_t *msg, size_t len) {
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = FUZZ_CHANNEL,
                 .path = "/websocket/", .order = c->order++,
                 .is_binary = binary, .data = (char *)msg, .data_len = len};
@@ -84,42 +79,35 @@ static void publish_receive(conn *c, int binary, const uint8_t *msg,
   free(json);
 }
 
-static void on_msg(wslay_event_context_ptr ctx,
-                   const struct wslay_event_on_msg_recv_arg *arg, void *user) {
-  (void)ctx;
-  conn *c = user;
-  FUZZ_CHECK(arg->msg_length <= c->max_message);
-  FUZZ_CHECK(arg->msg_length == 0 || arg->msg != NULL);
-  if (arg->opcode == WSLAY_TEXT_FRAME) {
-    /* The gateway forwards texts without checking them itself: wslay must
-     * have refused (1007) anything that is not UTF-8. */
-    FUZZ_CHECK(utf8_valid((const char *)arg->msg, arg->msg_length));
-  }
-  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-    publish_receive(c, arg->opcode == WSLAY_BINARY_FRAME, arg->msg,
-                    arg->msg_length);
-    /* An echo of it, framed as the gateway frames its own data. */
-    gw_buf *b = gw_buf_frame(arg->opcode, arg->msg, arg->msg_length);
-    FUZZ_CHECK(b != NULL);
-    FUZZ_CHECK(b->len >= arg->msg_length + 2 &&
-               b->data[0] == (0x80 | arg->opcode) && !(b->data[1] & 0x80));
-    if (arg->msg_length)
-      FUZZ_CHECK(memcmp(b->data + b->len - arg->msg_length, arg->msg,
-                        arg->msg_length) == 0);
-    gw_buf_unref(b);
-  }
+static void on_message(void *arg, int binary, const uint8_t *msg, size_t len) {
+  conn *c = arg;
+  FUZZ_CHECK(len <= c->max_message);
+  FUZZ_CHECK(len == 0 || msg != NULL);
+  /* The gateway forwards texts without checking them itself: wslay must
+   * have refused (1007) anything that is not UTF-8. */
+  if (!binary) FUZZ_CHECK(utf8_valid((const char *)msg, len));
+  if (c->closing) return; /* gw_relay drops what a closing connection sends */
+  publish_receive(c, binary, msg, len);
+  /* An echo of it, framed as the gateway frames its own data. */
+  int opcode = binary ? 2 : 1;
+  gw_buf *b = gw_buf_frame(opcode, msg, len);
+  FUZZ_CHECK(b != NULL);
+  FUZZ_CHECK(b->len >= len + 2 && b->data[0] == (0x80 | opcode) && !(b->data[1] & 0x80));
+  if (len) FUZZ_CHECK(memcmp(b->data + b->len - len, msg, len) == 0);
+  gw_buf_unref(b);
 }
 
-static const struct wslay_event_callbacks callbacks = {
-    .recv_callback = on_recv,
-    .send_callback = on_send,
-    .on_msg_recv_callback = on_msg,
-};
+static const gw_ws_sink sink = {on_send, on_message};
 
-/* gw_ws_after: write what wslay owes. -1: the gateway would destroy
- * the connection. */
-static int after(wslay_event_context_ptr ws) {
-  if (wslay_event_want_write(ws) && wslay_event_send(ws) != 0) return -1;
+/* What gw_conn does with a result: a close code a client may receive, or
+ * the end of the connection. Returns 1 when the connection is gone. */
+static int outcome(conn *c, gw_ws_result r, uint16_t code) {
+  if (r == GW_WS_FAILED) return 1;
+  if (r == GW_WS_CLOSED) {
+    FUZZ_CHECK(!c->closing); /* reported once */
+    FUZZ_CHECK(code >= 1000 && code <= 4999);
+    c->closing = 1;
+  }
   return 0;
 }
 
@@ -132,43 +120,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *in = data + 2 + n_sizes;
   size_t len = size - 2 - n_sizes;
 
-  conn c = {.order = 1,
-            .max_message = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE};
-  wslay_event_context_ptr ws;
-  FUZZ_CHECK(wslay_event_context_server_init(&ws, &callbacks, &c) == 0);
-  wslay_event_config_set_max_recv_msg_length(ws, c.max_message);
-
+  static conn c; /* 64 KiB: not on the stack */
+  memset(&c, 0, sizeof c);
+  c.order = 1;
+  c.max_message = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE;
+  gw_ws ws;
+  memset(&ws, 0, sizeof ws);
+  gw_ws_io io = {.sink = &sink, .arg = &c, .max_message = c.max_message,
+                 .max_frame = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE};
   size_t off = 0, i = 0;
   int dead = 0;
-  while (off < len && !dead && wslay_event_get_read_enabled(ws)) {
+  while (off < len && !dead) {
+    if (c.closing && !gw_ws_awaiting_close(&ws)) break; /* gw_conn finishes */
     size_t n = n_sizes ? sizes[i++ % n_sizes] : 0;
     if (n == 0 || n > len - off) n = len - off;
-    c.rd = in + off;
-    c.rd_len = n;
-    int rc = wslay_event_recv(ws);
-    /* wslay consumes a read whole or stops reading (after a close). */
-    FUZZ_CHECK(c.rd_len == 0 || !wslay_event_get_read_enabled(ws) || rc != 0);
-    off += n; /* what wslay left of a read is dropped, as in gw_conn */
-    c.rd = NULL;
-    c.rd_len = 0;
-    if (rc != 0 || after(ws) != 0) dead = 1;
-    /* gw_ws_ping, as the idle tick would send it mid-stream. */
-    if (!dead && (flags & 4) && i == 1 && !wslay_event_get_close_sent(ws)) {
-      struct wslay_event_msg ping = {.opcode = WSLAY_PING};
-      if (wslay_event_queue_msg(ws, &ping) != 0 || after(ws) != 0) dead = 1;
+    uint16_t code = 0;
+    dead = outcome(&c, gw_ws_feed(&ws, &io, in + off, n, &code), code);
+    off += n;
+    FUZZ_CHECK(ws.io == NULL); /* no call leaves its io behind */
+    check_sent(&c);
+    /* Between messages the context must be gone (the idle cost). */
+    if (!dead && !c.closing && ws.track.payload_left == 0 && ws.track.hdr_have == 0 &&
+        !ws.track.in_message)
+      FUZZ_CHECK(!gw_ws_holds_context(&ws));
+    if (!dead && !c.closing && (flags & 4) && i == 1) {
+      code = 0;
+      dead = outcome(&c, gw_ws_ping(&ws, &io, &code), code);
+      check_sent(&c);
     }
   }
-  if (!dead && wslay_event_get_close_sent(ws)) {
-    /* A close wslay sent itself carries a code a client may receive. */
-    uint16_t code = wslay_event_get_status_code_sent(ws);
-    FUZZ_CHECK(code >= 1000 && code <= 4999);
-  } else if (!dead && (flags & 2)) {
-    /* gw_conn_shutdown_all: close 1001 on an open connection. */
-    static const char reason[] = "going away";
-    if (wslay_event_queue_close(ws, 1001, (const uint8_t *)reason,
-                                sizeof(reason) - 1) == 0)
-      (void)after(ws);
+  if (!dead && !c.closing && (flags & 2)) {
+    (void)outcome(&c, gw_ws_close(&ws, &io, 1001, "going away"), 1001);
+    check_sent(&c);
   }
-  wslay_event_context_free(ws);
+  gw_ws_free(&ws);
   return 0;
 }
