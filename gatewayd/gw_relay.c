@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "chan_msg.h"
+#include "chan_reply_channel.h"
 #include "gw_admin.h"
 #include "gw_conn.h"
 #include "log.h"

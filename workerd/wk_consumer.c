@@ -35,7 +35,7 @@
 
 #include "chan_msg.h"
 #include "chan_names.h"
-#include "chan_reply.h"
+#include "chan_reply_channel.h"
 #include "log.h"
 #include "wk_metrics.h"
 #include "wk_redeliver.h"
