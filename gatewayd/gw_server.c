@@ -16,6 +16,7 @@
 #include "gw_dispatch.h"
 #include "gw_http.h"
 #include "gw_tls.h"
+#include "hostport.h"
 #include "log.h"
 #include "mq_conn.h"
 
@@ -149,24 +150,6 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
   cfg_free(gw_config_opts, gw_config_n_opts, &next);
 }
 
-/* "host:port", "[v6]:port" -> sockaddr */
-static int gw_server__parse_listen(const char *spec, struct sockaddr_storage *ss) {
-  char host[128];
-  const char *colon = strrchr(spec, ':');
-  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host)) return -1;
-  memcpy(host, spec, (size_t)(colon - spec));
-  host[colon - spec] = '\0';
-  int port = atoi(colon + 1);
-  if (port <= 0 || port > 65535) return -1;
-  if (host[0] == '[') {
-    size_t n = strlen(host);
-    if (n < 3 || host[n - 1] != ']') return -1;
-    host[n - 1] = '\0';
-    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss);
-  }
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
-}
-
 /* The processes of one gatewayd (gw_supervisor.c) each listen on the same
  * port; the kernel spreads new connections over them by a hash of the
  * client's address and port. A standalone gatewayd does not set it, so a
@@ -181,8 +164,8 @@ static int gw_server__reuse_port(uv_tcp_t *t) {
 
 static int gw_server__listen(gw_server *s) {
   struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  if (gw_server__parse_listen(s->cfg->listen, &ss) != 0) {
+  socklen_t sslen;
+  if (hostport_listen_addr(s->cfg->listen, &ss, &sslen) != 0) {
     log_error("listen_invalid", "listen=%s", s->cfg->listen);
     return -1;
   }

@@ -25,6 +25,7 @@
 #define _GNU_SOURCE /* struct ucred */
 #include "gw_supervisor.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "hostport.h"
 #include "log.h"
 
 extern char **environ;
@@ -91,19 +93,16 @@ int gw_supervisor_count(const gw_config *cfg) {
 }
 
 int gw_supervisor_metrics_addr(const char *spec, int i, char *out, size_t n) {
+  hostport hp;
+  assert(i >= 0 && i < 65536);
   if (!spec[0]) {
     if (n) out[0] = '\0';
     return 0;
   }
-  const char *colon = strrchr(spec, ':');
-  char *end;
-  if (!colon) return -1;
-  long port = strtol(colon + 1, &end, 10);
-  if (end == colon + 1 || *end || port < 0 || port > 65535) return -1;
-  if (port > 0) port += i;
-  if (port > 65535) return -1;
-  int len = snprintf(out, n, "%.*s:%ld", (int)(colon - spec), spec, port);
-  return len < 0 || (size_t)len >= n ? -1 : 0;
+  if (hostport_parse(spec, &hp) != 0) return -1;
+  if (hp.port > 0) hp.port += (unsigned)i;
+  if (hp.port > 65535) return -1;
+  return hostport_format(&hp, out, n) < 0 ? -1 : 0;
 }
 
 /* ---- the children's command line and environment ------------------------ */

@@ -19,6 +19,7 @@
 #include "gw_server.h"
 #include "gw_supervisor.h"
 #include "gw_tls.h"
+#include "hostport.h"
 #include "log.h"
 #include "mq_conn.h"
 
@@ -107,6 +108,24 @@ static int gw_main_serve(gw_config *cfg) {
   return rc;
 }
 
+/* The listen addresses, checked before anything opens so that
+ * --check-config refuses a typo too (workerd does the same). */
+static int gw_main_addrs_check(const gw_config *cfg) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (hostport_listen_addr(cfg->listen, &ss, &len) != 0) {
+    fprintf(stderr, "gatewayd: gateway.listen: " HOSTPORT_EXPECTED ", got '%s'\n",
+            cfg->listen);
+    return -1;
+  }
+  if (cfg->metrics_listen[0] && hostport_listen_addr(cfg->metrics_listen, &ss, &len) != 0) {
+    fprintf(stderr, "gatewayd: gateway.metrics_listen: " HOSTPORT_EXPECTED ", got '%s'\n",
+            cfg->metrics_listen);
+    return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   /* cfg_load reorders argv; the supervisor passes the flags on as given. */
   char **orig_argv = malloc(((size_t)argc + 1) * sizeof(char *));
@@ -128,6 +147,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
+  if (r != CFG_EXIT_ERROR && gw_main_addrs_check(&cfg) != 0) r = CFG_EXIT_ERROR;
   char addr[128];
   int n_procs = r != CFG_EXIT_ERROR ? gw_supervisor_count(&cfg) : 1;
   if (n_procs > 1 &&

@@ -28,7 +28,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include "admin.h"
+#include "hostport.h"
 #include "chan_names.h"
 #include "config.h"
 #include "log.h"
@@ -156,10 +156,9 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
   struct sockaddr_storage ss;
   socklen_t sslen;
   if (conf->metrics_listen[0] &&
-      admin_parse_listen(conf->metrics_listen, &ss, &sslen) != 0) {
-    fprintf(stderr, "workerd: worker.metrics_listen: expected ADDRESS:PORT "
-                    "(numeric, [v6] in brackets), got '%s'\n",
-            conf->metrics_listen);
+      hostport_listen_addr(conf->metrics_listen, &ss, &sslen) != 0) {
+    fprintf(stderr, "workerd: worker.metrics_listen: " HOSTPORT_EXPECTED
+                    ", got '%s'\n", conf->metrics_listen);
     return 2;
   }
   if (mq_settings_check(conf->amqp_url, conf->queue_type, err,
