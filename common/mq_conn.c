@@ -93,6 +93,14 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
   return -1;
 }
 
+void mq_json_props(amqp_basic_properties_t *p, int persistent) {
+  memset(p, 0, sizeof *p);
+  p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  p->content_type = amqp_cstring_bytes("application/json");
+  p->delivery_mode =
+      persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
+}
+
 /* TCP connect with a deadline; the socket belongs to c from here on. */
 static int mq_socket_open(amqp_connection_state_t c, const char *host,
                           int port, char *err, size_t errlen) {

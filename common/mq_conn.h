@@ -3,9 +3,9 @@
  * every party declares.
  *
  * Owns: connect + login + channel open, turning rabbitmq-c's three error
- * styles into one message, and declaring the shared exchange and queues with
+ * styles into one message, declaring the shared exchange and queues with
  * the same arguments everywhere (RabbitMQ refuses a redeclare whose arguments
- * differ). Must not: be called from the gateway's event-loop thread (every
+ * differ), and the properties every JSON publish carries. Must not: be called from the gateway's event-loop thread (every
  * call here may block on the network).
  */
 #ifndef MQ_CONN_H
@@ -93,6 +93,11 @@ amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
 
 /* Closes channel and connection politely when possible, then frees. */
 void mq_conn_close(amqp_connection_state_t c);
+
+/* The properties of every JSON message the programs publish: content_type
+ * application/json and delivery_mode 2 (persistent) or 1 (transient);
+ * every other property unset. */
+void mq_json_props(amqp_basic_properties_t *p, int persistent);
 
 /* 0 when r is a normal reply; else -1 with "what: reason" in err. */
 int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,

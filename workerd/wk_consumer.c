@@ -37,6 +37,7 @@
 #include "chan_names.h"
 #include "chan_reply_channel.h"
 #include "log.h"
+#include "mq_confirm.h"
 #include "wk_metrics.h"
 #include "wk_redeliver.h"
 
@@ -173,10 +174,7 @@ static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
     return 0;
   }
   amqp_basic_properties_t props;
-  memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  props.content_type = amqp_cstring_bytes("application/json");
-  props.delivery_mode = 1; /* transient: the gateway's queue is too */
+  mq_json_props(&props, 0); /* transient: the gateway's queue is too */
   amqp_bytes_t b = {len, (void *)body};
   int st = amqp_basic_publish(w->c, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(queue), 0, 0, &props, b);
@@ -295,26 +293,16 @@ static int wk_consumer_deliver(wk_consumer *w, const amqp_envelope_t *env) {
  * frames mean: reconnect (which redeclares). */
 static int wk_consumer_other_frame(wk_consumer *w) {
   amqp_frame_t f;
+  char err[256];
   if (amqp_simple_wait_frame(w->c, &f) != AMQP_STATUS_OK) return -1;
-  if (f.frame_type != AMQP_FRAME_METHOD) return 0;
-  switch (f.payload.method.id) {
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method,
-                            0};
-      char err[256];
-      mq_rpc_check(r, "consume", err, sizeof err);
-      log_error("broker_closed", "reason=\"%s\"", err);
-      return -1;
-    }
-    case AMQP_BASIC_CANCEL_METHOD:
-      log_error("broker_closed", "reason=\"consumer cancelled\"");
-      return -1;
-    default:
-      log_debug("broker_frame_ignored", "method=0x%08x",
-                (unsigned)f.payload.method.id);
-      return 0;
+  if (mq_frame_close_reason(&f, "consume", err, sizeof err)) {
+    log_error("broker_closed", "reason=\"%s\"", err);
+    return -1;
   }
+  if (f.frame_type == AMQP_FRAME_METHOD)
+    log_debug("broker_frame_ignored", "method=0x%08x",
+              (unsigned)f.payload.method.id);
+  return 0;
 }
 
 /* Consumes until *stop (0) or a broker error (-1). */
