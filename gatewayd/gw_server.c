@@ -211,11 +211,11 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
   amqp_bridge_config bc = {
-      .url = cfg->amqp_url,
-      .heartbeat_s = (int)((cfg->amqp_heartbeat + 999) / 1000),
-      .queue_ttl_ms = cfg->queue_ttl,
-      .queue_max_length = cfg->queue_max_length,
-      .queue_quorum = mq_queue_type_parse(cfg->queue_type) == 1,
+      .url = cfg->amqp.url,
+      .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
+      .queue_ttl_ms = cfg->amqp.queue_ttl,
+      .queue_max_length = cfg->amqp.queue_max_length,
+      .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
   s->bridge = amqp_bridge_start(loop, &bc, gw_dispatch_events, s);

@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     r = CFG_EXIT_ERROR;
   }
   if (r != CFG_EXIT_ERROR &&
-      mq_settings_check(cfg.amqp_url, cfg.queue_type, why, sizeof why) != 0) {
+      mq_settings_check(cfg.amqp.url, cfg.amqp.queue_type, why, sizeof why) != 0) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }

@@ -28,10 +28,11 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include "hostport.h"
 #include "chan_names.h"
 #include "config.h"
+#include "hostport.h"
 #include "log.h"
+#include "mq_conn.h"
 #include "wk_auth.h"
 #include "wk_consumer.h"
 #include "wk_handle.h"
@@ -39,11 +40,7 @@
 #include "wk_policy.h"
 
 typedef struct wk_main_conf {
-  char *amqp_url;
-  long heartbeat_ms;
-  long queue_ttl_ms;
-  long queue_max_length;
-  char *queue_type;
+  mq_settings amqp;
   char *log_level;
   char *secret;
   char *secret_previous;
@@ -59,20 +56,10 @@ typedef struct wk_main_conf {
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
   {sec, key, type, def, lo, hi, fl, offsetof(wk_main_conf, field), help}
 
-/* The [amqp] ranges match gatewayd's: both must declare the same queues. */
+/* [amqp] and [log] are the rows every program shares (mq_conn.h, log.h). */
 static const cfg_opt wk_main_opts[] = {
-    WK_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0,
-           0, CFG_SECRET, amqp_url, MQ_URL_HELP),
-    WK_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, heartbeat_ms,
-           "AMQP heartbeat interval (0 disables)"),
-    WK_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0,
-           queue_ttl_ms, "x-message-ttl of the websocket.* queues"),
-    WK_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
-           queue_max_length, "x-max-length of the websocket.* queues"),
-    WK_OPT("amqp", "queue_type", CFG_STR, "classic", 0, 0, 0, queue_type,
-           MQ_QUEUE_TYPE_HELP),
-    WK_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
-           "debug, info, warn or error"),
+    MQ_CFG_OPTS(wk_main_conf, amqp)
+    LOG_CFG_OPT(wk_main_conf, log_level)
     WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
            "HS256 key the backend signs tokens with"),
     WK_OPT("auth", "secret_previous", CFG_STR, NULL, 0, 0, CFG_SECRET,
@@ -161,7 +148,7 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
                     ", got '%s'\n", conf->metrics_listen);
     return 2;
   }
-  if (mq_settings_check(conf->amqp_url, conf->queue_type, err,
+  if (mq_settings_check(conf->amqp.url, conf->amqp.queue_type, err,
                         sizeof err) != 0) {
     fprintf(stderr, "workerd: %s\n", err);
     return 2;
@@ -304,10 +291,10 @@ static int wk_main_run(const wk_main_conf *conf, const char *path,
   wk_notify notify;
   wk_main_notify_init(&notify);
   wk_consumer_conf cc = {
-      .url = conf->amqp_url,
-      .heartbeat_s = (int)((conf->heartbeat_ms + 999) / 1000),
-      .limits = {conf->queue_ttl_ms, conf->queue_max_length,
-                 mq_queue_type_parse(conf->queue_type) == 1},
+      .url = conf->amqp.url,
+      .heartbeat_s = (int)((conf->amqp.heartbeat + 999) / 1000),
+      .limits = {conf->amqp.queue_ttl, conf->amqp.queue_max_length,
+                 mq_queue_type_parse(conf->amqp.queue_type) == 1},
       .prefetch = (int)conf->prefetch,
       .alive = wk_main_alive,
       .alive_arg = &notify,
