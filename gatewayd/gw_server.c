@@ -5,12 +5,10 @@
 #include "gw_server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gw_conn.h"
 #include "gw_dispatch.h"
@@ -74,48 +72,19 @@ static void gw_server__on_signal(uv_signal_t *h, int signum) {
 
 /* ---- SIGHUP: reload -------------------------------------------------------- */
 
-/* The command line as started, NUL-separated in *blob (caller frees both):
- * main's argv was reordered by cfg_load, and a reload must parse the same
- * flags again, so that they still win over the file. NULL on failure. */
-static char **gw_server__cmdline(int *argc, char **blob) {
-  size_t cap = 65536, len = 0;
-  char *buf = malloc(cap + 1);
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  ssize_t n = 0;
-  while (buf && fd >= 0 && len < cap && (n = read(fd, buf + len, cap - len)) > 0)
-    len += (size_t)n;
-  if (fd >= 0) close(fd);
-  char **argv = buf && n >= 0 && len > 0 ? malloc((len + 1) * sizeof(*argv)) : NULL;
-  if (!argv) {
-    free(buf);
-    return NULL;
-  }
-  buf[len] = '\0';
-  *argc = 0;
-  for (size_t i = 0; i < len; i += strlen(buf + i) + 1) argv[(*argc)++] = buf + i;
-  argv[*argc] = NULL;
-  *blob = buf;
-  return argv;
-}
-
 /* Reads the settings again into next; NULL when they are valid, else why
  * not (config.c prints the details to stderr). */
-static const char *gw_server__reread(gw_config *next, log_level *level) {
-  int argc = 0;
-  char *blob = NULL, why[160];
-  char **argv = gw_server__cmdline(&argc, &blob);
-  const char *err = NULL;
-  if (!argv) err = "cannot read /proc/self/cmdline";
-  else if (cfg_load(gw_config_opts, gw_config_n_opts, next, "gatewayd", "", &argc,
-                    argv) != CFG_RUN)
-    err = "invalid settings";
-  else if (log_level_parse(next->log_level, level) != 0)
-    err = "invalid log.level";
-  else if (gw_http_trusted_check(next->trusted_proxies, why, sizeof(why)) != 0)
-    err = "invalid gateway.trusted_proxies";
-  free(argv);
-  free(blob);
-  return err;
+static const char *gw_server__reread(const gw_server *s, gw_config *next,
+                                     log_level *level) {
+  char why[160];
+  /* The command line as main saved it: the flags still win over the file. */
+  if (cfg_reload(s->cmdline, gw_config_opts, gw_config_n_opts, next, "gatewayd") !=
+      CFG_RUN)
+    return "invalid settings";
+  if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
+  if (gw_http_trusted_check(next->trusted_proxies, why, sizeof(why)) != 0)
+    return "invalid gateway.trusted_proxies";
+  return NULL;
 }
 
 static void gw_server__swap_str(char **a, char **b) {
@@ -134,7 +103,7 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
   gw_config next;
   log_level level = LOG_LEVEL_INFO;
   memset(&next, 0, sizeof(next)); /* cfg_free-able whatever fails */
-  const char *why = gw_server__reread(&next, &level);
+  const char *why = gw_server__reread(s, &next, &level);
   if (why) {
     log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
   } else {
@@ -200,10 +169,12 @@ static int gw_server__tls(gw_server *s) {
   return 0;
 }
 
-int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
+int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
+                   const cfg_cmdline *cmdline) {
   memset(s, 0, sizeof(*s));
   s->loop = loop;
   s->cfg = cfg;
+  s->cmdline = cmdline;
   s->read_buf = malloc(65536);
   if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||

@@ -79,7 +79,7 @@ static const char gw_usage[] =
 
 /* One gateway process: the loop until shutdown. A child of gw_supervisor
  * (process_index >= 0) is the same thing with a shared port. */
-static int gw_main_serve(gw_config *cfg) {
+static int gw_main_serve(gw_config *cfg, const cfg_cmdline *cmdline) {
   if (cfg->process_index >= 0) {
     /* If the supervisor is killed outright, drain and exit rather than
      * hold the port as an orphan nobody restarts. */
@@ -89,7 +89,7 @@ static int gw_main_serve(gw_config *cfg) {
   static gw_server srv;
   static gw_notify notify;
   int rc = 0;
-  if (gw_server_init(&srv, loop, cfg) != 0) {
+  if (gw_server_init(&srv, loop, cfg, cmdline) != 0) {
     log_error("startup_failed", "reason=\"see previous lines\"");
     rc = 1;
     gw_server_close(&srv);
@@ -127,11 +127,10 @@ static int gw_main_addrs_check(const gw_config *cfg) {
 }
 
 int main(int argc, char **argv) {
-  /* cfg_load reorders argv; the supervisor passes the flags on as given. */
-  char **orig_argv = malloc(((size_t)argc + 1) * sizeof(char *));
-  if (!orig_argv) return 1;
-  memcpy(orig_argv, argv, ((size_t)argc + 1) * sizeof(char *));
-  int orig_argc = argc;
+  /* cfg_load reorders argv; the supervisor passes the flags on as given,
+   * and a reload (gw_server.c) parses them again. */
+  cfg_cmdline cmdline;
+  if (cfg_cmdline_save(&cmdline, argc, argv) != 0) return 1;
   gw_config cfg;
   cfg_result r = cfg_load(gw_config_opts, gw_config_n_opts, &cfg, "gatewayd",
                           gw_usage, &argc, argv);
@@ -168,7 +167,7 @@ int main(int argc, char **argv) {
   if (r == CFG_CHECKED) printf("config ok\n"); /* every check above passed */
   if (r != CFG_RUN) {
     cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
-    free(orig_argv);
+    cfg_cmdline_free(&cmdline);
     return r == CFG_EXIT_ERROR ? 2 : 0;
   }
   char prog[32] = "gatewayd";
@@ -177,9 +176,9 @@ int main(int argc, char **argv) {
   /* A client that vanishes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
 
-  int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, orig_argc, orig_argv)
-                       : gw_main_serve(&cfg);
-  free(orig_argv);
+  int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, cmdline.argc, cmdline.argv)
+                       : gw_main_serve(&cfg, &cmdline);
+  cfg_cmdline_free(&cmdline);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);
   return rc;

@@ -208,21 +208,6 @@ static void wk_main_notify_init(wk_notify *n) {
   if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 4000 ? usec / 4000 : 1;
 }
 
-/* The command line as started: cfg_load reorders argv, and a reload must
- * parse the same flags again. The strings are argv's own (they live as
- * long as the process). */
-static struct {
-  int argc;
-  char **argv;
-} wk_main_args;
-
-static void wk_main_args_save(int argc, char **argv) {
-  wk_main_args.argv = malloc(((size_t)argc + 1) * sizeof *argv);
-  if (!wk_main_args.argv) return; /* reload will say it cannot */
-  memcpy(wk_main_args.argv, argv, ((size_t)argc + 1) * sizeof *argv);
-  wk_main_args.argc = argc;
-}
-
 /* What a reload replaces. ctx points at *policy and *auth, which are
  * main()'s, so main frees whatever is current at exit. */
 typedef struct wk_main_live {
@@ -230,25 +215,20 @@ typedef struct wk_main_live {
   wk_policy *policy;
   wk_auth **auth;
   const char *path;
+  const cfg_cmdline *cmdline; /* main's, as started: parsed again */
 } wk_main_live;
 
 /* Parses the saved command line into next (caller cfg_frees it) and builds
  * its policy and auth. NULL on success, else why not (details on stderr,
  * where config.c and wk_main_prepare print them). */
-static const char *wk_main_reread(wk_main_conf *next, const char *path,
+static const char *wk_main_reread(const wk_main_live *live, wk_main_conf *next,
                                   wk_policy *policy, wk_auth **auth,
                                   log_level *level) {
-  int argc = wk_main_args.argc;
-  if (!wk_main_args.argv) return "no saved command line";
-  char **argv = malloc(((size_t)argc + 1) * sizeof *argv);
-  if (!argv) return "out of memory";
-  memcpy(argv, wk_main_args.argv, ((size_t)argc + 1) * sizeof *argv);
-  cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, next, "workerd",
-                           wk_main_usage, &argc, argv);
-  free(argv);
-  if (cr != CFG_RUN) return "invalid settings";
+  if (cfg_reload(live->cmdline, wk_main_opts, WK_MAIN_N_OPTS, next,
+                 "workerd") != CFG_RUN)
+    return "invalid settings";
   if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
-  if (wk_main_prepare(next, path, policy, auth) != 0)
+  if (wk_main_prepare(next, live->path, policy, auth) != 0)
     return "invalid group policy, secrets or token file";
   return NULL;
 }
@@ -261,7 +241,7 @@ static void wk_main_reload_now(void *arg) {
   wk_auth *auth = NULL;
   log_level level = LOG_LEVEL_INFO;
   memset(&next, 0, sizeof next); /* cfg_free-able whatever fails */
-  const char *why = wk_main_reread(&next, live->path, &policy, &auth, &level);
+  const char *why = wk_main_reread(live, &next, &policy, &auth, &level);
   if (why) {
     log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
@@ -284,10 +264,11 @@ static void wk_main_reload_now(void *arg) {
 }
 
 static int wk_main_run(const wk_main_conf *conf, const char *path,
-                       wk_policy *policy, wk_auth **auth) {
+                       const cfg_cmdline *cmdline, wk_policy *policy,
+                       wk_auth **auth) {
   wk_main_live live = {
       .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo},
-      .policy = policy, .auth = auth, .path = path};
+      .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
   wk_notify notify;
   wk_main_notify_init(&notify);
   wk_consumer_conf cc = {
@@ -321,11 +302,13 @@ int main(int argc, char **argv) {
   log_level level;
   /* Read before cfg_load, which removes the flags from argv. */
   const char *path = wk_main_config_path(argc, argv);
-  wk_main_args_save(argc, argv);
+  cfg_cmdline cmdline;
+  if (cfg_cmdline_save(&cmdline, argc, argv) != 0) return 1;
   cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
                            wk_main_usage, &argc, argv);
   if (cr == CFG_EXIT_OK) { /* --help */
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
+    cfg_cmdline_free(&cmdline);
     return 0;
   }
   int rc = cr == CFG_EXIT_ERROR ? 2 : 0;
@@ -343,13 +326,13 @@ int main(int argc, char **argv) {
   if (rc == 0 && cr == CFG_CHECKED) printf("config ok\n");
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
-    rc = wk_main_run(&conf, path, &policy, &auth);
+    rc = wk_main_run(&conf, path, &cmdline, &policy, &auth);
   }
   if (auth) { /* prepare succeeded: both were built */
     wk_auth_free(auth);
     wk_policy_free(&policy);
   }
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
-  free(wk_main_args.argv);
+  cfg_cmdline_free(&cmdline);
   return rc;
 }
