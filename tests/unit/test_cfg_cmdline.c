@@ -4,7 +4,6 @@
  * flags still win, the saved copy never changes, and a missing copy is
  * refused with conf left for cfg_free.
  */
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,16 +41,11 @@ static const char *cmd_file(const char *text) {
   return path;
 }
 
-/* cfg_reload or cfg_load with stderr sent to /dev/null. */
+/* cfg_reload with its messages (stderr) sent to /dev/null. */
 static cfg_result cmd_quiet_reload(const cfg_cmdline *c, cmd_conf *conf) {
-  fflush(stderr);
-  int saved = dup(2), null = open("/dev/null", O_WRONLY);
-  dup2(null, 2);
+  int saved = unit_stderr_mute();
   cfg_result r = cfg_reload(c, cmd_opts, N_CMD, conf, "unit");
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  close(null);
+  unit_stderr_restore(saved);
   return r;
 }
 

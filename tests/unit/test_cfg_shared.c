@@ -4,11 +4,8 @@
  * any struct that embeds an mq_settings, and gatewayd's table carries them
  * exactly (workerd's and chanctl's are built by the same macros).
  */
-#include <fcntl.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "gw_config.h"
@@ -32,14 +29,9 @@ static const cfg_opt shared_opts[] = {
 
 /* cfg_load with its messages (stderr) sent to /dev/null. */
 static cfg_result shared_load(shared_conf *c, int argc, char **argv) {
-  fflush(stderr);
-  int saved = dup(2), null = open("/dev/null", O_WRONLY);
-  dup2(null, 2);
+  int saved = unit_stderr_mute();
   cfg_result r = cfg_load(shared_opts, N_SHARED, c, "unit", NULL, &argc, argv);
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  close(null);
+  unit_stderr_restore(saved);
   return r;
 }
 
