@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "admin.h"
-#include "hostport.h"
 #include "gw_server.h"
+#include "hostport.h"
 #include "log.h"
 
 #define GW_ADMIN_MAX_CONNS 16

@@ -55,7 +55,7 @@ typedef struct wk_consumer {
   amqp_connection_state_t c; /* NULL while disconnected */
   uint64_t ack_tag;          /* last delivery whose reply is out */
   unsigned unacked;          /* deliveries up to ack_tag not yet acked */
-  backoff retry;              /* between failed connects */
+  backoff retry;             /* between failed connects */
   mq_url_list urls;     /* amqp.url, and the node in use */
   wk_redeliver_pub pub; /* copies of redelivered messages */
 } wk_consumer;
