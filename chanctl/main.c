@@ -39,33 +39,25 @@
 #define CHANCTL_TTL_MAX (10LL * 365 * 24 * 3600)
 
 typedef struct chanctl_conf {
-  char *amqp_url;
+  mq_settings amqp; /* only url is read (and filled) */
   char *log_level;
   char *auth_secret;
   /* Read by the daemons; listed so that one file (or one environment)
-   * serves every program without "unknown key" errors here. */
-  char *amqp_heartbeat, *amqp_queue_ttl, *amqp_queue_max_length;
-  char *amqp_queue_type;
-  char *amqp_max_backlog;
+   * serves every program without "unknown key" errors here. The [amqp]
+   * ones all land in amqp_not_read, each value freeing the last. */
+  char *amqp_not_read;
   char *auth_secret_previous, *auth_token_file, *auth_leeway;
 } chanctl_conf;
 
 #define SHARED "read by the daemons; accepted here so one file serves all"
+/* A daemons' [amqp] row (MQ_CFG_QUEUE_ROWS) as chanctl has it: any text. */
+#define CHANCTL_ACCEPT(T, m, key, type, def, lo, hi, fl, help) \
+  {"amqp", #key, CFG_STR, NULL, 0, 0, 0, offsetof(T, amqp_not_read), SHARED},
+
 static const cfg_opt chanctl_opts[] = {
-    {"amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
-     CFG_SECRET, offsetof(chanctl_conf, amqp_url), MQ_URL_HELP},
-    {"amqp", "heartbeat", CFG_STR, NULL, 0, 0, 0,
-     offsetof(chanctl_conf, amqp_heartbeat), SHARED},
-    {"amqp", "queue_ttl", CFG_STR, NULL, 0, 0, 0,
-     offsetof(chanctl_conf, amqp_queue_ttl), SHARED},
-    {"amqp", "queue_max_length", CFG_STR, NULL, 0, 0, 0,
-     offsetof(chanctl_conf, amqp_queue_max_length), SHARED},
-    {"amqp", "queue_type", CFG_STR, NULL, 0, 0, 0,
-     offsetof(chanctl_conf, amqp_queue_type), SHARED},
-    {"amqp", "max_backlog", CFG_STR, NULL, 0, 0, 0,
-     offsetof(chanctl_conf, amqp_max_backlog), SHARED},
-    {"log", "level", CFG_STR, "info", 0, 0, 0,
-     offsetof(chanctl_conf, log_level), "debug, info, warn or error"},
+    MQ_CFG_URL_ROW(MQ_CFG_OPT, chanctl_conf, amqp)
+    MQ_CFG_QUEUE_ROWS(CHANCTL_ACCEPT, chanctl_conf, amqp)
+    LOG_CFG_OPT(chanctl_conf, log_level)
     {"auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET,
      offsetof(chanctl_conf, auth_secret),
      "HS256 key that signs tokens (needed by `token`)"},
@@ -291,7 +283,7 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
     return CHANCTL_USAGE;
   }
   char err[512];
-  chan_emitter *e = chan_emit_open(conf->amqp_url, err, sizeof err);
+  chan_emitter *e = chan_emit_open(conf->amqp.url, err, sizeof err);
   if (!e) {
     fprintf(stderr, "chanctl: %s\n", err);
     return CHANCTL_FAIL;
@@ -397,6 +389,7 @@ int main(int argc, char **argv) {
   chanctl_args args = {0, NULL, NULL, NULL, NULL};
   if (chanctl_take_args(&argc, argv, &args) < 0) return CHANCTL_USAGE;
   chanctl_conf conf;
+  memset(&conf, 0, sizeof conf); /* amqp's members outside the table too */
   cfg_result r = cfg_load(chanctl_opts, CHANCTL_N_OPTS, &conf, "chanctl",
                           chanctl_usage, &argc, argv);
   if (r == CFG_CHECKED) printf("config ok\n"); /* chanctl has no checks of its own */

@@ -1,14 +1,13 @@
 /*
  * admin.c - the admin endpoint's shared rules (see admin.h).
  *
- * Owns: routing, the listen address syntax, the response head and a strict
- * request-line reader. Must not: do I/O, allocate, or accept anything
- * loosely: a request that is not plainly "GET /path HTTP/1.1" gets a 4xx.
+ * Owns: routing, the response head and a strict request-line reader (the
+ * listen address is hostport.c's). Must not: do I/O, allocate, or accept
+ * anything loosely: a request that is not plainly "GET /path HTTP/1.1"
+ * gets a 4xx.
  */
 #include "admin.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,45 +26,6 @@ admin_route_id admin_route(const char *method, const char *target) {
     if (strlen(routes[i].path) == n && memcmp(routes[i].path, target, n) == 0)
       return routes[i].id;
   return ADMIN_NOT_FOUND;
-}
-
-/* Digits only, 1..65535 ("08" is fine, "+8" and "8x" are not). */
-static int admin_parse_port(const char *s) {
-  if (!*s || strlen(s) > 5) return -1;
-  for (const char *p = s; *p; p++)
-    if (*p < '0' || *p > '9') return -1;
-  int port = atoi(s);
-  return port >= 1 && port <= 65535 ? port : -1;
-}
-
-int admin_parse_listen(const char *spec, struct sockaddr_storage *ss,
-                       socklen_t *len) {
-  char host[64];
-  const char *colon = spec ? strrchr(spec, ':') : NULL;
-  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host))
-    return -1;
-  int port = admin_parse_port(colon + 1);
-  if (port < 0) return -1;
-  memcpy(host, spec, (size_t)(colon - spec));
-  host[colon - spec] = '\0';
-  memset(ss, 0, sizeof(*ss));
-  size_t hl = strlen(host);
-  if (host[0] == '[') {
-    if (hl < 3 || host[hl - 1] != ']') return -1;
-    host[hl - 1] = '\0';
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) return -1;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    *len = sizeof(*a);
-    return 0;
-  }
-  struct sockaddr_in *a = (struct sockaddr_in *)ss;
-  if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -1;
-  a->sin_family = AF_INET;
-  a->sin_port = htons((uint16_t)port);
-  *len = sizeof(*a);
-  return 0;
 }
 
 static const char *admin_reason(int status) {

@@ -1,6 +1,7 @@
 /*
- * admin.h - what both daemons' admin endpoints share: the listen address,
- * the routes (/metrics, /healthz, /readyz) and the response head.
+ * admin.h - what both daemons' admin endpoints share: the routes (/metrics,
+ * /healthz, /readyz) and the response head. The listen address is
+ * hostport.h's, as every listen setting's.
  *
  * The admin endpoint is HTTP/1.1 for Prometheus and health probes only: one
  * request per connection, GET or HEAD, answered and closed. It is meant for
@@ -15,7 +16,6 @@
 #define ADMIN_H
 
 #include <stddef.h>
-#include <sys/socket.h>
 
 /* Largest request head an admin endpoint reads; a scraper sends ~200 bytes.
  * Above it: 431 and close. */
@@ -34,13 +34,6 @@ typedef enum {
 /* The route for a method and request target; the query string is ignored
  * ("/metrics?x=1" is /metrics). */
 admin_route_id admin_route(const char *method, const char *target);
-
-/*
- * "127.0.0.1:9151", "0.0.0.0:9151" or "[::1]:9151" (numeric addresses only:
- * no lookup at start-up) into *ss and *len. 0, or -1 when malformed.
- */
-int admin_parse_listen(const char *spec, struct sockaddr_storage *ss,
-                       socklen_t *len);
 
 /* "HTTP/1.1 200 OK" and its headers (Content-Type, Content-Length,
  * Connection: close, Cache-Control: no-store), through the blank line.

@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -359,9 +360,9 @@ static int cfg_set(cfg_ctx *ctx, size_t i, int is_file, const char *text,
   return rc;
 }
 
-static int cfg_apply_defaults(cfg_ctx *ctx, const char *prog) {
-  /* The caller's struct may hold garbage: clear every slot first, so that
-   * cfg_free is safe whatever happens next. */
+/* The caller's struct may hold garbage: every slot cleared makes cfg_free
+ * safe whatever happens next. */
+static void cfg_clear(const cfg_ctx *ctx) {
   for (size_t i = 0; i < ctx->n; i++) {
     void *slot = cfg_slot(ctx, i);
     switch (ctx->opts[i].type) {
@@ -370,6 +371,10 @@ static int cfg_apply_defaults(cfg_ctx *ctx, const char *prog) {
       default: *(long *)slot = 0; break;
     }
   }
+}
+
+static int cfg_apply_defaults(cfg_ctx *ctx, const char *prog) {
+  cfg_clear(ctx);
   for (size_t i = 0; i < ctx->n; i++) {
     const cfg_opt *o = &ctx->opts[i];
     if (!o->def) continue; /* no default: NULL or 0 */
@@ -671,6 +676,46 @@ static void cfg_print_help(const cfg_opt *opts, size_t n, const char *prog,
   printf("\nDURATION: 250ms, 20s, 5m, 1h; a bare number is seconds.\n"
          "SIZE: 1048576, 1024k, 1KiB, 16MiB, 1m, 1g (k, m, g are 1024-based).\n"
          "BOOL: true/false, yes/no, on/off, 1/0.\n");
+}
+
+/* ---- the saved command line ------------------------------------------- */
+
+/* argv[0..argc) and a NULL after them, in a new array. */
+static char **cfg_argv_copy(int argc, char *const *argv) {
+  assert(argc >= 0);
+  char **copy = malloc(((size_t)argc + 1) * sizeof *copy);
+  if (!copy) return NULL;
+  for (int i = 0; i < argc; i++) copy[i] = argv[i];
+  copy[argc] = NULL;
+  return copy;
+}
+
+int cfg_cmdline_save(cfg_cmdline *c, int argc, char *const *argv) {
+  c->argv = cfg_argv_copy(argc, argv);
+  c->argc = c->argv ? argc : 0;
+  return c->argv ? 0 : -1;
+}
+
+cfg_result cfg_reload(const cfg_cmdline *c, const cfg_opt *opts,
+                      size_t n_opts, void *conf, const char *prog) {
+  char **argv = c->argv ? cfg_argv_copy(c->argc, c->argv) : NULL;
+  if (!argv) {
+    cfg_ctx ctx = {.opts = opts, .n = n_opts, .conf = conf};
+    cfg_clear(&ctx); /* cfg_load's promise: conf is cfg_free-able */
+    fprintf(stderr, "%s: %s\n", prog,
+            c->argv ? "out of memory" : "no saved command line");
+    return CFG_EXIT_ERROR;
+  }
+  int argc = c->argc;
+  cfg_result r = cfg_load(opts, n_opts, conf, prog, NULL, &argc, argv);
+  free(argv);
+  return r;
+}
+
+void cfg_cmdline_free(cfg_cmdline *c) {
+  free(c->argv);
+  c->argv = NULL;
+  c->argc = 0;
 }
 
 /* ---- cfg_load -------------------------------------------------------- */

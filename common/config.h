@@ -83,4 +83,32 @@ cfg_result cfg_load(const cfg_opt *opts, size_t n_opts, void *conf,
 /* Releases every CFG_STR value of conf. */
 void cfg_free(const cfg_opt *opts, size_t n_opts, void *conf);
 
+/*
+ * The command line as main received it, for whatever must parse it again:
+ * a reload (SIGHUP) that reads the file and the environment afresh while
+ * the flags still win, or gatewayd's supervisor passing the flags on to its
+ * children. cfg_load reorders argv (flags out, positional arguments kept),
+ * so save it first. Only the array is copied: the strings are main's, which
+ * live as long as the process.
+ */
+typedef struct cfg_cmdline {
+  int argc;
+  char **argv; /* malloc'd, argv[argc] == NULL; NULL when not saved */
+} cfg_cmdline;
+
+/* Copies argv[0..argc]. 0, or -1 when out of memory (then c->argv is
+ * NULL and cfg_reload refuses). */
+int cfg_cmdline_save(cfg_cmdline *c, int argc, char *const *argv);
+
+/* cfg_load over a copy of the saved command line, which itself stays as
+ * saved, so every reload parses the same flags. No usage text (--help was
+ * answered at start-up), positional arguments dropped. CFG_EXIT_ERROR, said
+ * on stderr, when nothing was saved or out of memory. Either way conf is
+ * then for cfg_free, as after cfg_load. */
+cfg_result cfg_reload(const cfg_cmdline *c, const cfg_opt *opts,
+                      size_t n_opts, void *conf, const char *prog);
+
+/* Frees the saved array (safe to call twice). */
+void cfg_cmdline_free(cfg_cmdline *c);
+
 #endif

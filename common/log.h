@@ -11,12 +11,21 @@
 
 #include <stddef.h>
 
+#include "config.h"
+
 typedef enum {
   LOG_LEVEL_DEBUG = 0,
   LOG_LEVEL_INFO = 1,
   LOG_LEVEL_WARN = 2,
   LOG_LEVEL_ERROR = 3
 } log_level;
+
+/* The [log] row of every program's settings table, once: the log.level of
+ * the settings struct T's member `field` (a char *). Expands to one
+ * initializer with its trailing comma. */
+#define LOG_CFG_OPT(T, field)                                          \
+  {"log", "level", CFG_STR, "info", 0, 0, 0, offsetof(T, field),       \
+   "debug, info, warn or error"},
 
 void log_init(const char *prog, log_level min_level);
 int log_level_parse(const char *s, log_level *out); /* "debug".."error" */

@@ -9,8 +9,11 @@
 #include "mq_confirm.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "mq_conn.h" /* mq_rpc_check */
 
 void mq_confirms_init(mq_confirms *q) {
   q->head = q->len = q->unanswered = 0;
@@ -102,4 +105,18 @@ int mq_frame_ends_channel(const amqp_frame_t *f) {
   amqp_method_number_t id = f->payload.method.id;
   return id == AMQP_CHANNEL_CLOSE_METHOD ||
          id == AMQP_CONNECTION_CLOSE_METHOD || id == AMQP_BASIC_CANCEL_METHOD;
+}
+
+int mq_frame_close_reason(const amqp_frame_t *f, const char *what, char *err,
+                          size_t errlen) {
+  if (!mq_frame_ends_channel(f)) return 0;
+  if (f->payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
+    if (err && errlen)
+      snprintf(err, errlen, "%s: consumer cancelled by the broker", what);
+    return 1;
+  }
+  /* mq_rpc_check words a close the same way as one answering an RPC. */
+  amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f->payload.method, 0};
+  mq_rpc_check(r, what, err, errlen);
+  return 1;
 }

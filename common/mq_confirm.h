@@ -66,4 +66,12 @@ void mq_confirms_free(mq_confirms *q);
  * channel (or the consumer) is gone, whatever else the frame says. */
 int mq_frame_ends_channel(const amqp_frame_t *f);
 
+/* The same test, with the reason for the log: 1 when f ends the channel,
+ * with "WHAT: broker closed the channel: 404 NOT_FOUND - ..." (or the
+ * connection, or "WHAT: consumer cancelled by the broker") in err; else 0,
+ * err untouched. Every party handles an unexpected frame this way: a
+ * closing one means reconnect, any other is ignored. */
+int mq_frame_close_reason(const amqp_frame_t *f, const char *what, char *err,
+                          size_t errlen);
+
 #endif

@@ -35,7 +35,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "chan_names.h"
+#include "mq_names.h"
 
 /* Bounds TCP connect and the AMQP handshake (login): a host that drops SYNs
  * or a port that accepts but never speaks AMQP fails in seconds, not at the
@@ -91,6 +91,14 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
     }
   }
   return -1;
+}
+
+void mq_json_props(amqp_basic_properties_t *p, int persistent) {
+  memset(p, 0, sizeof *p);
+  p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  p->content_type = amqp_cstring_bytes("application/json");
+  p->delivery_mode =
+      persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
 }
 
 /* TCP connect with a deadline; the socket belongs to c from here on. */
@@ -187,12 +195,12 @@ void mq_conn_close(amqp_connection_state_t c) {
 
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen) {
-  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE),
+  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
                         amqp_cstring_bytes("direct"), 0 /* passive */,
                         1 /* durable */, 0 /* auto_delete */, 0 /* internal */,
                         amqp_empty_table);
   return mq_rpc_check(amqp_get_rpc_reply(c),
-                      "declare exchange " CHAN_GROUPS_EXCHANGE, err, errlen);
+                      "declare exchange " MQ_GROUPS_EXCHANGE, err, errlen);
 }
 
 static int mq_declare_queue(amqp_connection_state_t c, const char *name,
@@ -223,8 +231,8 @@ int mq_declare_channel_queues(amqp_connection_state_t c,
   e[3].value.value.bytes = amqp_cstring_bytes("quorum");
   amqp_table_t args = {lim->quorum ? 4 : 3, e};
 
-  static const char *const names[] = {CHAN_QUEUE_CONNECT, CHAN_QUEUE_RECEIVE,
-                                      CHAN_QUEUE_DISCONNECT};
+  static const char *const names[] = {MQ_QUEUE_CONNECT, MQ_QUEUE_RECEIVE,
+                                      MQ_QUEUE_DISCONNECT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
     if (mq_declare_queue(c, names[i], args, err, errlen) < 0) return -1;
   }

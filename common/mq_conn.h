@@ -3,9 +3,9 @@
  * every party declares.
  *
  * Owns: connect + login + channel open, turning rabbitmq-c's three error
- * styles into one message, and declaring the shared exchange and queues with
+ * styles into one message, declaring the shared exchange and queues with
  * the same arguments everywhere (RabbitMQ refuses a redeclare whose arguments
- * differ). Must not: be called from the gateway's event-loop thread (every
+ * differ), and the properties every JSON publish carries. Must not: be called from the gateway's event-loop thread (every
  * call here may block on the network).
  */
 #ifndef MQ_CONN_H
@@ -13,6 +13,8 @@
 
 #include <amqp.h>
 #include <stddef.h>
+
+#include "config.h"
 
 #define MQ_CHANNEL 1
 
@@ -29,6 +31,46 @@
 #define MQ_QUEUE_TYPE_HELP                                              \
   "classic or quorum: type of the websocket.* queues (quorum: "         \
   "replicated, survives a node; slower; every party must agree)"
+
+/* The [amqp] settings as every program's settings struct holds them (the
+ * member names are the keys). */
+typedef struct mq_settings {
+  char *url;             /* one address or several, comma-separated */
+  long heartbeat;        /* ms; 0 disables */
+  long queue_ttl;        /* ms: x-message-ttl of the websocket.* queues */
+  long queue_max_length; /* x-max-length of the websocket.* queues */
+  char *queue_type;      /* "classic" or "quorum" (mq_settings_check) */
+} mq_settings;
+
+/*
+ * The [amqp] rows of a settings table, written once for every program, as
+ * X(T, m, key, type, default, min, max, flags, help) per setting, where the
+ * row stores into member m (an mq_settings) of struct T. One definition,
+ * so gatewayd and workerd cannot drift apart: both declare the same queues
+ * and RabbitMQ refuses a redeclare with other arguments. amqp.url is apart
+ * because chanctl reads it and only accepts the others (MQ_CFG_QUEUE_ROWS
+ * with an expander of its own).
+ */
+#define MQ_CFG_URL_ROW(X, T, m)                                             \
+  X(T, m, url, CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,         \
+    CFG_SECRET, MQ_URL_HELP)
+#define MQ_CFG_QUEUE_ROWS(X, T, m)                                          \
+  X(T, m, heartbeat, CFG_MS, "10s", 0, 600000, 0,                           \
+    "AMQP heartbeat interval (0 disables)")                                 \
+  X(T, m, queue_ttl, CFG_MS, "60s", 1000, 86400000, 0,                      \
+    "x-message-ttl of the websocket.* queues")                              \
+  X(T, m, queue_max_length, CFG_INT, "100000", 1, 100000000, 0,             \
+    "x-max-length of the websocket.* queues")                               \
+  X(T, m, queue_type, CFG_STR, "classic", 0, 0, 0, MQ_QUEUE_TYPE_HELP)
+
+/* One cfg_opt initializer (with its trailing comma) into T.m.key. */
+#define MQ_CFG_OPT(T, m, key, type, def, lo, hi, fl, help) \
+  {"amqp", #key, type, def, lo, hi, fl, offsetof(T, m.key), help},
+
+/* Every [amqp] row, into the mq_settings member m of struct T:
+ *   static const cfg_opt opts[] = { ..., MQ_CFG_OPTS(my_conf, amqp) ... }; */
+#define MQ_CFG_OPTS(T, m) \
+  MQ_CFG_URL_ROW(MQ_CFG_OPT, T, m) MQ_CFG_QUEUE_ROWS(MQ_CFG_OPT, T, m)
 
 typedef struct mq_queue_limits {
   long message_ttl_ms; /* x-message-ttl of the websocket.* queues */
@@ -93,6 +135,11 @@ amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
 
 /* Closes channel and connection politely when possible, then frees. */
 void mq_conn_close(amqp_connection_state_t c);
+
+/* The properties of every JSON message the programs publish: content_type
+ * application/json and delivery_mode 2 (persistent) or 1 (transient);
+ * every other property unset. */
+void mq_json_props(amqp_basic_properties_t *p, int persistent);
 
 /* 0 when r is a normal reply; else -1 with "what: reason" in err. */
 int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,

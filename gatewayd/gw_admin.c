@@ -21,6 +21,7 @@
 
 #include "admin.h"
 #include "gw_server.h"
+#include "hostport.h"
 #include "log.h"
 
 #define GW_ADMIN_MAX_CONNS 16
@@ -410,7 +411,7 @@ int gw_admin_start(gw_admin *a, gw_server *s, const char *spec) {
   }
   struct sockaddr_storage ss;
   socklen_t len;
-  if (admin_parse_listen(spec, &ss, &len) != 0) {
+  if (hostport_listen_addr(spec, &ss, &len) != 0) {
     log_error("metrics_listen_invalid", "listen=%s", spec);
     return -1;
   }

@@ -4,6 +4,7 @@
  */
 #include "gw_config.h"
 
+#include "log.h"
 #include "mq_conn.h"
 
 #define GW_OPT(sec, key, type, def, lo, hi, fl, field, help) \
@@ -68,20 +69,10 @@ const cfg_opt gw_config_opts[] = {
            "PEM certificate chain: serve wss:// directly (empty: plain ws://, e.g. behind nginx)"),
     GW_OPT("gateway", "tls_key", CFG_STR, "", 0, 0, 0, tls_key,
            "PEM private key for tls_cert"),
-    GW_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0, 0,
-           CFG_SECRET, amqp_url, MQ_URL_HELP),
-    GW_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, amqp_heartbeat,
-           "AMQP heartbeat interval (0 disables)"),
-    GW_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0, queue_ttl,
-           "x-message-ttl of the websocket.* queues"),
-    GW_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
-           queue_max_length, "x-max-length of the websocket.* queues"),
-    GW_OPT("amqp", "queue_type", CFG_STR, "classic", 0, 0, 0, queue_type,
-           MQ_QUEUE_TYPE_HELP),
+    MQ_CFG_OPTS(gw_config, amqp) /* [amqp], as every program has it */
     GW_OPT("gateway", "amqp_backlog", CFG_BYTES, "64MiB", 65536, 4294967296L, 0,
            amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
-    GW_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
-           "debug, info, warn or error"),
+    LOG_CFG_OPT(gw_config, log_level)
     /* [gateway], not [metrics]: one config file may serve both daemons,
      * and each needs its own port (workerd: worker.metrics_listen). */
     GW_OPT("gateway", "metrics_listen", CFG_STR, "127.0.0.1:9151", 0, 0, 0,

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "mq_conn.h"
 
 typedef struct gw_config {
   /* [gateway] */
@@ -40,13 +41,8 @@ typedef struct gw_config {
   char *tls_cert;          /* PEM chain; "" for plain ws:// */
   char *tls_key;           /* PEM private key */
   char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */
-  /* [amqp] */
-  char *amqp_url;
-  long amqp_heartbeat;     /* ms */
-  long queue_ttl;          /* ms */
-  long queue_max_length;
-  char *queue_type;        /* "classic" or "quorum" (checked by main.c) */
-  long amqp_max_backlog;   /* bytes waiting to be published */
+  mq_settings amqp;        /* [amqp]; queue_type checked by main.c */
+  long amqp_max_backlog;   /* [gateway] amqp_backlog: bytes waiting to be published */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "chan_msg.h"
+#include "chan_reply_channel.h"
 #include "log.h"
 
 #define GW_LINGER_MS 2000 /* how long a closing connection may take */

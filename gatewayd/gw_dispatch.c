@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "chan_reply.h"
+#include "chan_reply_channel.h"
 #include "gw_conn.h"
 #include "log.h"
 

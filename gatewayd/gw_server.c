@@ -5,17 +5,16 @@
 #include "gw_server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gw_conn.h"
 #include "gw_dispatch.h"
 #include "gw_http.h"
 #include "gw_tls.h"
+#include "hostport.h"
 #include "log.h"
 #include "mq_conn.h"
 
@@ -73,48 +72,19 @@ static void gw_server__on_signal(uv_signal_t *h, int signum) {
 
 /* ---- SIGHUP: reload -------------------------------------------------------- */
 
-/* The command line as started, NUL-separated in *blob (caller frees both):
- * main's argv was reordered by cfg_load, and a reload must parse the same
- * flags again, so that they still win over the file. NULL on failure. */
-static char **gw_server__cmdline(int *argc, char **blob) {
-  size_t cap = 65536, len = 0;
-  char *buf = malloc(cap + 1);
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  ssize_t n = 0;
-  while (buf && fd >= 0 && len < cap && (n = read(fd, buf + len, cap - len)) > 0)
-    len += (size_t)n;
-  if (fd >= 0) close(fd);
-  char **argv = buf && n >= 0 && len > 0 ? malloc((len + 1) * sizeof(*argv)) : NULL;
-  if (!argv) {
-    free(buf);
-    return NULL;
-  }
-  buf[len] = '\0';
-  *argc = 0;
-  for (size_t i = 0; i < len; i += strlen(buf + i) + 1) argv[(*argc)++] = buf + i;
-  argv[*argc] = NULL;
-  *blob = buf;
-  return argv;
-}
-
 /* Reads the settings again into next; NULL when they are valid, else why
  * not (config.c prints the details to stderr). */
-static const char *gw_server__reread(gw_config *next, log_level *level) {
-  int argc = 0;
-  char *blob = NULL, why[160];
-  char **argv = gw_server__cmdline(&argc, &blob);
-  const char *err = NULL;
-  if (!argv) err = "cannot read /proc/self/cmdline";
-  else if (cfg_load(gw_config_opts, gw_config_n_opts, next, "gatewayd", "", &argc,
-                    argv) != CFG_RUN)
-    err = "invalid settings";
-  else if (log_level_parse(next->log_level, level) != 0)
-    err = "invalid log.level";
-  else if (gw_http_trusted_check(next->trusted_proxies, why, sizeof(why)) != 0)
-    err = "invalid gateway.trusted_proxies";
-  free(argv);
-  free(blob);
-  return err;
+static const char *gw_server__reread(const gw_server *s, gw_config *next,
+                                     log_level *level) {
+  char why[160];
+  /* The command line as main saved it: the flags still win over the file. */
+  if (cfg_reload(s->cmdline, gw_config_opts, gw_config_n_opts, next, "gatewayd") !=
+      CFG_RUN)
+    return "invalid settings";
+  if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
+  if (gw_http_trusted_check(next->trusted_proxies, why, sizeof(why)) != 0)
+    return "invalid gateway.trusted_proxies";
+  return NULL;
 }
 
 static void gw_server__swap_str(char **a, char **b) {
@@ -133,7 +103,7 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
   gw_config next;
   log_level level = LOG_LEVEL_INFO;
   memset(&next, 0, sizeof(next)); /* cfg_free-able whatever fails */
-  const char *why = gw_server__reread(&next, &level);
+  const char *why = gw_server__reread(s, &next, &level);
   if (why) {
     log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
   } else {
@@ -147,24 +117,6 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
              s->cfg->trusted_proxies, s->cfg->max_rate, s->n_conns);
   }
   cfg_free(gw_config_opts, gw_config_n_opts, &next);
-}
-
-/* "host:port", "[v6]:port" -> sockaddr */
-static int gw_server__parse_listen(const char *spec, struct sockaddr_storage *ss) {
-  char host[128];
-  const char *colon = strrchr(spec, ':');
-  if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host)) return -1;
-  memcpy(host, spec, (size_t)(colon - spec));
-  host[colon - spec] = '\0';
-  int port = atoi(colon + 1);
-  if (port <= 0 || port > 65535) return -1;
-  if (host[0] == '[') {
-    size_t n = strlen(host);
-    if (n < 3 || host[n - 1] != ']') return -1;
-    host[n - 1] = '\0';
-    return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss);
-  }
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
 /* The processes of one gatewayd (gw_supervisor.c) each listen on the same
@@ -181,8 +133,8 @@ static int gw_server__reuse_port(uv_tcp_t *t) {
 
 static int gw_server__listen(gw_server *s) {
   struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  if (gw_server__parse_listen(s->cfg->listen, &ss) != 0) {
+  socklen_t sslen;
+  if (hostport_listen_addr(s->cfg->listen, &ss, &sslen) != 0) {
     log_error("listen_invalid", "listen=%s", s->cfg->listen);
     return -1;
   }
@@ -217,10 +169,12 @@ static int gw_server__tls(gw_server *s) {
   return 0;
 }
 
-int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
+int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
+                   const cfg_cmdline *cmdline) {
   memset(s, 0, sizeof(*s));
   s->loop = loop;
   s->cfg = cfg;
+  s->cmdline = cmdline;
   s->read_buf = malloc(GW_CONN_READ_BUF);
   if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
@@ -228,11 +182,11 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg) {
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
   amqp_bridge_config bc = {
-      .url = cfg->amqp_url,
-      .heartbeat_s = (int)((cfg->amqp_heartbeat + 999) / 1000),
-      .queue_ttl_ms = cfg->queue_ttl,
-      .queue_max_length = cfg->queue_max_length,
-      .queue_quorum = mq_queue_type_parse(cfg->queue_type) == 1,
+      .url = cfg->amqp.url,
+      .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
+      .queue_ttl_ms = cfg->amqp.queue_ttl,
+      .queue_max_length = cfg->amqp.queue_max_length,
+      .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
   s->bridge = amqp_bridge_start(loop, &bc, gw_dispatch_events, s);

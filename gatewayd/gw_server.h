@@ -39,6 +39,7 @@ typedef struct gw_stats {
 typedef struct gw_server {
   uv_loop_t *loop;
   gw_config *cfg;
+  const cfg_cmdline *cmdline; /* main's, parsed again on SIGHUP */
   uv_tcp_t listener;
   uv_timer_t tick;
   uv_check_t flush; /* writes every connection's pending frames once per iteration */
@@ -75,7 +76,10 @@ typedef struct gw_server {
   gw_admin admin; /* /metrics, /healthz, /readyz */
 } gw_server;
 
-int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg);
+/* cmdline: the command line main saved before cfg_load, for reloads; it
+ * must outlive s. */
+int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
+                   const cfg_cmdline *cmdline);
 /* Closes every handle; the loop then runs until they are closed. */
 void gw_server_close(gw_server *s);
 

@@ -25,6 +25,7 @@
 #define _GNU_SOURCE /* struct ucred */
 #include "gw_supervisor.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -37,11 +38,15 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "backoff.h"
+#include "hostport.h"
 #include "log.h"
 
 extern char **environ;
 
 #define GW_SUP_TICK_MS 250
+/* Restart waits (common/backoff): the first is 250-500 ms, each next one
+ * up to twice as long, never over 30 s. */
 #define GW_SUP_BACKOFF_MIN_MS 500
 #define GW_SUP_BACKOFF_MAX_MS 30000
 /* A child that ran this long since it last started gets the short backoff
@@ -60,7 +65,8 @@ typedef struct gw_child {
   int ever_ready;      /* said it once, in any generation */
   int64_t exit_status;
   int term_signal;
-  uint64_t started_at, last_ping, backoff_ms;
+  uint64_t started_at, last_ping;
+  backoff restart_wait; /* between restarts; reset once it runs stably */
 } gw_child;
 
 struct gw_supervisor {
@@ -91,19 +97,16 @@ int gw_supervisor_count(const gw_config *cfg) {
 }
 
 int gw_supervisor_metrics_addr(const char *spec, int i, char *out, size_t n) {
+  hostport hp;
+  assert(i >= 0 && i < 65536);
   if (!spec[0]) {
     if (n) out[0] = '\0';
     return 0;
   }
-  const char *colon = strrchr(spec, ':');
-  char *end;
-  if (!colon) return -1;
-  long port = strtol(colon + 1, &end, 10);
-  if (end == colon + 1 || *end || port < 0 || port > 65535) return -1;
-  if (port > 0) port += i;
-  if (port > 65535) return -1;
-  int len = snprintf(out, n, "%.*s:%ld", (int)(colon - spec), spec, port);
-  return len < 0 || (size_t)len >= n ? -1 : 0;
+  if (hostport_parse(spec, &hp) != 0) return -1;
+  if (hp.port > 0) hp.port += (unsigned)i;
+  if (hp.port > 65535) return -1;
+  return hostport_format(&hp, out, n) < 0 ? -1 : 0;
 }
 
 /* ---- the children's command line and environment ------------------------ */
@@ -259,11 +262,9 @@ static void gw_supervisor__on_closed(uv_handle_t *h) {
     gw_supervisor__stop(s, SIGTERM, 1);
     return;
   }
-  log_info("process_restart_scheduled", "index=%d in_ms=%llu", c->index,
-           (unsigned long long)c->backoff_ms);
-  uv_timer_start(&c->restart, gw_supervisor__on_restart, c->backoff_ms, 0);
-  c->backoff_ms = c->backoff_ms * 2 > GW_SUP_BACKOFF_MAX_MS ? GW_SUP_BACKOFF_MAX_MS
-                                                            : c->backoff_ms * 2;
+  unsigned wait = backoff_next(&c->restart_wait);
+  log_info("process_restart_scheduled", "index=%d in_ms=%u", c->index, wait);
+  uv_timer_start(&c->restart, gw_supervisor__on_restart, wait, 0);
 }
 
 static void gw_supervisor__on_exit(uv_process_t *p, int64_t status, int signum) {
@@ -314,7 +315,7 @@ static void gw_supervisor__start(gw_child *c) {
 static void gw_supervisor__watch(gw_supervisor *s, gw_child *c, uint64_t now) {
   if (!c->running) return;
   if (c->ready && now - c->started_at >= GW_SUP_STABLE_MS)
-    c->backoff_ms = GW_SUP_BACKOFF_MIN_MS;
+    backoff_reset(&c->restart_wait);
   uint64_t limit = (uint64_t)s->cfg->process_watchdog;
   if (limit && now - c->last_ping > limit) {
     log_error("process_stuck", "index=%d pid=%d silent_ms=%llu action=kill", c->index,
@@ -408,7 +409,10 @@ static int gw_supervisor__init(gw_supervisor *s, int argc, char **argv) {
     gw_child *c = &s->children[i];
     c->sup = s;
     c->index = i;
-    c->backoff_ms = GW_SUP_BACKOFF_MIN_MS;
+    /* Jittered, so children that crashed together (a shared cause) do not
+     * all start again in the same tick. */
+    backoff_init(&c->restart_wait, GW_SUP_BACKOFF_MIN_MS, GW_SUP_BACKOFF_MAX_MS,
+                 backoff_seed() + (uint32_t)i);
     uv_timer_init(s->loop, &c->restart);
     c->restart.data = c;
   }

@@ -22,7 +22,8 @@ int gw_supervisor_count(const gw_config *cfg);
 int gw_supervisor_run(const gw_config *cfg, int n, int argc, char **argv);
 
 /* Child i's metrics address: spec's port plus i ("" stays "", a port of 0
- * stays 0). -1 when spec has no port or the result does not fit. */
+ * stays 0). -1 when spec is not ADDRESS:PORT (hostport.h), the port would
+ * pass 65535, or the result does not fit in n. */
 int gw_supervisor_metrics_addr(const char *spec, int i, char *out, size_t n);
 
 #endif

@@ -19,6 +19,7 @@
 #include "gw_server.h"
 #include "gw_supervisor.h"
 #include "gw_tls.h"
+#include "hostport.h"
 #include "log.h"
 #include "mq_conn.h"
 
@@ -78,7 +79,7 @@ static const char gw_usage[] =
 
 /* One gateway process: the loop until shutdown. A child of gw_supervisor
  * (process_index >= 0) is the same thing with a shared port. */
-static int gw_main_serve(gw_config *cfg) {
+static int gw_main_serve(gw_config *cfg, const cfg_cmdline *cmdline) {
   if (cfg->process_index >= 0) {
     /* If the supervisor is killed outright, drain and exit rather than
      * hold the port as an orphan nobody restarts. */
@@ -88,7 +89,7 @@ static int gw_main_serve(gw_config *cfg) {
   static gw_server srv;
   static gw_notify notify;
   int rc = 0;
-  if (gw_server_init(&srv, loop, cfg) != 0) {
+  if (gw_server_init(&srv, loop, cfg, cmdline) != 0) {
     log_error("startup_failed", "reason=\"see previous lines\"");
     rc = 1;
     gw_server_close(&srv);
@@ -107,12 +108,29 @@ static int gw_main_serve(gw_config *cfg) {
   return rc;
 }
 
+/* The listen addresses, checked before anything opens so that
+ * --check-config refuses a typo too (workerd does the same). */
+static int gw_main_addrs_check(const gw_config *cfg) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (hostport_listen_addr(cfg->listen, &ss, &len) != 0) {
+    fprintf(stderr, "gatewayd: gateway.listen: " HOSTPORT_EXPECTED ", got '%s'\n",
+            cfg->listen);
+    return -1;
+  }
+  if (cfg->metrics_listen[0] && hostport_listen_addr(cfg->metrics_listen, &ss, &len) != 0) {
+    fprintf(stderr, "gatewayd: gateway.metrics_listen: " HOSTPORT_EXPECTED ", got '%s'\n",
+            cfg->metrics_listen);
+    return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  /* cfg_load reorders argv; the supervisor passes the flags on as given. */
-  char **orig_argv = malloc(((size_t)argc + 1) * sizeof(char *));
-  if (!orig_argv) return 1;
-  memcpy(orig_argv, argv, ((size_t)argc + 1) * sizeof(char *));
-  int orig_argc = argc;
+  /* cfg_load reorders argv; the supervisor passes the flags on as given,
+   * and a reload (gw_server.c) parses them again. */
+  cfg_cmdline cmdline;
+  if (cfg_cmdline_save(&cmdline, argc, argv) != 0) return 1;
   gw_config cfg;
   cfg_result r = cfg_load(gw_config_opts, gw_config_n_opts, &cfg, "gatewayd",
                           gw_usage, &argc, argv);
@@ -124,10 +142,11 @@ int main(int argc, char **argv) {
     r = CFG_EXIT_ERROR;
   }
   if (r != CFG_EXIT_ERROR &&
-      mq_settings_check(cfg.amqp_url, cfg.queue_type, why, sizeof why) != 0) {
+      mq_settings_check(cfg.amqp.url, cfg.amqp.queue_type, why, sizeof why) != 0) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
+  if (r != CFG_EXIT_ERROR && gw_main_addrs_check(&cfg) != 0) r = CFG_EXIT_ERROR;
   char addr[128];
   int n_procs = r != CFG_EXIT_ERROR ? gw_supervisor_count(&cfg) : 1;
   if (n_procs > 1 &&
@@ -148,7 +167,7 @@ int main(int argc, char **argv) {
   if (r == CFG_CHECKED) printf("config ok\n"); /* every check above passed */
   if (r != CFG_RUN) {
     cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
-    free(orig_argv);
+    cfg_cmdline_free(&cmdline);
     return r == CFG_EXIT_ERROR ? 2 : 0;
   }
   char prog[32] = "gatewayd";
@@ -157,9 +176,9 @@ int main(int argc, char **argv) {
   /* A client that vanishes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
 
-  int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, orig_argc, orig_argv)
-                       : gw_main_serve(&cfg);
-  free(orig_argv);
+  int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, cmdline.argc, cmdline.argv)
+                       : gw_main_serve(&cfg, &cmdline);
+  cfg_cmdline_free(&cmdline);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);
   return rc;

@@ -51,10 +51,6 @@ struct chan_emitter {
  * on stdin, a backend between jobs) and rabbitmq-c only answers heartbeats
  * while inside a library call, so the broker would close an idle emitter.
  * The cost: a dead TCP path shows up only at the next publish. */
-/* Heartbeats off: an emitter is often idle between bursts (chanctl waiting
- * on stdin, a backend between jobs) and rabbitmq-c only answers heartbeats
- * while inside a library call, so the broker would close an idle emitter.
- * The cost: a dead TCP path shows up only at the next publish. */
 static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
   amqp_connection_state_t c =
       mq_conn_open(mq_url_list_current(&e->urls), 0, err, errlen);
@@ -124,9 +120,7 @@ static int chan_emit__read(chan_emitter *e, struct timeval *tv) {
       chan_emit__note(e, "refused by the broker (basic.nack)");
     return 1;
   }
-  if (mq_frame_ends_channel(&f)) {
-    amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method, 0};
-    mq_rpc_check(r, "publish", why, sizeof why);
+  if (mq_frame_close_reason(&f, "publish", why, sizeof why)) {
     chan_emit__drop(e, why);
     return -1;
   }
@@ -197,10 +191,7 @@ void chan_emit_set_timeout(chan_emitter *e, int timeout_ms) {
 static int chan_emit__publish(chan_emitter *e, const char *group, size_t glen,
                               const char *json, size_t len) {
   amqp_basic_properties_t props;
-  memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  props.content_type = amqp_cstring_bytes("application/json");
-  props.delivery_mode = AMQP_DELIVERY_NONPERSISTENT; /* never replayed */
+  mq_json_props(&props, 0); /* transient: events are never replayed */
   amqp_bytes_t key = {glen, (void *)group};
   amqp_bytes_t body = {len, (void *)json};
   int rc = amqp_basic_publish(e->conn, MQ_CHANNEL,

@@ -15,7 +15,7 @@
 
 #include "chan_group.h"
 #include "chan_names.h"
-#include "chan_reply.h"
+#include "chan_reply_channel.h"
 
 cJSON *chan_json_parse(const char *json, size_t len) {
   if (!json || len == SIZE_MAX) return NULL;

@@ -79,7 +79,8 @@ int chan_json_uint(const cJSON *item, uint64_t max, uint64_t *out);
 int chan_json_string(const cJSON *obj, const char *key, int required,
                      char **out, char *err, size_t errlen);
 
-/* The required "reply_channel" (well-formed, see chan_reply.h) and "order". */
+/* The required "reply_channel" (well-formed, see chan_reply_channel.h)
+ * and "order". */
 int chan_json_reply_channel(const cJSON *obj, char **out, char *err,
                             size_t errlen);
 int chan_json_order(const cJSON *obj, uint64_t *out, char *err, size_t errlen);

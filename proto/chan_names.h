@@ -8,15 +8,14 @@
 #ifndef CHAN_NAMES_H
 #define CHAN_NAMES_H
 
-/* Durable direct exchange; routing key = group name; body = the exact text
- * every member of the group receives. */
-#define CHAN_GROUPS_EXCHANGE "websocket.groups"
+#include "mq_names.h"
 
-/* Durable queues shared by all workers (competing consumers). The gateway
- * publishes to them through the default exchange (routing key = queue name). */
-#define CHAN_QUEUE_CONNECT "websocket.connect"
-#define CHAN_QUEUE_RECEIVE "websocket.receive"
-#define CHAN_QUEUE_DISCONNECT "websocket.disconnect"
+/* The exchange and the work queues (see mq_names.h: common/mq_conn.c
+ * declares them, and common/ does not include proto/). */
+#define CHAN_GROUPS_EXCHANGE MQ_GROUPS_EXCHANGE
+#define CHAN_QUEUE_CONNECT MQ_QUEUE_CONNECT
+#define CHAN_QUEUE_RECEIVE MQ_QUEUE_RECEIVE
+#define CHAN_QUEUE_DISCONNECT MQ_QUEUE_DISCONNECT
 
 /* Durable queue of poison messages: channel messages a worker received more
  * than [worker] max_deliveries times without acking (it crashed on them).

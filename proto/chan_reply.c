@@ -1,12 +1,12 @@
 /*
  * chan_reply.c - replies, worker -> gateway, as JSON (ASGI keys accept,
- * text, bytes, close, plus session, groups, order; docs/PROTOCOL.md), and
- * the reply-channel name "websocket.send.<queue>!<conn id>".
+ * text, bytes, close, plus session, groups, order; docs/PROTOCOL.md).
+ * The reply-channel name is chan_reply_channel's, a layer below.
  *
- * Owns: encoding a chan_reply, decoding one from untrusted text, and the
- * reply-channel syntax. Must not: do I/O, or pass on anything the gateway
- * could not act on safely (an unsendable close code, an oversize session,
- * an invalid group name): such a reply is refused whole.
+ * Owns: encoding a chan_reply and decoding one from untrusted text. Must
+ * not: do I/O, or pass on anything the gateway could not act on safely (an
+ * unsendable close code, an oversize session, an invalid group name): such
+ * a reply is refused whole.
  *
  * Texts cross whole, U+0000 included, as \u0000 on the wire with their
  * length counted (the marks of chan_json.h); a U+0000 anywhere else is
@@ -14,7 +14,6 @@
  */
 #include "chan_reply.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,75 +21,12 @@
 #include "b64.h"
 #include "chan_json.h"
 #include "chan_names.h"
+#include "chan_reply_channel.h"
 
 /* A reply carries its few texts, one per refused entry plus the answer; the
  * cap bounds the array the gateway allocates for a hostile one. */
 #define CHAN_REPLY_TEXTS_MAX 10000
 #define CHAN_REPLY_CLOSE_NORMAL 1000
-
-/* ---- reply-channel names ---- */
-
-/* The gateway's queue name: 1..255 printable ASCII bytes, no '!' (it ends
- * the name). RabbitMQ's server-generated names ("amq.gen-...") fit. */
-static int chan_reply_queue_valid(const char *q, size_t len) {
-  if (len == 0 || len > CHAN_QUEUE_NAME_MAX) return 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)q[i];
-    if (c < 0x21 || c > 0x7e || c == '!') return 0;
-  }
-  return 1;
-}
-
-/* A connection id in canonical decimal: no sign, no leading zero, no
- * overflow, so each id has exactly one channel name. */
-static int chan_reply_parse_id(const char *s, uint64_t *out) {
-  if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0')) return -1;
-  uint64_t v = 0;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9') return -1;
-    unsigned d = (unsigned)(*s - '0');
-    if (v > (UINT64_MAX - d) / 10) return -1;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
-
-int chan_reply_channel_format(char *buf, size_t buflen, const char *queue,
-                              uint64_t conn_id) {
-  if (!buf || buflen == 0 || !queue) return -1;
-  buf[0] = '\0';
-  if (!chan_reply_queue_valid(queue, strnlen(queue, CHAN_QUEUE_NAME_MAX + 1))) {
-    return -1;
-  }
-  int n = snprintf(buf, buflen, "%s%s!%" PRIu64, CHAN_REPLY_PREFIX, queue,
-                   conn_id);
-  if (n < 0 || (size_t)n >= buflen) {
-    buf[0] = '\0';
-    return -1;
-  }
-  return n;
-}
-
-int chan_reply_channel_parse(const char *channel, char *queue, size_t queuelen,
-                             uint64_t *conn_id) {
-  if (!channel || !queue || !conn_id) return -1;
-  size_t plen = strlen(CHAN_REPLY_PREFIX);
-  if (strncmp(channel, CHAN_REPLY_PREFIX, plen) != 0) return -1;
-  const char *q = channel + plen;
-  const char *bang = strchr(q, '!');
-  if (!bang) return -1;
-  size_t qlen = (size_t)(bang - q);
-  uint64_t id;
-  if (!chan_reply_queue_valid(q, qlen) || qlen >= queuelen ||
-      chan_reply_parse_id(bang + 1, &id) != 0) {
-    return -1;
-  }
-  memcpy(queue, q, qlen);
-  queue[qlen] = '\0';
-  *conn_id = id;
-  return 0;
-}
 
 /* ---- close codes ---- */
 

@@ -2,7 +2,8 @@
  * chan_reply.h - replies, worker -> gateway, one per channel message.
  *
  * Owns: the reply JSON (ASGI keys accept/text/bytes/close plus session,
- * groups, order) and the reply-channel name syntax. Must not: do I/O.
+ * groups, order). Must not: do I/O. The reply-channel name syntax is
+ * chan_reply_channel.h's, a layer below.
  * Wire format: docs/PROTOCOL.md.
  */
 #ifndef CHAN_REPLY_H
@@ -52,19 +53,5 @@ char *chan_reply_encode(const chan_reply *r, size_t *len);
 int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
                       size_t errlen);
 void chan_reply_free(chan_reply *r);
-
-/*
- * Builds "websocket.send.<queue>!<conn_id>" into buf. Returns the length, or
- * -1 when it does not fit.
- */
-int chan_reply_channel_format(char *buf, size_t buflen, const char *queue,
-                              uint64_t conn_id);
-
-/*
- * Splits a reply channel into the gateway's queue name and the connection id.
- * Returns 0, or -1 when the name is not a well-formed reply channel.
- */
-int chan_reply_channel_parse(const char *channel, char *queue, size_t queuelen,
-                             uint64_t *conn_id);
 
 #endif

@@ -28,10 +28,11 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include "admin.h"
 #include "chan_names.h"
 #include "config.h"
+#include "hostport.h"
 #include "log.h"
+#include "mq_conn.h"
 #include "wk_auth.h"
 #include "wk_consumer.h"
 #include "wk_handle.h"
@@ -39,11 +40,7 @@
 #include "wk_policy.h"
 
 typedef struct wk_main_conf {
-  char *amqp_url;
-  long heartbeat_ms;
-  long queue_ttl_ms;
-  long queue_max_length;
-  char *queue_type;
+  mq_settings amqp;
   char *log_level;
   char *secret;
   char *secret_previous;
@@ -59,20 +56,10 @@ typedef struct wk_main_conf {
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
   {sec, key, type, def, lo, hi, fl, offsetof(wk_main_conf, field), help}
 
-/* The [amqp] ranges match gatewayd's: both must declare the same queues. */
+/* [amqp] and [log] are the rows every program shares (mq_conn.h, log.h). */
 static const cfg_opt wk_main_opts[] = {
-    WK_OPT("amqp", "url", CFG_STR, "amqp://guest:guest@127.0.0.1:5672/", 0,
-           0, CFG_SECRET, amqp_url, MQ_URL_HELP),
-    WK_OPT("amqp", "heartbeat", CFG_MS, "10s", 0, 600000, 0, heartbeat_ms,
-           "AMQP heartbeat interval (0 disables)"),
-    WK_OPT("amqp", "queue_ttl", CFG_MS, "60s", 1000, 86400000, 0,
-           queue_ttl_ms, "x-message-ttl of the websocket.* queues"),
-    WK_OPT("amqp", "queue_max_length", CFG_INT, "100000", 1, 100000000, 0,
-           queue_max_length, "x-max-length of the websocket.* queues"),
-    WK_OPT("amqp", "queue_type", CFG_STR, "classic", 0, 0, 0, queue_type,
-           MQ_QUEUE_TYPE_HELP),
-    WK_OPT("log", "level", CFG_STR, "info", 0, 0, 0, log_level,
-           "debug, info, warn or error"),
+    MQ_CFG_OPTS(wk_main_conf, amqp)
+    LOG_CFG_OPT(wk_main_conf, log_level)
     WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
            "HS256 key the backend signs tokens with"),
     WK_OPT("auth", "secret_previous", CFG_STR, NULL, 0, 0, CFG_SECRET,
@@ -156,13 +143,12 @@ static int wk_main_prepare(const wk_main_conf *conf, const char *path,
   struct sockaddr_storage ss;
   socklen_t sslen;
   if (conf->metrics_listen[0] &&
-      admin_parse_listen(conf->metrics_listen, &ss, &sslen) != 0) {
-    fprintf(stderr, "workerd: worker.metrics_listen: expected ADDRESS:PORT "
-                    "(numeric, [v6] in brackets), got '%s'\n",
-            conf->metrics_listen);
+      hostport_listen_addr(conf->metrics_listen, &ss, &sslen) != 0) {
+    fprintf(stderr, "workerd: worker.metrics_listen: " HOSTPORT_EXPECTED
+                    ", got '%s'\n", conf->metrics_listen);
     return 2;
   }
-  if (mq_settings_check(conf->amqp_url, conf->queue_type, err,
+  if (mq_settings_check(conf->amqp.url, conf->amqp.queue_type, err,
                         sizeof err) != 0) {
     fprintf(stderr, "workerd: %s\n", err);
     return 2;
@@ -222,21 +208,6 @@ static void wk_main_notify_init(wk_notify *n) {
   if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 4000 ? usec / 4000 : 1;
 }
 
-/* The command line as started: cfg_load reorders argv, and a reload must
- * parse the same flags again. The strings are argv's own (they live as
- * long as the process). */
-static struct {
-  int argc;
-  char **argv;
-} wk_main_args;
-
-static void wk_main_args_save(int argc, char **argv) {
-  wk_main_args.argv = malloc(((size_t)argc + 1) * sizeof *argv);
-  if (!wk_main_args.argv) return; /* reload will say it cannot */
-  memcpy(wk_main_args.argv, argv, ((size_t)argc + 1) * sizeof *argv);
-  wk_main_args.argc = argc;
-}
-
 /* What a reload replaces. ctx points at *policy and *auth, which are
  * main()'s, so main frees whatever is current at exit. */
 typedef struct wk_main_live {
@@ -244,25 +215,20 @@ typedef struct wk_main_live {
   wk_policy *policy;
   wk_auth **auth;
   const char *path;
+  const cfg_cmdline *cmdline; /* main's, as started: parsed again */
 } wk_main_live;
 
 /* Parses the saved command line into next (caller cfg_frees it) and builds
  * its policy and auth. NULL on success, else why not (details on stderr,
  * where config.c and wk_main_prepare print them). */
-static const char *wk_main_reread(wk_main_conf *next, const char *path,
+static const char *wk_main_reread(const wk_main_live *live, wk_main_conf *next,
                                   wk_policy *policy, wk_auth **auth,
                                   log_level *level) {
-  int argc = wk_main_args.argc;
-  if (!wk_main_args.argv) return "no saved command line";
-  char **argv = malloc(((size_t)argc + 1) * sizeof *argv);
-  if (!argv) return "out of memory";
-  memcpy(argv, wk_main_args.argv, ((size_t)argc + 1) * sizeof *argv);
-  cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, next, "workerd",
-                           wk_main_usage, &argc, argv);
-  free(argv);
-  if (cr != CFG_RUN) return "invalid settings";
+  if (cfg_reload(live->cmdline, wk_main_opts, WK_MAIN_N_OPTS, next,
+                 "workerd") != CFG_RUN)
+    return "invalid settings";
   if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
-  if (wk_main_prepare(next, path, policy, auth) != 0)
+  if (wk_main_prepare(next, live->path, policy, auth) != 0)
     return "invalid group policy, secrets or token file";
   return NULL;
 }
@@ -275,7 +241,7 @@ static void wk_main_reload_now(void *arg) {
   wk_auth *auth = NULL;
   log_level level = LOG_LEVEL_INFO;
   memset(&next, 0, sizeof next); /* cfg_free-able whatever fails */
-  const char *why = wk_main_reread(&next, live->path, &policy, &auth, &level);
+  const char *why = wk_main_reread(live, &next, &policy, &auth, &level);
   if (why) {
     log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
@@ -298,17 +264,18 @@ static void wk_main_reload_now(void *arg) {
 }
 
 static int wk_main_run(const wk_main_conf *conf, const char *path,
-                       wk_policy *policy, wk_auth **auth) {
+                       const cfg_cmdline *cmdline, wk_policy *policy,
+                       wk_auth **auth) {
   wk_main_live live = {
       .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo},
-      .policy = policy, .auth = auth, .path = path};
+      .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
   wk_notify notify;
   wk_main_notify_init(&notify);
   wk_consumer_conf cc = {
-      .url = conf->amqp_url,
-      .heartbeat_s = (int)((conf->heartbeat_ms + 999) / 1000),
-      .limits = {conf->queue_ttl_ms, conf->queue_max_length,
-                 mq_queue_type_parse(conf->queue_type) == 1},
+      .url = conf->amqp.url,
+      .heartbeat_s = (int)((conf->amqp.heartbeat + 999) / 1000),
+      .limits = {conf->amqp.queue_ttl, conf->amqp.queue_max_length,
+                 mq_queue_type_parse(conf->amqp.queue_type) == 1},
       .prefetch = (int)conf->prefetch,
       .alive = wk_main_alive,
       .alive_arg = &notify,
@@ -335,11 +302,13 @@ int main(int argc, char **argv) {
   log_level level;
   /* Read before cfg_load, which removes the flags from argv. */
   const char *path = wk_main_config_path(argc, argv);
-  wk_main_args_save(argc, argv);
+  cfg_cmdline cmdline;
+  if (cfg_cmdline_save(&cmdline, argc, argv) != 0) return 1;
   cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
                            wk_main_usage, &argc, argv);
   if (cr == CFG_EXIT_OK) { /* --help */
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
+    cfg_cmdline_free(&cmdline);
     return 0;
   }
   int rc = cr == CFG_EXIT_ERROR ? 2 : 0;
@@ -357,13 +326,13 @@ int main(int argc, char **argv) {
   if (rc == 0 && cr == CFG_CHECKED) printf("config ok\n");
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
-    rc = wk_main_run(&conf, path, &policy, &auth);
+    rc = wk_main_run(&conf, path, &cmdline, &policy, &auth);
   }
   if (auth) { /* prepare succeeded: both were built */
     wk_auth_free(auth);
     wk_policy_free(&policy);
   }
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &conf);
-  free(wk_main_args.argv);
+  cfg_cmdline_free(&cmdline);
   return rc;
 }

@@ -31,12 +31,13 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "backoff.h"
 #include "chan_msg.h"
 #include "chan_names.h"
-#include "chan_reply.h"
+#include "chan_reply_channel.h"
 #include "log.h"
+#include "mq_confirm.h"
 #include "wk_metrics.h"
 #include "wk_redeliver.h"
 
@@ -54,8 +55,7 @@ typedef struct wk_consumer {
   amqp_connection_state_t c; /* NULL while disconnected */
   uint64_t ack_tag;          /* last delivery whose reply is out */
   unsigned unacked;          /* deliveries up to ack_tag not yet acked */
-  long backoff_ms;
-  unsigned seed;
+  backoff retry;             /* between failed connects */
   mq_url_list urls;     /* amqp.url, and the node in use */
   wk_redeliver_pub pub; /* copies of redelivered messages */
 } wk_consumer;
@@ -99,18 +99,6 @@ static void wk_consumer_sleep(long ms) {
   nanosleep(&ts, NULL);
 }
 
-/* The next wait: the current backoff with jitter (so that many workers
- * restarted together do not hit the broker in step); doubles the backoff
- * up to the cap. */
-static long wk_consumer_next_delay(wk_consumer *w) {
-  long half = w->backoff_ms / 2;
-  long ms = half + (long)(rand_r(&w->seed) % (unsigned)(half + 1));
-  w->backoff_ms *= 2;
-  if (w->backoff_ms > WK_CONSUMER_BACKOFF_MAX_MS)
-    w->backoff_ms = WK_CONSUMER_BACKOFF_MAX_MS;
-  return ms;
-}
-
 /* SIGHUP: the handler only set a flag; the work happens here, between two
  * messages, where nothing borrows from wk_handle_ctx. */
 static void wk_consumer_maybe_reload(wk_consumer *w) {
@@ -140,7 +128,7 @@ static int wk_consumer_connect(wk_consumer *w) {
     }
     wk_metrics_connect_failed();
     /* Back off only once every node of the list has failed in a row. */
-    long ms = mq_url_list_next(&w->urls) ? wk_consumer_next_delay(w) : 0;
+    long ms = mq_url_list_next(&w->urls) ? (long)backoff_next(&w->retry) : 0;
     log_warn("broker_connect_failed",
              "node=%s attempt=%u retry_in_ms=%ld reason=\"%s\"", node,
              attempt, ms, err);
@@ -186,10 +174,7 @@ static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
     return 0;
   }
   amqp_basic_properties_t props;
-  memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  props.content_type = amqp_cstring_bytes("application/json");
-  props.delivery_mode = 1; /* transient: the gateway's queue is too */
+  mq_json_props(&props, 0); /* transient: the gateway's queue is too */
   amqp_bytes_t b = {len, (void *)body};
   int st = amqp_basic_publish(w->c, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(queue), 0, 0, &props, b);
@@ -308,26 +293,16 @@ static int wk_consumer_deliver(wk_consumer *w, const amqp_envelope_t *env) {
  * frames mean: reconnect (which redeclares). */
 static int wk_consumer_other_frame(wk_consumer *w) {
   amqp_frame_t f;
+  char err[256];
   if (amqp_simple_wait_frame(w->c, &f) != AMQP_STATUS_OK) return -1;
-  if (f.frame_type != AMQP_FRAME_METHOD) return 0;
-  switch (f.payload.method.id) {
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, f.payload.method,
-                            0};
-      char err[256];
-      mq_rpc_check(r, "consume", err, sizeof err);
-      log_error("broker_closed", "reason=\"%s\"", err);
-      return -1;
-    }
-    case AMQP_BASIC_CANCEL_METHOD:
-      log_error("broker_closed", "reason=\"consumer cancelled\"");
-      return -1;
-    default:
-      log_debug("broker_frame_ignored", "method=0x%08x",
-                (unsigned)f.payload.method.id);
-      return 0;
+  if (mq_frame_close_reason(&f, "consume", err, sizeof err)) {
+    log_error("broker_closed", "reason=\"%s\"", err);
+    return -1;
   }
+  if (f.frame_type == AMQP_FRAME_METHOD)
+    log_debug("broker_frame_ignored", "method=0x%08x",
+              (unsigned)f.payload.method.id);
+  return 0;
 }
 
 /* Consumes until *stop (0) or a broker error (-1). */
@@ -365,11 +340,13 @@ static int wk_consumer_serve(wk_consumer *w) {
 int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
                     volatile sig_atomic_t *stop) {
   wk_consumer w = {.conf = conf, .ctx = ctx, .stop = stop,
-                   .backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS,
-                   .seed = (unsigned)time(NULL) ^ (unsigned)getpid(),
                    .pub = {.url = NULL, .c = NULL}};
+  /* Jitter, so that many workers restarted together do not hit the broker
+   * in step. */
+  backoff_init(&w.retry, WK_CONSUMER_BACKOFF_MIN_MS, WK_CONSUMER_BACKOFF_MAX_MS,
+               backoff_seed());
   char err[96];
-  if (mq_url_list_parse(&w.urls, conf->url, (unsigned)rand_r(&w.seed), err,
+  if (mq_url_list_parse(&w.urls, conf->url, backoff_random(&w.retry), err,
                         sizeof err) != 0) {
     log_error("broker_url_invalid", "reason=\"%s\"", err); /* main checked */
     return 0;
@@ -385,9 +362,9 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     mq_url_list_next(&w.urls); /* the node just lost is the likeliest dead */
     /* A connection that failed at once must not turn into a busy loop. */
     if (time(NULL) - since >= WK_CONSUMER_HEALTHY_S)
-      w.backoff_ms = WK_CONSUMER_BACKOFF_MIN_MS;
+      backoff_reset(&w.retry);
     else if (!*stop)
-      wk_consumer_sleep(wk_consumer_next_delay(&w));
+      wk_consumer_sleep((long)backoff_next(&w.retry));
   }
   wk_redeliver_close(&w.pub);
   mq_url_list_free(&w.urls);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "hostport.h"
 #include "log.h"
 #include "wk_redeliver.h"
 
@@ -332,7 +333,7 @@ static void *wk_metrics__thread(void *arg) {
 static int wk_metrics__listen(const char *spec) {
   struct sockaddr_storage ss;
   socklen_t len;
-  if (admin_parse_listen(spec, &ss, &len) != 0) {
+  if (hostport_listen_addr(spec, &ss, &len) != 0) {
     log_error("metrics_listen_invalid", "listen=%s", spec);
     return -1;
   }

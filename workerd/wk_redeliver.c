@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "chan_names.h"
+#include "mq_confirm.h"
 #include "mq_conn.h"
 
 /* How long the broker has to confirm one copy. */
@@ -118,11 +119,7 @@ static int wk_redeliver_confirm(wk_redeliver_pub *p, char *err, size_t errlen) {
     if (f.frame_type != AMQP_FRAME_METHOD) continue;
     if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) return 0;
     if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) return 1;
-    if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-        f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
-      snprintf(err, errlen, "confirm: the broker closed the channel");
-      return -1;
-    }
+    if (mq_frame_close_reason(&f, "confirm", err, errlen)) return -1;
   }
   snprintf(err, errlen, "confirm: none within %ds", WK_REDELIVER_CONFIRM_S);
   return -1;
@@ -148,15 +145,13 @@ int wk_redeliver_publish(wk_redeliver_pub *p, const char *queue,
   const amqp_basic_properties_t *in = &msg->properties;
   amqp_basic_properties_t props;
   amqp_table_entry_t h[2];
-  memset(&props, 0, sizeof props);
-  props._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  /* The gateway's messages are transient; keep whatever the original was. */
-  props.delivery_mode = (in->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG)
-                            ? in->delivery_mode : 1;
-  if (in->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
-    props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+  /* The gateway's messages are transient JSON; keep whatever the original
+   * said it was. */
+  mq_json_props(&props, (in->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) &&
+                            in->delivery_mode == AMQP_DELIVERY_PERSISTENT);
+  if (in->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
     props.content_type = in->content_type;
-  }
+  props._flags |= AMQP_BASIC_HEADERS_FLAG;
   h[0].key = amqp_cstring_bytes(WK_REDELIVER_HEADER);
   h[0].value.kind = AMQP_FIELD_KIND_I64;
   h[0].value.value.i64 = deliveries;

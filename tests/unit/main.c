@@ -1,8 +1,10 @@
 /*
  * main.c - runs the registered unit tests. Usage: unit-tests [FILTER]
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -26,8 +28,23 @@ void unit_register(const char *name, unit_fn fn) {
 }
 
 void unit_fail(const char *file, int line, const char *expr) {
-  fprintf(stderr, "  FAILED %s:%d: %s\n", file, line, expr);
+  /* stdout: a test may have muted stderr (unit_stderr_mute) */
+  printf("  FAILED %s:%d: %s\n", file, line, expr);
   unit_failed_checks++;
+}
+
+int unit_stderr_mute(void) {
+  fflush(stderr);
+  int saved = dup(2), null = open("/dev/null", O_WRONLY);
+  if (saved < 0 || null < 0 || dup2(null, 2) < 0) abort();
+  close(null);
+  return saved;
+}
+
+void unit_stderr_restore(int saved) {
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
 }
 
 int main(int argc, char **argv) {

@@ -1,11 +1,9 @@
 /*
  * test_admin.c - the admin endpoints' pure parts: exposition text
- * (common/prom), routes, listen addresses, response heads and the request
- * reader (common/admin), the gateway's close reasons and rendering
+ * (common/prom), routes, response heads and the request reader
+ * (common/admin; listen addresses: test_hostport.c), the gateway's close reasons and rendering
  * (gw_admin), the worker's refusal classes (wk_metrics).
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,27 +88,6 @@ UNIT_TEST(admin_routes) {
   UNIT_CHECK(admin_route("GET", "/") == ADMIN_NOT_FOUND);
   UNIT_CHECK(admin_route("POST", "/metrics") == ADMIN_BAD_METHOD);
   UNIT_CHECK(admin_route("get", "/metrics") == ADMIN_BAD_METHOD);
-}
-
-UNIT_TEST(admin_listen_addresses) {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  UNIT_CHECK(admin_parse_listen("127.0.0.1:9151", &ss, &len) == 0);
-  UNIT_CHECK(ss.ss_family == AF_INET && len == sizeof(struct sockaddr_in));
-  UNIT_CHECK(ntohs(((struct sockaddr_in *)&ss)->sin_port) == 9151);
-  UNIT_CHECK(admin_parse_listen("[::1]:80", &ss, &len) == 0);
-  UNIT_CHECK(ss.ss_family == AF_INET6 && len == sizeof(struct sockaddr_in6));
-  UNIT_CHECK(admin_parse_listen("0.0.0.0:65535", &ss, &len) == 0);
-  UNIT_CHECK(admin_parse_listen("", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen(":9151", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("localhost:9151", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("127.0.0.1", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("127.0.0.1:0", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("127.0.0.1:65536", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("127.0.0.1:+80", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("127.0.0.1:80x", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("::1:80", &ss, &len) != 0);
-  UNIT_CHECK(admin_parse_listen("[::1:80", &ss, &len) != 0);
 }
 
 UNIT_TEST(admin_response_heads) {

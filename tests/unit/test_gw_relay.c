@@ -98,10 +98,12 @@ typedef struct rig {
   gw_timeq replies;
   gw_stats stats;
   gw_relay_io io;
+  int saved_stderr; /* the relay logs refusals and timeouts, by design */
 } rig;
 
 static void rig_init(rig *t) {
   memset(t, 0, sizeof *t);
+  t->saved_stderr = unit_stderr_mute();
   UNIT_CHECK(gw_group_table_init(&t->groups, on_bind, on_unbind, &t->f) == 0);
   t->io = (gw_relay_io){.sink = &fake_sink, .arg = &t->f, .id = 9,
                         .reply_channel = "websocket.send.amq.gen-x!9", .groups = &t->groups,
@@ -114,6 +116,7 @@ static void rig_free(rig *t) {
   gw_relay_free(&t->r);
   for (size_t i = 0; i < t->f.n_pub; i++) chan_msg_free(&t->f.pub[i]);
   gw_group_table_free(&t->groups);
+  unit_stderr_restore(t->saved_stderr);
 }
 
 static chan_reply reply(uint64_t order) {

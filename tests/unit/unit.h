@@ -19,6 +19,11 @@ typedef void (*unit_fn)(void);
 void unit_register(const char *name, unit_fn fn);
 void unit_fail(const char *file, int line, const char *expr);
 
+/* Sends stderr to /dev/null, for a call that reports there by design;
+ * returns what unit_stderr_restore needs. Not nestable. */
+int unit_stderr_mute(void);
+void unit_stderr_restore(int saved);
+
 #define UNIT_TEST(name)                                              \
   static void unit_test_##name(void);                                \
   __attribute__((constructor)) static void unit_reg_##name(void) {  \

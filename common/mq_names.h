@@ -1,0 +1,23 @@
+/*
+ * mq_names.h - the broker objects every party declares the same way: the
+ * groups exchange and the three websocket.* work queues.
+ *
+ * Owns: those names, because mq_conn.c declares them (mq_declare_*) and
+ * common/ includes nothing from proto/. Must not: hold protocol names
+ * (reply channels, websocket.dead, size caps): those are proto/chan_names.h,
+ * which gives these ones their CHAN_ names too.
+ */
+#ifndef MQ_NAMES_H
+#define MQ_NAMES_H
+
+/* Durable direct exchange; routing key = group name; body = the exact text
+ * every member of the group receives. */
+#define MQ_GROUPS_EXCHANGE "websocket.groups"
+
+/* Durable queues shared by all workers (competing consumers). The gateway
+ * publishes to them through the default exchange (routing key = queue name). */
+#define MQ_QUEUE_CONNECT "websocket.connect"
+#define MQ_QUEUE_RECEIVE "websocket.receive"
+#define MQ_QUEUE_DISCONNECT "websocket.disconnect"
+
+#endif
