@@ -208,10 +208,10 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->connections = s->n_conns;
   g->groups = s->groups.n_groups;
   g->members = s->groups.n_members;
-  g->amqp_up = s->bridge && amqp_bridge_is_up(s->bridge) && s->queue[0];
-  g->backlog_to_broker = s->bridge ? amqp_bridge_backlog_out(s->bridge) : 0;
-  g->backlog_from_broker = s->bridge ? amqp_bridge_backlog_in(s->bridge) : 0;
-  g->amqp_read_pauses = s->bridge ? amqp_bridge_read_pauses(s->bridge) : 0;
+  g->amqp_up = s->bridge && gw_bridge_is_up(s->bridge) && s->queue[0];
+  g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
+  g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
+  g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
 }
 
 /* Why the gateway should get no new clients now, or NULL when it should. */
@@ -219,7 +219,7 @@ static const char *gw_admin__not_ready(const gw_server *s) {
   if (s->shutting_down) return "shutting down";
   /* The queue name arrives with the UP event; until then no handshake can
    * name its reply channel. */
-  if (!s->bridge || !amqp_bridge_is_up(s->bridge) || !s->queue[0])
+  if (!s->bridge || !gw_bridge_is_up(s->bridge) || !s->queue[0])
     return "broker unavailable";
   if ((long)s->n_conns >= s->cfg->max_connections) return "at max_connections";
   return NULL;

@@ -243,7 +243,7 @@ static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
 static int gw_conn__publish(void *arg, const char *queue, char *json, size_t len,
                             int answer) {
   gw_conn *c = arg;
-  return amqp_bridge_publish(c->srv->bridge, queue, answer ? c->id : 0, json, len);
+  return gw_bridge_publish(c->srv->bridge, queue, answer ? c->id : 0, json, len);
 }
 
 static void gw_conn__relay_send(void *arg, int opcode, const char *data, size_t len) {
@@ -563,7 +563,7 @@ static void gw_conn__on_http(gw_conn *c, const char *data, size_t len) {
     gw_conn_reject(c, 403);
     return;
   }
-  if (c->srv->shutting_down || !amqp_bridge_is_up(c->srv->bridge)) {
+  if (c->srv->shutting_down || !gw_bridge_is_up(c->srv->bridge)) {
     c->srv->stats.handshakes_failed++;
     gw_conn_reject(c, 503);
     return;

@@ -17,15 +17,15 @@
 
 void gw_dispatch_bind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) amqp_bridge_bind(s->bridge, group);
+  if (s->bridge) gw_bridge_bind(s->bridge, group);
 }
 
 void gw_dispatch_unbind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) amqp_bridge_unbind(s->bridge, group);
+  if (s->bridge) gw_bridge_unbind(s->bridge, group);
 }
 
-static void gw_dispatch__group(gw_server *s, amqp_bridge_event *e) {
+static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
   gw_group *g = gw_group_find(&s->groups, e->data, e->len);
   if (!g) return; /* the last member left while the message was in flight */
   s->stats.group_msgs++;
@@ -40,7 +40,7 @@ static void gw_dispatch__group(gw_server *s, amqp_bridge_event *e) {
   }
 }
 
-static void gw_dispatch__reply(gw_server *s, amqp_bridge_event *e) {
+static void gw_dispatch__reply(gw_server *s, gw_bridge_event *e) {
   chan_reply r;
   char err[128];
   if (chan_reply_decode(e->data, e->len, &r, err, sizeof(err)) != 0) {
@@ -62,10 +62,10 @@ static void gw_dispatch__reply(gw_server *s, amqp_bridge_event *e) {
 
 static void gw_dispatch__rebind(const char *group, void *arg) {
   gw_server *s = arg;
-  amqp_bridge_bind(s->bridge, group);
+  gw_bridge_bind(s->bridge, group);
 }
 
-static void gw_dispatch__up(gw_server *s, amqp_bridge_event *e) {
+static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
   size_t n = e->len < CHAN_QUEUE_NAME_MAX ? e->len : CHAN_QUEUE_NAME_MAX;
   memcpy(s->queue, e->data, n);
   s->queue[n] = '\0';
@@ -82,22 +82,22 @@ static void gw_dispatch__down(gw_server *s) {
   gw_conn_fail_connecting(s);
 }
 
-void gw_dispatch_events(amqp_bridge_event *events, void *arg) {
+void gw_dispatch_events(gw_bridge_event *events, void *arg) {
   gw_server *s = arg;
   while (events) {
-    amqp_bridge_event *e = events;
+    gw_bridge_event *e = events;
     events = e->next;
     switch (e->kind) {
-      case AMQP_BRIDGE_GROUP: gw_dispatch__group(s, e); break;
-      case AMQP_BRIDGE_REPLY: gw_dispatch__reply(s, e); break;
-      case AMQP_BRIDGE_UP: gw_dispatch__up(s, e); break;
-      case AMQP_BRIDGE_DOWN: gw_dispatch__down(s); break;
-      case AMQP_BRIDGE_REFUSED: {
+      case GW_BRIDGE_GROUP: gw_dispatch__group(s, e); break;
+      case GW_BRIDGE_REPLY: gw_dispatch__reply(s, e); break;
+      case GW_BRIDGE_UP: gw_dispatch__up(s, e); break;
+      case GW_BRIDGE_DOWN: gw_dispatch__down(s); break;
+      case GW_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
         if (c) gw_conn_refused(c);
         break;
       }
     }
-    amqp_bridge_event_free(e);
+    gw_bridge_event_free(e);
   }
 }

@@ -8,10 +8,10 @@
 #ifndef GW_DISPATCH_H
 #define GW_DISPATCH_H
 
-#include "amqp_bridge.h"
+#include "gw_bridge.h"
 
-/* The amqp_bridge_cb; arg is the gw_server. */
-void gw_dispatch_events(amqp_bridge_event *events, void *arg);
+/* The gw_bridge_cb; arg is the gw_server. */
+void gw_dispatch_events(gw_bridge_event *events, void *arg);
 
 /* gw_group_table callbacks: bind on a group's first member, unbind after
  * its last. arg is the gw_server. */

@@ -181,7 +181,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
-  amqp_bridge_config bc = {
+  gw_bridge_config bc = {
       .url = cfg->amqp.url,
       .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
       .queue_ttl_ms = cfg->amqp.queue_ttl,
@@ -189,7 +189,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
-  s->bridge = amqp_bridge_start(loop, &bc, gw_dispatch_events, s);
+  s->bridge = gw_bridge_start(loop, &bc, gw_dispatch_events, s);
   if (!s->bridge) return -1;
   if (gw_server__listen(s) != 0) return -1;
   uv_timer_init(loop, &s->tick);
@@ -231,7 +231,7 @@ void gw_server_close(gw_server *s) {
   /* Whatever is still open at the deadline is cut off; its disconnect is
    * queued before the bridge's last flush. */
   gw_conn_destroy_all(s);
-  if (s->bridge) amqp_bridge_stop(s->bridge);
+  if (s->bridge) gw_bridge_stop(s->bridge);
   s->bridge = NULL;
   free(s->drain_ids);
   s->drain_ids = NULL;

@@ -3,7 +3,7 @@
  *
  * Owns: the listener, the tables (connections by id, groups by name), the
  * deadline queues, the AMQP bridge handle and the periodic tick. Must not:
- * be touched from the AMQP thread (that talks only through amqp_bridge).
+ * be touched from the AMQP thread (that talks only through gw_bridge).
  */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "amqp_bridge.h"
+#include "gw_bridge.h"
 #include "chan_names.h"
 #include "gw_admin.h"
 #include "gw_clients.h"
@@ -45,7 +45,7 @@ typedef struct gw_server {
   uv_check_t flush; /* writes every connection's pending frames once per iteration */
   uv_signal_t sigterm, sigint;
   uv_signal_t sighup; /* reload what is safe to change (gw_server.c) */
-  amqp_bridge *bridge;
+  gw_bridge *bridge;
   char queue[CHAN_QUEUE_NAME_MAX + 1]; /* ours, as the broker named it; "" while down */
 
   gw_conntab conns;

@@ -35,7 +35,7 @@ typedef struct gw_notify {
 
 static void gw_notify__on_timer(uv_timer_t *t) {
   gw_notify *n = t->data;
-  if (!n->ready && n->srv->bridge && amqp_bridge_is_up(n->srv->bridge)) {
+  if (!n->ready && n->srv->bridge && gw_bridge_is_up(n->srv->bridge)) {
     n->ready = 1;
     sd_notifyf(0, "READY=1\nSTATUS=listening on %s", n->srv->cfg->listen);
   }

@@ -1,5 +1,5 @@
 /*
- * amqp_bridge.c - the AMQP thread (see amqp_bridge.h).
+ * gw_bridge.c - the AMQP thread (see gw_bridge.h).
  *
  * The thread sleeps in poll(2) on two descriptors: the AMQP socket and an
  * eventfd the loop writes when it queues a command. Each wake it runs every
@@ -11,7 +11,7 @@
  *
  * Publishes are confirmed (confirm.select): a full websocket.* queue
  * (x-overflow reject-publish) answers with basic.nack, which becomes an
- * AMQP_BRIDGE_REFUSED event so the client hears 503 or 1013 at once rather
+ * GW_BRIDGE_REFUSED event so the client hears 503 or 1013 at once rather
  * than after a timeout. Unconfirmed publishes wait in common/mq_confirm's
  * ring, the connection id as the cookie (24 bytes each).
  *
@@ -30,7 +30,7 @@
  * (~100 us on loopback), during which deliveries wait; subscription changes
  * are rare next to events, so one thread is simpler than a second channel.
  */
-#include "amqp_bridge.h"
+#include "gw_bridge.h"
 
 #include <amqp.h>
 #include <errno.h>
@@ -43,30 +43,31 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "chan_names.h"
 #include "log.h"
 #include "mq_confirm.h"
 #include "mq_conn.h"
 #include "utf8.h"
 
-typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } amqp_bridge__cmd_kind;
+typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } gw_bridge__cmd_kind;
 
-typedef struct amqp_bridge__cmd {
-  struct amqp_bridge__cmd *next;
-  amqp_bridge__cmd_kind kind;
+typedef struct gw_bridge__cmd {
+  struct gw_bridge__cmd *next;
+  gw_bridge__cmd_kind kind;
   uint64_t conn_id; /* PUBLISH: whom to tell if it is refused */
   char *body; /* PUBLISH: owned */
   size_t len;
   char name[]; /* queue (PUBLISH) or group (BIND, UNBIND) */
-} amqp_bridge__cmd;
+} gw_bridge__cmd;
 
-struct amqp_bridge {
+struct gw_bridge {
   /* fixed after start */
   mq_url_list urls;
   int heartbeat_s;
   mq_queue_limits limits;
   size_t max_backlog;
-  amqp_bridge_cb cb;
+  gw_bridge_cb cb;
   void *cb_arg;
   uv_async_t async; /* thread -> loop wake */
   int wake_fd;      /* loop -> thread wake (eventfd) */
@@ -74,8 +75,8 @@ struct amqp_bridge {
 
   /* shared, under mu */
   pthread_mutex_t mu;
-  amqp_bridge__cmd *cmd_head, *cmd_tail;
-  amqp_bridge_event *ev_head, *ev_tail;
+  gw_bridge__cmd *cmd_head, *cmd_tail;
+  gw_bridge_event *ev_head, *ev_tail;
   int stopping;
 
   atomic_size_t out_bytes; /* publish bytes queued, loop -> thread */
@@ -86,7 +87,7 @@ struct amqp_bridge {
   /* thread only */
   amqp_connection_state_t conn;
   char queue[CHAN_QUEUE_NAME_MAX + 1];
-  unsigned backoff_ms;
+  backoff retry;                   /* reconnect waits */
   uint64_t last_rx_ms, last_tx_ms; /* heartbeat bookkeeping */
   mq_confirms confirms;            /* publishes awaiting ack/nack */
   int paused;                      /* stopped reading at the backlog bound */
@@ -94,27 +95,27 @@ struct amqp_bridge {
 
 /* ---- helpers shared by both threads ---------------------------------- */
 
-static void amqp_bridge__wake_thread(amqp_bridge *b) {
+static void gw_bridge__wake_thread(gw_bridge *b) {
   uint64_t one = 1;
   /* EAGAIN means the counter is already non-zero: the thread will wake. */
   if (write(b->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
     log_error("amqp_wake_failed", "errno=%d", errno);
 }
 
-static void amqp_bridge__push_cmd(amqp_bridge *b, amqp_bridge__cmd *c) {
+static void gw_bridge__push_cmd(gw_bridge *b, gw_bridge__cmd *c) {
   pthread_mutex_lock(&b->mu);
   int was_empty = b->cmd_head == NULL;
   c->next = NULL;
   if (b->cmd_tail) b->cmd_tail->next = c; else b->cmd_head = c;
   b->cmd_tail = c;
   pthread_mutex_unlock(&b->mu);
-  if (was_empty) amqp_bridge__wake_thread(b);
+  if (was_empty) gw_bridge__wake_thread(b);
 }
 
-static amqp_bridge__cmd *amqp_bridge__cmd_new(amqp_bridge__cmd_kind kind,
+static gw_bridge__cmd *gw_bridge__cmd_new(gw_bridge__cmd_kind kind,
                                               const char *name) {
   size_t n = strlen(name);
-  amqp_bridge__cmd *c = malloc(sizeof(*c) + n + 1);
+  gw_bridge__cmd *c = malloc(sizeof(*c) + n + 1);
   if (!c) return NULL;
   c->kind = kind;
   c->conn_id = 0;
@@ -124,12 +125,12 @@ static amqp_bridge__cmd *amqp_bridge__cmd_new(amqp_bridge__cmd_kind kind,
   return c;
 }
 
-static void amqp_bridge__cmd_free(amqp_bridge__cmd *c) {
+static void gw_bridge__cmd_free(gw_bridge__cmd *c) {
   free(c->body);
   free(c);
 }
 
-void amqp_bridge_event_free(amqp_bridge_event *ev) {
+void gw_bridge_event_free(gw_bridge_event *ev) {
   if (!ev) return;
   gw_buf_unref(ev->frame);
   free(ev);
@@ -137,14 +138,14 @@ void amqp_bridge_event_free(amqp_bridge_event *ev) {
 
 /* ---- loop side -------------------------------------------------------- */
 
-int amqp_bridge_publish(amqp_bridge *b, const char *queue, uint64_t conn_id,
+int gw_bridge_publish(gw_bridge *b, const char *queue, uint64_t conn_id,
                         char *body, size_t len) {
   if (!atomic_load(&b->up) ||
       atomic_load(&b->out_bytes) + len > b->max_backlog) {
     free(body);
     return -1;
   }
-  amqp_bridge__cmd *c = amqp_bridge__cmd_new(CMD_PUBLISH, queue);
+  gw_bridge__cmd *c = gw_bridge__cmd_new(CMD_PUBLISH, queue);
   if (!c) {
     free(body);
     return -1;
@@ -153,66 +154,66 @@ int amqp_bridge_publish(amqp_bridge *b, const char *queue, uint64_t conn_id,
   c->len = len;
   c->conn_id = conn_id;
   atomic_fetch_add(&b->out_bytes, len);
-  amqp_bridge__push_cmd(b, c);
+  gw_bridge__push_cmd(b, c);
   return 0;
 }
 
-static void amqp_bridge__group_cmd(amqp_bridge *b, amqp_bridge__cmd_kind kind,
+static void gw_bridge__group_cmd(gw_bridge *b, gw_bridge__cmd_kind kind,
                                    const char *group) {
-  amqp_bridge__cmd *c = amqp_bridge__cmd_new(kind, group);
+  gw_bridge__cmd *c = gw_bridge__cmd_new(kind, group);
   if (!c) {
     /* Out of memory: the binding is now out of step until the next
      * reconnect rebinds everything. Said loudly, since it loses events. */
     log_error("amqp_bind_lost", "group=%s reason=no_memory", group);
     return;
   }
-  amqp_bridge__push_cmd(b, c);
+  gw_bridge__push_cmd(b, c);
 }
 
-void amqp_bridge_bind(amqp_bridge *b, const char *group) {
-  amqp_bridge__group_cmd(b, CMD_BIND, group);
+void gw_bridge_bind(gw_bridge *b, const char *group) {
+  gw_bridge__group_cmd(b, CMD_BIND, group);
 }
 
-void amqp_bridge_unbind(amqp_bridge *b, const char *group) {
-  amqp_bridge__group_cmd(b, CMD_UNBIND, group);
+void gw_bridge_unbind(gw_bridge *b, const char *group) {
+  gw_bridge__group_cmd(b, CMD_UNBIND, group);
 }
 
-int amqp_bridge_is_up(const amqp_bridge *b) { return atomic_load(&b->up); }
+int gw_bridge_is_up(const gw_bridge *b) { return atomic_load(&b->up); }
 
-size_t amqp_bridge_backlog_out(const amqp_bridge *b) { return atomic_load(&b->out_bytes); }
+size_t gw_bridge_backlog_out(const gw_bridge *b) { return atomic_load(&b->out_bytes); }
 
-size_t amqp_bridge_backlog_in(const amqp_bridge *b) { return atomic_load(&b->in_bytes); }
+size_t gw_bridge_backlog_in(const gw_bridge *b) { return atomic_load(&b->in_bytes); }
 
-unsigned long amqp_bridge_read_pauses(const amqp_bridge *b) {
+unsigned long gw_bridge_read_pauses(const gw_bridge *b) {
   return atomic_load(&b->read_pauses);
 }
 
-static void amqp_bridge__on_async(uv_async_t *h) {
-  amqp_bridge *b = h->data;
+static void gw_bridge__on_async(uv_async_t *h) {
+  gw_bridge *b = h->data;
   pthread_mutex_lock(&b->mu);
-  amqp_bridge_event *list = b->ev_head;
+  gw_bridge_event *list = b->ev_head;
   b->ev_head = b->ev_tail = NULL;
   pthread_mutex_unlock(&b->mu);
   size_t bytes = 0;
-  for (amqp_bridge_event *e = list; e; e = e->next)
+  for (gw_bridge_event *e = list; e; e = e->next)
     bytes += e->len + (e->frame ? e->frame->len : 0);
   size_t before = atomic_fetch_sub(&b->in_bytes, bytes);
   /* The thread stops reading above the limit; tell it there is room. */
   if (before > b->max_backlog && before - bytes <= b->max_backlog)
-    amqp_bridge__wake_thread(b);
+    gw_bridge__wake_thread(b);
   if (list) b->cb(list, b->cb_arg);
 }
 
 /* ---- thread side: events to the loop ------------------------------------ */
 
-typedef struct amqp_bridge__batch {
-  amqp_bridge_event *head, *tail;
+typedef struct gw_bridge__batch {
+  gw_bridge_event *head, *tail;
   size_t bytes;
-} amqp_bridge__batch;
+} gw_bridge__batch;
 
-static amqp_bridge_event *amqp_bridge__event_new(amqp_bridge_kind kind,
+static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
                                                  const void *data, size_t len) {
-  amqp_bridge_event *e = malloc(sizeof(*e) + len + 1);
+  gw_bridge_event *e = malloc(sizeof(*e) + len + 1);
   if (!e) return NULL;
   e->next = NULL;
   e->kind = kind;
@@ -223,14 +224,14 @@ static amqp_bridge_event *amqp_bridge__event_new(amqp_bridge_kind kind,
   return e;
 }
 
-static void amqp_bridge__batch_add(amqp_bridge__batch *batch,
-                                   amqp_bridge_event *e) {
+static void gw_bridge__batch_add(gw_bridge__batch *batch,
+                                   gw_bridge_event *e) {
   if (batch->tail) batch->tail->next = e; else batch->head = e;
   batch->tail = e;
   batch->bytes += e->len + (e->frame ? e->frame->len : 0);
 }
 
-static void amqp_bridge__post(amqp_bridge *b, amqp_bridge__batch *batch) {
+static void gw_bridge__post(gw_bridge *b, gw_bridge__batch *batch) {
   if (!batch->head) return;
   atomic_fetch_add(&b->in_bytes, batch->bytes);
   pthread_mutex_lock(&b->mu);
@@ -241,16 +242,16 @@ static void amqp_bridge__post(amqp_bridge *b, amqp_bridge__batch *batch) {
   memset(batch, 0, sizeof(*batch));
 }
 
-static void amqp_bridge__post_state(amqp_bridge *b, amqp_bridge_kind kind,
+static void gw_bridge__post_state(gw_bridge *b, gw_bridge_kind kind,
                                     const char *text) {
-  amqp_bridge__batch batch = {0};
-  amqp_bridge_event *e = amqp_bridge__event_new(kind, text, strlen(text));
+  gw_bridge__batch batch = {0};
+  gw_bridge_event *e = gw_bridge__event_new(kind, text, strlen(text));
   if (!e) return;
-  amqp_bridge__batch_add(&batch, e);
-  amqp_bridge__post(b, &batch);
+  gw_bridge__batch_add(&batch, e);
+  gw_bridge__post(b, &batch);
 }
 
-static uint64_t amqp_bridge__now_ms(void) {
+static uint64_t gw_bridge__now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -258,22 +259,22 @@ static uint64_t amqp_bridge__now_ms(void) {
 
 /* ---- thread side: publisher confirms ---------------------------------- */
 
-static void amqp_bridge__refused(amqp_bridge__batch *batch, uint64_t conn_id) {
+static void gw_bridge__refused(gw_bridge__batch *batch, uint64_t conn_id) {
   if (!conn_id) return;
-  amqp_bridge_event *e = amqp_bridge__event_new(AMQP_BRIDGE_REFUSED, "", 0);
+  gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_REFUSED, "", 0);
   if (!e) return;
   e->conn_id = conn_id;
-  amqp_bridge__batch_add(batch, e);
+  gw_bridge__batch_add(batch, e);
 }
 
 /* mq_confirm_cb: a refused or lost publish; arg is the batch to tell. */
-static void amqp_bridge__refused_cb(uint64_t conn_id, void *arg) {
-  amqp_bridge__refused(arg, conn_id);
+static void gw_bridge__refused_cb(uint64_t conn_id, void *arg) {
+  gw_bridge__refused(arg, conn_id);
 }
 
 /* ---- thread side: connection ---------------------------------------------- */
 
-static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
+static void gw_bridge__lost(gw_bridge *b, const char *why) {
   if (b->conn) {
     char node[128];
     mq_url_host_port(mq_url_list_current(&b->urls), node, sizeof node);
@@ -283,17 +284,17 @@ static void amqp_bridge__lost(amqp_bridge *b, const char *why) {
     atomic_store(&b->up, 0);
     /* Whether unconfirmed publishes arrived is unknown, and their replies
      * would go to a queue that died with this connection: refuse them all. */
-    amqp_bridge__batch batch = {0};
-    mq_confirms_fail_all(&b->confirms, amqp_bridge__refused_cb, &batch);
-    amqp_bridge__post(b, &batch);
-    amqp_bridge__post_state(b, AMQP_BRIDGE_DOWN, why);
+    gw_bridge__batch batch = {0};
+    mq_confirms_fail_all(&b->confirms, gw_bridge__refused_cb, &batch);
+    gw_bridge__post(b, &batch);
+    gw_bridge__post_state(b, GW_BRIDGE_DOWN, why);
     /* Closing politely would block on a dead peer: just drop the socket. */
     amqp_destroy_connection(b->conn);
     b->conn = NULL;
   }
 }
 
-static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
+static int gw_bridge__declare(gw_bridge *b, char *err, size_t errlen) {
   amqp_connection_state_t c = b->conn;
   amqp_confirm_select(c, MQ_CHANNEL);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen)) return -1;
@@ -312,14 +313,14 @@ static int amqp_bridge__declare(amqp_bridge *b, char *err, size_t errlen) {
   b->queue[n] = '\0';
   /* no_ack: replies and events are transient by design; acking each would
    * double the frames on the hottest path. Bounding is done by pausing
-   * reads (see amqp_bridge__can_read). */
+   * reads (see gw_bridge__can_read). */
   amqp_basic_consume(c, MQ_CHANNEL, amqp_cstring_bytes(b->queue),
                      amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
   return mq_rpc_check(amqp_get_rpc_reply(c), "consume own queue", err, errlen);
 }
 
 /* Sleeps up to ms, waking early when the loop asks us to stop. */
-static int amqp_bridge__stopping(amqp_bridge *b) {
+static int gw_bridge__stopping(gw_bridge *b) {
   pthread_mutex_lock(&b->mu);
   int s = b->stopping;
   pthread_mutex_unlock(&b->mu);
@@ -327,33 +328,33 @@ static int amqp_bridge__stopping(amqp_bridge *b) {
 }
 
 /* Resets the loop's wake-up counter (eventfd) after poll saw it set. */
-static void amqp_bridge__drain_wake(amqp_bridge *b) {
+static void gw_bridge__drain_wake(gw_bridge *b) {
   uint64_t v;
   if (read(b->wake_fd, &v, sizeof(v)) < 0) { /* already drained */ }
 }
 
-static void amqp_bridge__sleep(amqp_bridge *b, unsigned ms) {
+static void gw_bridge__sleep(gw_bridge *b, unsigned ms) {
   struct pollfd p = {.fd = b->wake_fd, .events = POLLIN};
   unsigned waited = 0;
-  while (waited < ms && !amqp_bridge__stopping(b)) {
+  while (waited < ms && !gw_bridge__stopping(b)) {
     unsigned step = ms - waited < 100 ? ms - waited : 100;
-    if (poll(&p, 1, (int)step) > 0) amqp_bridge__drain_wake(b);
+    if (poll(&p, 1, (int)step) > 0) gw_bridge__drain_wake(b);
     waited += step;
   }
 }
 
-static int amqp_bridge__connect(amqp_bridge *b) {
+static int gw_bridge__connect(gw_bridge *b) {
   char err[256], node[128];
   const char *url = mq_url_list_current(&b->urls);
   mq_url_host_port(url, node, sizeof node);
   b->conn = mq_conn_open(url, b->heartbeat_s, err, sizeof(err));
-  if (b->conn && amqp_bridge__declare(b, err, sizeof(err)) == 0) {
-    b->backoff_ms = 0;
+  if (b->conn && gw_bridge__declare(b, err, sizeof(err)) == 0) {
+    backoff_reset(&b->retry);
     mq_url_list_connected(&b->urls);
-    b->last_rx_ms = b->last_tx_ms = amqp_bridge__now_ms();
+    b->last_rx_ms = b->last_tx_ms = gw_bridge__now_ms();
     atomic_store(&b->up, 1);
     log_info("amqp_up", "node=%s queue=%s", node, b->queue);
-    amqp_bridge__post_state(b, AMQP_BRIDGE_UP, b->queue);
+    gw_bridge__post_state(b, GW_BRIDGE_UP, b->queue);
     return 0;
   }
   if (b->conn) {
@@ -368,30 +369,26 @@ static int amqp_bridge__connect(amqp_bridge *b) {
   }
   /* Capped exponential backoff with jitter: a restarted broker is not hit
    * by every gateway in the same millisecond. */
-  b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : 100;
-  if (b->backoff_ms > 5000) b->backoff_ms = 5000;
-  unsigned wait = b->backoff_ms / 2 + (unsigned)rand() % (b->backoff_ms / 2 + 1);
+  unsigned wait = backoff_next(&b->retry);
   log_warn("amqp_connect_failed", "node=%s reason=\"%s\" retry_ms=%u", node,
            err, wait);
-  amqp_bridge__sleep(b, wait);
+  gw_bridge__sleep(b, wait);
   return -1;
 }
 
 /* ---- thread side: commands -------------------------------------------- */
 
-static amqp_bridge__cmd *amqp_bridge__take_cmds(amqp_bridge *b) {
+static gw_bridge__cmd *gw_bridge__take_cmds(gw_bridge *b) {
   pthread_mutex_lock(&b->mu);
-  amqp_bridge__cmd *list = b->cmd_head;
+  gw_bridge__cmd *list = b->cmd_head;
   b->cmd_head = b->cmd_tail = NULL;
   pthread_mutex_unlock(&b->mu);
   return list;
 }
 
-static int amqp_bridge__publish_one(amqp_bridge *b, amqp_bridge__cmd *c) {
+static int gw_bridge__publish_one(gw_bridge *b, gw_bridge__cmd *c) {
   amqp_basic_properties_t props;
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  props.content_type = amqp_cstring_bytes("application/json");
-  props.delivery_mode = 1; /* transient: a reply queue does not outlive us */
+  mq_json_props(&props, 0); /* transient: a reply queue does not outlive us */
   amqp_bytes_t body = {.len = c->len, .bytes = c->body};
   /* Without its entry the confirm could not be matched: start over (the
    * loss refuses it like every other unconfirmed publish). */
@@ -399,11 +396,11 @@ static int amqp_bridge__publish_one(amqp_bridge *b, amqp_bridge__cmd *c) {
   int rc = amqp_basic_publish(b->conn, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(c->name), 0, 0, &props, body);
   if (rc != AMQP_STATUS_OK) return -1;
-  b->last_tx_ms = amqp_bridge__now_ms();
+  b->last_tx_ms = gw_bridge__now_ms();
   return 0;
 }
 
-static int amqp_bridge__bind_one(amqp_bridge *b, amqp_bridge__cmd *c) {
+static int gw_bridge__bind_one(gw_bridge *b, gw_bridge__cmd *c) {
   char err[256];
   amqp_bytes_t q = amqp_cstring_bytes(b->queue);
   amqp_bytes_t x = amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE);
@@ -424,27 +421,27 @@ static int amqp_bridge__bind_one(amqp_bridge *b, amqp_bridge__cmd *c) {
 }
 
 /* Runs every queued command. While the broker is down they are dropped
- * (see amqp_bridge_bind for why that is safe). Returns -1 when the
+ * (see gw_bridge_bind for why that is safe). Returns -1 when the
  * connection broke. */
-static int amqp_bridge__run_cmds(amqp_bridge *b) {
-  amqp_bridge__cmd *list = amqp_bridge__take_cmds(b);
+static int gw_bridge__run_cmds(gw_bridge *b) {
+  gw_bridge__cmd *list = gw_bridge__take_cmds(b);
   int rc = 0;
   while (list) {
-    amqp_bridge__cmd *c = list;
+    gw_bridge__cmd *c = list;
     list = c->next;
     if (c->kind == CMD_PUBLISH) atomic_fetch_sub(&b->out_bytes, c->len);
     if (rc == 0 && b->conn) {
-      rc = c->kind == CMD_PUBLISH ? amqp_bridge__publish_one(b, c)
-                                  : amqp_bridge__bind_one(b, c);
+      rc = c->kind == CMD_PUBLISH ? gw_bridge__publish_one(b, c)
+                                  : gw_bridge__bind_one(b, c);
     }
-    amqp_bridge__cmd_free(c);
+    gw_bridge__cmd_free(c);
   }
   return rc;
 }
 
 /* ---- thread side: deliveries -------------------------------------------- */
 
-static amqp_bridge_event *amqp_bridge__group_event(const amqp_envelope_t *env) {
+static gw_bridge_event *gw_bridge__group_event(const amqp_envelope_t *env) {
   const amqp_bytes_t *key = &env->routing_key;
   const amqp_bytes_t *body = &env->message.body;
   /* Checked once here, not per recipient: a client must never receive a
@@ -454,7 +451,7 @@ static amqp_bridge_event *amqp_bridge__group_event(const amqp_envelope_t *env) {
              (int)key->len, (const char *)key->bytes);
     return NULL;
   }
-  amqp_bridge_event *e = amqp_bridge__event_new(AMQP_BRIDGE_GROUP, key->bytes, key->len);
+  gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_GROUP, key->bytes, key->len);
   if (!e) return NULL;
   e->frame = gw_buf_frame(1, body->bytes, body->len);
   if (!e->frame) {
@@ -464,20 +461,20 @@ static amqp_bridge_event *amqp_bridge__group_event(const amqp_envelope_t *env) {
   return e;
 }
 
-static amqp_bridge_event *amqp_bridge__event_for(const amqp_envelope_t *env) {
+static gw_bridge_event *gw_bridge__event_for(const amqp_envelope_t *env) {
   const amqp_bytes_t *x = &env->exchange;
   if (x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
       memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0)
-    return amqp_bridge__group_event(env);
+    return gw_bridge__group_event(env);
   if (x->len == 0) /* default exchange: a worker's reply */
-    return amqp_bridge__event_new(AMQP_BRIDGE_REPLY, env->message.body.bytes,
+    return gw_bridge__event_new(GW_BRIDGE_REPLY, env->message.body.bytes,
                                   env->message.body.len);
   return NULL;
 }
 
 /* A frame that is not a delivery: a broker-side close ends the connection;
  * anything else (basic.consume-ok arriving late, ...) is ignored. */
-static int amqp_bridge__other_frame(amqp_bridge *b, amqp_bridge__batch *batch) {
+static int gw_bridge__other_frame(gw_bridge *b, gw_bridge__batch *batch) {
   amqp_frame_t f;
   struct timeval zero = {0, 0};
   if (amqp_simple_wait_frame_noblock(b->conn, &f, &zero) != AMQP_STATUS_OK)
@@ -487,41 +484,46 @@ static int amqp_bridge__other_frame(amqp_bridge *b, amqp_bridge__batch *batch) {
     log_warn("amqp_publish_refused", "tag=%llu multiple=%d",
              (unsigned long long)n->delivery_tag, n->multiple);
   }
-  if (mq_confirms_apply(&b->confirms, &f, amqp_bridge__refused_cb, batch)) return 0;
-  return mq_frame_ends_channel(&f) ? -1 : 0;
+  if (mq_confirms_apply(&b->confirms, &f, gw_bridge__refused_cb, batch)) return 0;
+  char why[256];
+  if (mq_frame_close_reason(&f, "consume", why, sizeof why)) {
+    log_warn("amqp_closed", "reason=\"%s\"", why);
+    return -1;
+  }
+  return 0;
 }
 
-static int amqp_bridge__can_read(amqp_bridge *b) {
+static int gw_bridge__can_read(gw_bridge *b) {
   return atomic_load(&b->in_bytes) <= b->max_backlog;
 }
 
 /* Counts each stop at the backlog bound once, however many idle passes it
  * lasts (a metric: the loop is not keeping up). The loop's drain wakes the
- * thread (amqp_bridge__on_async). */
-static void amqp_bridge__note_pause(amqp_bridge *b) {
-  if (amqp_bridge__can_read(b)) return;
+ * thread (gw_bridge__on_async). */
+static void gw_bridge__note_pause(gw_bridge *b) {
+  if (gw_bridge__can_read(b)) return;
   if (!b->paused) atomic_fetch_add(&b->read_pauses, 1);
   b->paused = 1;
 }
 
 /* Reads every delivery already available, without waiting. Returns -1 when
  * the connection broke. */
-static int amqp_bridge__read(amqp_bridge *b) {
-  amqp_bridge__batch batch = {0};
+static int gw_bridge__read(gw_bridge *b) {
+  gw_bridge__batch batch = {0};
   int rc = 0;
-  if (amqp_bridge__can_read(b)) b->paused = 0;
+  if (gw_bridge__can_read(b)) b->paused = 0;
   /* At most 4096 per wake so commands (new connections) are not starved
    * by a flood of events. */
-  for (int i = 0; i < 4096 && amqp_bridge__can_read(b); i++) {
+  for (int i = 0; i < 4096 && gw_bridge__can_read(b); i++) {
     amqp_envelope_t env;
     struct timeval zero = {0, 0};
     amqp_maybe_release_buffers(b->conn);
     amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, &zero, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      amqp_bridge_event *e = amqp_bridge__event_for(&env);
+      gw_bridge_event *e = gw_bridge__event_for(&env);
       amqp_destroy_envelope(&env);
-      if (e) amqp_bridge__batch_add(&batch, e);
-      if (batch.bytes > 1u << 20) amqp_bridge__post(b, &batch);
+      if (e) gw_bridge__batch_add(&batch, e);
+      if (batch.bytes > 1u << 20) gw_bridge__post(b, &batch);
       continue;
     }
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
@@ -529,13 +531,13 @@ static int amqp_bridge__read(amqp_bridge *b) {
       break;
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
         r.library_error == AMQP_STATUS_UNEXPECTED_STATE &&
-        amqp_bridge__other_frame(b, &batch) == 0)
+        gw_bridge__other_frame(b, &batch) == 0)
       continue;
     rc = -1;
     break;
   }
-  amqp_bridge__post(b, &batch);
-  amqp_bridge__note_pause(b);
+  gw_bridge__post(b, &batch);
+  gw_bridge__note_pause(b);
   return rc;
 }
 
@@ -543,8 +545,8 @@ static int amqp_bridge__read(amqp_bridge *b) {
  * bound only the loop's wake counts: frames rabbitmq-c has already read
  * stay where they are until the loop has drained (waking for them would
  * spin this thread on a core until then). */
-static void amqp_bridge__wait(amqp_bridge *b) {
-  int readable = amqp_bridge__can_read(b);
+static void gw_bridge__wait(gw_bridge *b) {
+  int readable = gw_bridge__can_read(b);
   if (readable && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
     return;
   struct pollfd p[2] = {{.fd = b->wake_fd, .events = POLLIN},
@@ -552,17 +554,17 @@ static void amqp_bridge__wait(amqp_bridge *b) {
   int n = readable ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
   if (poll(p, (nfds_t)n, timeout) > 0) {
-    if (p[0].revents & POLLIN) amqp_bridge__drain_wake(b);
-    if (n == 2 && p[1].revents) b->last_rx_ms = amqp_bridge__now_ms();
+    if (p[0].revents & POLLIN) gw_bridge__drain_wake(b);
+    if (n == 2 && p[1].revents) b->last_rx_ms = gw_bridge__now_ms();
   }
 }
 
 /* Sends our heartbeat when we have been quiet for half an interval, and
  * declares the broker dead after two intervals without a byte from it.
  * Returns -1 when it is. */
-static int amqp_bridge__heartbeat(amqp_bridge *b) {
+static int gw_bridge__heartbeat(gw_bridge *b) {
   if (b->heartbeat_s <= 0) return 0;
-  uint64_t now = amqp_bridge__now_ms(), interval = (uint64_t)b->heartbeat_s * 1000;
+  uint64_t now = gw_bridge__now_ms(), interval = (uint64_t)b->heartbeat_s * 1000;
   if (now - b->last_rx_ms > 2 * interval) return -1;
   if (now - b->last_tx_ms >= interval / 2) {
     amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
@@ -572,31 +574,31 @@ static int amqp_bridge__heartbeat(amqp_bridge *b) {
   return 0;
 }
 
-static void *amqp_bridge__thread(void *arg) {
-  amqp_bridge *b = arg;
-  while (!amqp_bridge__stopping(b)) {
+static void *gw_bridge__thread(void *arg) {
+  gw_bridge *b = arg;
+  while (!gw_bridge__stopping(b)) {
     if (!b->conn) {
-      if (amqp_bridge__connect(b) != 0) {
-        amqp_bridge__run_cmds(b); /* drop what piled up while down */
+      if (gw_bridge__connect(b) != 0) {
+        gw_bridge__run_cmds(b); /* drop what piled up while down */
         continue;
       }
     }
-    if (amqp_bridge__run_cmds(b) != 0) {
-      amqp_bridge__lost(b, "publish failed");
+    if (gw_bridge__run_cmds(b) != 0) {
+      gw_bridge__lost(b, "publish failed");
       continue;
     }
-    if (amqp_bridge__read(b) != 0) {
-      amqp_bridge__lost(b, "connection lost");
+    if (gw_bridge__read(b) != 0) {
+      gw_bridge__lost(b, "connection lost");
       continue;
     }
-    if (amqp_bridge__heartbeat(b) != 0) {
-      amqp_bridge__lost(b, "heartbeat timeout");
+    if (gw_bridge__heartbeat(b) != 0) {
+      gw_bridge__lost(b, "heartbeat timeout");
       continue;
     }
-    amqp_bridge__wait(b);
+    gw_bridge__wait(b);
   }
   /* Last words: the disconnects the loop queued while shutting down. */
-  if (b->conn && amqp_bridge__run_cmds(b) == 0) {
+  if (b->conn && gw_bridge__run_cmds(b) == 0) {
     mq_conn_close(b->conn);
   } else if (b->conn) {
     amqp_destroy_connection(b->conn);
@@ -608,20 +610,20 @@ static void *amqp_bridge__thread(void *arg) {
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-static void amqp_bridge__free(uv_handle_t *h) {
-  amqp_bridge *b = h->data;
+static void gw_bridge__free(uv_handle_t *h) {
+  gw_bridge *b = h->data;
   pthread_mutex_destroy(&b->mu);
   mq_url_list_free(&b->urls);
   free(b);
 }
 
-amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
-                               amqp_bridge_cb cb, void *arg) {
-  amqp_bridge *b = calloc(1, sizeof(*b));
+gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
+                               gw_bridge_cb cb, void *arg) {
+  gw_bridge *b = calloc(1, sizeof(*b));
   if (!b) return NULL;
-  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  backoff_init(&b->retry, 100, 5000, backoff_seed());
   char err[96];
-  if (mq_url_list_parse(&b->urls, cfg->url, (unsigned)rand(), err,
+  if (mq_url_list_parse(&b->urls, cfg->url, backoff_random(&b->retry), err,
                         sizeof err) != 0) {
     log_error("amqp_url_invalid", "reason=\"%s\"", err);
     free(b);
@@ -637,7 +639,7 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
   b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   pthread_mutex_init(&b->mu, NULL);
   if (b->wake_fd < 0 ||
-      uv_async_init(loop, &b->async, amqp_bridge__on_async) != 0) {
+      uv_async_init(loop, &b->async, gw_bridge__on_async) != 0) {
     if (b->wake_fd >= 0) close(b->wake_fd);
     pthread_mutex_destroy(&b->mu);
     mq_url_list_free(&b->urls);
@@ -645,32 +647,32 @@ amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
     return NULL;
   }
   b->async.data = b;
-  if (pthread_create(&b->thread, NULL, amqp_bridge__thread, b) != 0) {
+  if (pthread_create(&b->thread, NULL, gw_bridge__thread, b) != 0) {
     /* The async handle is registered with the loop: it and b go in its
      * close callback. */
     close(b->wake_fd);
-    uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
+    uv_close((uv_handle_t *)&b->async, gw_bridge__free);
     return NULL;
   }
   return b;
 }
 
-void amqp_bridge_stop(amqp_bridge *b) {
+void gw_bridge_stop(gw_bridge *b) {
   pthread_mutex_lock(&b->mu);
   b->stopping = 1;
   pthread_mutex_unlock(&b->mu);
-  amqp_bridge__wake_thread(b);
+  gw_bridge__wake_thread(b);
   pthread_join(b->thread, NULL);
-  for (amqp_bridge__cmd *c = amqp_bridge__take_cmds(b), *n; c; c = n) {
+  for (gw_bridge__cmd *c = gw_bridge__take_cmds(b), *n; c; c = n) {
     n = c->next;
-    amqp_bridge__cmd_free(c);
+    gw_bridge__cmd_free(c);
   }
-  for (amqp_bridge_event *e = b->ev_head, *n; e; e = n) {
+  for (gw_bridge_event *e = b->ev_head, *n; e; e = n) {
     n = e->next;
-    amqp_bridge_event_free(e);
+    gw_bridge_event_free(e);
   }
   b->ev_head = b->ev_tail = NULL;
   close(b->wake_fd);
   mq_confirms_free(&b->confirms);
-  uv_close((uv_handle_t *)&b->async, amqp_bridge__free);
+  uv_close((uv_handle_t *)&b->async, gw_bridge__free);
 }

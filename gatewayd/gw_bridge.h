@@ -1,5 +1,5 @@
 /*
- * amqp_bridge.h - the gateway's only link to RabbitMQ: one thread that owns
+ * gw_bridge.h - the gateway's only link to RabbitMQ: one thread that owns
  * a blocking rabbitmq-c connection, fed and drained through two bounded
  * queues, so that the libuv loop never waits on the broker.
  *
@@ -12,8 +12,8 @@
  * connections, groups or anything else of the loop thread; the loop must not
  * touch the rabbitmq-c state.
  */
-#ifndef AMQP_BRIDGE_H
-#define AMQP_BRIDGE_H
+#ifndef GW_BRIDGE_H
+#define GW_BRIDGE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,75 +21,75 @@
 
 #include "gw_buf.h"
 
-typedef struct amqp_bridge amqp_bridge;
+typedef struct gw_bridge gw_bridge;
 
 typedef enum {
-  AMQP_BRIDGE_UP = 0,  /* data: the gateway's queue name */
-  AMQP_BRIDGE_DOWN,    /* data: the reason */
-  AMQP_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
-  AMQP_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
-  AMQP_BRIDGE_REFUSED  /* conn_id: a publish for it was refused or lost */
-} amqp_bridge_kind;
+  GW_BRIDGE_UP = 0,  /* data: the gateway's queue name */
+  GW_BRIDGE_DOWN,    /* data: the reason */
+  GW_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
+  GW_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
+  GW_BRIDGE_REFUSED  /* conn_id: a publish for it was refused or lost */
+} gw_bridge_kind;
 
-typedef struct amqp_bridge_event {
-  struct amqp_bridge_event *next;
-  amqp_bridge_kind kind;
+typedef struct gw_bridge_event {
+  struct gw_bridge_event *next;
+  gw_bridge_kind kind;
   gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
   uint64_t conn_id; /* REFUSED only */
   size_t len;    /* bytes of data, without the NUL */
   char data[];   /* NUL-terminated */
-} amqp_bridge_event;
+} gw_bridge_event;
 
 /* Called on the loop thread with a batch of events, oldest first. The
- * callee frees each with amqp_bridge_event_free(). */
-typedef void (*amqp_bridge_cb)(amqp_bridge_event *events, void *arg);
+ * callee frees each with gw_bridge_event_free(). */
+typedef void (*gw_bridge_cb)(gw_bridge_event *events, void *arg);
 
-typedef struct amqp_bridge_config {
+typedef struct gw_bridge_config {
   const char *url;     /* one amqp:// URL, or several separated by commas */
   int heartbeat_s;
   long queue_ttl_ms;
   long queue_max_length;
   int queue_quorum;    /* 1: the websocket.* queues are quorum queues */
   size_t max_backlog; /* bytes queued in each direction */
-} amqp_bridge_config;
+} gw_bridge_config;
 
 /* Starts the thread (it connects by itself, and again after every loss).
  * cfg's strings are copied. NULL on failure. */
-amqp_bridge *amqp_bridge_start(uv_loop_t *loop, const amqp_bridge_config *cfg,
-                               amqp_bridge_cb cb, void *arg);
+gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
+                               gw_bridge_cb cb, void *arg);
 
 /* Queues body for the named websocket.* queue; takes ownership of body (a
  * malloc'd buffer) in every case. Returns -1 when the broker is down or the
  * outgoing backlog is full: the caller answers 503 or 1013. Publishes are
  * confirmed by the broker; when it refuses one (the queue is full:
  * x-overflow reject-publish) or the connection is lost before its confirm,
- * an AMQP_BRIDGE_REFUSED event names conn_id (0: nobody to tell). */
-int amqp_bridge_publish(amqp_bridge *b, const char *queue, uint64_t conn_id,
+ * an GW_BRIDGE_REFUSED event names conn_id (0: nobody to tell). */
+int gw_bridge_publish(gw_bridge *b, const char *queue, uint64_t conn_id,
                         char *body, size_t len);
 
 /* Binds / unbinds the gateway's queue to a group. Never refused: they are
  * bounded by the number of groups, and dropping one would corrupt
  * membership. While the broker is down they are dropped, and the loop
- * rebinds every group it has members of on the next AMQP_BRIDGE_UP. */
-void amqp_bridge_bind(amqp_bridge *b, const char *group);
-void amqp_bridge_unbind(amqp_bridge *b, const char *group);
+ * rebinds every group it has members of on the next GW_BRIDGE_UP. */
+void gw_bridge_bind(gw_bridge *b, const char *group);
+void gw_bridge_unbind(gw_bridge *b, const char *group);
 
 /* Bytes queued toward the broker and toward the loop (for metrics). */
-size_t amqp_bridge_backlog_out(const amqp_bridge *b);
-size_t amqp_bridge_backlog_in(const amqp_bridge *b);
+size_t gw_bridge_backlog_out(const gw_bridge *b);
+size_t gw_bridge_backlog_in(const gw_bridge *b);
 
 /* Times the thread stopped reading because the loop had a backlog's worth
  * of events still to take (for metrics: the loop is not keeping up). */
-unsigned long amqp_bridge_read_pauses(const amqp_bridge *b);
+unsigned long gw_bridge_read_pauses(const gw_bridge *b);
 
 /* 1 while connected with the queue declared and consumed. */
-int amqp_bridge_is_up(const amqp_bridge *b);
+int gw_bridge_is_up(const gw_bridge *b);
 
 /* Publishes what is queued (within a few seconds at most), closes the
  * connection, joins the thread and frees everything. The loop must run no
  * more callbacks of this bridge after it returns. */
-void amqp_bridge_stop(amqp_bridge *b);
+void gw_bridge_stop(gw_bridge *b);
 
-void amqp_bridge_event_free(amqp_bridge_event *ev);
+void gw_bridge_event_free(gw_bridge_event *ev);
 
 #endif
