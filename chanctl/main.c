@@ -96,7 +96,7 @@ typedef struct chanctl_args {
 
 /* Matches "--name", "--name=V" or "--name V" at argv[*i]; *val gets V (NULL
  * for a valueless option). Returns 1 on a match, -1 on a missing value. */
-static int chanctl_match(int argc, char **argv, int *i, const char *name,
+static int chanctl__match(int argc, char **argv, int *i, const char *name,
                          int has_value, const char **val) {
   size_t n = strlen(name);
   const char *a = argv[*i];
@@ -116,7 +116,7 @@ static int chanctl_match(int argc, char **argv, int *i, const char *name,
   return 1;
 }
 
-static int chanctl_take_args(int *argc, char **argv, chanctl_args *out) {
+static int chanctl__take_args(int *argc, char **argv, chanctl_args *out) {
   int keep = 1;
   for (int i = 1; i < *argc; i++) {
     const char *v = NULL;
@@ -125,16 +125,16 @@ static int chanctl_take_args(int *argc, char **argv, chanctl_args *out) {
       while (i < *argc) argv[keep++] = argv[i++];
       break;
     }
-    if ((m = chanctl_match(*argc, argv, &i, "--stdin", 0, &v)) != 0) {
+    if ((m = chanctl__match(*argc, argv, &i, "--stdin", 0, &v)) != 0) {
       out->use_stdin = 1;
-    } else if ((m = chanctl_match(*argc, argv, &i, "--user", 1, &v)) != 0) {
+    } else if ((m = chanctl__match(*argc, argv, &i, "--user", 1, &v)) != 0) {
       out->user = v;
-    } else if ((m = chanctl_match(*argc, argv, &i, "--ttl", 1, &v)) != 0) {
+    } else if ((m = chanctl__match(*argc, argv, &i, "--ttl", 1, &v)) != 0) {
       out->ttl = v;
-    } else if ((m = chanctl_match(*argc, argv, &i, "--objects", 1, &v)) !=
+    } else if ((m = chanctl__match(*argc, argv, &i, "--objects", 1, &v)) !=
                0) {
       out->objects = v;
-    } else if ((m = chanctl_match(*argc, argv, &i, "--timeout", 1, &v)) !=
+    } else if ((m = chanctl__match(*argc, argv, &i, "--timeout", 1, &v)) !=
                0) {
       out->timeout = v;
     } else {
@@ -152,7 +152,7 @@ static int chanctl_take_args(int *argc, char **argv, chanctl_args *out) {
 }
 
 /* A positive integer up to max (--ttl, --user, --timeout). */
-static int chanctl_parse_ll(const char *s, long long max, long long *out) {
+static int chanctl__parse_ll(const char *s, long long max, long long *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
@@ -165,7 +165,7 @@ static int chanctl_parse_ll(const char *s, long long max, long long *out) {
 
 /* cJSON lets raw control bytes through inside strings; JSON.parse does
  * not. */
-static int chanctl_raw_control_in_string(const char *s, size_t len) {
+static int chanctl__raw_control_in_string(const char *s, size_t len) {
   int in_str = 0, esc = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -179,8 +179,8 @@ static int chanctl_raw_control_in_string(const char *s, size_t len) {
 
 /* The body goes to browsers that JSON.parse every message: refuse what
  * would break them here, once, instead of in every tab. */
-static int chanctl_json_ok(const char *s, size_t len) {
-  if (chanctl_raw_control_in_string(s, len)) return 0;
+static int chanctl__json_ok(const char *s, size_t len) {
+  if (chanctl__raw_control_in_string(s, len)) return 0;
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, 0);
   if (!j) return 0;
@@ -194,10 +194,10 @@ static int chanctl_json_ok(const char *s, size_t len) {
 
 /* Publishes one event without waiting for its confirm: chan_emit_close()
  * waits for all of them at the end, so a bulk emit runs at full speed. */
-static int chanctl_emit_one(chan_emitter *e, const char *group,
+static int chanctl__emit_one(chan_emitter *e, const char *group,
                             const char *json, size_t len, const char *what) {
   char err[512];
-  if (!chanctl_json_ok(json, len)) {
+  if (!chanctl__json_ok(json, len)) {
     fprintf(stderr, "chanctl: %snot valid JSON\n", what);
     return -1;
   }
@@ -211,7 +211,7 @@ static int chanctl_emit_one(chan_emitter *e, const char *group,
 /* Reads one line without its "\n" (or "\r\n"). Returns 1, 0 at EOF, -1 when
  * longer than max. getc_unlocked keeps the NUL bytes strlen would lose and
  * costs little next to a publish. */
-static int chanctl_read_line(FILE *in, char *buf, size_t max, size_t *len) {
+static int chanctl__read_line(FILE *in, char *buf, size_t max, size_t *len) {
   size_t n = 0;
   int c;
   while ((c = getc_unlocked(in)) != EOF && c != '\n') {
@@ -224,14 +224,14 @@ static int chanctl_read_line(FILE *in, char *buf, size_t max, size_t *len) {
   return 1;
 }
 
-static int chanctl_blank(const char *s, size_t len) {
+static int chanctl__blank(const char *s, size_t len) {
   for (size_t i = 0; i < len; i++) {
     if (s[i] != ' ' && s[i] != '\t') return 0;
   }
   return 1;
 }
 
-static int chanctl_emit_stdin(chan_emitter *e, const char *group) {
+static int chanctl__emit_stdin(chan_emitter *e, const char *group) {
   char *line = malloc(CHANCTL_LINE_MAX); /* owner: this function */
   if (!line) {
     fprintf(stderr, "chanctl: out of memory\n");
@@ -240,7 +240,7 @@ static int chanctl_emit_stdin(chan_emitter *e, const char *group) {
   unsigned long lineno = 0, sent = 0;
   size_t len;
   int r, rc = CHANCTL_OK;
-  while ((r = chanctl_read_line(stdin, line, CHANCTL_LINE_MAX, &len)) != 0) {
+  while ((r = chanctl__read_line(stdin, line, CHANCTL_LINE_MAX, &len)) != 0) {
     char what[48];
     snprintf(what, sizeof what, "line %lu: ", ++lineno);
     if (r < 0) {
@@ -248,8 +248,8 @@ static int chanctl_emit_stdin(chan_emitter *e, const char *group) {
       rc = CHANCTL_FAIL;
       break;
     }
-    if (chanctl_blank(line, len)) continue;
-    if (chanctl_emit_one(e, group, line, len, what) < 0) {
+    if (chanctl__blank(line, len)) continue;
+    if (chanctl__emit_one(e, group, line, len, what) < 0) {
       rc = CHANCTL_FAIL;
       break;
     }
@@ -264,7 +264,7 @@ static int chanctl_emit_stdin(chan_emitter *e, const char *group) {
   return rc;
 }
 
-static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
+static int chanctl__emit(const chanctl_conf *conf, const chanctl_args *a,
                         int argc, char **argv) {
   int want = a->use_stdin ? 3 : 4;
   if (argc != want) {
@@ -278,7 +278,7 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
     return CHANCTL_USAGE;
   }
   long long timeout_s = CHAN_EMIT_TIMEOUT_MS / 1000;
-  if (a->timeout && chanctl_parse_ll(a->timeout, 24 * 3600, &timeout_s) < 0) {
+  if (a->timeout && chanctl__parse_ll(a->timeout, 24 * 3600, &timeout_s) < 0) {
     fprintf(stderr, "chanctl: --timeout: expected seconds, 1 to 86400\n");
     return CHANCTL_USAGE;
   }
@@ -291,9 +291,9 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
   chan_emit_set_timeout(e, (int)(timeout_s * 1000));
   int rc;
   if (a->use_stdin) {
-    rc = chanctl_emit_stdin(e, group);
+    rc = chanctl__emit_stdin(e, group);
   } else {
-    rc = chanctl_emit_one(e, group, argv[3], strlen(argv[3]), "") < 0
+    rc = chanctl__emit_one(e, group, argv[3], strlen(argv[3]), "") < 0
              ? CHANCTL_FAIL
              : CHANCTL_OK;
   }
@@ -310,7 +310,7 @@ static int chanctl_emit(const chanctl_conf *conf, const chanctl_args *a,
 
 /* {"objects": OBJECTS} for token_mint, malloc'd; NULL when objects is not a
  * JSON object. */
-static char *chanctl_objects_claim(const char *objects) {
+static char *chanctl__objects_claim(const char *objects) {
   cJSON *j = cJSON_Parse(objects);
   int ok = cJSON_IsObject(j);
   cJSON_Delete(j);
@@ -321,7 +321,7 @@ static char *chanctl_objects_claim(const char *objects) {
   return out;
 }
 
-static int chanctl_token(const chanctl_conf *conf, const chanctl_args *a,
+static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
                          int argc) {
   long long user, ttl = CHANCTL_TTL_DEFAULT;
   if (argc != 2 || !a->user) {
@@ -329,11 +329,11 @@ static int chanctl_token(const chanctl_conf *conf, const chanctl_args *a,
                     "[--objects JSON]\n");
     return CHANCTL_USAGE;
   }
-  if (chanctl_parse_ll(a->user, 0x7fffffffffffffffLL, &user) < 0) {
+  if (chanctl__parse_ll(a->user, 0x7fffffffffffffffLL, &user) < 0) {
     fprintf(stderr, "chanctl: --user: expected a positive integer\n");
     return CHANCTL_USAGE;
   }
-  if (a->ttl && chanctl_parse_ll(a->ttl, CHANCTL_TTL_MAX, &ttl) < 0) {
+  if (a->ttl && chanctl__parse_ll(a->ttl, CHANCTL_TTL_MAX, &ttl) < 0) {
     fprintf(stderr, "chanctl: --ttl: expected seconds, 1 to %lld\n",
             CHANCTL_TTL_MAX);
     return CHANCTL_USAGE;
@@ -344,7 +344,7 @@ static int chanctl_token(const chanctl_conf *conf, const chanctl_args *a,
     return CHANCTL_USAGE;
   }
   char *extra = NULL; /* owner: this function */
-  if (a->objects && !(extra = chanctl_objects_claim(a->objects))) {
+  if (a->objects && !(extra = chanctl__objects_claim(a->objects))) {
     fprintf(stderr, "chanctl: --objects: expected a JSON object\n");
     return CHANCTL_USAGE;
   }
@@ -363,7 +363,7 @@ static int chanctl_token(const chanctl_conf *conf, const chanctl_args *a,
 
 /* ---- main ------------------------------------------------------------ */
 
-static int chanctl_run(const chanctl_conf *conf, const chanctl_args *a,
+static int chanctl__run(const chanctl_conf *conf, const chanctl_args *a,
                        int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: chanctl %s\n(chanctl --help for more)\n",
@@ -381,13 +381,13 @@ static int chanctl_run(const chanctl_conf *conf, const chanctl_args *a,
     fprintf(stderr, "chanctl: %s: option not valid for this command\n", cmd);
     return CHANCTL_USAGE;
   }
-  return is_emit ? chanctl_emit(conf, a, argc, argv)
-                 : chanctl_token(conf, a, argc);
+  return is_emit ? chanctl__emit(conf, a, argc, argv)
+                 : chanctl__token(conf, a, argc);
 }
 
 int main(int argc, char **argv) {
   chanctl_args args = {0, NULL, NULL, NULL, NULL};
-  if (chanctl_take_args(&argc, argv, &args) < 0) return CHANCTL_USAGE;
+  if (chanctl__take_args(&argc, argv, &args) < 0) return CHANCTL_USAGE;
   chanctl_conf conf;
   memset(&conf, 0, sizeof conf); /* amqp's members outside the table too */
   cfg_result r = cfg_load(chanctl_opts, CHANCTL_N_OPTS, &conf, "chanctl",
@@ -401,7 +401,7 @@ int main(int argc, char **argv) {
                       "error\n");
     } else {
       log_init("chanctl", level);
-      rc = chanctl_run(&conf, &args, argc, argv);
+      rc = chanctl__run(&conf, &args, argc, argv);
     }
   }
   cfg_free(chanctl_opts, CHANCTL_N_OPTS, &conf);

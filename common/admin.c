@@ -28,7 +28,7 @@ admin_route_id admin_route(const char *method, const char *target) {
   return ADMIN_NOT_FOUND;
 }
 
-static const char *admin_reason(int status) {
+static const char *admin__reason(int status) {
   switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
@@ -52,20 +52,20 @@ size_t admin_response_head(char *out, size_t outlen, int status,
                    "%s"
                    "Cache-Control: no-store\r\n"
                    "Connection: close\r\n\r\n",
-                   status, admin_reason(status), content_type, content_length,
+                   status, admin__reason(status), content_type, content_length,
                    status == 405 ? "Allow: GET, HEAD\r\n" : "");
   return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
 }
 
 /* Copies the n bytes at s into out as a string; -1 when they do not fit. */
-static int admin_copy(const char *s, size_t n, char *out, size_t outlen) {
+static int admin__copy(const char *s, size_t n, char *out, size_t outlen) {
   if (n >= outlen) return -1;
   memcpy(out, s, n);
   out[n] = '\0';
   return 0;
 }
 
-static int admin_is_tchar(char c) {
+static int admin__is_tchar(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
          (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
@@ -81,7 +81,7 @@ int admin_request_line(const char *buf, size_t len, char *method,
   const char *sp1 = memchr(buf, ' ', (size_t)(eol - buf));
   if (!sp1 || sp1 == buf) return 400;
   for (const char *p = buf; p < sp1; p++)
-    if (!admin_is_tchar(*p)) return 400;
+    if (!admin__is_tchar(*p)) return 400;
   const char *t = sp1 + 1;
   const char *sp2 = memchr(t, ' ', (size_t)(eol - t));
   if (!sp2 || sp2 == t || *t != '/') return 400;
@@ -91,7 +91,7 @@ int admin_request_line(const char *buf, size_t len, char *method,
   if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 &&
                     memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
     return 400;
-  if (admin_copy(buf, (size_t)(sp1 - buf), method, methodlen) != 0) return 400;
-  if (admin_copy(t, (size_t)(sp2 - t), target, targetlen) != 0) return 414;
+  if (admin__copy(buf, (size_t)(sp1 - buf), method, methodlen) != 0) return 400;
+  if (admin__copy(t, (size_t)(sp2 - t), target, targetlen) != 0) return 414;
   return 1;
 }

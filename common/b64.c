@@ -20,7 +20,7 @@
 #define B64_DATA_MAX (B64_TEXT_MAX / 4 * 3)
 
 /* The 6-bit value of c in the standard or the url alphabet, or -1. */
-static int b64_value(unsigned char c, int url) {
+static int b64__value(unsigned char c, int url) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
@@ -34,20 +34,20 @@ static int b64_value(unsigned char c, int url) {
  * no bits set beyond the final byte: 4k+2 characters leave 4 unused bits,
  * 4k+3 leave 2, and 4k+1 cannot encode anything.
  */
-static int b64_digits_valid(const char *text, size_t len, int url) {
+static int b64__digits_valid(const char *text, size_t len, int url) {
   if (len % 4 == 1) return 0;
   for (size_t i = 0; i < len; i++) {
-    if (b64_value((unsigned char)text[i], url) < 0) return 0;
+    if (b64__value((unsigned char)text[i], url) < 0) return 0;
   }
   if (len % 4 == 0) return 1;
-  int last = b64_value((unsigned char)text[len - 1], url);
+  int last = b64__value((unsigned char)text[len - 1], url);
   int unused = len % 4 == 2 ? 0x0f : 0x03;
   return (last & unused) == 0;
 }
 
 /* quads: validated standard base64, padded to a multiple of 4, of which the
  * last pad characters are '='. */
-static int b64_decode_quads(const char *quads, size_t len, size_t pad,
+static int b64__decode_quads(const char *quads, size_t len, size_t pad,
                             char **out, size_t *outlen) {
   char *buf = malloc(len / 4 * 3 + 1);
   if (!buf) return -1;
@@ -92,13 +92,13 @@ int b64_decode(const char *text, size_t len, char **out, size_t *outlen) {
   if (!text || len % 4 != 0 || len > B64_TEXT_MAX) return -1;
   size_t pad = 0;
   while (pad < 2 && pad < len && text[len - 1 - pad] == '=') pad++;
-  if (!b64_digits_valid(text, len - pad, 0)) return -1;
-  return b64_decode_quads(text, len, pad, out, outlen);
+  if (!b64__digits_valid(text, len - pad, 0)) return -1;
+  return b64__decode_quads(text, len, pad, out, outlen);
 }
 
 int b64_url_decode(const char *text, size_t len, char **out, size_t *outlen) {
   *out = NULL;
-  if (!text || len > B64_TEXT_MAX || !b64_digits_valid(text, len, 1)) return -1;
+  if (!text || len > B64_TEXT_MAX || !b64__digits_valid(text, len, 1)) return -1;
   /* Rewrite as standard padded base64, the only form OpenSSL decodes. */
   size_t pad = (4 - len % 4) % 4;
   char *quads = malloc(len + pad + 1);
@@ -108,7 +108,7 @@ int b64_url_decode(const char *text, size_t len, char **out, size_t *outlen) {
     quads[i] = c == '-' ? '+' : c == '_' ? '/' : c;
   }
   memset(quads + len, '=', pad);
-  int rc = b64_decode_quads(quads, len + pad, pad, out, outlen);
+  int rc = b64__decode_quads(quads, len + pad, pad, out, outlen);
   free(quads);
   return rc;
 }

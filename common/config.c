@@ -61,10 +61,10 @@ typedef struct cfg_ctx {
   char bad_section[64]; /* last unknown section reported, to say it once */
 } cfg_ctx;
 
-static void cfg_err(const char *where, const char *fmt, ...)
+static void cfg__err(const char *where, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void cfg_err(const char *where, const char *fmt, ...) {
+static void cfg__err(const char *where, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -73,13 +73,13 @@ static void cfg_err(const char *where, const char *fmt, ...) {
   fprintf(stderr, "%s: %s\n", where, msg);
 }
 
-static void *cfg_slot(const cfg_ctx *ctx, size_t i) {
+static void *cfg__slot(const cfg_ctx *ctx, size_t i) {
   return (char *)ctx->conf + ctx->opts[i].offset;
 }
 
 /* Secrets are wiped before their memory goes back to the allocator, so a
  * later heap dump or reuse does not show them. */
-static void cfg_free_str(char **p, unsigned flags) {
+static void cfg__free_str(char **p, unsigned flags) {
   if (!*p) return;
   if (flags & CFG_SECRET) explicit_bzero(*p, strlen(*p));
   free(*p);
@@ -89,7 +89,7 @@ static void cfg_free_str(char **p, unsigned flags) {
 void cfg_free(const cfg_opt *opts, size_t n_opts, void *conf) {
   for (size_t i = 0; i < n_opts; i++) {
     if (opts[i].type != CFG_STR) continue;
-    cfg_free_str((char **)((char *)conf + opts[i].offset), opts[i].flags);
+    cfg__free_str((char **)((char *)conf + opts[i].offset), opts[i].flags);
   }
 }
 
@@ -109,7 +109,7 @@ static const cfg_unit cfg_ms_units[] = {
     {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
 
 /* A decimal integer, the whole text. */
-static int cfg_parse_long(const char *s, long *out, char *why, size_t whylen) {
+static int cfg__parse_long(const char *s, long *out, char *why, size_t whylen) {
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
@@ -126,7 +126,7 @@ static int cfg_parse_long(const char *s, long *out, char *why, size_t whylen) {
 }
 
 /* Digits followed by one of units' suffixes (case-insensitive). */
-static int cfg_parse_unit(const char *s, const cfg_unit *units, size_t n_units,
+static int cfg__parse_unit(const char *s, const cfg_unit *units, size_t n_units,
                           long *out, char *why, size_t whylen) {
   size_t digits = strspn(s, "0123456789");
   if (digits == 0) {
@@ -148,7 +148,7 @@ static int cfg_parse_unit(const char *s, const cfg_unit *units, size_t n_units,
   return -1;
 }
 
-static int cfg_parse_bool(const char *s, int *out, char *why, size_t whylen) {
+static int cfg__parse_bool(const char *s, int *out, char *why, size_t whylen) {
   static const char *const yes[] = {"true", "yes", "on", "1"};
   static const char *const no[] = {"false", "no", "off", "0"};
   for (size_t i = 0; i < 4; i++) {
@@ -160,7 +160,7 @@ static int cfg_parse_bool(const char *s, int *out, char *why, size_t whylen) {
 }
 
 /* The largest unit that divides v exactly: 60000 -> "1m", 1536 -> "1536". */
-static void cfg_format_units(long v, const cfg_unit *units, size_t n_units,
+static void cfg__format_units(long v, const cfg_unit *units, size_t n_units,
                              long base, const char *base_suffix, char *buf,
                              size_t len) {
   const char *suffix = base_suffix;
@@ -175,34 +175,34 @@ static void cfg_format_units(long v, const cfg_unit *units, size_t n_units,
   snprintf(buf, len, "%ld%s", v / mult, suffix);
 }
 
-static void cfg_format_long(cfg_type type, long v, char *buf, size_t len) {
+static void cfg__format_long(cfg_type type, long v, char *buf, size_t len) {
   static const cfg_unit bytes_shown[] = {{"KiB", 1L << 10},
                                          {"MiB", 1L << 20},
                                          {"GiB", 1L << 30}};
   static const cfg_unit ms_shown[] = {{"s", 1000}, {"m", 60000},
                                       {"h", 3600000}};
   if (type == CFG_BYTES) {
-    cfg_format_units(v, bytes_shown, 3, 1, "", buf, len);
+    cfg__format_units(v, bytes_shown, 3, 1, "", buf, len);
   } else if (type == CFG_MS) {
-    cfg_format_units(v, ms_shown, 3, 1, "ms", buf, len);
+    cfg__format_units(v, ms_shown, 3, 1, "ms", buf, len);
   } else {
     snprintf(buf, len, "%ld", v);
   }
 }
 
-static int cfg_check_range(const cfg_opt *o, long v, char *why,
+static int cfg__check_range(const cfg_opt *o, long v, char *why,
                            size_t whylen) {
   if ((o->min == 0 && o->max == 0) || (v >= o->min && v <= o->max)) return 0;
   char lo[32], hi[32];
-  cfg_format_long(o->type, o->min, lo, sizeof lo);
-  cfg_format_long(o->type, o->max, hi, sizeof hi);
+  cfg__format_long(o->type, o->min, lo, sizeof lo);
+  cfg__format_long(o->type, o->max, hi, sizeof hi);
   snprintf(why, whylen, "out of range (%s to %s)", lo, hi);
   return -1;
 }
 
 /* Parses text as option o's type and stores it; conf is untouched on
  * error. */
-static int cfg_store(const cfg_opt *o, void *slot, const char *text,
+static int cfg__store(const cfg_opt *o, void *slot, const char *text,
                      char *why, size_t whylen) {
   long v = 0;
   int rc;
@@ -213,22 +213,22 @@ static int cfg_store(const cfg_opt *o, void *slot, const char *text,
         snprintf(why, whylen, "out of memory");
         return -1;
       }
-      cfg_free_str(slot, o->flags);
+      cfg__free_str(slot, o->flags);
       *(char **)slot = copy;
       return 0;
     }
     case CFG_BOOL:
-      return cfg_parse_bool(text, (int *)slot, why, whylen);
+      return cfg__parse_bool(text, (int *)slot, why, whylen);
     case CFG_INT:
-      rc = cfg_parse_long(text, &v, why, whylen);
+      rc = cfg__parse_long(text, &v, why, whylen);
       break;
     case CFG_BYTES:
-      rc = cfg_parse_unit(text, cfg_byte_units,
+      rc = cfg__parse_unit(text, cfg_byte_units,
                           sizeof cfg_byte_units / sizeof *cfg_byte_units, &v,
                           why, whylen);
       break;
     case CFG_MS:
-      rc = cfg_parse_unit(text, cfg_ms_units,
+      rc = cfg__parse_unit(text, cfg_ms_units,
                           sizeof cfg_ms_units / sizeof *cfg_ms_units, &v, why,
                           whylen);
       break;
@@ -236,7 +236,7 @@ static int cfg_store(const cfg_opt *o, void *slot, const char *text,
       snprintf(why, whylen, "unknown setting type");
       return -1;
   }
-  if (rc < 0 || cfg_check_range(o, v, why, whylen) < 0) return -1;
+  if (rc < 0 || cfg__check_range(o, v, why, whylen) < 0) return -1;
   *(long *)slot = v;
   return 0;
 }
@@ -244,7 +244,7 @@ static int cfg_store(const cfg_opt *o, void *slot, const char *text,
 /* ---- secret files ---------------------------------------------------- */
 
 /* Reads until a newline, EOF or a full buffer; works on pipes too. */
-static ssize_t cfg_read_line(int fd, char *buf, size_t cap) {
+static ssize_t cfg__read_line(int fd, char *buf, size_t cap) {
   size_t got = 0;
   while (got < cap && !memchr(buf, '\n', got)) {
     ssize_t n = read(fd, buf + got, cap - got);
@@ -264,7 +264,7 @@ static ssize_t cfg_read_line(int fd, char *buf, size_t cap) {
  * Devices and pipes (/dev/stdin, systemd credentials passed as fds) are not
  * checked: their mode says nothing useful.
  */
-static char *cfg_read_secret(const char *path, char *why, size_t whylen) {
+static char *cfg__read_secret(const char *path, char *why, size_t whylen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
@@ -278,7 +278,7 @@ static char *cfg_read_secret(const char *path, char *why, size_t whylen) {
     return NULL;
   }
   char buf[CFG_SECRET_MAX + 1];
-  ssize_t got = cfg_read_line(fd, buf, sizeof buf);
+  ssize_t got = cfg__read_line(fd, buf, sizeof buf);
   int saved = errno;
   close(fd);
   char *out = NULL;
@@ -307,7 +307,7 @@ static char *cfg_read_secret(const char *path, char *why, size_t whylen) {
 
 /* Index of section.key, or of a secret given as section.<key>_file
  * (*is_file set); -1 when the table has neither. */
-static long cfg_find(const cfg_ctx *ctx, const char *sec, size_t seclen,
+static long cfg__find(const cfg_ctx *ctx, const char *sec, size_t seclen,
                      const char *key, size_t keylen, int *is_file) {
   static const char file_suffix[] = "_file";
   const size_t sfx = sizeof file_suffix - 1;
@@ -332,39 +332,39 @@ static long cfg_find(const cfg_ctx *ctx, const char *sec, size_t seclen,
 
 /* Sets option i from text (or from the file text names, when is_file);
  * where is how the user gave it, for the message. */
-static int cfg_set(cfg_ctx *ctx, size_t i, int is_file, const char *text,
+static int cfg__set(cfg_ctx *ctx, size_t i, int is_file, const char *text,
                    const char *where) {
   const cfg_opt *o = &ctx->opts[i];
   int form = is_file ? CFG_FORM_FILE : CFG_FORM_VALUE;
   if (ctx->seen[i] && ctx->seen[i] != form) {
-    cfg_err(where, "%s.%s and %s.%s_file both given; keep one", o->section,
+    cfg__err(where, "%s.%s and %s.%s_file both given; keep one", o->section,
             o->key, o->section, o->key);
     return -1;
   }
   ctx->seen[i] = (unsigned char)form;
   char why[CFG_REASON_MAX];
   if (!is_file) {
-    if (cfg_store(o, cfg_slot(ctx, i), text, why, sizeof why) == 0) return 0;
-    cfg_err(where, "invalid value for %s.%s: %s", o->section, o->key, why);
+    if (cfg__store(o, cfg__slot(ctx, i), text, why, sizeof why) == 0) return 0;
+    cfg__err(where, "invalid value for %s.%s: %s", o->section, o->key, why);
     return -1;
   }
-  char *secret = cfg_read_secret(text, why, sizeof why);
+  char *secret = cfg__read_secret(text, why, sizeof why);
   if (!secret) {
-    cfg_err(where, "secret file for %s.%s: %s", o->section, o->key, why);
+    cfg__err(where, "secret file for %s.%s: %s", o->section, o->key, why);
     return -1;
   }
-  int rc = cfg_store(o, cfg_slot(ctx, i), secret, why, sizeof why);
+  int rc = cfg__store(o, cfg__slot(ctx, i), secret, why, sizeof why);
   explicit_bzero(secret, strlen(secret));
   free(secret);
-  if (rc < 0) cfg_err(where, "invalid value in %s: %s", text, why);
+  if (rc < 0) cfg__err(where, "invalid value in %s: %s", text, why);
   return rc;
 }
 
 /* The caller's struct may hold garbage: every slot cleared makes cfg_free
  * safe whatever happens next. */
-static void cfg_clear(const cfg_ctx *ctx) {
+static void cfg__clear(const cfg_ctx *ctx) {
   for (size_t i = 0; i < ctx->n; i++) {
-    void *slot = cfg_slot(ctx, i);
+    void *slot = cfg__slot(ctx, i);
     switch (ctx->opts[i].type) {
       case CFG_STR: *(char **)slot = NULL; break;
       case CFG_BOOL: *(int *)slot = 0; break;
@@ -373,13 +373,13 @@ static void cfg_clear(const cfg_ctx *ctx) {
   }
 }
 
-static int cfg_apply_defaults(cfg_ctx *ctx, const char *prog) {
-  cfg_clear(ctx);
+static int cfg__apply_defaults(cfg_ctx *ctx, const char *prog) {
+  cfg__clear(ctx);
   for (size_t i = 0; i < ctx->n; i++) {
     const cfg_opt *o = &ctx->opts[i];
     if (!o->def) continue; /* no default: NULL or 0 */
     char why[CFG_REASON_MAX];
-    if (cfg_store(o, cfg_slot(ctx, i), o->def, why, sizeof why) < 0) {
+    if (cfg__store(o, cfg__slot(ctx, i), o->def, why, sizeof why) < 0) {
       /* A bug in the program's table, not in the user's input. */
       fprintf(stderr, "%s: bad built-in default for %s.%s: %s\n", prog,
               o->section, o->key, why);
@@ -391,7 +391,7 @@ static int cfg_apply_defaults(cfg_ctx *ctx, const char *prog) {
 
 /* ---- the INI file ---------------------------------------------------- */
 
-static int cfg_at_eof(FILE *fp) {
+static int cfg__at_eof(FILE *fp) {
   int c = getc(fp);
   if (c == EOF) return 1;
   ungetc(c, fp);
@@ -400,15 +400,15 @@ static int cfg_at_eof(FILE *fp) {
 
 /* inih's fgets: counts lines, refuses overlong ones, strips indentation
  * (see the top of this file). */
-static char *cfg_ini_reader(char *str, int num, void *stream) {
+static char *cfg__ini_reader(char *str, int num, void *stream) {
   cfg_ctx *ctx = stream;
   if (ctx->line_too_long || !fgets(str, num, ctx->fp)) return NULL;
   ctx->line++;
   size_t len = strlen(str);
-  if (len == (size_t)num - 1 && str[len - 1] != '\n' && !cfg_at_eof(ctx->fp)) {
+  if (len == (size_t)num - 1 && str[len - 1] != '\n' && !cfg__at_eof(ctx->fp)) {
     char where[PATH_MAX + 16];
     snprintf(where, sizeof where, "%s:%d", ctx->path, ctx->line);
-    cfg_err(where, "line longer than %d bytes", num - 2);
+    cfg__err(where, "line longer than %d bytes", num - 2);
     ctx->line_too_long = 1;
     return NULL;
   }
@@ -417,14 +417,14 @@ static char *cfg_ini_reader(char *str, int num, void *stream) {
   return str;
 }
 
-static int cfg_section_used(const cfg_ctx *ctx, const char *section) {
+static int cfg__section_used(const cfg_ctx *ctx, const char *section) {
   for (size_t i = 0; i < ctx->n; i++) {
     if (strcmp(ctx->opts[i].section, section) == 0) return 1;
   }
   return 0;
 }
 
-static int cfg_section_known(const char *section) {
+static int cfg__section_known(const char *section) {
   for (size_t i = 0; i < sizeof cfg_known_sections / sizeof *cfg_known_sections;
        i++) {
     if (strcmp(cfg_known_sections[i], section) == 0) return 1;
@@ -433,52 +433,52 @@ static int cfg_section_known(const char *section) {
 }
 
 /* One "key = value" line; returns 0 (inih's "error") after reporting. */
-static int cfg_ini_key(cfg_ctx *ctx, const char *where, const char *section,
+static int cfg__ini_key(cfg_ctx *ctx, const char *where, const char *section,
                        const char *name, const char *value) {
   if (!section[0]) {
-    cfg_err(where, "key '%s' outside any [section]", name);
+    cfg__err(where, "key '%s' outside any [section]", name);
     return 0;
   }
-  if (!cfg_section_used(ctx, section)) {
-    if (cfg_section_known(section)) return 1; /* another program's */
+  if (!cfg__section_used(ctx, section)) {
+    if (cfg__section_known(section)) return 1; /* another program's */
     if (strcmp(ctx->bad_section, section) == 0) return 0; /* said once */
     snprintf(ctx->bad_section, sizeof ctx->bad_section, "%s", section);
-    cfg_err(where, "unknown section [%s]", section);
+    cfg__err(where, "unknown section [%s]", section);
     return 0;
   }
   int is_file;
-  long i = cfg_find(ctx, section, strlen(section), name, strlen(name),
+  long i = cfg__find(ctx, section, strlen(section), name, strlen(name),
                     &is_file);
   if (i < 0) {
-    cfg_err(where, "unknown key '%s' in [%s]", name, section);
+    cfg__err(where, "unknown key '%s' in [%s]", name, section);
     return 0;
   }
-  return cfg_set(ctx, (size_t)i, is_file, value, where) == 0;
+  return cfg__set(ctx, (size_t)i, is_file, value, where) == 0;
 }
 
-static int cfg_ini_handler(void *user, const char *section, const char *name,
+static int cfg__ini_handler(void *user, const char *section, const char *name,
                            const char *value) {
   cfg_ctx *ctx = user;
   char where[PATH_MAX + 16];
   snprintf(where, sizeof where, "%s:%d", ctx->path, ctx->line);
-  int ok = cfg_ini_key(ctx, where, section, name, value);
+  int ok = cfg__ini_key(ctx, where, section, name, value);
   if (!ok && !ctx->first_handler_error) ctx->first_handler_error = ctx->line;
   return ok;
 }
 
-static int cfg_load_file(cfg_ctx *ctx, const char *path) {
+static int cfg__load_file(cfg_ctx *ctx, const char *path) {
   ctx->fp = fopen(path, "r");
   if (!ctx->fp) {
-    cfg_err(path, "cannot read config file: %s", strerror(errno));
+    cfg__err(path, "cannot read config file: %s", strerror(errno));
     return -1;
   }
   ctx->path = path;
-  int rc = ini_parse_stream(cfg_ini_reader, ctx, cfg_ini_handler, ctx);
+  int rc = ini_parse_stream(cfg__ini_reader, ctx, cfg__ini_handler, ctx);
   int read_error = ferror(ctx->fp);
   fclose(ctx->fp);
   ctx->fp = NULL;
   if (read_error) {
-    cfg_err(path, "read error");
+    cfg__err(path, "read error");
     return -1;
   }
   /* inih returns the first bad line, ours or its own; a line the handler
@@ -486,7 +486,7 @@ static int cfg_load_file(cfg_ctx *ctx, const char *path) {
   if (rc > 0 && rc != ctx->first_handler_error) {
     char where[PATH_MAX + 16];
     snprintf(where, sizeof where, "%s:%d", path, rc);
-    cfg_err(where, "syntax error (expected [section] or key = value)");
+    cfg__err(where, "syntax error (expected [section] or key = value)");
   }
   return rc != 0 || ctx->line_too_long ? -1 : 0;
 }
@@ -495,7 +495,7 @@ static int cfg_load_file(cfg_ctx *ctx, const char *path) {
 
 /* WSGW_<SECTION>_<KEY><suffix>, upper case, anything not alphanumeric
  * (dots, dashes) as '_'. */
-static void cfg_env_name(const cfg_opt *o, const char *suffix, char *buf,
+static void cfg__env_name(const cfg_opt *o, const char *suffix, char *buf,
                          size_t len) {
   snprintf(buf, len, CFG_ENV_PREFIX "%s_%s%s", o->section, o->key, suffix);
   for (char *p = buf; *p; p++) {
@@ -507,17 +507,17 @@ static void cfg_env_name(const cfg_opt *o, const char *suffix, char *buf,
 
 /* An empty variable counts as unset: service managers and compose files
  * commonly write "VAR=" to mean "not given". */
-static int cfg_load_env(cfg_ctx *ctx) {
+static int cfg__load_env(cfg_ctx *ctx) {
   for (size_t i = 0; i < ctx->n; i++) {
     const cfg_opt *o = &ctx->opts[i];
     char name[CFG_NAME_MAX];
-    cfg_env_name(o, "", name, sizeof name);
+    cfg__env_name(o, "", name, sizeof name);
     const char *v = getenv(name);
-    if (v && *v && cfg_set(ctx, i, 0, v, name) < 0) return -1;
+    if (v && *v && cfg__set(ctx, i, 0, v, name) < 0) return -1;
     if (!(o->flags & CFG_SECRET)) continue;
-    cfg_env_name(o, "_FILE", name, sizeof name);
+    cfg__env_name(o, "_FILE", name, sizeof name);
     v = getenv(name);
-    if (v && *v && cfg_set(ctx, i, 1, v, name) < 0) return -1;
+    if (v && *v && cfg__set(ctx, i, 1, v, name) < 0) return -1;
   }
   return 0;
 }
@@ -532,13 +532,13 @@ typedef struct cfg_flag {
   int is_file;
 } cfg_flag;
 
-static int cfg_is_bool_word(const char *s) {
+static int cfg__is_bool_word(const char *s) {
   int b;
   char why[8];
-  return cfg_parse_bool(s, &b, why, sizeof why) == 0;
+  return cfg__parse_bool(s, &b, why, sizeof why) == 0;
 }
 
-static int cfg_flag_is(const cfg_flag *f, const char *name) {
+static int cfg__flag_is(const cfg_flag *f, const char *name) {
   return strlen(name) == f->namelen && memcmp(f->name, name, f->namelen) == 0;
 }
 
@@ -548,7 +548,7 @@ static int cfg_flag_is(const cfg_flag *f, const char *name) {
  * is a bool word, so "--x.enabled" alone means true. Returns -1 (reported
  * unless quiet) on an unknown flag or a missing value.
  */
-static int cfg_next_flag(const cfg_ctx *ctx, int argc, char **argv, int *i,
+static int cfg__next_flag(const cfg_ctx *ctx, int argc, char **argv, int *i,
                          int quiet, cfg_flag *f) {
   const char *arg = argv[*i];
   f->name = arg + 2;
@@ -560,30 +560,30 @@ static int cfg_next_flag(const cfg_ctx *ctx, int argc, char **argv, int *i,
   char shown[CFG_NAME_MAX];
   snprintf(shown, sizeof shown, "--%.*s", (int)f->namelen, f->name);
 
-  if (cfg_flag_is(f, "help") || cfg_flag_is(f, "check-config")) {
-    if (f->value && !quiet) cfg_err(shown, "takes no value");
+  if (cfg__flag_is(f, "help") || cfg__flag_is(f, "check-config")) {
+    if (f->value && !quiet) cfg__err(shown, "takes no value");
     return f->value ? -1 : 0;
   }
   int takes_value = 1;
-  if (!cfg_flag_is(f, "config")) {
+  if (!cfg__flag_is(f, "config")) {
     const char *dot = memchr(f->name, '.', f->namelen);
     if (dot) {
-      f->opt = cfg_find(ctx, f->name, (size_t)(dot - f->name), dot + 1,
+      f->opt = cfg__find(ctx, f->name, (size_t)(dot - f->name), dot + 1,
                         f->namelen - (size_t)(dot - f->name) - 1, &f->is_file);
     }
     if (f->opt < 0) {
-      if (!quiet) cfg_err(shown, "unknown flag");
+      if (!quiet) cfg__err(shown, "unknown flag");
       return -1;
     }
     if (ctx->opts[f->opt].type == CFG_BOOL && !f->is_file && !f->value &&
-        (*i + 1 >= argc || !cfg_is_bool_word(argv[*i + 1]))) {
+        (*i + 1 >= argc || !cfg__is_bool_word(argv[*i + 1]))) {
       f->value = "true";
       takes_value = 0;
     }
   }
   if (!f->value && takes_value) {
     if (*i + 1 >= argc) {
-      if (!quiet) cfg_err(shown, "missing value");
+      if (!quiet) cfg__err(shown, "missing value");
       return -1;
     }
     f->value = argv[++*i];
@@ -598,22 +598,22 @@ typedef struct cfg_special {
 
 /* First pass: only --help, --check-config and --config matter before the
  * file and the environment are read; errors wait for the second pass. */
-static void cfg_scan_special(const cfg_ctx *ctx, int argc, char **argv,
+static void cfg__scan_special(const cfg_ctx *ctx, int argc, char **argv,
                              cfg_special *sp) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) break;
     if (strcmp(argv[i], "-h") == 0) sp->help = 1;
     if (strncmp(argv[i], "--", 2) != 0) continue;
     cfg_flag f;
-    if (cfg_next_flag(ctx, argc, argv, &i, 1, &f) < 0) continue;
-    if (cfg_flag_is(&f, "help")) sp->help = 1;
-    if (cfg_flag_is(&f, "check-config")) sp->check = 1;
-    if (cfg_flag_is(&f, "config")) sp->config = f.value;
+    if (cfg__next_flag(ctx, argc, argv, &i, 1, &f) < 0) continue;
+    if (cfg__flag_is(&f, "help")) sp->help = 1;
+    if (cfg__flag_is(&f, "check-config")) sp->check = 1;
+    if (cfg__flag_is(&f, "config")) sp->config = f.value;
   }
 }
 
 /* Second pass: applies setting flags and keeps positional arguments. */
-static int cfg_load_flags(cfg_ctx *ctx, int *argc, char **argv) {
+static int cfg__load_flags(cfg_ctx *ctx, int *argc, char **argv) {
   int out = 1, i = 1, only_positional = 0;
   for (; i < *argc; i++) {
     const char *arg = argv[i];
@@ -626,11 +626,11 @@ static int cfg_load_flags(cfg_ctx *ctx, int *argc, char **argv) {
       continue;
     }
     cfg_flag f;
-    if (cfg_next_flag(ctx, *argc, argv, &i, 0, &f) < 0) return -1;
+    if (cfg__next_flag(ctx, *argc, argv, &i, 0, &f) < 0) return -1;
     if (f.opt < 0) continue; /* --help, --config...: done in pass one */
     char where[CFG_NAME_MAX];
     snprintf(where, sizeof where, "--%.*s", (int)f.namelen, f.name);
-    if (cfg_set(ctx, (size_t)f.opt, f.is_file, f.value, where) < 0) return -1;
+    if (cfg__set(ctx, (size_t)f.opt, f.is_file, f.value, where) < 0) return -1;
   }
   argv[out] = NULL;
   *argc = out;
@@ -639,7 +639,7 @@ static int cfg_load_flags(cfg_ctx *ctx, int *argc, char **argv) {
 
 /* ---- --help ---------------------------------------------------------- */
 
-static const char *cfg_type_meta(cfg_type t) {
+static const char *cfg__type_meta(cfg_type t) {
   switch (t) {
     case CFG_INT: return "N";
     case CFG_BOOL: return "BOOL";
@@ -649,7 +649,7 @@ static const char *cfg_type_meta(cfg_type t) {
   }
 }
 
-static void cfg_print_help(const cfg_opt *opts, size_t n, const char *prog,
+static void cfg__print_help(const cfg_opt *opts, size_t n, const char *prog,
                            const char *usage) {
   printf("usage: %s %s\n\n", prog, usage ? usage : "[SETTINGS]");
   printf("settings: default < --config FILE < environment WSGW_SECTION_KEY "
@@ -662,7 +662,7 @@ static void cfg_print_help(const cfg_opt *opts, size_t n, const char *prog,
     const cfg_opt *o = &opts[i];
     char flag[CFG_NAME_MAX], def[160];
     snprintf(flag, sizeof flag, "--%s.%s=%s", o->section, o->key,
-             cfg_type_meta(o->type));
+             cfg__type_meta(o->type));
     if (o->flags & CFG_SECRET) {
       snprintf(def, sizeof def, "[secret; or --%s.%s_file=PATH]", o->section,
                o->key);
@@ -681,7 +681,7 @@ static void cfg_print_help(const cfg_opt *opts, size_t n, const char *prog,
 /* ---- the saved command line ------------------------------------------- */
 
 /* argv[0..argc) and a NULL after them, in a new array. */
-static char **cfg_argv_copy(int argc, char *const *argv) {
+static char **cfg__argv_copy(int argc, char *const *argv) {
   assert(argc >= 0);
   char **copy = malloc(((size_t)argc + 1) * sizeof *copy);
   if (!copy) return NULL;
@@ -691,17 +691,17 @@ static char **cfg_argv_copy(int argc, char *const *argv) {
 }
 
 int cfg_cmdline_save(cfg_cmdline *c, int argc, char *const *argv) {
-  c->argv = cfg_argv_copy(argc, argv);
+  c->argv = cfg__argv_copy(argc, argv);
   c->argc = c->argv ? argc : 0;
   return c->argv ? 0 : -1;
 }
 
 cfg_result cfg_reload(const cfg_cmdline *c, const cfg_opt *opts,
                       size_t n_opts, void *conf, const char *prog) {
-  char **argv = c->argv ? cfg_argv_copy(c->argc, c->argv) : NULL;
+  char **argv = c->argv ? cfg__argv_copy(c->argc, c->argv) : NULL;
   if (!argv) {
     cfg_ctx ctx = {.opts = opts, .n = n_opts, .conf = conf};
-    cfg_clear(&ctx); /* cfg_load's promise: conf is cfg_free-able */
+    cfg__clear(&ctx); /* cfg_load's promise: conf is cfg_free-able */
     fprintf(stderr, "%s: %s\n", prog,
             c->argv ? "out of memory" : "no saved command line");
     return CFG_EXIT_ERROR;
@@ -724,11 +724,11 @@ cfg_result cfg_load(const cfg_opt *opts, size_t n_opts, void *conf,
                     const char *prog, const char *usage, int *argc,
                     char **argv) {
   cfg_ctx ctx = {.opts = opts, .n = n_opts, .conf = conf};
-  if (cfg_apply_defaults(&ctx, prog) < 0) return CFG_EXIT_ERROR;
+  if (cfg__apply_defaults(&ctx, prog) < 0) return CFG_EXIT_ERROR;
   cfg_special sp = {0, 0, NULL};
-  cfg_scan_special(&ctx, *argc, argv, &sp);
+  cfg__scan_special(&ctx, *argc, argv, &sp);
   if (sp.help) {
-    cfg_print_help(opts, n_opts, prog, usage);
+    cfg__print_help(opts, n_opts, prog, usage);
     return CFG_EXIT_OK;
   }
   ctx.seen = calloc(n_opts ? n_opts : 1, 1);
@@ -737,14 +737,14 @@ cfg_result cfg_load(const cfg_opt *opts, size_t n_opts, void *conf,
     return CFG_EXIT_ERROR;
   }
   int rc = 0;
-  if (sp.config) rc = cfg_load_file(&ctx, sp.config);
+  if (sp.config) rc = cfg__load_file(&ctx, sp.config);
   if (rc == 0) {
     memset(ctx.seen, 0, n_opts);
-    rc = cfg_load_env(&ctx);
+    rc = cfg__load_env(&ctx);
   }
   if (rc == 0) {
     memset(ctx.seen, 0, n_opts);
-    rc = cfg_load_flags(&ctx, argc, argv);
+    rc = cfg__load_flags(&ctx, argc, argv);
   }
   free(ctx.seen);
   if (rc < 0) return CFG_EXIT_ERROR;

@@ -61,7 +61,7 @@ int log_enabled(log_level level) {
 }
 
 /* "2026-11-28T00:00:00.123Z" into buf (at least 25 bytes). */
-static void log_timestamp(char *buf, size_t len) {
+static void log__timestamp(char *buf, size_t len) {
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -73,14 +73,14 @@ static void log_timestamp(char *buf, size_t len) {
 /* A value with a newline would split the record in two (and let a client
  * forge log lines through anything the caller logs): control bytes become
  * '?'. Costs one pass over the tail. */
-static void log_scrub(char *s, size_t len) {
+static void log__scrub(char *s, size_t len) {
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c < 0x20 || c == 0x7f) s[i] = '?';
   }
 }
 
-static void log_write_all(const char *buf, size_t len) {
+static void log__write_all(const char *buf, size_t len) {
   while (len > 0) {
     ssize_t n = write(STDERR_FILENO, buf, len);
     if (n < 0) {
@@ -98,7 +98,7 @@ void log_event(log_level level, const char *event, const char *fmt, ...) {
   if (!log_enabled(level)) return;
   char rec[LOG_RECORD_MAX];
   char ts[32];
-  log_timestamp(ts, sizeof ts);
+  log__timestamp(ts, sizeof ts);
   int lvl = level >= LOG_LEVEL_DEBUG && level <= LOG_LEVEL_ERROR ? (int)level
                                                                  : 3;
   int head = snprintf(rec, sizeof rec, "ts=%s level=%s prog=%s event=%s", ts,
@@ -115,7 +115,7 @@ void log_event(log_level level, const char *event, const char *fmt, ...) {
     if (n > 0) {
       size_t tail = (size_t)n < sizeof rec - used ? (size_t)n
                                                   : sizeof rec - used - 1;
-      log_scrub(rec + used, tail);
+      log__scrub(rec + used, tail);
       used += tail;
     } else {
       used--; /* an empty tail: no trailing space */
@@ -128,7 +128,7 @@ void log_event(log_level level, const char *event, const char *fmt, ...) {
     used += 3;
   }
   rec[used++] = '\n';
-  log_write_all(rec, used);
+  log__write_all(rec, used);
 }
 
 /* Keys whose values never reach a log. Compared after percent-decoding the
@@ -136,22 +136,22 @@ void log_event(log_level level, const char *event, const char *fmt, ...) {
 static const char *const log_secret_keys[] = {"token", "access_token", "auth",
                                               "password", "secret"};
 
-static int log_hexval(char c) {
+static int log__hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
-static int log_key_is_secret(const char *key, size_t len) {
+static int log__key_is_secret(const char *key, size_t len) {
   char dec[32];
   size_t n = 0;
   for (size_t i = 0; i < len; i++) {
     if (n == sizeof dec - 1) return 0; /* longer than any secret key */
     char c = key[i];
-    if (c == '%' && i + 2 < len && log_hexval(key[i + 1]) >= 0 &&
-        log_hexval(key[i + 2]) >= 0) {
-      c = (char)(log_hexval(key[i + 1]) * 16 + log_hexval(key[i + 2]));
+    if (c == '%' && i + 2 < len && log__hexval(key[i + 1]) >= 0 &&
+        log__hexval(key[i + 2]) >= 0) {
+      c = (char)(log__hexval(key[i + 1]) * 16 + log__hexval(key[i + 2]));
       i += 2;
     } else if (c == '+') {
       c = ' ';
@@ -168,7 +168,7 @@ static int log_key_is_secret(const char *key, size_t len) {
 
 /* Appends len bytes of s to out at *pos, keeping room for the NUL; what does
  * not fit is dropped (a cut log line is better than an unbounded one). */
-static void log_append(char *out, size_t outlen, size_t *pos, const char *s,
+static void log__append(char *out, size_t outlen, size_t *pos, const char *s,
                        size_t len) {
   size_t room = outlen - 1 - *pos;
   if (len > room) len = room;
@@ -184,14 +184,14 @@ void log_redact_query(const char *query, char *out, size_t outlen) {
     size_t plen = strcspn(p, "&;");
     const char *eq = memchr(p, '=', plen);
     size_t klen = eq ? (size_t)(eq - p) : plen;
-    if (eq && log_key_is_secret(p, klen)) {
-      log_append(out, outlen, &pos, p, klen + 1);
-      log_append(out, outlen, &pos, "REDACTED", 8);
+    if (eq && log__key_is_secret(p, klen)) {
+      log__append(out, outlen, &pos, p, klen + 1);
+      log__append(out, outlen, &pos, "REDACTED", 8);
     } else {
-      log_append(out, outlen, &pos, p, plen);
+      log__append(out, outlen, &pos, p, plen);
     }
     p += plen;
-    if (*p) log_append(out, outlen, &pos, p++, 1); /* the separator */
+    if (*p) log__append(out, outlen, &pos, p++, 1); /* the separator */
   }
   out[pos] = '\0';
 }

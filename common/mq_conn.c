@@ -44,7 +44,7 @@
 /* Bounds the polite close: a dead peer must not hold up shutdown. */
 #define MQ_CLOSE_TIMEOUT_S 2
 
-static void mq_seterr(char *err, size_t errlen, const char *fmt,
+static void mq__seterr(char *err, size_t errlen, const char *fmt,
                       const char *what, const char *reason) {
   if (err && errlen) snprintf(err, errlen, fmt, what, reason);
 }
@@ -55,10 +55,10 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
     case AMQP_RESPONSE_NORMAL:
       return 0;
     case AMQP_RESPONSE_NONE:
-      mq_seterr(err, errlen, "%s: %s", what, "no reply from the broker");
+      mq__seterr(err, errlen, "%s: %s", what, "no reply from the broker");
       return -1;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      mq_seterr(err, errlen, "%s: %s", what,
+      mq__seterr(err, errlen, "%s: %s", what,
                 amqp_error_string2(r.library_error));
       return -1;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
@@ -102,11 +102,11 @@ void mq_json_props(amqp_basic_properties_t *p, int persistent) {
 }
 
 /* TCP connect with a deadline; the socket belongs to c from here on. */
-static int mq_socket_open(amqp_connection_state_t c, const char *host,
+static int mq__socket_open(amqp_connection_state_t c, const char *host,
                           int port, char *err, size_t errlen) {
   amqp_socket_t *sock = amqp_tcp_socket_new(c);
   if (!sock) {
-    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    mq__seterr(err, errlen, "%s: %s", "connect", "out of memory");
     return -1;
   }
   struct timeval tv = {MQ_CONNECT_TIMEOUT_S, 0};
@@ -123,7 +123,7 @@ static int mq_socket_open(amqp_connection_state_t c, const char *host,
   return 0;
 }
 
-static int mq_login_and_open(amqp_connection_state_t c,
+static int mq__login_and_open(amqp_connection_state_t c,
                              const struct amqp_connection_info *info,
                              int heartbeat_s, char *err, size_t errlen) {
   struct timeval tv = {MQ_CONNECT_TIMEOUT_S, 0};
@@ -143,20 +143,20 @@ amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
    * copy lives until the login is done. */
   char *copy = strdup(url ? url : "");
   if (!copy) {
-    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    mq__seterr(err, errlen, "%s: %s", "connect", "out of memory");
     return NULL;
   }
   struct amqp_connection_info info;
   amqp_default_connection_info(&info);
   if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
     free(copy);
-    mq_seterr(err, errlen, "%s: %s", "amqp url",
+    mq__seterr(err, errlen, "%s: %s", "amqp url",
               "not of the form amqp://user:pass@host:port/vhost");
     return NULL;
   }
   if (info.ssl) {
     free(copy);
-    mq_seterr(err, errlen, "%s: %s", "amqp url", "amqps:// is not supported");
+    mq__seterr(err, errlen, "%s: %s", "amqp url", "amqps:// is not supported");
     return NULL;
   }
   /* "amqp://host/" parses to the vhost "", which nobody means: pika and
@@ -165,11 +165,11 @@ amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
   amqp_connection_state_t c = amqp_new_connection();
   if (!c) {
     free(copy);
-    mq_seterr(err, errlen, "%s: %s", "connect", "out of memory");
+    mq__seterr(err, errlen, "%s: %s", "connect", "out of memory");
     return NULL;
   }
-  if (mq_socket_open(c, info.host, info.port, err, errlen) < 0 ||
-      mq_login_and_open(c, &info, heartbeat_s, err, errlen) < 0) {
+  if (mq__socket_open(c, info.host, info.port, err, errlen) < 0 ||
+      mq__login_and_open(c, &info, heartbeat_s, err, errlen) < 0) {
     amqp_destroy_connection(c);
     free(copy);
     return NULL;
@@ -203,7 +203,7 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                       "declare exchange " MQ_GROUPS_EXCHANGE, err, errlen);
 }
 
-static int mq_declare_queue(amqp_connection_state_t c, const char *name,
+static int mq__declare_queue(amqp_connection_state_t c, const char *name,
                             amqp_table_t args, char *err, size_t errlen) {
   amqp_queue_declare(c, MQ_CHANNEL, amqp_cstring_bytes(name), 0 /* passive */,
                      1 /* durable */, 0 /* exclusive */, 0 /* auto_delete */,
@@ -234,7 +234,7 @@ int mq_declare_channel_queues(amqp_connection_state_t c,
   static const char *const names[] = {MQ_QUEUE_CONNECT, MQ_QUEUE_RECEIVE,
                                       MQ_QUEUE_DISCONNECT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-    if (mq_declare_queue(c, names[i], args, err, errlen) < 0) return -1;
+    if (mq__declare_queue(c, names[i], args, err, errlen) < 0) return -1;
   }
   return 0;
 }
@@ -243,7 +243,7 @@ int mq_declare_channel_queues(amqp_connection_state_t c,
 
 /* Copies [b, e) without surrounding blanks; NULL when nothing is left or
  * out of memory (*empty tells which). */
-static char *mq_url_item(const char *b, const char *e, int *empty) {
+static char *mq__url_item(const char *b, const char *e, int *empty) {
   while (b < e && isspace((unsigned char)*b)) b++;
   while (e > b && isspace((unsigned char)e[-1])) e--;
   *empty = b == e;
@@ -257,7 +257,7 @@ static char *mq_url_item(const char *b, const char *e, int *empty) {
 }
 
 /* Appends [b, e) as one address; -1 with a reason on failure. */
-static int mq_url_list_add(mq_url_list *l, const char *b, const char *e,
+static int mq__url_list_add(mq_url_list *l, const char *b, const char *e,
                            char *err, size_t errlen) {
   if (l->n == MQ_URL_LIST_MAX) {
     if (err && errlen)
@@ -265,7 +265,7 @@ static int mq_url_list_add(mq_url_list *l, const char *b, const char *e,
     return -1;
   }
   int empty;
-  char *s = mq_url_item(b, e, &empty);
+  char *s = mq__url_item(b, e, &empty);
   if (!s) {
     if (err && errlen)
       snprintf(err, errlen, "%s", empty ? "empty address in the list"
@@ -293,7 +293,7 @@ int mq_url_list_parse(mq_url_list *l, const char *spec, unsigned seed,
   for (const char *b = spec;;) {
     const char *comma = strchr(b, ',');
     const char *e = comma ? comma : b + strlen(b);
-    if (mq_url_list_add(l, b, e, err, errlen) < 0) {
+    if (mq__url_list_add(l, b, e, err, errlen) < 0) {
       mq_url_list_free(l);
       return -1;
     }

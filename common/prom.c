@@ -27,7 +27,7 @@ void prom_buf_free(prom_buf *b) {
 }
 
 /* Room for `more` bytes plus a NUL. */
-static int prom_reserve(prom_buf *b, size_t more) {
+static int prom__reserve(prom_buf *b, size_t more) {
   if (b->failed) return -1;
   if (b->len + more + 1 <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : PROM_BUF_START;
@@ -47,7 +47,7 @@ void prom_printf(prom_buf *b, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (n < 0 || prom_reserve(b, (size_t)n) != 0) return;
+  if (n < 0 || prom__reserve(b, (size_t)n) != 0) return;
   va_start(ap, fmt);
   vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
   va_end(ap);

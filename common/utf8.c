@@ -14,13 +14,13 @@
 #define UTF8_HIGH_BITS 0x8080808080808080ULL
 
 /* Bytes [i, i + 8) are all ASCII. memcpy: an unaligned load done right. */
-static int utf8_ascii8(const unsigned char *p) {
+static int utf8__ascii8(const unsigned char *p) {
   uint64_t w;
   memcpy(&w, p, sizeof w);
   return (w & UTF8_HIGH_BITS) == 0;
 }
 
-static int utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+static int utf8__cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
 /*
  * Length of the valid sequence that starts with lead byte p[0] (>= 0x80),
@@ -28,7 +28,7 @@ static int utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
  * depends on the lead: that is where overlongs (E0, F0), surrogates (ED)
  * and code points past U+10FFFF (F4) are refused.
  */
-static size_t utf8_seq(const unsigned char *p, size_t left) {
+static size_t utf8__seq(const unsigned char *p, size_t left) {
   unsigned char c = p[0];
   size_t need;
   unsigned char lo = 0x80, hi = 0xBF;
@@ -47,7 +47,7 @@ static size_t utf8_seq(const unsigned char *p, size_t left) {
   }
   if (left < need || p[1] < lo || p[1] > hi) return 0;
   for (size_t i = 2; i < need; i++) {
-    if (!utf8_cont(p[i])) return 0;
+    if (!utf8__cont(p[i])) return 0;
   }
   return need;
 }
@@ -56,12 +56,12 @@ int utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;
   while (i < len) {
-    if (len - i >= 8 && utf8_ascii8(p + i)) {
+    if (len - i >= 8 && utf8__ascii8(p + i)) {
       i += 8;
     } else if (p[i] < 0x80) {
       i++;
     } else {
-      size_t n = utf8_seq(p + i, len - i);
+      size_t n = utf8__seq(p + i, len - i);
       if (n == 0) return 0;
       i += n;
     }

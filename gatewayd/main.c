@@ -49,7 +49,7 @@ static void gw_notify__on_timer(uv_timer_t *t) {
 
 /* Starts the notify timer when systemd listens. It is unreferenced: it
  * must not keep the loop alive once the server has closed its handles. */
-static void gw_notify_start(gw_notify *n, uv_loop_t *loop, gw_server *srv) {
+static void gw_notify__start(gw_notify *n, uv_loop_t *loop, gw_server *srv) {
   const char *sock = getenv("NOTIFY_SOCKET");
   n->srv = srv;
   if (!sock || !*sock) return;
@@ -63,7 +63,7 @@ static void gw_notify_start(gw_notify *n, uv_loop_t *loop, gw_server *srv) {
   uv_unref((uv_handle_t *)&n->timer);
 }
 
-static void gw_notify_stop(gw_notify *n, uv_loop_t *loop) {
+static void gw_notify__stop(gw_notify *n, uv_loop_t *loop) {
   if (!n->timer.data) return;
   if (!n->stopping) sd_notify(0, "STOPPING=1");
   uv_close((uv_handle_t *)&n->timer, NULL);
@@ -79,7 +79,7 @@ static const char gw_usage[] =
 
 /* One gateway process: the loop until shutdown. A child of gw_supervisor
  * (process_index >= 0) is the same thing with a shared port. */
-static int gw_main_serve(gw_config *cfg, const cfg_cmdline *cmdline) {
+static int gw_main__serve(gw_config *cfg, const cfg_cmdline *cmdline) {
   if (cfg->process_index >= 0) {
     /* If the supervisor is killed outright, drain and exit rather than
      * hold the port as an orphan nobody restarts. */
@@ -94,10 +94,10 @@ static int gw_main_serve(gw_config *cfg, const cfg_cmdline *cmdline) {
     rc = 1;
     gw_server_close(&srv);
   } else {
-    gw_notify_start(&notify, loop, &srv);
+    gw_notify__start(&notify, loop, &srv);
   }
   uv_run(loop, UV_RUN_DEFAULT);
-  gw_notify_stop(&notify, loop);
+  gw_notify__stop(&notify, loop);
   gw_group_table_free(&srv.groups);
   gw_conntab_free(&srv.conns);
   gw_clients_free(&srv.clients);
@@ -110,7 +110,7 @@ static int gw_main_serve(gw_config *cfg, const cfg_cmdline *cmdline) {
 
 /* The listen addresses, checked before anything opens so that
  * --check-config refuses a typo too (workerd does the same). */
-static int gw_main_addrs_check(const gw_config *cfg) {
+static int gw_main__addrs_check(const gw_config *cfg) {
   struct sockaddr_storage ss;
   socklen_t len;
   if (hostport_listen_addr(cfg->listen, &ss, &len) != 0) {
@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gatewayd: %s\n", why);
     r = CFG_EXIT_ERROR;
   }
-  if (r != CFG_EXIT_ERROR && gw_main_addrs_check(&cfg) != 0) r = CFG_EXIT_ERROR;
+  if (r != CFG_EXIT_ERROR && gw_main__addrs_check(&cfg) != 0) r = CFG_EXIT_ERROR;
   char addr[128];
   int n_procs = r != CFG_EXIT_ERROR ? gw_supervisor_count(&cfg) : 1;
   if (n_procs > 1 &&
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   int rc = n_procs > 1 ? gw_supervisor_run(&cfg, n_procs, cmdline.argc, cmdline.argv)
-                       : gw_main_serve(&cfg, &cmdline);
+                       : gw_main__serve(&cfg, &cmdline);
   cfg_cmdline_free(&cmdline);
   cfg_free(gw_config_opts, gw_config_n_opts, &cfg);
   log_info("exit", "code=%d", rc);

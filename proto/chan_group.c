@@ -15,7 +15,7 @@
 #define CHAN_GROUP_PART_MAX 64
 
 /* [A-Za-z0-9_.:]: the characters of a key or value. */
-static int chan_group_part_char(unsigned char c) {
+static int chan_group__part_char(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':';
 }
@@ -24,7 +24,7 @@ int chan_group_name_valid(const char *name, size_t len) {
   if (!name || len == 0 || len > CHAN_GROUP_NAME_MAX) return 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)name[i];
-    if (!chan_group_part_char(c) && c != '-') return 0;
+    if (!chan_group__part_char(c) && c != '-') return 0;
   }
   return 1;
 }
@@ -32,7 +32,7 @@ int chan_group_name_valid(const char *name, size_t len) {
 int chan_group_part_valid(const char *part, size_t len) {
   if (!part || len == 0 || len > CHAN_GROUP_PART_MAX) return 0;
   for (size_t i = 0; i < len; i++) {
-    if (!chan_group_part_char((unsigned char)part[i])) return 0;
+    if (!chan_group__part_char((unsigned char)part[i])) return 0;
   }
   return 1;
 }

@@ -38,7 +38,7 @@ cJSON *chan_json_parse(const char *json, size_t len) {
  * a backslash and five characters, as JSON means it. Outside strings a
  * backslash or a mark is invalid JSON either way, so no string tracking is
  * needed. */
-static char *chan_json_mark_nuls(const char *json, size_t len, size_t *n) {
+static char *chan_json__mark_nuls(const char *json, size_t len, size_t *n) {
   char *copy = malloc(len + 1);
   if (!copy) return NULL;
   size_t o = 0;
@@ -62,39 +62,39 @@ cJSON *chan_json_parse_marked(const char *json, size_t len) {
   if (!json || len == SIZE_MAX) return NULL;
   if (memchr(json, CHAN_JSON_NUL_MARK, len)) return NULL;
   size_t n;
-  char *copy = chan_json_mark_nuls(json, len, &n);
+  char *copy = chan_json__mark_nuls(json, len, &n);
   if (!copy) return NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(copy, n + 1, NULL, 1);
   free(copy);
   return root;
 }
 
-static int chan_json_has_mark(const char *s) {
+static int chan_json__has_mark(const char *s) {
   return s && memchr(s, CHAN_JSON_NUL_MARK, strlen(s)) != NULL;
 }
 
 /* 1 when item's key, its string (raw text included) or anything under it
  * holds a mark. Depth is bounded by cJSON's nesting limit on parse. */
-static int chan_json_item_marked(const cJSON *item) {
-  if (chan_json_has_mark(item->string)) return 1;
+static int chan_json__item_marked(const cJSON *item) {
+  if (chan_json__has_mark(item->string)) return 1;
   if ((cJSON_IsString(item) || cJSON_IsRaw(item)) &&
-      chan_json_has_mark(item->valuestring)) {
+      chan_json__has_mark(item->valuestring)) {
     return 1;
   }
   for (const cJSON *c = item->child; c; c = c->next) {
-    if (chan_json_item_marked(c)) return 1;
+    if (chan_json__item_marked(c)) return 1;
   }
   return 0;
 }
 
 int chan_json_marked_outside_text(const cJSON *root) {
   if (!root) return 0;
-  if (!cJSON_IsObject(root)) return chan_json_item_marked(root);
+  if (!cJSON_IsObject(root)) return chan_json__item_marked(root);
   for (const cJSON *c = root->child; c; c = c->next) {
     /* Every "text" member is skipped: decoders read the first and ignore
      * duplicates, which are never written back. */
     if (c->string && strcmp(c->string, "text") == 0) continue;
-    if (chan_json_item_marked(c)) return 1;
+    if (chan_json__item_marked(c)) return 1;
   }
   return 0;
 }
@@ -148,7 +148,7 @@ int chan_json_text_copy(const cJSON *item, char **data, size_t *len) {
 /* text (cJSON's output, freed here) with each mark as the escape \u0000;
  * *len gets the new length. cJSON copies bytes >= 0x20 other than '"' and
  * '\\' into its output as they are, so each mark arrives there unchanged. */
-static char *chan_json_unmark(char *text, size_t *len) {
+static char *chan_json__unmark(char *text, size_t *len) {
   size_t n = strlen(text), marks = 0;
   for (size_t i = 0; i < n; i++) {
     marks += (unsigned char)text[i] == CHAN_JSON_NUL_MARK;
@@ -238,7 +238,7 @@ int chan_json_order(const cJSON *obj, uint64_t *out, char *err,
 }
 
 /* The compact text of a session object, checked against the cap. */
-static char *chan_json_session_text(const cJSON *session, char *err,
+static char *chan_json__session_text(const cJSON *session, char *err,
                                     size_t errlen) {
   if (!cJSON_IsObject(session)) {
     chan_json_fail(err, errlen, "session must be an object");
@@ -261,7 +261,7 @@ int chan_json_session(const cJSON *obj, char **out, char *err, size_t errlen) {
   *out = NULL;
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "session");
   if (!item) return 0;
-  *out = chan_json_session_text(item, err, errlen);
+  *out = chan_json__session_text(item, err, errlen);
   return *out ? 0 : -1;
 }
 
@@ -272,7 +272,7 @@ void chan_json_strings_free(char **v, size_t n) {
 }
 
 /* 1 when item is a string that is a valid group name. */
-static int chan_json_group_valid(const cJSON *item) {
+static int chan_json__group_valid(const cJSON *item) {
   return cJSON_IsString(item) &&
          chan_group_name_valid(item->valuestring, strlen(item->valuestring));
 }
@@ -297,7 +297,7 @@ int chan_json_groups(const cJSON *obj, int *present, char ***out, size_t *n,
   size_t i = 0;
   const cJSON *item;
   cJSON_ArrayForEach(item, list) {
-    if (!chan_json_group_valid(item)) {
+    if (!chan_json__group_valid(item)) {
       chan_json_strings_free(v, i);
       return chan_json_fail(err, errlen, "invalid group name in groups");
     }
@@ -340,7 +340,7 @@ int chan_json_add_session(cJSON *obj, const char *session_json) {
   cJSON *session =
       chan_json_parse_marked(session_json, strlen(session_json));
   /* Measured as the decoder will measure it: compact, after a reparse. */
-  char *text = chan_json_session_text(session, NULL, 0);
+  char *text = chan_json__session_text(session, NULL, 0);
   if (!text) {
     cJSON_Delete(session);
     return -1;
@@ -372,7 +372,7 @@ char *chan_json_print_marked(const cJSON *obj, size_t *len) {
   char *text = cJSON_PrintUnformatted(obj);
   if (!text) return NULL;
   size_t n;
-  text = chan_json_unmark(text, &n);
+  text = chan_json__unmark(text, &n);
   if (text && len) *len = n;
   return text;
 }

@@ -61,7 +61,7 @@ void chan_msg_free(chan_msg *m) {
 /* ---- encoding ---- */
 
 /* [host, port], or null when the address is unknown. */
-static cJSON *chan_msg_addr_json(const chan_addr *a) {
+static cJSON *chan_msg__addr_json(const chan_addr *a) {
   if (strnlen(a->host, sizeof a->host) == sizeof a->host) return NULL;
   if (a->host[0] == '\0') return cJSON_CreateNull();
   if (a->port < 0 || a->port > CHAN_MSG_PORT_MAX) return NULL;
@@ -81,20 +81,20 @@ static cJSON *chan_msg_addr_json(const chan_addr *a) {
   return pair;
 }
 
-static cJSON *chan_msg_header_json(const chan_header *h) {
+static cJSON *chan_msg__header_json(const chan_header *h) {
   if (!h->name || !h->value) return NULL;
   const char *pair[2] = {h->name, h->value};
   return cJSON_CreateStringArray(pair, 2);
 }
 
-static int chan_msg_encode_headers(cJSON *obj, const chan_msg *m) {
+static int chan_msg__encode_headers(cJSON *obj, const chan_msg *m) {
   if (m->n_headers > CHAN_HEADERS_MAX || (m->n_headers > 0 && !m->headers)) {
     return -1;
   }
   cJSON *list = cJSON_CreateArray();
   if (chan_json_add(obj, "headers", list) != 0) return -1;
   for (size_t i = 0; i < m->n_headers; i++) {
-    cJSON *pair = chan_msg_header_json(&m->headers[i]);
+    cJSON *pair = chan_msg__header_json(&m->headers[i]);
     if (!pair) return -1;
     if (!cJSON_AddItemToArray(list, pair)) {
       cJSON_Delete(pair);
@@ -104,19 +104,19 @@ static int chan_msg_encode_headers(cJSON *obj, const chan_msg *m) {
   return 0;
 }
 
-static int chan_msg_encode_connect(cJSON *obj, const chan_msg *m) {
+static int chan_msg__encode_connect(cJSON *obj, const chan_msg *m) {
   const char *query = m->query_string ? m->query_string : "";
   if (chan_json_add(obj, "query_string", cJSON_CreateString(query)) != 0 ||
-      chan_msg_encode_headers(obj, m) != 0 ||
-      chan_json_add(obj, "client", chan_msg_addr_json(&m->client)) != 0 ||
-      chan_json_add(obj, "server", chan_msg_addr_json(&m->server)) != 0) {
+      chan_msg__encode_headers(obj, m) != 0 ||
+      chan_json_add(obj, "client", chan_msg__addr_json(&m->client)) != 0 ||
+      chan_json_add(obj, "server", chan_msg__addr_json(&m->server)) != 0) {
     return -1;
   }
   return 0;
 }
 
 /* "text" (NULs and all, see the top of the file) or "bytes" as base64. */
-static int chan_msg_encode_payload(cJSON *obj, const chan_msg *m) {
+static int chan_msg__encode_payload(cJSON *obj, const chan_msg *m) {
   if (m->data_len > 0 && !m->data) return -1;
   if (!m->is_binary) {
     return chan_json_add(obj, "text",
@@ -129,7 +129,7 @@ static int chan_msg_encode_payload(cJSON *obj, const chan_msg *m) {
   return rc;
 }
 
-static int chan_msg_encode_fields(cJSON *obj, const chan_msg *m) {
+static int chan_msg__encode_fields(cJSON *obj, const chan_msg *m) {
   if (chan_json_add(obj, "reply_channel",
                     cJSON_CreateString(m->reply_channel)) != 0 ||
       chan_json_add(obj, "path", cJSON_CreateString(m->path)) != 0 ||
@@ -138,9 +138,9 @@ static int chan_msg_encode_fields(cJSON *obj, const chan_msg *m) {
   }
   switch (m->kind) {
     case CHAN_MSG_CONNECT:
-      return chan_msg_encode_connect(obj, m);
+      return chan_msg__encode_connect(obj, m);
     case CHAN_MSG_RECEIVE:
-      if (chan_msg_encode_payload(obj, m) != 0) return -1;
+      if (chan_msg__encode_payload(obj, m) != 0) return -1;
       break;
     case CHAN_MSG_DISCONNECT:
       if (m->code < CHAN_MSG_CODE_MIN || m->code > CHAN_MSG_CODE_MAX ||
@@ -163,7 +163,7 @@ char *chan_msg_encode(const chan_msg *m, size_t *len) {
   cJSON *obj = cJSON_CreateObject();
   if (!obj) return NULL;
   char *text = NULL;
-  if (chan_msg_encode_fields(obj, m) == 0) {
+  if (chan_msg__encode_fields(obj, m) == 0) {
     text = chan_json_print_marked(obj, len);
   }
   cJSON_Delete(obj);
@@ -173,7 +173,7 @@ char *chan_msg_encode(const chan_msg *m, size_t *len) {
 /* ---- decoding ---- */
 
 /* One [name, value] pair; on failure h is left empty. */
-static int chan_msg_decode_header(const cJSON *pair, chan_header *h) {
+static int chan_msg__decode_header(const cJSON *pair, chan_header *h) {
   if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2) return -1;
   const cJSON *name = pair->child;
   const cJSON *value = name->next;
@@ -189,7 +189,7 @@ static int chan_msg_decode_header(const cJSON *pair, chan_header *h) {
   return 0;
 }
 
-static int chan_msg_decode_headers(const cJSON *root, chan_msg *out,
+static int chan_msg__decode_headers(const cJSON *root, chan_msg *out,
                                    char *err, size_t errlen) {
   const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "headers");
   if (!list) return 0;
@@ -205,7 +205,7 @@ static int chan_msg_decode_headers(const cJSON *root, chan_msg *out,
   if (!out->headers) return chan_json_fail(err, errlen, "out of memory");
   const cJSON *pair;
   cJSON_ArrayForEach(pair, list) {
-    if (chan_msg_decode_header(pair, &out->headers[out->n_headers]) != 0) {
+    if (chan_msg__decode_header(pair, &out->headers[out->n_headers]) != 0) {
       return chan_json_fail(err, errlen,
                             "each header must be [name, value] strings");
     }
@@ -215,7 +215,7 @@ static int chan_msg_decode_headers(const cJSON *root, chan_msg *out,
 }
 
 /* "client" or "server": [host, port], null or absent when unknown. */
-static int chan_msg_decode_addr(const cJSON *root, const char *key,
+static int chan_msg__decode_addr(const cJSON *root, const char *key,
                                 chan_addr *a, char *err, size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
   if (!item || cJSON_IsNull(item)) return 0;
@@ -234,7 +234,7 @@ static int chan_msg_decode_addr(const cJSON *root, const char *key,
   return 0;
 }
 
-static int chan_msg_decode_connect(const cJSON *root, chan_msg *out,
+static int chan_msg__decode_connect(const cJSON *root, chan_msg *out,
                                    char *err, size_t errlen) {
   if (chan_json_string(root, "query_string", 0, &out->query_string, err,
                        errlen) != 0) {
@@ -244,16 +244,16 @@ static int chan_msg_decode_connect(const cJSON *root, chan_msg *out,
   if (!out->query_string && !(out->query_string = strdup(""))) {
     return chan_json_fail(err, errlen, "out of memory");
   }
-  if (chan_msg_decode_headers(root, out, err, errlen) != 0 ||
-      chan_msg_decode_addr(root, "client", &out->client, err, errlen) != 0 ||
-      chan_msg_decode_addr(root, "server", &out->server, err, errlen) != 0) {
+  if (chan_msg__decode_headers(root, out, err, errlen) != 0 ||
+      chan_msg__decode_addr(root, "client", &out->client, err, errlen) != 0 ||
+      chan_msg__decode_addr(root, "server", &out->server, err, errlen) != 0) {
     return -1;
   }
   return 0;
 }
 
 /* Exactly one of "text" and "bytes" (base64). */
-static int chan_msg_decode_payload(const cJSON *root, chan_msg *out,
+static int chan_msg__decode_payload(const cJSON *root, chan_msg *out,
                                    char *err, size_t errlen) {
   const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
   const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "bytes");
@@ -278,7 +278,7 @@ static int chan_msg_decode_payload(const cJSON *root, chan_msg *out,
   return 0;
 }
 
-static int chan_msg_decode_code(const cJSON *root, chan_msg *out, char *err,
+static int chan_msg__decode_code(const cJSON *root, chan_msg *out, char *err,
                                 size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "code");
   uint64_t code;
@@ -292,7 +292,7 @@ static int chan_msg_decode_code(const cJSON *root, chan_msg *out, char *err,
   return 0;
 }
 
-static int chan_msg_decode_fields(const cJSON *root, chan_msg *out, char *err,
+static int chan_msg__decode_fields(const cJSON *root, chan_msg *out, char *err,
                                   size_t errlen) {
   int has_groups;
   if (chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
@@ -311,11 +311,11 @@ static int chan_msg_decode_fields(const cJSON *root, chan_msg *out, char *err,
   }
   switch (out->kind) {
     case CHAN_MSG_CONNECT:
-      return chan_msg_decode_connect(root, out, err, errlen);
+      return chan_msg__decode_connect(root, out, err, errlen);
     case CHAN_MSG_RECEIVE:
-      return chan_msg_decode_payload(root, out, err, errlen);
+      return chan_msg__decode_payload(root, out, err, errlen);
     case CHAN_MSG_DISCONNECT:
-      return chan_msg_decode_code(root, out, err, errlen);
+      return chan_msg__decode_code(root, out, err, errlen);
   }
   return chan_json_fail(err, errlen, "unknown message kind");
 }
@@ -329,7 +329,7 @@ int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
   }
   cJSON *root = chan_json_parse_object(json, len, "message", err, errlen);
   if (!root) return -1;
-  int rc = chan_msg_decode_fields(root, out, err, errlen);
+  int rc = chan_msg__decode_fields(root, out, err, errlen);
   cJSON_Delete(root);
   if (rc != 0) {
     chan_msg_free(out);

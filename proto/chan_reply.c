@@ -33,7 +33,7 @@
 /* Codes a close frame may carry (RFC 6455 7.4): not 1004-1006 or 1015,
  * which are reserved or must never be sent, nor the unassigned 1016-2999,
  * which clients treat as a protocol error. */
-static int chan_reply_close_valid(uint64_t code) {
+static int chan_reply__close_valid(uint64_t code) {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
          (code >= 3000 && code <= 4999);
 }
@@ -52,7 +52,7 @@ void chan_reply_free(chan_reply *r) {
 
 /* ---- encoding ---- */
 
-static int chan_reply_encode_texts(cJSON *obj, const chan_reply *r) {
+static int chan_reply__encode_texts(cJSON *obj, const chan_reply *r) {
   if (r->n_texts == 0) return 0;
   if (r->n_texts > CHAN_REPLY_TEXTS_MAX || !r->texts) return -1;
   cJSON *list = cJSON_CreateArray();
@@ -68,7 +68,7 @@ static int chan_reply_encode_texts(cJSON *obj, const chan_reply *r) {
   return 0;
 }
 
-static int chan_reply_encode_bytes(cJSON *obj, const chan_reply *r) {
+static int chan_reply__encode_bytes(cJSON *obj, const chan_reply *r) {
   if (!r->has_bytes) return 0;
   if (r->bytes_len > 0 && !r->bytes) return -1;
   char *text = b64_encode(r->bytes, r->bytes_len, NULL);
@@ -78,9 +78,9 @@ static int chan_reply_encode_bytes(cJSON *obj, const chan_reply *r) {
   return rc;
 }
 
-static int chan_reply_encode_fields(cJSON *obj, const chan_reply *r) {
+static int chan_reply__encode_fields(cJSON *obj, const chan_reply *r) {
   if (r->accept < -1 || r->accept > 1) return -1;
-  if (r->close_code != 0 && !chan_reply_close_valid((uint64_t)r->close_code)) {
+  if (r->close_code != 0 && !chan_reply__close_valid((uint64_t)r->close_code)) {
     return -1;
   }
   if (chan_json_add(obj, "reply_channel",
@@ -92,8 +92,8 @@ static int chan_reply_encode_fields(cJSON *obj, const chan_reply *r) {
       chan_json_add(obj, "accept", cJSON_CreateBool(r->accept)) != 0) {
     return -1;
   }
-  if (chan_reply_encode_texts(obj, r) != 0 ||
-      chan_reply_encode_bytes(obj, r) != 0) {
+  if (chan_reply__encode_texts(obj, r) != 0 ||
+      chan_reply__encode_bytes(obj, r) != 0) {
     return -1;
   }
   if (r->close_code != 0 &&
@@ -118,7 +118,7 @@ char *chan_reply_encode(const chan_reply *r, size_t *len) {
   cJSON *obj = cJSON_CreateObject();
   if (!obj) return NULL;
   char *text = NULL;
-  if (chan_reply_encode_fields(obj, r) == 0) {
+  if (chan_reply__encode_fields(obj, r) == 0) {
     text = chan_json_print_marked(obj, len);
   }
   cJSON_Delete(obj);
@@ -127,7 +127,7 @@ char *chan_reply_encode(const chan_reply *r, size_t *len) {
 
 /* ---- decoding ---- */
 
-static int chan_reply_decode_accept(const cJSON *root, chan_reply *out,
+static int chan_reply__decode_accept(const cJSON *root, chan_reply *out,
                                     char *err, size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "accept");
   if (!item) return 0;
@@ -139,7 +139,7 @@ static int chan_reply_decode_accept(const cJSON *root, chan_reply *out,
 }
 
 /* "text": one string, or an array of strings (sent in order). */
-static int chan_reply_decode_texts(const cJSON *root, chan_reply *out,
+static int chan_reply__decode_texts(const cJSON *root, chan_reply *out,
                                    char *err, size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "text");
   if (!item) return 0;
@@ -176,7 +176,7 @@ static int chan_reply_decode_texts(const cJSON *root, chan_reply *out,
   return 0;
 }
 
-static int chan_reply_decode_bytes(const cJSON *root, chan_reply *out,
+static int chan_reply__decode_bytes(const cJSON *root, chan_reply *out,
                                    char *err, size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "bytes");
   if (!item) return 0;
@@ -190,7 +190,7 @@ static int chan_reply_decode_bytes(const cJSON *root, chan_reply *out,
 }
 
 /* "close": true (1000), false (no close), or a code a close frame may carry. */
-static int chan_reply_decode_close(const cJSON *root, chan_reply *out,
+static int chan_reply__decode_close(const cJSON *root, chan_reply *out,
                                    char *err, size_t errlen) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "close");
   if (!item) return 0;
@@ -200,7 +200,7 @@ static int chan_reply_decode_close(const cJSON *root, chan_reply *out,
   }
   uint64_t code;
   if (chan_json_uint(item, CHAN_JSON_UINT_MAX, &code) != 0 ||
-      !chan_reply_close_valid(code)) {
+      !chan_reply__close_valid(code)) {
     return chan_json_fail(err, errlen,
                           "close must be true, false or a valid close code");
   }
@@ -208,14 +208,14 @@ static int chan_reply_decode_close(const cJSON *root, chan_reply *out,
   return 0;
 }
 
-static int chan_reply_decode_fields(const cJSON *root, chan_reply *out,
+static int chan_reply__decode_fields(const cJSON *root, chan_reply *out,
                                     char *err, size_t errlen) {
   if (chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
       chan_json_order(root, &out->order, err, errlen) != 0 ||
-      chan_reply_decode_accept(root, out, err, errlen) != 0 ||
-      chan_reply_decode_texts(root, out, err, errlen) != 0 ||
-      chan_reply_decode_bytes(root, out, err, errlen) != 0 ||
-      chan_reply_decode_close(root, out, err, errlen) != 0 ||
+      chan_reply__decode_accept(root, out, err, errlen) != 0 ||
+      chan_reply__decode_texts(root, out, err, errlen) != 0 ||
+      chan_reply__decode_bytes(root, out, err, errlen) != 0 ||
+      chan_reply__decode_close(root, out, err, errlen) != 0 ||
       chan_json_session(root, &out->session_json, err, errlen) != 0 ||
       chan_json_groups(root, &out->has_groups, &out->groups, &out->n_groups,
                        err, errlen) != 0) {
@@ -230,7 +230,7 @@ int chan_reply_decode(const char *json, size_t len, chan_reply *out, char *err,
   out->accept = -1;
   cJSON *root = chan_json_parse_object(json, len, "reply", err, errlen);
   if (!root) return -1;
-  int rc = chan_reply_decode_fields(root, out, err, errlen);
+  int rc = chan_reply__decode_fields(root, out, err, errlen);
   cJSON_Delete(root);
   if (rc != 0) chan_reply_free(out);
   return rc;

@@ -42,13 +42,13 @@ void token_claims_free(token_claims *c) {
   memset(c, 0, sizeof *c);
 }
 
-static int token_fail(char *err, size_t errlen, const char *reason) {
+static int token__fail(char *err, size_t errlen, const char *reason) {
   if (err && errlen > 0) snprintf(err, errlen, "%s", reason);
   return -1;
 }
 
 /* header.payload.signature: exactly two dots, each part non-empty. */
-static int token_split(const char *token, size_t len, token_part part[3]) {
+static int token__split(const char *token, size_t len, token_part part[3]) {
   const char *end = token + len;
   const char *dot1 = memchr(token, '.', len);
   if (!dot1) return -1;
@@ -64,7 +64,7 @@ static int token_split(const char *token, size_t len, token_part part[3]) {
 }
 
 /* A base64url part holding a JSON object; NULL when it is anything else. */
-static cJSON *token_part_json(const token_part *part) {
+static cJSON *token__part_json(const token_part *part) {
   char *raw;
   size_t n;
   if (b64_url_decode(part->p, part->len, &raw, &n) != 0) return NULL;
@@ -78,8 +78,8 @@ static cJSON *token_part_json(const token_part *part) {
 }
 
 /* NULL when the header is one we accept, else the reason. */
-static const char *token_header_check(const token_part *part) {
-  cJSON *hdr = token_part_json(part);
+static const char *token__header_check(const token_part *part) {
+  cJSON *hdr = token__part_json(part);
   if (!hdr) return "malformed token header";
   const cJSON *alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
   const cJSON *typ = cJSON_GetObjectItemCaseSensitive(hdr, "typ");
@@ -97,7 +97,7 @@ static const char *token_header_check(const token_part *part) {
   return reason;
 }
 
-static int token_hmac(const token_secret *s, const char *data, size_t n,
+static int token__hmac(const token_secret *s, const char *data, size_t n,
                       unsigned char mac[EVP_MAX_MD_SIZE]) {
   /* An empty secret would let anyone mint. */
   if (!s->key || s->len == 0 || s->len > INT_MAX) return -1;
@@ -110,7 +110,7 @@ static int token_hmac(const token_secret *s, const char *data, size_t n,
 }
 
 /* 1 when sig is the MAC of signed_part under any of the secrets. */
-static int token_signature_ok(const char *signed_part, size_t n,
+static int token__signature_ok(const char *signed_part, size_t n,
                               const token_part *sig,
                               const token_secret *secrets, size_t n_secrets) {
   char *mac;
@@ -119,7 +119,7 @@ static int token_signature_ok(const char *signed_part, size_t n,
   int ok = 0;
   for (size_t i = 0; mac_len == TOKEN_MAC_LEN && i < n_secrets; i++) {
     unsigned char expect[EVP_MAX_MD_SIZE];
-    if (token_hmac(&secrets[i], signed_part, n, expect) == 0 &&
+    if (token__hmac(&secrets[i], signed_part, n, expect) == 0 &&
         CRYPTO_memcmp(expect, mac, TOKEN_MAC_LEN) == 0) {
       ok = 1;
     }
@@ -133,7 +133,7 @@ static int token_signature_ok(const char *signed_part, size_t n,
  * allowed (RFC 7519 2) and rounded toward the stricter side: exp down,
  * nbf up.
  */
-static int token_read_time(const cJSON *claims, const char *key, int round_up,
+static int token__read_time(const cJSON *claims, const char *key, int round_up,
                            long long *out) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(claims, key);
   if (!item) return 0;
@@ -146,7 +146,7 @@ static int token_read_time(const cJSON *claims, const char *key, int round_up,
 
 /* "sub": a positive integer, or a string of 1..18 digits without a leading
  * zero (one spelling per user). */
-static int token_read_sub(const cJSON *claims, long long *out) {
+static int token__read_sub(const cJSON *claims, long long *out) {
   const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
   uint64_t v = 0;
   if (cJSON_IsNumber(sub)) {
@@ -166,61 +166,61 @@ static int token_read_sub(const cJSON *claims, long long *out) {
   return 0;
 }
 
-static int token_read_objects(const cJSON *claims, token_claims *out,
+static int token__read_objects(const cJSON *claims, token_claims *out,
                               char *err, size_t errlen) {
   const cJSON *objects = cJSON_GetObjectItemCaseSensitive(claims, "objects");
   if (!objects) return 0;
   if (!cJSON_IsObject(objects)) {
-    return token_fail(err, errlen, "token objects claim is not an object");
+    return token__fail(err, errlen, "token objects claim is not an object");
   }
   out->objects_json = cJSON_PrintUnformatted(objects);
-  return out->objects_json ? 0 : token_fail(err, errlen, "out of memory");
+  return out->objects_json ? 0 : token__fail(err, errlen, "out of memory");
 }
 
-static int token_read_claims(const cJSON *claims, time_t now, int leeway,
+static int token__read_claims(const cJSON *claims, time_t now, int leeway,
                              token_claims *out, char *err, size_t errlen) {
-  int has_exp = token_read_time(claims, "exp", 0, &out->exp);
-  int has_nbf = token_read_time(claims, "nbf", 1, &out->nbf);
-  if (has_exp < 0) return token_fail(err, errlen, "token exp is invalid");
-  if (has_exp == 0) return token_fail(err, errlen, "token has no exp");
-  if (has_nbf < 0) return token_fail(err, errlen, "token nbf is invalid");
-  if (token_read_sub(claims, &out->user_id) != 0) {
-    return token_fail(err, errlen, "token sub is not a user id");
+  int has_exp = token__read_time(claims, "exp", 0, &out->exp);
+  int has_nbf = token__read_time(claims, "nbf", 1, &out->nbf);
+  if (has_exp < 0) return token__fail(err, errlen, "token exp is invalid");
+  if (has_exp == 0) return token__fail(err, errlen, "token has no exp");
+  if (has_nbf < 0) return token__fail(err, errlen, "token nbf is invalid");
+  if (token__read_sub(claims, &out->user_id) != 0) {
+    return token__fail(err, errlen, "token sub is not a user id");
   }
   /* Both sides stay far from overflow: exp and nbf are at most 2^53 and
    * leeway at most INT_MAX, while now is taken as is. */
   long long t = (long long)now;
   if (leeway < 0) leeway = 0;
-  if (out->exp + leeway <= t) return token_fail(err, errlen, "token expired");
+  if (out->exp + leeway <= t) return token__fail(err, errlen, "token expired");
   if (has_nbf && out->nbf - leeway > t) {
-    return token_fail(err, errlen, "token not yet valid");
+    return token__fail(err, errlen, "token not yet valid");
   }
-  return token_read_objects(claims, out, err, errlen);
+  return token__read_objects(claims, out, err, errlen);
 }
 
 int token_verify(const char *token, size_t len, const token_secret *secrets,
                  size_t n_secrets, time_t now, int leeway, token_claims *out,
                  char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  if (!token || len == 0) return token_fail(err, errlen, "empty token");
-  if (len > TOKEN_LEN_MAX) return token_fail(err, errlen, "token too long");
+  if (!token || len == 0) return token__fail(err, errlen, "empty token");
+  if (len > TOKEN_LEN_MAX) return token__fail(err, errlen, "token too long");
   if (!secrets || n_secrets == 0) {
-    return token_fail(err, errlen, "no token secret configured");
+    return token__fail(err, errlen, "no token secret configured");
   }
   token_part part[3];
-  if (token_split(token, len, part) != 0) {
-    return token_fail(err, errlen, "malformed token");
+  if (token__split(token, len, part) != 0) {
+    return token__fail(err, errlen, "malformed token");
   }
-  const char *reason = token_header_check(&part[0]);
-  if (reason) return token_fail(err, errlen, reason);
+  const char *reason = token__header_check(&part[0]);
+  if (reason) return token__fail(err, errlen, reason);
   /* What was signed: header and payload as sent, with their dot. */
   size_t signed_len = (size_t)(part[1].p + part[1].len - token);
-  if (!token_signature_ok(token, signed_len, &part[2], secrets, n_secrets)) {
-    return token_fail(err, errlen, "bad token signature");
+  if (!token__signature_ok(token, signed_len, &part[2], secrets, n_secrets)) {
+    return token__fail(err, errlen, "bad token signature");
   }
-  cJSON *claims = token_part_json(&part[1]);
-  if (!claims) return token_fail(err, errlen, "malformed token claims");
-  int rc = token_read_claims(claims, now, leeway, out, err, errlen);
+  cJSON *claims = token__part_json(&part[1]);
+  if (!claims) return token__fail(err, errlen, "malformed token claims");
+  int rc = token__read_claims(claims, now, leeway, out, err, errlen);
   cJSON_Delete(claims);
   if (rc != 0) token_claims_free(out);
   return rc;
@@ -228,7 +228,7 @@ int token_verify(const char *token, size_t len, const token_secret *secrets,
 
 /* ---- minting ---- */
 
-static int token_replace(cJSON *claims, const char *key, cJSON *item) {
+static int token__replace(cJSON *claims, const char *key, cJSON *item) {
   /* Every copy goes: verify reads the first of duplicate keys. */
   while (cJSON_GetObjectItemCaseSensitive(claims, key)) {
     cJSON_DeleteItemFromObjectCaseSensitive(claims, key);
@@ -236,7 +236,7 @@ static int token_replace(cJSON *claims, const char *key, cJSON *item) {
   return chan_json_add(claims, key, item);
 }
 
-static cJSON *token_mint_claims(long long user_id, long long exp,
+static cJSON *token__mint_claims(long long user_id, long long exp,
                                 const char *extra_json) {
   cJSON *claims = extra_json ? chan_json_parse(extra_json, strlen(extra_json))
                              : cJSON_CreateObject();
@@ -247,8 +247,8 @@ static cJSON *token_mint_claims(long long user_id, long long exp,
   /* sub as a string: RFC 7519 makes it a StringOrURI, and PyJWT insists. */
   char sub[24];
   snprintf(sub, sizeof sub, "%lld", user_id);
-  if (token_replace(claims, "sub", cJSON_CreateString(sub)) != 0 ||
-      token_replace(claims, "exp", cJSON_CreateNumber((double)exp)) != 0) {
+  if (token__replace(claims, "sub", cJSON_CreateString(sub)) != 0 ||
+      token__replace(claims, "exp", cJSON_CreateNumber((double)exp)) != 0) {
     cJSON_Delete(claims);
     return NULL;
   }
@@ -256,7 +256,7 @@ static cJSON *token_mint_claims(long long user_id, long long exp,
 }
 
 /* "a.b", malloc'd. */
-static char *token_join(const char *a, const char *b) {
+static char *token__join(const char *a, const char *b) {
   size_t n = strlen(a) + 1 + strlen(b) + 1;
   char *s = malloc(n);
   if (s) snprintf(s, n, "%s.%s", a, b);
@@ -264,17 +264,17 @@ static char *token_join(const char *a, const char *b) {
 }
 
 /* TOKEN_HEADER_B64 "." base64url(payload) "." base64url(mac). */
-static char *token_sign(const token_secret *secret, const char *payload) {
+static char *token__sign(const token_secret *secret, const char *payload) {
   char *p64 = b64_url_encode(payload, strlen(payload), NULL);
-  char *signed_part = p64 ? token_join(TOKEN_HEADER_B64, p64) : NULL;
+  char *signed_part = p64 ? token__join(TOKEN_HEADER_B64, p64) : NULL;
   free(p64);
   if (!signed_part) return NULL;
   unsigned char mac[EVP_MAX_MD_SIZE];
   char *s64 = NULL;
-  if (token_hmac(secret, signed_part, strlen(signed_part), mac) == 0) {
+  if (token__hmac(secret, signed_part, strlen(signed_part), mac) == 0) {
     s64 = b64_url_encode(mac, TOKEN_MAC_LEN, NULL);
   }
-  char *token = s64 ? token_join(signed_part, s64) : NULL;
+  char *token = s64 ? token__join(signed_part, s64) : NULL;
   free(signed_part);
   free(s64);
   if (token && strlen(token) > TOKEN_LEN_MAX) {
@@ -290,12 +290,12 @@ char *token_mint(const token_secret *secret, long long user_id, long long exp,
       (uint64_t)exp > CHAN_JSON_UINT_MAX) {
     return NULL;
   }
-  cJSON *claims = token_mint_claims(user_id, exp, extra_json);
+  cJSON *claims = token__mint_claims(user_id, exp, extra_json);
   if (!claims) return NULL;
   char *payload = cJSON_PrintUnformatted(claims);
   cJSON_Delete(claims);
   if (!payload) return NULL;
-  char *token = token_sign(secret, payload);
+  char *token = token__sign(secret, payload);
   free(payload);
   return token;
 }

@@ -96,25 +96,25 @@ static const char wk_main_usage[] =
 static volatile sig_atomic_t wk_main_stop;
 static volatile sig_atomic_t wk_main_reload;
 
-static void wk_main_on_signal(int sig) {
+static void wk_main__on_signal(int sig) {
   (void)sig;
   wk_main_stop = 1;
 }
 
-static void wk_main_on_hup(int sig) {
+static void wk_main__on_hup(int sig) {
   (void)sig;
   wk_main_reload = 1;
 }
 
 /* No SA_RESTART: a signal must cut the backoff sleep short. */
-static void wk_main_signals(void) {
+static void wk_main__signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = wk_main_on_signal;
+  sa.sa_handler = wk_main__on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  sa.sa_handler = wk_main_on_hup;
+  sa.sa_handler = wk_main__on_hup;
   sigaction(SIGHUP, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
@@ -125,7 +125,7 @@ static void wk_main_signals(void) {
  * same way: flags before a "--". wk_policy reads its [groups] section from
  * the same file, so config.c needs no knowledge of the policy.
  */
-static const char *wk_main_config_path(int argc, char **argv) {
+static const char *wk_main__config_path(int argc, char **argv) {
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) break;
@@ -137,7 +137,7 @@ static const char *wk_main_config_path(int argc, char **argv) {
 }
 
 /* Builds what wk_handle needs; 2 on bad settings (reported), else 0. */
-static int wk_main_prepare(const wk_main_conf *conf, const char *path,
+static int wk_main__prepare(const wk_main_conf *conf, const char *path,
                            wk_policy *policy, wk_auth **auth) {
   char err[512];
   struct sockaddr_storage ss;
@@ -182,7 +182,7 @@ static uint64_t wk_main_now_ms(void) {
 
 /* wk_consumer's alive hook. Busy workers call it per message: it costs a
  * clock read, and a notify only once per half watchdog period. */
-static void wk_main_alive(void *arg, int consuming) {
+static void wk_main__alive(void *arg, int consuming) {
   wk_notify *n = arg;
   if (!n->enabled) return;
   if (consuming && !n->ready) {
@@ -196,7 +196,7 @@ static void wk_main_alive(void *arg, int consuming) {
   sd_notify(0, "WATCHDOG=1");
 }
 
-static void wk_main_notify_init(wk_notify *n) {
+static void wk_main__notify_init(wk_notify *n) {
   const char *sock = getenv("NOTIFY_SOCKET");
   uint64_t usec = 0;
   memset(n, 0, sizeof *n);
@@ -220,28 +220,28 @@ typedef struct wk_main_live {
 
 /* Parses the saved command line into next (caller cfg_frees it) and builds
  * its policy and auth. NULL on success, else why not (details on stderr,
- * where config.c and wk_main_prepare print them). */
-static const char *wk_main_reread(const wk_main_live *live, wk_main_conf *next,
+ * where config.c and wk_main__prepare print them). */
+static const char *wk_main__reread(const wk_main_live *live, wk_main_conf *next,
                                   wk_policy *policy, wk_auth **auth,
                                   log_level *level) {
   if (cfg_reload(live->cmdline, wk_main_opts, WK_MAIN_N_OPTS, next,
                  "workerd") != CFG_RUN)
     return "invalid settings";
   if (log_level_parse(next->log_level, level) != 0) return "invalid log.level";
-  if (wk_main_prepare(next, live->path, policy, auth) != 0)
+  if (wk_main__prepare(next, live->path, policy, auth) != 0)
     return "invalid group policy, secrets or token file";
   return NULL;
 }
 
 /* wk_consumer's reload hook (SIGHUP), run between two messages. */
-static void wk_main_reload_now(void *arg) {
+static void wk_main__reload_now(void *arg) {
   wk_main_live *live = arg;
   wk_main_conf next;
   wk_policy policy;
   wk_auth *auth = NULL;
   log_level level = LOG_LEVEL_INFO;
   memset(&next, 0, sizeof next); /* cfg_free-able whatever fails */
-  const char *why = wk_main_reread(live, &next, &policy, &auth, &level);
+  const char *why = wk_main__reread(live, &next, &policy, &auth, &level);
   if (why) {
     log_warn("reload_failed", "reason=\"%s\" kept=running_settings", why);
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
@@ -263,30 +263,30 @@ static void wk_main_reload_now(void *arg) {
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
 }
 
-static int wk_main_run(const wk_main_conf *conf, const char *path,
+static int wk_main__run(const wk_main_conf *conf, const char *path,
                        const cfg_cmdline *cmdline, wk_policy *policy,
                        wk_auth **auth) {
   wk_main_live live = {
       .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo},
       .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
   wk_notify notify;
-  wk_main_notify_init(&notify);
+  wk_main__notify_init(&notify);
   wk_consumer_conf cc = {
       .url = conf->amqp.url,
       .heartbeat_s = (int)((conf->amqp.heartbeat + 999) / 1000),
       .limits = {conf->amqp.queue_ttl, conf->amqp.queue_max_length,
                  mq_queue_type_parse(conf->amqp.queue_type) == 1},
       .prefetch = (int)conf->prefetch,
-      .alive = wk_main_alive,
+      .alive = wk_main__alive,
       .alive_arg = &notify,
       .max_deliveries = conf->max_deliveries,
       .reload = &wk_main_reload,
-      .on_reload = wk_main_reload_now,
+      .on_reload = wk_main__reload_now,
       .reload_arg = &live,
   };
   log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d",
            policy->n, conf->prefetch, conf->max_groups, conf->echo);
-  wk_main_signals();
+  wk_main__signals();
   if (wk_metrics_start(conf->metrics_listen) != 0) return 1;
   wk_consumer_run(&cc, &live.ctx, &wk_main_stop);
   wk_metrics_stop();
@@ -301,7 +301,7 @@ int main(int argc, char **argv) {
   wk_auth *auth = NULL;
   log_level level;
   /* Read before cfg_load, which removes the flags from argv. */
-  const char *path = wk_main_config_path(argc, argv);
+  const char *path = wk_main__config_path(argc, argv);
   cfg_cmdline cmdline;
   if (cfg_cmdline_save(&cmdline, argc, argv) != 0) return 1;
   cfg_result cr = cfg_load(wk_main_opts, WK_MAIN_N_OPTS, &conf, "workerd",
@@ -322,11 +322,11 @@ int main(int argc, char **argv) {
     rc = 2;
   }
   /* --check-config also checks the policy and the token file. */
-  if (rc == 0) rc = wk_main_prepare(&conf, path, &policy, &auth);
+  if (rc == 0) rc = wk_main__prepare(&conf, path, &policy, &auth);
   if (rc == 0 && cr == CFG_CHECKED) printf("config ok\n");
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
-    rc = wk_main_run(&conf, path, &cmdline, &policy, &auth);
+    rc = wk_main__run(&conf, path, &cmdline, &policy, &auth);
   }
   if (auth) { /* prepare succeeded: both were built */
     wk_auth_free(auth);

@@ -50,7 +50,7 @@ const char *wk_auth_source_name(wk_auth_source src) {
 
 /* --- extraction --------------------------------------------------------- */
 
-static int wk_auth_hex(char c) {
+static int wk_auth__hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -59,7 +59,7 @@ static int wk_auth_hex(char c) {
 
 /* Form-decodes s[0..n) ('+' is a space, %XX a byte) into out. Returns the
  * length, or -1 on a bad escape, an encoded NUL, or no room. */
-static long wk_auth_url_decode(const char *s, size_t n, char *out,
+static long wk_auth__url_decode(const char *s, size_t n, char *out,
                                size_t outlen) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
@@ -68,7 +68,7 @@ static long wk_auth_url_decode(const char *s, size_t n, char *out,
       c = ' ';
     } else if (c == '%') {
       if (i + 2 >= n) return -1;
-      int hi = wk_auth_hex(s[i + 1]), lo = wk_auth_hex(s[i + 2]);
+      int hi = wk_auth__hex(s[i + 1]), lo = wk_auth__hex(s[i + 2]);
       if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
       c = hi * 16 + lo;
       i += 2;
@@ -89,10 +89,10 @@ int wk_auth_query_param(const char *query, const char *name, char *out,
     size_t plen = strcspn(p, "&");
     const char *eq = memchr(p, '=', plen);
     size_t klen = eq ? (size_t)(eq - p) : plen;
-    long kn = wk_auth_url_decode(p, klen, key, sizeof key);
+    long kn = wk_auth__url_decode(p, klen, key, sizeof key);
     if (kn >= 0 && strcmp(key, name) == 0) {
       const char *v = eq ? eq + 1 : p + plen;
-      long vn = wk_auth_url_decode(v, (size_t)(p + plen - v), out, outlen);
+      long vn = wk_auth__url_decode(v, (size_t)(p + plen - v), out, outlen);
       if (vn < 0) return -1;
       return vn > 0 ? 1 : 0;
     }
@@ -102,16 +102,16 @@ int wk_auth_query_param(const char *query, const char *name, char *out,
   return 0;
 }
 
-static int wk_auth_ows(char c) { return c == ' ' || c == '\t'; }
+static int wk_auth__ows(char c) { return c == ' ' || c == '\t'; }
 
 /* Trims optional whitespace around s[0..*n); returns the new start. */
-static const char *wk_auth_trim(const char *s, size_t *n) {
-  while (*n && wk_auth_ows(s[0])) s++, (*n)--;
-  while (*n && wk_auth_ows(s[*n - 1])) (*n)--;
+static const char *wk_auth__trim(const char *s, size_t *n) {
+  while (*n && wk_auth__ows(s[0])) s++, (*n)--;
+  while (*n && wk_auth__ows(s[*n - 1])) (*n)--;
   return s;
 }
 
-static int wk_auth_copy(const char *v, size_t n, char *out, size_t outlen) {
+static int wk_auth__copy(const char *v, size_t n, char *out, size_t outlen) {
   if (n == 0) return 0;
   if (n >= outlen) return -1;
   memcpy(out, v, n);
@@ -130,11 +130,11 @@ int wk_auth_cookie(const char *cookie_header, const char *name, char *out,
     const char *eq = memchr(p, '=', plen);
     if (eq) {
       size_t klen = (size_t)(eq - p), vlen = (size_t)(p + plen - eq - 1);
-      const char *k = wk_auth_trim(p, &klen);
-      const char *v = wk_auth_trim(eq + 1, &vlen);
+      const char *k = wk_auth__trim(p, &klen);
+      const char *v = wk_auth__trim(eq + 1, &vlen);
       if (klen == name_len && memcmp(k, name, klen) == 0) {
         if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') v++, vlen -= 2;
-        return wk_auth_copy(v, vlen, out, outlen);
+        return wk_auth__copy(v, vlen, out, outlen);
       }
     }
     p += plen;
@@ -146,17 +146,17 @@ int wk_auth_cookie(const char *cookie_header, const char *name, char *out,
 int wk_auth_bearer(const char *authorization, char *out, size_t outlen) {
   static const char scheme[] = "bearer";
   size_t n = authorization ? strlen(authorization) : 0;
-  const char *v = wk_auth_trim(authorization ? authorization : "", &n);
+  const char *v = wk_auth__trim(authorization ? authorization : "", &n);
   if (n <= sizeof scheme - 1 ||
       strncasecmp(v, scheme, sizeof scheme - 1) != 0 ||
-      !wk_auth_ows(v[sizeof scheme - 1]))
+      !wk_auth__ows(v[sizeof scheme - 1]))
     return 0; /* another scheme (Basic ...) is no bearer token */
   v += sizeof scheme - 1;
   n -= sizeof scheme - 1;
-  v = wk_auth_trim(v, &n);
+  v = wk_auth__trim(v, &n);
   for (size_t i = 0; i < n; i++)
-    if (wk_auth_ows(v[i])) return -1;
-  return wk_auth_copy(v, n, out, outlen);
+    if (wk_auth__ows(v[i])) return -1;
+  return wk_auth__copy(v, n, out, outlen);
 }
 
 int wk_auth_msg_cookie(const chan_msg *m, const char *name, char *out,
@@ -169,7 +169,7 @@ int wk_auth_msg_cookie(const chan_msg *m, const char *name, char *out,
   return 0;
 }
 
-static const char *wk_auth_header(const chan_msg *m, const char *name) {
+static const char *wk_auth__header(const chan_msg *m, const char *name) {
   for (size_t i = 0; i < m->n_headers; i++)
     if (strcmp(m->headers[i].name, name) == 0) return m->headers[i].value;
   return NULL;
@@ -185,7 +185,7 @@ int wk_auth_find_token(const chan_msg *m, char *out, size_t outlen,
   rc = wk_auth_msg_cookie(m, "token", out, outlen);
   if (rc != 0) return rc;
   *src = WK_AUTH_HEADER;
-  rc = wk_auth_bearer(wk_auth_header(m, "authorization"), out, outlen);
+  rc = wk_auth_bearer(wk_auth__header(m, "authorization"), out, outlen);
   if (rc != 0) return rc;
   *src = WK_AUTH_NONE;
   return 0;
@@ -193,7 +193,7 @@ int wk_auth_find_token(const chan_msg *m, char *out, size_t outlen,
 
 /* --- verification ------------------------------------------------------- */
 
-static const wk_auth_static *wk_auth_static_find(const wk_auth *a,
+static const wk_auth_static *wk_auth__static_find(const wk_auth *a,
                                                  const char *tok, size_t len) {
   const wk_auth_static *hit = NULL;
   for (size_t i = 0; i < a->n_statics; i++) {
@@ -203,7 +203,7 @@ static const wk_auth_static *wk_auth_static_find(const wk_auth *a,
   return hit;
 }
 
-static int wk_auth_from_static(const wk_auth_static *s, wk_auth_identity *out,
+static int wk_auth__from_static(const wk_auth_static *s, wk_auth_identity *out,
                                char *reason, size_t reasonlen) {
   out->user_id = s->user_id;
   out->objects_json = NULL;
@@ -214,7 +214,7 @@ static int wk_auth_from_static(const wk_auth_static *s, wk_auth_identity *out,
   return 0;
 }
 
-static int wk_auth_from_jwt(const wk_auth *a, const char *tok, size_t len,
+static int wk_auth__from_jwt(const wk_auth *a, const char *tok, size_t len,
                             time_t now, wk_auth_identity *out, char *reason,
                             size_t reasonlen) {
   token_claims c;
@@ -248,10 +248,10 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
     return -1;
   }
   size_t len = strlen(tok);
-  const wk_auth_static *s = wk_auth_static_find(a, tok, len);
-  if (s) return wk_auth_from_static(s, out, reason, reasonlen);
+  const wk_auth_static *s = wk_auth__static_find(a, tok, len);
+  if (s) return wk_auth__from_static(s, out, reason, reasonlen);
   if (a->n_secrets)
-    return wk_auth_from_jwt(a, tok, len, now, out, reason, reasonlen);
+    return wk_auth__from_jwt(a, tok, len, now, out, reason, reasonlen);
   snprintf(reason, reasonlen, "unknown static token");
   return -1;
 }
@@ -280,7 +280,7 @@ void wk_auth_free(wk_auth *a) {
   free(a);
 }
 
-static int wk_auth_add_secret(wk_auth *a, const char *secret) {
+static int wk_auth__add_secret(wk_auth *a, const char *secret) {
   if (!secret || !secret[0]) return 0;
   char *copy = strdup(secret);
   if (!copy) return -1;
@@ -292,7 +292,7 @@ static int wk_auth_add_secret(wk_auth *a, const char *secret) {
 }
 
 /* "12" -> 12; anything but a positive decimal integer -> -1. */
-static long long wk_auth_parse_uid(const char *s) {
+static long long wk_auth__parse_uid(const char *s) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
@@ -304,7 +304,7 @@ static long long wk_auth_parse_uid(const char *s) {
 /* The rest of a token-file line, a JSON object, in the compact form a JWT's
  * claim also takes (it goes into every session). NULL when not an object
  * (or out of memory). */
-static char *wk_auth_objects_compact(const char *json) {
+static char *wk_auth__objects_compact(const char *json) {
   cJSON *o = cJSON_Parse(json);
   char *text = cJSON_IsObject(o) ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
@@ -314,7 +314,7 @@ static char *wk_auth_objects_compact(const char *json) {
 static const char wk_auth_ws[] = " \t\r\n";
 
 /* Cuts the next whitespace-separated field off *p ("" at the end). */
-static char *wk_auth_field(char **p) {
+static char *wk_auth__field(char **p) {
   char *f = *p + strspn(*p, wk_auth_ws);
   char *end = f + strcspn(f, wk_auth_ws);
   if (*end) *end++ = '\0';
@@ -325,20 +325,20 @@ static char *wk_auth_field(char **p) {
 /* Parses one line "TOKEN USERID [OBJECTS-JSON]" in place into e (which then
  * owns copies). Returns 0, 1 for a blank or comment line, or -1 with a
  * reason that never quotes the line. */
-static int wk_auth_parse_line(char *line, wk_auth_static *e,
+static int wk_auth__parse_line(char *line, wk_auth_static *e,
                               const char **why) {
-  char *tok = wk_auth_field(&line);
+  char *tok = wk_auth__field(&line);
   if (*tok == '\0' || *tok == '#') return 1;
-  char *uid = wk_auth_field(&line);
+  char *uid = wk_auth__field(&line);
   char *rest = line + strspn(line, wk_auth_ws);
   rest[strcspn(rest, "\r\n")] = '\0';
   *why = "expected: TOKEN USERID [OBJECTS-JSON]";
-  if (!*uid || (e->user_id = wk_auth_parse_uid(uid)) < 0) return -1;
+  if (!*uid || (e->user_id = wk_auth__parse_uid(uid)) < 0) return -1;
   *why = "token too long";
   if (strlen(tok) >= WK_AUTH_TOKEN_MAX) return -1;
   *why = "objects must be a JSON object";
   e->objects_json = NULL;
-  if (*rest && !(e->objects_json = wk_auth_objects_compact(rest))) return -1;
+  if (*rest && !(e->objects_json = wk_auth__objects_compact(rest))) return -1;
   *why = "out of memory";
   e->len = strlen(tok);
   if (!(e->token = strdup(tok))) {
@@ -348,7 +348,7 @@ static int wk_auth_parse_line(char *line, wk_auth_static *e,
   return 0;
 }
 
-static int wk_auth_push_static(wk_auth *a, size_t *cap,
+static int wk_auth__push_static(wk_auth *a, size_t *cap,
                                const wk_auth_static *e) {
   if (a->n_statics == *cap) {
     size_t ncap = *cap ? *cap * 2 : 8;
@@ -361,7 +361,7 @@ static int wk_auth_push_static(wk_auth *a, size_t *cap,
   return 0;
 }
 
-static int wk_auth_load_file(wk_auth *a, const char *path, char *err,
+static int wk_auth__load_file(wk_auth *a, const char *path, char *err,
                              size_t errlen) {
   FILE *f = fopen(path, "r");
   char *line = NULL;
@@ -375,8 +375,8 @@ static int wk_auth_load_file(wk_auth *a, const char *path, char *err,
     wk_auth_static e = {0};
     const char *why = NULL;
     lineno++;
-    int lr = wk_auth_parse_line(line, &e, &why);
-    if (lr == 0 && wk_auth_push_static(a, &cap, &e) != 0) {
+    int lr = wk_auth__parse_line(line, &e, &why);
+    if (lr == 0 && wk_auth__push_static(a, &cap, &e) != 0) {
       free(e.token);
       free(e.objects_json);
       lr = -1;
@@ -402,14 +402,14 @@ wk_auth *wk_auth_new(const char *secret, const char *secret_previous,
     return NULL;
   }
   a->leeway_s = leeway_s;
-  if (wk_auth_add_secret(a, secret) != 0 ||
-      wk_auth_add_secret(a, secret_previous) != 0) {
+  if (wk_auth__add_secret(a, secret) != 0 ||
+      wk_auth__add_secret(a, secret_previous) != 0) {
     snprintf(err, errlen, "out of memory");
     wk_auth_free(a);
     return NULL;
   }
   if (token_file && token_file[0] &&
-      wk_auth_load_file(a, token_file, err, errlen) != 0) {
+      wk_auth__load_file(a, token_file, err, errlen) != 0) {
     wk_auth_free(a);
     return NULL;
   }

@@ -65,7 +65,7 @@ static const chan_msg_kind wk_consumer_kinds[] = {
 
 /* --- connecting --------------------------------------------------------- */
 
-static int wk_consumer_setup(wk_consumer *w, char *err, size_t errlen) {
+static int wk_consumer__setup(wk_consumer *w, char *err, size_t errlen) {
   const wk_consumer_conf *cf = w->conf;
   amqp_connection_state_t c = mq_conn_open(mq_url_list_current(&w->urls),
                                            cf->heartbeat_s, err, errlen);
@@ -94,14 +94,14 @@ fail:
 }
 
 /* Sleeps ms, cut short by a signal (nanosleep returns on EINTR). */
-static void wk_consumer_sleep(long ms) {
+static void wk_consumer__sleep(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
 
 /* SIGHUP: the handler only set a flag; the work happens here, between two
  * messages, where nothing borrows from wk_handle_ctx. */
-static void wk_consumer_maybe_reload(wk_consumer *w) {
+static void wk_consumer__maybe_reload(wk_consumer *w) {
   const wk_consumer_conf *cf = w->conf;
   if (!cf->reload || !*cf->reload) return;
   *cf->reload = 0;
@@ -109,14 +109,14 @@ static void wk_consumer_maybe_reload(wk_consumer *w) {
 }
 
 /* Connects, retrying until it works or *stop is set (-1). */
-static int wk_consumer_connect(wk_consumer *w) {
+static int wk_consumer__connect(wk_consumer *w) {
   char err[256], node[128];
   for (unsigned attempt = 1; !*w->stop; attempt++) {
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 0);
-    wk_consumer_maybe_reload(w);
+    wk_consumer__maybe_reload(w);
     const char *url = mq_url_list_current(&w->urls);
     mq_url_host_port(url, node, sizeof node);
-    if (wk_consumer_setup(w, err, sizeof err) == 0) {
+    if (wk_consumer__setup(w, err, sizeof err) == 0) {
       mq_url_list_connected(&w->urls);
       /* The side connection follows: its node may be the one that died. */
       wk_redeliver_close(&w->pub);
@@ -132,14 +132,14 @@ static int wk_consumer_connect(wk_consumer *w) {
     log_warn("broker_connect_failed",
              "node=%s attempt=%u retry_in_ms=%ld reason=\"%s\"", node,
              attempt, ms, err);
-    if (ms && !*w->stop) wk_consumer_sleep(ms);
+    if (ms && !*w->stop) wk_consumer__sleep(ms);
   }
   return -1;
 }
 
 /* --- one delivery ------------------------------------------------------- */
 
-static int wk_consumer_flush_acks(wk_consumer *w) {
+static int wk_consumer__flush_acks(wk_consumer *w) {
   if (w->unacked == 0) return 0;
   int st = amqp_basic_ack(w->c, MQ_CHANNEL, w->ack_tag, 1 /* multiple */);
   w->unacked = 0;
@@ -153,17 +153,17 @@ static int wk_consumer_flush_acks(wk_consumer *w) {
 /* Records tag as done; acks now unless more deliveries are already waiting
  * (then one ack covers them all), but never holds more than half the
  * prefetch window, or the broker would stop sending. */
-static int wk_consumer_done(wk_consumer *w, uint64_t tag) {
+static int wk_consumer__done(wk_consumer *w, uint64_t tag) {
   w->ack_tag = tag;
   w->unacked++;
   if (w->unacked * 2 >= (unsigned)w->conf->prefetch ||
       (!amqp_frames_enqueued(w->c) && !amqp_data_in_buffer(w->c)))
-    return wk_consumer_flush_acks(w);
+    return wk_consumer__flush_acks(w);
   return 0;
 }
 
 /* 0: published (or undeliverable and dropped); -1: the connection broke. */
-static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
+static int wk_consumer__publish(wk_consumer *w, const char *reply_channel,
                                const char *body, size_t len) {
   char queue[CHAN_QUEUE_NAME_MAX + 1];
   uint64_t conn_id;
@@ -187,7 +187,7 @@ static int wk_consumer_publish(wk_consumer *w, const char *reply_channel,
   return 0;
 }
 
-static int wk_consumer_kind(amqp_bytes_t tag, chan_msg_kind *kind) {
+static int wk_consumer__kind(amqp_bytes_t tag, chan_msg_kind *kind) {
   for (size_t i = 0; i < 3; i++) {
     const char *q = chan_msg_queue(wk_consumer_kinds[i]);
     if (tag.len == strlen(q) && memcmp(tag.bytes, q, tag.len) == 0) {
@@ -200,13 +200,13 @@ static int wk_consumer_kind(amqp_bytes_t tag, chan_msg_kind *kind) {
 
 /* Decodes, handles, publishes the reply. -1 only when the connection broke
  * (the delivery stays unacked and comes back after the reconnect). */
-static int wk_consumer_process(wk_consumer *w, const amqp_envelope_t *env) {
+static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env) {
   chan_msg_kind kind;
   chan_msg m;
   char err[160], *reply = NULL;
   size_t reply_len = 0;
   const amqp_bytes_t *body = &env->message.body;
-  if (wk_consumer_kind(env->consumer_tag, &kind) != 0) {
+  if (wk_consumer__kind(env->consumer_tag, &kind) != 0) {
     log_warn("message_dropped", "reason=\"unknown consumer tag\"");
     wk_metrics_error(WK_METRICS_ERR_UNKNOWN_QUEUE);
     return 0;
@@ -226,7 +226,7 @@ static int wk_consumer_process(wk_consumer *w, const amqp_envelope_t *env) {
               chan_msg_queue(kind));
     wk_metrics_error(WK_METRICS_ERR_HANDLER);
   } else if (reply)
-    rc = wk_consumer_publish(w, m.reply_channel, reply, reply_len);
+    rc = wk_consumer__publish(w, m.reply_channel, reply, reply_len);
   free(reply);
   chan_msg_free(&m);
   return rc;
@@ -236,7 +236,7 @@ static int wk_consumer_process(wk_consumer *w, const amqp_envelope_t *env) {
  * queue, or to websocket.dead. Returns 0 when the original may be acked, 1
  * when it must be handled here after all (the queue is full: better once
  * more than lost), -1 when the broker is gone. */
-static int wk_consumer_redelivered(wk_consumer *w, const amqp_envelope_t *env,
+static int wk_consumer__redelivered(wk_consumer *w, const amqp_envelope_t *env,
                                    const char *queue) {
   long n;
   char err[256];
@@ -274,24 +274,24 @@ static int wk_consumer_redelivered(wk_consumer *w, const amqp_envelope_t *env,
   return 0;
 }
 
-static int wk_consumer_deliver(wk_consumer *w, const amqp_envelope_t *env) {
+static int wk_consumer__deliver(wk_consumer *w, const amqp_envelope_t *env) {
   chan_msg_kind kind;
-  if (env->redelivered && wk_consumer_kind(env->consumer_tag, &kind) == 0) {
-    int rc = wk_consumer_redelivered(w, env, chan_msg_queue(kind));
+  if (env->redelivered && wk_consumer__kind(env->consumer_tag, &kind) == 0) {
+    int rc = wk_consumer__redelivered(w, env, chan_msg_queue(kind));
     if (rc < 0) return -1;
-    if (rc == 0) return wk_consumer_done(w, env->delivery_tag);
+    if (rc == 0) return wk_consumer__done(w, env->delivery_tag);
   }
   uint64_t start = wk_metrics_now_us();
-  int rc = wk_consumer_process(w, env);
+  int rc = wk_consumer__process(w, env);
   wk_metrics_handled(wk_metrics_now_us() - start);
   if (rc != 0) return -1;
-  return wk_consumer_done(w, env->delivery_tag);
+  return wk_consumer__done(w, env->delivery_tag);
 }
 
 /* A frame other than a delivery arrived: the broker closing the channel or
  * connection, or cancelling our consumer (queue deleted). All but stray
  * frames mean: reconnect (which redeclares). */
-static int wk_consumer_other_frame(wk_consumer *w) {
+static int wk_consumer__other_frame(wk_consumer *w) {
   amqp_frame_t f;
   char err[256];
   if (amqp_simple_wait_frame(w->c, &f) != AMQP_STATUS_OK) return -1;
@@ -306,25 +306,25 @@ static int wk_consumer_other_frame(wk_consumer *w) {
 }
 
 /* Consumes until *stop (0) or a broker error (-1). */
-static int wk_consumer_serve(wk_consumer *w) {
+static int wk_consumer__serve(wk_consumer *w) {
   while (!*w->stop) {
     amqp_envelope_t env;
     struct timeval tv = {0, WK_CONSUMER_POLL_MS * 1000};
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 1);
-    wk_consumer_maybe_reload(w);
+    wk_consumer__maybe_reload(w);
     amqp_maybe_release_buffers(w->c);
     amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      int rc = wk_consumer_deliver(w, &env);
+      int rc = wk_consumer__deliver(w, &env);
       amqp_destroy_envelope(&env);
       if (rc != 0) return -1;
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                r.library_error == AMQP_STATUS_TIMEOUT) {
       /* Idle: whatever was held back for a batch goes out now. */
-      if (wk_consumer_flush_acks(w) != 0) return -1;
+      if (wk_consumer__flush_acks(w) != 0) return -1;
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-      if (wk_consumer_other_frame(w) != 0) return -1;
+      if (wk_consumer__other_frame(w) != 0) return -1;
     } else {
       char err[256];
       mq_rpc_check(r, "consume", err, sizeof err);
@@ -332,7 +332,7 @@ static int wk_consumer_serve(wk_consumer *w) {
       return -1;
     }
   }
-  return wk_consumer_flush_acks(w);
+  return wk_consumer__flush_acks(w);
 }
 
 /* --- entry point -------------------------------------------------------- */
@@ -352,9 +352,9 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     return 0;
   }
   while (!*stop) {
-    if (wk_consumer_connect(&w) != 0) break;
+    if (wk_consumer__connect(&w) != 0) break;
     time_t since = time(NULL);
-    int rc = wk_consumer_serve(&w);
+    int rc = wk_consumer__serve(&w);
     mq_conn_close(w.c);
     w.c = NULL;
     wk_metrics_amqp(0);
@@ -364,7 +364,7 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     if (time(NULL) - since >= WK_CONSUMER_HEALTHY_S)
       backoff_reset(&w.retry);
     else if (!*stop)
-      wk_consumer_sleep((long)backoff_next(&w.retry));
+      wk_consumer__sleep((long)backoff_next(&w.retry));
   }
   wk_redeliver_close(&w.pub);
   mq_url_list_free(&w.urls);

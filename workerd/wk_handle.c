@@ -29,14 +29,14 @@
 static const char wk_handle_binary_error[] =
     "{\"error\": \"binary messages are not supported\"}";
 
-static void wk_handle_reply_init(chan_reply *r, const chan_msg *m) {
+static void wk_handle__reply_init(chan_reply *r, const chan_msg *m) {
   memset(r, 0, sizeof *r);
   r->reply_channel = m->reply_channel;
   r->order = m->order;
   r->accept = -1;
 }
 
-static int wk_handle_encode(const chan_reply *r, char **reply, size_t *len) {
+static int wk_handle__encode(const chan_reply *r, char **reply, size_t *len) {
   *reply = chan_reply_encode(r, len);
   if (!*reply) {
     log_error("reply_encode_failed", "order=%llu",
@@ -46,26 +46,26 @@ static int wk_handle_encode(const chan_reply *r, char **reply, size_t *len) {
   return 0;
 }
 
-static int wk_handle_is_echo(const chan_msg *m) {
+static int wk_handle__is_echo(const chan_msg *m) {
   return m->path && strcmp(m->path, WK_HANDLE_ECHO_PATH) == 0;
 }
 
 /* --- connect ------------------------------------------------------------ */
 
-static int wk_handle_refuse(const chan_msg *m, const char *reason,
+static int wk_handle__refuse(const chan_msg *m, const char *reason,
                             char **reply, size_t *len) {
   chan_reply r;
   wk_metrics_auth_rejected(reason);
   log_info("connect_refused", "reason=\"%s\" client=%s path=%s", reason,
            m->client.host[0] ? m->client.host : "-", m->path ? m->path : "-");
-  wk_handle_reply_init(&r, m);
+  wk_handle__reply_init(&r, m);
   r.accept = 0;
-  return wk_handle_encode(&r, reply, len);
+  return wk_handle__encode(&r, reply, len);
 }
 
 /* {"user":7,"csrftoken":"abc","objects":{...}}: what later receives need.
  * Returned by cJSON_PrintUnformatted: release with cJSON_free. */
-static char *wk_handle_session_new(long long user_id, const char *csrftoken,
+static char *wk_handle__session_new(long long user_id, const char *csrftoken,
                                    const char *objects_json) {
   char uid[32];
   char *text = NULL;
@@ -80,13 +80,13 @@ static char *wk_handle_session_new(long long user_id, const char *csrftoken,
 }
 
 /* Accepts user_id with session (and, outside echo, the greeting). */
-static int wk_handle_accept(const chan_msg *m, long long user_id,
+static int wk_handle__accept(const chan_msg *m, long long user_id,
                             const char *session, int echo, char **reply,
                             size_t *len) {
   char greeting[64];
   chan_text t = {greeting, 0};
   chan_reply r;
-  wk_handle_reply_init(&r, m);
+  wk_handle__reply_init(&r, m);
   r.accept = 1;
   r.session_json = (char *)session;
   /* An echo client (a conformance test) must see only its own messages. */
@@ -98,33 +98,33 @@ static int wk_handle_accept(const chan_msg *m, long long user_id,
   }
   wk_metrics_auth_accepted();
   log_debug("connect_accepted", "user=%lld path=%s", user_id, m->path);
-  return wk_handle_encode(&r, reply, len);
+  return wk_handle__encode(&r, reply, len);
 }
 
-static int wk_handle_connect(const wk_handle_ctx *ctx, const chan_msg *m,
+static int wk_handle__connect(const wk_handle_ctx *ctx, const chan_msg *m,
                              time_t now, char **reply, size_t *len) {
-  int echo = wk_handle_is_echo(m);
+  int echo = wk_handle__is_echo(m);
   wk_auth_identity id;
   char reason[128], csrf[WK_HANDLE_CSRF_MAX];
   if (echo && !ctx->echo)
-    return wk_handle_refuse(m, "echo is disabled", reply, len);
+    return wk_handle__refuse(m, "echo is disabled", reply, len);
   if (wk_auth_check(ctx->auth, m, now, &id, reason, sizeof reason) != 0)
-    return wk_handle_refuse(m, reason, reply, len);
+    return wk_handle__refuse(m, reason, reply, len);
   int has_csrf = wk_auth_msg_cookie(m, "csrftoken", csrf, sizeof csrf);
   if (has_csrf < 0) {
     wk_auth_identity_free(&id);
-    return wk_handle_refuse(m, "unusable csrftoken cookie", reply, len);
+    return wk_handle__refuse(m, "unusable csrftoken cookie", reply, len);
   }
-  char *session = wk_handle_session_new(id.user_id, has_csrf ? csrf : NULL,
+  char *session = wk_handle__session_new(id.user_id, has_csrf ? csrf : NULL,
                                         id.objects_json);
   long long user_id = id.user_id;
   wk_auth_identity_free(&id);
   if (!session) return -1;
   int rc;
   if (strlen(session) > CHAN_SESSION_MAX)
-    rc = wk_handle_refuse(m, "session too large (objects claim)", reply, len);
+    rc = wk_handle__refuse(m, "session too large (objects claim)", reply, len);
   else
-    rc = wk_handle_accept(m, user_id, session, echo, reply, len);
+    rc = wk_handle__accept(m, user_id, session, echo, reply, len);
   cJSON_free(session);
   return rc;
 }
@@ -133,7 +133,7 @@ static int wk_handle_connect(const wk_handle_ctx *ctx, const chan_msg *m,
 
 /* Reads the session the gateway sent back into s (borrowing from *root,
  * which the caller deletes). -1 when there is no authenticated user. */
-static int wk_handle_session_read(const chan_msg *m, cJSON **root,
+static int wk_handle__session_read(const chan_msg *m, cJSON **root,
                                   wk_session *s) {
   const cJSON *user, *csrf, *objects;
   memset(s, 0, sizeof *s);
@@ -149,10 +149,10 @@ static int wk_handle_session_read(const chan_msg *m, cJSON **root,
 }
 
 /* Sends the message straight back: text as text, bytes as bytes. */
-static int wk_handle_echo(const chan_msg *m, char **reply, size_t *len) {
+static int wk_handle__echo(const chan_msg *m, char **reply, size_t *len) {
   chan_reply r;
   chan_text t = {m->data ? m->data : "", m->data_len};
-  wk_handle_reply_init(&r, m);
+  wk_handle__reply_init(&r, m);
   if (m->is_binary) {
     r.has_bytes = 1;
     r.bytes = m->data;
@@ -161,24 +161,24 @@ static int wk_handle_echo(const chan_msg *m, char **reply, size_t *len) {
     r.texts = &t;
     r.n_texts = 1;
   }
-  return wk_handle_encode(&r, reply, len);
+  return wk_handle__encode(&r, reply, len);
 }
 
 /* One fixed text, membership untouched; close_code 0 keeps the socket. */
-static int wk_handle_say(const chan_msg *m, const char *text, int close_code,
+static int wk_handle__say(const chan_msg *m, const char *text, int close_code,
                          char **reply, size_t *len) {
   chan_reply r;
   chan_text t = {(char *)text, text ? strlen(text) : 0};
-  wk_handle_reply_init(&r, m);
+  wk_handle__reply_init(&r, m);
   if (text) {
     r.texts = &t;
     r.n_texts = 1;
   }
   r.close_code = close_code;
-  return wk_handle_encode(&r, reply, len);
+  return wk_handle__encode(&r, reply, len);
 }
 
-static int wk_handle_subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
+static int wk_handle__subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
                                const wk_session *s, char **reply,
                                size_t *len) {
   wk_subscribe_result res;
@@ -188,7 +188,7 @@ static int wk_handle_subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
                          &res) != 0)
     return -1;
   wk_metrics_subscription(res.has_groups);
-  wk_handle_reply_init(&r, m);
+  wk_handle__reply_init(&r, m);
   r.texts = res.texts;
   r.n_texts = res.n_texts;
   r.has_groups = res.has_groups;
@@ -196,27 +196,27 @@ static int wk_handle_subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
   r.n_groups = res.n_groups;
   log_debug("subscribe", "user=%lld ok=%d groups=%zu texts=%zu", s->user_id,
             res.has_groups, res.n_groups, res.n_texts);
-  int rc = wk_handle_encode(&r, reply, len);
+  int rc = wk_handle__encode(&r, reply, len);
   wk_subscribe_result_free(&res);
   return rc;
 }
 
-static int wk_handle_receive(const wk_handle_ctx *ctx, const chan_msg *m,
+static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
                              char **reply, size_t *len) {
   cJSON *root;
   wk_session s;
-  if (ctx->echo && wk_handle_is_echo(m)) return wk_handle_echo(m, reply, len);
+  if (ctx->echo && wk_handle__is_echo(m)) return wk_handle__echo(m, reply, len);
   if (m->is_binary)
-    return wk_handle_say(m, wk_handle_binary_error, 0, reply, len);
-  if (wk_handle_session_read(m, &root, &s) != 0) {
+    return wk_handle__say(m, wk_handle_binary_error, 0, reply, len);
+  if (wk_handle__session_read(m, &root, &s) != 0) {
     /* Only a gateway bug gets here: it never forwards a receive for a
      * connection the worker did not accept. */
     log_warn("receive_without_session", "order=%llu",
              (unsigned long long)m->order);
     cJSON_Delete(root);
-    return wk_handle_say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
+    return wk_handle__say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
   }
-  int rc = wk_handle_subscribe(ctx, m, &s, reply, len);
+  int rc = wk_handle__subscribe(ctx, m, &s, reply, len);
   cJSON_Delete(root);
   return rc;
 }
@@ -229,9 +229,9 @@ int wk_handle_message(const wk_handle_ctx *ctx, const chan_msg *m, time_t now,
   *reply_len = 0;
   switch (m->kind) {
     case CHAN_MSG_CONNECT:
-      return wk_handle_connect(ctx, m, now, reply, reply_len);
+      return wk_handle__connect(ctx, m, now, reply, reply_len);
     case CHAN_MSG_RECEIVE:
-      return wk_handle_receive(ctx, m, reply, reply_len);
+      return wk_handle__receive(ctx, m, reply, reply_len);
     case CHAN_MSG_DISCONNECT:
       log_debug("disconnect", "code=%d", m->code);
       return 0; /* the gateway forgets the connection; nothing to say */

@@ -55,7 +55,7 @@ const char *wk_policy_kind_name(wk_policy_kind kind) {
   return "?";
 }
 
-static int wk_policy_kind_parse(const char *s, wk_policy_kind *out) {
+static int wk_policy__kind_parse(const char *s, wk_policy_kind *out) {
   static const wk_policy_kind kinds[] = {WK_POLICY_OPEN, WK_POLICY_OBJECT,
                                          WK_POLICY_USER};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -88,14 +88,14 @@ typedef struct wk_policy_load_ctx {
   char reason[160];
 } wk_policy_load_ctx;
 
-static int wk_policy_load_fail(wk_policy_load_ctx *ctx, const char *reason,
+static int wk_policy__load_fail(wk_policy_load_ctx *ctx, const char *reason,
                                const char *name) {
   if (!ctx->reason[0])
     snprintf(ctx->reason, sizeof ctx->reason, "%s: %s", reason, name);
   return 0;
 }
 
-static int wk_policy_add(wk_policy_load_ctx *ctx, const char *key,
+static int wk_policy__add(wk_policy_load_ctx *ctx, const char *key,
                          wk_policy_kind kind) {
   wk_policy *p = ctx->p;
   if (p->n == ctx->cap) {
@@ -111,27 +111,27 @@ static int wk_policy_add(wk_policy_load_ctx *ctx, const char *key,
   return 0;
 }
 
-static int wk_policy_on_ini(void *user, const char *section, const char *name,
+static int wk_policy__on_ini(void *user, const char *section, const char *name,
                             const char *value) {
   wk_policy_load_ctx *ctx = user;
   wk_policy_kind kind, seen;
   if (strcmp(section, "groups") != 0) return 1; /* config.c's business */
   if (!chan_group_part_valid(name, strlen(name)))
-    return wk_policy_load_fail(ctx, "invalid channel name", name);
+    return wk_policy__load_fail(ctx, "invalid channel name", name);
   if (wk_policy_find(ctx->p, name, &seen))
-    return wk_policy_load_fail(ctx, "duplicate channel", name);
-  if (wk_policy_kind_parse(value, &kind) != 0)
-    return wk_policy_load_fail(ctx, "policy must be open, object or user",
+    return wk_policy__load_fail(ctx, "duplicate channel", name);
+  if (wk_policy__kind_parse(value, &kind) != 0)
+    return wk_policy__load_fail(ctx, "policy must be open, object or user",
                                name);
-  if (wk_policy_add(ctx, name, kind) != 0)
-    return wk_policy_load_fail(ctx, "out of memory", name);
+  if (wk_policy__add(ctx, name, kind) != 0)
+    return wk_policy__load_fail(ctx, "out of memory", name);
   return 1;
 }
 
 /* Reads lines as config.c does, so both agree on the file: indentation is
  * stripped (inih would take an indented line as the continuation of the
  * previous value) and an overlong line is an error, not silently cut. */
-static char *wk_policy_reader(char *str, int num, void *stream) {
+static char *wk_policy__reader(char *str, int num, void *stream) {
   wk_policy_load_ctx *ctx = stream;
   if (ctx->line_too_long || !fgets(str, num, ctx->fp)) return NULL;
   size_t len = strlen(str);
@@ -150,10 +150,10 @@ static char *wk_policy_reader(char *str, int num, void *stream) {
 
 /* Parses fp (where names it in errors) into p, or the default when it has
  * no [groups] entries. */
-static int wk_policy_load_fp(wk_policy *p, FILE *fp, const char *where,
+static int wk_policy__load_fp(wk_policy *p, FILE *fp, const char *where,
                              char *err, size_t errlen) {
   wk_policy_load_ctx ctx = {.p = p, .fp = fp};
-  int rc = ini_parse_stream(wk_policy_reader, &ctx, wk_policy_on_ini, &ctx);
+  int rc = ini_parse_stream(wk_policy__reader, &ctx, wk_policy__on_ini, &ctx);
   if (rc != 0 || ctx.line_too_long) {
     if (rc > 0)
       snprintf(err, errlen, "%s:%d: %s", where, rc,
@@ -185,7 +185,7 @@ int wk_policy_load(wk_policy *p, const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;
   }
-  int rc = wk_policy_load_fp(p, fp, path, err, errlen);
+  int rc = wk_policy__load_fp(p, fp, path, err, errlen);
   fclose(fp);
   return rc;
 }
@@ -201,7 +201,7 @@ int wk_policy_load_string(wk_policy *p, const char *ini, char *err,
     snprintf(err, errlen, "<string>: %s", strerror(errno));
     return -1;
   }
-  int rc = wk_policy_load_fp(p, fp, "<string>", err, errlen);
+  int rc = wk_policy__load_fp(p, fp, "<string>", err, errlen);
   fclose(fp);
   return rc;
 }
@@ -209,7 +209,7 @@ int wk_policy_load_string(wk_policy *p, const char *ini, char *err,
 /* --- access rules ------------------------------------------------------- */
 
 /* "limit_reached_7" belongs to user 7: a non-empty suffix, '_', the uid. */
-static int wk_policy_user_owns(const char *value, long long user_id) {
+static int wk_policy__user_owns(const char *value, long long user_id) {
   char tail[32];
   int n = snprintf(tail, sizeof tail, "_%lld", user_id);
   size_t vlen = strlen(value);
@@ -219,7 +219,7 @@ static int wk_policy_user_owns(const char *value, long long user_id) {
 
 /* One grant element against the requested id text: numbers compare as
  * integers (the claim may say 42 or "42"), strings as text. */
-static int wk_policy_grant_matches(const cJSON *g, const char *value) {
+static int wk_policy__grant_matches(const cJSON *g, const char *value) {
   if (cJSON_IsString(g)) return strcmp(g->valuestring, value) == 0;
   if (cJSON_IsNumber(g)) {
     /* Only the canonical spelling: "042" is another group than "42". */
@@ -234,7 +234,7 @@ static int wk_policy_grant_matches(const cJSON *g, const char *value) {
 
 /* Linear in the grant list: a claim rides in a token of a few KiB at most,
  * so a few hundred ids, and sorting it per request would cost more. */
-static int wk_policy_object_allows(const char *key, const char *value,
+static int wk_policy__object_allows(const char *key, const char *value,
                                    const cJSON *objects) {
   const cJSON *grant, *g;
   if (!cJSON_IsObject(objects)) return 0;
@@ -242,7 +242,7 @@ static int wk_policy_object_allows(const char *key, const char *value,
   if (cJSON_IsString(grant)) return strcmp(grant->valuestring, "*") == 0;
   if (!value || !cJSON_IsArray(grant)) return 0;
   cJSON_ArrayForEach(g, grant) {
-    if (wk_policy_grant_matches(g, value)) return 1;
+    if (wk_policy__grant_matches(g, value)) return 1;
   }
   return 0;
 }
@@ -251,8 +251,8 @@ int wk_policy_allows(wk_policy_kind kind, const char *key, const char *value,
                      long long user_id, const cJSON *objects) {
   switch (kind) {
     case WK_POLICY_OPEN: return 1;
-    case WK_POLICY_OBJECT: return wk_policy_object_allows(key, value, objects);
-    case WK_POLICY_USER: return value && wk_policy_user_owns(value, user_id);
+    case WK_POLICY_OBJECT: return wk_policy__object_allows(key, value, objects);
+    case WK_POLICY_USER: return value && wk_policy__user_owns(value, user_id);
   }
   return 0;
 }

@@ -37,7 +37,7 @@ wk_redeliver_action wk_redeliver_decide(int redelivered, long count,
 }
 
 /* The integer value of v, or -1 when it is not an integer. */
-static long wk_redeliver_int(const amqp_field_value_t *v) {
+static long wk_redeliver__int(const amqp_field_value_t *v) {
   switch (v->kind) {
     case AMQP_FIELD_KIND_I8: return v->value.i8;
     case AMQP_FIELD_KIND_U8: return v->value.u8;
@@ -59,7 +59,7 @@ long wk_redeliver_count(const amqp_basic_properties_t *p) {
     const amqp_table_entry_t *e = &p->headers.entries[i];
     if (e->key.len != klen || memcmp(e->key.bytes, WK_REDELIVER_HEADER, klen))
       continue;
-    long n = wk_redeliver_int(&e->value);
+    long n = wk_redeliver__int(&e->value);
     return n > 0 ? n : 0;
   }
   return 0;
@@ -91,7 +91,7 @@ void wk_redeliver_close(wk_redeliver_pub *p) {
   p->c = NULL;
 }
 
-static int wk_redeliver_open(wk_redeliver_pub *p, char *err, size_t errlen) {
+static int wk_redeliver__open(wk_redeliver_pub *p, char *err, size_t errlen) {
   if (p->c) return 0;
   p->c = mq_conn_open(p->url, 0, err, errlen);
   if (!p->c) return -1;
@@ -105,7 +105,7 @@ static int wk_redeliver_open(wk_redeliver_pub *p, char *err, size_t errlen) {
 
 /* The broker's answer to our one outstanding publish: 0 ack, 1 nack, -1
  * none within the deadline or the channel closed. */
-static int wk_redeliver_confirm(wk_redeliver_pub *p, char *err, size_t errlen) {
+static int wk_redeliver__confirm(wk_redeliver_pub *p, char *err, size_t errlen) {
   time_t deadline = time(NULL) + WK_REDELIVER_CONFIRM_S;
   while (time(NULL) <= deadline) {
     amqp_frame_t f;
@@ -125,14 +125,14 @@ static int wk_redeliver_confirm(wk_redeliver_pub *p, char *err, size_t errlen) {
   return -1;
 }
 
-static int wk_redeliver_try(wk_redeliver_pub *p, const char *queue,
+static int wk_redeliver__try(wk_redeliver_pub *p, const char *queue,
                             const amqp_basic_properties_t *props,
                             amqp_bytes_t body, char *err, size_t errlen) {
-  if (wk_redeliver_open(p, err, errlen) != 0) return -1;
+  if (wk_redeliver__open(p, err, errlen) != 0) return -1;
   int st = amqp_basic_publish(p->c, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(queue), 0, 0, props, body);
   int rc = -1;
-  if (st == AMQP_STATUS_OK) rc = wk_redeliver_confirm(p, err, errlen);
+  if (st == AMQP_STATUS_OK) rc = wk_redeliver__confirm(p, err, errlen);
   else snprintf(err, errlen, "publish: %s", amqp_error_string2(st));
   amqp_maybe_release_buffers(p->c);
   if (rc < 0) wk_redeliver_close(p);
@@ -162,7 +162,7 @@ int wk_redeliver_publish(wk_redeliver_pub *p, const char *queue,
   props.headers.entries = h;
   /* A connection left from before a broker restart fails at first use:
    * one retry on a fresh connection tells that apart from a dead broker. */
-  int rc = wk_redeliver_try(p, queue, &props, msg->body, err, errlen);
-  if (rc < 0) rc = wk_redeliver_try(p, queue, &props, msg->body, err, errlen);
+  int rc = wk_redeliver__try(p, queue, &props, msg->body, err, errlen);
+  if (rc < 0) rc = wk_redeliver__try(p, queue, &props, msg->body, err, errlen);
   return rc;
 }

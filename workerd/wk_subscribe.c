@@ -29,7 +29,7 @@
 
 /* --- small helpers ------------------------------------------------------ */
 
-static void wk_subscribe_result_init(wk_subscribe_result *r) {
+static void wk_subscribe__result_init(wk_subscribe_result *r) {
   memset(r, 0, sizeof *r);
 }
 
@@ -38,14 +38,14 @@ void wk_subscribe_result_free(wk_subscribe_result *r) {
   free(r->texts);
   free(r->groups);
   free(r->names_block);
-  wk_subscribe_result_init(r);
+  wk_subscribe__result_init(r);
 }
 
 /* Appends a printf-formatted text to r->texts, whose room the caller
  * reserved. Returns 0 or -1 (no memory). */
-static int wk_subscribe_add_text(wk_subscribe_result *r, const char *fmt, ...)
+static int wk_subscribe__add_text(wk_subscribe_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static int wk_subscribe_add_text(wk_subscribe_result *r, const char *fmt,
+static int wk_subscribe__add_text(wk_subscribe_result *r, const char *fmt,
                                  ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -65,11 +65,11 @@ static int wk_subscribe_add_text(wk_subscribe_result *r, const char *fmt,
 
 /* The request failed as a whole: one error text, membership unchanged.
  * msg must be JSON-safe (no quote, backslash or control character). */
-static int wk_subscribe_fail(wk_subscribe_result *r, const char *msg) {
+static int wk_subscribe__fail(wk_subscribe_result *r, const char *msg) {
   wk_subscribe_result_free(r);
   r->texts = malloc(sizeof *r->texts);
   if (!r->texts) return -1;
-  if (wk_subscribe_add_text(r, "{\"error\": \"%s\"}", msg) != 0) {
+  if (wk_subscribe__add_text(r, "{\"error\": \"%s\"}", msg) != 0) {
     wk_subscribe_result_free(r);
     return -1;
   }
@@ -79,7 +79,7 @@ static int wk_subscribe_fail(wk_subscribe_result *r, const char *msg) {
 /* A client-chosen key quoted back in an error: printable ASCII only, short,
  * and nothing that needs JSON escaping, so that a hostile key can neither
  * break the reply nor make it large. */
-static void wk_subscribe_sanitize(const char *in, char *out, size_t outlen) {
+static void wk_subscribe__sanitize(const char *in, char *out, size_t outlen) {
   size_t i = 0;
   for (; in[i] && i < WK_SUB_ECHO_MAX && i + 1 < outlen; i++) {
     unsigned char c = (unsigned char)in[i];
@@ -89,7 +89,7 @@ static void wk_subscribe_sanitize(const char *in, char *out, size_t outlen) {
 }
 
 /* Compares in time independent of where they differ (CSRF token). */
-static int wk_subscribe_same_token(const char *a, const char *b) {
+static int wk_subscribe__same_token(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   unsigned char diff = 0;
   if (la != lb) return 0;
@@ -99,7 +99,7 @@ static int wk_subscribe_same_token(const char *a, const char *b) {
 
 /* The text of a list element as a name part: a valid string, or a
  * non-negative integer (ids are often sent as numbers). 0 when neither. */
-static int wk_subscribe_value_part(const cJSON *v, char *buf, size_t buflen) {
+static int wk_subscribe__value_part(const cJSON *v, char *buf, size_t buflen) {
   if (cJSON_IsString(v)) {
     size_t n = strlen(v->valuestring);
     if (n >= buflen || !chan_group_part_valid(v->valuestring, n)) return 0;
@@ -116,15 +116,15 @@ static int wk_subscribe_value_part(const cJSON *v, char *buf, size_t buflen) {
   return 0;
 }
 
-static int wk_subscribe_cmp(const void *a, const void *b) {
+static int wk_subscribe__cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Sorts v and removes duplicates; returns the new count. */
-static size_t wk_subscribe_sort_unique(char **v, size_t n) {
+static size_t wk_subscribe__sort_unique(char **v, size_t n) {
   size_t out = 0;
   if (n == 0) return 0;
-  qsort(v, n, sizeof *v, wk_subscribe_cmp);
+  qsort(v, n, sizeof *v, wk_subscribe__cmp);
   for (size_t i = 1; i < n; i++)
     if (strcmp(v[i], v[out]) != 0) v[++out] = v[i];
   return out + 1;
@@ -134,7 +134,7 @@ static size_t wk_subscribe_sort_unique(char **v, size_t n) {
 
 /* Top level: only "groups" and "xrftoken", the CSRF check, groups an object.
  * Returns the groups object, or NULL with the client message in msg. */
-static const cJSON *wk_subscribe_top(const cJSON *root, const wk_session *s,
+static const cJSON *wk_subscribe__top(const cJSON *root, const wk_session *s,
                                      char *msg, size_t msglen) {
   const cJSON *item, *groups = NULL, *xrf = NULL;
   char name[WK_SUB_ECHO_MAX + 1];
@@ -144,14 +144,14 @@ static const cJSON *wk_subscribe_top(const cJSON *root, const wk_session *s,
     } else if (strcmp(item->string, "xrftoken") == 0) {
       xrf = item;
     } else {
-      wk_subscribe_sanitize(item->string, name, sizeof name);
+      wk_subscribe__sanitize(item->string, name, sizeof name);
       snprintf(msg, msglen, "unknown key: %s", name);
       return NULL;
     }
   }
   if (s->csrftoken && s->csrftoken[0] &&
       !(cJSON_IsString(xrf) &&
-        wk_subscribe_same_token(xrf->valuestring, s->csrftoken))) {
+        wk_subscribe__same_token(xrf->valuestring, s->csrftoken))) {
     snprintf(msg, msglen, "xrftoken mismatch");
     return NULL;
   }
@@ -169,7 +169,7 @@ typedef struct wk_subscribe_size {
 } wk_subscribe_size;
 
 /* Counts one name; -1 with the message when it breaks a rule. */
-static int wk_subscribe_count(wk_subscribe_size *sz, const char *key,
+static int wk_subscribe__count(wk_subscribe_size *sz, const char *key,
                               const char *part, size_t max_groups, char *msg,
                               size_t msglen) {
   char name[CHAN_GROUP_NAME_MAX + 1];
@@ -188,7 +188,7 @@ static int wk_subscribe_count(wk_subscribe_size *sz, const char *key,
 
 /* First walk: every key a valid, known channel, every value a valid part,
  * at most max_groups entries. Nothing is decided about access yet. */
-static int wk_subscribe_scan(const cJSON *groups, const wk_policy *p,
+static int wk_subscribe__scan(const cJSON *groups, const wk_policy *p,
                              size_t max_groups, wk_subscribe_size *sz,
                              char *msg, size_t msglen) {
   const cJSON *k, *v;
@@ -205,11 +205,11 @@ static int wk_subscribe_scan(const cJSON *groups, const wk_policy *p,
     }
     if (cJSON_IsArray(k)) {
       cJSON_ArrayForEach(v, k) {
-        if (!wk_subscribe_value_part(v, part, sizeof part)) {
+        if (!wk_subscribe__value_part(v, part, sizeof part)) {
           snprintf(msg, msglen, "invalid group name");
           return -1;
         }
-        if (wk_subscribe_count(sz, k->string, part, max_groups, msg, msglen))
+        if (wk_subscribe__count(sz, k->string, part, max_groups, msg, msglen))
           return -1;
       }
     } else if (cJSON_IsObject(k)) {
@@ -217,7 +217,7 @@ static int wk_subscribe_scan(const cJSON *groups, const wk_policy *p,
         snprintf(msg, msglen, "invalid group name");
         return -1;
       }
-    } else if (wk_subscribe_count(sz, k->string, NULL, max_groups, msg,
+    } else if (wk_subscribe__count(sz, k->string, NULL, max_groups, msg,
                                   msglen)) {
       return -1;
     }
@@ -235,15 +235,15 @@ typedef struct wk_subscribe_build {
 } wk_subscribe_build;
 
 /* One entry: joins (records the name) or is refused (an error text). */
-static int wk_subscribe_entry(wk_subscribe_build *b, wk_policy_kind kind,
+static int wk_subscribe__entry(wk_subscribe_build *b, wk_policy_kind kind,
                               const char *key, const char *part) {
   wk_subscribe_result *r = b->r;
   if (!wk_policy_allows(kind, key, part, b->s->user_id, b->s->objects)) {
     if (part)
-      return wk_subscribe_add_text(
+      return wk_subscribe__add_text(
           r, "{\"error\": \"access denied to channel %s for resource id %s\"}",
           key, part);
-    return wk_subscribe_add_text(
+    return wk_subscribe__add_text(
         r, "{\"error\": \"access denied to channel %s\"}", key);
   }
   char *dst = r->names_block + b->used;
@@ -255,7 +255,7 @@ static int wk_subscribe_entry(wk_subscribe_build *b, wk_policy_kind kind,
   return 0;
 }
 
-static int wk_subscribe_walk(wk_subscribe_build *b, const cJSON *groups,
+static int wk_subscribe__walk(wk_subscribe_build *b, const cJSON *groups,
                              const wk_policy *p) {
   const cJSON *k, *v;
   wk_policy_kind kind = WK_POLICY_OPEN;
@@ -264,11 +264,11 @@ static int wk_subscribe_walk(wk_subscribe_build *b, const cJSON *groups,
     wk_policy_find(p, k->string, &kind); /* known: the scan checked */
     if (cJSON_IsArray(k)) {
       cJSON_ArrayForEach(v, k) {
-        wk_subscribe_value_part(v, part, sizeof part);
-        if (wk_subscribe_entry(b, kind, k->string, part) != 0) return -1;
+        wk_subscribe__value_part(v, part, sizeof part);
+        if (wk_subscribe__entry(b, kind, k->string, part) != 0) return -1;
       }
     } else if (!cJSON_IsObject(k)) {
-      if (wk_subscribe_entry(b, kind, k->string, NULL) != 0) return -1;
+      if (wk_subscribe__entry(b, kind, k->string, NULL) != 0) return -1;
     }
   }
   return 0;
@@ -277,7 +277,7 @@ static int wk_subscribe_walk(wk_subscribe_build *b, const cJSON *groups,
 /* --- the reply ---------------------------------------------------------- */
 
 /* joined = next \ prev, left = prev \ next; both inputs sorted, unique. */
-static void wk_subscribe_diff(char *const *prev, size_t n_prev,
+static void wk_subscribe__diff(char *const *prev, size_t n_prev,
                               char *const *next, size_t n_next, char **joined,
                               size_t *n_joined, char **left, size_t *n_left) {
   size_t i = 0, j = 0;
@@ -290,7 +290,7 @@ static void wk_subscribe_diff(char *const *prev, size_t n_prev,
   }
 }
 
-static size_t wk_subscribe_list_size(char *const *v, size_t n) {
+static size_t wk_subscribe__list_size(char *const *v, size_t n) {
   size_t sz = 2; /* [] */
   for (size_t i = 0; i < n; i++) sz += strlen(v[i]) + 4; /* "", */
   return sz;
@@ -298,7 +298,7 @@ static size_t wk_subscribe_list_size(char *const *v, size_t n) {
 
 /* Writes head, then the names quoted and comma-separated; names are
  * JSON-safe by construction ([A-Za-z0-9_.:-]). */
-static char *wk_subscribe_put_list(char *w, const char *head, char *const *v,
+static char *wk_subscribe__put_list(char *w, const char *head, char *const *v,
                                    size_t n) {
   w += sprintf(w, "%s", head);
   for (size_t i = 0; i < n; i++)
@@ -306,26 +306,26 @@ static char *wk_subscribe_put_list(char *w, const char *head, char *const *v,
   return w;
 }
 
-static int wk_subscribe_reply(wk_subscribe_result *r, char *const *prev,
+static int wk_subscribe__reply(wk_subscribe_result *r, char *const *prev,
                               size_t n_prev) {
   char **tmp = malloc((n_prev + r->n_groups + 1) * sizeof *tmp);
   if (!tmp) return -1;
   char **joined = tmp, **left = tmp + r->n_groups;
   size_t n_joined, n_left;
-  wk_subscribe_diff(prev, n_prev, r->groups, r->n_groups, joined, &n_joined,
+  wk_subscribe__diff(prev, n_prev, r->groups, r->n_groups, joined, &n_joined,
                     left, &n_left);
-  size_t sz = 80 + wk_subscribe_list_size(r->groups, r->n_groups) +
-              wk_subscribe_list_size(joined, n_joined) +
-              wk_subscribe_list_size(left, n_left);
+  size_t sz = 80 + wk_subscribe__list_size(r->groups, r->n_groups) +
+              wk_subscribe__list_size(joined, n_joined) +
+              wk_subscribe__list_size(left, n_left);
   char *s = malloc(sz), *w = s;
   if (!s) {
     free(tmp);
     return -1;
   }
-  w = wk_subscribe_put_list(w, "{\"groups_current\": [", r->groups,
+  w = wk_subscribe__put_list(w, "{\"groups_current\": [", r->groups,
                             r->n_groups);
-  w = wk_subscribe_put_list(w, "], \"groups_joined\": [", joined, n_joined);
-  w = wk_subscribe_put_list(w, "], \"groups_left\": [", left, n_left);
+  w = wk_subscribe__put_list(w, "], \"groups_joined\": [", joined, n_joined);
+  w = wk_subscribe__put_list(w, "], \"groups_left\": [", left, n_left);
   w += sprintf(w, "]}");
   free(tmp);
   r->texts[r->n_texts].data = s;
@@ -336,7 +336,7 @@ static int wk_subscribe_reply(wk_subscribe_result *r, char *const *prev,
 
 /* The gateway's current set, sorted, without anything that is not a valid
  * group name (it came from us, but a bad name must not break the reply). */
-static char **wk_subscribe_prev(char *const *current, size_t n_current,
+static char **wk_subscribe__prev(char *const *current, size_t n_current,
                                 size_t *n_out) {
   char **v = malloc((n_current + 1) * sizeof *v);
   size_t n = 0;
@@ -344,14 +344,14 @@ static char **wk_subscribe_prev(char *const *current, size_t n_current,
   for (size_t i = 0; i < n_current; i++)
     if (current[i] && chan_group_name_valid(current[i], strlen(current[i])))
       v[n++] = current[i];
-  *n_out = wk_subscribe_sort_unique(v, n);
+  *n_out = wk_subscribe__sort_unique(v, n);
   return v;
 }
 
 /* --- entry point -------------------------------------------------------- */
 
 /* The request is well-formed (groups checked by the scan): build the set. */
-static int wk_subscribe_accept(const cJSON *groups, const wk_subscribe_size *sz,
+static int wk_subscribe__accept(const cJSON *groups, const wk_subscribe_size *sz,
                                char *const *current, size_t n_current,
                                const wk_session *s, const wk_policy *p,
                                wk_subscribe_result *out) {
@@ -361,19 +361,19 @@ static int wk_subscribe_accept(const cJSON *groups, const wk_subscribe_size *sz,
   out->groups = malloc((sz->entries + 1) * sizeof *out->groups);
   out->names_block = malloc(sz->bytes + 1);
   if (!out->texts || !out->groups || !out->names_block) return -1;
-  if (wk_subscribe_walk(&b, groups, p) != 0) return -1;
-  out->n_groups = wk_subscribe_sort_unique(out->groups, out->n_groups);
+  if (wk_subscribe__walk(&b, groups, p) != 0) return -1;
+  out->n_groups = wk_subscribe__sort_unique(out->groups, out->n_groups);
   out->has_groups = 1;
-  char **prev = wk_subscribe_prev(current, n_current, &n_prev);
+  char **prev = wk_subscribe__prev(current, n_current, &n_prev);
   if (!prev) return -1;
-  int rc = wk_subscribe_reply(out, prev, n_prev);
+  int rc = wk_subscribe__reply(out, prev, n_prev);
   free(prev);
   return rc;
 }
 
 /* Parses text; NULL when it is not exactly one JSON value (trailing bytes
  * other than whitespace count as invalid, as they would in Python). */
-static cJSON *wk_subscribe_parse(const char *text, size_t len) {
+static cJSON *wk_subscribe__parse(const char *text, size_t len) {
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
   if (!root) return NULL;
@@ -393,16 +393,16 @@ int wk_subscribe_apply(const char *text, size_t len, char *const *current,
   wk_subscribe_size sz = {0, 0};
   const cJSON *groups;
   int rc;
-  wk_subscribe_result_init(out);
-  cJSON *root = wk_subscribe_parse(text, len);
-  if (!root) return wk_subscribe_fail(out, "invalid JSON");
+  wk_subscribe__result_init(out);
+  cJSON *root = wk_subscribe__parse(text, len);
+  if (!root) return wk_subscribe__fail(out, "invalid JSON");
   if (!cJSON_IsObject(root)) {
-    rc = wk_subscribe_fail(out, "request must be a JSON object");
-  } else if (!(groups = wk_subscribe_top(root, s, msg, sizeof msg)) ||
-             wk_subscribe_scan(groups, p, max_groups, &sz, msg, sizeof msg)) {
-    rc = wk_subscribe_fail(out, msg);
+    rc = wk_subscribe__fail(out, "request must be a JSON object");
+  } else if (!(groups = wk_subscribe__top(root, s, msg, sizeof msg)) ||
+             wk_subscribe__scan(groups, p, max_groups, &sz, msg, sizeof msg)) {
+    rc = wk_subscribe__fail(out, msg);
   } else {
-    rc = wk_subscribe_accept(groups, &sz, current, n_current, s, p, out);
+    rc = wk_subscribe__accept(groups, &sz, current, n_current, s, p, out);
     if (rc != 0) wk_subscribe_result_free(out);
   }
   cJSON_Delete(root);
