@@ -3,6 +3,7 @@
  */
 #include "gw_buf.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,5 +46,6 @@ gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len) {
 }
 
 void gw_buf_unref(gw_buf *b) {
+  assert(!b || b->refs > 0); /* one unref per reference */
   if (b && --b->refs == 0) free(b);
 }

@@ -5,6 +5,7 @@
  */
 #include "gw_conntab.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 static size_t gw_conntab__hash(uint64_t id, size_t cap) {
@@ -46,6 +47,7 @@ static int gw_conntab__grow(gw_conntab *t) {
 }
 
 int gw_conntab_put(gw_conntab *t, uint64_t id, void *conn) {
+  assert(id != 0 && conn); /* 0 marks a free slot; ids are never reused */
   if ((t->used + 1) * 2 > t->cap && gw_conntab__grow(t) != 0) return -1;
   gw_conntab__insert(t->slots, t->cap, id, conn);
   t->used++;

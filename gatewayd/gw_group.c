@@ -8,6 +8,7 @@
  */
 #include "gw_group.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,8 @@ gw_member *gw_group_join(gw_group_table *t, const char *name, void *conn) {
 
 void gw_group_leave(gw_group_table *t, gw_member *m) {
   gw_group *g = m->group;
+  assert(g->n_members > 0 && t->n_members > 0);
+  assert(m->prev ? m->prev->next == m : g->head == m);
   if (m->prev) m->prev->next = m->next; else g->head = m->next;
   if (m->next) m->next->prev = m->prev;
   g->n_members--;

@@ -4,6 +4,7 @@
  */
 #include "gw_server.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -235,4 +236,17 @@ void gw_server_close(gw_server *s) {
   s->bridge = NULL;
   free(s->drain_ids);
   s->drain_ids = NULL;
+}
+
+void gw_server_free(gw_server *s) {
+  assert(s->closed && !s->bridge); /* gw_server_close ran */
+  assert(s->n_conns == 0); /* gw_conn_destroy_all ran */
+  gw_group_table_free(&s->groups);
+  gw_conntab_free(&s->conns);
+  gw_clients_free(&s->clients);
+  free(s->read_buf);
+  free(s->plain_buf);
+  gw_tls_free(s->tls);
+  s->read_buf = s->plain_buf = NULL;
+  s->tls = NULL;
 }

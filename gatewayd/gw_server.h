@@ -82,5 +82,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
                    const cfg_cmdline *cmdline);
 /* Closes every handle; the loop then runs until they are closed. */
 void gw_server_close(gw_server *s);
+/* Undoes gw_server_init once the loop has run every close callback: the
+ * tables, buffers and TLS context. */
+void gw_server_free(gw_server *s);
 
 #endif

@@ -14,6 +14,7 @@
 #ifndef GW_TIMEQ_H
 #define GW_TIMEQ_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,8 @@ struct gw_timeq {
 static inline void gw_timeq_remove(gw_timeq_node *n) {
   gw_timeq *q = n->owner;
   if (!q) return;
+  assert(n->prev ? n->prev->next == n : q->head == n);
+  assert(n->next ? n->next->prev == n : q->tail == n);
   if (n->prev) n->prev->next = n->next; else q->head = n->next;
   if (n->next) n->next->prev = n->prev; else q->tail = n->prev;
   n->prev = n->next = NULL;
@@ -41,6 +44,7 @@ static inline void gw_timeq_remove(gw_timeq_node *n) {
 /* Moves n to the tail of q (out of whatever queue held it). */
 static inline void gw_timeq_push(gw_timeq *q, gw_timeq_node *n, uint64_t now) {
   gw_timeq_remove(n);
+  assert(!q->tail || q->tail->since_ms <= now); /* one timeout per queue */
   n->since_ms = now;
   n->prev = q->tail;
   n->next = NULL;
@@ -49,7 +53,8 @@ static inline void gw_timeq_push(gw_timeq *q, gw_timeq_node *n, uint64_t now) {
   n->owner = q;
 }
 
-/* The oldest item if it started at or before `cutoff`, else NULL. */
+/* The oldest item if it started at or before `cutoff`, else NULL. Items
+ * are pushed in time order, so the queue stays sorted (asserted on push). */
 static inline gw_timeq_node *gw_timeq_expired(const gw_timeq *q, uint64_t cutoff) {
   return (q->head && q->head->since_ms <= cutoff) ? q->head : NULL;
 }

@@ -98,12 +98,7 @@ static int gw_main__serve(gw_config *cfg, const cfg_cmdline *cmdline) {
   }
   uv_run(loop, UV_RUN_DEFAULT);
   gw_notify__stop(&notify, loop);
-  gw_group_table_free(&srv.groups);
-  gw_conntab_free(&srv.conns);
-  gw_clients_free(&srv.clients);
-  free(srv.read_buf);
-  free(srv.plain_buf);
-  gw_tls_free(srv.tls);
+  gw_server_free(&srv);
   uv_loop_close(loop);
   return rc;
 }
