@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "gw_admin.h"
-#include "gw_server.h"
+#include "gw_stats.h"
 #include "gw_ws.h"
 #include "log.h"
 

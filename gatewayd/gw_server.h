@@ -18,23 +18,10 @@
 #include "gw_config.h"
 #include "gw_conntab.h"
 #include "gw_group.h"
+#include "gw_stats.h"
 #include "gw_timeq.h"
 
 typedef struct gw_conn gw_conn;
-
-typedef struct gw_stats {
-  uint64_t conns_opened, conns_closed;
-  uint64_t handshakes_accepted, handshakes_rejected, handshakes_failed;
-  uint64_t http_errors;
-  uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-  uint64_t group_msgs, deliveries;
-  uint64_t slow_closes, reply_timeouts, replies_dropped;
-  uint64_t rate_closes, client_limit_rejects, origin_rejects;
-  /* For the metrics (gw_admin) */
-  uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
-  uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */
-  prom_hist reply_latency[2];   /* publish -> reply: [0] connect, [1] receive */
-} gw_stats;
 
 typedef struct gw_server {
   uv_loop_t *loop;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "gw_relay.h"
-#include "gw_server.h"
+#include "gw_stats.h"
 #include "unit.h"
 
 typedef struct fake {

@@ -1,0 +1,31 @@
+/*
+ * gw_stats.h - the gateway process's counters, bumped where things happen
+ * (gw_conn, gw_relay, gw_dispatch) and read by the metrics (gw_admin).
+ *
+ * Owns: the struct only. Must not: be written from the AMQP thread (its own
+ * counters are atomics in gw_bridge). A header of its own so that a module
+ * that counts (gw_relay) needs nothing else of the server.
+ */
+#ifndef GW_STATS_H
+#define GW_STATS_H
+
+#include <stdint.h>
+
+#include "gw_admin.h"
+#include "prom.h"
+
+typedef struct gw_stats {
+  uint64_t conns_opened, conns_closed;
+  uint64_t handshakes_accepted, handshakes_rejected, handshakes_failed;
+  uint64_t http_errors;
+  uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+  uint64_t group_msgs, deliveries;
+  uint64_t slow_closes, reply_timeouts, replies_dropped;
+  uint64_t rate_closes, client_limit_rejects, origin_rejects;
+  /* For the metrics (gw_admin) */
+  uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
+  uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */
+  prom_hist reply_latency[2];   /* publish -> reply: [0] connect, [1] receive */
+} gw_stats;
+
+#endif
