@@ -88,6 +88,22 @@ gateway_accepts() {
   ) 2>/dev/null
 }
 
+# 0 when every gateway process answers /readyz with 200 (on the broker,
+# queue declared). One accepted handshake proves only the process that took
+# it: with gateway.processes > 1 (one per core by default) the kernel spreads
+# the next client over all of them, and one still connecting answers 503.
+processes_ready() {
+  local n i
+  n=$(nproc 2>/dev/null || echo 1)
+  for ((i = 0; i < n; i++)); do
+    (
+      exec 3<>"/dev/tcp/127.0.0.1/$((METRICS_PORT + i))" || exit 1
+      printf 'GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+      timeout 5 head -c 12 <&3 | grep -q '^HTTP/1\.1 200'
+    ) 2>/dev/null || return 1
+  done
+}
+
 # Prints the connection details once the stack is up; runs beside the
 # runner, which stays in the foreground so that Ctrl-C reaches it.
 announce() {
@@ -96,7 +112,7 @@ announce() {
     echo "run.sh: chanctl token failed" >&2
     return
   }
-  until gateway_accepts "$token"; do
+  until gateway_accepts "$token" && processes_ready; do
     if ! kill -0 "$runner" 2>/dev/null; then return; fi
     if ((SECONDS >= deadline)); then
       echo "run.sh: the gateway did not accept a websocket on 127.0.0.1:$GW_PORT within 120s" >&2
