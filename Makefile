@@ -2,6 +2,12 @@
 #
 # Objects go to $(BUILD)/; `make SAN=1` builds an AddressSanitizer +
 # UndefinedBehaviorSanitizer variant into build-san/ (the tests use both).
+#
+# Targets that install packages first (deps) build only in a sub-make started
+# after the install: see "Targets after deps" below.
+
+# This file, for the sub-makes (also when it was named with -f).
+THIS_MAKEFILE := $(abspath $(lastword $(MAKEFILE_LIST)))
 
 CC      ?= cc
 SAN     ?= 0
@@ -76,16 +82,35 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Igatewayd -Iworkerd
 deps:
 	@tests/lib/deps.sh
 
+# ---- targets after deps ------------------------------------------------------
+# On a fresh machine deps installs node-llhttp and the -dev packages. This
+# make has by then read the Makefile and looked at the file system: it saw no
+# $(LLHTTP_DIR), and its directory cache keeps saying so. Building in this
+# make after deps therefore failed the first time ("No rule to make target
+# build/obj/llhttp/api.o"), and with -j deps and the build ran at once; any
+# wildcard or $(shell pkg-config) it evaluated early would be stale too.
+# So a target that depends on deps has no other prerequisite, and
+# builds through $(AFTER_DEPS): a new make, started once deps has finished,
+# which evaluates everything afresh. Command-line variables (SAN=1, BUILD=)
+# and -j reach it through MAKEFLAGS; the leading + tells this make that the
+# line is a make (it shares the -j job slots, and runs under -n too).
+# tests/integration/test_make_run.py holds every target that depends on deps
+# to this.
+AFTER_DEPS = +$(MAKE) --no-print-directory -f $(THIS_MAKEFILE)
+
 unit-tests: $(BUILD)/unit-tests
+# UNIT=NAME runs only the unit tests whose name contains NAME.
 test-unit: $(BUILD)/unit-tests
-	$(BUILD)/unit-tests
+	$(BUILD)/unit-tests $(UNIT)
 
 # The full suite: unit tests, then the integration tests against a private
-# RabbitMQ node, both on the normal and on the sanitizer build.
+# RabbitMQ node, both on the normal and on the sanitizer build. tests/run.sh
+# builds each variant with its own make, after deps.
 test: deps
 	@tests/run.sh
 
-run: deps all
+run: deps
+	@$(AFTER_DEPS) all
 	@deploy/dev/run.sh
 
 clean:
@@ -96,6 +121,12 @@ help:
 	@echo "make deps       install missing Debian packages (apt-get), idempotent"
 	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
 	@echo "make test       every test: unit, integration, sanitizers"
+	@echo "make test-unit  unit tests of $(BUILD)/; UNIT=NAME runs those whose name contains NAME:"
+	@echo "                  make test-unit UNIT=token_refuses_alg_none  (= $(BUILD)/unit-tests token_refuses_alg_none)"
+	@echo "                one integration test (pytest -k), normal build only, the whole make test around it:"
+	@echo "                  WSGW_TEST_VARIANTS=build PYTEST_ARGS=\"-k ping_timeout\" make test"
+	@echo "                or alone, once built (starts its own RabbitMQ node; WSGW_BUILD=build-san: sanitizers):"
+	@echo "                  /usr/bin/python3 -m pytest tests/integration -k ping_timeout -p no:cacheprovider"
 	@echo "make test-faults  slow fault tests: broker outages, floods (CI runs it)"
 	@echo "make SAN=1      ASan+UBSan build into build-san/"
 	@echo "make install    binaries, systemd units, man pages, example config (PREFIX, DESTDIR)"
@@ -209,18 +240,21 @@ $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
 .PHONY: bench bench-smoke bench-build bench-workers bench-scale
 bench-build: all $(BENCH_BINS)
-bench: deps bench-build
+bench: deps
+	@$(AFTER_DEPS) bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
 	@bench/run.sh smoke
 # Connect and subscribe throughput with 1, 2 and 4 workerd and the CPU share
 # of broker, gateway and workers; rewrites its section of docs/BENCHMARKS.md.
-bench-workers: deps bench-build
+bench-workers: deps
+	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) bench/workers.sh
 # gatewayd with N processes (gateway.processes): fanout with N = 1 and 2, and
 # subscribed connections at each N's open-file ceiling, up to 100,000 with
 # N = 6; prints the table of docs/BENCHMARKS.md "Processes".
-bench-scale: deps bench-build
+bench-scale: deps
+	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) bench/scale.sh
 
 # ---- fault tests that take minutes (issue 3) --------------------------------
@@ -233,7 +267,8 @@ bench-scale: deps bench-build
 # runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
-test-faults: deps all
+test-faults: deps
+	@$(AFTER_DEPS) all
 	@WSGW_FAULTS=1 WSGW_BUILD=$(CURDIR)/$(BUILD) \
 	  timeout --signal=TERM --kill-after=30 $(FAULTS_TIMEOUT) \
 	  /usr/bin/python3 -m pytest tests/integration/test_faults_broker.py \

@@ -110,12 +110,18 @@ class HttpResponse:
 class RawConn:
     """One TCP connection to the gateway, read with deadlines."""
 
-    def __init__(self, port, timeout=10.0, rcvbuf=None):
+    def __init__(self, port, timeout=10.0, rcvbuf=None, mss=None):
         """rcvbuf: a small receive buffer (set before connecting, so the
-        advertised window stays small) for slow-reader tests."""
+        advertised window stays small) for slow-reader tests. mss: the
+        segment size this end announces; a small one keeps the server's
+        send buffer small too (Linux sizes it from the segment size: with
+        loopback's 64 KiB segments it takes megabytes a slow reader never
+        reads)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if mss:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -252,10 +258,11 @@ class RawConn:
 class RawWS(RawConn):
     """A websocket after a successful upgrade."""
 
-    def __init__(self, port, path, headers=None, first=b"", timeout=10.0, rcvbuf=None):
+    def __init__(self, port, path, headers=None, first=b"", timeout=10.0, rcvbuf=None,
+                 mss=None):
         """Connects and upgrades; `first` (already framed bytes) goes in the
         same write as the request head."""
-        super().__init__(port, timeout, rcvbuf)
+        super().__init__(port, timeout, rcvbuf, mss)
         request, key = upgrade_request(path, headers=headers)
         self.send(request + first)
         self.response = self.read_http()
