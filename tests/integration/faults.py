@@ -18,6 +18,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -281,6 +282,30 @@ class RawReader:
         self.sock.close()
 
 
+class ParallelRead:
+    """Each reader's next n bytes (RawReader.read_exact), on a thread per
+    reader, started at once; a reader's exception stands in its place."""
+
+    def __init__(self, readers, n, deadline):
+        self.results = [None] * len(readers)
+
+        def one(i):
+            try:
+                self.results[i] = readers[i].read_exact(n, deadline)
+            except Exception as e:  # reported per client by the caller
+                self.results[i] = e
+        self.threads = [threading.Thread(target=one, args=(i,)) for i in range(len(readers))]
+        for t in self.threads:
+            t.start()
+
+    def join(self, until):
+        """Waits for the readers until the monotonic time `until`; returns
+        the results (None where a reader is still reading)."""
+        for t in self.threads:
+            t.join(max(0.1, until - time.monotonic()))
+        return self.results
+
+
 def first_difference(got, expected):
     """A line saying where got stops matching expected (for a failure)."""
     at = next((k for k in range(min(len(got), len(expected))) if got[k] != expected[k]),
@@ -290,6 +315,7 @@ def first_difference(got, expected):
 
 
 __all__ = ["private_broker", "vm_pid", "frozen", "text_frame", "masked_text", "RawReader",
+           "ParallelRead",
            "first_difference", "SLOW", "SANITIZED", "SAN_ENV", "SECRET", "records", "complaints",
            "wait_record", "start_daemon", "worker_argv", "queue_stats", "wait_queue",
            "Amqp", "receive_message", "write_secret", "proc_rss_kib"]

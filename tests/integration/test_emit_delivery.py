@@ -29,8 +29,8 @@ import time
 import pytest
 
 from conftest import SAN_ENV, Cluster, binary, sanitizer_report
-from faults import (RawReader, first_difference, frozen, private_broker,  # noqa: F401
-                    text_frame)
+from faults import (ParallelRead, RawReader, first_difference, frozen,  # noqa: F401
+                    private_broker, text_frame)
 from test_metrics import Scrape
 
 GROUP = "jobs-status_changed"
@@ -105,17 +105,8 @@ class Emitter:
 
 def read_all(readers, expected, seconds):
     """Each reader's next len(expected) bytes, read in parallel."""
-    results = [None] * len(readers)
     deadline = time.monotonic() + seconds
-
-    def one(i):
-        results[i] = readers[i].read_exact(len(expected), deadline)
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(readers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return ParallelRead(readers, len(expected), deadline).join(deadline + 5)
 
 
 def assert_complete(results, expected):

@@ -22,8 +22,8 @@ import time
 import pytest
 
 from conftest import SAN_ENV, binary, open_client, recv_text, run, subscribe
-from faults import (SANITIZED, SLOW, RawReader, first_difference, proc_rss_kib, records,
-                    text_frame)
+from faults import (SANITIZED, SLOW, ParallelRead, RawReader, first_difference, proc_rss_kib,
+                    records, text_frame)
 
 pytestmark = [SLOW, pytest.mark.skipif(SANITIZED, reason="memory and speed figures "
                                        "need the normal build")]
@@ -39,22 +39,12 @@ def test_100000_events_to_100_clients_complete_and_in_order(cluster):
     events = [f'{{"n":{i}}}' for i in range(n_events)]
     expected = b"".join(text_frame(e.encode()) for e in events)
     readers = [RawReader(gw.port, 100 + i) for i in range(n_clients)]
-    results = [None] * n_clients
     deadline = time.monotonic() + 180
-
-    def read(i):
-        try:
-            results[i] = readers[i].read_exact(len(expected), deadline)
-        except Exception as e:  # reported below, per client
-            results[i] = e
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(n_clients)]
-    for t in threads:
-        t.start()
+    reading = ParallelRead(readers, len(expected), deadline)
     t0 = time.monotonic()
     cluster.emit_stdin(GROUP, events)
     emitted = time.monotonic() - t0
-    for t in threads:
-        t.join(max(1, deadline - time.monotonic()))
+    results = reading.join(deadline)
     took = time.monotonic() - t0
     for r in readers:
         r.close()

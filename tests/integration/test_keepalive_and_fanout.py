@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import jwt_for, wait_until
-from faults import RawReader, first_difference, records, text_frame
+from faults import ParallelRead, RawReader, first_difference, records, text_frame
 from rawws import CLOSE, PING, PONG, TEXT, RawWS, frame, ws_path
 from test_metrics import Scrape
 
@@ -264,27 +264,15 @@ def test_every_event_reaches_every_client_complete_and_in_order(cluster):
     events = [f'{{"n":{i}}}' for i in range(n_events)]
     expected = b"".join(text_frame(e.encode()) for e in events)
     readers = [RawReader(gw.port, 100 + i) for i in range(n_clients)]
-    results = [None] * n_clients
-
-    def read(i):
-        try:
-            results[i] = readers[i].read_exact(len(expected), time.monotonic() + 60)
-        except Exception as e:  # reported below, per client
-            results[i] = e
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(n_clients)]
-    for t in threads:
-        t.start()
+    reading = ParallelRead(readers, len(expected), time.monotonic() + 60)
     t0 = time.monotonic()
     cluster.emit_stdin(GROUP, events)  # returns once the broker has them all
-    grace = time.monotonic() + 5
-    for t in threads:
-        t.join(max(0.1, grace - time.monotonic()))
+    results = reading.join(time.monotonic() + 5)
     took = time.monotonic() - t0
     for r in readers:  # a reader still waiting has lost bytes: end its wait
         with contextlib.suppress(OSError):
             r.sock.shutdown(socket.SHUT_RDWR)
-    for t in threads:
-        t.join(5)
+    results = reading.join(time.monotonic() + 5)
     for r in readers:
         r.close()
     bad = [i for i, r in enumerate(results) if r != expected]
