@@ -350,7 +350,9 @@ class Emitter:
     async def emit(self, seq):
         loop = asyncio.get_running_loop()
         if self.pika is None:
-            self.pika = await loop.run_in_executor(self.pool, PikaEmitter, self.url)
+            # No confirms: during the cut the broker nacks each event whose copy
+            # for B's gateway cannot be placed; what A's clients get is measured.
+            self.pika = await loop.run_in_executor(self.pool, PikaEmitter, self.url, False)
         t = time.time()
         await loop.run_in_executor(self.pool, self.pika.emit, GROUP, json.dumps({"seq": seq}))
         self.sent[seq] = t
