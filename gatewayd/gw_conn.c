@@ -37,13 +37,23 @@ static const uint8_t gw_conn__next[] = {
     [GW_CONN_CLOSED] = 0,
 };
 
-/* The socket is read while a request head or frames may come, and after an
- * HTTP refusal once our answer is out (to see the client hang up): never
- * while a worker decides (what the client sends early waits in the kernel). */
+/* Backpressure: an open connection is not read while more than a quarter
+ * of max_send_queue waits to be written to it, and is read again once less
+ * than an eighth does. A client that does not read what it is owed (events,
+ * pongs, replies) cannot make us read, and so owe, more. */
+static int gw_conn__may_read_more(const gw_conn *c) {
+  size_t high = (size_t)c->srv->cfg->max_send_queue / 4;
+  return c->send.bytes <= (c->life.reading ? high : high / 2);
+}
+
+/* The socket is read while a request head or frames may come (and the
+ * client reads what it is owed), and after an HTTP refusal once our answer
+ * is out (to see the client hang up): never while a worker decides (what
+ * the client sends early waits in the kernel). */
 static int gw_conn__wants_read(const gw_conn *c) {
   switch (c->life.state) {
-    case GW_CONN_HTTP:
-    case GW_CONN_OPEN: return 1;
+    case GW_CONN_HTTP: return 1;
+    case GW_CONN_OPEN: return gw_conn__may_read_more(c);
     case GW_CONN_CLOSING: return c->life.upgraded || c->life.shut;
     default: return 0;
   }
@@ -100,10 +110,17 @@ static void gw_conn__mark_dirty(gw_conn *c) {
   c->srv->dirty = c;
 }
 
+/* After the send queue grew or shrank: backpressure on or off. */
+static void gw_conn__pace(gw_conn *c) {
+  if (c->life.state == GW_CONN_OPEN && gw_conn__apply_reading(c) != 0)
+    gw_conn_destroy(c, GW_WS_ABNORMAL);
+}
+
 /* Appends bytes that go to the socket as they are. Takes a reference. */
 static int gw_conn__queue_raw(gw_conn *c, gw_buf *b) {
   if (gw_send_push(&c->send, b) != 0) return -1;
   gw_conn__mark_dirty(c);
+  if (c->life.reading) gw_conn__pace(c);
   return 0;
 }
 
@@ -120,13 +137,21 @@ static int gw_conn__queue_owed(gw_conn *c, gw_buf *b) {
   return rc;
 }
 
+/* Bytes of our own (HTTP answers, wslay's control frames), copied into
+ * the queue: small ones share buffers (gw_send_push_copy). */
 static int gw_conn__queue_copy(gw_conn *c, const void *data, size_t len) {
-  gw_buf *b = gw_buf_new(len);
-  if (!b) return -1;
-  memcpy(b->data, data, len);
-  int rc = gw_conn__queue_owed(c, b);
-  gw_buf_unref(b);
-  return rc;
+  int rc;
+  if (!c->ssl) {
+    rc = gw_send_push_copy(&c->send, data, len);
+  } else {
+    gw_buf *cipher = gw_tls_encrypt(c->ssl, data, len);
+    rc = cipher ? gw_send_push_copy(&c->send, cipher->data, cipher->len) : -1;
+    gw_buf_unref(cipher);
+  }
+  if (rc != 0) return -1;
+  gw_conn__mark_dirty(c);
+  if (c->life.reading) gw_conn__pace(c);
+  return 0;
 }
 
 void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
@@ -170,6 +195,7 @@ static void gw_conn__on_write(uv_write_t *req, int status) {
   }
   c->srv->stats.bytes_out += c->send.wr_bytes;
   gw_send_end_write(&c->send);
+  if (!c->life.reading) gw_conn__pace(c);
   gw_conn__flush(c);
 }
 
@@ -188,6 +214,8 @@ static void gw_conn__flush(gw_conn *c) {
     if (r > 0) {
       gw_send_consume(&c->send, (size_t)r);
       c->srv->stats.bytes_out += (uint64_t)r;
+      if (!c->life.reading) gw_conn__pace(c);
+      if (c->life.state == GW_CONN_CLOSED) return;
     }
     n = gw_send_gather(&c->send, iov, &bytes);
   }
@@ -221,10 +249,19 @@ void gw_conn_flush_dirty(gw_server *s) {
 
 /* ---- the protocol modules' sinks --------------------------------------------- */
 
+/* What wslay owes the client (pongs, close frames) counts against
+ * max_send_queue like everything else: a client that makes us owe more
+ * than it reads is cut (1008, no close frame: it would not read one). */
 static int gw_conn__ws_send(void *arg, const uint8_t *data, size_t len) {
   gw_conn *c = arg;
   if (c->life.state == GW_CONN_CLOSED) return 0; /* nobody to tell */
-  return gw_conn__queue_copy(c, data, len);
+  if (c->send.bytes + len > (size_t)c->srv->cfg->max_send_queue) {
+    c->srv->stats.slow_closes++;
+    log_info("conn_slow", "id=%llu unsent=%zu owed=1", (unsigned long long)c->id,
+             c->send.bytes);
+    return GW_WS_POLICY;
+  }
+  return gw_conn__queue_copy(c, data, len) == 0 ? 0 : GW_WS_INTERNAL;
 }
 
 static void gw_conn__ws_message(void *arg, int binary, const uint8_t *msg, size_t len);
@@ -236,6 +273,10 @@ static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
   io->arg = c;
   io->max_frame = (uint64_t)c->srv->cfg->max_frame;
   io->max_message = (uint64_t)c->srv->cfg->max_message;
+  io->now_ms = uv_now(c->srv->loop);
+  io->id = c->id;
+  io->max_pings = (uint32_t)c->srv->cfg->max_rate;
+  io->fail_code = 0;
   io->rd = NULL;
   io->rd_len = 0;
 }

@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 int gw_send_push(gw_send *q, gw_buf *b) {
   gw_send__node *o = malloc(sizeof(*o));
@@ -17,7 +18,30 @@ int gw_send_push(gw_send *q, gw_buf *b) {
   if (q->tail) q->tail->next = o; else q->head = o;
   q->tail = o;
   q->bytes += b->len;
+  q->tail_room = 0; /* b may be shared: never written into */
   return 0;
+}
+
+int gw_send_push_copy(gw_send *q, const void *data, size_t len) {
+  if (len == 0) return 0;
+  if (len <= q->tail_room) {
+    gw_buf *b = q->tail->buf;
+    assert(b->refs == 1); /* our own copy: the room is ours to fill */
+    memcpy(b->data + b->len, data, len);
+    b->len += (uint32_t)len;
+    q->tail_room -= (uint32_t)len;
+    q->bytes += len;
+    return 0;
+  }
+  size_t cap = len < GW_SEND_COPY_ROOM ? GW_SEND_COPY_ROOM : len;
+  gw_buf *b = gw_buf_new(cap);
+  if (!b) return -1;
+  memcpy(b->data, data, len);
+  b->len = (uint32_t)len;
+  int rc = gw_send_push(q, b);
+  gw_buf_unref(b);
+  if (rc == 0) q->tail_room = (uint32_t)(cap - len);
+  return rc;
 }
 
 size_t gw_send_gather(const gw_send *q, uv_buf_t *iov, size_t *bytes) {
@@ -46,7 +70,10 @@ void gw_send_consume(gw_send *q, size_t n) {
     n -= left;
     q->off = 0;
     q->head = o->next;
-    if (!q->head) q->tail = NULL;
+    if (!q->head) {
+      q->tail = NULL;
+      q->tail_room = 0;
+    }
     gw_buf_unref(o->buf);
     free(o);
   }
@@ -82,6 +109,7 @@ void gw_send_drop_unsent(gw_send *q) {
   }
   *link = NULL;
   q->tail = last;
+  q->tail_room = 0;
   /* What is left: the kept nodes less what of the first is already out. */
   size_t left = 0;
   for (gw_send__node *o = q->head; o; o = o->next) left += o->buf->len;
@@ -96,4 +124,5 @@ void gw_send_free(gw_send *q) {
   }
   q->head = q->tail = NULL;
   q->bytes = 0;
+  q->tail_room = 0;
 }

@@ -35,11 +35,22 @@ typedef struct gw_send {
   size_t wr_bytes;    /* bytes handed to the write in flight */
   uint32_t off;       /* bytes of head already written */
   uint32_t wr_nodes;  /* nodes covered by the write in flight */
+  uint32_t tail_room; /* bytes a copy may still add to the tail's buffer */
   uint8_t writing;    /* a write is in flight */
 } gw_send;
 
+/* A copied buffer is made at least this big, so that the small frames that
+ * follow (pongs, HTTP answers) fill it instead of costing a node each. */
+#define GW_SEND_COPY_ROOM 512
+
 /* Appends b (takes a reference). 0, or -1 when out of memory. */
 int gw_send_push(gw_send *q, gw_buf *b);
+
+/* Appends a copy of len bytes: into the room left in the tail's buffer when
+ * it is a copy too, else into a new one of at least GW_SEND_COPY_ROOM
+ * bytes. A flood of 2-byte pongs thus costs its bytes, not a malloc'd node
+ * and buffer (~64 bytes) each. 0, or -1 when out of memory. */
+int gw_send_push_copy(gw_send *q, const void *data, size_t len);
 
 /* 1 when nothing is queued and no write is in flight. */
 static inline int gw_send_empty(const gw_send *q) { return !q->head && !q->writing; }

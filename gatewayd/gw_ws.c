@@ -13,6 +13,8 @@
 #include <assert.h>
 #include <string.h>
 
+#include "log.h"
+
 static ssize_t gw_ws__recv(wslay_event_context_ptr ctx, uint8_t *buf,
                            size_t len, int flags, void *user) {
   (void)flags;
@@ -37,7 +39,9 @@ static ssize_t gw_ws__send(wslay_event_context_ptr ctx, const uint8_t *data,
   assert(ws->io);
   /* Taking every byte means wslay never holds half a frame, so our own data
    * frames can never land inside one of its control frames. */
-  if (ws->io->sink->send(ws->io->arg, data, len) != 0) {
+  int code = ws->io->sink->send(ws->io->arg, data, len);
+  if (code != 0) {
+    ws->io->fail_code = (uint16_t)code;
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
@@ -55,12 +59,35 @@ static void gw_ws__msg(wslay_event_context_ptr ctx,
                           arg->msg, arg->msg_length);
 }
 
+/* wslay answers every ping with a pong we must queue: a fixed one-second
+ * window (8 bytes per connection) bounds how many a client can make us owe.
+ * 1 when this ping is one too many. */
+static int gw_ws__ping_flood(gw_ws *ws) {
+  uint32_t second = (uint32_t)(ws->io->now_ms / 1000);
+  if (second != ws->ping_second) {
+    ws->ping_second = second;
+    ws->ping_count = 0;
+  }
+  return ++ws->ping_count > ws->io->max_pings;
+}
+
+static void gw_ws__refuse(wslay_event_context_ptr ctx, uint16_t code, const char *reason) {
+  wslay_event_queue_close(ctx, code, (const uint8_t *)reason, strlen(reason));
+  wslay_event_shutdown_read(ctx);
+}
+
 /* wslay bounds whole messages; this bounds single frames, before wslay
- * allocates room for the payload. */
+ * allocates room for the payload, and the rate of pings. */
 static void gw_ws__frame_start(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *arg,
                                void *user) {
   gw_ws *ws = user;
+  if (arg->opcode == WSLAY_PING && gw_ws__ping_flood(ws)) {
+    log_info("conn_control_flood", "id=%llu pings_per_s=%u", (unsigned long long)ws->io->id,
+             ws->ping_count);
+    gw_ws__refuse(ctx, GW_WS_POLICY, "too many pings");
+    return;
+  }
   /* A close body is empty or a code plus a reason; wslay would read a
    * 1-byte body as "no code". RFC 6455 5.5.1: a protocol error. */
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
@@ -69,9 +96,7 @@ static void gw_ws__frame_start(wslay_event_context_ptr ctx,
     return;
   }
   if (arg->payload_length <= ws->io->max_frame) return;
-  static const char reason[] = "frame too big";
-  wslay_event_queue_close(ctx, GW_WS_TOO_BIG, (const uint8_t *)reason, sizeof(reason) - 1);
-  wslay_event_shutdown_read(ctx);
+  gw_ws__refuse(ctx, GW_WS_TOO_BIG, "frame too big");
 }
 
 static const struct wslay_event_callbacks gw_ws__callbacks = {
@@ -102,7 +127,7 @@ static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
 static gw_ws_result gw_ws__end(gw_ws *ws, int was_closed, uint16_t *code) {
   gw_ws_result r = GW_WS_OK;
   if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
-    *code = GW_WS_INTERNAL;
+    *code = ws->io->fail_code ? ws->io->fail_code : GW_WS_INTERNAL;
     r = GW_WS_FAILED;
   } else if (!was_closed && wslay_event_get_close_sent(ws->ctx)) {
     /* The client's close (answered) or a protocol error (1002, 1007, 1009
@@ -148,6 +173,11 @@ gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
   int rc = wslay_event_recv(ws->ctx);
   io->rd = NULL;
   io->rd_len = 0;
+  if (io->fail_code) { /* the sink refused what wslay owed (a pong) */
+    ws->io = NULL;
+    *code = io->fail_code;
+    return GW_WS_FAILED;
+  }
   if (rc == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_close_sent(ws->ctx)) {
     if (was_closed) { /* after our close: nothing more to say */
       ws->io = NULL;

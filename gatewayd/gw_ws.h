@@ -39,8 +39,9 @@ enum {
 };
 
 typedef struct gw_ws_sink {
-  /* Bytes wslay owes the client (pong, close), whole frames. 0, or -1 when
-   * they cannot be queued (no memory). */
+  /* Bytes wslay owes the client (pong, close), whole frames. 0, or the
+   * close code to fail the connection with when they cannot be queued
+   * (1011: no memory; 1008: the client does not read what it is owed). */
   int (*send)(void *arg, const uint8_t *data, size_t len);
   /* A complete, valid client message (text: UTF-8 checked by wslay). */
   void (*message)(void *arg, int binary, const uint8_t *msg, size_t len);
@@ -53,6 +54,10 @@ typedef struct gw_ws_io {
   void *arg;
   uint64_t max_frame;   /* gateway.max_frame: one frame's payload */
   uint64_t max_message; /* gateway.max_message: one reassembled message */
+  uint64_t now_ms;      /* loop time, for the ping rate */
+  uint64_t id;          /* the connection's, for logs */
+  uint32_t max_pings;   /* pings per second a client may send (1008 above) */
+  uint16_t fail_code;   /* private: what the sink's refusal asked for */
   const uint8_t *rd;    /* private: the bytes of this feed not yet parsed */
   size_t rd_len;
 } gw_ws_io;
@@ -61,6 +66,8 @@ typedef struct gw_ws {
   wslay_event_context_ptr ctx; /* NULL while the stream is between messages */
   gw_ws_io *io;                /* the current call's, NULL between calls */
   gw_ws_track track;           /* where the client's stream stands */
+  uint32_t ping_second;        /* the second (loop time) ping_count is for */
+  uint32_t ping_count;         /* pings from the client in that second */
 } gw_ws;
 
 typedef enum {

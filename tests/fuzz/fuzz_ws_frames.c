@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.max_message = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE;
   gw_ws ws;
   memset(&ws, 0, sizeof ws);
-  gw_ws_io io = {.sink = &sink, .arg = &c, .max_message = c.max_message,
+  gw_ws_io io = {.sink = &sink, .arg = &c, .max_message = c.max_message, .max_pings = 100,
                  .max_frame = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE};
   size_t off = 0, i = 0;
   int dead = 0;

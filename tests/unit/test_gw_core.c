@@ -10,6 +10,7 @@
 #include "gw_clients.h"
 #include "gw_conntab.h"
 #include "gw_group.h"
+#include "gw_send.h"
 #include "gw_timeq.h"
 #include "unit.h"
 
@@ -161,4 +162,30 @@ UNIT_TEST(gw_clients_limit_per_address) {
   }
   UNIT_CHECK(t.n == 3000 && t.cap >= 3000);
   gw_clients_free(&t);
+}
+
+UNIT_TEST(gw_send_small_copies_share_a_buffer_shared_frames_are_never_written) {
+  gw_send q = {0};
+  static const uint8_t pong[2] = {0x8a, 0x00};
+  for (int i = 0; i < 1000; i++) UNIT_CHECK(gw_send_push_copy(&q, pong, 2) == 0);
+  /* 2,000 bytes in 512-byte buffers: 4 nodes, not 1,000. */
+  uv_buf_t iov[GW_SEND_IOV_MAX];
+  size_t bytes, n = gw_send_gather(&q, iov, &bytes);
+  UNIT_CHECK(n == 4 && bytes == 2000 && q.bytes == 2000);
+  gw_buf *shared = gw_buf_frame(1, "event", 5);
+  UNIT_CHECK(gw_send_push(&q, shared) == 0);
+  UNIT_CHECK(gw_send_push_copy(&q, pong, 2) == 0); /* not into the shared frame */
+  UNIT_CHECK(shared->len == 7 && shared->refs == 2);
+  n = gw_send_gather(&q, iov, &bytes);
+  UNIT_CHECK(n == 6 && bytes == 2009);
+  /* A write in flight covers the first buffer; copies after it still go in
+   * order, and what the write took is consumed exactly. */
+  gw_send_begin_write(&q, 1, 512);
+  UNIT_CHECK(gw_send_push_copy(&q, pong, 2) == 0);
+  gw_send_end_write(&q);
+  UNIT_CHECK(q.bytes == 2009 + 2 - 512);
+  gw_send_drop_unsent(&q);
+  UNIT_CHECK(q.bytes == 0 && q.head == NULL && q.tail_room == 0);
+  gw_send_free(&q);
+  gw_buf_unref(shared);
 }

@@ -17,13 +17,13 @@ typedef struct fake {
   size_t out_len;
   char msgs[8][256]; /* messages handed on, as "t:TEXT" or "b:BYTES" */
   size_t n_msgs;
-  int fail_send;     /* the next sends fail (no memory) */
+  int fail_send;     /* the next sends fail with this close code */
   gw_ws *close_on_message; /* a handler that closes the connection */
 } fake;
 
 static int fake_send(void *arg, const uint8_t *data, size_t len) {
   fake *f = arg;
-  if (f->fail_send) return -1;
+  if (f->fail_send) return f->fail_send; /* the close code asked for */
   if (f->out_len + len <= sizeof f->out) memcpy(f->out + f->out_len, data, len);
   f->out_len += len;
   return 0;
@@ -45,7 +45,7 @@ static const gw_ws_sink fake_sink = {fake_send, fake_message};
 
 static gw_ws_io io_for(fake *f, uint64_t max_frame, uint64_t max_message) {
   gw_ws_io io = {.sink = &fake_sink, .arg = f, .max_frame = max_frame,
-                 .max_message = max_message};
+                 .max_message = max_message, .max_pings = 100};
   return io;
 }
 
@@ -251,10 +251,40 @@ UNIT_TEST(gw_ws_close_from_a_message_handler_goes_out_with_the_feed) {
 UNIT_TEST(gw_ws_a_sink_that_cannot_queue_fails_the_connection) {
   gw_ws ws = {0};
   fake f = {0};
-  f.fail_send = 1;
+  f.fail_send = 1011; /* no memory */
   gw_ws_io io = io_for(&f, 1 << 20, 1 << 20);
   uint16_t code = 0;
   UNIT_CHECK(gw_ws_ping(&ws, &io, &code) == GW_WS_FAILED);
   UNIT_CHECK(code == 1011);
+  gw_ws_free(&ws);
+  /* A client owed more than it reads: a pong it would make us queue. */
+  f.fail_send = 1008;
+  uint8_t buf[16];
+  size_t n = client_frame(buf, 1, 9, NULL, 0);
+  UNIT_CHECK(feed(&ws, &f, buf, n, &code) == GW_WS_FAILED);
+  UNIT_CHECK(code == 1008);
+  gw_ws_free(&ws);
+}
+
+UNIT_TEST(gw_ws_pings_over_the_rate_close_1008) {
+  gw_ws ws = {0};
+  fake f = {0};
+  uint8_t buf[16 * 101];
+  size_t n = 0;
+  for (int i = 0; i < 101; i++) n += client_frame(buf + n, 1, 9, NULL, 0);
+  gw_ws_io io = io_for(&f, 1 << 20, 1 << 20);
+  io.now_ms = 7000;
+  uint16_t code = 0;
+  /* 100 in one second are answered; the 101st closes. */
+  size_t one = n / 101;
+  UNIT_CHECK(gw_ws_feed(&ws, &io, buf, 100 * one, &code) == GW_WS_OK);
+  UNIT_CHECK(f.out_len == 100 * 2); /* 100 pongs */
+  io.now_ms = 8000; /* a new second: counting starts again */
+  UNIT_CHECK(gw_ws_feed(&ws, &io, buf, 100 * one, &code) == GW_WS_OK);
+  int saved = unit_stderr_mute(); /* the refusal is logged, by design */
+  gw_ws_result r = gw_ws_feed(&ws, &io, buf + 100 * one, one, &code);
+  unit_stderr_restore(saved);
+  UNIT_CHECK(r == GW_WS_CLOSED);
+  UNIT_CHECK(code == 1008 && sent_close(&f, 1008));
   gw_ws_free(&ws);
 }
