@@ -116,11 +116,17 @@ static void gw_conn__pace(gw_conn *c) {
     gw_conn_destroy(c, GW_WS_ABNORMAL);
 }
 
+/* The queue grew: write it this iteration, and stop reading if the client
+ * is owed too much. */
+static void gw_conn__queued(gw_conn *c) {
+  gw_conn__mark_dirty(c);
+  if (c->life.reading) gw_conn__pace(c);
+}
+
 /* Appends bytes that go to the socket as they are. Takes a reference. */
 static int gw_conn__queue_raw(gw_conn *c, gw_buf *b) {
   if (gw_send_push(&c->send, b) != 0) return -1;
-  gw_conn__mark_dirty(c);
-  if (c->life.reading) gw_conn__pace(c);
+  gw_conn__queued(c);
   return 0;
 }
 
@@ -149,8 +155,7 @@ static int gw_conn__queue_copy(gw_conn *c, const void *data, size_t len) {
     gw_buf_unref(cipher);
   }
   if (rc != 0) return -1;
-  gw_conn__mark_dirty(c);
-  if (c->life.reading) gw_conn__pace(c);
+  gw_conn__queued(c);
   return 0;
 }
 
@@ -276,7 +281,6 @@ static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
   io->now_ms = uv_now(c->srv->loop);
   io->id = c->id;
   io->max_pings = (uint32_t)c->srv->cfg->max_rate;
-  io->fail_code = 0;
   io->rd = NULL;
   io->rd_len = 0;
 }

@@ -114,7 +114,4 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code);
 /* Releases what the relay holds (the connection's close callback). */
 void gw_relay_free(gw_relay *r);
 
-/* A relay from its deadline node (for the tick). */
-#define GW_RELAY_OF(node) ((gw_relay *)((char *)(node) - offsetof(gw_relay, rq)))
-
 #endif

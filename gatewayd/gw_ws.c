@@ -113,6 +113,7 @@ static const struct wslay_event_callbacks gw_ws__callbacks = {
 static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
   assert(!ws->io); /* calls do not nest */
   ws->io = io;
+  io->fail_code = 0;
   if (ws->ctx) return 0;
   if (wslay_event_context_server_init(&ws->ctx, &gw_ws__callbacks, ws) != 0) {
     ws->ctx = NULL;

@@ -57,7 +57,7 @@ typedef struct gw_ws_io {
   uint64_t now_ms;      /* loop time, for the ping rate */
   uint64_t id;          /* the connection's, for logs */
   uint32_t max_pings;   /* pings per second a client may send (1008 above) */
-  uint16_t fail_code;   /* private: what the sink's refusal asked for */
+  uint16_t fail_code;   /* private (reset by each call): the sink's refusal */
   const uint8_t *rd;    /* private: the bytes of this feed not yet parsed */
   size_t rd_len;
 } gw_ws_io;

@@ -127,6 +127,15 @@ static chan_reply reply(uint64_t order) {
   return r;
 }
 
+/* A reply that makes the membership exactly names. */
+static chan_reply groups_reply(uint64_t order, char **names, size_t n) {
+  chan_reply r = reply(order);
+  r.has_groups = 1;
+  r.groups = names;
+  r.n_groups = n;
+  return r;
+}
+
 /* Connects and has the worker accept (order 0). */
 static void rig_open(rig *t) {
   chan_msg m = {0};
@@ -302,18 +311,12 @@ UNIT_TEST(gw_relay_memberships_follow_the_replies_and_end_with_the_connection) {
   rig_open(&t);
   char *g1[] = {"jobs-status_changed", "job_events-1"};
   client(&t, "subscribe");
-  chan_reply r1 = reply(1);
-  r1.has_groups = 1;
-  r1.groups = g1;
-  r1.n_groups = 2;
+  chan_reply r1 = groups_reply(1, g1, 2);
   gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
   UNIT_CHECK(t.r.n_members == 2 && t.groups.n_members == 2);
   char *g2[] = {"job_events-1", "job_events-2"};
   client(&t, "replace");
-  chan_reply r2 = reply(2);
-  r2.has_groups = 1;
-  r2.groups = g2;
-  r2.n_groups = 2;
+  chan_reply r2 = groups_reply(2, g2, 2);
   gw_relay_apply_reply(&t.r, &t.io, &r2, 0);
   UNIT_CHECK_STR(t.f.binds, "+jobs-status_changed+job_events-1-jobs-status_changed+job_events-2");
   /* The disconnect names the groups the connection was in, then it leaves. */
@@ -332,10 +335,7 @@ UNIT_TEST(gw_relay_a_closing_connection_keeps_its_groups_and_takes_no_messages) 
   client(&t, "subscribe");
   t.f.open = 0; /* the client started closing meanwhile */
   char *g[] = {"jobs-status_changed"};
-  chan_reply r1 = reply(1);
-  r1.has_groups = 1;
-  r1.groups = g;
-  r1.n_groups = 1;
+  chan_reply r1 = groups_reply(1, g, 1);
   chan_text texts[] = {{"late", 4}};
   r1.texts = texts;
   r1.n_texts = 1;
