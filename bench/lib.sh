@@ -99,6 +99,15 @@ machine() {
   echo "$(nproc) CPUs ($cpu), $mem RAM, $(uname -sr), load average before the run: $LOAD0"
 }
 
+# A load client is one address (or a few): the per-address limits
+# (gateway.max_per_client, max_handshakes_per_client) are off for it, when
+# the binary has them.
+gateway_load_flags() {
+  if "$BUILD/gatewayd" --help 2>&1 | grep -q -- '--gateway.max_handshakes_per_client='; then
+    echo "--gateway.max_per_client=0 --gateway.max_handshakes_per_client=0"
+  fi
+}
+
 # The commit measured, and whether the daemons' sources differ from it.
 commit() {
   local c

@@ -106,7 +106,8 @@ start_broker() {
 start_stack() {
   local workers=$1 i
   GW_PORT=$(free_port)
-  "${GW_PIN[@]}" "$BUILD/gatewayd" --amqp.url="$AMQP_URL" \
+  # shellcheck disable=SC2046 # the flag list is empty or two words
+  "${GW_PIN[@]}" "$BUILD/gatewayd" $(gateway_load_flags) --amqp.url="$AMQP_URL" \
     --gateway.listen="127.0.0.1:$GW_PORT" --gateway.metrics_listen= --gateway.processes=1 \
     --gateway.max_rate=1000000 --gateway.backlog=4096 \
     --gateway.shutdown_spread=0 --gateway.shutdown_timeout=1s \

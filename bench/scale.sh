@@ -102,7 +102,8 @@ gw_spread() {
 start_stack() {
   local n=$1
   GW_PORT=$(free_port)
-  "$BUILD/gatewayd" --amqp.url="$AMQP_URL" --gateway.listen="127.0.0.1:$GW_PORT" \
+  # shellcheck disable=SC2046 # the flag list is empty or two words
+  "$BUILD/gatewayd" $(gateway_load_flags) --amqp.url="$AMQP_URL" --gateway.listen="127.0.0.1:$GW_PORT" \
     --gateway.metrics_listen= --gateway.processes="$n" --gateway.max_rate=1000000 \
     --gateway.max_send_queue=256MiB \
     --gateway.backlog=4096 --gateway.shutdown_spread=0 --gateway.shutdown_timeout=2s \

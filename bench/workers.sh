@@ -135,8 +135,8 @@ gateway_process_flags() {
 start_stack() {
   local workers=$1 i
   GW_PORT=$(free_port)
-  # shellcheck disable=SC2046 # the flag list is empty or one word
-  "$BUILD/gatewayd" $(gateway_process_flags) --amqp.url="$AMQP_URL" \
+  # shellcheck disable=SC2046 # flag lists: empty or words
+  "$BUILD/gatewayd" $(gateway_process_flags) $(gateway_load_flags) --amqp.url="$AMQP_URL" \
     --gateway.listen="127.0.0.1:$GW_PORT" --gateway.metrics_listen= \
     --gateway.max_rate=1000000 --gateway.backlog=4096 \
     --gateway.shutdown_spread=0 --gateway.shutdown_timeout=1s \

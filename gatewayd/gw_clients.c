@@ -3,10 +3,13 @@
  * Chained hash of small entries, freed when their count drops to zero, so
  * the table holds only addresses with a live connection. The table does not
  * shrink: after a burst from many addresses its buckets stay allocated
- * (8 bytes each), which is cheaper than rehashing back and forth.
+ * (8 bytes each), which is cheaper than rehashing back and forth. An entry
+ * costs one malloc per new address, so the table is at most one entry per
+ * connection.
  */
 #include "gw_clients.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,22 +57,24 @@ static void gw_clients__grow(gw_clients *t) {
   t->cap = cap;
 }
 
-gw_client *gw_clients_acquire(gw_clients *t, const char *addr, uint32_t limit) {
-  uint32_t h = gw_clients__hash(addr);
-  gw_client *e = t->buckets[h & (t->cap - 1)];
-  while (e && !(e->hash == h && strcmp(e->addr, addr) == 0)) e = e->next;
-  if (e) {
-    if (e->count >= limit) return NULL;
-    e->count++;
-    return e;
-  }
-  if (limit == 0) return NULL;
+int gw_clients_limited(const gw_clients_limits *lim) {
+  return lim->total > 0 || lim->handshakes > 0;
+}
+
+static gw_clients_refusal gw_clients__check(const gw_client *e,
+                                            const gw_clients_limits *lim) {
+  if (lim->total && e->open + e->handshaking >= lim->total) return GW_CLIENTS_TOTAL;
+  if (lim->handshakes && e->handshaking >= lim->handshakes) return GW_CLIENTS_HANDSHAKES;
+  return GW_CLIENTS_OK;
+}
+
+static gw_client *gw_clients__insert(gw_clients *t, const char *addr, uint32_t h) {
   size_t len = strlen(addr);
-  e = malloc(sizeof(*e) + len + 1);
+  gw_client *e = malloc(sizeof(*e) + len + 1);
   if (!e) return NULL;
   memcpy(e->addr, addr, len + 1);
   e->hash = h;
-  e->count = 1;
+  e->open = e->handshaking = 0;
   if (t->n + 1 > t->cap) gw_clients__grow(t);
   e->next = t->buckets[h & (t->cap - 1)];
   t->buckets[h & (t->cap - 1)] = e;
@@ -77,11 +82,53 @@ gw_client *gw_clients_acquire(gw_clients *t, const char *addr, uint32_t limit) {
   return e;
 }
 
-void gw_clients_release(gw_clients *t, gw_client *e) {
-  if (!e || --e->count > 0) return;
+gw_client *gw_clients_acquire(gw_clients *t, const char *addr,
+                              const gw_clients_limits *lim,
+                              gw_clients_refusal *why) {
+  assert(gw_clients_limited(lim));
+  uint32_t h = gw_clients__hash(addr);
+  gw_client *e = t->buckets[h & (t->cap - 1)];
+  while (e && !(e->hash == h && strcmp(e->addr, addr) == 0)) e = e->next;
+  if (e && (*why = gw_clients__check(e, lim)) != GW_CLIENTS_OK) return NULL;
+  if (!e && !(e = gw_clients__insert(t, addr, h))) {
+    *why = GW_CLIENTS_NOMEM;
+    return NULL;
+  }
+  *why = GW_CLIENTS_OK;
+  e->handshaking++;
+  return e;
+}
+
+void gw_clients_opened(gw_client *e) {
+  if (!e) return;
+  assert(e->handshaking > 0);
+  e->handshaking--;
+  e->open++;
+}
+
+void gw_clients_release(gw_clients *t, gw_client *e, int opened) {
+  if (!e) return;
+  if (opened) {
+    assert(e->open > 0);
+    e->open--;
+  } else {
+    assert(e->handshaking > 0);
+    e->handshaking--;
+  }
+  if (e->open + e->handshaking > 0) return;
   gw_client **p = &t->buckets[e->hash & (t->cap - 1)];
   while (*p != e) p = &(*p)->next;
   *p = e->next;
+  assert(t->n > 0);
   t->n--;
   free(e);
+}
+
+const char *gw_clients_refusal_name(gw_clients_refusal why) {
+  switch (why) {
+    case GW_CLIENTS_TOTAL: return "max_per_client";
+    case GW_CLIENTS_HANDSHAKES: return "max_handshakes_per_client";
+    case GW_CLIENTS_NOMEM: return "no_memory";
+    default: return "none";
+  }
 }

@@ -44,10 +44,23 @@ const cfg_opt gw_config_opts[] = {
            "largest client frame payload (close 1009 above)"),
     GW_OPT("gateway", "max_rate", CFG_INT, "100", 1, 1000000, 0, max_rate,
            "client messages per second per connection, and pings per second, each with bursts up to as many (close 1008 above)"),
-    GW_OPT("gateway", "max_per_client", CFG_INT, "0", 0, 10000000, 0, max_per_client,
-           "connections per client address, 0 for no limit (503 above)"),
+    GW_OPT("gateway", "max_per_client", CFG_INT, "1000", 0, 10000000, 0, max_per_client,
+           "connections per client address and gateway process, handshakes included, 0 for "
+           "no limit (503 above); the address is the X-Forwarded-For one behind trusted_proxies"),
+    GW_OPT("gateway", "max_handshakes_per_client", CFG_INT, "64", 0, 10000000, 0,
+           max_handshakes_per_client,
+           "connections per client address and gateway process still in their handshake "
+           "(head being read or a worker deciding), 0 for no limit (503 above)"),
     GW_OPT("gateway", "allowed_origins", CFG_STR, "", 0, 0, 0, allowed_origins,
            "comma-separated Origin values browsers may connect from; empty allows any (403 otherwise)"),
+    GW_OPT("gateway", "forward_headers", CFG_STR, "authorization,cookie,origin,host", 0, 0,
+           0, forward_headers,
+           "request headers passed to workers in websocket.connect (comma-separated); the "
+           "others never reach the broker"),
+    GW_OPT("gateway", "forward_cookies", CFG_STR, "token,csrftoken", 0, 0, 0,
+           forward_cookies,
+           "cookies of the Cookie header passed to workers (comma-separated, exact case); "
+           "the application's other cookies never reach the broker"),
     GW_OPT("gateway", "max_send_queue", CFG_BYTES, "4MiB", 1024, 1073741824, 0,
            max_send_queue, "unsent bytes per connection (events, replies, pongs) before it is closed as slow (1008); above a quarter of it the connection is not read until under an eighth"),
     GW_OPT("gateway", "max_pending", CFG_INT, "16", 1, 10000, 0, max_pending,
@@ -62,7 +75,7 @@ const cfg_opt gw_config_opts[] = {
            shutdown_spread, "window over which clients get close 1001 on SIGTERM, so they do not all reconnect at once"),
     GW_OPT("gateway", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
            "serve /websocket/echo (for conformance tests; workers must enable it too)"),
-    GW_OPT("gateway", "trusted_proxies", CFG_STR, "", 0, 0, 0, trusted_proxies,
+    GW_OPT("gateway", "trusted_proxies", CFG_STR, "127.0.0.1,::1", 0, 0, 0, trusted_proxies,
            "proxies (addresses, CIDR blocks; comma-separated) whose X-Forwarded-For "
            "names the client"),
     GW_OPT("gateway", "tls_cert", CFG_STR, "", 0, 0, 0, tls_cert,

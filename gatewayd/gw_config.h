@@ -30,7 +30,10 @@ typedef struct gw_config {
   long max_frame;          /* bytes of one client frame (1009 above) */
   long max_rate;           /* client messages per second (1008 above) */
   long max_per_client;     /* connections per client address; 0: no limit */
+  long max_handshakes_per_client; /* of those, before a worker accepted; 0: no limit */
   char *allowed_origins;   /* comma-separated; "": any */
+  char *forward_headers;   /* request headers workers get (comma-separated) */
+  char *forward_cookies;   /* of a Cookie header, the cookies they get */
   long max_send_queue;     /* unsent bytes per connection (1008 above) */
   long max_pending;        /* client messages waiting for a worker */
   long max_connections;    /* open sockets (503 above) */

@@ -82,6 +82,7 @@ static void gw_conn__enter(gw_conn *c, gw_conn_state to) {
     case GW_CONN_HTTP: gw_timeq_push(&s->handshakes, &c->life.tq, now); break;
     case GW_CONN_CONNECTING: gw_timeq_push(&s->connecting, &c->life.tq, now); break;
     case GW_CONN_OPEN:
+      gw_clients_opened(c->client);
       c->life.pinged = 0;
       gw_timeq_push(&s->idle, &c->life.tq, now);
       break;
@@ -438,7 +439,7 @@ void gw_conn_destroy(gw_conn *c, uint16_t code) {
   gw_relay_io io;
   gw_conn__relay_io(c, &io, channel, sizeof channel);
   gw_relay_end(&c->relay, &io, code);
-  gw_clients_release(&s->clients, c->client);
+  gw_clients_release(&s->clients, c->client, c->life.upgraded);
   c->client = NULL;
   gw_conntab_del(&s->conns, c->id);
   assert(s->n_conns > 0);
@@ -548,16 +549,40 @@ static void gw_conn__peer(gw_conn *c, chan_addr *client, chan_addr *server) {
   gw_conn__addr(&ss, server);
 }
 
-/* Applies max_per_client. Returns -1 (and answers 503) at the limit. */
+/* Applies max_per_client and max_handshakes_per_client to addr, once per
+ * connection. Returns -1 (and answers 503) at a limit. */
 static int gw_conn__count_client(gw_conn *c, const char *addr) {
-  long limit = c->srv->cfg->max_per_client;
-  if (limit <= 0) return 0;
-  c->client = gw_clients_acquire(&c->srv->clients, addr, (uint32_t)limit);
+  const gw_config *cfg = c->srv->cfg;
+  gw_clients_limits lim = {.total = (uint32_t)cfg->max_per_client,
+                           .handshakes = (uint32_t)cfg->max_handshakes_per_client};
+  if (c->client || !gw_clients_limited(&lim)) return 0;
+  gw_clients_refusal why;
+  c->client = gw_clients_acquire(&c->srv->clients, addr, &lim, &why);
   if (c->client) return 0;
   c->srv->stats.client_limit_rejects++;
-  log_info("client_limit", "id=%llu client=%s", (unsigned long long)c->id, addr);
+  /* Every client of a proxy we do not trust has the proxy's address: the
+   * log says which setting to look at. */
+  log_info("client_limit", "id=%llu client=%s limit=%s", (unsigned long long)c->id, addr,
+           gw_clients_refusal_name(why));
   gw_conn_reject(c, 503);
   return -1;
+}
+
+/* At accept, a peer that is not a trusted proxy is the client: it is
+ * counted before it may send a byte, so one address cannot hold more
+ * handshake slots than its share. A proxy's clients are counted once the
+ * head names them (gw_conn__connect). Costs one getpeername per accept. */
+static int gw_conn__count_peer(gw_conn *c) {
+  const gw_config *cfg = c->srv->cfg;
+  if (cfg->max_per_client <= 0 && cfg->max_handshakes_per_client <= 0) return 0;
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  chan_addr peer;
+  gw_conn__addr(&ss, &peer);
+  if (gw_http_is_trusted(cfg->trusted_proxies, peer.host)) return 0;
+  return gw_conn__count_client(c, peer.host);
 }
 
 /* The head is complete and valid: ask a worker whether to accept. Nothing
@@ -571,7 +596,9 @@ static void gw_conn__connect(gw_conn *c, const gw_http_upgrade *up) {
   chan_addr peer = m.client;
   int forwarded = gw_http_client_addr(c->req, &peer, c->srv->cfg->trusted_proxies, &m.client);
   if (gw_conn__count_client(c, m.client.host) != 0) return;
-  if (gw_http_req_headers(c->req, &m.headers, &m.n_headers) != 0) {
+  char *scratch;
+  if (gw_http_req_forward(c->req, c->srv->cfg->forward_headers, c->srv->cfg->forward_cookies,
+                          &m.headers, &m.n_headers, &scratch) != 0) {
     gw_conn_reject(c, 503);
     return;
   }
@@ -580,6 +607,7 @@ static void gw_conn__connect(gw_conn *c, const gw_http_upgrade *up) {
   gw_conn__relay_io(c, &io, channel, sizeof channel);
   int rc = gw_relay_connect(&c->relay, &io, up->path, &m);
   free(m.headers);
+  free(scratch);
   if (rc != 0) {
     c->srv->stats.handshakes_failed++;
     gw_conn_reject(c, 503);
@@ -694,6 +722,7 @@ void gw_conn_accept(gw_server *s) {
     gw_conn_destroy(c, GW_WS_ABNORMAL);
     return;
   }
+  if (gw_conn__count_peer(c) != 0) return;
   c->req = gw_http_req_new((size_t)s->cfg->max_head, (uint32_t)s->cfg->max_headers);
   if (!c->req || (long)s->n_conns > s->cfg->max_connections) {
     c->srv->stats.handshakes_failed++;

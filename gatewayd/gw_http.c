@@ -10,6 +10,7 @@
 #include "gw_http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -179,19 +180,25 @@ const char *gw_http_req_header(const gw_http_req *r, const char *name) {
   return NULL;
 }
 
-/* 1 when the comma-separated list holds token (case-insensitive). */
-static int gw_http__has_token(const char *list, const char *token) {
-  size_t tlen = strlen(token);
+/* 1 when the comma-separated list holds [s, s + len): case-insensitive
+ * (header names, upgrade tokens) or exact (cookie names, RFC 6265). */
+static int gw_http__in_list(const char *list, const char *s, size_t len, int nocase) {
   for (const char *p = list; p && *p;) {
     while (*p == ' ' || *p == '\t' || *p == ',') p++;
     const char *end = p;
     while (*end && *end != ',') end++;
     const char *last = end;
     while (last > p && (last[-1] == ' ' || last[-1] == '\t')) last--;
-    if ((size_t)(last - p) == tlen && strncasecmp(p, token, tlen) == 0) return 1;
+    if ((size_t)(last - p) == len && len > 0 &&
+        (nocase ? strncasecmp(p, s, len) : memcmp(p, s, len)) == 0)
+      return 1;
     p = end;
   }
   return 0;
+}
+
+static int gw_http__has_token(const char *list, const char *token) {
+  return gw_http__in_list(list, token, strlen(token), 1);
 }
 
 /* RFC 6455: the key is base64 of 16 bytes, i.e. 22 characters and "==". */
@@ -238,14 +245,61 @@ int gw_http_origin_allowed(const gw_http_req *r, const char *allowed) {
   return gw_http__has_token(allowed, origin);
 }
 
-int gw_http_req_headers(const gw_http_req *r, chan_header **out, size_t *n) {
+/* Appends to out the "name=value" pairs of the cookie-string v whose name
+ * is listed, "; "-separated; returns out's new end. out has room for v
+ * plus 2: the kept pairs are never longer than v with its separators. */
+static char *gw_http__filter_cookies(const char *v, const char *cookies, char *out) {
+  char *o = out;
+  for (const char *p = v; *p;) {
+    while (*p == ' ' || *p == '\t' || *p == ';') p++;
+    const char *end = p;
+    while (*end && *end != ';') end++;
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    const char *name_end = eq ? eq : end;
+    while (name_end > p && (name_end[-1] == ' ' || name_end[-1] == '\t')) name_end--;
+    const char *last = end;
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) last--;
+    if (eq && gw_http__in_list(cookies, p, (size_t)(name_end - p), 0)) {
+      if (o > out) *o++ = ';', *o++ = ' ';
+      memcpy(o, p, (size_t)(last - p));
+      o += last - p;
+    }
+    p = end;
+  }
+  *o = '\0';
+  return o;
+}
+
+int gw_http_req_forward(const gw_http_req *r, const char *names, const char *cookies,
+                        chan_header **out, size_t *n, char **scratch) {
+  *n = 0;
+  *scratch = NULL;
   *out = calloc(r->n_hdrs ? r->n_hdrs : 1, sizeof(**out));
   if (!*out) return -1;
-  for (uint32_t i = 0; i < r->n_hdrs; i++) {
-    (*out)[i].name = r->head + r->hdrs[i].name;
-    (*out)[i].value = r->head + r->hdrs[i].value;
+  size_t room = 0;
+  for (uint32_t i = 0; i < r->n_hdrs; i++)
+    if (strcmp(r->head + r->hdrs[i].name, "cookie") == 0)
+      room += strlen(r->head + r->hdrs[i].value) + 3;
+  char *o = room ? (*scratch = malloc(room)) : NULL;
+  if (room && !o) {
+    free(*out);
+    *out = NULL;
+    return -1;
   }
-  *n = r->n_hdrs;
+  for (uint32_t i = 0; i < r->n_hdrs; i++) {
+    const char *name = r->head + r->hdrs[i].name, *value = r->head + r->hdrs[i].value;
+    if (!gw_http__has_token(names, name)) continue;
+    if (strcmp(name, "cookie") == 0) {
+      char *end = gw_http__filter_cookies(value, cookies, o);
+      if (end == o) continue; /* none of ours */
+      value = o;
+      o = end + 1;
+    }
+    (*out)[*n].name = (char *)name;
+    (*out)[*n].value = (char *)value;
+    (*n)++;
+  }
+  assert(!room || o <= *scratch + room);
   return 0;
 }
 
@@ -406,6 +460,12 @@ int gw_http_trusted_check(const char *trusted, char *err, size_t errlen) {
     }
   }
   return 0;
+}
+
+int gw_http_is_trusted(const char *trusted, const char *host) {
+  gw_http__ip ip;
+  return trusted && trusted[0] && gw_http__ip_parse(host, strlen(host), &ip) == 0 &&
+         gw_http__trusted(trusted, &ip);
 }
 
 int gw_http_client_addr(const gw_http_req *r, const chan_addr *peer,

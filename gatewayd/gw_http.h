@@ -63,9 +63,17 @@ int gw_http_origin_allowed(const gw_http_req *r, const char *allowed);
 /* Header value by lower-case name (the first one), NULL when absent. */
 const char *gw_http_req_header(const gw_http_req *r, const char *name);
 
-/* Fills a channel message's header array (pointers into r). The caller
- * frees *out. */
-int gw_http_req_headers(const gw_http_req *r, chan_header **out, size_t *n);
+/* Fills a channel message's header array with what workers may see: the
+ * headers named in `names` (comma-separated, case-insensitive), and of a
+ * Cookie header only the cookies named in `cookies` (comma-separated, exact
+ * case; a Cookie header left empty is dropped). Everything else the
+ * browser sends (the application's other cookies, unrelated credentials)
+ * never leaves the gateway: channel messages sit in the broker, and
+ * dead-letter copies are kept. Values point into r, except filtered Cookie
+ * values, which point into *scratch. The caller frees *out and *scratch
+ * (either may be NULL). -1 when out of memory. */
+int gw_http_req_forward(const gw_http_req *r, const char *names, const char *cookies,
+                        chan_header **out, size_t *n, char **scratch);
 
 /* The 101 response for `key` into buf (>= 160 bytes). Returns its length. */
 size_t gw_http_switching(const char *key, char *buf, size_t buflen);
@@ -91,6 +99,10 @@ void gw_http_accept_key(const char *key, char out[29]);
  */
 int gw_http_client_addr(const gw_http_req *r, const chan_addr *peer,
                         const char *trusted, chan_addr *out);
+
+/* 1 when host (a numeric address) is in the `trusted` list: its
+ * connections name their client in X-Forwarded-For. */
+int gw_http_is_trusted(const char *trusted, const char *host);
 
 /* 0 when `trusted` is a valid list for gw_http_client_addr; else -1 and a
  * reason in err (checked at start-up, so a typo fails fast). */

@@ -95,7 +95,8 @@ static void gw_server__swap_str(char **a, char **b) {
 }
 
 /* Only what each request reads afresh is replaced: the log level, the
- * Origin list, the trusted proxies and the message rate. Sockets, limits
+ * Origin list, the trusted proxies, the forwarded headers and cookies and
+ * the message rate. Sockets, limits
  * sized at start and the broker URL need a restart. Logs go to stderr,
  * which has nothing to reopen. Nothing is dropped either way. */
 static void gw_server__on_hup(uv_signal_t *h, int signum) {
@@ -112,10 +113,13 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
     gw_server__swap_str(&s->cfg->log_level, &next.log_level);
     gw_server__swap_str(&s->cfg->allowed_origins, &next.allowed_origins);
     gw_server__swap_str(&s->cfg->trusted_proxies, &next.trusted_proxies);
+    gw_server__swap_str(&s->cfg->forward_headers, &next.forward_headers);
+    gw_server__swap_str(&s->cfg->forward_cookies, &next.forward_cookies);
     s->cfg->max_rate = next.max_rate;
     log_info("reload", "level=%s allowed_origins=\"%s\" trusted_proxies=\"%s\" "
-             "max_rate=%ld open=%zu", s->cfg->log_level, s->cfg->allowed_origins,
-             s->cfg->trusted_proxies, s->cfg->max_rate, s->n_conns);
+             "max_rate=%ld open=%zu forward_headers=\"%s\" forward_cookies=\"%s\"",
+             s->cfg->log_level, s->cfg->allowed_origins, s->cfg->trusted_proxies,
+             s->cfg->max_rate, s->n_conns, s->cfg->forward_headers, s->cfg->forward_cookies);
   }
   cfg_free(gw_config_opts, gw_config_n_opts, &next);
 }

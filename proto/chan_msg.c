@@ -13,6 +13,7 @@
  */
 #include "chan_msg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -337,3 +338,66 @@ int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
   }
   return rc;
 }
+
+/* ---- redaction ---- */
+
+static int chan_msg__redact_header(const char *name) {
+  return strcmp(name, "cookie") == 0 || strcmp(name, "authorization") == 0;
+}
+
+/* "a=1&b&c=3" -> "a=(redacted)&b&c=(redacted)": names stay (they tell what
+ * the client sent), values go (a token may be any of them). */
+static char *chan_msg__redact_query(const char *q) {
+  size_t n = 1;
+  for (const char *p = q; *p; p++) n += *p == '&' ? 1 : 0;
+  char *out = malloc(strlen(q) + n * sizeof(CHAN_MSG_REDACTED) + 1);
+  if (!out) return NULL;
+  char *o = out;
+  int in_value = 0;
+  for (const char *p = q; *p; p++) {
+    if (*p == '&') {
+      in_value = 0;
+      *o++ = '&';
+    } else if (!in_value && *p == '=') {
+      in_value = 1;
+      o += sprintf(o, "=%s", CHAN_MSG_REDACTED);
+    } else if (!in_value) {
+      *o++ = *p;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+static int chan_msg__redact(chan_msg *m) {
+  for (size_t i = 0; i < m->n_headers; i++) {
+    if (!chan_msg__redact_header(m->headers[i].name)) continue;
+    char *v = strdup(CHAN_MSG_REDACTED);
+    if (!v) return -1;
+    free(m->headers[i].value);
+    m->headers[i].value = v;
+  }
+  if (m->query_string && m->query_string[0]) {
+    char *q = chan_msg__redact_query(m->query_string);
+    if (!q) return -1;
+    free(m->query_string);
+    m->query_string = q;
+  }
+  return 0;
+}
+
+char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len) {
+  chan_msg m;
+  char err[128];
+  if (chan_msg_decode(CHAN_MSG_CONNECT, json, len, &m, err, sizeof err) != 0) {
+    char note[160];
+    int n = snprintf(note, sizeof note,
+                     "{\"redacted\": \"not a websocket.connect message\", \"bytes\": %zu}", len);
+    *out_len = (size_t)n;
+    return strdup(note);
+  }
+  char *out = chan_msg__redact(&m) == 0 ? chan_msg_encode(&m, out_len) : NULL;
+  chan_msg_free(&m);
+  return out;
+}
+

@@ -74,6 +74,15 @@ int chan_msg_decode(chan_msg_kind kind, const char *json, size_t len,
 
 void chan_msg_free(chan_msg *m);
 
+/* A copy of a websocket.connect message (json, len) for keeping where
+ * people read it (websocket.dead): the values of its credential headers
+ * (cookie, authorization) and of every query-string parameter become
+ * CHAN_MSG_REDACTED; the rest is as it came. A text that does not decode
+ * is not kept at all: the copy is a small JSON object that says so and
+ * how long it was. malloc'd, length in *out_len; NULL when out of memory. */
+#define CHAN_MSG_REDACTED "(redacted)"
+char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len);
+
 /* Queue name for a kind ("websocket.connect", ...). */
 const char *chan_msg_queue(chan_msg_kind kind);
 

@@ -9,10 +9,12 @@
 #include "wk_redeliver.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
+#include "chan_msg.h"
 #include "chan_names.h"
 #include "mq_confirm.h"
 #include "mq_conn.h"
@@ -160,9 +162,22 @@ int wk_redeliver_publish(wk_redeliver_pub *p, const char *queue,
   h[1].value.value.bytes = amqp_cstring_bytes(origin ? origin : "");
   props.headers.num_entries = origin ? 2 : 1;
   props.headers.entries = h;
+  /* A dead letter is kept for people to read: a connect message's
+   * credentials stay out of it. A copy for another delivery is whole. */
+  amqp_bytes_t body = msg->body;
+  char *redacted = NULL;
+  if (origin && strcmp(origin, CHAN_QUEUE_CONNECT) == 0) {
+    redacted = chan_msg_redact_connect(msg->body.bytes, msg->body.len, &body.len);
+    if (!redacted) {
+      snprintf(err, errlen, "redact: out of memory");
+      return -1;
+    }
+    body.bytes = redacted;
+  }
   /* A connection left from before a broker restart fails at first use:
    * one retry on a fresh connection tells that apart from a dead broker. */
-  int rc = wk_redeliver__try(p, queue, &props, msg->body, err, errlen);
-  if (rc < 0) rc = wk_redeliver__try(p, queue, &props, msg->body, err, errlen);
+  int rc = wk_redeliver__try(p, queue, &props, body, err, errlen);
+  if (rc < 0) rc = wk_redeliver__try(p, queue, &props, body, err, errlen);
+  free(redacted);
   return rc;
 }

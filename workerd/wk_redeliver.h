@@ -16,6 +16,13 @@
  * a crash in between leaves two copies, which is harmless (the gateway
  * drops the second reply by its order), never none.
  *
+ * A dead letter is kept for people to read, so a websocket.connect copy
+ * loses its credentials on the way (chan_msg_redact_connect: cookie and
+ * authorization values, query-string values). Redacting decodes the
+ * message, which could crash a worker again if decoding were what crashed
+ * it; the decoder is fuzzed (fuzz_channel_msg), handling is the usual
+ * culprit.
+ *
  * Owns: the decision (a pure function, unit-tested), the header, the
  * dead-letter queue's declaration and the side connection, the counters.
  * Must not: handle a message or ack anything (wk_consumer does).

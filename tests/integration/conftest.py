@@ -296,8 +296,18 @@ class Daemon:
         return "\n".join(lines[-n:])
 
 
+# Every test client connects from 127.0.0.1, where a deployment has one
+# address per user: the per-address limits are off unless a test names one
+# of them or asks for the defaults (address_limits=True, as
+# test_attack_per_address.py does).
+ONE_ADDRESS_FLAGS = ("--gateway.max_per_client=0", "--gateway.max_handshakes_per_client=0")
+
+
 class Gateway(Daemon):
-    def __init__(self, name, log_path, amqp_url, extra):
+    def __init__(self, name, log_path, amqp_url, extra, address_limits=False):
+        names = ("--gateway.max_per_client=", "--gateway.max_handshakes_per_client=")
+        if not address_limits and not any(f.startswith(names) for f in extra):
+            extra = (*ONE_ADDRESS_FLAGS, *extra)
         self.port = free_port()
         self.metrics_port = free_port()  # /metrics, /healthz, /readyz
         argv = [binary("gatewayd"), f"--gateway.listen=127.0.0.1:{self.port}",
@@ -439,9 +449,10 @@ class Cluster:
         self.daemons = []
         self._n = itertools.count(1)
 
-    def gateway(self, *extra, ready=True):
+    def gateway(self, *extra, ready=True, address_limits=False):
         n = next(self._n)
-        gw = Gateway(f"gatewayd#{n}", self.log_dir / f"gatewayd-{n}.log", self.amqp_url, extra)
+        gw = Gateway(f"gatewayd#{n}", self.log_dir / f"gatewayd-{n}.log", self.amqp_url, extra,
+                     address_limits)
         self.daemons.append(gw)
         if ready:
             self.wait_gateway(gw)

@@ -697,3 +697,32 @@ UNIT_TEST(chan_msg_free_is_safe_on_empty) {
   chan_msg_free(NULL);
   UNIT_CHECK(chan_msg_header(NULL, "host") == NULL);
 }
+
+UNIT_TEST(chan_msg_redacted_connect_keeps_no_credentials) {
+  const char *in =
+      "{\"reply_channel\": \"" CM_RC "\", \"path\": \"/websocket/\", "
+      "\"query_string\": \"token=SECRET1&x&y=SECRET2\", "
+      "\"headers\": [[\"host\", \"h\"], [\"cookie\", \"token=SECRET3\"], "
+      "[\"authorization\", \"Bearer SECRET4\"], [\"origin\", \"https://h\"]], "
+      "\"client\": [\"10.0.0.1\", 5], \"server\": [\"10.0.0.2\", 8051], \"order\": 0}";
+  size_t n = 0;
+  char *out = chan_msg_redact_connect(in, strlen(in), &n);
+  UNIT_CHECK(out && n == strlen(out) && !strstr(out, "SECRET"));
+  chan_msg m;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_CONNECT, out, &m, err, sizeof err) == 0);
+  UNIT_CHECK_STR(m.query_string, "token=(redacted)&x&y=(redacted)");
+  UNIT_CHECK_STR(chan_msg_header(&m, "cookie"), CHAN_MSG_REDACTED);
+  UNIT_CHECK_STR(chan_msg_header(&m, "authorization"), CHAN_MSG_REDACTED);
+  UNIT_CHECK_STR(chan_msg_header(&m, "origin"), "https://h"); /* the rest as it came */
+  UNIT_CHECK_STR(m.reply_channel, CM_RC);
+  UNIT_CHECK_STR(m.client.host, "10.0.0.1");
+  chan_msg_free(&m);
+  free(out);
+  /* Not a connect message: nothing of it is kept but its length. */
+  const char *bad = "{\"cookie\": \"SECRET5\"";
+  out = chan_msg_redact_connect(bad, strlen(bad), &n);
+  UNIT_CHECK(out && !strstr(out, "SECRET") && strstr(out, "\"bytes\": 20"));
+  free(out);
+}
+

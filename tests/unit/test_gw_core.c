@@ -141,26 +141,55 @@ UNIT_TEST(gw_timeq_order_and_moves) {
 
 UNIT_TEST(gw_clients_limit_per_address) {
   gw_clients t;
+  gw_clients_refusal why;
+  const gw_clients_limits two = {.total = 2};
   UNIT_CHECK(gw_clients_init(&t) == 0);
-  gw_client *a1 = gw_clients_acquire(&t, "10.0.0.1", 2);
-  gw_client *a2 = gw_clients_acquire(&t, "10.0.0.1", 2);
-  UNIT_CHECK(a1 && a1 == a2 && a1->count == 2);
-  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", 2) == NULL); /* at the bound */
-  gw_client *b = gw_clients_acquire(&t, "10.0.0.2", 2);
+  gw_client *a1 = gw_clients_acquire(&t, "10.0.0.1", &two, &why);
+  gw_client *a2 = gw_clients_acquire(&t, "10.0.0.1", &two, &why);
+  UNIT_CHECK(a1 && a1 == a2 && a1->handshaking == 2 && why == GW_CLIENTS_OK);
+  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", &two, &why) == NULL); /* at the bound */
+  UNIT_CHECK(why == GW_CLIENTS_TOTAL);
+  gw_client *b = gw_clients_acquire(&t, "10.0.0.2", &two, &why);
   UNIT_CHECK(b && b != a1 && t.n == 2);
-  gw_clients_release(&t, a1);
-  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", 2) == a2); /* room again */
-  gw_clients_release(&t, a1);
-  gw_clients_release(&t, a2);
+  gw_clients_opened(a1); /* open ones count against the total too */
+  UNIT_CHECK(a1->open == 1 && a1->handshaking == 1);
+  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", &two, &why) == NULL);
+  gw_clients_release(&t, a1, 1);
+  UNIT_CHECK(gw_clients_acquire(&t, "10.0.0.1", &two, &why) == a2); /* room again */
+  gw_clients_release(&t, a1, 0);
+  gw_clients_release(&t, a2, 0);
   UNIT_CHECK(t.n == 1); /* the entry goes with its last connection */
-  gw_clients_release(&t, b);
+  gw_clients_release(&t, b, 0);
   UNIT_CHECK(t.n == 0);
+  gw_clients_release(&t, NULL, 0); /* nothing counted: harmless */
   char addr[32];
+  const gw_clients_limits one = {.total = 1};
   for (int i = 0; i < 3000; i++) {
     snprintf(addr, sizeof(addr), "10.1.%d.%d", i / 256, i % 256);
-    UNIT_CHECK(gw_clients_acquire(&t, addr, 1) != NULL);
+    UNIT_CHECK(gw_clients_acquire(&t, addr, &one, &why) != NULL);
   }
   UNIT_CHECK(t.n == 3000 && t.cap >= 3000);
+  gw_clients_free(&t);
+}
+
+UNIT_TEST(gw_clients_handshakes_have_their_own_bound_open_ones_do_not_use_it) {
+  gw_clients t;
+  gw_clients_refusal why;
+  const gw_clients_limits lim = {.total = 5, .handshakes = 2};
+  UNIT_CHECK(gw_clients_init(&t) == 0);
+  gw_client *e = gw_clients_acquire(&t, "::1", &lim, &why);
+  UNIT_CHECK(e && gw_clients_acquire(&t, "::1", &lim, &why) == e);
+  UNIT_CHECK(!gw_clients_acquire(&t, "::1", &lim, &why) && why == GW_CLIENTS_HANDSHAKES);
+  UNIT_CHECK(strcmp(gw_clients_refusal_name(why), "max_handshakes_per_client") == 0);
+  gw_clients_opened(e);
+  gw_clients_opened(e); /* both accepted: room for two more handshakes */
+  UNIT_CHECK(gw_clients_acquire(&t, "::1", &lim, &why) == e);
+  UNIT_CHECK(gw_clients_acquire(&t, "::1", &lim, &why) == e);
+  UNIT_CHECK(!gw_clients_acquire(&t, "::1", &lim, &why) && why == GW_CLIENTS_HANDSHAKES);
+  gw_clients_opened(e); /* 3 open + 1 handshaking: one below the total */
+  UNIT_CHECK(gw_clients_acquire(&t, "::1", &lim, &why) == e);
+  UNIT_CHECK(!gw_clients_acquire(&t, "::1", &lim, &why) && why == GW_CLIENTS_TOTAL);
+  UNIT_CHECK(e->open == 3 && e->handshaking == 2);
   gw_clients_free(&t);
 }
 

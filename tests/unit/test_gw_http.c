@@ -118,17 +118,52 @@ UNIT_TEST(gw_http_accept_key_rfc6455_example) {
   UNIT_CHECK_STR(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 }
 
-UNIT_TEST(gw_http_headers_for_channel_message) {
+UNIT_TEST(gw_http_forward_only_the_listed_headers) {
   gw_http_req *r = gw_http_req_new(8192, 64);
   UNIT_CHECK(feed_all(r, good_req, sizeof(good_req) - 1) == GW_HTTP_DONE);
   chan_header *h;
   size_t n;
-  UNIT_CHECK(gw_http_req_headers(r, &h, &n) == 0);
-  UNIT_CHECK(n == 6);
+  char *scratch;
+  UNIT_CHECK(gw_http_req_forward(r, "Host, cookie", "token,csrftoken", &h, &n, &scratch) == 0);
+  UNIT_CHECK(n == 2);
   UNIT_CHECK_STR(h[0].name, "host");
-  UNIT_CHECK_STR(h[1].name, "upgrade");
-  UNIT_CHECK_STR(h[5].value, "csrftoken=xyz; token=t");
+  UNIT_CHECK_STR(h[1].name, "cookie");
+  UNIT_CHECK_STR(h[1].value, "csrftoken=xyz; token=t");
   free(h);
+  free(scratch);
+  gw_http_req_free(r);
+}
+
+/* The application's other cookies stay at the gateway; names are exact. */
+static const char jar_req[] =
+    "GET /websocket/ HTTP/1.1\r\n"
+    "Host: example.com\r\n"
+    "Authorization: Bearer abc\r\n"
+    "Cookie: sessionid=SECRET; token=t1 ;Token=no; csrftoken=c1; =x; junk; csrftoken=c2\r\n"
+    "Cookie: other=1\r\n"
+    "X-Api-Key: SECRET\r\n"
+    "\r\n";
+
+UNIT_TEST(gw_http_forward_filters_the_cookie_jar) {
+  gw_http_req *r = gw_http_req_new(8192, 64);
+  UNIT_CHECK(feed_all(r, jar_req, sizeof(jar_req) - 1) == GW_HTTP_DONE);
+  chan_header *h;
+  size_t n;
+  char *scratch;
+  UNIT_CHECK(gw_http_req_forward(r, "authorization,cookie,origin,host", "token,csrftoken", &h,
+                                 &n, &scratch) == 0);
+  UNIT_CHECK(n == 3); /* host, authorization, one cookie header; not x-api-key */
+  UNIT_CHECK_STR(h[0].name, "host");
+  UNIT_CHECK_STR(h[1].value, "Bearer abc");
+  UNIT_CHECK_STR(h[2].name, "cookie");
+  /* Both csrftokens stay: refusing a planted duplicate is the worker's. */
+  UNIT_CHECK_STR(h[2].value, "token=t1; csrftoken=c1; csrftoken=c2");
+  for (size_t i = 0; i < n; i++) UNIT_CHECK(!strstr(h[i].value, "SECRET"));
+  free(h);
+  free(scratch);
+  UNIT_CHECK(gw_http_req_forward(r, "", "token", &h, &n, &scratch) == 0 && n == 0);
+  free(h);
+  free(scratch);
   gw_http_req_free(r);
 }
 
