@@ -6,7 +6,8 @@ with the unit's own ExecStart line (paths mapped into a temporary root:
 /etc/wsgw, the credentials folder %d, the binaries under test) as an
 unprivileged user whose only supplementary group owns the secret files
 (DynamicUser=yes + SupplementaryGroups=wsgw; the group is a free numeric id
-here, not a name in /etc/group). The install lines of DEPLOY.md that make the
+here, not a name in /etc/group), in a user namespace of its own as
+PrivateUsers=yes makes it. The install lines of DEPLOY.md that make the
 secret files, and then the rotation blocks, run as shell scripts, changed
 only in those paths, the group name, and `systemctl reload 'workerd@*'`,
 which becomes the unit's ExecReload with $MAINPID set.
@@ -116,9 +117,15 @@ def test_documented_rotation_under_the_unit(cluster, root):
     argv = shlex.split(exec_start.replace("/usr/local/bin/", f"{BUILD}/")
                        .replace("/etc/wsgw/", f"{etc}/").replace("%d/", f"{creds}/"))
     assert f"--auth.secret_file={etc}/auth.secret" in argv
-    # DynamicUser=yes, SupplementaryGroups=wsgw, NoNewPrivileges=yes.
+    # DynamicUser=yes, SupplementaryGroups=wsgw, NoNewPrivileges=yes, then
+    # PrivateUsers=yes as systemd orders them: groups are set first, then
+    # the user namespace maps only the service's own uid and gid, so the
+    # group shows as "nogroup" inside; the kernel still checks the file
+    # against the real group.
     as_service = ["setpriv", f"--reuid={UID}", f"--regid={UID}", f"--groups={gid}",
                   "--no-new-privs", "--"]
+    assert "PrivateUsers=yes" in UNIT.read_text().splitlines()
+    as_service += ["unshare", "--user", f"--map-user={UID}", f"--map-group={UID}", "--"]
     before = cluster.broker.consumers(cluster.vhost).get("websocket.connect", 0)
     wk = Daemon("workerd@1", as_service + argv, cluster.log_dir / "workerd-unit.log")
     cluster.daemons.append(wk)
