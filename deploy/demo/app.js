@@ -3,7 +3,11 @@
  *
  * Owns: one websocket to the gateway, the subscription requests (AWX's
  * shape: {"groups": {...}, "xrftoken": csrftoken cookie}), and the log of
- * what arrives. Received text is shown with textContent only: events come
+ * what arrives. The websocket goes to /websocket/ on the page's own origin
+ * and nowhere else (the CSP says connect-src 'self' too): the xrftoken is
+ * the csrftoken cookie's value and must not be sent to another server. A
+ * token in the URL fills the field and is removed from the address bar; it
+ * never connects by itself (connect=1 only acts without one). Received text is shown with textContent only: events come
  * from backends and must never be interpreted as markup.
  */
 (function () {
@@ -17,6 +21,7 @@
   var pendingReplies = 0; // subscription requests sent, reply not yet seen
   var greeted = false;     // the accept message arrived
   var eventCount = 0;
+  var autoConnect = false; // connect=1 and no token in the URL
 
   function defaultUrl() {
     var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -109,7 +114,7 @@
 
   function connect() {
     if (ws) return;
-    var url = $("ws-url").value.trim() || defaultUrl();
+    var url = defaultUrl();
     var token = $("token").value.trim();
     if (token) url += (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(token);
     greeted = false;
@@ -127,7 +132,7 @@
       setStatus("open", "open");
       setConnected(true);
       log("open", url.replace(/token=[^&]*/, "token=…"));
-      if (params.get("connect") === "1") subscribe();
+      if (autoConnect) subscribe();
     };
     ws.onmessage = onMessage;
     ws.onerror = function () {
@@ -170,8 +175,16 @@
   }
 
   function init() {
-    $("ws-url").value = params.get("ws") || defaultUrl();
-    if (params.get("token")) $("token").value = params.get("token");
+    $("ws-url").textContent = defaultUrl();
+    var urlToken = params.get("token");
+    if (urlToken) {
+      $("token").value = urlToken;
+      // Out of the address bar and the history (the page sends no
+      // Referer either: <meta name="referrer">).
+      params.delete("token");
+      var rest = params.toString();
+      window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+    }
     if (params.get("groups")) $("groups").value = params.get("groups");
     $("xrf").textContent = cookie("csrftoken") !== null ? "yes" : "no";
     $("connect-form").addEventListener("submit", function (e) { e.preventDefault(); connect(); });
@@ -183,7 +196,10 @@
       eventCount = 0;
       $("event-count").textContent = "0";
     });
-    if (params.get("connect") === "1") connect();
+    // Auto-connect only with the site's own cookie: a link carrying a
+    // token (perhaps someone else's) waits for the operator's click.
+    autoConnect = params.get("connect") === "1" && !urlToken;
+    if (autoConnect) connect();
   }
 
   init();

@@ -7,7 +7,7 @@
 # (other users, vhosts and permissions are left alone).
 #
 #   deploy/rabbitmq/setup.sh [--vhost NAME] [--prefix P] [--secrets DIR]
-#                            [--host HOST:PORT] [--emitter-no-declare]
+#                            [--host HOST:PORT]
 #
 #   --vhost NAME     vhost to create (default: wsgw)
 #   --prefix P       user names are P + gateway, worker, emitter (default: wsgw-)
@@ -17,9 +17,8 @@
 #                    /etc/wsgw/ (gateway-amqp.url, worker-amqp.url) for the units.
 #   --host HOST:PORT the broker address written into the URLs (default:
 #                    127.0.0.1:5672)
-#   --emitter-no-declare  the emitter may not declare the groups exchange
-#                    (configure '^$'): right for a backend that only
-#                    publishes (pika), not for `chanctl emit`, which declares.
+#   --emitter-no-declare  accepted and ignored: the emitter may not
+#                    declare the groups exchange in any case now.
 #
 # RABBITMQCTL: the command to run (default: rabbitmqctl), split on spaces,
 # e.g. "rabbitmqctl -n rabbit@mq1". Needs python3 (hashing, URL encoding).
@@ -38,8 +37,12 @@
 #            to the gateways' queues through the default exchange; declares
 #            websocket.dead and moves poison messages there (nobody consumes
 #            it: operators inspect it as administrators).
-#   emitter  publishes to the groups exchange only (and may declare it);
-#            reads nothing.
+#   emitter  publishes to the groups exchange only: write on it, configure
+#            nothing (so it cannot delete or redeclare it, which would drop
+#            every gateway's bindings), read nothing. `chanctl emit` checks
+#            the exchange with a passive declare, which needs no permission.
+# The script declares websocket.groups itself (durable direct, as the
+# daemons declare it), so an emitter works before any gateway has started.
 # RabbitMQ checks a publish through the default exchange as "write" on the
 # exchange amq.default, whatever the queue: a party that replies or relays
 # that way can address any queue of the vhost. That is why wsgw gets a vhost
@@ -50,7 +53,6 @@ VHOST=wsgw
 PREFIX=wsgw-
 SECRETS=./wsgw-secrets
 HOST=127.0.0.1:5672
-EMITTER_DECLARE=1
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
@@ -63,7 +65,7 @@ while (($#)); do
     --prefix) PREFIX=${2?}; shift 2 ;;
     --secrets) SECRETS=${2:?}; shift 2 ;;
     --host) HOST=${2:?}; shift 2 ;;
-    --emitter-no-declare) EMITTER_DECLARE=0; shift ;;
+    --emitter-no-declare) shift ;;
     -h|--help) usage ;;
     *) echo "setup.sh: unknown argument: $1" >&2; usage ;;
   esac
@@ -80,7 +82,7 @@ DEAD='websocket\.dead'
 declare -A CONFIGURE=(
   [gateway]="^($Q|$X|$OWN)\$"
   [worker]="^($Q|$DEAD|$X)\$"
-  [emitter]="^$X\$"
+  [emitter]='^$'
 )
 declare -A WRITE=(
   [gateway]="^(amq\.default|$OWN)\$"
@@ -92,7 +94,6 @@ declare -A READ=(
   [worker]="^$Q\$"
   [emitter]='^$'
 )
-((EMITTER_DECLARE)) || CONFIGURE[emitter]='^$'
 
 mkdir -p "$SECRETS"
 chmod 700 "$SECRETS"
@@ -125,7 +126,10 @@ done
 import base64, hashlib, json, os, sys, urllib.parse
 secrets, vhost, prefix, host = sys.argv[1:5]
 perms = sys.argv[5:]
-doc = {"vhosts": [{"name": vhost}], "users": [], "permissions": []}
+doc = {"vhosts": [{"name": vhost}], "users": [], "permissions": [],
+       "exchanges": [{"name": "websocket.groups", "vhost": vhost, "type": "direct",
+                      "durable": True, "auto_delete": False, "internal": False,
+                      "arguments": {}}]}
 q = lambda s: urllib.parse.quote(s, safe="")
 for i, role in enumerate(("gateway", "worker", "emitter")):
     user = prefix + role

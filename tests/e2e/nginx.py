@@ -49,7 +49,12 @@ class Nginx:
             snippet, n = re.subn(pattern, repl, snippet)
             assert n, f"override {pattern!r} matched nothing in wsgw-proxy.conf"
         (self.dir / "snippets/wsgw-proxy.conf").write_text(snippet)
-        (self.dir / "site.conf").write_text(self._site(site, upstream_ports, tls))
+        site_text = self._site(site, upstream_ports, tls)
+        # The site's own access log (format wsgw), into this nginx's folder
+        # (here, not in _site, so that subclasses get it too).
+        site_text = re.sub(r"access_log /var/log/nginx/\S+ ",
+                           f"access_log {self.dir}/logs/access.log ", site_text)
+        (self.dir / "site.conf").write_text(site_text)
         (self.dir / "nginx.conf").write_text(self._main())
         self.log = open(self.dir / "logs/stderr.log", "wb")
         self.proc = subprocess.Popen(

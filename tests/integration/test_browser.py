@@ -11,11 +11,20 @@ emitted event is on the page with its exact text, in order per group; an
 event with markup is shown as text, not run; the page keeps working after
 "Leave all" (no more events shown). A screenshot of the page is written to
 the test's folder (console.png).
+
+The console stays on its own origin: its CSP (connect-src 'self') lets
+Chromium open the same-origin ws:// and blocks a websocket to another origin
+(a violation is reported and nothing reaches the other server); a ?ws=
+parameter no longer points it elsewhere; a token in the URL never connects
+by itself, even with connect=1, and leaves the address bar; connect=1
+without one (the cookie's token) does.
 """
 
 import asyncio
 import json
+import socket
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -138,5 +147,102 @@ def run_console(stack, browser, ng, tmp_path):
     run(main(), timeout=60)
     # nginx served the page and proxied the websocket.
     assert '"GET /wsgw-demo/app.js HTTP/1.1" 200' in ng.access_log()
-    wait_until(lambda: '"GET /websocket/?token=' in ng.access_log()
-               and '" 101 ' in ng.access_log(), 5, "nginx to log the websocket (101)")
+    wait_until(lambda: '"GET /websocket/ HTTP/1.1" 101 ' in ng.access_log(), 5,
+               "nginx to log the websocket (101)")
+
+
+class Listener:
+    """A TCP port that counts the connections made to it (another origin a
+    page might try to reach)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+def test_console_stays_on_its_origin(stack, browser, tmp_path):
+    ng = Nginx(tmp_path / "nginx", [stack.gw.port])
+    other = Listener()
+    token = mint_token(7, "integration-test-secret-0123456789abcdef")
+    elsewhere = f"ws://127.0.0.1:{other.port}/websocket/"
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.send("Network.setCookie", name="csrftoken", value=CSRF,
+                            url=ng.url("/"))
+            # The old attack link: another server, a token, connect=1.
+            await page.navigate(ng.url(f"/wsgw-demo/?ws={quote(elsewhere)}&connect=1"
+                                       f"&token={quote(token)}"))
+            await asyncio.sleep(1.0)
+            assert await page.eval("document.getElementById('status').textContent") \
+                == "disconnected"
+            assert await page.eval("document.getElementById('ws-url').textContent") \
+                == ng.url("/websocket/", "ws")
+            assert await page.eval("document.getElementById('token').value") == token
+            # The token left the address bar (and the history entry).
+            assert "token=" not in await page.eval("window.location.href")
+            assert other.accepted == 0
+
+            # The CSP: a websocket to another origin is refused by the
+            # browser itself, with a violation report; same-origin is allowed.
+            result = await page.eval(f"""new Promise(done => {{
+                const seen = [];
+                document.addEventListener('securitypolicyviolation',
+                    e => seen.push(e.violatedDirective + ' ' + e.blockedURI));
+                let ws;
+                try {{ ws = new WebSocket({json.dumps(elsewhere)}); }}
+                catch (e) {{ return setTimeout(() => done({{thrown: e.name, seen}}), 300); }}
+                ws.onerror = () => setTimeout(() => done({{error: true, seen}}), 300);
+                ws.onopen = () => done({{opened: true, seen}});
+            }})""")
+            assert not result.get("opened"), result
+            assert any(v.startswith("connect-src") for v in result["seen"]), result
+            await asyncio.sleep(0.3)
+            assert other.accepted == 0
+
+            # Pressing Connect: the page's own origin, accepted.
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("document.getElementById('user').textContent === '7'",
+                                what="the accept message on the page")
+            await page.eval("document.getElementById('disconnect').click()")
+            await page.wait_for("document.getElementById('status').textContent === "
+                                "'closed 1000'", what="a clean close")
+
+            # connect=1 with the site's own cookie (no token in the URL)
+            # still connects by itself.
+            await page.send("Network.setCookie", name="token", value=token, url=ng.url("/"))
+            await page.navigate(ng.url("/wsgw-demo/?connect=1&groups="
+                                       + quote(json.dumps({"jobs": ["status_changed"]}))))
+            await page.wait_for("document.getElementById('user').textContent === '7'",
+                                what="the cookie's session accepted")
+            assert other.accepted == 0
+        finally:
+            await page.close()
+
+    try:
+        run(main(), timeout=60)
+    finally:
+        other.close()
+        ng.stop()

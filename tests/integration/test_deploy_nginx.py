@@ -8,23 +8,30 @@ event reaches members on both; a 403 from the gateway reaches the client as
 403; the gateway reports the real client address (X-Forwarded-For from a
 trusted proxy only, and a client's own forged header does not count); the
 idle timeout of the site outlives the gateway's pings; the TLS site
-(wsgw-tls.conf) serves wss://.
+(wsgw-tls.conf) serves wss://; the site's access log never holds a token
+(no query string, no Cookie, Authorization or Referer); the per-address
+limits bite (an address over the open-connection or the handshake-rate
+limit gets 429, another address at the same time does not); the site and
+snippet load in Debian's own nginx.conf layout (nginx -t).
 """
 
 import asyncio
 import json
 import re
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import (connect, handshake_status, jwt_for, open_client, recv_json, recv_text, run,
-                      subscribe, wait_until)
+from conftest import (ROOT, connect, handshake_status, jwt_for, open_client, recv_json,
+                      recv_text, run, subscribe, wait_until)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from nginx import Nginx  # noqa: E402
@@ -85,8 +92,8 @@ def test_upgrade_through_nginx_and_events_flow(cluster, nginx_for):
             assert await recv_text(ws, what="the event through nginx") == event
             await ws.close()
     run(main())
-    # nginx logged the two upgrades as 101s.
-    assert len(re.findall(r'"GET /websocket/?\?token=\S+ HTTP/1.1" 101 ', ng.access_log())) == 2
+    # nginx logged the two upgrades as 101s, without their ?token=.
+    assert len(re.findall(r'"GET /websocket/? HTTP/1.1" 101 ', ng.access_log())) == 2
 
 
 def test_two_gateways_behind_one_nginx(cluster, nginx_for):
@@ -231,3 +238,150 @@ def test_tls_site_serves_wss(cluster, nginx_for, tmp_path):
         urllib.request.build_opener(NoRedirect).open(req, timeout=5)
     assert e.value.code == 301
     assert e.value.headers["Location"].startswith("https://")
+
+
+SECRET_MARK = "SECRETTOKENMARK"
+
+
+def raw_handshake(ng, src, token=None, headers=(), keep=False):
+    """(status, socket or None) of one websocket handshake through nginx
+    from source address src; the socket is kept open after a 101 if keep."""
+    s = socket.create_connection(("127.0.0.1", ng.port), timeout=10, source_address=(src, 0))
+    q = f"?token={token}" if token else ""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    s.sendall((f"GET /websocket/{q} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    status = int(m.group(1)) if m else None
+    if keep and status == 101:
+        return status, s
+    s.close()
+    return status, None
+
+
+def test_access_log_holds_no_token(cluster, nginx_for):
+    cluster.worker(ready=False)
+    gw = cluster.gateway(TRUST)
+    ng = nginx_for([gw])
+    # A token the worker accepts, one it refuses, in the query; the same
+    # mark in Cookie, Authorization and Referer; the demo page with it.
+    good = jwt_for(7)
+    status, sock = raw_handshake(ng, CLIENT_ADDR, good, keep=True)
+    assert status == 101
+    sock.close()
+    assert raw_handshake(ng, CLIENT_ADDR, SECRET_MARK + "x")[0] == 403
+    headers = [("Cookie", f"token={SECRET_MARK}c; csrftoken=abc"),
+               ("Authorization", f"Bearer {SECRET_MARK}a"),
+               ("Referer", f"http://127.0.0.1/wsgw-demo/?token={SECRET_MARK}r")]
+    assert raw_handshake(ng, CLIENT_ADDR, SECRET_MARK + "q", headers)[0] == 403
+    req = urllib.request.Request(ng.url(f"/wsgw-demo/?token={SECRET_MARK}d"),
+                                 headers=dict(headers))
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    log = ng.access_log()
+    assert SECRET_MARK not in log and good not in log and "token" not in log, log
+    # ... and still says what happened.
+    assert len(re.findall(r'^127\.0\.0\.2 \[.*\] "GET /websocket/ HTTP/1.1" 101 ', log, re.M)) == 1
+    assert len(re.findall(r'"GET /websocket/ HTTP/1.1" 403 ', log)) == 2
+    assert '"GET /wsgw-demo/ HTTP/1.1" 200 ' in log
+
+
+def snippet_value(pattern):
+    text = (ROOT / "deploy/nginx/snippets/wsgw-proxy.conf").read_text()
+    m = re.search(pattern, text, re.M)
+    assert m, pattern
+    return int(m.group(1))
+
+
+def test_per_address_connection_limit(cluster, nginx_for):
+    """With the shipped numbers: an address holding limit_conn websockets
+    gets 429 for one more; another address at the same moment gets 101."""
+    cluster.worker(ready=False)
+    gw = cluster.gateway(TRUST)
+    ng = nginx_for([gw])
+    limit = snippet_value(r"^limit_conn wsgw_conn (\d+);")
+    burst = snippet_value(r"^limit_req zone=wsgw_req burst=(\d+) nodelay;")
+    assert 8 <= limit <= 1000
+    held = []
+    try:
+        for i in range(limit):
+            if i > burst - 2:
+                time.sleep(0.25)  # under the handshake rate (5/s) past the burst
+            status, sock = raw_handshake(ng, CLIENT_ADDR, jwt_for(100 + i), keep=True)
+            assert status == 101, (i, status, ng.error_log())
+            held.append(sock)
+        time.sleep(0.3)
+        assert raw_handshake(ng, CLIENT_ADDR, jwt_for(99))[0] == 429
+        assert raw_handshake(ng, "127.0.0.3", jwt_for(98))[0] == 101
+        # One closed: the address is under the limit again.
+        held.pop().close()
+        wait_until(lambda: raw_handshake(ng, CLIENT_ADDR, jwt_for(97))[0] == 101, 5,
+                   "a slot freed by a close", interval=0.3)
+    finally:
+        for sock in held:
+            sock.close()
+    assert re.search(r'^127\.0\.0\.2 \[.*\] "GET /websocket/ HTTP/1.1" 429 ', ng.access_log(),
+                     re.M)
+
+
+def test_per_address_handshake_rate(cluster, nginx_for):
+    """A reconnect loop without backoff: past the burst, 429; a second
+    address is served meanwhile; after a pause the first is served again."""
+    cluster.worker(ready=False)
+    gw = cluster.gateway(TRUST)
+    ng = nginx_for([gw])
+    burst = snippet_value(r"^limit_req zone=wsgw_req burst=(\d+) nodelay;")
+    # No token: a request nginx lets through gets the gateway's 403, one
+    # it stops gets nginx's 429.
+    statuses = [raw_handshake(ng, CLIENT_ADDR)[0] for _ in range(burst + 40)]
+    assert set(statuses) == {403, 429}, statuses
+    passed = statuses.count(403)
+    assert burst + 1 <= passed <= burst + 1 + 20, statuses  # 5/s refill while it ran
+    assert statuses[:burst + 1] == [403] * (burst + 1)
+    assert raw_handshake(ng, "127.0.0.3")[0] == 403
+    time.sleep(1.0)
+    assert raw_handshake(ng, CLIENT_ADDR)[0] == 403
+
+
+def test_site_loads_in_debians_nginx_layout(tmp_path):
+    """Debian's own /etc/nginx/nginx.conf (it includes sites-enabled/* in
+    the http context), with the shipped site and snippet installed as
+    DEPLOY.md says and the default site removed: nginx -t accepts both
+    sites (zones, log format, map and upstream are legal where they land)."""
+    etc = tmp_path / "etc/nginx"
+    shutil.copytree("/etc/nginx", etc, symlinks=True)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    ssl_dir = tmp_path / "ssl"
+    (ssl_dir / "certs").mkdir(parents=True)
+    (ssl_dir / "private").mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=events.example.com",
+                    "-keyout", str(ssl_dir / "private/events.example.com.key"),
+                    "-out", str(ssl_dir / "certs/events.example.com.pem")],
+                   check=True, capture_output=True, timeout=60)
+    shutil.copy(ROOT / "deploy/nginx/snippets/wsgw-proxy.conf", etc / "snippets/")
+    conf = (etc / "nginx.conf").read_text()
+    conf = conf.replace("/etc/nginx/", f"{etc}/").replace("/var/log/nginx/", f"{logs}/")
+    (etc / "nginx.conf").write_text(conf.replace("/run/nginx.pid", f"{tmp_path}/nginx.pid"))
+    for site in ("wsgw.conf", "wsgw-tls.conf"):
+        for f in (etc / "sites-enabled").iterdir():
+            f.unlink()
+        text = (ROOT / "deploy/nginx" / site).read_text()
+        text = text.replace("/etc/ssl/", f"{ssl_dir}/").replace("/var/log/nginx/", f"{logs}/")
+        (etc / "sites-available/wsgw").write_text(text)
+        (etc / "sites-enabled/wsgw").symlink_to("../sites-available/wsgw")
+        # The prefix Debian's nginx was built with: modules-enabled/ loads
+        # modules by paths relative to it.
+        proc = subprocess.run(["/usr/sbin/nginx", "-t", "-p", "/usr/share/nginx/", "-c",
+                               str(etc / "nginx.conf")],
+                              capture_output=True, text=True, timeout=30)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "test is successful" in out, (site, out)

@@ -3,7 +3,10 @@ least-privilege permissions.
 
 Shows: the daemons run with the users it creates (a client connects,
 subscribes and gets an event that `chanctl emit` published as the emitter
-user); the emitter can publish to websocket.groups but cannot consume
+user, which also works before any daemon ran: the script declares the
+exchange); the emitter can publish to websocket.groups but cannot delete or
+redeclare it (403 ACCESS_REFUSED: that would drop every gateway's
+bindings; a passive declare, which chanctl emit does, is allowed), cannot consume
 websocket.connect, cannot publish to the default exchange (so cannot inject
 into websocket.* or a gateway's queue) nor to another exchange; the gateway
 user cannot consume websocket.receive (nor connect/disconnect); the worker
@@ -95,6 +98,12 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
     # The daemons as the script's users, with the URLs it wrote.
     for role in ("gateway", "worker", "emitter"):
         assert urls[role].startswith(f"amqp://{prefix}{role}:")
+    # Before any daemon: the exchange is there (the script declared it)
+    # and the emitter user can publish to it with chanctl emit.
+    rows = cluster.broker.table("list_exchanges", "-p", vhost, "name", "type", "durable")
+    assert ["websocket.groups", "direct", "true"] in [list(r) for r in rows], rows
+    run_tool(["emit", "jobs-status_changed", '{"early": true}',
+              f"--amqp.url_file={secrets}/emitter-amqp.url"])
     cluster.vhost = vhost  # the fixture's readiness checks look here
     cluster.amqp_url = urls["worker"]
     wk = cluster.worker()
@@ -122,6 +131,15 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
         assert emitter.publish("", "websocket.connect") == 403      # default exchange
         assert emitter.publish("amq.topic", "anything") == 403
         assert emitter.publish("amq.direct", "websocket.connect") == 403
+        # ... and may not redeclare or delete the exchange the gateways'
+        # bindings hang on; a passive declare (chanctl emit's) needs nothing.
+        assert refused(lambda: emitter.channel().exchange_declare(
+            "websocket.groups", "direct", durable=True)) == 403
+        assert refused(lambda: emitter.channel().exchange_declare(
+            "websocket.groups", "fanout", durable=False)) == 403
+        assert refused(lambda: emitter.channel().exchange_delete("websocket.groups")) == 403
+        assert refused(lambda: emitter.channel().exchange_declare(
+            "websocket.groups", passive=True)) is None
         # gateway: may not read the workers' queues.
         for q in ("websocket.receive", "websocket.connect", "websocket.disconnect"):
             assert gateway.consume(q) == 403, q
@@ -140,9 +158,9 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
             c.close()
 
 
-    # A second run, now with --emitter-no-declare: idempotent (passwords
-    # kept, the vhost left alone), and the emitter may publish but no longer
-    # declare or delete the exchange.
+    # A second run (with the old --emitter-no-declare, now the default and
+    # ignored): idempotent (passwords kept, the vhost left alone), and the
+    # emitter still may publish but not declare or delete the exchange.
     out = setup_sh(cluster.broker, vhost, prefix, secrets, "--emitter-no-declare")
     assert f"vhost {vhost}: exists" in out and "created" not in out
     assert read_urls(secrets) == urls

@@ -5,7 +5,9 @@ Shows: `systemd-analyze verify` accepts both units (the template as two
 instances), with their man pages found (deploy/man) and ExecStart pointed
 at the binaries under test; the hardening and service options the issue
 asks for are set and `systemd-analyze security` rates them "OK" (exposure
-under 2.0); gatewayd and workerd speak the notify protocol as systemd
+under 2.0); memory and task ceilings are set (values and reasons in the
+units); the worker reads its token secrets in place and both reload on
+SIGHUP (the rotation itself: test_deploy_rotation.py); gatewayd and workerd speak the notify protocol as systemd
 would see it on NOTIFY_SOCKET: READY=1 only once the broker is reached,
 WATCHDOG=1 at half WATCHDOG_USEC (also while the broker is down), and
 STOPPING=1 on SIGTERM.
@@ -81,8 +83,51 @@ def test_units_ask_for_what_production_needs():
     assert gw["KillMode"] == ["mixed"]
     assert int(gw["LimitNOFILE"][-1]) >= 100000
     wk = directives(UNITS / "workerd@.service")
-    assert any("--auth.secret_file=%d/auth-secret" in x for x in wk["ExecStart"])
+    # The token secrets are read in place (a credential is a copy taken at
+    # start, so a reload would not see a rotation), through the static
+    # group wsgw; both units reload with SIGHUP (test_deploy_rotation.py).
+    for x in wk["ExecStart"] + wk["ExecStartPre"]:
+        assert "--auth.secret_file=/etc/wsgw/auth.secret " in x, x
+        assert "--auth.secret_previous_file=/etc/wsgw/auth.secret.previous" in x, x
+    assert not any("auth" in x for x in wk["LoadCredential"])
+    assert wk["SupplementaryGroups"] == ["wsgw"]
+    for d in (gw, wk):
+        assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert "%i" in wk["Description"][-1]
+
+
+def size(value):
+    """A unit's memory size in bytes (K, M, G suffixes: powers of 1024)."""
+    m = re.fullmatch(r"(\d+)([KMG]?)", value)
+    assert m, value
+    return int(m.group(1)) * 1024 ** " KMG".index(m.group(2) or " ")
+
+
+def test_units_bound_memory_and_tasks():
+    """A runaway (leak, thread leak, a pile of slow clients) ends in a
+    restart of the one service, not an out-of-memory host: both units set
+    MemoryHigh below MemoryMax, and TasksMax above what they use (measured:
+    2 threads per gateway process, 2 per worker) but far below the host's
+    default (15% of pid_max)."""
+    gw = {k: v[-1] for k, v in directives(UNITS / "gatewayd.service").items()}
+    wk = {k: v[-1] for k, v in directives(UNITS / "workerd@.service").items()}
+    # The gateway scales with the host (a process per core, 6 KiB per
+    # connection): a share of RAM, leaving room for nginx and the rest.
+    high, top = (int(gw[k].rstrip("%")) for k in ("MemoryHigh", "MemoryMax"))
+    assert gw["MemoryMax"].endswith("%") and high < top <= 80, gw
+    # One gateway process killed, the others keep their clients.
+    assert gw["OOMPolicy"] == "continue"
+    assert 6 * 64 + 1 <= int(gw["TasksMax"]) <= 4096
+    # The worker: above its worst legitimate case (3 queues x prefetch 64 x
+    # 1 MiB messages = 192 MiB), well below a host.
+    assert 192 * 2**20 < size(wk["MemoryHigh"]) < size(wk["MemoryMax"]) <= 2**30, wk
+    assert 4 <= int(wk["TasksMax"]) <= 256
+    assert "OOMPolicy" not in wk or wk["OOMPolicy"] == "stop"
+    # The unit comments give the reasoning for each value.
+    for name in ("gatewayd.service", "workerd@.service"):
+        text = (UNITS / name).read_text()
+        assert re.search(r"^# Memory\. Measured", text, re.M), name
+        assert re.search(r"^# Tasks.*[Mm]easured", text, re.M), name
 
 
 @pytest.mark.parametrize("unit", ["gatewayd.service", "workerd@1.service"])
