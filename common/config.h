@@ -45,6 +45,10 @@ typedef enum {
 } cfg_type;
 
 #define CFG_SECRET 1u /* value may come from <key>_file; never printed */
+/* The row reads one key of another program's section (workerd reads
+ * [gateway] allowed_origins, so that one setting serves both): the table
+ * does not claim the section, whose other keys it skips. */
+#define CFG_SHARED 2u
 
 typedef struct cfg_opt {
   const char *section;

@@ -47,7 +47,7 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("gateway", "max_per_client", CFG_INT, "0", 0, 10000000, 0, max_per_client,
            "connections per client address, 0 for no limit (503 above)"),
     GW_OPT("gateway", "allowed_origins", CFG_STR, "", 0, 0, 0, allowed_origins,
-           "comma-separated Origin values browsers may connect from; empty allows any (403 otherwise)"),
+           "comma-separated Origin values browsers may connect from; empty allows any (403 otherwise; workerd: tokens sent as cookies need one of these, or with none the Host's own)"),
     GW_OPT("gateway", "max_send_queue", CFG_BYTES, "4MiB", 1024, 1073741824, 0,
            max_send_queue, "unsent bytes per connection (events, replies, pongs) before it is closed as slow (1008); above a quarter of it the connection is not read until under an eighth"),
     GW_OPT("gateway", "max_pending", CFG_INT, "16", 1, 10000, 0, max_pending,

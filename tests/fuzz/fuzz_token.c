@@ -25,8 +25,8 @@
 #define NOW 1700000000
 #define LEEWAY 30
 
-static const char key_now[] = "fuzz-secret-current-0123456789";
-static const char key_old[] = "fuzz-secret-previous-0123456789";
+static const char key_now[] = "fuzz-secret-current-0123456789ab";
+static const char key_old[] = "fuzz-secret-previous-0123456789ab";
 static const token_secret secrets[2] = {
     {(const unsigned char *)key_now, sizeof(key_now) - 1},
     {(const unsigned char *)key_old, sizeof(key_old) - 1},
