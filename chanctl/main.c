@@ -348,8 +348,8 @@ static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
   }
   if (strlen(conf->auth_secret) < TOKEN_SECRET_MIN) {
     fprintf(stderr, "chanctl: token: auth.secret is %zu bytes; an HS256 "
-                    "secret needs at least %d (make one with: openssl rand "
-                    "-hex 32)\n", strlen(conf->auth_secret), TOKEN_SECRET_MIN);
+                    "secret needs at least %d (make one with: head -c 32 "
+                    "/dev/urandom | base64)\n", strlen(conf->auth_secret), TOKEN_SECRET_MIN);
     return CHANCTL_USAGE;
   }
   char *extra = NULL; /* owner: this function */

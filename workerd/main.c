@@ -63,7 +63,7 @@ static const cfg_opt wk_main_opts[] = {
     MQ_CFG_OPTS(wk_main_conf, amqp)
     LOG_CFG_OPT(wk_main_conf, log_level)
     WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
-           "HS256 key the backend signs tokens with"),
+           "HS256 key the backend signs tokens with, at least 32 bytes"),
     WK_OPT("auth", "secret_previous", CFG_STR, NULL, 0, 0, CFG_SECRET,
            secret_previous, "the key before the last rotation, still accepted"),
     WK_OPT("auth", "token_file", CFG_STR, NULL, 0, 0, 0, token_file,

@@ -481,7 +481,7 @@ wk_auth *wk_auth_new(const char *secret, const char *secret_previous,
     if (rc == -2)
       snprintf(err, errlen,
                "%s is %zu bytes; an HS256 secret needs at least %d (make "
-               "one with: openssl rand -hex 32)",
+               "one with: head -c 32 /dev/urandom | base64)",
                names[i], strlen(values[i]), WK_AUTH_SECRET_MIN);
     else if (rc != 0)
       snprintf(err, errlen, "out of memory");
