@@ -1,9 +1,9 @@
 /*
  * wk_auth.c - token extraction and verification for websocket.connect.
  *
- * Owns: the secrets (copies), the static token table, the parsing of query
- * strings, cookies and the Authorization header as far as finding a token
- * needs. Must not: log, or put any part of a token in a reason or an error:
+ * Owns: the secrets (copies, at least WK_AUTH_SECRET_MIN bytes), the static
+ * token table, the parsing of query strings, cookies and the Authorization
+ * header as far as finding a token (and the csrftoken cookie) needs. Must not: log, or put any part of a token in a reason or an error:
  * callers log what this returns.
  *
  * Static tokens are compared in constant time against every entry, so the

@@ -5,10 +5,14 @@
  * Where the token is looked for, first found wins: the query string's
  * "token=" (URL-decoded), the "token" cookie, "Authorization: Bearer". It is
  * then checked as an HS256 JWT against the current and the previous secret
- * (rotation), or looked up in a static token file (development).
+ * (rotation), or looked up in a static token file (development). A token
+ * found in a cookie came without the client choosing to send it, so it also
+ * needs an allowed Origin (wk_auth_origin_check; the rule: origin.h).
  *
- * Owns: token extraction, the static token file, the verdict. Must not: log
- * or return the token (reasons are fixed phrases), or know about groups.
+ * Owns: token extraction, the static token file, the secrets' minimum
+ * length, the verdict, which token sources need an Origin, the uniqueness
+ * of a cookie. Must not: log or return the token (reasons are fixed
+ * phrases), know about groups, or define what an allowed origin is.
  */
 #ifndef WK_AUTH_H
 #define WK_AUTH_H
