@@ -3,8 +3,9 @@
  * (strict parsing, "reply_channel", "order", "session", "groups") so that
  * both formats read them by one rule. Internal to proto/.
  *
- * Owns: those rules and their caps (chan_names.h). Must not: know which
- * message a piece belongs to.
+ * Owns: those rules and their caps (chan_names.h), and printing numbers as
+ * exact digits (never cJSON's 15-digit form). Must not: know which message
+ * a piece belongs to.
  *
  * cJSON allocates with the C library's malloc (nobody calls
  * cJSON_InitHooks), so text it prints is released with free().

@@ -4,7 +4,8 @@
  *
  * Owns: the one accepted header (alg "HS256", typ "JWT" or absent), the
  * signature check (constant time, against each rotation secret) and the
- * claims the project uses (sub, exp, nbf, objects). Must not: put the token
+ * claims the project uses (sub, exp, nbf, objects), ids up to
+ * TOKEN_USER_MAX and printed as exact digits. Must not: put the token
  * or a secret into an error, read the claims before the signature holds, or
  * let the header pick the algorithm.
  */
