@@ -36,7 +36,7 @@ BUILD=${WSGW_BUILD:-build}
 [[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
 RUNS=${BENCH_RUNS:-3}
 S1_SIZES=${BENCH_S1_SIZES:-"10000 19000"}
-SECRET="bench-secret-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+SECRET="bench-secret-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 GROUP=jobs-bench
 CLK_TCK=$(getconf CLK_TCK)
 

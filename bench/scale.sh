@@ -48,7 +48,7 @@ RUNS=${BENCH_RUNS:-3}
 BUILD=${WSGW_BUILD:-build}
 [[ $BUILD == /* ]] || BUILD=$(pwd)/$BUILD
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/wsgw-scale.XXXXXX")
-SECRET="scale-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+SECRET="scale-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 GROUP=jobs-bench
 CLK_TCK=$(getconf CLK_TCK)
 GW_PID=

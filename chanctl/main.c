@@ -312,12 +312,14 @@ static int chanctl__emit(const chanctl_conf *conf, const chanctl_args *a,
  * JSON object. */
 static char *chanctl__objects_claim(const char *objects) {
   cJSON *j = cJSON_Parse(objects);
-  int ok = cJSON_IsObject(j);
+  char *text = NULL; /* ids checked and printed exactly, as workerd reads them */
+  int ok = token_objects_text(j, &text) == 0;
   cJSON_Delete(j);
   if (!ok) return NULL;
-  size_t n = strlen(objects) + sizeof "{\"objects\":}";
+  size_t n = strlen(text) + sizeof "{\"objects\":}";
   char *out = malloc(n);
-  if (out) snprintf(out, n, "{\"objects\":%s}", objects);
+  if (out) snprintf(out, n, "{\"objects\":%s}", text);
+  free(text);
   return out;
 }
 
@@ -329,8 +331,9 @@ static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
                     "[--objects JSON]\n");
     return CHANCTL_USAGE;
   }
-  if (chanctl__parse_ll(a->user, 0x7fffffffffffffffLL, &user) < 0) {
-    fprintf(stderr, "chanctl: --user: expected a positive integer\n");
+  if (chanctl__parse_ll(a->user, TOKEN_USER_MAX, &user) < 0) {
+    fprintf(stderr, "chanctl: --user: expected a positive integer up to "
+                    "2^53-1\n");
     return CHANCTL_USAGE;
   }
   if (a->ttl && chanctl__parse_ll(a->ttl, CHANCTL_TTL_MAX, &ttl) < 0) {
@@ -343,9 +346,16 @@ static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
                     "WSGW_AUTH_SECRET_FILE or --auth.secret_file\n");
     return CHANCTL_USAGE;
   }
+  if (strlen(conf->auth_secret) < TOKEN_SECRET_MIN) {
+    fprintf(stderr, "chanctl: token: auth.secret is %zu bytes; an HS256 "
+                    "secret needs at least %d (make one with: head -c 32 "
+                    "/dev/urandom | base64)\n", strlen(conf->auth_secret), TOKEN_SECRET_MIN);
+    return CHANCTL_USAGE;
+  }
   char *extra = NULL; /* owner: this function */
   if (a->objects && !(extra = chanctl__objects_claim(a->objects))) {
-    fprintf(stderr, "chanctl: --objects: expected a JSON object\n");
+    fprintf(stderr, "chanctl: --objects: expected a JSON object whose ids "
+                    "are integers from 0 to 2^53-1\n");
     return CHANCTL_USAGE;
   }
   token_secret secret = {(const unsigned char *)conf->auth_secret,

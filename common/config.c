@@ -419,6 +419,7 @@ static char *cfg__ini_reader(char *str, int num, void *stream) {
 
 static int cfg__section_used(const cfg_ctx *ctx, const char *section) {
   for (size_t i = 0; i < ctx->n; i++) {
+    if (ctx->opts[i].flags & CFG_SHARED) continue;
     if (strcmp(ctx->opts[i].section, section) == 0) return 1;
   }
   return 0;
@@ -440,7 +441,13 @@ static int cfg__ini_key(cfg_ctx *ctx, const char *where, const char *section,
     return 0;
   }
   if (!cfg__section_used(ctx, section)) {
-    if (cfg__section_known(section)) return 1; /* another program's */
+    if (cfg__section_known(section)) { /* another program's */
+      int is_file;
+      long i = cfg__find(ctx, section, strlen(section), name, strlen(name),
+                        &is_file);
+      if (i < 0 || !(ctx->opts[i].flags & CFG_SHARED)) return 1;
+      return cfg__set(ctx, (size_t)i, is_file, value, where) == 0;
+    }
     if (strcmp(ctx->bad_section, section) == 0) return 0; /* said once */
     snprintf(ctx->bad_section, sizeof ctx->bad_section, "%s", section);
     cfg__err(where, "unknown section [%s]", section);

@@ -17,7 +17,9 @@
  *
  * INI file: a key the table does not know in a section the table uses is
  * an error, and so is a section no program of the project reads (a known
- * one the table does not use, e.g. [groups] for the gateway, is skipped).
+ * one the table does not use, e.g. [groups] for the gateway, is skipped;
+ * a CFG_SHARED row of the table still reads its one key from such a
+ * section).
  * Indentation is ignored (no continuation lines); lines are limited to
  * about 200 bytes (libinih's buffer); "; comment" after whitespace.
  *
@@ -45,6 +47,10 @@ typedef enum {
 } cfg_type;
 
 #define CFG_SECRET 1u /* value may come from <key>_file; never printed */
+/* The row reads one key of another program's section (workerd reads
+ * [gateway] allowed_origins, so that one setting serves both): the table
+ * does not claim the section, whose other keys it skips. */
+#define CFG_SHARED 2u
 
 typedef struct cfg_opt {
   const char *section;

@@ -52,7 +52,7 @@ const cfg_opt gw_config_opts[] = {
            "connections per client address and gateway process still in their handshake "
            "(head being read or a worker deciding), 0 for no limit (503 above)"),
     GW_OPT("gateway", "allowed_origins", CFG_STR, "", 0, 0, 0, allowed_origins,
-           "comma-separated Origin values browsers may connect from; empty allows any (403 otherwise)"),
+           "comma-separated Origin values browsers may connect from; empty allows any (403 otherwise; workerd: tokens sent as cookies need one of these, or with none the Host's own)"),
     GW_OPT("gateway", "forward_headers", CFG_STR, "authorization,cookie,origin,host", 0, 0,
            0, forward_headers,
            "request headers passed to workers in websocket.connect (comma-separated); the "

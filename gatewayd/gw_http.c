@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "origin.h"
+
 #define GW_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 static const char *const gw_http__paths[] = {"/websocket", "/websocket/"};
@@ -242,7 +244,7 @@ int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *u
 int gw_http_origin_allowed(const gw_http_req *r, const char *allowed) {
   const char *origin = gw_http_req_header(r, "origin");
   if (!allowed || !allowed[0] || !origin) return 1;
-  return gw_http__has_token(allowed, origin);
+  return origin_in_list(origin, allowed);
 }
 
 /* Appends to out the "name=value" pairs of the cookie-string v whose name

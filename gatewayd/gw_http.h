@@ -55,9 +55,11 @@ int gw_http_req_feed(gw_http_req *r, const char *data, size_t len);
 int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *up);
 
 /* 1 when the request may come from its Origin: allowed is a comma-separated
- * list (compared exactly, case-insensitively); "" allows any. A request
- * without Origin (not a browser) is allowed: Origin checks stop other sites'
- * pages, not clients that set headers themselves. */
+ * list of origins (matched by origin_in_list, common/origin.h: scheme and
+ * host ignoring case, a default port written or not); "" allows any. A
+ * request without Origin (not a browser) is allowed: Origin checks stop
+ * other sites' pages, not clients that set headers themselves. workerd
+ * applies the stricter rule for tokens that came by cookie (origin.h). */
 int gw_http_origin_allowed(const gw_http_req *r, const char *allowed);
 
 /* Header value by lower-case name (the first one), NULL when absent. */

@@ -8,6 +8,7 @@
 #include "chan_json.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,14 +238,50 @@ int chan_json_order(const cJSON *obj, uint64_t *out, char *err,
   return 0;
 }
 
-/* The compact text of a session object, checked against the cap. */
+int chan_json_exact_numbers(cJSON *item) {
+  /* Depth is bounded by cJSON's nesting limit on parse. */
+  for (; item; item = item->next) {
+    if (cJSON_IsNumber(item)) {
+      char digits[32];
+      double d = item->valuedouble;
+      if (!isfinite(d))
+        snprintf(digits, sizeof digits, "null");
+      else if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        snprintf(digits, sizeof digits, "%.0f", d);
+      else
+        snprintf(digits, sizeof digits, "%.17g", d);
+      char *raw = strdup(digits);
+      if (!raw) return -1;
+      item->type = cJSON_Raw | (item->type & cJSON_StringIsConst);
+      item->valuestring = raw;
+    } else if (item->child && chan_json_exact_numbers(item->child) != 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+char *chan_json_print_exact(const cJSON *item) {
+  cJSON *copy = cJSON_Duplicate(item, 1);
+  if (!copy) return NULL;
+  /* The copy is a root: its siblings are not the item's. */
+  char *text = chan_json_exact_numbers(copy) == 0
+                   ? cJSON_PrintUnformatted(copy)
+                   : NULL;
+  cJSON_Delete(copy);
+  return text;
+}
+
+/* The compact text of a session object, checked against the cap. Numbers
+ * are printed exactly (chan_json_print_exact): the session carries the
+ * user's id, which the gateway hands back with every message. */
 static char *chan_json__session_text(const cJSON *session, char *err,
                                     size_t errlen) {
   if (!cJSON_IsObject(session)) {
     chan_json_fail(err, errlen, "session must be an object");
     return NULL;
   }
-  char *text = cJSON_PrintUnformatted(session);
+  char *text = chan_json_print_exact(session);
   if (!text) {
     chan_json_fail(err, errlen, "out of memory");
     return NULL;
@@ -339,6 +376,10 @@ int chan_json_add_session(cJSON *obj, const char *session_json) {
    * refuses it, rather than silently cutting a string of the session. */
   cJSON *session =
       chan_json_parse_marked(session_json, strlen(session_json));
+  if (session && chan_json_exact_numbers(session->child) != 0) {
+    cJSON_Delete(session);
+    return -1;
+  }
   /* Measured as the decoder will measure it: compact, after a reparse. */
   char *text = chan_json__session_text(session, NULL, 0);
   if (!text) {

@@ -3,8 +3,9 @@
  * (strict parsing, "reply_channel", "order", "session", "groups") so that
  * both formats read them by one rule. Internal to proto/.
  *
- * Owns: those rules and their caps (chan_names.h). Must not: know which
- * message a piece belongs to.
+ * Owns: those rules and their caps (chan_names.h), and printing numbers as
+ * exact digits (never cJSON's 15-digit form). Must not: know which message
+ * a piece belongs to.
  *
  * cJSON allocates with the C library's malloc (nobody calls
  * cJSON_InitHooks), so text it prints is released with free().
@@ -102,6 +103,21 @@ int chan_json_add(cJSON *obj, const char *key, cJSON *item); /* takes item */
 int chan_json_add_uint(cJSON *obj, const char *key, uint64_t v);
 int chan_json_add_session(cJSON *obj, const char *session_json);
 int chan_json_add_groups(cJSON *obj, char *const *groups, size_t n);
+
+/*
+ * Numbers as exact text. cJSON prints a double with 15 significant digits
+ * whenever that reads back within its relative epsilon, so an id such as
+ * 5000000000000001 went out as 5e+15, which is 5000000000000000: another
+ * user's id. chan_json_exact_numbers turns every number under item into a
+ * raw item holding digits that read back as the same double: an integer
+ * of at most 2^53 as plain digits, anything else with 17 significant
+ * digits, a non-finite value as null. 0, or -1 when out of memory (the
+ * tree is then partly converted, still valid). chan_json_print_exact
+ * prints a converted copy of item compactly (NULL when out of memory);
+ * release with free().
+ */
+int chan_json_exact_numbers(cJSON *item);
+char *chan_json_print_exact(const cJSON *item);
 
 /* Prints obj compactly with each mark written as \u0000; *len (when not
  * NULL) gets the length. NULL when out of memory, or when a mark sits outside

@@ -4,7 +4,8 @@
  *
  * Owns: the one accepted header (alg "HS256", typ "JWT" or absent), the
  * signature check (constant time, against each rotation secret) and the
- * claims the project uses (sub, exp, nbf, objects). Must not: put the token
+ * claims the project uses (sub, exp, nbf, objects), ids up to
+ * TOKEN_USER_MAX and printed as exact digits. Must not: put the token
  * or a secret into an error, read the claims before the signature holds, or
  * let the header pick the algorithm.
  */
@@ -26,8 +27,7 @@
 
 #define TOKEN_LEN_MAX 8192
 #define TOKEN_MAC_LEN 32 /* HMAC-SHA256 */
-#define TOKEN_SUB_DIGITS_MAX 18 /* always fits a long long */
-#define TOKEN_USER_MAX 999999999999999999ll
+#define TOKEN_SUB_DIGITS_MAX 16 /* TOKEN_USER_MAX has 16 digits */
 /* base64url of {"alg":"HS256","typ":"JWT"}: the only header we mint. */
 #define TOKEN_HEADER_B64 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 
@@ -144,13 +144,15 @@ static int token__read_time(const cJSON *claims, const char *key, int round_up,
   return 1;
 }
 
-/* "sub": a positive integer, or a string of 1..18 digits without a leading
- * zero (one spelling per user). */
+/* "sub": a positive integer, or a string of 1..16 digits without a leading
+ * zero (one spelling per user); at most TOKEN_USER_MAX either way. A number
+ * sub is read as a double: 5000000000000001 arrives exact, and anything
+ * past 2^53 - 1 is refused, since it may be a neighbour rounded. */
 static int token__read_sub(const cJSON *claims, long long *out) {
   const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
   uint64_t v = 0;
   if (cJSON_IsNumber(sub)) {
-    if (chan_json_uint(sub, CHAN_JSON_UINT_MAX, &v) != 0 || v == 0) return -1;
+    if (chan_json_uint(sub, TOKEN_USER_MAX, &v) != 0 || v == 0) return -1;
     *out = (long long)v;
     return 0;
   }
@@ -162,8 +164,28 @@ static int token__read_sub(const cJSON *claims, long long *out) {
     if (s[i] < '0' || s[i] > '9') return -1;
     v = v * 10 + (uint64_t)(s[i] - '0');
   }
+  if (v > (uint64_t)TOKEN_USER_MAX) return -1;
   *out = (long long)v;
   return 0;
+}
+
+/* 1 when every number under item (and its siblings) is an id. */
+static int token__ids_fit(const cJSON *item) {
+  for (; item; item = item->next) {
+    uint64_t v;
+    if (cJSON_IsNumber(item) && chan_json_uint(item, TOKEN_ID_MAX, &v) != 0)
+      return 0;
+    if (item->child && !token__ids_fit(item->child)) return 0;
+  }
+  return 1;
+}
+
+int token_objects_text(const void *objects_v, char **out) {
+  const cJSON *objects = objects_v;
+  *out = NULL;
+  if (!cJSON_IsObject(objects) || !token__ids_fit(objects->child)) return -1;
+  *out = chan_json_print_exact(objects);
+  return *out ? 0 : -2;
 }
 
 static int token__read_objects(const cJSON *claims, token_claims *out,
@@ -173,8 +195,11 @@ static int token__read_objects(const cJSON *claims, token_claims *out,
   if (!cJSON_IsObject(objects)) {
     return token__fail(err, errlen, "token objects claim is not an object");
   }
-  out->objects_json = cJSON_PrintUnformatted(objects);
-  return out->objects_json ? 0 : token__fail(err, errlen, "out of memory");
+  int rc = token_objects_text(objects, &out->objects_json);
+  if (rc == -1)
+    return token__fail(err, errlen, "token objects claim has an id that is "
+                                    "not an integer up to 2^53-1");
+  return rc == 0 ? 0 : token__fail(err, errlen, "out of memory");
 }
 
 static int token__read_claims(const cJSON *claims, time_t now, int leeway,
@@ -247,8 +272,10 @@ static cJSON *token__mint_claims(long long user_id, long long exp,
   /* sub as a string: RFC 7519 makes it a StringOrURI, and PyJWT insists. */
   char sub[24];
   snprintf(sub, sizeof sub, "%lld", user_id);
+  char exp_digits[24];
+  snprintf(exp_digits, sizeof exp_digits, "%lld", exp);
   if (token__replace(claims, "sub", cJSON_CreateString(sub)) != 0 ||
-      token__replace(claims, "exp", cJSON_CreateNumber((double)exp)) != 0) {
+      token__replace(claims, "exp", cJSON_CreateRaw(exp_digits)) != 0) {
     cJSON_Delete(claims);
     return NULL;
   }
@@ -292,7 +319,10 @@ char *token_mint(const token_secret *secret, long long user_id, long long exp,
   }
   cJSON *claims = token__mint_claims(user_id, exp, extra_json);
   if (!claims) return NULL;
-  char *payload = cJSON_PrintUnformatted(claims);
+  /* Exact digits: cJSON's own printing turns 5000000000000001 into 5e+15. */
+  char *payload = chan_json_exact_numbers(claims->child) == 0
+                      ? cJSON_PrintUnformatted(claims)
+                      : NULL;
   cJSON_Delete(claims);
   if (!payload) return NULL;
   char *token = token__sign(secret, payload);

@@ -14,7 +14,8 @@
  *
  * SIGHUP reloads: the command line is parsed again (the config file and the
  * environment are read afresh; flags still win), and the group policy, the
- * secrets, the token file, max_groups, echo and the log level are replaced
+ * secrets, the token file, the allowed origins, max_groups, echo and the
+ * log level are replaced
  * between two messages. An invalid new configuration changes nothing: the
  * reason is logged and the running settings stay. The broker URL, queue
  * limits, prefetch and metrics address need a restart.
@@ -51,6 +52,7 @@ typedef struct wk_main_conf {
   int echo;
   char *metrics_listen;
   long max_deliveries;
+  char *allowed_origins;
 } wk_main_conf;
 
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
@@ -61,11 +63,16 @@ static const cfg_opt wk_main_opts[] = {
     MQ_CFG_OPTS(wk_main_conf, amqp)
     LOG_CFG_OPT(wk_main_conf, log_level)
     WK_OPT("auth", "secret", CFG_STR, NULL, 0, 0, CFG_SECRET, secret,
-           "HS256 key the backend signs tokens with"),
+           "HS256 key the backend signs tokens with, at least 32 bytes"),
     WK_OPT("auth", "secret_previous", CFG_STR, NULL, 0, 0, CFG_SECRET,
            secret_previous, "the key before the last rotation, still accepted"),
     WK_OPT("auth", "token_file", CFG_STR, NULL, 0, 0, 0, token_file,
            "development: static tokens, lines \"TOKEN USERID [OBJECTS-JSON]\""),
+    /* gatewayd's key, read here too: one list for both programs. */
+    WK_OPT("gateway", "allowed_origins", CFG_STR, "", 0, 0, CFG_SHARED,
+           allowed_origins,
+           "comma-separated origins a token sent as a cookie may be used "
+           "from (the same key as gatewayd's); empty: the Host's own"),
     WK_OPT("auth", "leeway", CFG_MS, "30s", 0, 3600000, 0, leeway_ms,
            "clock skew allowed on a token's exp and nbf"),
     WK_OPT("worker", "prefetch", CFG_INT, "64", 1, 65535, 0, prefetch,
@@ -216,6 +223,7 @@ typedef struct wk_main_live {
   wk_auth **auth;
   const char *path;
   const cfg_cmdline *cmdline; /* main's, as started: parsed again */
+  char *origins; /* ctx.allowed_origins after a reload (owned), else NULL */
 } wk_main_live;
 
 /* Parses the saved command line into next (caller cfg_frees it) and builds
@@ -247,6 +255,17 @@ static void wk_main__reload_now(void *arg) {
     cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
     return;
   }
+  char *origins = strdup(next.allowed_origins ? next.allowed_origins : "");
+  if (!origins) {
+    log_warn("reload_failed", "reason=\"out of memory\" kept=running_settings");
+    wk_policy_free(&policy);
+    wk_auth_free(auth);
+    cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
+    return;
+  }
+  free(live->origins);
+  live->origins = origins;
+  live->ctx.allowed_origins = origins;
   wk_policy_free(live->policy);
   *live->policy = policy;
   wk_auth_free(*live->auth);
@@ -256,8 +275,8 @@ static void wk_main__reload_now(void *arg) {
   live->ctx.echo = next.echo;
   log_set_level(level);
   log_info("reload", "channels=%zu max_groups=%ld echo=%d level=%s "
-           "secret=%d secret_previous=%d token_file=%d",
-           policy.n, next.max_groups, next.echo, next.log_level,
+           "allowed_origins=\"%s\" secret=%d secret_previous=%d token_file=%d",
+           policy.n, next.max_groups, next.echo, next.log_level, origins,
            next.secret && next.secret[0], next.secret_previous &&
            next.secret_previous[0], next.token_file && next.token_file[0]);
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
@@ -267,7 +286,8 @@ static int wk_main__run(const wk_main_conf *conf, const char *path,
                        const cfg_cmdline *cmdline, wk_policy *policy,
                        wk_auth **auth) {
   wk_main_live live = {
-      .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo},
+      .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo,
+              conf->allowed_origins},
       .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
   wk_notify notify;
   wk_main__notify_init(&notify);
@@ -290,6 +310,7 @@ static int wk_main__run(const wk_main_conf *conf, const char *path,
   if (wk_metrics_start(conf->metrics_listen) != 0) return 1;
   wk_consumer_run(&cc, &live.ctx, &wk_main_stop);
   wk_metrics_stop();
+  free(live.origins);
   if (notify.enabled) sd_notify(0, "STOPPING=1");
   log_info("worker_stop", "reason=signal");
   return 0;

@@ -1,9 +1,9 @@
 /*
  * wk_auth.c - token extraction and verification for websocket.connect.
  *
- * Owns: the secrets (copies), the static token table, the parsing of query
- * strings, cookies and the Authorization header as far as finding a token
- * needs. Must not: log, or put any part of a token in a reason or an error:
+ * Owns: the secrets (copies, at least WK_AUTH_SECRET_MIN bytes), the static
+ * token table, the parsing of query strings, cookies and the Authorization
+ * header as far as finding a token (and the csrftoken cookie) needs. Must not: log, or put any part of a token in a reason or an error:
  * callers log what this returns.
  *
  * Static tokens are compared in constant time against every entry, so the
@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "origin.h"
 #include "token.h"
 
 typedef struct wk_auth_static {
@@ -169,10 +170,76 @@ int wk_auth_msg_cookie(const chan_msg *m, const char *name, char *out,
   return 0;
 }
 
+/* Every value of cookie name in one Cookie header against *first (the
+ * first value seen, copied to out). -2 on a different one, -1 when one is
+ * unusable, else how many were seen so far in *seen. */
+static int wk_auth__cookie_all(const char *cookie_header, const char *name,
+                               char *out, size_t outlen, int *seen) {
+  char *tmp = malloc(outlen);
+  size_t name_len = strlen(name);
+  const char *p = cookie_header ? cookie_header : "";
+  int rc = 0;
+  if (!tmp) return -1;
+  while (*p && rc == 0) {
+    size_t plen = strcspn(p, ";");
+    /* One pair at a time through wk_auth_cookie: the same trimming and
+     * quoting rules as the first-wins lookup. */
+    const char *eq = memchr(p, '=', plen);
+    size_t klen = eq ? (size_t)(eq - p) : 0;
+    const char *k = eq ? wk_auth__trim(p, &klen) : NULL;
+    if (k && klen == name_len && memcmp(k, name, klen) == 0) {
+      char *pair = strndup(p, plen);
+      int got = pair ? wk_auth_cookie(pair, name, tmp, outlen) : -1;
+      free(pair);
+      if (got < 0) {
+        rc = -1;
+      } else {
+        if (got == 0) tmp[0] = '\0'; /* an empty value is a value too */
+        if (*seen == 0) memcpy(out, tmp, strlen(tmp) + 1);
+        else if (strcmp(out, tmp) != 0) rc = -2;
+        (*seen)++;
+      }
+    }
+    p += plen;
+    if (*p == ';') p++;
+  }
+  free(tmp);
+  return rc;
+}
+
+int wk_auth_msg_cookie_unique(const chan_msg *m, const char *name, char *out,
+                              size_t outlen) {
+  int seen = 0;
+  if (outlen == 0) return -1;
+  out[0] = '\0';
+  for (size_t i = 0; i < m->n_headers; i++) {
+    if (strcmp(m->headers[i].name, "cookie") != 0) continue;
+    int rc = wk_auth__cookie_all(m->headers[i].value, name, out, outlen, &seen);
+    if (rc != 0) return rc;
+  }
+  return seen && out[0] ? 1 : 0;
+}
+
 static const char *wk_auth__header(const chan_msg *m, const char *name) {
   for (size_t i = 0; i < m->n_headers; i++)
     if (strcmp(m->headers[i].name, name) == 0) return m->headers[i].value;
   return NULL;
+}
+
+int wk_auth_origin_check(const chan_msg *m, wk_auth_source src,
+                         const char *allowed_origins, char *reason,
+                         size_t reasonlen) {
+  if (src != WK_AUTH_COOKIE) return 0;
+  const char *origin = wk_auth__header(m, "origin");
+  if (!origin) {
+    snprintf(reason, reasonlen, "cookie token without Origin");
+    return -1;
+  }
+  if (!origin_allowed(origin, wk_auth__header(m, "host"), allowed_origins)) {
+    snprintf(reason, reasonlen, "cookie token from a disallowed Origin");
+    return -1;
+  }
+  return 0;
 }
 
 int wk_auth_find_token(const chan_msg *m, char *out, size_t outlen,
@@ -238,6 +305,7 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
   int rc = wk_auth_find_token(m, tok, sizeof tok, &src);
   out->user_id = 0;
   out->objects_json = NULL;
+  out->source = src;
   if (rc == 0) {
     snprintf(reason, reasonlen, "no token");
     return -1;
@@ -282,6 +350,7 @@ void wk_auth_free(wk_auth *a) {
 
 static int wk_auth__add_secret(wk_auth *a, const char *secret) {
   if (!secret || !secret[0]) return 0;
+  if (strlen(secret) < WK_AUTH_SECRET_MIN) return -2;
   char *copy = strdup(secret);
   if (!copy) return -1;
   a->secret_copy[a->n_secrets] = copy;
@@ -291,22 +360,25 @@ static int wk_auth__add_secret(wk_auth *a, const char *secret) {
   return 0;
 }
 
-/* "12" -> 12; anything but a positive decimal integer -> -1. */
+/* "12" -> 12; anything but a decimal integer from 1 to TOKEN_USER_MAX
+ * -> -1 (the same bound as a JWT's sub). */
 static long long wk_auth__parse_uid(const char *s) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v <= 0 || !isdigit((unsigned char)s[0]))
+  if (errno || end == s || *end || v <= 0 || v > TOKEN_USER_MAX ||
+      !isdigit((unsigned char)s[0]))
     return -1;
   return v;
 }
 
 /* The rest of a token-file line, a JSON object, in the compact form a JWT's
- * claim also takes (it goes into every session). NULL when not an object
- * (or out of memory). */
+ * claim also takes (it goes into every session), ids checked and exact.
+ * NULL when not such an object (or out of memory). */
 static char *wk_auth__objects_compact(const char *json) {
   cJSON *o = cJSON_Parse(json);
-  char *text = cJSON_IsObject(o) ? cJSON_PrintUnformatted(o) : NULL;
+  char *text = NULL;
+  token_objects_text(o, &text);
   cJSON_Delete(o);
   return text;
 }
@@ -332,11 +404,11 @@ static int wk_auth__parse_line(char *line, wk_auth_static *e,
   char *uid = wk_auth__field(&line);
   char *rest = line + strspn(line, wk_auth_ws);
   rest[strcspn(rest, "\r\n")] = '\0';
-  *why = "expected: TOKEN USERID [OBJECTS-JSON]";
+  *why = "expected: TOKEN USERID [OBJECTS-JSON], USERID 1 to 2^53-1";
   if (!*uid || (e->user_id = wk_auth__parse_uid(uid)) < 0) return -1;
   *why = "token too long";
   if (strlen(tok) >= WK_AUTH_TOKEN_MAX) return -1;
-  *why = "objects must be a JSON object";
+  *why = "objects must be a JSON object, its ids integers up to 2^53-1";
   e->objects_json = NULL;
   if (*rest && !(e->objects_json = wk_auth__objects_compact(rest))) return -1;
   *why = "out of memory";
@@ -402,11 +474,21 @@ wk_auth *wk_auth_new(const char *secret, const char *secret_previous,
     return NULL;
   }
   a->leeway_s = leeway_s;
-  if (wk_auth__add_secret(a, secret) != 0 ||
-      wk_auth__add_secret(a, secret_previous) != 0) {
-    snprintf(err, errlen, "out of memory");
-    wk_auth_free(a);
-    return NULL;
+  const char *names[2] = {"auth.secret", "auth.secret_previous"};
+  const char *values[2] = {secret, secret_previous};
+  for (int i = 0; i < 2; i++) {
+    int rc = wk_auth__add_secret(a, values[i]);
+    if (rc == -2)
+      snprintf(err, errlen,
+               "%s is %zu bytes; an HS256 secret needs at least %d (make "
+               "one with: head -c 32 /dev/urandom | base64)",
+               names[i], strlen(values[i]), WK_AUTH_SECRET_MIN);
+    else if (rc != 0)
+      snprintf(err, errlen, "out of memory");
+    if (rc != 0) {
+      wk_auth_free(a);
+      return NULL;
+    }
   }
   if (token_file && token_file[0] &&
       wk_auth__load_file(a, token_file, err, errlen) != 0) {

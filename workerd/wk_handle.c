@@ -110,10 +110,19 @@ static int wk_handle__connect(const wk_handle_ctx *ctx, const chan_msg *m,
     return wk_handle__refuse(m, "echo is disabled", reply, len);
   if (wk_auth_check(ctx->auth, m, now, &id, reason, sizeof reason) != 0)
     return wk_handle__refuse(m, reason, reply, len);
-  int has_csrf = wk_auth_msg_cookie(m, "csrftoken", csrf, sizeof csrf);
+  /* A cookie token is ambient: only pages of an allowed origin may use it. */
+  if (wk_auth_origin_check(m, id.source, ctx->allowed_origins, reason,
+                           sizeof reason) != 0) {
+    wk_auth_identity_free(&id);
+    return wk_handle__refuse(m, reason, reply, len);
+  }
+  int has_csrf = wk_auth_msg_cookie_unique(m, "csrftoken", csrf, sizeof csrf);
   if (has_csrf < 0) {
     wk_auth_identity_free(&id);
-    return wk_handle__refuse(m, "unusable csrftoken cookie", reply, len);
+    return wk_handle__refuse(m, has_csrf == -2
+                                    ? "conflicting csrftoken cookies"
+                                    : "unusable csrftoken cookie",
+                             reply, len);
   }
   char *session = wk_handle__session_new(id.user_id, has_csrf ? csrf : NULL,
                                         id.objects_json);
@@ -139,8 +148,14 @@ static int wk_handle__session_read(const chan_msg *m, cJSON **root,
   memset(s, 0, sizeof *s);
   *root = m->session_json ? cJSON_Parse(m->session_json) : NULL;
   user = cJSON_GetObjectItemCaseSensitive(*root, "user");
-  if (!cJSON_IsNumber(user) || user->valuedouble < 1) return -1;
+  /* Written as exact digits by connect and kept exact by the gateway
+   * (chan_json_print_exact in proto/); at most TOKEN_USER_MAX, a double's exact
+   * range, so the number read here is the id itself. */
+  if (!cJSON_IsNumber(user) || !(user->valuedouble >= 1 &&
+                                 user->valuedouble <= (double)TOKEN_USER_MAX))
+    return -1;
   s->user_id = (long long)user->valuedouble;
+  if ((double)s->user_id != user->valuedouble) return -1; /* a fraction */
   csrf = cJSON_GetObjectItemCaseSensitive(*root, "csrftoken");
   if (cJSON_IsString(csrf)) s->csrftoken = csrf->valuestring;
   objects = cJSON_GetObjectItemCaseSensitive(*root, "objects");

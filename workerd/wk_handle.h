@@ -26,6 +26,9 @@ typedef struct wk_handle_ctx {
   const wk_policy *policy;
   size_t max_groups; /* entries per subscription request */
   int echo;          /* 1: serve WK_HANDLE_ECHO_PATH */
+  /* gateway.allowed_origins: where a token that came by cookie may be used
+   * from (wk_auth_origin_check); NULL or "": the Host's own origin only. */
+  const char *allowed_origins;
 } wk_handle_ctx;
 
 /*

@@ -66,6 +66,9 @@ static uint64_t wk_metrics__get(const wk_metrics__ctr *c) {
 wk_metrics_auth_reason wk_metrics_auth_class(const char *reason) {
   static const char *const policy[] = {"echo is disabled",
                                        "unusable csrftoken cookie",
+                                       "conflicting csrftoken cookies",
+                                       "cookie token without Origin",
+                                       "cookie token from a disallowed Origin",
                                        "session too large"};
   if (!reason) return WK_METRICS_AUTH_INVALID;
   if (strcmp(reason, "no token") == 0) return WK_METRICS_AUTH_MISSING;

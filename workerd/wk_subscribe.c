@@ -107,8 +107,10 @@ static int wk_subscribe__value_part(const cJSON *v, char *buf, size_t buflen) {
     return 1;
   }
   if (cJSON_IsNumber(v)) {
+    /* Up to 2^53 - 1 only: 9007199254740993 parses as 2^53, so 2^53 and
+     * above could name a neighbour of what the client wrote. */
     double d = v->valuedouble; /* NaN fails the range test too */
-    if (!(d >= 0 && d <= 9007199254740992.0)) return 0;
+    if (!(d >= 0 && d <= 9007199254740991.0)) return 0;
     if (d != (double)(long long)d) return 0;
     snprintf(buf, buflen, "%lld", (long long)d);
     return 1;

@@ -10,8 +10,8 @@
  *      run on every input;
  *   2: the rest is the extra claims of token_mint, whose token must verify.
  * Invariants: a verified token had an HS256 header, a positive user, an exp
- * within the leeway and an "objects" that is a JSON object; an error never
- * quotes the token.
+ * within the leeway and an "objects" that is a JSON object whose numbers
+ * are ids (0 to 2^53-1); an error never quotes the token.
  */
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
@@ -25,25 +25,37 @@
 #define NOW 1700000000
 #define LEEWAY 30
 
-static const char key_now[] = "fuzz-secret-current-0123456789";
-static const char key_old[] = "fuzz-secret-previous-0123456789";
+static const char key_now[] = "fuzz-secret-current-0123456789ab";
+static const char key_old[] = "fuzz-secret-previous-0123456789ab";
 static const token_secret secrets[2] = {
     {(const unsigned char *)key_now, sizeof(key_now) - 1},
     {(const unsigned char *)key_old, sizeof(key_old) - 1},
 };
 
 /* Verifies; checks the invariants. Returns token_verify's result. */
+/* 1 when every number under item (and its siblings) is an id. */
+static int ids_only(const cJSON *item) {
+  for (; item; item = item->next) {
+    if (cJSON_IsNumber(item) &&
+        !(item->valuedouble >= 0 && item->valuedouble <= (double)TOKEN_ID_MAX &&
+          item->valuedouble == (double)(long long)item->valuedouble))
+      return 0;
+    if (item->child && !ids_only(item->child)) return 0;
+  }
+  return 1;
+}
+
 static int verify(const char *tok, size_t len, token_claims *c, char *err,
                   size_t errlen) {
   err[0] = '\0';
   int rc = token_verify(tok, len, secrets, 2, NOW, LEEWAY, c, err, errlen);
   if (rc == 0) {
-    FUZZ_CHECK(c->user_id > 0);
+    FUZZ_CHECK(c->user_id > 0 && c->user_id <= TOKEN_USER_MAX);
     FUZZ_CHECK(c->exp + LEEWAY > NOW);
     FUZZ_CHECK(c->nbf - LEEWAY <= NOW);
     if (c->objects_json) {
       cJSON *o = cJSON_Parse(c->objects_json);
-      FUZZ_CHECK(cJSON_IsObject(o));
+      FUZZ_CHECK(cJSON_IsObject(o) && ids_only(o->child));
       cJSON_Delete(o);
     }
     /* The header said HS256: decode it independently of token.c. */
@@ -123,7 +135,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (verify(tok, strlen(tok), &c, err, sizeof(err)) != 0) {
           FUZZ_CHECK(strcmp(err, "token not yet valid") == 0 ||
                      strcmp(err, "token nbf is invalid") == 0 ||
-                     strcmp(err, "token objects claim is not an object") == 0);
+                     strcmp(err, "token objects claim is not an object") == 0 ||
+                     strncmp(err, "token objects claim has an id", 29) == 0);
         }
         free(tok);
       }

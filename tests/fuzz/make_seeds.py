@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz" / "corpus"
 CHANCTL = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "build" / "chanctl")
 # fuzz_token.c's secrets.
-KEY_NOW = "fuzz-secret-current-0123456789"
-KEY_OLD = "fuzz-secret-previous-0123456789"
+KEY_NOW = "fuzz-secret-current-0123456789ab"
+KEY_OLD = "fuzz-secret-previous-0123456789ab"
 
 
 def write(target, items):
@@ -185,7 +185,7 @@ def token_seeds():
     # a long TTL from now keeps them valid there forever.
     for user, key, extra in [(7, KEY_NOW, []), (8, KEY_OLD, []),
                              (9, KEY_NOW, ["--objects", '{"job_events": [42, "43"], "jobs": "*"}']),
-                             (10, "some-other-secret-0123456789", [])]:
+                             (10, "some-other-secret-0123456789abcdef", [])]:
         s.append(b"\x00" + chanctl_token(user, key, *extra).encode())
     hdr = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
     for claims in [{"sub": "7", "exp": 1800000000},

@@ -55,8 +55,10 @@ def test_token_with_other_algorithm_is_refused_with_403(stack):
 
 
 def test_token_in_cookie_is_accepted(stack):
+    # A cookie token needs the page's Origin (the same host here: issue 12)
     async def main():
-        headers = {"Cookie": f"sessionid=x; token={jwt_for(11)}; csrftoken=abc"}
+        headers = {"Cookie": f"sessionid=x; token={jwt_for(11)}; csrftoken=abc",
+                   "Origin": f"http://127.0.0.1:{stack.gw.port}"}
         async with connect(stack.gw.url(), headers) as ws:
             assert await recv_json(ws) == {"accept": True, "user": 11}
     run(main())

@@ -182,7 +182,9 @@ def test_no_token_appears_in_either_daemons_log(stack_m):
     async def main():
         async with connect(stack_m.gw.url(token=good)) as ws:
             await recv_json(ws)
-        async with connect(stack_m.gw.url(), {"Cookie": f"token={good}; csrftoken=c"}) as ws:
+        async with connect(stack_m.gw.url(), {"Cookie": f"token={good}; csrftoken=c",
+                                              "Origin": f"http://127.0.0.1:{stack_m.gw.port}"}) \
+                as ws:
             await recv_json(ws)
         async with connect(stack_m.gw.url(), {"Authorization": f"Bearer {good}"}) as ws:
             await recv_json(ws)

@@ -18,6 +18,8 @@ Chromium open the same-origin ws:// and blocks a websocket to another origin
 parameter no longer points it elsewhere; a token in the URL never connects
 by itself, even with connect=1, and leaves the address bar; connect=1
 without one (the cookie's token) does.
+Also (issue 12, item 5): a page of another origin that opens the websocket
+with the user's token cookie is refused, while the site's own page joins.
 """
 
 import asyncio
@@ -246,3 +248,93 @@ def test_console_stays_on_its_origin(stack, browser, tmp_path):
     finally:
         other.close()
         ng.stop()
+
+
+# ---- issue 12, item 5: cross-site websocket hijacking --------------------------
+
+# Opens a websocket from the page; resolves with what happened: the greeting
+# and the reply to one subscription, or the close code. The reply (if any)
+# is to {"groups": {"job_events": [42]}} with xrftoken XRF (null: none).
+OPEN_WS = """new Promise(resolve => {
+  const seen = [];
+  const ws = new WebSocket(%s);
+  ws.onmessage = e => {
+    seen.push(e.data);
+    if (seen.length === 1)
+      ws.send(JSON.stringify({groups: {job_events: [42]}, xrftoken: %s}));
+    else { resolve({opened: true, seen}); ws.close(); }
+  };
+  ws.onclose = e => resolve({opened: seen.length > 0, code: e.code, seen});
+})"""
+
+
+class OtherSite:
+    """A page of another origin (another port of the same host: the browser
+    treats it as the same site, so it sends the host's cookies with the
+    page's requests, as it would for a sibling subdomain's page), with no
+    CSP of its own: the attacker's."""
+
+    def __init__(self, root):
+        import functools
+        import http.server
+        import threading
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "evil.html").write_text("<!doctype html><title>another origin</title>")
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/evil.html"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_page_of_another_origin_cannot_use_the_token_cookie(stack, browser, tmp_path):
+    """The browser holds the user's token cookie for 127.0.0.1. The site's
+    own page (served by nginx) connects with it and joins job_events-42. A
+    page of another origin opens the gateway's websocket: the browser sends
+    the same cookie, but with the page's Origin, which is not the origin of
+    the Host the request names: refused (before issue 12 it joined
+    job_events-42)."""
+    ng = Nginx(tmp_path / "nginx", [stack.gw.port])
+    other = OtherSite(tmp_path / "other")
+    token = mint_token(7, "integration-test-secret-0123456789abcdef",
+                       "--objects", json.dumps({"job_events": [42]}))
+    site_ws = json.dumps(ng.url("/websocket/").replace("http://", "ws://"))
+    gateway_ws = json.dumps(f"ws://127.0.0.1:{stack.gw.port}/websocket/")
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            # Host-only, as a site sets it: sent to every port of 127.0.0.1.
+            await page.send("Network.setCookie", name="token", value=token,
+                            url=ng.url("/"))
+            await page.navigate(other.url())
+            evil = await page.eval(OPEN_WS % (gateway_ws, "null"))
+            await page.navigate(ng.url("/wsgw-demo/"))
+            own = await page.eval(OPEN_WS % (site_ws, "null"))
+            return evil, own
+        finally:
+            await page.close()
+
+    try:
+        evil, own = run(main(), timeout=60)
+    finally:
+        other.stop()
+        ng.stop()
+    # The site's own page: accepted, joined (no csrftoken cookie here).
+    assert own["opened"], own
+    assert json.loads(own["seen"][0]) == {"accept": True, "user": 7}
+    assert json.loads(own["seen"][1])["groups_current"] == ["job_events-42"]
+    # The other origin's page: the browser sent the cookie (the worker saw
+    # it), the handshake was refused, nothing joined.
+    assert not evil["opened"] and evil["seen"] == [], evil
+    workers = [d for d in stack.daemons if d.name.startswith("workerd")]
+    wait_until(lambda: any('reason="cookie token from a disallowed Origin"' in w.log()
+                           for w in workers), 10,
+               "the worker to refuse the other origin's cookie token")

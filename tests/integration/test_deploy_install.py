@@ -85,7 +85,7 @@ def check_config(prog, path, *extra):
 def test_example_config_is_valid_for_both_daemons(tmp_path):
     example = ROOT / "deploy/wsgw.ini.example"
     assert check_config("gatewayd", example) == (0, "config ok\n")
-    assert check_config("workerd", example, "--auth.secret=x") == (0, "config ok\n")
+    assert check_config("workerd", example, "--auth.secret=" + "x" * 32) == (0, "config ok\n")
     # Every setting uncommented at its shipped default (and the [groups]
     # block): still valid, so the defaults written there are real values.
     lines = []
@@ -101,7 +101,7 @@ def test_example_config_is_valid_for_both_daemons(tmp_path):
     n_set = sum(1 for line in lines if re.match(r"^\w+ = ", line))
     assert n_set >= 30, n_set
     assert check_config("gatewayd", full) == (0, "config ok\n")
-    assert check_config("workerd", full, "--auth.secret=x") == (0, "config ok\n")
+    assert check_config("workerd", full, "--auth.secret=" + "x" * 32) == (0, "config ok\n")
     # And a typo in it is refused with its line.
     bad = tmp_path / "bad.ini"
     bad.write_text(full.read_text().replace("[gateway]\n", "[gateway]\nlisten_typo = 1\n", 1))
@@ -141,7 +141,7 @@ def test_check_config_says_ok_only_after_every_check(tmp_path):
     --check-config without a "config ok" first."""
     policy = tmp_path / "policy.ini"
     policy.write_text("[groups]\njobs = sometimes\n")
-    rc, out = check_config("workerd", policy, "--auth.secret=x")
+    rc, out = check_config("workerd", policy, "--auth.secret=" + "x" * 32)
     assert rc == 2 and "config ok" not in out and "policy.ini:2" in out, out
     empty = tmp_path / "empty.ini"
     empty.write_text("")

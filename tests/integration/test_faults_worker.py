@@ -188,7 +188,7 @@ def test_sighup_reloads_secret_without_dropping_anyone(cluster, tmp_path):
     refused from then on, the new one accepted, a client connected before
     keeps its connection and is still served. An invalid config is refused
     with a log line and changes nothing."""
-    old, new = "old-secret-0123456789abcdef0123", "new-secret-0123456789abcdef0123"
+    old, new = "old-secret-0123456789abcdef012345", "new-secret-0123456789abcdef012345"
     secret_file = tmp_path / "secret"
     write_secret(secret_file, old)
     conf = tmp_path / "workerd.ini"

@@ -450,7 +450,8 @@ def test_logs_are_key_value_lines_without_tokens(cluster):
         await ws.close()
         assert await handshake_status(gw.url(token=bad)) == 403
         assert await handshake_status(gw.url(query=f"a=1&token={static_like}&b=2")) == 403
-        for headers, user in (({"Cookie": f"token={in_cookie}"}, 9),
+        for headers, user in (({"Cookie": f"token={in_cookie}",
+                                "Origin": f"http://127.0.0.1:{gw.port}"}, 9),
                               ({"Authorization": f"Bearer {in_header}"}, 10)):
             ws = await connect(gw.url(), headers)
             assert (await recv_text(ws)).startswith('{"accept": true')

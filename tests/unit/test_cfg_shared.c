@@ -5,7 +5,9 @@
  * exactly (workerd's and chanctl's are built by the same macros).
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "gw_config.h"
@@ -88,4 +90,48 @@ UNIT_TEST(cfg_shared_rows_in_gatewayd) {
   }
   const cfg_opt *url = find_row(gw_config_opts, gw_config_n_opts, "amqp", "url");
   UNIT_CHECK(url && url->offset == offsetof(gw_config, amqp.url));
+}
+
+/* CFG_SHARED: workerd reads [gateway] allowed_origins from the file both
+ * daemons share, without claiming [gateway] (whose other keys it skips). */
+typedef struct foreign_conf {
+  long other;
+  char *origins;
+} foreign_conf;
+
+static const cfg_opt foreign_opts[] = {
+    {"worker", "other", CFG_INT, "1", 0, 10, 0, offsetof(foreign_conf, other),
+     "a row of the program's own"},
+    {"gateway", "allowed_origins", CFG_STR, "", 0, 0, CFG_SHARED,
+     offsetof(foreign_conf, origins), "another program's key, read too"},
+};
+
+UNIT_TEST(cfg_shared_row_reads_another_programs_key) {
+  char path[] = "/tmp/wsgw-cfg-shared-XXXXXX";
+  int fd = mkstemp(path);
+  UNIT_CHECK(fd >= 0);
+  const char ini[] = "[gateway]\nlisten = 127.0.0.1:8051\n"
+                     "allowed_origins = https://ui.example\nmax_rate = 5\n"
+                     "[worker]\nother = 3\n";
+  UNIT_CHECK(write(fd, ini, sizeof ini - 1) == (ssize_t)(sizeof ini - 1));
+  close(fd);
+  foreign_conf c;
+  char *argv[] = {"unit", "--config", path, NULL};
+  int argc = 3, saved = unit_stderr_mute();
+  cfg_result r = cfg_load(foreign_opts, 2, &c, "unit", NULL, &argc, argv);
+  unit_stderr_restore(saved);
+  UNIT_CHECK(r == CFG_RUN);
+  UNIT_CHECK(c.other == 3);
+  UNIT_CHECK_STR(c.origins, "https://ui.example");
+  cfg_free(foreign_opts, 2, &c);
+  /* A flag works as for any row. */
+  char *argv2[] = {"unit", "--gateway.allowed_origins=https://x.example", NULL};
+  argc = 2;
+  saved = unit_stderr_mute();
+  r = cfg_load(foreign_opts, 2, &c, "unit", NULL, &argc, argv2);
+  unit_stderr_restore(saved);
+  UNIT_CHECK(r == CFG_RUN);
+  UNIT_CHECK_STR(c.origins, "https://x.example");
+  cfg_free(foreign_opts, 2, &c);
+  unlink(path);
 }

@@ -726,3 +726,27 @@ UNIT_TEST(chan_msg_redacted_connect_keeps_no_credentials) {
   free(out);
 }
 
+/* Issue 12: the session goes gateway -> worker through cJSON on both
+ * sides; a user id of 16 digits must come back as the same digits (cJSON's
+ * own printing wrote 5000000000000001 as 5e+15: user ...000's id). */
+UNIT_TEST(chan_msg_session_ids_stay_exact) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE,
+                .reply_channel = CM_RC,
+                .path = "/websocket/",
+                .order = 1,
+                .data = "{}",
+                .data_len = 2,
+                .session_json = "{\"user\":5000000000000001,\"objects\":"
+                                "{\"job_events\":[9007199254740991,0.5]}}"};
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && strstr(json, "\"user\":5000000000000001"));
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err,
+                                     sizeof err) == 0);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":5000000000000001,\"objects\":"
+                                 "{\"job_events\":[9007199254740991,0.5]}}");
+  chan_msg_free(&d);
+  free(json);
+}

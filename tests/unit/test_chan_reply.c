@@ -367,3 +367,19 @@ UNIT_TEST(chan_reply_free_is_safe_on_empty) {
   chan_reply_free(NULL);
   UNIT_CHECK(r.accept == -1);
 }
+
+/* Issue 12: the gateway stores the session as the text this decode makes;
+ * it re-printed 5000000000000001 as 5e+15 (5000000000000000), so the user
+ * was refused its own control group and given its neighbour's. */
+UNIT_TEST(chan_reply_session_user_id_is_exact) {
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(cr_decode(
+                 "{\"reply_channel\": \"" CR_RC "\", \"order\": 0,"
+                 " \"session\": {\"user\": 5000000000000001,"
+                 " \"objects\": {\"job_events\": [9007199254740991, 42]}}}",
+                 &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.session_json, "{\"user\":5000000000000001,\"objects\":"
+                                 "{\"job_events\":[9007199254740991,42]}}");
+  chan_reply_free(&d);
+}

@@ -394,6 +394,10 @@ UNIT_TEST(token_sub_rules) {
   const char *bad[] = {"\"sub\":\"abc\"", "\"sub\":\"7a\"", "\"sub\":\"\"",
                        "\"sub\":\"0\"", "\"sub\":\"007\"", "\"sub\":\"-7\"",
                        "\"sub\":\" 7\"", "\"sub\":\"1234567890123456789\"",
+                       /* past 2^53 - 1: refused, not rounded (issue 12) */
+                       "\"sub\":\"123456789012345678\"",
+                       "\"sub\":\"9007199254740992\"",
+                       "\"sub\":9007199254740993",
                        "\"sub\":-7", "\"sub\":0", "\"sub\":1.5",
                        "\"sub\":true", "\"sub\":null", "\"sub\":[7]",
                        "\"sub\":1e300", "\"sub\":9007199254740992"};
@@ -415,7 +419,9 @@ UNIT_TEST(token_sub_rules) {
     long long want;
   } good[] = {{"42", 42},
               {"\"42\"", 42},
-              {"\"123456789012345678\"", 123456789012345678LL},
+              {"\"9007199254740991\"", 9007199254740991LL},
+              {"\"5000000000000001\"", 5000000000000001LL},
+              {"5000000000000001", 5000000000000001LL},
               {"9007199254740991", 9007199254740991LL}};
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
     snprintf(payload, sizeof payload, "{\"sub\":%s,\"exp\":%lld}", good[i].sub,
@@ -494,16 +500,17 @@ UNIT_TEST(token_mint_refuses) {
   UNIT_CHECK(token_mint(&tk_secret, -7, TK_NOW, NULL) == NULL);
   UNIT_CHECK(token_mint(&tk_secret, 1000000000000000000LL, TK_NOW, NULL) ==
              NULL);
+  UNIT_CHECK(token_mint(&tk_secret, TOKEN_USER_MAX + 1, TK_NOW, NULL) == NULL);
   UNIT_CHECK(token_mint(&tk_secret, 7, -1, NULL) == NULL);
   UNIT_CHECK(token_mint(&tk_secret, 7, TK_NOW, "[1]") == NULL);
   UNIT_CHECK(token_mint(&tk_secret, 7, TK_NOW, "{bad") == NULL);
-  char *token = token_mint(&tk_secret, 999999999999999999LL, TK_NOW + 1,
+  char *token = token_mint(&tk_secret, TOKEN_USER_MAX, TK_NOW + 1,
                            "{\"exp\": 1}");
   token_claims c;
   char err[128];
   /* The exp argument wins over one in extra_json. */
   UNIT_CHECK(token && tk_verify(token, TK_NOW, 0, &c, err, sizeof err) == 0 &&
-             c.user_id == 999999999999999999LL && c.exp == TK_NOW + 1);
+             c.user_id == TOKEN_USER_MAX && c.exp == TK_NOW + 1);
   token_claims_free(&c);
   free(token);
 }
@@ -515,4 +522,39 @@ UNIT_TEST(token_claims_free_is_safe) {
   token_claims_free(&c);
   token_claims_free(NULL);
   UNIT_CHECK(c.objects_json == NULL);
+}
+
+/* Issue 12: an object id a double cannot hold exactly is refused, and the
+ * ids that pass are printed as the digits they are. */
+UNIT_TEST(token_objects_ids_exact_or_refused) {
+  const char *bad[] = {"{\"job_events\":[9007199254740992]}",
+                       "{\"job_events\":[9007199254740993]}",
+                       "{\"job_events\":[1.5]}", "{\"job_events\":[-1]}",
+                       "{\"job_events\":[1e300]}", "{\"a\":{\"b\":[2e16]}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char extra[128];
+    snprintf(extra, sizeof extra, "\"objects\":%s", bad[i]);
+    char *token = tk_craft_claims(extra);
+    UNIT_CHECK(tk_refused(token, "objects claim has an id"));
+    free(token);
+  }
+  char *token = tk_craft_claims(
+      "\"objects\":{\"job_events\":[5000000000000001,9007199254740991,42],"
+      "\"jobs\":\"*\",\"x\":[\"5000000000000001\"]}");
+  token_claims c;
+  char err[128];
+  UNIT_CHECK(tk_verify(token, TK_NOW, 0, &c, err, sizeof err) == 0);
+  UNIT_CHECK_STR(c.objects_json,
+                 "{\"job_events\":[5000000000000001,9007199254740991,42],"
+                 "\"jobs\":\"*\",\"x\":[\"5000000000000001\"]}");
+  token_claims_free(&c);
+  free(token);
+  /* Minting prints them exactly too. */
+  token = token_mint(&tk_secret, 5000000000000001LL, TK_NOW + 60,
+                     "{\"objects\":{\"job_events\":[5000000000000001]}}");
+  UNIT_CHECK(token && tk_verify(token, TK_NOW, 0, &c, err, sizeof err) == 0);
+  UNIT_CHECK(c.user_id == 5000000000000001LL);
+  UNIT_CHECK_STR(c.objects_json, "{\"job_events\":[5000000000000001]}");
+  token_claims_free(&c);
+  free(token);
 }

@@ -133,8 +133,9 @@ UNIT_TEST(wk_auth_token_source_order) {
   UNIT_CHECK(src == WK_AUTH_QUERY);
 }
 
-static const char wk_auth_t_key[] = "current-secret";
-static const char wk_auth_t_old[] = "previous-secret";
+/* 32 bytes and more: wk_auth_new refuses shorter secrets. */
+static const char wk_auth_t_key[] = "current-secret-0123456789abcdefgh";
+static const char wk_auth_t_old[] = "previous-secret-0123456789abcdefg";
 
 static char *wk_auth_t_mint(const char *key, long long uid, long long exp,
                             const char *extra) {
@@ -258,4 +259,117 @@ UNIT_TEST(wk_auth_static_file_errors) {
   UNIT_CHECK(wk_auth_new(NULL, NULL, path, 30, err, sizeof err) == NULL);
   UNIT_CHECK(wk_auth_new(NULL, "", "", 30, err, sizeof err) == NULL);
   UNIT_CHECK(strstr(err, "no auth") != NULL);
+}
+
+/* ---- issue 12: short secrets, cookie tokens, csrftoken, big ids ------- */
+
+UNIT_TEST(wk_auth_refuses_short_secrets) {
+  char err[256];
+  /* 31 bytes: refused with a message naming the setting and the rule. */
+  wk_auth *a = wk_auth_new("0123456789abcdef0123456789abcde", NULL, NULL, 30,
+                           err, sizeof err);
+  UNIT_CHECK(a == NULL);
+  UNIT_CHECK(strstr(err, "auth.secret is 31 bytes") &&
+             strstr(err, "at least 32"));
+  a = wk_auth_new(wk_auth_t_key, "short", NULL, 30, err, sizeof err);
+  UNIT_CHECK(a == NULL && strstr(err, "auth.secret_previous is 5 bytes"));
+  /* 32 bytes: fine. */
+  a = wk_auth_new("0123456789abcdef0123456789abcdef", NULL, NULL, 30, err,
+                  sizeof err);
+  UNIT_CHECK(a != NULL);
+  wk_auth_free(a);
+}
+
+static chan_msg wk_auth_t_connect(chan_header *h, size_t n) {
+  return wk_auth_t_msg("", h, n);
+}
+
+UNIT_TEST(wk_auth_cookie_token_needs_allowed_origin) {
+  char reason[128];
+  chan_header h[] = {{"host", "awx.example.com"},
+                     {"origin", "https://awx.example.com"},
+                     {"cookie", "token=t"}};
+  chan_msg m = wk_auth_t_connect(h, 3);
+  /* Same host: allowed with the default (empty) list. */
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE, "", reason,
+                                  sizeof reason) == 0);
+  /* Another site's page. */
+  h[1].value = "https://evil.example.net";
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE, "", reason,
+                                  sizeof reason) == -1);
+  UNIT_CHECK_STR(reason, "cookie token from a disallowed Origin");
+  /* ... unless listed; a list replaces the same-host default. */
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE,
+                                  "https://evil.example.net", reason,
+                                  sizeof reason) == 0);
+  h[1].value = "https://awx.example.com";
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE, "https://ui.example",
+                                  reason, sizeof reason) == -1);
+  /* No Origin at all. */
+  m = wk_auth_t_connect(h + 2, 1);
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE, "", reason,
+                                  sizeof reason) == -1);
+  UNIT_CHECK_STR(reason, "cookie token without Origin");
+  /* Query and bearer tokens are not ambient: no Origin needed. */
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_QUERY, "", reason,
+                                  sizeof reason) == 0);
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_HEADER, "https://x.example",
+                                  reason, sizeof reason) == 0);
+  /* awxkit's WSClient (websocket-client): Origin http://HOST[:PORT] with
+   * the Host it names, also over wss. */
+  chan_header awx[] = {{"host", "awx.example.com:8043"},
+                       {"origin", "http://awx.example.com:8043"},
+                       {"cookie", "token=\"t\";"}};
+  m = wk_auth_t_connect(awx, 3);
+  UNIT_CHECK(wk_auth_origin_check(&m, WK_AUTH_COOKIE, "", reason,
+                                  sizeof reason) == 0);
+}
+
+UNIT_TEST(wk_auth_csrftoken_must_be_unique) {
+  char v[64];
+  chan_header one[] = {{"cookie", "csrftoken=abc; token=t"}};
+  chan_msg m = wk_auth_t_connect(one, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == 1);
+  UNIT_CHECK_STR(v, "abc");
+  /* The same value twice is harmless. */
+  chan_header same[] = {{"cookie", "csrftoken=abc"}, {"cookie", "csrftoken=\"abc\""}};
+  m = wk_auth_t_connect(same, 2);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == 1);
+  /* Two values (a sibling domain planted one): refused, in one header or
+   * across headers, also when one is empty. */
+  chan_header two[] = {{"cookie", "csrftoken=planted; token=t; csrftoken=abc"}};
+  m = wk_auth_t_connect(two, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == -2);
+  chan_header split[] = {{"cookie", "csrftoken=abc"}, {"cookie", "csrftoken=x"}};
+  m = wk_auth_t_connect(split, 2);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == -2);
+  chan_header empty[] = {{"cookie", "csrftoken=; csrftoken=abc"}};
+  m = wk_auth_t_connect(empty, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == -2);
+  /* Absent, empty, too long. */
+  chan_header none[] = {{"cookie", "token=t; xcsrftoken=1"}};
+  m = wk_auth_t_connect(none, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == 0);
+  chan_header blank[] = {{"cookie", "csrftoken="}};
+  m = wk_auth_t_connect(blank, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, sizeof v) == 0);
+  chan_header big[] = {{"cookie", "csrftoken=0123456789"}};
+  m = wk_auth_t_connect(big, 1);
+  UNIT_CHECK(wk_auth_msg_cookie_unique(&m, "csrftoken", v, 5) == -1);
+}
+
+UNIT_TEST(wk_auth_ids_past_2_53_are_refused) {
+  char err[256], *objects = NULL;
+  time_t now = 1800000000;
+  wk_auth *a = wk_auth_new(wk_auth_t_key, NULL, NULL, 30, err, sizeof err);
+  char *tok = wk_auth_t_mint(wk_auth_t_key, 5000000000000001LL, now + 60,
+                             "{\"objects\": {\"job_events\": [5000000000000001]}}");
+  UNIT_CHECK(wk_auth_t_check(a, tok, now, &objects) == 5000000000000001LL);
+  /* The grant reaches the session as the same digits, not 5e+15. */
+  UNIT_CHECK_STR(objects, "{\"job_events\":[5000000000000001]}");
+  free(objects);
+  free(tok);
+  UNIT_CHECK(wk_auth_t_mint(wk_auth_t_key, TOKEN_USER_MAX + 1, now + 60,
+                            NULL) == NULL);
+  wk_auth_free(a);
 }
