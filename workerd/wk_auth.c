@@ -249,7 +249,9 @@ int wk_auth_find_token(const chan_msg *m, char *out, size_t outlen,
   rc = wk_auth_query_param(m->query_string, "token", out, outlen);
   if (rc != 0) return rc;
   *src = WK_AUTH_COOKIE;
-  rc = wk_auth_msg_cookie(m, "token", out, outlen);
+  /* Two different token cookies: one may be planted by a sibling
+   * subdomain, to connect the victim's page as the planter. */
+  rc = wk_auth_msg_cookie_unique(m, "token", out, outlen);
   if (rc != 0) return rc;
   *src = WK_AUTH_HEADER;
   rc = wk_auth_bearer(wk_auth__header(m, "authorization"), out, outlen);
@@ -308,6 +310,10 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
   out->source = src;
   if (rc == 0) {
     snprintf(reason, reasonlen, "no token");
+    return -1;
+  }
+  if (rc == -2) {
+    snprintf(reason, reasonlen, "conflicting token cookies");
     return -1;
   }
   if (rc < 0) {

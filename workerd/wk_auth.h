@@ -106,7 +106,8 @@ int wk_auth_origin_check(const chan_msg *m, wk_auth_source src,
  * HS256 key of at least the hash's 256 bits). */
 #define WK_AUTH_SECRET_MIN TOKEN_SECRET_MIN
 
-/* The three places in order. Returns like the steps; *src says where. */
+/* The three places in order. Returns like the steps (-2: two different
+ * token cookies); *src says where. */
 int wk_auth_find_token(const chan_msg *m, char *out, size_t outlen,
                        wk_auth_source *src);
 

@@ -67,6 +67,7 @@ wk_metrics_auth_reason wk_metrics_auth_class(const char *reason) {
   static const char *const policy[] = {"echo is disabled",
                                        "unusable csrftoken cookie",
                                        "conflicting csrftoken cookies",
+                                       "conflicting token cookies",
                                        "cookie token without Origin",
                                        "cookie token from a disallowed Origin",
                                        "session too large"};

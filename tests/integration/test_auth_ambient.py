@@ -115,6 +115,16 @@ def test_two_different_csrftoken_cookies_are_refused(stack_m):
     run(main())
 
 
+def test_two_different_token_cookies_are_refused(stack_m):
+    """A sibling subdomain plants its own token cookie, to have the victim's
+    page connect (and type) as the planter: refused, whichever comes first."""
+    headers = {"Cookie": f"token={jwt_for(66)}; token={jwt_for(7)}",
+               "Origin": own_origin(stack_m.gw)}
+    assert run(handshake_status(stack_m.gw.url(), headers)) == 403
+    wait_until(lambda: refusals(stack_m.wk, "conflicting token cookies"), 10,
+               "the worker to log the refusal")
+
+
 def test_awxkit_2019_wsclient_keeps_working(stack_m):
     """awxkit's WSClient(token=...) (2019, over websocket-client): the token
     as a quoted cookie with a trailing ';', websocket-client's default

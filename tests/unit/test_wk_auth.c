@@ -131,6 +131,16 @@ UNIT_TEST(wk_auth_token_source_order) {
   m = wk_auth_t_msg("token=%zz", h, 3);
   UNIT_CHECK(wk_auth_find_token(&m, tok, sizeof tok, &src) == -1);
   UNIT_CHECK(src == WK_AUTH_QUERY);
+  /* Two different token cookies (one planted): neither is used. The same
+   * one twice is one token. */
+  chan_header two[] = {{"cookie", "token=mine"}, {"cookie", "a=1; token=planted"}};
+  m = wk_auth_t_msg("", two, 2);
+  UNIT_CHECK(wk_auth_find_token(&m, tok, sizeof tok, &src) == -2);
+  UNIT_CHECK(src == WK_AUTH_COOKIE);
+  chan_header same[] = {{"cookie", "token=mine; token=\"mine\""}};
+  m = wk_auth_t_msg("", same, 1);
+  UNIT_CHECK(wk_auth_find_token(&m, tok, sizeof tok, &src) == 1);
+  UNIT_CHECK_STR(tok, "mine");
 }
 
 /* 32 bytes and more: wk_auth_new refuses shorter secrets. */
