@@ -176,6 +176,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
   s->loop = loop;
   s->cfg = cfg;
   s->cmdline = cmdline;
+  s->stats.partial.limit = (uint64_t)cfg->max_partial_total;
   s->read_buf = malloc(GW_CONN_READ_BUF);
   if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
@@ -187,6 +188,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
       .queue_ttl_ms = cfg->amqp.queue_ttl,
       .queue_max_length = cfg->amqp.queue_max_length,
+      .queue_max_bytes = cfg->amqp.queue_max_bytes,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
