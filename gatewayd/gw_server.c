@@ -243,6 +243,9 @@ void gw_server_close(gw_server *s) {
 void gw_server_free(gw_server *s) {
   assert(s->closed && !s->bridge); /* gw_server_close ran */
   assert(s->n_conns == 0); /* gw_conn_destroy_all ran */
+  /* Every connection's close callback gave its partial message back (the
+   * loop ran them): the budget is the sum over connections, now none. */
+  assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
   gw_conntab_free(&s->conns);
   gw_clients_free(&s->clients);

@@ -11,7 +11,9 @@ that refuses a message which would pass it with close 1013.
 Bounds shown here: four connections each holding a 1 MiB partial message
 made of 1-byte fragments grow gatewayd's RSS by less than 3x the payload
 held, and a probe client on the same process gets every event within
-100 ms; once the budget is spent the next partial message is closed 1013,
+250 ms (parsing 28 MiB of 1-byte frames is CPU work the probe shares a
+loop with; on a 2-core machine shared with other jobs single events took
+up to 130 ms, with the old code too); once the budget is spent the next partial message is closed 1013,
 counted in /metrics and logged, and its bytes come back when connections
 close.
 
@@ -145,7 +147,7 @@ def test_one_byte_fragments_keep_heap_within_a_multiple_of_the_payload(cluster):
     assert not records(gw, "conn_partial_budget"), "the default budget refused 4 MiB"
     assert held == conns * size, f"the budget holds {held} bytes, not the {conns} messages"
     assert growth < 3 * conns * size / MIB, f"RSS grew {growth:.1f} MiB for {conns} MiB held"
-    assert worst < 0.1, f"the probe waited {worst * 1000:.0f} ms for an event"
+    assert worst < 0.25, f"the probe waited {worst * 1000:.0f} ms for an event"
 
 
 def test_spent_budget_closes_the_next_partial_message_with_1013(cluster):
@@ -164,7 +166,7 @@ def test_spent_budget_closes_the_next_partial_message_with_1013(cluster):
         assert close_code(second) == 1013
         assert metric(gw, "wsgw_gateway_partial_budget_closes_total") == 1
         assert records(gw, "conn_partial_budget")
-        assert max(probe_events(emitter, probe, 1)) < 0.1  # others are served
+        assert max(probe_events(emitter, probe, 1)) < 0.25  # others are served
         first.close()  # its partial message goes with it
         deadline = time.monotonic() + 5
         while metric(gw, "wsgw_gateway_partial_message_bytes") and time.monotonic() < deadline:
