@@ -21,6 +21,12 @@
  * the limit may wait). Classic queues get no x-queue-type at all, exactly as before the
  * setting existed, so queues declared by an older build still match.
  *
+ * x-max-length-bytes (amqp.queue_max_bytes) bounds the bodies a queue holds,
+ * whatever their size; reject-publish applies to it as to x-max-length.
+ * Queues declared before it existed have no such argument: RabbitMQ refuses
+ * the redeclare (406 PRECONDITION_FAILED), and the error says to recreate
+ * the queues or set the setting to 0, which declares exactly as before.
+ *
  * The address list (mq_url_list) lives here because every client of the
  * broker (gatewayd, workerd, chan_emit) rotates through it the same way.
  * Splitting at every comma is safe: rabbitmq-c decodes percent escapes, so
@@ -203,33 +209,59 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                       "declare exchange " MQ_GROUPS_EXCHANGE, err, errlen);
 }
 
+/* What to do about a 406 on our queues, put before the broker's text: the
+ * callers' error buffers (256 bytes) would cut it off after. */
+#define MQ__INEQUIVALENT_HINT                                                 \
+  "queue arguments differ: queues from before amqp.queue_max_bytes need "    \
+  "it set to 0, else recreate them (OPERATIONS.md, Queue arguments)"
+
 static int mq__declare_queue(amqp_connection_state_t c, const char *name,
                             amqp_table_t args, char *err, size_t errlen) {
   amqp_queue_declare(c, MQ_CHANNEL, amqp_cstring_bytes(name), 0 /* passive */,
                      1 /* durable */, 0 /* exclusive */, 0 /* auto_delete */,
                      args);
-  char what[64];
+  char what[64], full[512];
   snprintf(what, sizeof what, "declare queue %s", name);
-  return mq_rpc_check(amqp_get_rpc_reply(c), what, err, errlen);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), what, full, sizeof full) == 0) return 0;
+  const char *refusal = strstr(full, "406 PRECONDITION_FAILED");
+  if (err && errlen) {
+    if (refusal) snprintf(err, errlen, "%s: " MQ__INEQUIVALENT_HINT ": %s", what, refusal);
+    else snprintf(err, errlen, "%s", full);
+  }
+  return -1;
+}
+
+mq_queue_limits mq_queue_limits_of(const mq_settings *s) {
+  mq_queue_limits lim = {.message_ttl_ms = s->queue_ttl,
+                         .max_length = s->queue_max_length,
+                         .max_bytes = s->queue_max_bytes,
+                         .quorum = mq_queue_type_parse(s->queue_type) == 1};
+  return lim;
+}
+
+static void mq__arg_long(amqp_table_entry_t *e, const char *key, long v) {
+  e->key = amqp_cstring_bytes(key);
+  e->value.kind = AMQP_FIELD_KIND_I64;
+  e->value.value.i64 = v;
+}
+
+static void mq__arg_string(amqp_table_entry_t *e, const char *key, const char *v) {
+  e->key = amqp_cstring_bytes(key);
+  e->value.kind = AMQP_FIELD_KIND_UTF8;
+  e->value.value.bytes = amqp_cstring_bytes(v);
 }
 
 int mq_declare_channel_queues(amqp_connection_state_t c,
                               const mq_queue_limits *lim, char *err,
                               size_t errlen) {
-  amqp_table_entry_t e[4];
-  e[0].key = amqp_cstring_bytes("x-message-ttl");
-  e[0].value.kind = AMQP_FIELD_KIND_I64;
-  e[0].value.value.i64 = lim->message_ttl_ms;
-  e[1].key = amqp_cstring_bytes("x-max-length");
-  e[1].value.kind = AMQP_FIELD_KIND_I64;
-  e[1].value.value.i64 = lim->max_length;
-  e[2].key = amqp_cstring_bytes("x-overflow");
-  e[2].value.kind = AMQP_FIELD_KIND_UTF8;
-  e[2].value.value.bytes = amqp_cstring_bytes("reject-publish");
-  e[3].key = amqp_cstring_bytes("x-queue-type");
-  e[3].value.kind = AMQP_FIELD_KIND_UTF8;
-  e[3].value.value.bytes = amqp_cstring_bytes("quorum");
-  amqp_table_t args = {lim->quorum ? 4 : 3, e};
+  amqp_table_entry_t e[5];
+  int n = 0;
+  mq__arg_long(&e[n++], "x-message-ttl", lim->message_ttl_ms);
+  mq__arg_long(&e[n++], "x-max-length", lim->max_length);
+  if (lim->max_bytes > 0) mq__arg_long(&e[n++], "x-max-length-bytes", lim->max_bytes);
+  mq__arg_string(&e[n++], "x-overflow", "reject-publish");
+  if (lim->quorum) mq__arg_string(&e[n++], "x-queue-type", "quorum");
+  amqp_table_t args = {n, e};
 
   static const char *const names[] = {MQ_QUEUE_CONNECT, MQ_QUEUE_RECEIVE,
                                       MQ_QUEUE_DISCONNECT};

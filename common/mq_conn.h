@@ -39,6 +39,7 @@ typedef struct mq_settings {
   long heartbeat;        /* ms; 0 disables */
   long queue_ttl;        /* ms: x-message-ttl of the websocket.* queues */
   long queue_max_length; /* x-max-length of the websocket.* queues */
+  long queue_max_bytes;  /* x-max-length-bytes of them; 0: not sent */
   char *queue_type;      /* "classic" or "quorum" (mq_settings_check) */
 } mq_settings;
 
@@ -61,6 +62,10 @@ typedef struct mq_settings {
     "x-message-ttl of the websocket.* queues")                              \
   X(T, m, queue_max_length, CFG_INT, "100000", 1, 100000000, 0,             \
     "x-max-length of the websocket.* queues")                               \
+  X(T, m, queue_max_bytes, CFG_BYTES, "128MiB", 0, 68719476736L, 0,          \
+    "x-max-length-bytes of the websocket.* queues: message bodies, as "     \
+    "encoded (0: not declared, as by builds before it existed; changing "   \
+    "it means recreating the queues: OPERATIONS.md)")                       \
   X(T, m, queue_type, CFG_STR, "classic", 0, 0, 0, MQ_QUEUE_TYPE_HELP)
 
 /* One cfg_opt initializer (with its trailing comma) into T.m.key. */
@@ -75,6 +80,7 @@ typedef struct mq_settings {
 typedef struct mq_queue_limits {
   long message_ttl_ms; /* x-message-ttl of the websocket.* queues */
   long max_length;     /* x-max-length, overflow reject-publish */
+  long max_bytes;      /* x-max-length-bytes (bodies), 0: not declared */
   int quorum;          /* 1: x-queue-type quorum; 0: classic (no argument) */
 } mq_queue_limits;
 
@@ -149,11 +155,16 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen);
 
-/* Declares the three durable websocket.* queues with lim: x-message-ttl and
- * x-max-length as signed 64-bit integers (AMQP 'l'), x-overflow
+/* The queue arguments the [amqp] settings ask for. */
+mq_queue_limits mq_queue_limits_of(const mq_settings *s);
+
+/* Declares the three durable websocket.* queues with lim: x-message-ttl,
+ * x-max-length and (when lim->max_bytes) x-max-length-bytes as signed
+ * 64-bit integers (AMQP 'l'), x-overflow
  * "reject-publish" as a long string, and x-queue-type "quorum" when
  * lim->quorum (classic queues get no x-queue-type, as before the setting
- * existed, so existing queues still redeclare). */
+ * existed, so existing queues still redeclare). A queue that exists with
+ * other arguments (406) fails with what to do in err. */
 int mq_declare_channel_queues(amqp_connection_state_t c,
                               const mq_queue_limits *lim, char *err,
                               size_t errlen);

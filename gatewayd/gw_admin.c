@@ -122,6 +122,10 @@ static const gw_admin__metric gw_admin__counters[] = {
                   "Client messages no worker answered within reply_timeout."),
     GW_ADMIN_STAT("replies_dropped_total", "counter", replies_dropped,
                   "Worker replies dropped: duplicate, late, or for a closed connection."),
+    GW_ADMIN_STAT("partial_budget_closes_total", "counter", partial.refused,
+                  "Connections closed (1013) because partially received messages held max_partial_total."),
+    GW_ADMIN_STAT("partial_message_bytes", "gauge", partial.used,
+                  "Heap bytes held in partially received client messages (bound: max_partial_total)."),
     GW_ADMIN_STAT("ping_timeouts_total", "counter", ping_timeouts,
                   "Connections closed after ping_timeout without a byte from the client."),
 };

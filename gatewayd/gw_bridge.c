@@ -632,6 +632,7 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
   b->heartbeat_s = cfg->heartbeat_s;
   b->limits.message_ttl_ms = cfg->queue_ttl_ms;
   b->limits.max_length = cfg->queue_max_length;
+  b->limits.max_bytes = cfg->queue_max_bytes;
   b->limits.quorum = cfg->queue_quorum;
   b->max_backlog = cfg->max_backlog;
   b->cb = cb;

@@ -49,6 +49,7 @@ typedef struct gw_bridge_config {
   int heartbeat_s;
   long queue_ttl_ms;
   long queue_max_length;
+  long queue_max_bytes; /* x-max-length-bytes; 0: not declared */
   int queue_quorum;    /* 1: the websocket.* queues are quorum queues */
   size_t max_backlog; /* bytes queued in each direction */
 } gw_bridge_config;

@@ -1,6 +1,9 @@
 /*
  * gw_config.c - gatewayd's settings table. Defaults follow daphne where it
- * has an equivalent (ping 20 s, ping timeout 30 s, 1 MiB messages).
+ * has an equivalent (ping 20 s, ping timeout 30 s); client messages are
+ * bounded for what clients send (subscription requests, well under
+ * 16 KiB), not daphne's 1 MiB: each costs up to 6x its size on the broker
+ * (JSON escapes) and max_pending + 1 of them wait per connection.
  */
 #include "gw_config.h"
 
@@ -38,10 +41,15 @@ const cfg_opt gw_config_opts[] = {
            "largest request line + headers (431 above)"),
     GW_OPT("gateway", "max_headers", CFG_INT, "64", 4, 100, 0, max_headers,
            "most request headers (431 above)"),
-    GW_OPT("gateway", "max_message", CFG_BYTES, "1MiB", 64, 67108864, 0,
-           max_message, "largest client message (close 1009 above)"),
-    GW_OPT("gateway", "max_frame", CFG_BYTES, "1MiB", 64, 67108864, 0, max_frame,
+    GW_OPT("gateway", "max_message", CFG_BYTES, "16KiB", 64, 67108864, 0,
+           max_message, "largest client message (close 1009 above); on the broker it "
+           "costs up to 6x this (JSON escapes of control characters) plus the envelope"),
+    GW_OPT("gateway", "max_frame", CFG_BYTES, "16KiB", 64, 67108864, 0, max_frame,
            "largest client frame payload (close 1009 above)"),
+    GW_OPT("gateway", "max_partial_total", CFG_BYTES, "64MiB", 65536, 4294967296L, 0,
+           max_partial_total, "bytes held in partially received client messages, all "
+           "connections of a process together; a message that would pass it closes its "
+           "connection with 1013 (try again later)"),
     GW_OPT("gateway", "max_rate", CFG_INT, "100", 1, 1000000, 0, max_rate,
            "client messages per second per connection, and pings per second, each with bursts up to as many (close 1008 above)"),
     GW_OPT("gateway", "max_per_client", CFG_INT, "1000", 0, 10000000, 0, max_per_client,
@@ -63,7 +71,7 @@ const cfg_opt gw_config_opts[] = {
            "the application's other cookies never reach the broker"),
     GW_OPT("gateway", "max_send_queue", CFG_BYTES, "4MiB", 1024, 1073741824, 0,
            max_send_queue, "unsent bytes per connection (events, replies, pongs) before it is closed as slow (1008); above a quarter of it the connection is not read until under an eighth"),
-    GW_OPT("gateway", "max_pending", CFG_INT, "16", 1, 10000, 0, max_pending,
+    GW_OPT("gateway", "max_pending", CFG_INT, "4", 1, 10000, 0, max_pending,
            "client messages queued while one is with a worker (close 1008 above)"),
     GW_OPT("gateway", "max_connections", CFG_INT, "100000", 1, 10000000, 0,
            max_connections, "open connections (503 above)"),
@@ -75,6 +83,16 @@ const cfg_opt gw_config_opts[] = {
            shutdown_spread, "window over which clients get close 1001 on SIGTERM, so they do not all reconnect at once"),
     GW_OPT("gateway", "echo", CFG_BOOL, "false", 0, 0, 0, echo,
            "serve /websocket/echo (for conformance tests; workers must enable it too)"),
+    GW_OPT("gateway", "echo_max_message", CFG_BYTES, "0", 0, 67108864, 0,
+           echo_max_message, "max_message and max_frame on /websocket/echo only "
+           "(0: the same as the real route's; make run and the conformance tests set "
+           "16MiB, for Autobahn's largest messages)"),
+    GW_OPT("gateway", "echo_max_send_queue", CFG_BYTES, "0", 0, 1073741824, 0,
+           echo_max_send_queue, "max_send_queue on /websocket/echo only (0: the same)"),
+    GW_OPT("gateway", "echo_max_pending", CFG_INT, "0", 0, 10000, 0, echo_max_pending,
+           "max_pending on /websocket/echo only (0: the same)"),
+    GW_OPT("gateway", "echo_max_rate", CFG_INT, "0", 0, 1000000, 0, echo_max_rate,
+           "max_rate on /websocket/echo only (0: the same)"),
     GW_OPT("gateway", "trusted_proxies", CFG_STR, "127.0.0.1,::1", 0, 0, 0, trusted_proxies,
            "proxies (addresses, CIDR blocks; comma-separated) whose X-Forwarded-For "
            "names the client"),

@@ -41,6 +41,11 @@ typedef struct gw_config {
   long shutdown_timeout;   /* ms to drain on SIGTERM */
   long shutdown_spread;    /* ms over which clients are told to go away */
   int echo;                /* serve /websocket/echo */
+  long echo_max_message;   /* its message and frame limit (conformance sizes) */
+  long echo_max_send_queue;
+  long echo_max_pending;
+  long echo_max_rate;
+  long max_partial_total;  /* bytes in partial client messages, per process (1013) */
   char *tls_cert;          /* PEM chain; "" for plain ws:// */
   char *tls_key;           /* PEM private key */
   char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */

@@ -37,12 +37,25 @@ static const uint8_t gw_conn__next[] = {
     [GW_CONN_CLOSED] = 0,
 };
 
+/* The echo route (conformance tests only) may have limits of its own,
+ * sized for Autobahn (make run, the conformance tests), so that the real
+ * route keeps limits sized for what its clients send. Known once the
+ * worker is asked (the relay's path). An echo_* of 0: the route's own. */
+static long gw_conn__limit(const gw_conn *c, long route, long echo) {
+  return echo && c->relay.path && gw_http_is_echo(c->relay.path) ? echo : route;
+}
+
+static size_t gw_conn__max_send_queue(const gw_conn *c) {
+  const gw_config *cfg = c->srv->cfg;
+  return (size_t)gw_conn__limit(c, cfg->max_send_queue, cfg->echo_max_send_queue);
+}
+
 /* Backpressure: an open connection is not read while more than a quarter
  * of max_send_queue waits to be written to it, and is read again once less
  * than an eighth does. A client that does not read what it is owed (events,
  * pongs, replies) cannot make us read, and so owe, more. */
 static int gw_conn__may_read_more(const gw_conn *c) {
-  size_t high = (size_t)c->srv->cfg->max_send_queue / 4;
+  size_t high = gw_conn__max_send_queue(c) / 4;
   return c->send.bytes <= (c->life.reading ? high : high / 2);
 }
 
@@ -162,7 +175,7 @@ static int gw_conn__queue_copy(gw_conn *c, const void *data, size_t len) {
 
 void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
   if (c->life.state != GW_CONN_OPEN) return;
-  if (c->send.bytes + b->len > (size_t)c->srv->cfg->max_send_queue) {
+  if (c->send.bytes + b->len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
     log_info("conn_slow", "id=%llu unsent=%zu", (unsigned long long)c->id, c->send.bytes);
     /* The close goes out at once, not behind what the client cannot read.
@@ -261,7 +274,7 @@ void gw_conn_flush_dirty(gw_server *s) {
 static int gw_conn__ws_send(void *arg, const uint8_t *data, size_t len) {
   gw_conn *c = arg;
   if (c->life.state == GW_CONN_CLOSED) return 0; /* nobody to tell */
-  if (c->send.bytes + len > (size_t)c->srv->cfg->max_send_queue) {
+  if (c->send.bytes + len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
     log_info("conn_slow", "id=%llu unsent=%zu owed=1", (unsigned long long)c->id,
              c->send.bytes);
@@ -277,11 +290,13 @@ static const gw_ws_sink gw_conn__ws_sink = {gw_conn__ws_send, gw_conn__ws_messag
 static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
   io->sink = &gw_conn__ws_sink;
   io->arg = c;
-  io->max_frame = (uint64_t)c->srv->cfg->max_frame;
-  io->max_message = (uint64_t)c->srv->cfg->max_message;
+  const gw_config *cfg = c->srv->cfg;
+  io->max_frame = (uint64_t)gw_conn__limit(c, cfg->max_frame, cfg->echo_max_message);
+  io->max_message = (uint64_t)gw_conn__limit(c, cfg->max_message, cfg->echo_max_message);
   io->now_ms = uv_now(c->srv->loop);
   io->id = c->id;
-  io->max_pings = (uint32_t)c->srv->cfg->max_rate;
+  io->max_pings = (uint32_t)gw_conn__limit(c, cfg->max_rate, cfg->echo_max_rate);
+  io->budget = &c->srv->stats.partial;
   io->rd = NULL;
   io->rd_len = 0;
 }
@@ -328,8 +343,8 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->replies = &s->replies;
   io->stats = &s->stats;
   io->now_ms = uv_now(s->loop);
-  io->max_rate = s->cfg->max_rate;
-  io->max_pending = s->cfg->max_pending;
+  io->max_rate = gw_conn__limit(c, s->cfg->max_rate, s->cfg->echo_max_rate);
+  io->max_pending = gw_conn__limit(c, s->cfg->max_pending, s->cfg->echo_max_pending);
   io->max_session = s->cfg->max_session;
 }
 
@@ -423,7 +438,7 @@ void gw_conn_close(gw_conn *c, uint16_t code, const char *reason) {
 static void gw_conn__free(uv_handle_t *h) {
   gw_conn *c = h->data;
   gw_send_free(&c->send);
-  gw_ws_free(&c->ws);
+  gw_ws_free(&c->ws, &c->srv->stats.partial);
   gw_relay_free(&c->relay);
   if (c->ssl) SSL_free(c->ssl);
   gw_http_req_free(c->req);

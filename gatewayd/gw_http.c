@@ -221,6 +221,8 @@ static const char *gw_http__route(const char *path, size_t len, int echo) {
   return NULL;
 }
 
+int gw_http_is_echo(const char *path) { return path == gw_http__echo_path; }
+
 int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *up) {
   if (llhttp_get_method((llhttp_t *)&r->parser) != HTTP_GET) return 405;
   const char *url = r->head; /* the url is the first string stored */

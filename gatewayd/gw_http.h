@@ -41,6 +41,9 @@ typedef struct gw_http_upgrade {
   const char *key;   /* Sec-WebSocket-Key */
 } gw_http_upgrade;
 
+/* 1 when path (a route gw_http_req_check matched) is the echo route. */
+int gw_http_is_echo(const char *path);
+
 gw_http_req *gw_http_req_new(size_t max_head, uint32_t max_headers);
 void gw_http_req_free(gw_http_req *r);
 

@@ -180,6 +180,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
   s->loop = loop;
   s->cfg = cfg;
   s->cmdline = cmdline;
+  s->stats.partial.limit = (uint64_t)cfg->max_partial_total;
   s->read_buf = malloc(GW_CONN_READ_BUF);
   if (cfg->tls_cert[0] && gw_server__tls(s) != 0) return -1;
   if (!s->read_buf || gw_conntab_init(&s->conns) != 0 ||
@@ -191,6 +192,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
       .queue_ttl_ms = cfg->amqp.queue_ttl,
       .queue_max_length = cfg->amqp.queue_max_length,
+      .queue_max_bytes = cfg->amqp.queue_max_bytes,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
   };
@@ -245,6 +247,9 @@ void gw_server_close(gw_server *s) {
 void gw_server_free(gw_server *s) {
   assert(s->closed && !s->bridge); /* gw_server_close ran */
   assert(s->n_conns == 0); /* gw_conn_destroy_all ran */
+  /* Every connection's close callback gave its partial message back (the
+   * loop ran them): the budget is the sum over connections, now none. */
+  assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
   gw_conntab_free(&s->conns);
   gw_clients_free(&s->clients);

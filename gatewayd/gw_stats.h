@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "gw_admin.h"
+#include "gw_ws.h"
 #include "prom.h"
 
 typedef struct gw_stats {
@@ -25,6 +26,7 @@ typedef struct gw_stats {
   /* For the metrics (gw_admin) */
   uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
   uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */
+  gw_ws_budget partial;         /* bytes in partial client messages */
   prom_hist reply_latency[2];   /* publish -> reply: [0] connect, [1] receive */
 } gw_stats;
 

@@ -2,15 +2,24 @@
  * gw_ws.c - the websocket protocol of an upgraded connection (see gw_ws.h).
  *
  * wslay parses and validates what the client sends (masking,
- * fragmentation, control frames, UTF-8, size limit) and writes the control
+ * fragmentation, control frames, UTF-8, frame size) and writes the control
  * frames it owes (pong, close) through gw_ws__send, which hands them whole
  * to the sink. Our recv callback gives wslay the bytes of the current feed
  * and nothing else, so wslay never blocks and never buffers a read of its
  * own beyond a partial frame.
+ *
+ * wslay runs unbuffered (no_buffering): it still buffers control frames
+ * (125 bytes at most) and validates UTF-8 as chunks pass, but data payload
+ * comes to gw_ws__chunk and is reassembled here, in one buffer per
+ * connection that doubles as it fills. Heap per partial message is at most
+ * twice its payload whatever the fragment size, at the cost of a realloc
+ * per doubling (a memmove of what came so far) and of the message limit
+ * being ours to check (wslay's counts one frame when unbuffered).
  */
 #include "gw_ws.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -48,15 +57,79 @@ static ssize_t gw_ws__send(wslay_event_context_ptr ctx, const uint8_t *data,
   return (ssize_t)len;
 }
 
+/* Gives the reassembly buffer back (to the heap and to the budget). */
+static void gw_ws__drop_msg(gw_ws *ws, gw_ws_budget *budget) {
+  if (ws->msg_cap) {
+    assert(budget && budget->used >= ws->msg_cap);
+    budget->used -= ws->msg_cap;
+  }
+  free(ws->msg);
+  ws->msg = NULL;
+  ws->msg_len = ws->msg_cap = 0;
+}
+
+static void gw_ws__refuse(wslay_event_context_ptr ctx, uint16_t code, const char *reason) {
+  wslay_event_queue_close(ctx, code, (const uint8_t *)reason, strlen(reason));
+  wslay_event_shutdown_read(ctx);
+}
+
+/* Room for `need` bytes: doubling (so a message in n fragments costs
+ * O(log n) reallocs, not n), never past max_message, charged to the
+ * budget first. -1 with the connection refused (1013, or 1011 without
+ * memory). */
+static int gw_ws__reserve(gw_ws *ws, wslay_event_context_ptr ctx, uint64_t need) {
+  gw_ws_io *io = ws->io;
+  if (need <= ws->msg_cap) return 0;
+  uint64_t cap = ws->msg_cap ? (uint64_t)ws->msg_cap * 2 : 256;
+  if (cap < need) cap = need;
+  if (cap > io->max_message) cap = io->max_message; /* need <= max_message */
+  gw_ws_budget *b = io->budget;
+  /* Near the limit, exactly what is needed rather than double. */
+  if (b->used - ws->msg_cap + cap > b->limit) cap = need;
+  if (b->used - ws->msg_cap + cap > b->limit) {
+    b->refused++;
+    log_info("conn_partial_budget", "id=%llu held=%u used=%llu limit=%llu",
+             (unsigned long long)io->id, ws->msg_cap, (unsigned long long)b->used,
+             (unsigned long long)b->limit);
+    gw_ws__refuse(ctx, GW_WS_TRY_AGAIN, "gateway busy, try again later");
+    return -1;
+  }
+  uint8_t *p = realloc(ws->msg, (size_t)cap);
+  if (!p) {
+    gw_ws__refuse(ctx, GW_WS_INTERNAL, "out of memory");
+    return -1;
+  }
+  b->used = b->used - ws->msg_cap + cap;
+  ws->msg = p;
+  ws->msg_cap = (uint32_t)cap;
+  return 0;
+}
+
+/* A piece of a frame's payload (already UTF-8 checked for text). Control
+ * frames' are wslay's to buffer; after a refusal, wslay still hands over
+ * the rest of the read, which is dropped. */
+static void gw_ws__chunk(wslay_event_context_ptr ctx,
+                         const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user) {
+  gw_ws *ws = user;
+  assert(ws->io);
+  if (!ws->frame_data || arg->data_length == 0 || !wslay_event_get_read_enabled(ctx)) return;
+  uint64_t need = (uint64_t)ws->msg_len + arg->data_length; /* <= max_message: frame start */
+  if (gw_ws__reserve(ws, ctx, need) != 0) return;
+  memcpy(ws->msg + ws->msg_len, arg->data, arg->data_length);
+  ws->msg_len = (uint32_t)need;
+}
+
+/* A whole message. Data: ours, from the reassembly buffer, freed at once
+ * (an idle connection holds none); not handed on after a refusal. */
 static void gw_ws__msg(wslay_event_context_ptr ctx,
                        const struct wslay_event_on_msg_recv_arg *arg,
                        void *user) {
-  (void)ctx;
   gw_ws *ws = user;
   assert(ws->io);
-  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-    ws->io->sink->message(ws->io->arg, arg->opcode == WSLAY_BINARY_FRAME,
-                          arg->msg, arg->msg_length);
+  if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
+  if (wslay_event_get_read_enabled(ctx))
+    ws->io->sink->message(ws->io->arg, ws->msg_binary, ws->msg, ws->msg_len);
+  gw_ws__drop_msg(ws, ws->io->budget);
 }
 
 /* wslay answers every ping with a pong we must queue: a fixed one-second
@@ -71,17 +144,26 @@ static int gw_ws__ping_flood(gw_ws *ws) {
   return ++ws->ping_count > ws->io->max_pings;
 }
 
-static void gw_ws__refuse(wslay_event_context_ptr ctx, uint16_t code, const char *reason) {
-  wslay_event_queue_close(ctx, code, (const uint8_t *)reason, strlen(reason));
-  wslay_event_shutdown_read(ctx);
+/* A data frame's start: the message so far plus this frame within
+ * max_message (1009), checked before a byte of it is stored. */
+static void gw_ws__data_start(gw_ws *ws, wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg) {
+  ws->frame_data = 1;
+  if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
+    assert(ws->msg_len == 0); /* wslay refuses a new message inside one (1002) */
+    ws->msg_binary = arg->opcode == WSLAY_BINARY_FRAME;
+  }
+  if ((uint64_t)ws->msg_len + arg->payload_length > ws->io->max_message)
+    gw_ws__refuse(ctx, GW_WS_TOO_BIG, "message too big");
 }
 
-/* wslay bounds whole messages; this bounds single frames, before wslay
- * allocates room for the payload, and the rate of pings. */
+/* This bounds single frames and whole messages before a byte of their
+ * payload is stored, and the rate of pings. */
 static void gw_ws__frame_start(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *arg,
                                void *user) {
   gw_ws *ws = user;
+  ws->frame_data = 0;
   if (arg->opcode == WSLAY_PING && gw_ws__ping_flood(ws)) {
     log_info("conn_control_flood", "id=%llu pings_per_s=%u", (unsigned long long)ws->io->id,
              ws->ping_count);
@@ -95,14 +177,18 @@ static void gw_ws__frame_start(wslay_event_context_ptr ctx,
     wslay_event_shutdown_read(ctx);
     return;
   }
-  if (arg->payload_length <= ws->io->max_frame) return;
-  gw_ws__refuse(ctx, GW_WS_TOO_BIG, "frame too big");
+  if (arg->payload_length > ws->io->max_frame) {
+    gw_ws__refuse(ctx, GW_WS_TOO_BIG, "frame too big");
+    return;
+  }
+  if (arg->opcode < WSLAY_CONNECTION_CLOSE) gw_ws__data_start(ws, ctx, arg);
 }
 
 static const struct wslay_event_callbacks gw_ws__callbacks = {
     .recv_callback = gw_ws__recv,
     .send_callback = gw_ws__send,
     .on_frame_recv_start_callback = gw_ws__frame_start,
+    .on_frame_recv_chunk_callback = gw_ws__chunk,
     .on_msg_recv_callback = gw_ws__msg,
 };
 
@@ -119,7 +205,9 @@ static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
     ws->ctx = NULL;
     return -1;
   }
+  /* Unbuffered, wslay checks this against one frame: the message is ours. */
   wslay_event_config_set_max_recv_msg_length(ws->ctx, io->max_message);
+  wslay_event_config_set_no_buffering(ws->ctx, 1);
   return 0;
 }
 
@@ -139,6 +227,7 @@ static gw_ws_result gw_ws__end(gw_ws *ws, int was_closed, uint16_t *code) {
     r = GW_WS_CLOSED;
   } else if (gw_ws_track_idle(&ws->track) && !wslay_event_want_write(ws->ctx) &&
              wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_sent(ws->ctx)) {
+    assert(ws->msg_cap == 0); /* between messages: delivered and dropped */
     wslay_event_context_free(ws->ctx);
     ws->ctx = NULL;
   }
@@ -160,8 +249,8 @@ static gw_ws_result gw_ws__protocol_error(gw_ws *ws, uint16_t *code) {
   return rc == 0 ? GW_WS_CLOSED : GW_WS_FAILED;
 }
 
-gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
-                        size_t len, uint16_t *code) {
+static gw_ws_result gw_ws__feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
+                                size_t len, uint16_t *code) {
   if (gw_ws__begin(ws, io) != 0) {
     ws->io = NULL;
     *code = GW_WS_INTERNAL;
@@ -192,6 +281,17 @@ gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
     return GW_WS_FAILED;
   }
   return gw_ws__end(ws, was_closed, code);
+}
+
+/* A partial message is given back as soon as reading ends (a close either
+ * way, a refusal, a failure): a closing connection lingers up to 2 s and
+ * must not hold budget meanwhile. */
+gw_ws_result gw_ws_feed(gw_ws *ws, gw_ws_io *io, const uint8_t *data,
+                        size_t len, uint16_t *code) {
+  gw_ws_result r = gw_ws__feed(ws, io, data, len, code);
+  if (ws->msg_cap && (r != GW_WS_OK || !ws->ctx || !wslay_event_get_read_enabled(ws->ctx)))
+    gw_ws__drop_msg(ws, io->budget);
+  return r;
 }
 
 gw_ws_result gw_ws_ping(gw_ws *ws, gw_ws_io *io, uint16_t *code) {
@@ -231,8 +331,9 @@ int gw_ws_awaiting_close(const gw_ws *ws) {
 
 int gw_ws_holds_context(const gw_ws *ws) { return ws->ctx != NULL; }
 
-void gw_ws_free(gw_ws *ws) {
+void gw_ws_free(gw_ws *ws, gw_ws_budget *budget) {
   assert(!ws->io);
+  gw_ws__drop_msg(ws, budget);
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
 }

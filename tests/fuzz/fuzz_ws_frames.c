@@ -2,7 +2,8 @@
  * fuzz_ws_frames.c - libFuzzer target: what a client sends after the 101,
  * through the gateway's own websocket core (gatewayd/gw_ws.c: its wslay
  * callbacks, frame limit, context freed between messages, closing
- * handshake), driven as gw_conn drives it: one gw_ws_feed per socket read,
+ * handshake, reassembly of fragments into one buffer charged to the
+ * process's budget), driven as gw_conn drives it: one gw_ws_feed per socket read,
  * a keepalive ping mid-way, a close 1001 at shutdown. The sink stands in
  * for the connection: it checks what wslay owes the client and turns each
  * message into the websocket.receive a worker would get (chan_msg_encode,
@@ -11,7 +12,8 @@
  * Input: byte 0 = switches (bit 0: the smallest configurable max_message
  * and max_frame, so that the 1009 paths are reachable with small inputs;
  * bit 1: the gateway shuts down (close 1001) after the input; bit 2: it
- * pings mid-way); byte 1 = n, how many of the next bytes give read sizes
+ * pings mid-way; bit 3: a budget for partial messages of BUDGET_SMALL
+ * bytes, so that the 1013 refusal is reachable); byte 1 = n, how many of the next bytes give read sizes
  * (n % 8); then those sizes, used in turn (0 = everything left); then the
  * stream.
  */
@@ -23,8 +25,9 @@
 #include "gw_ws.h"
 #include "utf8.h"
 
-#define DEF_MAX_MESSAGE (1024 * 1024) /* gateway.max_message default */
+#define DEF_MAX_MESSAGE (1024 * 1024) /* a large max_message (the default is 16 KiB) */
 #define MIN_MAX_MESSAGE 64            /* its smallest accepted value */
+#define BUDGET_SMALL 48               /* under one small message */
 #define FUZZ_CHANNEL "websocket.send.amq.gen-fuzz!1"
 
 typedef struct conn {
@@ -126,8 +129,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.max_message = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE;
   gw_ws ws;
   memset(&ws, 0, sizeof ws);
+  gw_ws_budget budget = {.limit = (flags & 8) ? BUDGET_SMALL : DEF_MAX_MESSAGE};
   gw_ws_io io = {.sink = &sink, .arg = &c, .max_message = c.max_message, .max_pings = 100,
-                 .max_frame = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE};
+                 .max_frame = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE,
+                 .budget = &budget};
   size_t off = 0, i = 0;
   int dead = 0;
   while (off < len && !dead) {
@@ -139,6 +144,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     off += n;
     FUZZ_CHECK(ws.io == NULL); /* no call leaves its io behind */
     check_sent(&c);
+    /* The budget holds exactly the reassembly buffer: within the limit,
+     * within twice the bytes it holds (or the first 256), nothing once
+     * the connection stops reading. */
+    FUZZ_CHECK(budget.used == ws.msg_cap && budget.used <= budget.limit);
+    FUZZ_CHECK(ws.msg_len <= ws.msg_cap && ws.msg_cap <= c.max_message);
+    FUZZ_CHECK(ws.msg_cap <= 256 || ws.msg_cap <= 2 * ws.msg_len);
+    if (dead || (c.closing && !gw_ws_awaiting_close(&ws))) FUZZ_CHECK(budget.used == 0);
     /* Between messages the context must be gone (the idle cost). */
     if (!dead && !c.closing && ws.track.payload_left == 0 && ws.track.hdr_have == 0 &&
         !ws.track.in_message)
@@ -153,6 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)outcome(&c, gw_ws_close(&ws, &io, 1001, "going away"), 1001);
     check_sent(&c);
   }
-  gw_ws_free(&ws);
+  gw_ws_free(&ws, &budget);
+  FUZZ_CHECK(budget.used == 0);
   return 0;
 }

@@ -120,6 +120,21 @@ def test_message_one_byte_over_max_message_is_closed_with_1009(gateway):
         assert close_code(ws) == 1009
 
 
+def test_the_default_message_limit_is_16_kib_and_echo_limits_stay_on_the_echo_route(gateway):
+    """Defaults sized for subscription requests (16 KiB); the larger
+    echo_max_message of make run and the conformance tests applies to
+    /websocket/echo only."""
+    gw = gateway("--gateway.echo_max_message=1MiB")
+    with echo_ws(gw) as ws:
+        assert ws.echo(BINARY, b"e" * 100_000) == (BINARY, b"e" * 100_000)
+    with RawWS(gw.port, ws_path("/websocket/", token=jwt_for(1))) as ws:
+        ws.send_frame(TEXT, b"m" * (16 * 1024 + 1))
+        assert close_code(ws) == 1009
+    with RawWS(gw.port, ws_path("/websocket/", token=jwt_for(1))) as ws:
+        ws.send(frame(TEXT, b"m" * 10_000, fin=False) + frame(0, b"m" * 6_385))
+        assert close_code(ws) == 1009
+
+
 # ---- message rate ----------------------------------------------------------
 
 RATE = 5

@@ -40,13 +40,17 @@ static cfg_result shared_load(shared_conf *c, int argc, char **argv) {
 UNIT_TEST(cfg_shared_rows_defaults) {
   shared_conf c;
   char *argv[] = {"unit", NULL};
-  UNIT_CHECK(N_SHARED == 7);
+  UNIT_CHECK(N_SHARED == 8);
   UNIT_CHECK(shared_load(&c, 1, argv) == CFG_RUN);
   UNIT_CHECK_STR(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/");
   UNIT_CHECK(c.amqp.heartbeat == 10000 && c.amqp.queue_ttl == 60000);
   UNIT_CHECK(c.amqp.queue_max_length == 100000);
+  UNIT_CHECK(c.amqp.queue_max_bytes == 128L * 1024 * 1024);
   UNIT_CHECK_STR(c.amqp.queue_type, "classic");
   UNIT_CHECK_STR(c.level, "info");
+  mq_queue_limits lim = mq_queue_limits_of(&c.amqp); /* what both daemons declare */
+  UNIT_CHECK(lim.message_ttl_ms == 60000 && lim.max_length == 100000);
+  UNIT_CHECK(lim.max_bytes == 128L * 1024 * 1024 && lim.quorum == 0);
   UNIT_CHECK(c.other == 1);
   cfg_free(shared_opts, N_SHARED, &c);
 }

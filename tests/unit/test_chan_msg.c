@@ -750,3 +750,36 @@ UNIT_TEST(chan_msg_session_ids_stay_exact) {
   chan_msg_free(&d);
   free(json);
 }
+
+/* The encoded size of a websocket.receive carrying `len` bytes of `byte`. */
+static size_t cm_receive_size(int binary, int byte, size_t len) {
+  char *data = malloc(len ? len : 1);
+  if (!data) return 0;
+  memset(data, byte, len);
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE, .reply_channel = CM_RC, .path = "/websocket/",
+                .order = 1, .is_binary = binary, .data = data, .data_len = len};
+  size_t n = 0;
+  char *json = chan_msg_encode(&m, &n);
+  free(json);
+  free(data);
+  return json ? n : 0;
+}
+
+/* What a client message costs on the broker: at most 6 bytes per byte of
+ * text (cJSON's \u00XX for a control character) plus the envelope, 4/3 for
+ * bytes (base64). docs/PROTOCOL.md and the max_message help state it; a
+ * change of encoder that made it worse must change them. */
+UNIT_TEST(chan_msg_receive_worst_case_size_is_6x_the_text) {
+  enum { N = 16384 }; /* gateway.max_message's default */
+  size_t envelope = cm_receive_size(0, 'a', 0);
+  size_t worst = 0;
+  for (int byte = 0; byte < 0x80; byte++) { /* single bytes valid in UTF-8 */
+    size_t n = cm_receive_size(0, byte, N);
+    UNIT_CHECK(n > envelope);
+    if (n - envelope > worst) worst = n - envelope;
+  }
+  UNIT_CHECK(worst == 6 * (size_t)N);                  /* "\u0001" for 0x01 */
+  UNIT_CHECK(cm_receive_size(0, 0x01, N) - envelope == 6 * (size_t)N);
+  UNIT_CHECK(cm_receive_size(1, 0x01, N) - envelope <= (size_t)N * 4 / 3 + 4);
+  UNIT_CHECK(envelope < 256);
+}
