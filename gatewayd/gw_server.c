@@ -50,6 +50,7 @@ static void gw_server__on_tick(uv_timer_t *t) {
   uint64_t now = uv_now(s->loop);
   if (s->shutting_down) gw_server__drain(s, now);
   gw_conn_tick(s, now);
+  gw_group_expire(&s->groups, now); /* lingering bindings past group_linger */
   if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
     log_info("shutdown", "open=%zu", s->n_conns);
     gw_server_close(s);
@@ -182,6 +183,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
+  gw_group_set_linger(&s->groups, (uint64_t)cfg->group_linger,
+                      (size_t)cfg->max_lingering_groups);
   gw_bridge_config bc = {
       .url = cfg->amqp.url,
       .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),
