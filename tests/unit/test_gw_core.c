@@ -126,7 +126,7 @@ UNIT_TEST(gw_group_lingering_is_bounded_oldest_unbound_first) {
   bind_log l = {{0}};
   gw_group_table t;
   int a;
-  char name[8];
+  char name[16];
   UNIT_CHECK(gw_group_table_init(&t, on_first, on_last, &l) == 0);
   gw_group_set_linger(&t, 10000, 2);
   for (int i = 0; i < 4; i++) {
