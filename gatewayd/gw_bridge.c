@@ -143,8 +143,8 @@ static void gw_bridge__push_cmd(gw_bridge *b, gw_bridge__cmd *c) {
   *tail = c;
   if (bind) atomic_fetch_add(&b->bind_ops, 1);
   pthread_mutex_unlock(&b->mu);
-  /* A thread with binds queued does not sleep, so only the first of a
-   * queue needs the wake-up. */
+  /* A thread with binds queued sleeps no longer than their rest, so only
+   * the first of a queue needs the wake-up. */
   if (was_empty) gw_bridge__wake_thread(b);
 }
 
