@@ -96,7 +96,8 @@ static void gw_server__swap_str(char **a, char **b) {
 }
 
 /* Only what each request reads afresh is replaced: the log level, the
- * Origin list, the trusted proxies and the message rate. Sockets, limits
+ * Origin list, the trusted proxies, the message rate and the limits on
+ * subscription changes (an operator throttles a churn without a restart). Sockets, limits
  * sized at start and the broker URL need a restart. Logs go to stderr,
  * which has nothing to reopen. Nothing is dropped either way. */
 static void gw_server__on_hup(uv_signal_t *h, int signum) {
@@ -114,9 +115,14 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
     gw_server__swap_str(&s->cfg->allowed_origins, &next.allowed_origins);
     gw_server__swap_str(&s->cfg->trusted_proxies, &next.trusted_proxies);
     s->cfg->max_rate = next.max_rate;
+    s->cfg->group_changes_rate = next.group_changes_rate;
+    s->cfg->group_changes_burst = next.group_changes_burst;
+    s->cfg->max_bind_backlog = next.max_bind_backlog;
     log_info("reload", "level=%s allowed_origins=\"%s\" trusted_proxies=\"%s\" "
-             "max_rate=%ld open=%zu", s->cfg->log_level, s->cfg->allowed_origins,
-             s->cfg->trusted_proxies, s->cfg->max_rate, s->n_conns);
+             "max_rate=%ld group_changes_rate=%ld group_changes_burst=%ld "
+             "max_bind_backlog=%ld open=%zu", s->cfg->log_level, s->cfg->allowed_origins,
+             s->cfg->trusted_proxies, s->cfg->max_rate, s->cfg->group_changes_rate,
+             s->cfg->group_changes_burst, s->cfg->max_bind_backlog, s->n_conns);
   }
   cfg_free(gw_config_opts, gw_config_n_opts, &next);
 }

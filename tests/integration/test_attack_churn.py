@@ -31,6 +31,7 @@ import base64
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import time
 
@@ -38,7 +39,7 @@ import pytest
 import websockets
 
 from conftest import connect, jwt_for, open_client, recv_json, run, subscribe, wait_until
-from faults import SANITIZED
+from faults import SANITIZED, wait_record
 from test_metrics import Scrape
 
 SIZES = [int(n) for n in os.environ.get("WSGW_CHURNERS", "100").split(",")]
@@ -260,3 +261,27 @@ def test_policy_value_lists_refuse_fresh_values_of_an_open_channel(cluster, tmp_
     run(main())
     assert {g for _, g in cluster.broker.group_bindings(cluster.vhost)} <= {
         "jobs-status_changed", "jobs-summary"}
+
+
+def test_sighup_lowers_the_allowance_of_a_connected_client(cluster, tmp_path):
+    """An operator throttles a churn without a restart: the new burst caps
+    connections already open at their next refill."""
+    cluster.worker()
+    conf = tmp_path / "gatewayd.ini"
+    conf.write_text("[gateway]\ngroup_changes_burst = 200\n")
+    gw = cluster.gateway(f"--config={conf}")
+
+    async def main():
+        ws = await open_client(gw)
+        _, reply = await subscribe(ws, {"jobs": ["a", "b"]})
+        assert reply["groups_current"] == ["jobs-a", "jobs-b"]
+        conf.write_text("[gateway]\ngroup_changes_burst = 1\ngroup_changes_rate = 1\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        rec = (await asyncio.to_thread(wait_record, gw, "reload"))[0]
+        assert rec["group_changes_burst"] == "1", rec
+        _, reply = await subscribe(ws, {"jobs": ["c", "d"]})  # 4 changes: 1 - 4 < 0
+        assert reply["groups_current"] == ["jobs-c", "jobs-d"]
+        await ws.send('{"groups": {}}')
+        assert await recv_json(ws) == CHANGES_ERROR
+        await ws.close()
+    run(main())
