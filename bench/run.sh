@@ -110,6 +110,7 @@ start_stack() {
   "${GW_PIN[@]}" "$BUILD/gatewayd" $(gateway_load_flags) --amqp.url="$AMQP_URL" \
     --gateway.listen="127.0.0.1:$GW_PORT" --gateway.metrics_listen= --gateway.processes=1 \
     --gateway.max_rate=1000000 --gateway.backlog=4096 \
+    --gateway.group_changes_rate=1000000 --gateway.group_changes_burst=1000000 \
     --gateway.shutdown_spread=0 --gateway.shutdown_timeout=1s \
     --log.level=warn >>"$STATE/gatewayd.log" 2>&1 &
   GW_PID=$!

@@ -130,13 +130,22 @@ gateway_process_flags() {
   fi
 }
 
+# No cap on a connection's group changes (churn mode measures the path, not
+# the cap), when the binary has one.
+gateway_churn_flags() {
+  if "$BUILD/gatewayd" --help 2>&1 | grep -q -- '--gateway.group_changes_rate='; then
+    echo "--gateway.group_changes_rate=1000000 --gateway.group_changes_burst=1000000"
+  fi
+}
+
 # Settings fit for load, as bench/run.sh uses them: no message rate cap, a
 # deep accept backlog, warnings only, a quick stop.
 start_stack() {
   local workers=$1 i
   GW_PORT=$(free_port)
-  # shellcheck disable=SC2046 # flag lists: empty or words
-  "$BUILD/gatewayd" $(gateway_process_flags) $(gateway_load_flags) --amqp.url="$AMQP_URL" \
+  # shellcheck disable=SC2046 # the flag lists are empty or plain words
+  "$BUILD/gatewayd" $(gateway_process_flags) $(gateway_load_flags) $(gateway_churn_flags) \
+    --amqp.url="$AMQP_URL" \
     --gateway.listen="127.0.0.1:$GW_PORT" --gateway.metrics_listen= \
     --gateway.max_rate=1000000 --gateway.backlog=4096 \
     --gateway.shutdown_spread=0 --gateway.shutdown_timeout=1s \

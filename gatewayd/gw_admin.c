@@ -167,6 +167,16 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
   prom_sample(b, "wsgw_gateway_connections", NULL, g->connections);
   prom_family(b, "wsgw_gateway_groups", "gauge", "Groups with at least one local member.");
   prom_sample(b, "wsgw_gateway_groups", NULL, g->groups);
+  prom_family(b, "wsgw_gateway_groups_lingering", "gauge",
+              "Groups without members kept bound for group_linger (bound: "
+              "max_lingering_groups); bindings held = groups + this.");
+  prom_sample(b, "wsgw_gateway_groups_lingering", NULL, g->groups_lingering);
+  prom_family(b, "wsgw_gateway_group_rejoins_total", "counter",
+              "Joins that found their group lingering: a bind saved.");
+  prom_sample(b, "wsgw_gateway_group_rejoins_total", NULL, g->lingering_rejoins);
+  prom_family(b, "wsgw_gateway_amqp_bind_backlog", "gauge",
+              "Binds and unbinds waiting for the AMQP thread (bound: max_bind_backlog).");
+  prom_sample(b, "wsgw_gateway_amqp_bind_backlog", NULL, g->bind_backlog);
   prom_family(b, "wsgw_gateway_group_members", "gauge",
               "Memberships: (connection, group) pairs.");
   prom_sample(b, "wsgw_gateway_group_members", NULL, g->members);
@@ -194,6 +204,12 @@ void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) 
   }
   gw_admin__closes(b, st);
   gw_admin__handshakes(b, st);
+  static const char sr[] = "wsgw_gateway_subscription_refusals_total";
+  prom_family(b, sr, "counter",
+              "Client messages the gateway answered itself: group changes over the "
+              "connection's allowance (changes), too many binds queued (busy).");
+  gw_admin__labelled(b, sr, "reason", "changes", st->changes_refused);
+  gw_admin__labelled(b, sr, "reason", "busy", st->binds_busy_refused);
   prom_family(b, "wsgw_gateway_amqp_reconnects_total", "counter",
               "Broker connections established after the first.");
   prom_sample(b, "wsgw_gateway_amqp_reconnects_total", NULL,
@@ -210,8 +226,11 @@ void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) 
 
 static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->connections = s->n_conns;
-  g->groups = s->groups.n_groups;
+  g->groups = s->groups.n_groups - s->groups.n_lingering;
   g->members = s->groups.n_members;
+  g->groups_lingering = s->groups.n_lingering;
+  g->lingering_rejoins = s->groups.lingering_rejoins;
+  g->bind_backlog = s->bridge ? gw_bridge_bind_backlog(s->bridge) : 0;
   g->amqp_up = s->bridge && gw_bridge_is_up(s->bridge) && s->queue[0];
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;

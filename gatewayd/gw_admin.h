@@ -51,7 +51,8 @@ void gw_admin_observe_reply(struct gw_stats *st, int connect, uint64_t sent_us);
 /* What the metrics show besides gw_stats: read from the server at scrape
  * time. Separate so that rendering is a pure, unit-tested function. */
 typedef struct gw_admin_gauges {
-  uint64_t connections, groups, members;
+  uint64_t connections, groups, members, groups_lingering, lingering_rejoins;
+  uint64_t bind_backlog;
   uint64_t amqp_up, backlog_to_broker, backlog_from_broker;
   uint64_t amqp_read_pauses; /* a counter, kept by the AMQP thread */
 } gw_admin_gauges;

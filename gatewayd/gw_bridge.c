@@ -26,9 +26,22 @@
  * lost connection also moves on, since the node it was on is the likeliest
  * to be the one gone. Logs name the node as host:port only.
  *
+ * Binds and unbinds wait in a queue of their own, behind publishes: each
+ * pass publishes everything queued, then binds for at most
+ * GW_BRIDGE_BIND_BUDGET_MS, then reads, so a websocket.connect waits for
+ * one budget of binds at most however many are queued (subscription churn
+ * once delayed every handshake by seconds: issue 12). Binds count in the
+ * outgoing backlog (their bytes) and gw_bridge_bind_backlog says how many
+ * wait, for the loop to refuse subscription changes above its bound. Their
+ * order among themselves is kept (a bind and the unbind after it must
+ * reach the broker in that order); against publishes nothing depends on
+ * it: a client's reply already went out before its binds, as before.
+ *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
- * (~100 us on loopback), during which deliveries wait; subscription changes
- * are rare next to events, so one thread is simpler than a second channel.
+ * (~100 us on loopback, a few ms on a busy broker), during which deliveries
+ * wait; the budget bounds that wait. One channel: a second one would let
+ * the broker run binds and publishes side by side, but the broker's own
+ * work per bind would still be there, and ordering them is simpler here.
  */
 #include "gw_bridge.h"
 
@@ -49,6 +62,19 @@
 #include "mq_confirm.h"
 #include "mq_conn.h"
 #include "utf8.h"
+
+/* Binds per pass stop being started after this long, so that publishes
+ * (handshakes) and deliveries (replies) wait for at most one budget; and
+ * after a pass the thread does not bind again for GW_BRIDGE_BIND_REST times
+ * as long, so that binding takes at most half of the thread's time and of
+ * what it asks of the broker (a bind is a transaction there, far dearer
+ * than a publish, and a broker busy binding is slow for everyone). Half,
+ * not less: with 100 churning clients a quarter kept handshakes as fast
+ * (p99 9 ms either way) but took 10 s to run the 10,000 binds they had
+ * queued, and a join made meanwhile waits that long for its binding; half
+ * ran 15,000 in 4-7 s (a busy machine). */
+#define GW_BRIDGE_BIND_BUDGET_MS 5
+#define GW_BRIDGE_BIND_REST 1
 
 typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } gw_bridge__cmd_kind;
 
@@ -75,11 +101,13 @@ struct gw_bridge {
 
   /* shared, under mu */
   pthread_mutex_t mu;
-  gw_bridge__cmd *cmd_head, *cmd_tail;
+  gw_bridge__cmd *cmd_head, *cmd_tail;   /* publishes, run first */
+  gw_bridge__cmd *bind_head, *bind_tail; /* binds and unbinds, in order */
   gw_bridge_event *ev_head, *ev_tail;
   int stopping;
 
-  atomic_size_t out_bytes; /* publish bytes queued, loop -> thread */
+  atomic_size_t out_bytes; /* publish and bind bytes queued, loop -> thread */
+  atomic_size_t bind_ops;  /* binds and unbinds queued */
   atomic_size_t in_bytes;  /* event bytes queued, thread -> loop */
   atomic_ulong read_pauses; /* times the thread stopped reading at the bound */
   atomic_int up;
@@ -91,6 +119,7 @@ struct gw_bridge {
   uint64_t last_rx_ms, last_tx_ms; /* heartbeat bookkeeping */
   mq_confirms confirms;            /* publishes awaiting ack/nack */
   int paused;                      /* stopped reading at the backlog bound */
+  uint64_t bind_after_ms;          /* no binds before (their duty cycle) */
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -102,13 +131,24 @@ static void gw_bridge__wake_thread(gw_bridge *b) {
     log_error("amqp_wake_failed", "errno=%d", errno);
 }
 
+/* What a bind costs in the outgoing backlog: its command. */
+static size_t gw_bridge__bind_bytes(const gw_bridge__cmd *c) {
+  return sizeof(*c) + strlen(c->name) + 1;
+}
+
 static void gw_bridge__push_cmd(gw_bridge *b, gw_bridge__cmd *c) {
+  int bind = c->kind != CMD_PUBLISH;
+  gw_bridge__cmd **head = bind ? &b->bind_head : &b->cmd_head;
+  gw_bridge__cmd **tail = bind ? &b->bind_tail : &b->cmd_tail;
   pthread_mutex_lock(&b->mu);
-  int was_empty = b->cmd_head == NULL;
+  int was_empty = *head == NULL;
   c->next = NULL;
-  if (b->cmd_tail) b->cmd_tail->next = c; else b->cmd_head = c;
-  b->cmd_tail = c;
+  if (*tail) (*tail)->next = c; else *head = c;
+  *tail = c;
+  if (bind) atomic_fetch_add(&b->bind_ops, 1);
   pthread_mutex_unlock(&b->mu);
+  /* A thread with binds queued sleeps no longer than their rest, so only
+   * the first of a queue needs the wake-up. */
   if (was_empty) gw_bridge__wake_thread(b);
 }
 
@@ -167,6 +207,7 @@ static void gw_bridge__group_cmd(gw_bridge *b, gw_bridge__cmd_kind kind,
     log_error("amqp_bind_lost", "group=%s reason=no_memory", group);
     return;
   }
+  atomic_fetch_add(&b->out_bytes, gw_bridge__bind_bytes(c));
   gw_bridge__push_cmd(b, c);
 }
 
@@ -183,6 +224,8 @@ int gw_bridge_is_up(const gw_bridge *b) { return atomic_load(&b->up); }
 size_t gw_bridge_backlog_out(const gw_bridge *b) { return atomic_load(&b->out_bytes); }
 
 size_t gw_bridge_backlog_in(const gw_bridge *b) { return atomic_load(&b->in_bytes); }
+
+size_t gw_bridge_bind_backlog(const gw_bridge *b) { return atomic_load(&b->bind_ops); }
 
 unsigned long gw_bridge_read_pauses(const gw_bridge *b) {
   return atomic_load(&b->read_pauses);
@@ -386,6 +429,18 @@ static gw_bridge__cmd *gw_bridge__take_cmds(gw_bridge *b) {
   return list;
 }
 
+/* The oldest queued bind or unbind, or NULL. */
+static gw_bridge__cmd *gw_bridge__take_bind(gw_bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  gw_bridge__cmd *c = b->bind_head;
+  if (c) {
+    b->bind_head = c->next;
+    if (!b->bind_head) b->bind_tail = NULL;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return c;
+}
+
 static int gw_bridge__publish_one(gw_bridge *b, gw_bridge__cmd *c) {
   amqp_basic_properties_t props;
   mq_json_props(&props, 0); /* transient: a reply queue does not outlive us */
@@ -415,28 +470,63 @@ static int gw_bridge__bind_one(gw_bridge *b, gw_bridge__cmd *c) {
     log_warn("amqp_bind_failed", "group=%s reason=\"%s\"", c->name, err);
     return -1;
   }
+  /* A round trip: the broker spoke and we did. Without this a thread busy
+   * binding for two heartbeat intervals would take the broker for dead. */
+  b->last_rx_ms = b->last_tx_ms = gw_bridge__now_ms();
   log_debug("amqp_bind", "group=%s op=%s", c->name,
             c->kind == CMD_BIND ? "bind" : "unbind");
   return 0;
 }
 
-/* Runs every queued command. While the broker is down they are dropped
- * (see gw_bridge_bind for why that is safe). Returns -1 when the
- * connection broke. */
-static int gw_bridge__run_cmds(gw_bridge *b) {
+/* Runs every queued publish. While the broker is down they are dropped
+ * (the loop answered 503 already: the bridge was not up). Returns -1 when
+ * the connection broke. */
+static int gw_bridge__run_publishes(gw_bridge *b) {
   gw_bridge__cmd *list = gw_bridge__take_cmds(b);
   int rc = 0;
   while (list) {
     gw_bridge__cmd *c = list;
     list = c->next;
-    if (c->kind == CMD_PUBLISH) atomic_fetch_sub(&b->out_bytes, c->len);
-    if (rc == 0 && b->conn) {
-      rc = c->kind == CMD_PUBLISH ? gw_bridge__publish_one(b, c)
-                                  : gw_bridge__bind_one(b, c);
-    }
+    atomic_fetch_sub(&b->out_bytes, c->len);
+    if (rc == 0 && b->conn) rc = gw_bridge__publish_one(b, c);
     gw_bridge__cmd_free(c);
   }
   return rc;
+}
+
+/* Runs queued binds and unbinds, oldest first, until the budget is spent
+ * (at least one per pass, so they always progress). While the broker is
+ * down, or with budget_ms 0, every one is dropped (see gw_bridge_bind for
+ * why that is safe). Returns -1 when the connection broke. */
+static int gw_bridge__run_binds(gw_bridge *b, unsigned budget_ms) {
+  uint64_t start = gw_bridge__now_ms(), end = start + budget_ms;
+  int rc = 0;
+  if (budget_ms && b->conn && start < b->bind_after_ms) return 0; /* resting */
+  for (gw_bridge__cmd *c; (c = gw_bridge__take_bind(b)) != NULL;) {
+    int run = rc == 0 && b->conn && budget_ms > 0;
+    atomic_fetch_sub(&b->out_bytes, gw_bridge__bind_bytes(c));
+    if (run) rc = gw_bridge__bind_one(b, c);
+    gw_bridge__cmd_free(c);
+    atomic_fetch_sub(&b->bind_ops, 1);
+    if (run && gw_bridge__now_ms() >= end) break;
+  }
+  uint64_t now = gw_bridge__now_ms();
+  b->bind_after_ms = now + (now - start) * GW_BRIDGE_BIND_REST;
+  return rc;
+}
+
+/* Publishes first, then a budget of binds. Returns -1 when the connection
+ * broke. */
+static int gw_bridge__run_cmds(gw_bridge *b) {
+  if (gw_bridge__run_publishes(b) != 0) return -1;
+  return gw_bridge__run_binds(b, GW_BRIDGE_BIND_BUDGET_MS);
+}
+
+/* Drops every queued command: the thread is not connected, or is leaving
+ * (the queue and its bindings go with the connection). */
+static void gw_bridge__drop_cmds(gw_bridge *b) {
+  if (!b->conn) gw_bridge__run_publishes(b);
+  gw_bridge__run_binds(b, 0);
 }
 
 /* ---- thread side: deliveries -------------------------------------------- */
@@ -553,6 +643,11 @@ static void gw_bridge__wait(gw_bridge *b) {
                         {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
   int n = readable ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
+  if (atomic_load(&b->bind_ops)) { /* binds queued: wake when they may run */
+    uint64_t now = gw_bridge__now_ms();
+    int rest = b->bind_after_ms > now ? (int)(b->bind_after_ms - now) : 0;
+    if (rest < timeout) timeout = rest;
+  }
   if (poll(p, (nfds_t)n, timeout) > 0) {
     if (p[0].revents & POLLIN) gw_bridge__drain_wake(b);
     if (n == 2 && p[1].revents) b->last_rx_ms = gw_bridge__now_ms();
@@ -579,7 +674,7 @@ static void *gw_bridge__thread(void *arg) {
   while (!gw_bridge__stopping(b)) {
     if (!b->conn) {
       if (gw_bridge__connect(b) != 0) {
-        gw_bridge__run_cmds(b); /* drop what piled up while down */
+        gw_bridge__drop_cmds(b); /* what piled up while down */
         continue;
       }
     }
@@ -598,7 +693,7 @@ static void *gw_bridge__thread(void *arg) {
     gw_bridge__wait(b);
   }
   /* Last words: the disconnects the loop queued while shutting down. */
-  if (b->conn && gw_bridge__run_cmds(b) == 0) {
+  if (b->conn && gw_bridge__run_publishes(b) == 0) {
     mq_conn_close(b->conn);
   } else if (b->conn) {
     amqp_destroy_connection(b->conn);
@@ -668,6 +763,7 @@ void gw_bridge_stop(gw_bridge *b) {
     n = c->next;
     gw_bridge__cmd_free(c);
   }
+  gw_bridge__drop_cmds(b); /* binds: the queue is gone with the connection */
   for (gw_bridge_event *e = b->ev_head, *n; e; e = n) {
     n = e->next;
     gw_bridge_event_free(e);

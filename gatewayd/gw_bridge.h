@@ -68,12 +68,18 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
 int gw_bridge_publish(gw_bridge *b, const char *queue, uint64_t conn_id,
                         char *body, size_t len);
 
-/* Binds / unbinds the gateway's queue to a group. Never refused: they are
- * bounded by the number of groups, and dropping one would corrupt
- * membership. While the broker is down they are dropped, and the loop
- * rebinds every group it has members of on the next GW_BRIDGE_UP. */
+/* Binds / unbinds the gateway's queue to a group. Never refused (dropping
+ * one would put the broker out of step with the group table), but counted
+ * in the outgoing backlog, so that publishes feel them, and run after
+ * publishes, a few milliseconds of them per pass. The loop bounds them by
+ * refusing subscription changes while gw_bridge_bind_backlog is high.
+ * While the broker is down they are dropped, and the loop rebinds every
+ * group it holds on the next GW_BRIDGE_UP. */
 void gw_bridge_bind(gw_bridge *b, const char *group);
 void gw_bridge_unbind(gw_bridge *b, const char *group);
+
+/* Binds and unbinds queued, not yet run. */
+size_t gw_bridge_bind_backlog(const gw_bridge *b);
 
 /* Bytes queued toward the broker and toward the loop (for metrics). */
 size_t gw_bridge_backlog_out(const gw_bridge *b);

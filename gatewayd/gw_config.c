@@ -103,6 +103,25 @@ const cfg_opt gw_config_opts[] = {
     MQ_CFG_OPTS(gw_config, amqp) /* [amqp], as every program has it */
     GW_OPT("gateway", "amqp_backlog", CFG_BYTES, "64MiB", 65536, 4294967296L, 0,
            amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
+    /* Subscription churn (issue 12): each bind is a broker round trip on the
+     * one AMQP thread. A page view of AWX changes a few groups. */
+    GW_OPT("gateway", "max_bind_backlog", CFG_INT, "1000", 1, 10000000, 0,
+           max_bind_backlog,
+           "binds and unbinds waiting for the AMQP thread above which subscription "
+           "requests are answered \"server busy, try again later\""),
+    GW_OPT("gateway", "group_changes_rate", CFG_INT, "10", 1, 1000000, 0,
+           group_changes_rate,
+           "groups a connection may join or leave per second, on average; past its "
+           "allowance its requests are answered \"too many subscription changes\""),
+    GW_OPT("gateway", "group_changes_burst", CFG_INT, "200", 1, 1000000, 0,
+           group_changes_burst,
+           "groups a connection may join or leave at once (the allowance when full)"),
+    GW_OPT("gateway", "group_linger", CFG_MS, "10s", 0, 3600000, 0, group_linger,
+           "time a group stays bound after its last member left, so a re-join costs "
+           "the broker nothing (0: unbind at once)"),
+    GW_OPT("gateway", "max_lingering_groups", CFG_INT, "1000", 0, 10000000, 0,
+           max_lingering_groups,
+           "groups kept bound that way at most; over it the oldest is unbound"),
     LOG_CFG_OPT(gw_config, log_level)
     /* [gateway], not [metrics]: one config file may serve both daemons,
      * and each needs its own port (workerd: worker.metrics_listen). */

@@ -51,6 +51,11 @@ typedef struct gw_config {
   char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */
   mq_settings amqp;        /* [amqp]; queue_type checked by main.c */
   long amqp_max_backlog;   /* [gateway] amqp_backlog: bytes waiting to be published */
+  long max_bind_backlog;   /* binds queued above which subscription changes are refused */
+  long group_changes_rate; /* group joins + leaves per second per connection */
+  long group_changes_burst;/* ... at once from a full allowance */
+  long group_linger;       /* ms a group's binding outlives its last member */
+  long max_lingering_groups; /* bindings kept that way, at most */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

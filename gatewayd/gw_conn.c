@@ -346,6 +346,12 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->max_rate = gw_conn__limit(c, s->cfg->max_rate, s->cfg->echo_max_rate);
   io->max_pending = gw_conn__limit(c, s->cfg->max_pending, s->cfg->echo_max_pending);
   io->max_session = s->cfg->max_session;
+  io->changes_rate = s->cfg->group_changes_rate;
+  io->changes_burst = s->cfg->group_changes_burst;
+  /* The echo route changes no groups, so it is never told the binds wait. */
+  io->binds_busy = s->bridge &&
+                   gw_bridge_bind_backlog(s->bridge) > (size_t)s->cfg->max_bind_backlog &&
+                   !(c->relay.path && strcmp(c->relay.path, "/websocket/echo") == 0);
 }
 
 #define GW_CONN_CHANNEL_MAX (CHAN_QUEUE_NAME_MAX + 64)

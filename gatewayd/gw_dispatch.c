@@ -27,7 +27,9 @@ void gw_dispatch_unbind(const char *group, void *arg) {
 
 static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
   gw_group *g = gw_group_find(&s->groups, e->data, e->len);
-  if (!g) return; /* the last member left while the message was in flight */
+  /* The last member left while the message was in flight, or the group
+   * lingers (still bound, nobody to tell). */
+  if (!g || !g->head) return;
   s->stats.group_msgs++;
   /* A slow member only moves to CLOSING and keeps its memberships; if a
    * send fails outright the connection is destroyed and leaves its groups,

@@ -5,6 +5,13 @@
  * group's own members. Costs: one malloc per membership (32 bytes) and
  * pointer chasing during fanout, cheap next to the write syscall each
  * member needs anyway.
+ *
+ * Lingering: a group whose last member left stays (bound) in a FIFO for
+ * linger_ms, so a client that leaves and re-joins (a page reload, a
+ * subscription that swaps a group out and back) costs the broker no
+ * unbind/bind pair. Cost: a lingering group's events still reach this
+ * gateway and are dropped at the fanout (it has no members), and the
+ * broker holds up to max_lingering extra bindings.
  */
 #include "gw_group.h"
 
@@ -83,7 +90,25 @@ static gw_group *gw_group__create(gw_group_table *t, const char *name, size_t le
   return g;
 }
 
+static void gw_group__linger_unlink(gw_group_table *t, gw_group *g) {
+  assert(g->n_members == 0 && t->n_lingering > 0);
+  if (g->lprev) g->lprev->lnext = g->lnext; else t->linger_head = g->lnext;
+  if (g->lnext) g->lnext->lprev = g->lprev; else t->linger_tail = g->lprev;
+  g->lprev = g->lnext = NULL;
+  t->n_lingering--;
+}
+
+static void gw_group__linger_push(gw_group_table *t, gw_group *g, uint64_t now_ms) {
+  assert(g->n_members == 0 && !g->lprev && !g->lnext && t->linger_head != g);
+  g->idle_since_ms = now_ms;
+  g->lprev = t->linger_tail;
+  if (t->linger_tail) t->linger_tail->lnext = g; else t->linger_head = g;
+  t->linger_tail = g;
+  t->n_lingering++;
+}
+
 static void gw_group__destroy(gw_group_table *t, gw_group *g) {
+  assert(g->n_members == 0 && !g->lprev && !g->lnext && t->linger_head != g);
   gw_group **p = &t->buckets[g->hash & (t->cap - 1)];
   while (*p != g) p = &(*p)->hnext;
   *p = g->hnext;
@@ -97,7 +122,10 @@ gw_member *gw_group_join(gw_group_table *t, const char *name, void *conn) {
   if (!m) return NULL;
   gw_group *g = gw_group_find(t, name, len);
   int created = 0;
-  if (!g) {
+  if (g && g->n_members == 0) { /* lingering: still bound, nothing to ask */
+    gw_group__linger_unlink(t, g);
+    t->lingering_rejoins++;
+  } else if (!g) {
     g = gw_group__create(t, name, len);
     if (!g) {
       free(m);
@@ -117,7 +145,26 @@ gw_member *gw_group_join(gw_group_table *t, const char *name, void *conn) {
   return m;
 }
 
-void gw_group_leave(gw_group_table *t, gw_member *m) {
+void gw_group_set_linger(gw_group_table *t, uint64_t linger_ms, size_t max_lingering) {
+  t->linger_ms = max_lingering ? linger_ms : 0;
+  t->max_lingering = linger_ms ? max_lingering : 0;
+}
+
+/* The group goes: unbound (on_last), then freed. */
+static void gw_group__drop(gw_group_table *t, gw_group *g) {
+  if (t->on_last) t->on_last(g->name, t->cb_arg);
+  gw_group__destroy(t, g);
+}
+
+void gw_group_expire(gw_group_table *t, uint64_t now_ms) {
+  while (t->linger_head && now_ms - t->linger_head->idle_since_ms >= t->linger_ms) {
+    gw_group *g = t->linger_head;
+    gw_group__linger_unlink(t, g);
+    gw_group__drop(t, g);
+  }
+}
+
+void gw_group_leave(gw_group_table *t, gw_member *m, uint64_t now_ms) {
   gw_group *g = m->group;
   assert(g->n_members > 0 && t->n_members > 0);
   assert(m->prev ? m->prev->next == m : g->head == m);
@@ -126,9 +173,16 @@ void gw_group_leave(gw_group_table *t, gw_member *m) {
   g->n_members--;
   t->n_members--;
   free(m);
-  if (g->n_members == 0) {
-    if (t->on_last) t->on_last(g->name, t->cb_arg);
-    gw_group__destroy(t, g);
+  if (g->n_members > 0) return;
+  if (t->linger_ms == 0) {
+    gw_group__drop(t, g);
+    return;
+  }
+  gw_group__linger_push(t, g, now_ms);
+  if (t->n_lingering > t->max_lingering) { /* the oldest goes first */
+    gw_group *old = t->linger_head;
+    gw_group__linger_unlink(t, old);
+    gw_group__drop(t, old);
   }
 }
 

@@ -7,6 +7,17 @@
  * connection's messages in the order it sent them. A reply is applied only
  * if its `order` is the one in flight: a redelivered message answered twice
  * changes nothing the second time.
+ *
+ * Group changes are rationed per connection (issue 12: each swap of 100
+ * groups was 200 round trips on the AMQP thread, and a few churning clients
+ * delayed everyone's handshake by seconds). A token bucket in thousandths
+ * of a change, refilled by loop time: a client message goes to a worker
+ * while the allowance is positive, and the reply's joins and leaves are
+ * charged when it is applied (only the reply says how many), so one request
+ * may overdraw it, by at most one request's changes; later messages are
+ * answered here with an error until it refills. Cost: 8 bytes per
+ * connection, no timer. An AWX page view changes a few groups and never
+ * meets the limit.
  */
 #include "gw_relay.h"
 
@@ -56,9 +67,44 @@ static int gw_relay__publish(gw_relay *r, gw_relay_io *io, chan_msg *m) {
                            m->kind != CHAN_MSG_DISCONNECT);
 }
 
+static void gw_relay__refill(gw_relay *r, const gw_relay_io *io) {
+  uint32_t now = (uint32_t)io->now_ms;
+  int64_t elapsed = (uint32_t)(now - r->changes_ms); /* wraps every 49 days */
+  int64_t cap = (int64_t)io->changes_burst * 1000;
+  int64_t v = (int64_t)r->changes_milli + elapsed * io->changes_rate;
+  r->changes_ms = now;
+  r->changes_milli = (int32_t)(v > cap ? cap : v);
+}
+
+static void gw_relay__charge(gw_relay *r, size_t changes) {
+  int64_t v = (int64_t)r->changes_milli - (int64_t)changes * 1000;
+  r->changes_milli = (int32_t)(v < INT32_MIN ? INT32_MIN : v);
+}
+
+/* 1 when the message is answered here instead of by a worker: the
+ * connection's allowance of group changes is spent, or the gateway has too
+ * many binds queued. Nothing changes; the client may send it again. */
+static int gw_relay__answer_here(gw_relay *r, gw_relay_io *io) {
+  const char *text = NULL;
+  gw_relay__refill(r, io);
+  if (r->changes_milli <= 0) {
+    text = GW_RELAY_CHANGES_ERROR;
+    io->stats->changes_refused++;
+  } else if (io->binds_busy) {
+    text = GW_RELAY_BUSY_ERROR;
+    io->stats->binds_busy_refused++;
+  }
+  if (!text) return 0;
+  log_debug("subscription_refused", "id=%llu reason=%s", (unsigned long long)io->id,
+            r->changes_milli <= 0 ? "changes" : "binds_busy");
+  io->sink->send(io->arg, 1, text, strlen(text));
+  return 1;
+}
+
 static void gw_relay__receive(gw_relay *r, gw_relay_io *io, int binary,
                               const char *data, size_t len) {
   assert(!r->inflight);
+  if (gw_relay__answer_here(r, io)) return;
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .order = r->next_order,
                 .is_binary = binary, .data = (char *)data, .data_len = len};
   if (gw_relay__publish(r, io, &m) != 0) {
@@ -118,14 +164,17 @@ void gw_relay_client_message(gw_relay *r, gw_relay_io *io, int binary,
     io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
 }
 
+/* Sends queued messages until one is with a worker (those answered here
+ * let the next go at once). */
 static void gw_relay__next_pending(gw_relay *r, gw_relay_io *io) {
-  gw_relay__pending *p = r->pend_head;
-  if (!p || r->inflight || !io->sink->open(io->arg)) return;
-  r->pend_head = p->next;
-  if (!r->pend_head) r->pend_tail = NULL;
-  r->n_pending--;
-  gw_relay__receive(r, io, p->binary, p->data, p->len);
-  free(p);
+  gw_relay__pending *p;
+  while ((p = r->pend_head) && !r->inflight && io->sink->open(io->arg)) {
+    r->pend_head = p->next;
+    if (!r->pend_head) r->pend_tail = NULL;
+    r->n_pending--;
+    gw_relay__receive(r, io, p->binary, p->data, p->len);
+    free(p);
+  }
 }
 
 int gw_relay_connect(gw_relay *r, gw_relay_io *io, const char *path, chan_msg *m) {
@@ -133,6 +182,8 @@ int gw_relay_connect(gw_relay *r, gw_relay_io *io, const char *path, chan_msg *m
   r->path = path;
   m->kind = CHAN_MSG_CONNECT;
   m->order = 0;
+  r->changes_ms = (uint32_t)io->now_ms;
+  r->changes_milli = (int32_t)(io->changes_burst * 1000); /* a full allowance */
   if (gw_relay__publish(r, io, m) != 0) return -1;
   r->connect_sent = 1;
   r->inflight = 1;
@@ -148,22 +199,24 @@ static int gw_relay__has_name(char *const *names, size_t n, const char *name) {
 }
 
 /* Makes the membership exactly `names`. O(old x new) string compares: the
- * worker caps a connection at ~100 groups, so this stays in microseconds. */
-static void gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *names,
-                                 size_t n) {
+ * worker caps a connection at ~100 groups, so this stays in microseconds.
+ * Returns the groups joined and left. */
+static size_t gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *names,
+                                   size_t n) {
   uint16_t kept = 0;
   for (uint16_t i = 0; i < r->n_members; i++) {
     gw_member *m = r->members[i];
     if (gw_relay__has_name(names, n, m->group->name)) r->members[kept++] = m;
-    else gw_group_leave(io->groups, m);
+    else gw_group_leave(io->groups, m, io->now_ms);
   }
+  size_t changes = r->n_members - kept;
   r->n_members = kept;
   if (n > UINT16_MAX) n = UINT16_MAX;
   /* Every kept member is in names, so n slots hold the new set. */
   gw_member **grown = realloc(r->members, (n ? n : 1) * sizeof(*grown));
   if (!grown) {
     io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
-    return;
+    return changes;
   }
   r->members = grown;
   for (size_t i = 0; i < n; i++) {
@@ -174,11 +227,13 @@ static void gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *name
     gw_member *m = gw_group_join(io->groups, names[i], io->arg);
     if (!m) {
       io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
-      return;
+      return changes;
     }
     r->members[r->n_members++] = m;
+    changes++;
   }
   assert(r->n_members <= n);
+  return changes;
 }
 
 static void gw_relay__set_session(gw_relay *r, const gw_relay_io *io,
@@ -221,7 +276,7 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
   gw_admin_observe_reply(io->stats, connecting, r->sent_us);
   /* A connection closing keeps the memberships it has (it is leaving). */
   if (rep->has_groups && (connecting || io->sink->open(io->arg)))
-    gw_relay__set_groups(r, io, rep->groups, rep->n_groups);
+    gw_relay__charge(r, gw_relay__set_groups(r, io, rep->groups, rep->n_groups));
   if (rep->session_json) gw_relay__set_session(r, io, rep->session_json);
   if (connecting && gw_relay__verdict(io, rep) != 0) return GW_RELAY_OK;
   for (size_t i = 0; i < rep->n_texts && io->sink->open(io->arg); i++)
@@ -266,7 +321,8 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code) {
       log_debug("disconnect_not_published", "id=%llu", (unsigned long long)io->id);
     r->connect_sent = 0;
   }
-  for (uint16_t i = 0; i < r->n_members; i++) gw_group_leave(io->groups, r->members[i]);
+  for (uint16_t i = 0; i < r->n_members; i++)
+    gw_group_leave(io->groups, r->members[i], io->now_ms);
   r->n_members = 0;
   gw_timeq_remove(&r->rq);
   r->inflight = 0;

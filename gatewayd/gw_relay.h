@@ -6,8 +6,9 @@
  * rule "one message per connection with a worker at a time" (later client
  * messages wait in a bounded queue), the reply deadline of the message in
  * flight, the per-connection message rate, the connection's memberships and
- * session, and applying a worker's reply: groups, session, accept, texts,
- * bytes, close.
+ * session, the per-connection allowance of group changes (a token bucket:
+ * while it is spent the relay answers client messages itself), and applying
+ * a worker's reply: groups, session, accept, texts, bytes, close.
  *
  * Calls go one way. The caller (gw_conn) lends each call a gw_relay_io: a
  * sink for what the conversation does to the connection (publish, send a
@@ -58,6 +59,9 @@ typedef struct gw_relay_io {
   gw_stats *stats;
   uint64_t now_ms;           /* loop time */
   long max_rate, max_pending, max_session;
+  long changes_rate;         /* group joins + leaves per second, on average */
+  long changes_burst;        /* ... and at once, from a full allowance */
+  int binds_busy;            /* 1: too many binds queued: refuse changes */
 } gw_relay_io;
 
 typedef struct gw_relay__pending gw_relay__pending;
@@ -73,6 +77,8 @@ typedef struct gw_relay {
   const char *path;        /* the route, a static string */
   uint32_t rate_window;    /* second (loop time) the rate count is for */
   uint32_t rate_count;     /* client messages in that second */
+  int32_t changes_milli;   /* group changes allowed now, x1000; < 0: owed */
+  uint32_t changes_ms;     /* loop time (ms, wrapping) of the last refill */
   uint16_t n_members;
   uint16_t n_pending;
   uint8_t connect_sent;    /* a websocket.disconnect is owed */
@@ -84,6 +90,13 @@ typedef enum {
   GW_RELAY_ACCEPTED /* the worker accepted and the 101 is queued: the
                        caller starts reading the websocket now */
 } gw_relay_result;
+
+/* What the relay answers itself, instead of a worker, to a client message
+ * while the connection's group changes are over its allowance, or while
+ * the gateway has too many binds queued (docs/PROTOCOL.md). */
+#define GW_RELAY_CHANGES_ERROR \
+  "{\"error\": \"too many subscription changes, try again later\"}"
+#define GW_RELAY_BUSY_ERROR "{\"error\": \"server busy, try again later\"}"
 
 /* The request head is valid: publish websocket.connect (m carries the
  * addresses, headers and query; the relay fills in the rest). 0: the caller

@@ -50,6 +50,7 @@ static void gw_server__on_tick(uv_timer_t *t) {
   uint64_t now = uv_now(s->loop);
   if (s->shutting_down) gw_server__drain(s, now);
   gw_conn_tick(s, now);
+  gw_group_expire(&s->groups, now); /* lingering bindings past group_linger */
   if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
     log_info("shutdown", "open=%zu", s->n_conns);
     gw_server_close(s);
@@ -95,8 +96,9 @@ static void gw_server__swap_str(char **a, char **b) {
 }
 
 /* Only what each request reads afresh is replaced: the log level, the
- * Origin list, the trusted proxies, the forwarded headers and cookies and
- * the message rate. Sockets, limits
+ * Origin list, the trusted proxies, the forwarded headers and cookies, the
+ * message rate and the limits on subscription changes (an operator
+ * throttles a churn without a restart). Sockets, limits
  * sized at start and the broker URL need a restart. Logs go to stderr,
  * which has nothing to reopen. Nothing is dropped either way. */
 static void gw_server__on_hup(uv_signal_t *h, int signum) {
@@ -116,10 +118,16 @@ static void gw_server__on_hup(uv_signal_t *h, int signum) {
     gw_server__swap_str(&s->cfg->forward_headers, &next.forward_headers);
     gw_server__swap_str(&s->cfg->forward_cookies, &next.forward_cookies);
     s->cfg->max_rate = next.max_rate;
+    s->cfg->group_changes_rate = next.group_changes_rate;
+    s->cfg->group_changes_burst = next.group_changes_burst;
+    s->cfg->max_bind_backlog = next.max_bind_backlog;
     log_info("reload", "level=%s allowed_origins=\"%s\" trusted_proxies=\"%s\" "
-             "max_rate=%ld open=%zu forward_headers=\"%s\" forward_cookies=\"%s\"",
+             "max_rate=%ld group_changes_rate=%ld group_changes_burst=%ld "
+             "max_bind_backlog=%ld open=%zu forward_headers=\"%s\" forward_cookies=\"%s\"",
              s->cfg->log_level, s->cfg->allowed_origins, s->cfg->trusted_proxies,
-             s->cfg->max_rate, s->n_conns, s->cfg->forward_headers, s->cfg->forward_cookies);
+             s->cfg->max_rate, s->cfg->group_changes_rate, s->cfg->group_changes_burst,
+             s->cfg->max_bind_backlog, s->n_conns, s->cfg->forward_headers,
+             s->cfg->forward_cookies);
   }
   cfg_free(gw_config_opts, gw_config_n_opts, &next);
 }
@@ -187,6 +195,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
+  gw_group_set_linger(&s->groups, (uint64_t)cfg->group_linger,
+                      (size_t)cfg->max_lingering_groups);
   gw_bridge_config bc = {
       .url = cfg->amqp.url,
       .heartbeat_s = (int)((cfg->amqp.heartbeat + 999) / 1000),

@@ -23,6 +23,9 @@ typedef struct gw_stats {
   uint64_t group_msgs, deliveries;
   uint64_t slow_closes, reply_timeouts, replies_dropped;
   uint64_t rate_closes, client_limit_rejects, origin_rejects;
+  /* client messages answered by the gateway: group changes over the
+   * connection's allowance; too many binds queued (gw_relay) */
+  uint64_t changes_refused, binds_busy_refused;
   /* For the metrics (gw_admin) */
   uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
   uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */

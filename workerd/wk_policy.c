@@ -3,8 +3,8 @@
  * their groups.
  *
  * Owns: the [groups] section of the config file (read here with its own inih
- * handler, so config.c stays a generic settings table) and the three access
- * rules. Must not: read other sections, or do anything per request beyond a
+ * handler, so config.c stays a generic settings table), the three access
+ * rules and the value lists of open channels. Must not: read other sections, or do anything per request beyond a
  * lookup and a comparison (it runs for every subscription entry).
  */
 #include "wk_policy.h"
@@ -17,17 +17,20 @@
 
 #include "chan_group.h"
 
+/* Without value lists, as before: a deployment that had no [groups]
+ * section keeps accepting what it did (deploy/wsgw.ini.example lists AWX's
+ * values). */
 static const wk_policy_entry wk_policy_awx[] = {
-    {"jobs", WK_POLICY_OPEN},
-    {"schedules", WK_POLICY_OPEN},
-    {"inventories", WK_POLICY_OPEN},
-    {"ad_hoc_command_events", WK_POLICY_OBJECT},
-    {"job_events", WK_POLICY_OBJECT},
-    {"workflow_events", WK_POLICY_OBJECT},
-    {"project_update_events", WK_POLICY_OBJECT},
-    {"inventory_update_events", WK_POLICY_OBJECT},
-    {"system_job_events", WK_POLICY_OBJECT},
-    {"control", WK_POLICY_USER},
+    {"jobs", WK_POLICY_OPEN, NULL},
+    {"schedules", WK_POLICY_OPEN, NULL},
+    {"inventories", WK_POLICY_OPEN, NULL},
+    {"ad_hoc_command_events", WK_POLICY_OBJECT, NULL},
+    {"job_events", WK_POLICY_OBJECT, NULL},
+    {"workflow_events", WK_POLICY_OBJECT, NULL},
+    {"project_update_events", WK_POLICY_OBJECT, NULL},
+    {"inventory_update_events", WK_POLICY_OBJECT, NULL},
+    {"system_job_events", WK_POLICY_OBJECT, NULL},
+    {"control", WK_POLICY_USER, NULL},
 };
 
 int wk_policy_default(wk_policy *p) {
@@ -41,6 +44,7 @@ int wk_policy_default(wk_policy *p) {
 }
 
 void wk_policy_free(wk_policy *p) {
+  for (size_t i = 0; i < p->n; i++) free(p->entries[i].values);
   free(p->entries);
   p->entries = NULL;
   p->n = 0;
@@ -77,6 +81,18 @@ int wk_policy_find(const wk_policy *p, const char *key, wk_policy_kind *kind) {
   return 0;
 }
 
+int wk_policy_value_allowed(const wk_policy *p, const char *key, const char *value) {
+  char needle[70];
+  for (size_t i = 0; i < p->n; i++) {
+    if (strcmp(p->entries[i].key, key) != 0) continue;
+    if (!p->entries[i].values) return 1;
+    if (!value || strlen(value) > 64 || strchr(value, ',')) return 0;
+    snprintf(needle, sizeof needle, ",%s,", value);
+    return strstr(p->entries[i].values, needle) != NULL;
+  }
+  return 1;
+}
+
 /* --- loading ------------------------------------------------------------ */
 
 /* State of one ini_parse run. The first error wins: inih reports its line. */
@@ -96,7 +112,7 @@ static int wk_policy__load_fail(wk_policy_load_ctx *ctx, const char *reason,
 }
 
 static int wk_policy__add(wk_policy_load_ctx *ctx, const char *key,
-                         wk_policy_kind kind) {
+                         wk_policy_kind kind, char *values) {
   wk_policy *p = ctx->p;
   if (p->n == ctx->cap) {
     size_t cap = ctx->cap ? ctx->cap * 2 : 16;
@@ -107,24 +123,78 @@ static int wk_policy__add(wk_policy_load_ctx *ctx, const char *key,
   }
   snprintf(p->entries[p->n].key, sizeof p->entries[p->n].key, "%s", key);
   p->entries[p->n].kind = kind;
+  p->entries[p->n].values = values;
   p->n++;
   return 0;
+}
+
+static char *wk_policy__trim(char *s) {
+  s += strspn(s, " \t");
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
+  return s;
+}
+
+/* "a, b,c" -> ",a,b,c," in *out (malloc'd). NULL, or the reason. */
+static const char *wk_policy__values_parse(char *list, char **out) {
+  size_t cap = strlen(list) + 3, used = 1;
+  char *v = malloc(cap), *save = NULL;
+  if (!v) return "out of memory";
+  v[0] = ',';
+  v[1] = '\0';
+  for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    tok = wk_policy__trim(tok);
+    size_t n = strlen(tok);
+    if (!chan_group_part_valid(tok, n)) {
+      free(v);
+      return "invalid value (1-64 of A-Z a-z 0-9 _ . :)";
+    }
+    memcpy(v + used, tok, n);
+    used += n;
+    v[used++] = ',';
+    v[used] = '\0';
+  }
+  if (used == 1) {
+    free(v);
+    return "empty value list";
+  }
+  *out = v;
+  return NULL;
+}
+
+/* "open", "object", "user", or "open: v1, v2" (the values an open channel
+ * takes). NULL, or the reason. */
+static const char *wk_policy__value_parse(const char *value, wk_policy_kind *kind,
+                                          char **values) {
+  char buf[4096];
+  *values = NULL;
+  if (snprintf(buf, sizeof buf, "%s", value) >= (int)sizeof buf) return "line too long";
+  char *colon = strchr(buf, ':');
+  if (colon) *colon = '\0';
+  if (wk_policy__kind_parse(wk_policy__trim(buf), kind) != 0)
+    return "policy must be open, object or user";
+  if (!colon) return NULL;
+  if (*kind != WK_POLICY_OPEN) return "a value list is for open channels only";
+  return wk_policy__values_parse(colon + 1, values);
 }
 
 static int wk_policy__on_ini(void *user, const char *section, const char *name,
                             const char *value) {
   wk_policy_load_ctx *ctx = user;
   wk_policy_kind kind, seen;
+  char *values;
+  const char *why;
   if (strcmp(section, "groups") != 0) return 1; /* config.c's business */
   if (!chan_group_part_valid(name, strlen(name)))
     return wk_policy__load_fail(ctx, "invalid channel name", name);
   if (wk_policy_find(ctx->p, name, &seen))
     return wk_policy__load_fail(ctx, "duplicate channel", name);
-  if (wk_policy__kind_parse(value, &kind) != 0)
-    return wk_policy__load_fail(ctx, "policy must be open, object or user",
-                               name);
-  if (wk_policy__add(ctx, name, kind) != 0)
+  if ((why = wk_policy__value_parse(value, &kind, &values)) != NULL)
+    return wk_policy__load_fail(ctx, why, name);
+  if (wk_policy__add(ctx, name, kind, values) != 0) {
+    free(values);
     return wk_policy__load_fail(ctx, "out of memory", name);
+  }
   return 1;
 }
 

@@ -4,8 +4,13 @@
  *
  *   [groups]
  *   jobs = open          ; any authenticated user
+ *   jobs = open: status_changed, summary   ; ... and only these values
  *   job_events = object  ; ids granted by the token's "objects" claim
  *   control = user       ; control-<suffix>_<uid>, the user's own uid only
+ *
+ * An open channel without a value list takes any value, so any user can
+ * make any number of groups (each a binding on the broker: issue 12); the
+ * list closes that for channels whose values are known in advance.
  *
  * Owns: reading that section and answering "may this user join key-value".
  * Must not: parse requests, know about AMQP, or read any other section.
@@ -27,6 +32,9 @@ typedef enum {
 typedef struct wk_policy_entry {
   char key[65]; /* a subscription key: 1..64 of [A-Za-z0-9_.:] */
   wk_policy_kind kind;
+  /* open only: ",v1,v2," (values cannot hold a comma), malloc'd; NULL:
+   * any value */
+  char *values;
 } wk_policy_entry;
 
 /* A handful of channels: a flat array searched linearly is the fastest and
@@ -65,5 +73,9 @@ int wk_policy_allows(wk_policy_kind kind, const char *key, const char *value,
                      long long user_id, const cJSON *objects);
 
 const char *wk_policy_kind_name(wk_policy_kind kind);
+
+/* 1 unless key's entry lists its values and value (NULL: a non-list
+ * subscription entry, the bare key) is not one of them. */
+int wk_policy_value_allowed(const wk_policy *p, const char *key, const char *value);
 
 #endif

@@ -234,13 +234,16 @@ typedef struct wk_subscribe_build {
   wk_subscribe_result *r;
   size_t used;
   const wk_session *s;
+  const wk_policy *p;
 } wk_subscribe_build;
 
-/* One entry: joins (records the name) or is refused (an error text). */
+/* One entry: joins (records the name) or is refused (an error text): the
+ * user may not, or the channel lists its values and this is not one. */
 static int wk_subscribe__entry(wk_subscribe_build *b, wk_policy_kind kind,
                               const char *key, const char *part) {
   wk_subscribe_result *r = b->r;
-  if (!wk_policy_allows(kind, key, part, b->s->user_id, b->s->objects)) {
+  if (!wk_policy_allows(kind, key, part, b->s->user_id, b->s->objects) ||
+      !wk_policy_value_allowed(b->p, key, part)) {
     if (part)
       return wk_subscribe__add_text(
           r, "{\"error\": \"access denied to channel %s for resource id %s\"}",
@@ -357,7 +360,7 @@ static int wk_subscribe__accept(const cJSON *groups, const wk_subscribe_size *sz
                                char *const *current, size_t n_current,
                                const wk_session *s, const wk_policy *p,
                                wk_subscribe_result *out) {
-  wk_subscribe_build b = {.r = out, .used = 0, .s = s};
+  wk_subscribe_build b = {.r = out, .used = 0, .s = s, .p = p};
   size_t n_prev;
   out->texts = malloc((sz->entries + 1) * sizeof *out->texts);
   out->groups = malloc((sz->entries + 1) * sizeof *out->groups);

@@ -57,6 +57,15 @@ TEXTS = "Array.from(document.querySelectorAll('#log li.{kind} .text')).map(e => 
 
 
 @pytest.fixture
+def stack(cluster):
+    """Bindings go as soon as the last member leaves (group_linger 0): the
+    page's "leave all" is checked on the broker."""
+    cluster.worker(ready=False)
+    cluster.gw = cluster.gateway("--gateway.group_linger=0")
+    return cluster
+
+
+@pytest.fixture
 def browser(tmp_path):
     b = Browser.launch(tmp_path / "chromium")
     yield b

@@ -1,12 +1,22 @@
 """Group membership lives in the gateway, and its bindings on the broker
 follow it (docs/PROTOCOL.md, "Topology"): bound while at least one member of
-a group is connected, unbound when the last one leaves."""
+a group is connected, unbound group_linger after the last one leaves (1 s
+here; the default 10 s, and the linger itself, are test_attack_churn.py's)."""
 
 import asyncio
+
+import pytest
 
 from conftest import nothing_arrives, open_client, recv_text, run, subscribe, wait_until
 
 GROUP = "jobs-status_changed"
+
+
+@pytest.fixture
+def stack(cluster):
+    cluster.worker(ready=False)
+    cluster.gw = cluster.gateway("--gateway.group_linger=1s")
+    return cluster
 
 
 def bound(stack, group=GROUP):

@@ -89,14 +89,71 @@ UNIT_TEST(gw_group_bind_on_first_unbind_on_last) {
   UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42");
   gw_group *g = gw_group_find(&t, "jobs-status_changed", strlen("jobs-status_changed"));
   UNIT_CHECK(g && g->n_members == 2);
-  gw_group_leave(&t, ma);
+  gw_group_leave(&t, ma, 0);
   UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42");
-  gw_group_leave(&t, mb);
+  gw_group_leave(&t, mb, 0);
   UNIT_CHECK_STR(l.log, "+jobs-status_changed+job_events-42-jobs-status_changed");
   UNIT_CHECK(gw_group_find(&t, "jobs-status_changed", strlen("jobs-status_changed")) == NULL);
   UNIT_CHECK(t.n_groups == 1 && t.n_members == 1);
-  gw_group_leave(&t, mc);
+  gw_group_leave(&t, mc, 0);
   UNIT_CHECK(t.n_groups == 0 && t.n_members == 0);
+  gw_group_table_free(&t);
+}
+
+UNIT_TEST(gw_group_lingers_then_unbinds_after_the_grace_time) {
+  bind_log l = {{0}};
+  gw_group_table t;
+  int a;
+  UNIT_CHECK(gw_group_table_init(&t, on_first, on_last, &l) == 0);
+  gw_group_set_linger(&t, 10000, 100);
+  gw_member *m = gw_group_join(&t, "g1", &a);
+  gw_group_leave(&t, m, 1000);
+  UNIT_CHECK(t.n_groups == 1 && t.n_lingering == 1 && t.n_members == 0);
+  UNIT_CHECK_STR(l.log, "+g1"); /* still bound */
+  m = gw_group_join(&t, "g1", &a); /* a re-join costs no bind */
+  UNIT_CHECK_STR(l.log, "+g1");
+  UNIT_CHECK(t.n_lingering == 0 && t.lingering_rejoins == 1);
+  gw_group_leave(&t, m, 2000);
+  gw_group_expire(&t, 11999);
+  UNIT_CHECK(t.n_lingering == 1 && t.n_groups == 1);
+  gw_group_expire(&t, 12000); /* 10 s after the last member left */
+  UNIT_CHECK_STR(l.log, "+g1-g1");
+  UNIT_CHECK(t.n_lingering == 0 && t.n_groups == 0 && !t.linger_head && !t.linger_tail);
+  gw_group_table_free(&t);
+}
+
+UNIT_TEST(gw_group_lingering_is_bounded_oldest_unbound_first) {
+  bind_log l = {{0}};
+  gw_group_table t;
+  int a;
+  char name[16];
+  UNIT_CHECK(gw_group_table_init(&t, on_first, on_last, &l) == 0);
+  gw_group_set_linger(&t, 10000, 2);
+  for (int i = 0; i < 4; i++) {
+    snprintf(name, sizeof name, "g%d", i);
+    gw_group_leave(&t, gw_group_join(&t, name, &a), (uint64_t)i);
+  }
+  UNIT_CHECK(strcmp(l.log, "+g0+g1+g2-g0+g3-g1") == 0);
+  UNIT_CHECK(t.n_lingering == 2 && t.n_groups == 2);
+  UNIT_CHECK(strcmp(t.linger_head->name, "g2") == 0 && strcmp(t.linger_tail->name, "g3") == 0);
+  /* A re-join from the middle of the list keeps it linked. */
+  gw_member *m = gw_group_join(&t, "g2", &a);
+  UNIT_CHECK(t.n_lingering == 1 && t.linger_head == t.linger_tail);
+  gw_group_leave(&t, m, 5);
+  gw_group_expire(&t, 1000000);
+  UNIT_CHECK(t.n_groups == 0 && t.n_lingering == 0);
+  gw_group_table_free(&t);
+}
+
+UNIT_TEST(gw_group_linger_0_unbinds_at_once) {
+  bind_log l = {{0}};
+  gw_group_table t;
+  int a;
+  UNIT_CHECK(gw_group_table_init(&t, on_first, on_last, &l) == 0);
+  gw_group_set_linger(&t, 0, 1000);
+  gw_group_leave(&t, gw_group_join(&t, "g", &a), 7);
+  UNIT_CHECK_STR(l.log, "+g-g");
+  UNIT_CHECK(t.n_groups == 0 && t.n_lingering == 0);
   gw_group_table_free(&t);
 }
 

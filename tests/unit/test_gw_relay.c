@@ -2,7 +2,8 @@
  * test_gw_relay.c - a connection's conversation with the workers, without
  * a socket or a broker: one message in flight and the rest queued in
  * order, the pending bound, the rate limit, replies matched by order, the
- * reply deadline, refusals, the accept, memberships and the disconnect.
+ * reply deadline, refusals, the accept, memberships and the disconnect,
+ * the allowance of group changes and the busy answer.
  * A fake sink records what the relay asks of the connection.
  */
 #include <stdio.h>
@@ -24,7 +25,7 @@ typedef struct fake {
   uint16_t closed;     /* the close code asked for, 0: none */
   int refused;         /* the HTTP status asked for, 0: none */
   int accepted;
-  char binds[512];     /* +group / -group as the table binds and unbinds */
+  char binds[8192];    /* +group / -group as the table binds and unbinds */
 } fake;
 
 static chan_msg_kind kind_of(const char *queue) {
@@ -108,7 +109,8 @@ static void rig_init(rig *t) {
   t->io = (gw_relay_io){.sink = &fake_sink, .arg = &t->f, .id = 9,
                         .reply_channel = "websocket.send.amq.gen-x!9", .groups = &t->groups,
                         .replies = &t->replies, .stats = &t->stats, .now_ms = 5000,
-                        .max_rate = 100, .max_pending = 3, .max_session = 64};
+                        .max_rate = 100, .max_pending = 3, .max_session = 64,
+                        .changes_rate = 10, .changes_burst = 200};
 }
 
 static void rig_free(rig *t) {
@@ -359,5 +361,78 @@ UNIT_TEST(gw_relay_session_over_max_session_is_ignored) {
   a.session_json = big; /* max_session = 64 */
   gw_relay_apply_reply(&t.r, &t.io, &a, 1);
   UNIT_CHECK(t.r.session == NULL);
+  rig_free(&t);
+}
+
+/* n fresh names "g<round>_<i>" in buf (names point into it). */
+static void fresh_names(char **names, char (*buf)[16], int round, int n) {
+  for (int i = 0; i < n; i++) {
+    snprintf(buf[i], 16, "g%d_%d", round, i);
+    names[i] = buf[i];
+  }
+}
+
+UNIT_TEST(gw_relay_group_changes_over_the_allowance_are_answered_here) {
+  rig t;
+  rig_init(&t);
+  t.io.changes_rate = 10; /* one change per 100 ms */
+  t.io.changes_burst = 150;
+  rig_open(&t);
+  char *names[100], buf[100][16];
+  fresh_names(names, buf, 1, 100);
+  client(&t, "100 groups"); /* 100 joins: 50 left */
+  chan_reply r1 = groups_reply(1, names, 100);
+  gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
+  fresh_names(names, buf, 2, 100);
+  client(&t, "swap them"); /* 200 changes: overdrawn by 150 */
+  chan_reply r2 = groups_reply(2, names, 100);
+  gw_relay_apply_reply(&t.r, &t.io, &r2, 0);
+  UNIT_CHECK(t.f.n_pub == 3 && t.r.changes_milli == -150000);
+  client(&t, "again"); /* answered by the gateway, not a worker */
+  UNIT_CHECK(t.f.n_pub == 3 && !t.r.inflight && t.f.n_sent == 1);
+  UNIT_CHECK_STR(t.f.sent[0], GW_RELAY_CHANGES_ERROR);
+  UNIT_CHECK(t.stats.changes_refused == 1 && t.r.n_members == 100 && !t.f.closed);
+  t.io.now_ms += 15000; /* 150 changes later: still not positive */
+  client(&t, "again");
+  UNIT_CHECK(t.f.n_pub == 3 && t.stats.changes_refused == 2);
+  t.io.now_ms += 100; /* one change allowed: the next goes to a worker */
+  client(&t, "now");
+  UNIT_CHECK(t.f.n_pub == 4 && strcmp(t.f.pub[3].data, "now") == 0 && t.r.inflight);
+  t.io.now_ms += 3600000; /* an hour idle refills to the burst, no more */
+  chan_reply r3 = reply(3);
+  gw_relay_apply_reply(&t.r, &t.io, &r3, 0);
+  client(&t, "x");
+  UNIT_CHECK(t.r.changes_milli == 150000);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_queued_messages_answered_here_let_the_next_go) {
+  rig t;
+  rig_init(&t);
+  t.io.changes_burst = 1;
+  t.io.max_pending = 10;
+  rig_open(&t);
+  char *g[] = {"a", "b"};
+  client(&t, "join two");
+  client(&t, "queued 1");
+  client(&t, "queued 2");
+  chan_reply r1 = groups_reply(1, g, 2); /* 2 changes: overdrawn */
+  gw_relay_apply_reply(&t.r, &t.io, &r1, 0);
+  /* Both queued messages are answered at once, in order, none waits. */
+  UNIT_CHECK(t.f.n_pub == 2 && t.f.n_sent == 2 && t.r.n_pending == 0 && !t.r.inflight);
+  rig_free(&t);
+}
+
+UNIT_TEST(gw_relay_busy_binds_answer_server_busy) {
+  rig t;
+  rig_init(&t);
+  rig_open(&t);
+  t.io.binds_busy = 1;
+  client(&t, "subscribe");
+  UNIT_CHECK(t.f.n_pub == 1 && t.f.n_sent == 1 && t.stats.binds_busy_refused == 1);
+  UNIT_CHECK_STR(t.f.sent[0], GW_RELAY_BUSY_ERROR);
+  t.io.binds_busy = 0;
+  client(&t, "subscribe");
+  UNIT_CHECK(t.f.n_pub == 2 && t.r.inflight);
   rig_free(&t);
 }

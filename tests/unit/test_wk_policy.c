@@ -1,10 +1,13 @@
 /*
- * test_wk_policy.c - the [groups] section and the three access rules.
+ * test_wk_policy.c - the [groups] section, the three access rules and the
+ * value lists of open channels (also through wk_subscribe_apply, to pin the
+ * refusal text down).
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "wk_policy.h"
+#include "wk_subscribe.h"
 #include "unit.h"
 
 static wk_policy_kind wk_policy_t_kind(const wk_policy *p, const char *key) {
@@ -141,4 +144,65 @@ UNIT_TEST(wk_policy_user_owns_suffix) {
   UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "7", 7, NULL));
   UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", NULL, 7, NULL));
   UNIT_CHECK(!wk_policy_allows(WK_POLICY_USER, "control", "x_0", 0, NULL));
+}
+
+UNIT_TEST(wk_policy_open_value_lists_parse) {
+  wk_policy p;
+  char err[256];
+  const char *ini =
+      "[groups]\n"
+      "jobs = open: status_changed, summary\n"
+      "schedules = open :changed\n"
+      "anything = open\n"
+      "job_events = object\n";
+  UNIT_CHECK(wk_policy_load_string(&p, ini, err, sizeof err) == 0);
+  UNIT_CHECK(p.n == 4 && wk_policy_t_kind(&p, "jobs") == WK_POLICY_OPEN);
+  UNIT_CHECK(wk_policy_value_allowed(&p, "jobs", "status_changed"));
+  UNIT_CHECK(wk_policy_value_allowed(&p, "jobs", "summary"));
+  UNIT_CHECK(!wk_policy_value_allowed(&p, "jobs", "summar"));
+  UNIT_CHECK(!wk_policy_value_allowed(&p, "jobs", "status_changed,summary"));
+  UNIT_CHECK(!wk_policy_value_allowed(&p, "jobs", "x"));
+  UNIT_CHECK(!wk_policy_value_allowed(&p, "jobs", NULL)); /* the bare key */
+  UNIT_CHECK(wk_policy_value_allowed(&p, "schedules", "changed"));
+  UNIT_CHECK(wk_policy_value_allowed(&p, "anything", "x"));
+  UNIT_CHECK(wk_policy_value_allowed(&p, "anything", NULL));
+  UNIT_CHECK(wk_policy_value_allowed(&p, "job_events", "42"));
+  wk_policy_free(&p);
+}
+
+UNIT_TEST(wk_policy_open_value_lists_refuse_bad_ones) {
+  wk_policy p;
+  char err[256];
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njob_events = object: 1\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, ":2:") && strstr(err, "open channels only"));
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njobs = open:\n", err, sizeof err) == -1);
+  UNIT_CHECK(strstr(err, "empty value list"));
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njobs = open: a, b-c\n", err,
+                                   sizeof err) == -1);
+  UNIT_CHECK(strstr(err, "invalid value"));
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njobs = opn: a\n", err, sizeof err) == -1);
+  UNIT_CHECK(strstr(err, "open, object or user"));
+}
+
+UNIT_TEST(wk_policy_open_value_lists_refuse_per_entry_through_subscribe) {
+  wk_policy p;
+  char err[256];
+  wk_session s = {.user_id = 7};
+  wk_subscribe_result r;
+  UNIT_CHECK(wk_policy_load_string(&p, "[groups]\njobs = open: status_changed, summary\n",
+                                   err, sizeof err) == 0);
+  const char *req = "{\"groups\": {\"jobs\": [\"summary\", \"c1_1\", \"status_changed\"]}}";
+  UNIT_CHECK(wk_subscribe_apply(req, strlen(req), NULL, 0, &s, &p, 100, &r) == 0);
+  UNIT_CHECK(r.has_groups && r.n_groups == 2 && r.n_texts == 2);
+  UNIT_CHECK_STR(r.texts[0].data,
+                 "{\"error\": \"access denied to channel jobs for resource id c1_1\"}");
+  UNIT_CHECK_STR(r.groups[0], "jobs-status_changed");
+  wk_subscribe_result_free(&r);
+  req = "{\"groups\": {\"jobs\": true}}";
+  UNIT_CHECK(wk_subscribe_apply(req, strlen(req), NULL, 0, &s, &p, 100, &r) == 0);
+  UNIT_CHECK(r.has_groups && r.n_groups == 0 && r.n_texts == 2);
+  UNIT_CHECK_STR(r.texts[0].data, "{\"error\": \"access denied to channel jobs\"}");
+  wk_subscribe_result_free(&r);
+  wk_policy_free(&p);
 }
