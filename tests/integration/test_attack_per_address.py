@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import jwt_for, wait_until
-from rawws import RawConn, finish_module_cluster, module_cluster, upgrade_request
+from conftest import jwt_for
+from rawws import finish_module_cluster, module_cluster, upgrade_request
 
 HANDSHAKES = 64  # the default gateway.max_handshakes_per_client
 PER_CLIENT = 1000  # the default gateway.max_per_client

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import (connect, handshake_status, jwt_for, make_jwt, recv_json, recv_text, run,
                       send_request, subscribe, wait_until)
-from faults import records
+from authclient import joined, own_origin, refusals
 from rawws import finish_module_cluster, module_cluster
 
 BIG = 5000000000000001  # above 2^52: a double's 15 digits print it as 5e+15
@@ -33,22 +33,6 @@ def stack_m(broker, vhost, request, tmp_path_factory):
     c.gw = c.gateway()
     yield c
     finish_module_cluster(c)
-
-
-def own_origin(gw):
-    return f"http://127.0.0.1:{gw.port}"
-
-
-def refusals(wk, reason):
-    return [r for r in records(wk, "connect_refused") if r.get("reason") == reason]
-
-
-async def joined(url, headers, groups, xrftoken=None):
-    """Connects, subscribes; returns (accept, errors, reply)."""
-    async with connect(url, headers) as ws:
-        accept = await recv_json(ws)
-        errors, reply = await subscribe(ws, groups, xrftoken=xrftoken)
-        return accept, errors, reply
 
 
 # ---- 5: cross-site websocket hijacking ---------------------------------------

@@ -13,24 +13,9 @@ import subprocess
 
 import pytest
 
-from conftest import (SECRET, binary, connect, handshake_status, jwt_for, recv_json, run,
-                      subscribe, wait_until)
-from faults import records, start_daemon, wait_record, worker_argv, write_secret
-
-
-def own_origin(gw):
-    return f"http://127.0.0.1:{gw.port}"
-
-
-def refusals(wk, reason):
-    return [r for r in records(wk, "connect_refused") if r.get("reason") == reason]
-
-
-async def joined(url, headers, groups, xrftoken=None):
-    async with connect(url, headers) as ws:
-        accept = await recv_json(ws)
-        errors, reply = await subscribe(ws, groups, xrftoken=xrftoken)
-        return accept, errors, reply
+from authclient import joined, own_origin, refusals
+from conftest import SECRET, binary, handshake_status, jwt_for, run, wait_until
+from faults import start_daemon, wait_record, worker_argv, write_secret
 
 
 def test_allowed_origins_is_one_setting_for_both_daemons(cluster, tmp_path):
