@@ -23,7 +23,8 @@ endif
 
 # wslay ships no pkg-config file in Debian 12: linked by name.
 # libsystemd: sd_notify (readiness, watchdog); a no-op outside systemd.
-PKGS     := libuv librabbitmq libcjson openssl inih libsystemd
+# libcurl: workerd's client of the application hooks (libcurl4-openssl-dev).
+PKGS     := libuv librabbitmq libcjson openssl inih libsystemd libcurl
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 

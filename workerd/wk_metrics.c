@@ -28,6 +28,7 @@
 #include "admin.h"
 #include "hostport.h"
 #include "log.h"
+#include "wk_hook.h"
 #include "wk_redeliver.h"
 
 #define WK_METRICS_TARGET_MAX 256
@@ -206,6 +207,7 @@ void wk_metrics_render(prom_buf *b) {
   prom_family(b, h, "histogram",
               "Time to handle one delivery: decode, decide, publish the reply.");
   prom_hist_write(b, h, NULL, &wk_metrics__c.handle);
+  wk_hook_metrics_render(b);
 }
 
 /* ---- the endpoint -------------------------------------------------------- */

@@ -22,7 +22,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config make
   libuv1-dev libwslay-dev librabbitmq-dev libcjson-dev libssl-dev
-  node-llhttp libinih-dev libsystemd-dev
+  node-llhttp libinih-dev libsystemd-dev libcurl4-openssl-dev
   rabbitmq-server
   python3-websockets python3-pika python3-pytest
   ruby-foreman nginx-light clang
