@@ -692,4 +692,4 @@ async def nothing_arrives(ws, within=0.5):
 
 # The test application (tests/app, Django) as a real server: the fixture
 # django_app (tests/integration/djangoapp.py).
-from djangoapp import DjangoApp, django_app  # noqa: E402,F401
+from djangoapp import DjangoApp, django_app, django_app_db  # noqa: E402,F401

@@ -25,6 +25,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,10 +63,11 @@ class DjangoApp:
     """The test application on 127.0.0.1:port.
 
     app.url(path), app.connect_url, app.subscribe_url, app.port
-    app.users          {"alice": 7, "bob": 8, "admin": 1}
+    app.users          {"alice": 7, "bob": 8, "admin": 1}; app.passwords likewise
     app.login(user, password=None) -> {"sessionid": ..., "csrftoken": ...}
     app.logout(cookies)
     app.cookie_header(cookies) -> "sessionid=...; csrftoken=..."
+    app.ws_headers(cookies, gw) -> {"Cookie": ..., "Origin": "http://127.0.0.1:GWPORT"}
     app.create_job(name="") -> id;  app.grant(user, job);  app.revoke(user, job)
     app.create_user(name, password, id=None, superuser=False) -> id
     app.create_token(user, ttl=3600) -> key (for Authorization: Bearer KEY)
@@ -77,8 +79,11 @@ class DjangoApp:
     app.stop();  app.start();  app.alive()
     """
 
-    def __init__(self, workdir, port=None, env=None):
+    def __init__(self, workdir, port=None, env=None, template=None):
+        """template: a database prepare() made before (copied instead of
+        migrating again)."""
         self.dir = Path(workdir)
+        self.template = template
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
         self.db = self.dir / "app.sqlite3"
@@ -105,6 +110,10 @@ class DjangoApp:
         """Migrates the database and creates the users (once)."""
         if self._prepared:
             return
+        if self.template:
+            shutil.copyfile(self.template, self.db)
+            self._prepared = True
+            return
         self._manage("migrate", "--verbosity", "0")
         for name, (uid, password, superuser) in USERS.items():
             self._manage("adduser", name, password, "--id", str(uid),
@@ -120,7 +129,7 @@ class DjangoApp:
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
             cwd=APP_DIR, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -231,6 +240,14 @@ class DjangoApp:
         """A Cookie header value for the websocket handshake."""
         return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
+    @staticmethod
+    def ws_headers(cookies, gateway):
+        """The headers a browser page of the gateway's own origin sends with
+        its websocket handshake: Cookie, and the Origin that cookie
+        credentials need (docs/PROTOCOL.md, Connecting)."""
+        return {"Cookie": DjangoApp.cookie_header(cookies),
+                "Origin": f"http://127.0.0.1:{gateway.port}"}
+
     # ---- application state (test-support endpoints)
     def create_user(self, name, password, id=None, superuser=False):
         uid = self._test("users", {"username": name, "password": password, "id": id,
@@ -310,11 +327,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@pytest.fixture(scope="session")
+def django_app_db(tmp_path_factory):
+    """A migrated database with the users, made once per session."""
+    app = DjangoApp(tmp_path_factory.mktemp("djangoapp-template"))
+    app.prepare()
+    return app.db
+
+
 @pytest.fixture
-def django_app(tmp_path, request):
+def django_app(tmp_path, request, django_app_db):
     """The test application, started (migrated, users alice/bob/admin);
     stopped at the end of the test. See DjangoApp."""
-    app = DjangoApp(tmp_path / "djangoapp")
+    app = DjangoApp(tmp_path / "djangoapp", template=django_app_db)
     app.start()
     try:
         yield app

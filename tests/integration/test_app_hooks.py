@@ -210,8 +210,9 @@ def test_stop_refuses_connections_and_start_keeps_the_data(django_app):
         (200, {"allowed": [job]})
 
 
-def test_origin_is_checked_when_the_site_lists_its_origins(tmp_path):
-    app = DjangoApp(tmp_path / "app", env={"WSGW_APP_ALLOWED_ORIGINS": "https://awx.example.com"})
+def test_origin_is_checked_when_the_site_lists_its_origins(tmp_path, django_app_db):
+    app = DjangoApp(tmp_path / "app", env={"WSGW_APP_ALLOWED_ORIGINS": "https://awx.example.com"},
+                    template=django_app_db)
     app.start()
     try:
         cookies = cookie(app.login("alice"))
