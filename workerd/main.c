@@ -112,9 +112,10 @@ static const cfg_opt wk_main_opts[] = {
     WK_OPT("auth", "hook_timeout", CFG_MS, "2s", 10, 60000, 0,
            hook_timeout_ms,
            "a hook call's whole time; past it: 503, or an error reply"),
-    WK_OPT("auth", "hook_connect_timeout", CFG_MS, "1s", 10, 60000, 0,
+    WK_OPT("auth", "hook_connect_timeout", CFG_MS, "1500ms", 10, 60000, 0,
            hook_connect_timeout_ms,
-           "time to open a connection (TCP, TLS) to the application"),
+           "time to open a connection (TCP, TLS) to the application; over "
+           "1 s, so that one lost SYN (a full listen backlog) is retried"),
     WK_OPT("auth", "hook_max_in_flight", CFG_INT, "32", 1, 10000, 0,
            hook_max_in_flight,
            "hook calls out at once; at the bound the worker stops taking "

@@ -10,6 +10,7 @@
  */
 #include "wk_hook.h"
 
+#include <math.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,11 +21,78 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "chan_json.h"
 #include "log.h"
 #include "token.h"
 
 #define WK_HOOK_ID_DIGITS_MAX 16 /* 2^53 - 1 has 16 digits */
+/* 2^53 - 1: past it a double no longer tells neighbouring integers apart
+ * (9007199254740993 parses as 2^53), so an id there may be a neighbour. */
+#define WK_HOOK_ID_MAX 9007199254740991ull
+
+static int wk_hook__fail(char *err, size_t errlen, const char *msg) {
+  if (err && errlen) snprintf(err, errlen, "%s", msg);
+  return -1;
+}
+
+/* An integral JSON number in [0, max] (the rule of proto's chan_json_uint:
+ * exact, NaN and fractions refused). */
+static int wk_hook__uint(const cJSON *item, uint64_t max, uint64_t *out) {
+  if (!cJSON_IsNumber(item)) return -1;
+  double d = item->valuedouble;
+  if (!(d >= 0 && d <= (double)max)) return -1;
+  uint64_t v = (uint64_t)d;
+  if ((double)v != d) return -1;
+  *out = v;
+  return 0;
+}
+
+/* The compact text of item with every number as exact digits (cJSON's own
+ * printing writes 5000000000000001 as 5e+15): the rule of proto's
+ * chan_json_print_exact, for the application's session object. */
+static int wk_hook__exact(cJSON *item) {
+  for (; item; item = item->next) {
+    if (cJSON_IsNumber(item)) {
+      char digits[32];
+      double d = item->valuedouble;
+      if (!isfinite(d))
+        snprintf(digits, sizeof digits, "null");
+      else if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        snprintf(digits, sizeof digits, "%.0f", d);
+      else
+        snprintf(digits, sizeof digits, "%.17g", d);
+      char *raw = strdup(digits);
+      if (!raw) return -1;
+      item->type = cJSON_Raw;
+      item->valuestring = raw;
+    } else if (item->child && wk_hook__exact(item->child) != 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static char *wk_hook__print_exact(const cJSON *item) {
+  cJSON *copy = cJSON_Duplicate(item, 1);
+  if (!copy) return NULL;
+  char *text = wk_hook__exact(copy->child) == 0 ? cJSON_PrintUnformatted(copy) : NULL;
+  cJSON_Delete(copy);
+  return text;
+}
+
+/* Exactly one JSON value in body[0..len), whitespace around it allowed. */
+static cJSON *wk_hook__parse(const char *body, size_t len) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+  if (!root) return NULL;
+  while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
+                              *end == '\n'))
+    end++;
+  if (end != body + len) {
+    cJSON_Delete(root);
+    return NULL;
+  }
+  return root;
+}
 
 /* --- metrics ------------------------------------------------------------ */
 
@@ -105,24 +173,24 @@ int wk_hook_id_parse(const char *s, uint64_t *out) {
     if (s[i] < '0' || s[i] > '9') return 0;
     v = v * 10 + (uint64_t)(s[i] - '0');
   }
-  if (v > CHAN_JSON_UINT_MAX) return 0;
+  if (v > WK_HOOK_ID_MAX) return 0;
   *out = v;
   return 1;
 }
 
 /* An id as a JSON number (integral, exact) or a digit string. */
 static int wk_hook__id_item(const cJSON *item, uint64_t *out) {
-  if (cJSON_IsNumber(item)) return chan_json_uint(item, CHAN_JSON_UINT_MAX, out) == 0;
+  if (cJSON_IsNumber(item)) return wk_hook__uint(item, WK_HOOK_ID_MAX, out) == 0;
   if (cJSON_IsString(item)) return wk_hook_id_parse(item->valuestring, out);
   return 0;
 }
 
 static cJSON *wk_hook__parse_object(const char *body, size_t len, char *err,
                                     size_t errlen) {
-  cJSON *root = body ? chan_json_parse(body, len) : NULL;
+  cJSON *root = body ? wk_hook__parse(body, len) : NULL;
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    chan_json_fail(err, errlen, "answer is not a JSON object");
+    wk_hook__fail(err, errlen, "answer is not a JSON object");
     return NULL;
   }
   return root;
@@ -147,13 +215,13 @@ int wk_hook_parse_connect(const char *body, size_t len,
   uint64_t v;
   int rc = -1;
   if (!wk_hook__id_item(user, &v) || v == 0) {
-    chan_json_fail(err, errlen, "user is not a positive integer up to 2^53-1");
+    wk_hook__fail(err, errlen, "user is not a positive integer up to 2^53-1");
     goto done;
   }
   out->user_id = (long long)v;
   if (exp && !cJSON_IsNull(exp)) {
-    if (chan_json_uint(exp, CHAN_JSON_UINT_MAX, &v) != 0) {
-      chan_json_fail(err, errlen, "expires is not an integer of unix seconds");
+    if (wk_hook__uint(exp, WK_HOOK_ID_MAX, &v) != 0) {
+      wk_hook__fail(err, errlen, "expires is not an integer of unix seconds");
       goto done;
     }
     out->expires = (long long)v;
@@ -161,7 +229,7 @@ int wk_hook_parse_connect(const char *body, size_t len,
   if (grants && !cJSON_IsNull(grants)) {
     int g = token_objects_text(grants, &out->grants_json);
     if (g != 0) {
-      chan_json_fail(err, errlen, g == -1 ? "grants is not an object of ids "
+      wk_hook__fail(err, errlen, g == -1 ? "grants is not an object of ids "
                                             "up to 2^53-1"
                                           : "out of memory");
       goto done;
@@ -169,12 +237,12 @@ int wk_hook_parse_connect(const char *body, size_t len,
   }
   if (session && !cJSON_IsNull(session)) {
     if (!cJSON_IsObject(session)) {
-      chan_json_fail(err, errlen, "session is not an object");
+      wk_hook__fail(err, errlen, "session is not an object");
       goto done;
     }
-    out->session_json = chan_json_print_exact(session);
+    out->session_json = wk_hook__print_exact(session);
     if (!out->session_json) {
-      chan_json_fail(err, errlen, "out of memory");
+      wk_hook__fail(err, errlen, "out of memory");
       goto done;
     }
   }
@@ -195,17 +263,17 @@ int wk_hook_parse_subscribe(const char *body, size_t len, size_t max_ids,
   const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(root, "allowed");
   int rc = -1;
   if (!cJSON_IsArray(allowed)) {
-    chan_json_fail(err, errlen, "allowed is not a list");
+    wk_hook__fail(err, errlen, "allowed is not a list");
     goto done;
   }
   size_t count = (size_t)cJSON_GetArraySize(allowed);
   if (count > max_ids) {
-    chan_json_fail(err, errlen, "allowed lists more ids than were asked");
+    wk_hook__fail(err, errlen, "allowed lists more ids than were asked");
     goto done;
   }
   uint64_t *v = malloc((count + 1) * sizeof *v);
   if (!v) {
-    chan_json_fail(err, errlen, "out of memory");
+    wk_hook__fail(err, errlen, "out of memory");
     goto done;
   }
   const cJSON *item;
@@ -213,7 +281,7 @@ int wk_hook_parse_subscribe(const char *body, size_t len, size_t max_ids,
   cJSON_ArrayForEach(item, allowed) {
     if (!wk_hook__id_item(item, &v[i])) {
       free(v);
-      chan_json_fail(err, errlen, "allowed holds an id that is not an "
+      wk_hook__fail(err, errlen, "allowed holds an id that is not an "
                                   "integer from 0 to 2^53-1");
       goto done;
     }
