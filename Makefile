@@ -158,6 +158,7 @@ FUZZ_LLHTTP  := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/obj/llhttp/%.o,$(LLHT
 $(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHTTP)
 $(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
 $(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
+$(FUZZ_BUILD)/fuzz_hook_answer: $(call fuzz_obj,workerd/wk_hook.c)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
 

@@ -415,7 +415,9 @@ static int chan_msg__redact_session(chan_msg *m) {
   cJSON_ArrayForEach(item, creds) {
     if (!cJSON_IsObject(creds)) break;
     cJSON *v = cJSON_CreateString(CHAN_MSG_REDACTED);
-    if (!v || !cJSON_ReplaceItemViaPointer(creds, item, v)) {
+    /* The replacement keeps the member's name only if it carries it. */
+    if (v) v->string = strdup(item->string);
+    if (!v || !v->string || !cJSON_ReplaceItemViaPointer(creds, item, v)) {
       cJSON_Delete(v);
       cJSON_Delete(s);
       return -1;
