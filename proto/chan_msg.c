@@ -404,7 +404,8 @@ char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len) {
 
 /* The session's credentials (kept when the application decides
  * subscriptions) and its csrftoken: their values become CHAN_MSG_REDACTED.
- * 0, or -1 when out of memory. */
+ * 1 when something was, 0 when there was nothing to redact, -1 when out of
+ * memory. */
 static int chan_msg__redact_session(chan_msg *m) {
   if (!m->session_json) return 0;
   cJSON *s = cJSON_Parse(m->session_json);
@@ -442,7 +443,7 @@ static int chan_msg__redact_session(chan_msg *m) {
   if (!text) return -1;
   free(m->session_json);
   m->session_json = text;
-  return 0;
+  return 1;
 }
 
 char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
@@ -459,8 +460,16 @@ char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
     *out_len = (size_t)n;
     return strdup(note);
   }
-  char *out = chan_msg__redact_session(&m) == 0 ? chan_msg_encode(&m, out_len)
-                                                : NULL;
+  /* Nothing to redact: the message as it came, byte for byte. */
+  int rc = chan_msg__redact_session(&m);
+  char *out = NULL;
+  if (rc == 1) {
+    out = chan_msg_encode(&m, out_len);
+  } else if (rc == 0 && (out = malloc(len + 1))) {
+    memcpy(out, json, len);
+    out[len] = '\0';
+    *out_len = len;
+  }
   chan_msg_free(&m);
   return out;
 }

@@ -71,7 +71,9 @@ wk_metrics_auth_reason wk_metrics_auth_class(const char *reason) {
                                        "conflicting token cookies",
                                        "cookie token without Origin",
                                        "cookie token from a disallowed Origin",
-                                       "session too large"};
+                                       "session too large",
+                                       "cookie credentials",
+                                       "application session expired"};
   if (!reason) return WK_METRICS_AUTH_INVALID;
   if (strcmp(reason, "no token") == 0) return WK_METRICS_AUTH_MISSING;
   if (strncmp(reason, "malformed token", 15) == 0) return WK_METRICS_AUTH_MALFORMED;

@@ -816,10 +816,10 @@ UNIT_TEST(chan_msg_redacted_receive_keeps_no_session_credentials) {
   out = chan_msg_redact(CHAN_MSG_RECEIVE, "{\"session\": \"sessionid=x\"", 25, &n);
   UNIT_CHECK_STR(out, "{\"redacted\": \"not a websocket.receive message\", \"bytes\": 25}");
   free(out);
-  /* A session without credentials is kept as it came. */
+  /* A session without credentials: the message byte for byte. */
   const char *plain = "{\"reply_channel\": \"" CM_RC "\", \"path\": \"/websocket/\", "
                       "\"order\": 1, \"text\": \"x\", \"session\": {\"user\": 7}}";
   out = chan_msg_redact(CHAN_MSG_RECEIVE, plain, strlen(plain), &n);
-  UNIT_CHECK(out && strstr(out, "\"session\":{\"user\":7}"));
+  UNIT_CHECK_STR(out, plain);
   free(out);
 }
