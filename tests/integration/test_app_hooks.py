@@ -6,7 +6,10 @@ table, and the test controls (delay, stop/start) do what the gateway tests
 rely on."""
 
 import concurrent.futures
+import http.client
+import json
 import socket
+import statistics
 import time
 
 import pytest
@@ -223,3 +226,25 @@ def test_origin_is_checked_when_the_site_lists_its_origins(tmp_path, django_app_
                                   7, "job_events", [])[0] == 403
     finally:
         app.stop()
+
+
+def test_calls_on_a_kept_alive_connection_are_not_held_by_nagle(django_app):
+    """workerd reuses its connections: on one, each answer must come at once
+    (without TCP_NODELAY Django's server made every call wait ~40 ms for
+    the client's delayed ACK)."""
+    cookies = django_app.login("alice")
+    body = json.dumps({"user": 7, "channel": "job_events", "ids": [1]})
+    conn = http.client.HTTPConnection("127.0.0.1", django_app.port, timeout=10)
+    times = []
+    try:
+        for _ in range(21):
+            t0 = time.monotonic()
+            conn.request("POST", "/wsgw/subscribe", body,
+                         {**cookie(cookies), "Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+            times.append(time.monotonic() - t0)
+    finally:
+        conn.close()
+    assert statistics.median(times) < 0.025, f"median {statistics.median(times) * 1000:.1f} ms"
