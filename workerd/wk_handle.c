@@ -786,14 +786,8 @@ int wk_handle_call_answer(wk_handle_call *c, size_t i, wk_hook_outcome outcome,
                : wk_hook_parse_subscribe(body, len, CHAN_GROUPS_MAX,
                                          &r->allowed, &r->n_allowed, err,
                                          sizeof err);
-  for (size_t j = 0; rc == 0 && j < r->n_allowed; j++) {
-    size_t k = 0;
-    while (k < r->n_ids && r->ids[k] != r->allowed[j]) k++;
-    if (k == r->n_ids) {
-      snprintf(err, sizeof err, "allowed holds an id not asked for");
-      rc = -1;
-    }
-  }
+  /* An id in "allowed" that was not asked for grants nothing: the
+   * second pass looks up only the ids asked. */
   if (rc != 0) {
     log_warn("hook_answer_invalid", "hook=%s reason=\"%s\"",
              c->kind == WK_CALL_CONNECT ? "connect" : "subscribe", err);

@@ -17,6 +17,7 @@ import websockets
 
 from conftest import (connect, handshake_status, jwt_for, open_client, recv_json, run, subscribe,
                       wait_until)
+from djangoapp import GATEWAY_ARGS
 from test_metrics import Scrape
 
 DENIED = "access denied to channel job_events for resource id {}"
@@ -26,10 +27,8 @@ UNAVAILABLE = {"error": "access check unavailable, try again later"}
 def hooked(cluster, app, *extra, gateway_extra=()):
     """A worker with both hooks on the application, and a gateway that
     forwards Django's session cookie."""
-    cluster.wk = cluster.worker(f"--auth.connect_url={app.connect_url}",
-                                f"--auth.subscribe_url={app.subscribe_url}", *extra)
-    cluster.gw = cluster.gateway("--gateway.forward_cookies=token,csrftoken,sessionid",
-                                 *gateway_extra)
+    cluster.wk = cluster.worker(*app.worker_args(), *extra)
+    cluster.gw = cluster.gateway(*GATEWAY_ARGS, *gateway_extra)
     return cluster
 
 
@@ -236,7 +235,8 @@ def test_slow_application_does_not_delay_token_clients(cluster, django_app):
 
 
 def test_application_answers_that_break_the_contract_are_errors_not_refusals(cluster, django_app):
-    c = hooked(cluster, django_app, "--auth.hook_breaker_failures=100")
+    c = hooked(cluster, django_app, "--auth.hook_breaker_failures=100",
+               "--auth.grant_cache_deny_ttl=0")
     cookies = django_app.login("alice")
     job = django_app.create_job()
     django_app.grant("alice", job)
@@ -250,11 +250,16 @@ def test_application_answers_that_break_the_contract_are_errors_not_refusals(clu
         django_app.set_hook()
         ws, accept = await browser(c.gw, django_app, cookies)
         assert accept["user"] == 7
-        for body in ('{"allowed": [9999999]}', '{"allowed": [1.5]}', '{"allowed": "all"}'):
+        for body in ('{"allowed": [1.5]}', '{"allowed": "all"}', '{"allowed": ["042"]}',
+                     '{"allowed": [9007199254740993]}', '[]'):
             django_app.set_hook(hooks=["subscribe"], status=200, body=body)
             await ws.send(json.dumps({"groups": {"job_events": [job]},
                                       "xrftoken": cookies["csrftoken"]}))
             assert await recv_json(ws) == UNAVAILABLE, body
+        # An id not asked for grants nothing (the asked one is refused).
+        django_app.set_hook(hooks=["subscribe"], status=200, body='{"allowed": [9999999]}')
+        errors, reply = await subscribe(ws, {"job_events": [job]}, xrftoken=cookies["csrftoken"])
+        assert errors == [{"error": DENIED.format(job)}] and reply["groups_current"] == []
         django_app.set_hook()
         errors, reply = await subscribe(ws, {"job_events": [job]}, xrftoken=cookies["csrftoken"])
         assert errors == [] and reply["groups_current"] == [f"job_events-{job}"]
@@ -262,16 +267,15 @@ def test_application_answers_that_break_the_contract_are_errors_not_refusals(clu
 
     run(go())
     s = Scrape(c.wk.metrics_port)
-    assert s("wsgw_worker_hook_errors_total", kind="invalid") >= 6
+    assert s("wsgw_worker_hook_errors_total", kind="invalid") >= 8
     assert s("wsgw_worker_hook_errors_total", kind="status") >= 2
 
 
 def test_application_only_mode_needs_no_secret(cluster, django_app):
     """No secret and no token file: the application alone admits; a token
     is then just an unknown credential."""
-    cluster.wk = cluster.worker("--auth.secret=", f"--auth.connect_url={django_app.connect_url}")
-    cluster.gw = cluster.gateway("--gateway.forward_cookies=token,csrftoken,sessionid",
-                                 ready=False)
+    cluster.wk = cluster.worker("--auth.secret=", *django_app.worker_args(subscribe=False))
+    cluster.gw = cluster.gateway(*GATEWAY_ARGS, ready=False)
     cookies = django_app.login("bob")
 
     async def go():
