@@ -136,6 +136,7 @@ help:
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
 	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
+	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
@@ -240,7 +241,7 @@ $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
@@ -252,6 +253,12 @@ bench-smoke: bench-build
 bench-workers: deps
 	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) bench/workers.sh
+# Subscription requests/s through the application's subscribe hook (the
+# Django test application answering in 5 ms), cache cold and warm, beside
+# token only; rewrites its section of docs/BENCHMARKS.md (~1 min).
+bench-hooks: deps
+	@$(AFTER_DEPS) bench-build
+	@WSGW_BUILD=$(BUILD) /usr/bin/python3 bench/hooks.py
 # gatewayd with N processes (gateway.processes): fanout with N = 1 and 2, and
 # subscribed connections at each N's open-file ceiling, up to 100,000 with
 # N = 6; prints the table of docs/BENCHMARKS.md "Processes".
