@@ -459,7 +459,9 @@ static int wk_consumer__other_frame(wk_consumer *w) {
  * curl's sockets and timers; drives the transfers that are due. */
 static void wk_consumer__wait(wk_consumer *w, int read_amqp, int ms) {
   int fd = read_amqp ? amqp_get_sockfd(w->c) : -1, ready = 0;
-  if (w->hook) {
+  /* curl's poll only while calls are out: a token-only worker waits as
+   * before, in one poll on the AMQP socket. */
+  if (w->hook && wk_hook_in_flight(w->hook) > 0) {
     if (wk_hook_poll(w->hook, fd, ms, &ready) != 0) wk_consumer__sleep(10);
     wk_hook_perform(w->hook);
     return;
