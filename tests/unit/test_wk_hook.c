@@ -93,6 +93,7 @@ UNIT_TEST(wk_hook_id_parse_is_exact) {
 }
 
 UNIT_TEST(wk_breaker_opens_after_n_failures_then_one_probe) {
+  int saved = unit_stderr_mute(); /* it logs each change, by design */
   wk_breaker b;
   wk_breaker_init(&b, 3, 1000);
   for (int i = 0; i < 2; i++) {
@@ -125,6 +126,7 @@ UNIT_TEST(wk_breaker_opens_after_n_failures_then_one_probe) {
   UNIT_CHECK(b.state == WK_BREAKER_OPEN);
   wk_breaker_result(&b, 0, 500);
   UNIT_CHECK(b.open_until_ms == 1000);
+  unit_stderr_restore(saved);
 }
 
 UNIT_TEST(wk_cache_answers_until_the_ttl_then_misses) {
