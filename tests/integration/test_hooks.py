@@ -10,6 +10,7 @@ the combined mode: a valid JWT admits as before, anything else is asked.
 
 import asyncio
 import json
+import signal
 import time
 
 import pytest
@@ -18,6 +19,7 @@ import websockets
 from conftest import (connect, handshake_status, jwt_for, open_client, recv_json, run, subscribe,
                       wait_until)
 from djangoapp import GATEWAY_ARGS
+from faults import start_daemon, wait_record, worker_argv
 from test_metrics import Scrape
 
 DENIED = "access denied to channel job_events for resource id {}"
@@ -289,3 +291,36 @@ def test_application_only_mode_needs_no_secret(cluster, django_app):
         assert await handshake_status(cluster.gw.url(token=jwt_for(7))) == 403
 
     run(go())
+
+
+def test_sighup_turns_the_hooks_on_and_off(cluster, django_app, tmp_path):
+    """The URLs come from the config file: a reload applies them between two
+    deliveries (and empties the grant cache); a job in flight is unaffected."""
+    conf = tmp_path / "workerd.ini"
+    conf.write_text(f"[auth]\nsecret = {'s' * 32}\n")
+    wk = start_daemon(cluster, "workerd", worker_argv(cluster, f"--config={conf}"))
+    cluster.wait_workers(1, wk)
+    gw = cluster.gateway(*GATEWAY_ARGS, ready=False)
+    wait_until(lambda: gw.http_status("/") is not None, 20, "the gateway")
+    cookies = django_app.login("alice")
+    headers = django_app.ws_headers(cookies, gw)
+
+    async def status():
+        try:
+            ws = await connect(gw.url(), headers)
+        except websockets.InvalidStatusCode as e:
+            return e.status_code
+        accept = await recv_json(ws)
+        await ws.close()
+        return accept["user"]
+
+    assert run(status()) == 403  # tokens only: a cookie is no credential
+    conf.write_text(f"[auth]\nsecret = {'s' * 32}\nconnect_url = {django_app.connect_url}\n")
+    wk.proc.send_signal(signal.SIGHUP)
+    wait_record(wk, "reload")
+    assert run(status()) == 7
+    conf.write_text(f"[auth]\nsecret = {'s' * 32}\n")
+    wk.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: len([1 for line in wk.log().splitlines() if "event=reload " in line]) >= 2,
+               10, "the second reload")
+    assert run(status()) == 403
