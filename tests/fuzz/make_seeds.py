@@ -258,7 +258,10 @@ def channel_seeds():
           (1, {**receive, "bytes": "AA=="}),
           (1, {**receive, "text": "a\u0000b"}),
           (2, {**disconnect, "code": 999}),
-          (0, receive), (2, connect)]
+          (0, receive), (2, connect),
+          (1, {**receive, "session": {"user": 7, "csrftoken": "abc", "credentials": {
+              "cookie": "sessionid=s3cret", "authorization": "Bearer t", "client": "::1"}}}),
+          (2, {**disconnect, "session": {"user": 7, "credentials": {"cookie": 5}}})]
     return [bytes([k]) + json.dumps(m).encode() for k, m in ms]
 
 
