@@ -23,7 +23,8 @@ endif
 
 # wslay ships no pkg-config file in Debian 12: linked by name.
 # libsystemd: sd_notify (readiness, watchdog); a no-op outside systemd.
-PKGS     := libuv librabbitmq libcjson openssl inih libsystemd
+# libcurl: workerd's client of the application hooks (libcurl4-openssl-dev).
+PKGS     := libuv librabbitmq libcjson openssl inih libsystemd libcurl
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
@@ -135,6 +136,7 @@ help:
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
 	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
+	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
@@ -157,6 +159,7 @@ FUZZ_LLHTTP  := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/obj/llhttp/%.o,$(LLHT
 $(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHTTP)
 $(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
 $(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
+$(FUZZ_BUILD)/fuzz_hook_answer: $(call fuzz_obj,workerd/wk_hook.c)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
 
@@ -238,7 +241,7 @@ $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
@@ -250,6 +253,12 @@ bench-smoke: bench-build
 bench-workers: deps
 	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) bench/workers.sh
+# Subscription requests/s through the application's subscribe hook (the
+# Django test application answering in 5 ms), cache cold and warm, beside
+# token only; rewrites its section of docs/BENCHMARKS.md (~1 min).
+bench-hooks: deps
+	@$(AFTER_DEPS) bench-build
+	@WSGW_BUILD=$(BUILD) /usr/bin/python3 bench/hooks.py
 # gatewayd with N processes (gateway.processes): fanout with N = 1 and 2, and
 # subscribed connections at each N's open-file ceiling, up to 100,000 with
 # N = 6; prints the table of docs/BENCHMARKS.md "Processes".

@@ -168,8 +168,8 @@ static void wsb_conn__send_request(wsb_conn *c) {
   int n = snprintf(req, sizeof(req),
                    "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   o->path, o->token, o->host, o->port, c->key);
+                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                   o->path, o->token, o->host, o->port, c->key, o->headers);
   if (n <= 0 || (size_t)n >= sizeof(req)) {
     wsb_conn__fail(c, "request too long");
     return;

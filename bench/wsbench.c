@@ -410,6 +410,7 @@ static const char wsb_usage[] =
     "  --sources K       source addresses 127.0.0.1..127.0.0.K (4)\n"
     "  --per-proc N      sockets per client process (15000)\n"
     "  --window W        handshakes in flight (256)\n"
+    "  --header 'N: V'   one more request header (Cookie, Origin); repeatable\n"
     "  --sub TEXT        subscription sent after the accept ('' for none)\n"
     "  --sub2 TEXT       the other subscription churn alternates with\n"
     "  --mode M          none | hold | events | churn (none)\n"
@@ -433,7 +434,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       {"window", 1, 0, 'w'},   {"token", 1, 0, 't'},   {"sub", 1, 0, 'a'},
       {"sub2", 1, 0, 'b'},     {"mode", 1, 0, 'm'},    {"expect", 1, 0, 'e'},
       {"idle-ms", 1, 0, 'i'},  {"churn-ms", 1, 0, 'c'}, {"timeout-ms", 1, 0, 'T'},
-      {"linger-ms", 1, 0, 'l'},
+      {"linger-ms", 1, 0, 'l'}, {"header", 1, 0, 'x'},
       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -454,6 +455,14 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       case 'c': o->churn_ms = atol(optarg); break;
       case 'T': o->timeout_ms = atol(optarg); break;
       case 'l': o->linger_ms = atol(optarg); break;
+      case 'x': {
+        size_t used = strlen(o->headers);
+        if (strpbrk(optarg, "\r\n") ||
+            used + strlen(optarg) + 3 > sizeof o->headers)
+          return -1;
+        snprintf(o->headers + used, sizeof o->headers - used, "%s\r\n", optarg);
+        break;
+      }
       default: return -1;
     }
   }

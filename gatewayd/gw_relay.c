@@ -253,8 +253,11 @@ static void gw_relay__set_session(gw_relay *r, const gw_relay_io *io,
  * be queued), the connection is on its way out. */
 static int gw_relay__verdict(gw_relay_io *io, const chan_reply *rep) {
   if (rep->accept != 1 || rep->close_code) {
-    io->stats->handshakes_rejected++;
-    io->sink->refuse(io->arg, 403);
+    /* 503: the worker could not reach the application that decides. */
+    int status = rep->accept == 0 && rep->status == 503 ? 503 : 403;
+    if (status == 403) io->stats->handshakes_rejected++;
+    else io->stats->handshakes_failed++;
+    io->sink->refuse(io->arg, status);
     return -1;
   }
   if (io->sink->accept(io->arg) != 0) {

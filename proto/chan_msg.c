@@ -401,3 +401,75 @@ char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len) {
   return out;
 }
 
+
+/* The session's credentials (kept when the application decides
+ * subscriptions) and its csrftoken: their values become CHAN_MSG_REDACTED.
+ * 1 when something was, 0 when there was nothing to redact, -1 when out of
+ * memory. */
+static int chan_msg__redact_session(chan_msg *m) {
+  if (!m->session_json) return 0;
+  cJSON *s = cJSON_Parse(m->session_json);
+  if (!s) return 0; /* decoded, so it parses; nothing to do otherwise */
+  cJSON *creds = cJSON_GetObjectItemCaseSensitive(s, "credentials");
+  cJSON *item;
+  int changed = 0;
+  cJSON_ArrayForEach(item, creds) {
+    if (!cJSON_IsObject(creds)) break;
+    cJSON *v = cJSON_CreateString(CHAN_MSG_REDACTED);
+    /* The replacement keeps the member's name only if it carries it. */
+    if (v) v->string = strdup(item->string);
+    if (!v || !v->string || !cJSON_ReplaceItemViaPointer(creds, item, v)) {
+      cJSON_Delete(v);
+      cJSON_Delete(s);
+      return -1;
+    }
+    item = v;
+    changed = 1;
+  }
+  if (cJSON_GetObjectItemCaseSensitive(s, "csrftoken")) {
+    cJSON *v = cJSON_CreateString(CHAN_MSG_REDACTED);
+    if (!v || !cJSON_ReplaceItemInObjectCaseSensitive(s, "csrftoken", v)) {
+      cJSON_Delete(s);
+      return -1;
+    }
+    changed = 1;
+  }
+  if (!changed) {
+    cJSON_Delete(s);
+    return 0;
+  }
+  char *text = chan_json_print_exact(s);
+  cJSON_Delete(s);
+  if (!text) return -1;
+  free(m->session_json);
+  m->session_json = text;
+  return 1;
+}
+
+char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
+                      size_t *out_len) {
+  if (kind == CHAN_MSG_CONNECT) return chan_msg_redact_connect(json, len, out_len);
+  chan_msg m;
+  char err[128];
+  if (chan_msg_decode(kind, json, len, &m, err, sizeof err) != 0) {
+    char note[160];
+    int n = snprintf(note, sizeof note,
+                     "{\"redacted\": \"not a %s message\", \"bytes\": %zu}",
+                     chan_msg_queue(kind) ? chan_msg_queue(kind) : "channel",
+                     len);
+    *out_len = (size_t)n;
+    return strdup(note);
+  }
+  /* Nothing to redact: the message as it came, byte for byte. */
+  int rc = chan_msg__redact_session(&m);
+  char *out = NULL;
+  if (rc == 1) {
+    out = chan_msg_encode(&m, out_len);
+  } else if (rc == 0 && (out = malloc(len + 1))) {
+    memcpy(out, json, len);
+    out[len] = '\0';
+    *out_len = len;
+  }
+  chan_msg_free(&m);
+  return out;
+}

@@ -83,6 +83,16 @@ void chan_msg_free(chan_msg *m);
 #define CHAN_MSG_REDACTED "(redacted)"
 char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len);
 
+/* A copy of any channel message for websocket.dead: a connect as
+ * chan_msg_redact_connect; a receive or disconnect with the values of its
+ * session's "credentials" object (the headers a connection was admitted
+ * with, kept when the application decides subscriptions) and its
+ * "csrftoken" as CHAN_MSG_REDACTED. A text that does not decode as kind
+ * becomes a small note, as for connect. malloc'd; NULL when out of
+ * memory. */
+char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
+                      size_t *out_len);
+
 /* Queue name for a kind ("websocket.connect", ...). */
 const char *chan_msg_queue(chan_msg_kind kind);
 

@@ -92,6 +92,9 @@ static int chan_reply__encode_fields(cJSON *obj, const chan_reply *r) {
       chan_json_add(obj, "accept", cJSON_CreateBool(r->accept)) != 0) {
     return -1;
   }
+  if (r->status != 0 && r->status != 403 && r->status != 503) return -1;
+  if (r->status != 0 && chan_json_add_uint(obj, "status", (uint64_t)r->status) != 0)
+    return -1;
   if (chan_reply__encode_texts(obj, r) != 0 ||
       chan_reply__encode_bytes(obj, r) != 0) {
     return -1;
@@ -208,9 +211,22 @@ static int chan_reply__decode_close(const cJSON *root, chan_reply *out,
   return 0;
 }
 
+/* "status": 403 or 503, the HTTP status of a refusal. */
+static int chan_reply__decode_status(const cJSON *root, chan_reply *out,
+                                    char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "status");
+  uint64_t v;
+  if (!item) return 0;
+  if (chan_json_uint(item, 999, &v) != 0 || (v != 403 && v != 503))
+    return chan_json_fail(err, errlen, "status must be 403 or 503");
+  out->status = (int)v;
+  return 0;
+}
+
 static int chan_reply__decode_fields(const cJSON *root, chan_reply *out,
                                     char *err, size_t errlen) {
-  if (chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
+  if (chan_reply__decode_status(root, out, err, errlen) != 0 ||
+chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
       chan_json_order(root, &out->order, err, errlen) != 0 ||
       chan_reply__decode_accept(root, out, err, errlen) != 0 ||
       chan_reply__decode_texts(root, out, err, errlen) != 0 ||

@@ -26,6 +26,11 @@ typedef struct chan_reply {
   uint64_t order;
 
   int accept; /* -1 absent, 0 reject, 1 accept (connect replies) */
+  /* With accept 0: the HTTP status of the refusal, 403 (0 on the wire
+   * means the same) or 503 ("try again later": the application that
+   * decides was unreachable). "status" on the wire; other values are
+   * refused. Gateways before it ignore the key and answer 403. */
+  int status;
 
   /* Frames to send, in order: text frames first, then the binary one. On the
    * wire "text" is a string or an array of strings. */

@@ -35,6 +35,8 @@
 #include "log.h"
 #include "mq_conn.h"
 #include "wk_auth.h"
+#include "wk_cache.h"
+#include "wk_hook.h"
 #include "wk_consumer.h"
 #include "wk_handle.h"
 #include "wk_metrics.h"
@@ -53,6 +55,17 @@ typedef struct wk_main_conf {
   char *metrics_listen;
   long max_deliveries;
   char *allowed_origins;
+  char *connect_url;
+  char *subscribe_url;
+  long hook_timeout_ms;
+  long hook_connect_timeout_ms;
+  long hook_max_in_flight;
+  long hook_max_response;
+  long hook_breaker_failures;
+  long hook_breaker_cooldown_ms;
+  long grant_cache_max;
+  long grant_cache_ttl_ms;
+  long grant_cache_deny_ttl_ms;
 } wk_main_conf;
 
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
@@ -90,6 +103,42 @@ static const cfg_opt wk_main_opts[] = {
            max_deliveries,
            "deliveries of one message (a worker crashed on it) before it "
            "goes to " CHAN_QUEUE_DEAD),
+    WK_OPT("auth", "connect_url", CFG_STR, "", 0, 0, 0, connect_url,
+           "http(s) URL of the application's connect hook: who connects "
+           "(after a token, when secrets are set too); empty: tokens only"),
+    WK_OPT("auth", "subscribe_url", CFG_STR, "", 0, 0, 0, subscribe_url,
+           "http(s) URL of the application's subscribe hook: which object "
+           "ids a user may see; empty: the grants alone"),
+    WK_OPT("auth", "hook_timeout", CFG_MS, "2s", 10, 60000, 0,
+           hook_timeout_ms,
+           "a hook call's whole time; past it: 503, or an error reply"),
+    WK_OPT("auth", "hook_connect_timeout", CFG_MS, "1500ms", 10, 60000, 0,
+           hook_connect_timeout_ms,
+           "time to open a connection (TCP, TLS) to the application; over "
+           "1 s, so that one lost SYN (a full listen backlog) is retried"),
+    WK_OPT("auth", "hook_max_in_flight", CFG_INT, "32", 1, 10000, 0,
+           hook_max_in_flight,
+           "hook calls out at once; at the bound the worker stops taking "
+           "deliveries until one ends"),
+    WK_OPT("auth", "hook_max_response", CFG_BYTES, "64KiB", 256, 16777216, 0,
+           hook_max_response, "bytes of a hook answer; longer ones fail"),
+    WK_OPT("auth", "hook_breaker_failures", CFG_INT, "5", 1, 1000, 0,
+           hook_breaker_failures,
+           "failed hook calls in a row that open the circuit breaker"),
+    WK_OPT("auth", "hook_breaker_cooldown", CFG_MS, "5s", 100, 600000, 0,
+           hook_breaker_cooldown_ms,
+           "an open breaker fails calls at once for this long, then lets "
+           "one probe through"),
+    WK_OPT("auth", "grant_cache_max", CFG_INT, "100000", 0, 10000000, 0,
+           grant_cache_max,
+           "(user, channel, id) answers of the subscribe hook kept; 0: no "
+           "cache"),
+    WK_OPT("auth", "grant_cache_ttl", CFG_MS, "60s", 0, 86400000, 0,
+           grant_cache_ttl_ms, "how long an allowed id is kept"),
+    WK_OPT("auth", "grant_cache_deny_ttl", CFG_MS, "10s", 0, 86400000, 0,
+           grant_cache_deny_ttl_ms,
+           "how long a refused id is kept (shorter: a new grant shows "
+           "sooner)"),
 };
 #define WK_MAIN_N_OPTS (sizeof wk_main_opts / sizeof wk_main_opts[0])
 
@@ -160,10 +209,26 @@ static int wk_main__prepare(const wk_main_conf *conf, const char *path,
     fprintf(stderr, "workerd: %s\n", err);
     return 2;
   }
+  const char *urls[2] = {conf->connect_url, conf->subscribe_url};
+  for (int i = 0; i < 2; i++) {
+    if (urls[i][0] && strncmp(urls[i], "http://", 7) != 0 &&
+        strncmp(urls[i], "https://", 8) != 0) {
+      fprintf(stderr, "workerd: auth.%s: expected an http:// or https:// "
+                      "URL\n", i ? "subscribe_url" : "connect_url");
+      return 2;
+    }
+  }
   if (wk_policy_load(policy, path, err, sizeof err) != 0) {
     fprintf(stderr, "workerd: %s\n", err);
     return 2;
   }
+  /* With a connect hook, tokens are optional: no secret and no token
+   * file means the application alone admits. */
+  int tokens = (conf->secret && conf->secret[0]) ||
+               (conf->secret_previous && conf->secret_previous[0]) ||
+               (conf->token_file && conf->token_file[0]);
+  *auth = NULL;
+  if (!tokens && conf->connect_url[0]) return 0;
   *auth = wk_auth_new(conf->secret, conf->secret_previous, conf->token_file,
                       (int)(conf->leeway_ms / 1000), err, sizeof err);
   if (!*auth) {
@@ -172,6 +237,23 @@ static int wk_main__prepare(const wk_main_conf *conf, const char *path,
     return 2;
   }
   return 0;
+}
+
+static wk_hook_conf wk_main__hook_conf(const wk_main_conf *c) {
+  wk_hook_conf h = {
+      .timeout_ms = c->hook_timeout_ms,
+      .connect_timeout_ms = c->hook_connect_timeout_ms,
+      .max_in_flight = (unsigned)c->hook_max_in_flight,
+      .max_response = (size_t)c->hook_max_response,
+      .breaker_threshold = (unsigned)c->hook_breaker_failures,
+      .breaker_cooldown_ms = c->hook_breaker_cooldown_ms};
+  return h;
+}
+
+static wk_cache *wk_main__cache(const wk_main_conf *c) {
+  return wk_cache_new((size_t)c->grant_cache_max,
+                      (uint64_t)c->grant_cache_ttl_ms,
+                      (uint64_t)c->grant_cache_deny_ttl_ms);
 }
 
 /* systemd notification state; enabled only under systemd. */
@@ -224,6 +306,9 @@ typedef struct wk_main_live {
   const char *path;
   const cfg_cmdline *cmdline; /* main's, as started: parsed again */
   char *origins; /* ctx.allowed_origins after a reload (owned), else NULL */
+  char *connect_url, *subscribe_url; /* likewise */
+  wk_hook *hook;                     /* owned */
+  wk_cache *cache;                   /* owned, ctx.cache */
 } wk_main_live;
 
 /* Parses the saved command line into next (caller cfg_frees it) and builds
@@ -256,7 +341,13 @@ static void wk_main__reload_now(void *arg) {
     return;
   }
   char *origins = strdup(next.allowed_origins ? next.allowed_origins : "");
-  if (!origins) {
+  char *curl = strdup(next.connect_url), *surl = strdup(next.subscribe_url);
+  wk_cache *cache = wk_main__cache(&next);
+  if (!origins || !curl || !surl || !cache) {
+    free(origins);
+    free(curl);
+    free(surl);
+    wk_cache_free(cache);
     log_warn("reload_failed", "reason=\"out of memory\" kept=running_settings");
     wk_policy_free(&policy);
     wk_auth_free(auth);
@@ -266,6 +357,15 @@ static void wk_main__reload_now(void *arg) {
   free(live->origins);
   live->origins = origins;
   live->ctx.allowed_origins = origins;
+  free(live->connect_url);
+  free(live->subscribe_url);
+  live->ctx.connect_url = live->connect_url = curl;
+  live->ctx.subscribe_url = live->subscribe_url = surl;
+  /* Calls in flight copied what they need; the cache starts empty. */
+  wk_cache_free(live->cache);
+  live->ctx.cache = live->cache = cache;
+  wk_hook_conf hc = wk_main__hook_conf(&next);
+  wk_hook_set_conf(live->hook, &hc);
   wk_policy_free(live->policy);
   *live->policy = policy;
   wk_auth_free(*live->auth);
@@ -275,20 +375,32 @@ static void wk_main__reload_now(void *arg) {
   live->ctx.echo = next.echo;
   log_set_level(level);
   log_info("reload", "channels=%zu max_groups=%ld echo=%d level=%s "
-           "allowed_origins=\"%s\" secret=%d secret_previous=%d token_file=%d",
+           "allowed_origins=\"%s\" secret=%d secret_previous=%d token_file=%d "
+           "connect_hook=%d subscribe_hook=%d",
            policy.n, next.max_groups, next.echo, next.log_level, origins,
            next.secret && next.secret[0], next.secret_previous &&
-           next.secret_previous[0], next.token_file && next.token_file[0]);
+           next.secret_previous[0], next.token_file && next.token_file[0],
+           curl[0] != 0, surl[0] != 0);
   cfg_free(wk_main_opts, WK_MAIN_N_OPTS, &next);
 }
 
 static int wk_main__run(const wk_main_conf *conf, const char *path,
                        const cfg_cmdline *cmdline, wk_policy *policy,
                        wk_auth **auth) {
+  wk_hook_conf hc = wk_main__hook_conf(conf);
   wk_main_live live = {
       .ctx = {*auth, policy, (size_t)conf->max_groups, conf->echo,
-              conf->allowed_origins},
+              conf->allowed_origins, conf->connect_url, conf->subscribe_url,
+              NULL},
       .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
+  live.hook = wk_hook_new(&hc);
+  live.ctx.cache = live.cache = wk_main__cache(conf);
+  if (!live.hook || !live.cache) {
+    wk_hook_free(live.hook);
+    wk_cache_free(live.cache);
+    fprintf(stderr, "workerd: cannot start the hook client\n");
+    return 1;
+  }
   wk_notify notify;
   wk_main__notify_init(&notify);
   wk_consumer_conf cc = {
@@ -302,14 +414,22 @@ static int wk_main__run(const wk_main_conf *conf, const char *path,
       .reload = &wk_main_reload,
       .on_reload = wk_main__reload_now,
       .reload_arg = &live,
+      .hook = live.hook,
   };
-  log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d",
-           policy->n, conf->prefetch, conf->max_groups, conf->echo);
+  log_info("worker_start", "channels=%zu prefetch=%ld max_groups=%ld echo=%d "
+           "tokens=%d connect_hook=%d subscribe_hook=%d",
+           policy->n, conf->prefetch, conf->max_groups, conf->echo,
+           *auth != NULL, conf->connect_url[0] != 0,
+           conf->subscribe_url[0] != 0);
   wk_main__signals();
   if (wk_metrics_start(conf->metrics_listen) != 0) return 1;
   wk_consumer_run(&cc, &live.ctx, &wk_main_stop);
   wk_metrics_stop();
   free(live.origins);
+  free(live.connect_url);
+  free(live.subscribe_url);
+  wk_hook_free(live.hook);
+  wk_cache_free(live.cache);
   if (notify.enabled) sd_notify(0, "STOPPING=1");
   log_info("worker_stop", "reason=signal");
   return 0;
@@ -342,13 +462,18 @@ int main(int argc, char **argv) {
     rc = 2;
   }
   /* --check-config also checks the policy and the token file. */
-  if (rc == 0) rc = wk_main__prepare(&conf, path, &policy, &auth);
+  int prepared = 0;
+  if (rc == 0) {
+    rc = wk_main__prepare(&conf, path, &policy, &auth);
+    prepared = rc == 0;
+  }
   if (rc == 0 && cr == CFG_CHECKED) printf("config ok\n");
   if (rc == 0 && cr == CFG_RUN) {
     log_init("workerd", level);
     rc = wk_main__run(&conf, path, &cmdline, &policy, &auth);
   }
-  if (auth) { /* prepare succeeded: both were built */
+  if (prepared) { /* prepare succeeded: both were built (auth may be
+                     NULL: the connect hook alone admits) */
     wk_auth_free(auth);
     wk_policy_free(&policy);
   }

@@ -11,7 +11,18 @@
  * are batched (basic.ack multiple=true) while more deliveries are already
  * buffered, which saves a write per message under load; a worker killed
  * with unacked deliveries gets them redelivered to another worker, and the
- * gateway drops the duplicate reply by its order.
+ * gateway drops the duplicate reply by its order. The rules are wk_acks's.
+ *
+ * Many deliveries in flight: a delivery whose answer needs the application
+ * (wk_handle returns a call) becomes a job: its HTTP requests start on the
+ * hook client (libcurl multi) and the loop goes on consuming. The loop
+ * waits in one poll on the AMQP socket and curl's sockets together; a job
+ * is finished (reply published, then its delivery acked alone) when its
+ * last request ends. Deliveries that need no application are answered at
+ * once, as before. While hook_max_in_flight requests are out, the AMQP
+ * socket is not read (the broker holds the rest: prefetch bounds what it
+ * pushes). Order per connection needs nothing here: the gateway sends a
+ * connection's next message only after the reply to the previous one.
  *
  * Redelivered messages are counted, not handled, here: wk_redeliver puts a
  * copy with the count back (or, past max_deliveries, in websocket.dead) and
@@ -25,6 +36,7 @@
 #include "wk_consumer.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +50,7 @@
 #include "chan_reply_channel.h"
 #include "log.h"
 #include "mq_confirm.h"
+#include "wk_acks.h"
 #include "wk_metrics.h"
 #include "wk_redeliver.h"
 
@@ -48,17 +61,39 @@
 /* A connection that lived this long was healthy: start backoff afresh. */
 #define WK_CONSUMER_HEALTHY_S 30
 
+typedef struct wk_job wk_job;
+
 typedef struct wk_consumer {
   const wk_consumer_conf *conf;
   const wk_handle_ctx *ctx;
   volatile sig_atomic_t *stop;
   amqp_connection_state_t c; /* NULL while disconnected */
-  uint64_t ack_tag;          /* last delivery whose reply is out */
-  unsigned unacked;          /* deliveries up to ack_tag not yet acked */
+  wk_acks acks;              /* what is acked when */
   backoff retry;             /* between failed connects */
   mq_url_list urls;     /* amqp.url, and the node in use */
   wk_redeliver_pub pub; /* copies of redelivered messages */
+  wk_hook *hook;        /* conf->hook; NULL: no application hooks */
+  wk_job *jobs;         /* deliveries waiting for the application */
+  unsigned n_jobs;
+  int broken; /* a job's publish or ack failed: reconnect */
 } wk_consumer;
+
+/* One request of a job: the hook's done argument. */
+typedef struct wk_job_req {
+  wk_job *job;
+  size_t i;
+} wk_job_req;
+
+/* A delivery waiting for the application. */
+struct wk_job {
+  wk_job *prev, *next;
+  wk_consumer *w;
+  uint64_t tag;
+  uint64_t start_us;
+  wk_handle_call *call;
+  wk_job_req *reqs;
+  size_t waiting; /* requests started and not yet ended */
+};
 
 static const chan_msg_kind wk_consumer_kinds[] = {
     CHAN_MSG_CONNECT, CHAN_MSG_RECEIVE, CHAN_MSG_DISCONNECT};
@@ -86,7 +121,7 @@ static int wk_consumer__setup(wk_consumer *w, char *err, size_t errlen) {
       goto fail;
   }
   w->c = c;
-  w->unacked = 0;
+  wk_acks_reset(&w->acks);
   return 0;
 fail:
   mq_conn_close(c);
@@ -139,10 +174,8 @@ static int wk_consumer__connect(wk_consumer *w) {
 
 /* --- one delivery ------------------------------------------------------- */
 
-static int wk_consumer__flush_acks(wk_consumer *w) {
-  if (w->unacked == 0) return 0;
-  int st = amqp_basic_ack(w->c, MQ_CHANNEL, w->ack_tag, 1 /* multiple */);
-  w->unacked = 0;
+static int wk_consumer__ack(wk_consumer *w, const wk_ack_op *op) {
+  int st = amqp_basic_ack(w->c, MQ_CHANNEL, op->tag, op->multiple);
   if (st != AMQP_STATUS_OK) {
     log_error("ack_failed", "reason=\"%s\"", amqp_error_string2(st));
     return -1;
@@ -150,16 +183,18 @@ static int wk_consumer__flush_acks(wk_consumer *w) {
   return 0;
 }
 
+static int wk_consumer__flush_acks(wk_consumer *w) {
+  wk_ack_op op;
+  return wk_acks_flush(&w->acks, &op) ? wk_consumer__ack(w, &op) : 0;
+}
+
 /* Records tag as done; acks now unless more deliveries are already waiting
  * (then one ack covers them all), but never holds more than half the
  * prefetch window, or the broker would stop sending. */
 static int wk_consumer__done(wk_consumer *w, uint64_t tag) {
-  w->ack_tag = tag;
-  w->unacked++;
-  if (w->unacked * 2 >= (unsigned)w->conf->prefetch ||
-      (!amqp_frames_enqueued(w->c) && !amqp_data_in_buffer(w->c)))
-    return wk_consumer__flush_acks(w);
-  return 0;
+  wk_ack_op op;
+  int more = amqp_frames_enqueued(w->c) || amqp_data_in_buffer(w->c);
+  return wk_acks_done(&w->acks, tag, more, &op) ? wk_consumer__ack(w, &op) : 0;
 }
 
 /* 0: published (or undeliverable and dropped); -1: the connection broke. */
@@ -198,9 +233,116 @@ static int wk_consumer__kind(amqp_bytes_t tag, chan_msg_kind *kind) {
   return -1;
 }
 
+/* --- jobs: deliveries waiting for the application ------------------------ */
+
+static void wk_consumer__job_free(wk_consumer *w, wk_job *j) {
+  if (j->prev) j->prev->next = j->next;
+  else if (w->jobs == j) w->jobs = j->next;
+  if (j->next) j->next->prev = j->prev;
+  w->n_jobs--;
+  wk_handle_call_free(j->call);
+  free(j->reqs);
+  free(j);
+}
+
+/* Every request of the job has ended: the reply, then the ack. */
+static void wk_consumer__job_finish(wk_consumer *w, wk_job *j) {
+  char *reply = NULL;
+  size_t len = 0;
+  wk_ack_op op;
+  int rc = 0;
+  if (wk_handle_call_reply(w->ctx, j->call, time(NULL), &reply, &len) != 0) {
+    log_error("message_dropped", "reason=\"handler failed\"");
+    wk_metrics_error(WK_METRICS_ERR_HANDLER);
+  } else if (reply) {
+    rc = wk_consumer__publish(w, wk_handle_call_reply_channel(j->call), reply,
+                              len);
+  }
+  free(reply);
+  wk_metrics_handled(wk_metrics_now_us() - j->start_us);
+  if (rc == 0 && w->c) {
+    wk_acks_job_end(&w->acks, j->tag, &op);
+    rc = wk_consumer__ack(w, &op);
+  }
+  if (rc != 0) w->broken = 1;
+  wk_consumer__job_free(w, j);
+}
+
+/* wk_hook's done function for request r->i of r->job. */
+static int wk_consumer__job_answer(void *arg, wk_hook_outcome outcome,
+                                   wk_hook_err kind, long status,
+                                   const char *body, size_t len) {
+  wk_job_req *r = arg;
+  wk_job *j = r->job;
+  int rc = wk_handle_call_answer(j->call, r->i, outcome, kind, status, body, len);
+  if (--j->waiting == 0) wk_consumer__job_finish(j->w, j);
+  return rc;
+}
+
+/* Starts a job for call (taken). -1 when the connection broke. */
+static int wk_consumer__job_start(wk_consumer *w, uint64_t tag,
+                                  wk_handle_call *call, uint64_t start_us) {
+  size_t n = wk_handle_call_requests(call);
+  wk_job *j = calloc(1, sizeof *j);
+  wk_job_req *reqs = calloc(n ? n : 1, sizeof *reqs);
+  if (!j || !reqs) {
+    free(j);
+    free(reqs);
+    wk_handle_call_free(call);
+    log_error("message_dropped", "reason=\"out of memory\"");
+    wk_metrics_error(WK_METRICS_ERR_HANDLER);
+    return wk_consumer__done(w, tag);
+  }
+  j->w = w;
+  j->tag = tag;
+  j->start_us = start_us;
+  j->call = call;
+  j->reqs = reqs;
+  j->next = w->jobs;
+  if (w->jobs) w->jobs->prev = j;
+  w->jobs = j;
+  w->n_jobs++;
+  wk_ack_op op;
+  if (wk_acks_job_start(&w->acks, &op) && wk_consumer__ack(w, &op) != 0)
+    w->broken = 1;
+  /* Counted as waiting before any starts: a request that cannot start is
+   * answered (failed) at once, and the last answer finishes the job. */
+  j->waiting = n + 1;
+  for (size_t i = 0; i < n; i++) {
+    wk_handle_request rq;
+    wk_hook_err kind;
+    reqs[i].job = j;
+    reqs[i].i = i;
+    wk_handle_call_request(call, i, &rq);
+    if (!w->hook ||
+        wk_hook_start(w->hook, rq.url, rq.headers, rq.n_headers, rq.body,
+                      rq.body_len, wk_consumer__job_answer, &reqs[i],
+                      &kind) != 0) {
+      wk_handle_call_answer(call, i, WK_HOOK_FAILED,
+                            w->hook ? kind : WK_HOOK_ERR_OTHER, 0, NULL, 0);
+      j->waiting--;
+    }
+  }
+  if (--j->waiting == 0) wk_consumer__job_finish(w, j);
+  return w->broken ? -1 : 0;
+}
+
+/* Every job is dropped unanswered (the connection is gone: its deliveries
+ * come back to some worker). */
+static void wk_consumer__jobs_drop(wk_consumer *w) {
+  if (!w->jobs) return;
+  log_warn("jobs_dropped", "count=%u reason=\"broker connection lost\"",
+           w->n_jobs);
+  /* The hook's transfers point into the jobs: cancel them first. */
+  wk_hook_cancel_all(w->hook);
+  while (w->jobs) wk_consumer__job_free(w, w->jobs);
+}
+
 /* Decodes, handles, publishes the reply. -1 only when the connection broke
- * (the delivery stays unacked and comes back after the reconnect). */
-static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env) {
+ * (the delivery stays unacked and comes back after the reconnect). 1: a
+ * job was started (acked when it ends). */
+static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env,
+                               uint64_t start_us) {
   chan_msg_kind kind;
   chan_msg m;
   char err[160], *reply = NULL;
@@ -221,10 +363,17 @@ static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env) {
     return 0;
   }
   int rc = 0;
-  if (wk_handle_message(w->ctx, &m, time(NULL), &reply, &reply_len) != 0) {
+  wk_handle_call *call = NULL;
+  if (wk_handle_message(w->ctx, &m, time(NULL), &reply, &reply_len,
+                        w->hook ? &call : NULL) != 0) {
     log_error("message_dropped", "queue=%s reason=\"handler failed\"",
               chan_msg_queue(kind));
     wk_metrics_error(WK_METRICS_ERR_HANDLER);
+  } else if (call) {
+    chan_msg_free(&m);
+    return wk_consumer__job_start(w, env->delivery_tag, call, start_us) == 0
+               ? 1
+               : -1;
   } else if (reply)
     rc = wk_consumer__publish(w, m.reply_channel, reply, reply_len);
   free(reply);
@@ -282,7 +431,8 @@ static int wk_consumer__deliver(wk_consumer *w, const amqp_envelope_t *env) {
     if (rc == 0) return wk_consumer__done(w, env->delivery_tag);
   }
   uint64_t start = wk_metrics_now_us();
-  int rc = wk_consumer__process(w, env);
+  int rc = wk_consumer__process(w, env, start);
+  if (rc == 1) return 0; /* a job: acked when it ends */
   wk_metrics_handled(wk_metrics_now_us() - start);
   if (rc != 0) return -1;
   return wk_consumer__done(w, env->delivery_tag);
@@ -305,33 +455,62 @@ static int wk_consumer__other_frame(wk_consumer *w) {
   return 0;
 }
 
-/* Consumes until *stop (0) or a broker error (-1). */
+/* Waits up to ms for the AMQP socket (when read_amqp) and, with hooks,
+ * curl's sockets and timers; drives the transfers that are due. */
+static void wk_consumer__wait(wk_consumer *w, int read_amqp, int ms) {
+  int fd = read_amqp ? amqp_get_sockfd(w->c) : -1, ready = 0;
+  /* curl's poll only while calls are out: a token-only worker waits as
+   * before, in one poll on the AMQP socket. */
+  if (w->hook && wk_hook_in_flight(w->hook) > 0) {
+    if (wk_hook_poll(w->hook, fd, ms, &ready) != 0) wk_consumer__sleep(10);
+    wk_hook_perform(w->hook);
+    return;
+  }
+  struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+  poll(&p, fd >= 0 ? 1 : 0, ms);
+}
+
+/* Consumes until *stop (0) or a broker error (-1). Jobs in flight when
+ * *stop is set are finished first (each within the hook timeout). */
 static int wk_consumer__serve(wk_consumer *w) {
   while (!*w->stop) {
-    amqp_envelope_t env;
-    struct timeval tv = {0, WK_CONSUMER_POLL_MS * 1000};
     if (w->conf->alive) w->conf->alive(w->conf->alive_arg, 1);
     wk_consumer__maybe_reload(w);
-    amqp_maybe_release_buffers(w->c);
-    amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      int rc = wk_consumer__deliver(w, &env);
-      amqp_destroy_envelope(&env);
-      if (rc != 0) return -1;
-    } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-               r.library_error == AMQP_STATUS_TIMEOUT) {
-      /* Idle: whatever was held back for a batch goes out now. */
-      if (wk_consumer__flush_acks(w) != 0) return -1;
-    } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-               r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-      if (wk_consumer__other_frame(w) != 0) return -1;
-    } else {
-      char err[256];
-      mq_rpc_check(r, "consume", err, sizeof err);
-      log_error("broker_lost", "reason=\"%s\"", err);
-      return -1;
+    if (w->broken) return -1;
+    int full = w->hook && wk_hook_full(w->hook);
+    if (!full) {
+      amqp_envelope_t env;
+      struct timeval tv = {0, 0}; /* never blocks: the wait below does */
+      amqp_maybe_release_buffers(w->c);
+      amqp_rpc_reply_t r = amqp_consume_message(w->c, &env, &tv, 0);
+      if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        int rc = wk_consumer__deliver(w, &env);
+        amqp_destroy_envelope(&env);
+        if (rc != 0 || w->broken) return -1;
+        /* Transfers make progress between deliveries too. */
+        if (w->jobs) wk_hook_perform(w->hook);
+        continue;
+      }
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+          r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+        if (wk_consumer__other_frame(w) != 0) return -1;
+        continue;
+      }
+      if (!(r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)) {
+        char err[256];
+        mq_rpc_check(r, "consume", err, sizeof err);
+        log_error("broker_lost", "reason=\"%s\"", err);
+        return -1;
+      }
     }
+    /* Idle (or at the in-flight bound): whatever was held back for a
+     * batch goes out now, then wait for the broker or the application. */
+    if (wk_consumer__flush_acks(w) != 0) return -1;
+    wk_consumer__wait(w, !full, WK_CONSUMER_POLL_MS);
   }
+  while (w->jobs && !w->broken) wk_consumer__wait(w, 0, WK_CONSUMER_POLL_MS);
+  if (w->broken) return -1;
   return wk_consumer__flush_acks(w);
 }
 
@@ -341,6 +520,8 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
                     volatile sig_atomic_t *stop) {
   wk_consumer w = {.conf = conf, .ctx = ctx, .stop = stop,
                    .pub = {.url = NULL, .c = NULL}};
+  wk_acks_init(&w.acks, (unsigned)conf->prefetch);
+  w.hook = conf->hook;
   /* Jitter, so that many workers restarted together do not hit the broker
    * in step. */
   backoff_init(&w.retry, WK_CONSUMER_BACKOFF_MIN_MS, WK_CONSUMER_BACKOFF_MAX_MS,
@@ -355,6 +536,8 @@ int wk_consumer_run(const wk_consumer_conf *conf, const wk_handle_ctx *ctx,
     if (wk_consumer__connect(&w) != 0) break;
     time_t since = time(NULL);
     int rc = wk_consumer__serve(&w);
+    wk_consumer__jobs_drop(&w);
+    w.broken = 0;
     mq_conn_close(w.c);
     w.c = NULL;
     wk_metrics_amqp(0);

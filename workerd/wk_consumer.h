@@ -14,6 +14,7 @@
 
 #include "mq_conn.h"
 #include "wk_handle.h"
+#include "wk_hook.h"
 
 typedef struct wk_consumer_conf {
   const char *url;        /* amqp://user:pass@host:port/vhost, or several
@@ -38,6 +39,11 @@ typedef struct wk_consumer_conf {
   volatile sig_atomic_t *reload;
   void (*on_reload)(void *arg);
   void *reload_arg;
+  /* Optional (NULL: none): the application hooks' client (main's). With
+   * it, deliveries whose answer needs the application wait for it as jobs
+   * while the loop goes on; without it they are answered as if the
+   * application were unreachable. */
+  wk_hook *hook;
 } wk_consumer_conf;
 
 /*

@@ -28,6 +28,7 @@
 #include "admin.h"
 #include "hostport.h"
 #include "log.h"
+#include "wk_hook.h"
 #include "wk_redeliver.h"
 
 #define WK_METRICS_TARGET_MAX 256
@@ -70,7 +71,9 @@ wk_metrics_auth_reason wk_metrics_auth_class(const char *reason) {
                                        "conflicting token cookies",
                                        "cookie token without Origin",
                                        "cookie token from a disallowed Origin",
-                                       "session too large"};
+                                       "session too large",
+                                       "cookie credentials",
+                                       "application session expired"};
   if (!reason) return WK_METRICS_AUTH_INVALID;
   if (strcmp(reason, "no token") == 0) return WK_METRICS_AUTH_MISSING;
   if (strncmp(reason, "malformed token", 15) == 0) return WK_METRICS_AUTH_MALFORMED;
@@ -206,6 +209,7 @@ void wk_metrics_render(prom_buf *b) {
   prom_family(b, h, "histogram",
               "Time to handle one delivery: decode, decide, publish the reply.");
   prom_hist_write(b, h, NULL, &wk_metrics__c.handle);
+  wk_hook_metrics_render(b);
 }
 
 /* ---- the endpoint -------------------------------------------------------- */

@@ -163,11 +163,23 @@ int wk_redeliver_publish(wk_redeliver_pub *p, const char *queue,
   props.headers.num_entries = origin ? 2 : 1;
   props.headers.entries = h;
   /* A dead letter is kept for people to read: a connect message's
-   * credentials stay out of it. A copy for another delivery is whole. */
+   * credentials stay out of it, and so do those a receive or disconnect
+   * carries in its session. A copy for another delivery is whole. */
   amqp_bytes_t body = msg->body;
   char *redacted = NULL;
+  chan_msg_kind kind = CHAN_MSG_CONNECT;
+  int known = 0;
   if (origin && strcmp(origin, CHAN_QUEUE_CONNECT) == 0) {
-    redacted = chan_msg_redact_connect(msg->body.bytes, msg->body.len, &body.len);
+    known = 1;
+  } else if (origin && strcmp(origin, CHAN_QUEUE_RECEIVE) == 0) {
+    known = 1;
+    kind = CHAN_MSG_RECEIVE;
+  } else if (origin && strcmp(origin, CHAN_QUEUE_DISCONNECT) == 0) {
+    known = 1;
+    kind = CHAN_MSG_DISCONNECT;
+  }
+  if (known) {
+    redacted = chan_msg_redact(kind, msg->body.bytes, msg->body.len, &body.len);
     if (!redacted) {
       snprintf(err, errlen, "redact: out of memory");
       return -1;

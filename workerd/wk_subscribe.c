@@ -242,8 +242,10 @@ typedef struct wk_subscribe_build {
 static int wk_subscribe__entry(wk_subscribe_build *b, wk_policy_kind kind,
                               const char *key, const char *part) {
   wk_subscribe_result *r = b->r;
-  if (!wk_policy_allows(kind, key, part, b->s->user_id, b->s->objects) ||
-      !wk_policy_value_allowed(b->p, key, part)) {
+  int ok = wk_policy_allows(kind, key, part, b->s->user_id, b->s->objects);
+  if (!ok && kind == WK_POLICY_OBJECT && part && b->s->decide)
+    ok = b->s->decide(b->s->decide_arg, key, part) == 1;
+  if (!ok || !wk_policy_value_allowed(b->p, key, part)) {
     if (part)
       return wk_subscribe__add_text(
           r, "{\"error\": \"access denied to channel %s for resource id %s\"}",

@@ -23,7 +23,13 @@
 typedef struct wk_session {
   long long user_id;
   const char *csrftoken; /* the handshake's csrftoken cookie; NULL: none */
-  const cJSON *objects;  /* the token's "objects" claim; NULL: none */
+  const cJSON *objects;  /* the token's "objects" claim (or the connect
+                            hook's grants); NULL: none */
+  /* Optional (NULL: none): asked for an "object" channel's list entry
+   * that objects does not grant; 1 grants it, 0 refuses it. The worker
+   * answers from the application's subscribe hook or its cache. */
+  int (*decide)(void *arg, const char *key, const char *value);
+  void *decide_arg;
 } wk_session;
 
 typedef struct wk_subscribe_result {

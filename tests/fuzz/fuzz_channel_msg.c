@@ -6,12 +6,39 @@
  * decodes must encode again and decode to the same message (one rule on
  * both sides of the wire). A connect message's dead-letter copy
  * (chan_msg_redact_connect) decodes too, with the same headers and
- * nothing left of a credential's value.
+ * nothing left of a credential's value; a receive's or disconnect's
+ * (chan_msg_redact) decodes too, with the same order, payload and groups,
+ * and its session's "credentials" values and "csrftoken" redacted.
  */
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "chan_msg.h"
 #include "fuzz.h"
+
+static void check_session_redacted(const chan_msg *m, const char *json, size_t len) {
+  size_t rlen;
+  char *r = chan_msg_redact(m->kind, json, len, &rlen);
+  FUZZ_CHECK(r != NULL && strlen(r) == rlen);
+  chan_msg red;
+  char err[160];
+  FUZZ_CHECK(chan_msg_decode(m->kind, r, rlen, &red, err, sizeof(err)) == 0);
+  FUZZ_CHECK(red.order == m->order && red.n_groups == m->n_groups &&
+             red.data_len == m->data_len && red.code == m->code);
+  cJSON *s = red.session_json ? cJSON_Parse(red.session_json) : NULL;
+  FUZZ_CHECK(!m->session_json || s != NULL);
+  const cJSON *creds = cJSON_GetObjectItemCaseSensitive(s, "credentials"), *v;
+  if (cJSON_IsObject(creds))
+    cJSON_ArrayForEach(v, creds)
+      FUZZ_CHECK(cJSON_IsString(v) && strcmp(v->valuestring, CHAN_MSG_REDACTED) == 0);
+  const cJSON *csrf = cJSON_GetObjectItemCaseSensitive(s, "csrftoken");
+  FUZZ_CHECK(!csrf || (cJSON_IsString(csrf) &&
+                       strcmp(csrf->valuestring, CHAN_MSG_REDACTED) == 0));
+  cJSON_Delete(s);
+  chan_msg_free(&red);
+  free(r);
+}
 
 static void check_redacted(const chan_msg *m, const char *json, size_t len) {
   size_t rlen;
@@ -88,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_same(&m, &back);
   chan_msg_free(&back);
   if (kind == CHAN_MSG_CONNECT) check_redacted(&m, json, len);
+  else check_session_redacted(&m, json, len);
   free(json);
   chan_msg_free(&m);
   return 0;

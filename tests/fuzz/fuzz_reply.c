@@ -19,7 +19,7 @@ static int same_str(const char *a, const char *b) {
 static void check_same(const chan_reply *a, const chan_reply *b) {
   FUZZ_CHECK(strcmp(a->reply_channel, b->reply_channel) == 0);
   FUZZ_CHECK(a->order == b->order);
-  FUZZ_CHECK(a->accept == b->accept);
+  FUZZ_CHECK(a->accept == b->accept && a->status == b->status);
   FUZZ_CHECK(a->n_texts == b->n_texts);
   for (size_t i = 0; i < a->n_texts; i++)
     FUZZ_CHECK(a->texts[i].len == b->texts[i].len &&

@@ -258,8 +258,26 @@ def channel_seeds():
           (1, {**receive, "bytes": "AA=="}),
           (1, {**receive, "text": "a\u0000b"}),
           (2, {**disconnect, "code": 999}),
-          (0, receive), (2, connect)]
+          (0, receive), (2, connect),
+          (1, {**receive, "session": {"user": 7, "csrftoken": "abc", "credentials": {
+              "cookie": "sessionid=s3cret", "authorization": "Bearer t", "client": "::1"}}}),
+          (2, {**disconnect, "session": {"user": 7, "credentials": {"cookie": 5}}})]
     return [bytes([k]) + json.dumps(m).encode() for k, m in ms]
+
+
+def hook_answer_seeds():
+    connect = [{"user": 7, "expires": 1765100000, "grants": {"job_events": [42, "43"]},
+                "session": {"name": "alice", "n": 5000000000000001}},
+               {"user": "5000000000000001"}, {"user": 9007199254740991, "expires": None},
+               {"user": 0}, {"user": "007"}, {"user": 7, "grants": {"j": [1.5]}},
+               {"user": 7, "session": "x"}, {"user": 9007199254740993}]
+    subscribe = [{"allowed": [42, "43", 0]}, {"allowed": []}, {"allowed": [9007199254740991]},
+                 {"allowed": ["042"]}, {"allowed": [1.5]}, {"allowed": 42},
+                 {"allowed": [9007199254740993]}]
+    out = [bytes([0]) + json.dumps(a).encode() for a in connect]
+    out += [bytes([21]) + json.dumps(a).encode() for a in subscribe]
+    out += [bytes([0]) + b'{"user": 7} x', bytes([3]) + b'{"allowed": [1, 2, 3]}']
+    return out
 
 
 def main():
@@ -269,6 +287,7 @@ def main():
     write("fuzz_token", token_seeds())
     write("fuzz_reply", reply_seeds())
     write("fuzz_channel_msg", channel_seeds())
+    write("fuzz_hook_answer", hook_answer_seeds())
 
 
 if __name__ == "__main__":

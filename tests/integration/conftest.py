@@ -688,3 +688,8 @@ async def nothing_arrives(ws, within=0.5):
     except asyncio.TimeoutError:
         return
     pytest.fail(f"unexpected message: {msg!r}")
+
+
+# The test application (tests/app, Django) as a real server: the fixture
+# django_app (tests/integration/djangoapp.py).
+from djangoapp import DjangoApp, django_app, django_app_db  # noqa: E402,F401

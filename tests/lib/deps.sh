@@ -17,14 +17,16 @@
 # `make fuzz` does not depend on that); valgrind: tests/lib/valgrind-smoke.sh.
 # iproute2 (ip: network namespaces, veth, bridge) serves tests/lib/netns.sh
 # and broker.sh's nodes on other addresses (test_faults_hosts.py).
+# python3-django (3.2) runs tests/app, the application the integration tests'
+# hooks talk to (tests/integration/djangoapp.py).
 set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config make
   libuv1-dev libwslay-dev librabbitmq-dev libcjson-dev libssl-dev
-  node-llhttp libinih-dev libsystemd-dev
+  node-llhttp libinih-dev libsystemd-dev libcurl4-openssl-dev
   rabbitmq-server
-  python3-websockets python3-pika python3-pytest
+  python3-websockets python3-pika python3-pytest python3-django
   ruby-foreman nginx-light clang
   systemd man-db openssl chromium
   libclang-rt-14-dev valgrind iproute2

@@ -783,3 +783,43 @@ UNIT_TEST(chan_msg_receive_worst_case_size_is_6x_the_text) {
   UNIT_CHECK(cm_receive_size(1, 0x01, N) - envelope <= (size_t)N * 4 / 3 + 4);
   UNIT_CHECK(envelope < 256);
 }
+
+UNIT_TEST(chan_msg_redacted_receive_keeps_no_session_credentials) {
+  const char *in =
+      "{\"reply_channel\": \"" CM_RC "\", \"path\": \"/websocket/\", "
+      "\"order\": 3, \"text\": \"{}\", \"groups\": [\"jobs-status\"], "
+      "\"session\": {\"user\": 5000000000000001, \"csrftoken\": \"abc\", "
+      "\"credentials\": {\"cookie\": \"sessionid=s3cret\", "
+      "\"authorization\": \"Bearer t0ken\", \"origin\": \"https://a.example\"}}}";
+  size_t n;
+  char *out = chan_msg_redact(CHAN_MSG_RECEIVE, in, strlen(in), &n);
+  UNIT_CHECK(out && n == strlen(out));
+  UNIT_CHECK(out && !strstr(out, "s3cret") && !strstr(out, "t0ken") &&
+             !strstr(out, "abc") && !strstr(out, "a.example"));
+  chan_msg m;
+  char err[128];
+  UNIT_CHECK(out && chan_msg_decode(CHAN_MSG_RECEIVE, out, n, &m, err, sizeof err) == 0);
+  if (out) {
+    UNIT_CHECK(strstr(m.session_json, "\"user\":5000000000000001") != NULL);
+    UNIT_CHECK(strstr(m.session_json, "\"cookie\":\"(redacted)\"") != NULL);
+    UNIT_CHECK(m.n_groups == 1 && m.order == 3);
+    chan_msg_free(&m);
+  }
+  free(out);
+  /* A disconnect likewise; a body that does not decode becomes a note. */
+  const char *disc = "{\"reply_channel\": \"" CM_RC "\", \"path\": \"/websocket/\", "
+                     "\"order\": 4, \"code\": 1000, \"session\": {\"user\": 7, "
+                     "\"credentials\": {\"cookie\": \"sessionid=s3cret\"}}}";
+  out = chan_msg_redact(CHAN_MSG_DISCONNECT, disc, strlen(disc), &n);
+  UNIT_CHECK(out && !strstr(out, "s3cret") && strstr(out, "\"code\":1000"));
+  free(out);
+  out = chan_msg_redact(CHAN_MSG_RECEIVE, "{\"session\": \"sessionid=x\"", 25, &n);
+  UNIT_CHECK_STR(out, "{\"redacted\": \"not a websocket.receive message\", \"bytes\": 25}");
+  free(out);
+  /* A session without credentials: the message byte for byte. */
+  const char *plain = "{\"reply_channel\": \"" CM_RC "\", \"path\": \"/websocket/\", "
+                      "\"order\": 1, \"text\": \"x\", \"session\": {\"user\": 7}}";
+  out = chan_msg_redact(CHAN_MSG_RECEIVE, plain, strlen(plain), &n);
+  UNIT_CHECK_STR(out, plain);
+  free(out);
+}

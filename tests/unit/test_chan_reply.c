@@ -383,3 +383,25 @@ UNIT_TEST(chan_reply_session_user_id_is_exact) {
                                  "{\"job_events\":[9007199254740991,42]}}");
   chan_reply_free(&d);
 }
+
+UNIT_TEST(chan_reply_status_403_or_503_only) {
+  chan_reply r = {.reply_channel = CR_RC, .order = 0, .accept = 0, .status = 503};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && strstr(json, "\"status\":503"));
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0 &&
+             d.status == 503 && d.accept == 0);
+  chan_reply_free(&d);
+  free(json);
+  r.status = 500;
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  static const char *const bad[] = {
+      "{\"reply_channel\":\"" CR_RC "\",\"order\":0,\"status\":500}",
+      "{\"reply_channel\":\"" CR_RC "\",\"order\":0,\"status\":\"503\"}",
+      "{\"reply_channel\":\"" CR_RC "\",\"order\":0,\"status\":503.5}"};
+  for (size_t i = 0; i < 3; i++)
+    UNIT_CHECK(chan_reply_decode(bad[i], strlen(bad[i]), &d, err, sizeof err) == -1 &&
+               strstr(err, "status"));
+}

@@ -436,3 +436,17 @@ UNIT_TEST(gw_relay_busy_binds_answer_server_busy) {
   UNIT_CHECK(t.f.n_pub == 2 && t.r.inflight);
   rig_free(&t);
 }
+
+UNIT_TEST(gw_relay_refusal_with_status_503_answers_503) {
+  rig t;
+  rig_init(&t);
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&t.r, &t.io, "/websocket/", &m) == 0);
+  chan_reply a = reply(0);
+  a.accept = 0;
+  a.status = 503; /* the worker could not reach the application */
+  UNIT_CHECK(gw_relay_apply_reply(&t.r, &t.io, &a, 1) == GW_RELAY_OK);
+  UNIT_CHECK(t.f.refused == 503 && !t.f.accepted && t.f.n_sent == 0);
+  UNIT_CHECK(t.stats.handshakes_failed == 1 && t.stats.handshakes_rejected == 0);
+  rig_free(&t);
+}

@@ -22,6 +22,7 @@ static void wk_sub_t_init(wk_sub_t *t, const char *csrftoken) {
   UNIT_CHECK(wk_policy_load(&t->policy, NULL, err, sizeof err) == 0);
   t->objects = cJSON_Parse(
       "{\"job_events\": [42, \"43\"], \"workflow_events\": \"*\"}");
+  memset(&t->session, 0, sizeof t->session);
   t->session.user_id = 7;
   t->session.csrftoken = csrftoken;
   t->session.objects = t->objects;
