@@ -261,6 +261,7 @@ static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
   e->next = NULL;
   e->kind = kind;
   e->frame = NULL;
+  e->conn_id = 0;
   e->len = len;
   if (len) memcpy(e->data, data, len);
   e->data[len] = '\0';
