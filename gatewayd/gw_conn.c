@@ -812,6 +812,7 @@ static void gw_conn__tick_expiries(gw_server *s, uint64_t now) {
   while ((slot = gw_expiry_due(&s->expiries, now))) {
     gw_conn *c = GW_CONN_OF(slot, relay.exp_slot);
     gw_expiry_remove(&s->expiries, slot);
+    if (c->life.state != GW_CONN_OPEN) continue; /* closing anyway */
     s->stats.expiry_closes++;
     log_info("conn_expired", "id=%llu", (unsigned long long)c->id);
     gw_conn_close(c, CHAN_CLOSE_EXPIRED, GW_RELAY_EXPIRED_REASON);
