@@ -271,6 +271,7 @@ static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
   if (error) {
     t.len = (size_t)snprintf(text, sizeof text, "{\"error\": \"token refused: %s\"}", error);
     log_info("refresh_refused", "user=%lld reason=\"%s\"", s->user_id, error);
+    wk_metrics_refresh(0);
   } else {
     session = wk_handle__session_new(id.user_id, s->csrftoken, id.objects_json);
     if (!session || strlen(session) > CHAN_SESSION_MAX) {
@@ -284,6 +285,7 @@ static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
     t.len = (size_t)snprintf(text, sizeof text, "{\"refreshed\": true, \"expires\": %lld}",
                              id.expires);
     log_info("refresh_accepted", "user=%lld expires=%lld", s->user_id, id.expires);
+    wk_metrics_refresh(1);
   }
   wk_auth_identity_free(&id);
   int rc = wk_handle__encode(&r, reply, len);

@@ -150,6 +150,8 @@ def test_refresh_in_the_window_or_before_expiry_keeps_the_connection(cluster):
         em.close()
     assert Scrape(gw.metrics_port)("wsgw_gateway_refreshes_total") == 2
     assert Scrape(gw.metrics_port)("wsgw_gateway_expiry_closes_total") == 0
+    w = Scrape(cluster.daemons[0].metrics_port)  # the worker
+    assert w("wsgw_worker_refreshes_total", result="accepted") == 2
 
 
 def test_refresh_with_another_users_or_an_invalid_token_is_refused_and_does_not_extend(cluster):
@@ -177,6 +179,9 @@ def test_refresh_with_another_users_or_an_invalid_token_is_refused_and_does_not_
 
     run(body())
     assert Scrape(gw.metrics_port)("wsgw_gateway_refreshes_total") == 0
+    w = Scrape(cluster.daemons[0].metrics_port)  # the worker
+    assert w("wsgw_worker_refreshes_total", result="refused") == 4
+    assert w("wsgw_worker_refreshes_total", result="accepted") == 0
 
 
 # ---- kicks ------------------------------------------------------------------------
