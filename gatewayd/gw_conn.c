@@ -356,10 +356,10 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->max_session = s->cfg->max_session;
   io->changes_rate = s->cfg->group_changes_rate;
   io->changes_burst = s->cfg->group_changes_burst;
-  /* The echo route changes no groups, so it is never told the binds wait. */
   io->expiries = &s->expiries;
   io->wall_ms = gw_conn__wall_ms();
   io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
+  /* The echo route changes no groups, so it is never told the binds wait. */
   io->binds_busy = s->bridge &&
                    gw_bridge_bind_backlog(s->bridge) > (size_t)s->cfg->max_bind_backlog &&
                    !(c->relay.path && strcmp(c->relay.path, "/websocket/echo") == 0);
