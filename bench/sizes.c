@@ -89,7 +89,11 @@ int main(void) {
   sizes__line("gw_member chunk", member, "one group");
   sizes__line("members array chunk", members, "realloc'd to the group count");
   sizes__line("session chunk", session, "strdup of {\"user\": 1}");
+  sizes__line("user key membership", member, "wsgw!user.<uid> (kicks by user)");
+  sizes__line("expiry heap entry", sizeof(gw_expiry_entry),
+              "a token with exp (up to 2x while the array has room)");
   sizes__line("conntab slots", slot, "open addressing, load <= 1/2");
-  printf("TOTAL %zu\n", conn + member + members + session + slot);
+  printf("TOTAL %zu\n", conn + member + members + session + slot + member +
+                          sizeof(gw_expiry_entry));
   return 0;
 }

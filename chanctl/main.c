@@ -7,13 +7,17 @@
  *                                    (--timeout SECONDS: longest wait for
  *                                    the broker's confirms, default 30)
  *   chanctl token --user ID [--ttl SECONDS] [--objects JSON]
+ *   chanctl kick --user ID           close every connection of user ID on
+ *                                    every gateway (4403)
+ *   chanctl kick --conn CHANNEL      close one: websocket.send.QUEUE!ID as
+ *                                    the gateway logs it (conn_open)
  *
  * Owns: command-line handling of its commands and the line reader for
  * --stdin. Must not: print the secret or the broker URL, or connect more
  * than once per run (a bulk emit of thousands of lines shares one
  * connection). Exit status: 0 ok (every event confirmed by the broker),
  * 1 runtime failure (some event may not have arrived), 2 usage or
- * settings.
+ * settings, 3 kick: no gateway holds what was named.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -25,6 +29,8 @@
 
 #include "chan_emit.h"
 #include "chan_group.h"
+#include "chan_names.h"
+#include "chan_reply_channel.h"
 #include "config.h"
 #include "log.h"
 #include "mq_conn.h"
@@ -33,6 +39,7 @@
 #define CHANCTL_OK 0
 #define CHANCTL_FAIL 1
 #define CHANCTL_USAGE 2
+#define CHANCTL_NOBODY 3
 
 #define CHANCTL_LINE_MAX (1024 * 1024) /* one --stdin event */
 #define CHANCTL_TTL_DEFAULT 3600
@@ -85,13 +92,18 @@ static const char chanctl_usage[] =
     "                        print a token for user ID signed with [auth]\n"
     "                        secret; --ttl defaults to 3600, --objects is\n"
     "                        the object grants, e.g. '{\"job_events\": [42]}'\n"
+    "  kick --user ID        close every connection of user ID on every gateway\n"
+    "                        (close code 4403)\n"
+    "  kick --conn CHANNEL   close one connection: CHANNEL is its reply channel,\n"
+    "                        websocket.send.QUEUE!ID (gatewayd logs it: conn_open)\n"
     "\n"
-    "exit status: 0 ok, 1 failure, 2 usage or settings error";
+    "exit status: 0 ok, 1 failure, 2 usage or settings error, 3 kick: no\n"
+    "gateway holds that user's connections, or that connection's gateway is gone";
 
 /* The commands' own options; taken out of argv before cfg_load sees it. */
 typedef struct chanctl_args {
   int use_stdin;
-  const char *user, *ttl, *objects, *timeout;
+  const char *user, *ttl, *objects, *timeout, *conn;
 } chanctl_args;
 
 /* Matches "--name", "--name=V" or "--name V" at argv[*i]; *val gets V (NULL
@@ -129,6 +141,8 @@ static int chanctl__take_args(int *argc, char **argv, chanctl_args *out) {
       out->use_stdin = 1;
     } else if ((m = chanctl__match(*argc, argv, &i, "--user", 1, &v)) != 0) {
       out->user = v;
+    } else if ((m = chanctl__match(*argc, argv, &i, "--conn", 1, &v)) != 0) {
+      out->conn = v;
     } else if ((m = chanctl__match(*argc, argv, &i, "--ttl", 1, &v)) != 0) {
       out->ttl = v;
     } else if ((m = chanctl__match(*argc, argv, &i, "--objects", 1, &v)) !=
@@ -371,32 +385,96 @@ static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
   return fflush(stdout) == 0 ? CHANCTL_OK : CHANCTL_FAIL;
 }
 
+/* ---- kick ------------------------------------------------------------ */
+
+/* A kick goes to a control key on websocket.groups (chan_names.h): the
+ * same message an application publishes with the emitter's permissions. */
+static int chanctl__kick(const chanctl_conf *conf, const chanctl_args *a, int argc) {
+  if (argc != 2 || !a->user == !a->conn) {
+    fprintf(stderr, "usage: chanctl kick --user ID | --conn CHANNEL\n");
+    return CHANCTL_USAGE;
+  }
+  char key[sizeof CHAN_GATEWAY_KEY_PREFIX + CHAN_QUEUE_NAME_MAX + 24];
+  char body[sizeof CHAN_REPLY_PREFIX + CHAN_QUEUE_NAME_MAX + 24] = "";
+  char what[sizeof body + 32];
+  if (a->user) {
+    long long user;
+    if (chanctl__parse_ll(a->user, TOKEN_USER_MAX, &user) < 0) {
+      fprintf(stderr, "chanctl: --user: expected a positive integer up to 2^53-1\n");
+      return CHANCTL_USAGE;
+    }
+    snprintf(key, sizeof key, CHAN_USER_KEY_PREFIX "%lld", user);
+    snprintf(what, sizeof what, "user %lld", user);
+  } else {
+    char queue[CHAN_QUEUE_NAME_MAX + 1];
+    uint64_t id;
+    /* Accepted with or without the websocket.send. prefix. */
+    if (strncmp(a->conn, CHAN_REPLY_PREFIX, strlen(CHAN_REPLY_PREFIX)) == 0)
+      snprintf(body, sizeof body, "%s", a->conn);
+    else
+      snprintf(body, sizeof body, CHAN_REPLY_PREFIX "%s", a->conn);
+    if (chan_reply_channel_parse(body, queue, sizeof queue, &id) != 0) {
+      fprintf(stderr, "chanctl: --conn: expected websocket.send.QUEUE!ID (the "
+                      "channel gatewayd logs as conn_open)\n");
+      return CHANCTL_USAGE;
+    }
+    snprintf(key, sizeof key, CHAN_GATEWAY_KEY_PREFIX "%s", queue);
+    snprintf(what, sizeof what, "connection %s", body);
+  }
+  char err[512];
+  chan_emitter *e = chan_emit_open(conf->amqp.url, err, sizeof err);
+  if (!e) {
+    fprintf(stderr, "chanctl: %s\n", err);
+    return CHANCTL_FAIL;
+  }
+  int routed = 0, rc = CHANCTL_OK;
+  if (chan_emit_kick(e, key, body, &routed, err, sizeof err) < 0) {
+    fprintf(stderr, "chanctl: kick %s: %s\n", what, err);
+    rc = CHANCTL_FAIL;
+  } else if (!routed) {
+    fprintf(stderr, "chanctl: kick %s: no gateway holds %s\n", what,
+            a->user ? "a connection of that user" : "that connection (its gateway is gone)");
+    rc = CHANCTL_NOBODY;
+  } else {
+    printf("kicked %s (its gateways close %s with 4403)\n", what,
+           a->user ? "every connection of it" : "it");
+  }
+  if (chan_emit_close(e, err, sizeof err) < 0 && rc == CHANCTL_OK) {
+    fprintf(stderr, "chanctl: %s\n", err);
+    rc = CHANCTL_FAIL;
+  }
+  return rc;
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static int chanctl__run(const chanctl_conf *conf, const chanctl_args *a,
                        int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: chanctl %s\n(chanctl --help for more)\n",
-            "[SETTINGS] emit|token ...");
+            "[SETTINGS] emit|token|kick ...");
     return CHANCTL_USAGE;
   }
   const char *cmd = argv[1];
   int is_emit = strcmp(cmd, "emit") == 0, is_token = strcmp(cmd, "token") == 0;
-  if (!is_emit && !is_token) {
-    fprintf(stderr, "chanctl: unknown command '%s' (emit, token)\n", cmd);
+  int is_kick = strcmp(cmd, "kick") == 0;
+  if (!is_emit && !is_token && !is_kick) {
+    fprintf(stderr, "chanctl: unknown command '%s' (emit, token, kick)\n", cmd);
     return CHANCTL_USAGE;
   }
-  if ((is_emit && (a->user || a->ttl || a->objects)) ||
-      (is_token && (a->use_stdin || a->timeout))) {
+  if ((is_emit && (a->user || a->ttl || a->objects || a->conn)) ||
+      (is_token && (a->use_stdin || a->timeout || a->conn)) ||
+      (is_kick && (a->use_stdin || a->timeout || a->ttl || a->objects))) {
     fprintf(stderr, "chanctl: %s: option not valid for this command\n", cmd);
     return CHANCTL_USAGE;
   }
+  if (is_kick) return chanctl__kick(conf, a, argc);
   return is_emit ? chanctl__emit(conf, a, argc, argv)
                  : chanctl__token(conf, a, argc);
 }
 
 int main(int argc, char **argv) {
-  chanctl_args args = {0, NULL, NULL, NULL, NULL};
+  chanctl_args args = {0, NULL, NULL, NULL, NULL, NULL};
   if (chanctl__take_args(&argc, argv, &args) < 0) return CHANCTL_USAGE;
   chanctl_conf conf;
   memset(&conf, 0, sizeof conf); /* amqp's members outside the table too */

@@ -53,7 +53,7 @@ struct gw_admin_conn {
 static const char *const gw_admin__reason_names[GW_CLOSE_N] = {
     "http",   "normal",   "going_away", "protocol_error", "invalid_payload",
     "policy", "too_big",  "internal",   "try_again",      "abnormal",
-    "other"};
+    "other",  "expired",  "revoked"};
 
 gw_close_reason gw_admin_close_reason(int upgraded, int code) {
   if (!upgraded) return GW_CLOSE_HTTP;
@@ -68,6 +68,8 @@ gw_close_reason gw_admin_close_reason(int upgraded, int code) {
     case 1009: return GW_CLOSE_TOO_BIG;
     case 1011: return GW_CLOSE_INTERNAL;
     case 1013: return GW_CLOSE_TRY_AGAIN;
+    case 4401: return GW_CLOSE_EXPIRED;
+    case 4403: return GW_CLOSE_REVOKED;
     default: return GW_CLOSE_OTHER;
   }
 }
@@ -128,6 +130,15 @@ static const gw_admin__metric gw_admin__counters[] = {
                   "Heap bytes held in partially received client messages (bound: max_partial_total)."),
     GW_ADMIN_STAT("ping_timeouts_total", "counter", ping_timeouts,
                   "Connections closed after ping_timeout without a byte from the client."),
+    GW_ADMIN_STAT("refreshes_total", "counter", refreshes,
+                  "Worker replies that moved an open connection's expiry (a token refresh)."),
+    GW_ADMIN_STAT("expiry_closes_total", "counter", expiry_closes,
+                  "Connections closed (4401) at the end of their refresh window."),
+    GW_ADMIN_STAT("kicks_total", "counter", kicks_received,
+                  "Kick messages received (by user or by connection), whether or not they "
+                  "found a connection here."),
+    GW_ADMIN_STAT("kick_closes_total", "counter", kick_closes,
+                  "Connections closed (4403) by a kick."),
 };
 
 static void gw_admin__labelled(prom_buf *b, const char *name, const char *key,

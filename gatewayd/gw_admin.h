@@ -33,6 +33,8 @@ typedef enum {
   GW_CLOSE_TRY_AGAIN,       /* 1013: broker unavailable */
   GW_CLOSE_ABNORMAL,        /* 1006: EOF without a close, timeouts, errors */
   GW_CLOSE_OTHER,           /* any other code (application codes, 1012...) */
+  GW_CLOSE_EXPIRED,         /* 4401: credential expired, not refreshed */
+  GW_CLOSE_REVOKED,         /* 4403: kicked */
   GW_CLOSE_N
 } gw_close_reason;
 

@@ -261,6 +261,7 @@ static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
   e->next = NULL;
   e->kind = kind;
   e->frame = NULL;
+  e->conn_id = 0;
   e->len = len;
   if (len) memcpy(e->data, data, len);
   e->data[len] = '\0';
@@ -551,11 +552,96 @@ static gw_bridge_event *gw_bridge__group_event(const amqp_envelope_t *env) {
   return e;
 }
 
-static gw_bridge_event *gw_bridge__event_for(const amqp_envelope_t *env) {
+/* 1 when the message carries x-wsgw-control: kick. */
+static int gw_bridge__is_kick(const amqp_envelope_t *env) {
+  const amqp_basic_properties_t *p = &env->message.properties;
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *h = &p->headers.entries[i];
+    if (h->key.len != strlen(CHAN_CONTROL_HEADER) ||
+        memcmp(h->key.bytes, CHAN_CONTROL_HEADER, h->key.len) != 0)
+      continue;
+    if (h->value.kind != AMQP_FIELD_KIND_UTF8 && h->value.kind != AMQP_FIELD_KIND_BYTES)
+      return 0;
+    const amqp_bytes_t *v = &h->value.value.bytes;
+    return v->len == strlen(CHAN_CONTROL_KICK) &&
+           memcmp(v->bytes, CHAN_CONTROL_KICK, v->len) == 0;
+  }
+  return 0;
+}
+
+static int gw_bridge__key_has_prefix(const amqp_bytes_t *key, const char *prefix) {
+  size_t n = strlen(prefix);
+  return key->len >= n && memcmp(key->bytes, prefix, n) == 0;
+}
+
+/* The connection id a kick to this gateway's own key names: its body is
+ * "websocket.send.<our queue>!<id>" or "<id>". 0: none of ours. */
+static uint64_t gw_bridge__kick_conn_id(const gw_bridge *b, const amqp_bytes_t *body) {
+  char text[CHAN_QUEUE_NAME_MAX + 64];
+  if (body->len == 0 || body->len >= sizeof text) return 0;
+  memcpy(text, body->bytes, body->len);
+  text[body->len] = '\0';
+  size_t n = body->len;
+  while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+    text[--n] = '\0';
+  const char *digits = text;
+  const char *bang = strrchr(text, '!');
+  if (bang) {
+    size_t pre = strlen(CHAN_REPLY_PREFIX), q = strlen(b->queue);
+    if ((size_t)(bang - text) != pre + q || strncmp(text, CHAN_REPLY_PREFIX, pre) != 0 ||
+        strncmp(text + pre, b->queue, q) != 0)
+      return 0;
+    digits = bang + 1;
+  }
+  uint64_t id = 0;
+  if (!*digits || strlen(digits) > 19) return 0;
+  for (const char *d = digits; *d; d++) {
+    if (*d < '0' || *d > '9') return 0;
+    id = id * 10 + (uint64_t)(*d - '0');
+  }
+  return id;
+}
+
+/* A message to one of the gateways' control keys (wsgw!...): a kick, or
+ * nothing (never delivered to a client). */
+static gw_bridge_event *gw_bridge__control_event(const gw_bridge *b,
+                                                 const amqp_envelope_t *env) {
+  const amqp_bytes_t *key = &env->routing_key;
+  if (!gw_bridge__is_kick(env)) {
+    log_warn("control_message_dropped", "key=%.*s reason=\"not a kick\"", (int)key->len,
+             (const char *)key->bytes);
+    return NULL;
+  }
+  if (gw_bridge__key_has_prefix(key, CHAN_USER_KEY_PREFIX))
+    return gw_bridge__event_new(GW_BRIDGE_KICK, key->bytes, key->len);
+  if (gw_bridge__key_has_prefix(key, CHAN_GATEWAY_KEY_PREFIX)) {
+    uint64_t id = gw_bridge__kick_conn_id(b, &env->message.body);
+    if (!id) {
+      log_warn("control_message_dropped", "key=%.*s reason=\"no connection of ours named\"",
+               (int)key->len, (const char *)key->bytes);
+      return NULL;
+    }
+    gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_KICK, "", 0);
+    if (e) e->conn_id = id;
+    return e;
+  }
+  return NULL;
+}
+
+static gw_bridge_event *gw_bridge__event_for(const gw_bridge *b, const amqp_envelope_t *env) {
   const amqp_bytes_t *x = &env->exchange;
   if (x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
-      memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0)
+      memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0) {
+    if (gw_bridge__key_has_prefix(&env->routing_key, CHAN_CONTROL_PREFIX))
+      return gw_bridge__control_event(b, env);
+    if (gw_bridge__is_kick(env)) { /* a kick sent to a group: not ours to act on */
+      log_warn("control_message_dropped", "key=%.*s reason=\"kick to a group\"",
+               (int)env->routing_key.len, (const char *)env->routing_key.bytes);
+      return NULL;
+    }
     return gw_bridge__group_event(env);
+  }
   if (x->len == 0) /* default exchange: a worker's reply */
     return gw_bridge__event_new(GW_BRIDGE_REPLY, env->message.body.bytes,
                                   env->message.body.len);
@@ -610,7 +696,7 @@ static int gw_bridge__read(gw_bridge *b) {
     amqp_maybe_release_buffers(b->conn);
     amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, &zero, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      gw_bridge_event *e = gw_bridge__event_for(&env);
+      gw_bridge_event *e = gw_bridge__event_for(b, &env);
       amqp_destroy_envelope(&env);
       if (e) gw_bridge__batch_add(&batch, e);
       if (batch.bytes > 1u << 20) gw_bridge__post(b, &batch);

@@ -28,14 +28,16 @@ typedef enum {
   GW_BRIDGE_DOWN,    /* data: the reason */
   GW_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
   GW_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
-  GW_BRIDGE_REFUSED  /* conn_id: a publish for it was refused or lost */
+  GW_BRIDGE_REFUSED, /* conn_id: a publish for it was refused or lost */
+  GW_BRIDGE_KICK     /* a kick: conn_id (one connection), or 0 and data: the
+                        user's control key (wsgw!user.<uid>) */
 } gw_bridge_kind;
 
 typedef struct gw_bridge_event {
   struct gw_bridge_event *next;
   gw_bridge_kind kind;
   gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
-  uint64_t conn_id; /* REFUSED only */
+  uint64_t conn_id; /* REFUSED, KICK */
   size_t len;    /* bytes of data, without the NUL */
   char data[];   /* NUL-terminated */
 } gw_bridge_event;

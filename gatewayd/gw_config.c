@@ -122,6 +122,10 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("gateway", "max_lingering_groups", CFG_INT, "1000", 0, 10000000, 0,
            max_lingering_groups,
            "groups kept bound that way at most; over it the oldest is unbound"),
+    /* Access that ends (issue 13). */
+    GW_OPT("gateway", "refresh_window", CFG_MS, "60s", 0, 86400000, 0, refresh_window,
+           "time after a connection's credential expired (its exp plus auth.leeway) in "
+           "which the client may send {\"token\": ...} to extend it; then close 4401"),
     LOG_CFG_OPT(gw_config, log_level)
     /* [gateway], not [metrics]: one config file may serve both daemons,
      * and each needs its own port (workerd: worker.metrics_listen). */

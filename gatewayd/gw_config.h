@@ -56,6 +56,7 @@ typedef struct gw_config {
   long group_changes_burst;/* ... at once from a full allowance */
   long group_linger;       /* ms a group's binding outlives its last member */
   long max_lingering_groups; /* bindings kept that way, at most */
+  long refresh_window;     /* ms after a credential's expiry for a refresh (then 4401) */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

@@ -14,8 +14,10 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chan_msg.h"
+#include "chan_names.h"
 #include "chan_reply_channel.h"
 #include "log.h"
 
@@ -329,6 +331,12 @@ static const gw_relay_sink gw_conn__relay_sink = {
     gw_conn__relay_refuse, gw_conn__upgrade,    gw_conn__relay_open,
 };
 
+static uint64_t gw_conn__wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* The relay's view of this connection for one call; channel is the
  * caller's buffer for the reply channel. */
 static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t len) {
@@ -348,6 +356,9 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->max_session = s->cfg->max_session;
   io->changes_rate = s->cfg->group_changes_rate;
   io->changes_burst = s->cfg->group_changes_burst;
+  io->expiries = &s->expiries;
+  io->wall_ms = gw_conn__wall_ms();
+  io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
   /* The echo route changes no groups, so it is never told the binds wait. */
   io->binds_busy = s->bridge &&
                    gw_bridge_bind_backlog(s->bridge) > (size_t)s->cfg->max_bind_backlog &&
@@ -793,8 +804,31 @@ static void gw_conn__tick_replies(gw_server *s, uint64_t cutoff) {
   }
 }
 
+/* Connections whose refresh window ended without a refresh: 4401, "sign in
+ * again". Each leaves the heap as it starts closing (a later reply cannot
+ * put it back: the relay sets expiries only on open connections). */
+static void gw_conn__tick_expiries(gw_server *s, uint64_t now) {
+  uint32_t *slot;
+  while ((slot = gw_expiry_due(&s->expiries, now))) {
+    gw_conn *c = GW_CONN_OF(slot, relay.exp_slot);
+    gw_expiry_remove(&s->expiries, slot);
+    if (c->life.state != GW_CONN_OPEN) continue; /* closing anyway */
+    s->stats.expiry_closes++;
+    log_info("conn_expired", "id=%llu", (unsigned long long)c->id);
+    gw_conn_close(c, CHAN_CLOSE_EXPIRED, GW_RELAY_EXPIRED_REASON);
+  }
+}
+
+void gw_conn_kick(gw_conn *c) {
+  if (c->life.state == GW_CONN_CLOSING || c->life.state == GW_CONN_CLOSED) return;
+  c->srv->stats.kick_closes++;
+  log_info("conn_kicked", "id=%llu", (unsigned long long)c->id);
+  gw_conn_close(c, CHAN_CLOSE_REVOKED, "access revoked");
+}
+
 void gw_conn_tick(gw_server *s, uint64_t now) {
   gw_timeq_node *n;
+  gw_conn__tick_expiries(s, now);
   if (now > (uint64_t)s->cfg->handshake_timeout) {
     while ((n = gw_timeq_expired(&s->handshakes, now - (uint64_t)s->cfg->handshake_timeout))) {
       s->stats.handshake_timeouts++;

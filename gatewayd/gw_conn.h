@@ -101,6 +101,10 @@ void gw_conn_flush_dirty(gw_server *s);
 /* The periodic tick: handshake, connect, reply, ping and linger deadlines. */
 void gw_conn_tick(gw_server *s, uint64_t now);
 
+/* A kick (chanctl kick, or an application's kick message): close 4403
+ * "access revoked" (503 before the upgrade). Once per connection. */
+void gw_conn_kick(gw_conn *c);
+
 /* The broker went away: every connection waiting for its accept gets 503. */
 void gw_conn_fail_connecting(gw_server *s);
 

@@ -8,8 +8,10 @@
  */
 #include "gw_dispatch.h"
 
+#include <stdio.h>
 #include <string.h>
 
+#include "chan_names.h"
 #include "chan_reply.h"
 #include "chan_reply_channel.h"
 #include "gw_conn.h"
@@ -39,6 +41,27 @@ static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
     next = m->next;
     gw_conn_send_frame(m->conn, e->frame);
     s->stats.deliveries++;
+  }
+}
+
+/* A kick: one connection by id, or every member of a user's control key.
+ * Closing keeps memberships until the close completes (or destroys the
+ * connection, which frees only its own node): take `next` first, as the
+ * fanout does. */
+static void gw_dispatch__kick(gw_server *s, gw_bridge_event *e) {
+  s->stats.kicks_received++;
+  if (e->conn_id) {
+    gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
+    log_info("kick", "id=%llu found=%d", (unsigned long long)e->conn_id, c != NULL);
+    if (c) gw_conn_kick(c);
+    return;
+  }
+  gw_group *g = gw_group_find(&s->groups, e->data, e->len);
+  log_info("kick", "key=%s members=%u", e->data, g ? g->n_members : 0);
+  if (!g) return;
+  for (gw_member *m = g->head, *next; m; m = next) {
+    next = m->next;
+    gw_conn_kick(m->conn);
   }
 }
 
@@ -75,6 +98,10 @@ static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
   /* A new queue has no bindings: bind every group we still have members
    * of, so events flow again without any client resubscribing. */
   gw_group_foreach(&s->groups, gw_dispatch__rebind, s);
+  /* Our own control key: kicks of one connection (chanctl kick --conn). */
+  char key[sizeof CHAN_GATEWAY_KEY_PREFIX + CHAN_QUEUE_NAME_MAX];
+  snprintf(key, sizeof key, CHAN_GATEWAY_KEY_PREFIX "%s", s->queue);
+  if (s->bridge) gw_bridge_bind(s->bridge, key);
   log_info("broker_up", "queue=%s groups=%zu", s->queue, s->groups.n_groups);
 }
 
@@ -94,6 +121,7 @@ void gw_dispatch_events(gw_bridge_event *events, void *arg) {
       case GW_BRIDGE_REPLY: gw_dispatch__reply(s, e); break;
       case GW_BRIDGE_UP: gw_dispatch__up(s, e); break;
       case GW_BRIDGE_DOWN: gw_dispatch__down(s); break;
+      case GW_BRIDGE_KICK: gw_dispatch__kick(s, e); break;
       case GW_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
         if (c) gw_conn_refused(c);

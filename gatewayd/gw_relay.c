@@ -22,8 +22,11 @@
 #include "gw_relay.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "chan_names.h"
 
 #include "gw_admin.h"
 #include "gw_stats.h"
@@ -124,7 +127,9 @@ static int gw_relay__over_rate(gw_relay *r, const gw_relay_io *io) {
     r->rate_window = second;
     r->rate_count = 0;
   }
-  return ++r->rate_count > (uint32_t)io->max_rate;
+  /* 16 bits, saturating: a max_rate over 65534 is no limit at all. */
+  if (r->rate_count < UINT16_MAX) r->rate_count++;
+  return r->rate_count > (uint32_t)io->max_rate;
 }
 
 static int gw_relay__queue(gw_relay *r, int binary, const uint8_t *msg, size_t len) {
@@ -249,6 +254,34 @@ static void gw_relay__set_session(gw_relay *r, const gw_relay_io *io,
   r->session = copy;
 }
 
+/* The reply's "expires" (Unix seconds): the connection is closed (4401)
+ * refresh_window after it, unless a later reply moves it. Loop time is
+ * monotonic and the expiry is wall-clock time: converted once, here. */
+static void gw_relay__set_expiry(gw_relay *r, gw_relay_io *io, uint64_t expires_s) {
+  if (!io->expiries) return;
+  int64_t left = (int64_t)(expires_s * 1000) - (int64_t)io->wall_ms +
+                 (int64_t)io->refresh_window_ms;
+  uint64_t at = io->now_ms + (uint64_t)(left > 0 ? left : 0);
+  if (gw_expiry_set(io->expiries, &r->exp_slot, at) != 0) {
+    io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+    return;
+  }
+  log_debug("conn_expires", "id=%llu expires=%llu close_in_ms=%lld",
+            (unsigned long long)io->id, (unsigned long long)expires_s,
+            (long long)(left > 0 ? left : 0));
+}
+
+/* The accepted connection joins its user's control key (a kick there
+ * closes it): a group of the table like any other, so its binding is
+ * counted, queued and lingers as theirs do. */
+static void gw_relay__join_user(gw_relay *r, gw_relay_io *io, uint64_t user) {
+  char key[sizeof CHAN_USER_KEY_PREFIX + 24];
+  snprintf(key, sizeof key, CHAN_USER_KEY_PREFIX "%llu", (unsigned long long)user);
+  if (r->user) return;
+  r->user = gw_group_join(io->groups, key, io->arg);
+  if (!r->user) io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+}
+
 /* The worker's verdict on the upgrade. -1: refused (or the 101 could not
  * be queued), the connection is on its way out. */
 static int gw_relay__verdict(gw_relay_io *io, const chan_reply *rep) {
@@ -282,6 +315,16 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
     gw_relay__charge(r, gw_relay__set_groups(r, io, rep->groups, rep->n_groups));
   if (rep->session_json) gw_relay__set_session(r, io, rep->session_json);
   if (connecting && gw_relay__verdict(io, rep) != 0) return GW_RELAY_OK;
+  if (connecting) {
+    /* What operators look for to kick it: chanctl kick --conn CHANNEL. */
+    log_info("conn_open", "id=%llu user=%llu channel=%s", (unsigned long long)io->id,
+             (unsigned long long)rep->user, io->reply_channel ? io->reply_channel : "-");
+    if (rep->user) gw_relay__join_user(r, io, rep->user);
+  }
+  if (rep->expires && io->sink->open(io->arg)) {
+    if (!connecting) io->stats->refreshes++;
+    gw_relay__set_expiry(r, io, rep->expires);
+  }
   for (size_t i = 0; i < rep->n_texts && io->sink->open(io->arg); i++)
     io->sink->send(io->arg, 1, rep->texts[i].data, rep->texts[i].len);
   if (rep->has_bytes && io->sink->open(io->arg))
@@ -327,12 +370,15 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code) {
   for (uint16_t i = 0; i < r->n_members; i++)
     gw_group_leave(io->groups, r->members[i], io->now_ms);
   r->n_members = 0;
+  if (r->user) gw_group_leave(io->groups, r->user, io->now_ms);
+  r->user = NULL;
+  if (io->expiries) gw_expiry_remove(io->expiries, &r->exp_slot);
   gw_timeq_remove(&r->rq);
   r->inflight = 0;
 }
 
 void gw_relay_free(gw_relay *r) {
-  assert(r->n_members == 0 && !r->rq.owner); /* gw_relay_end ran */
+  assert(r->n_members == 0 && !r->rq.owner && !r->user && !r->exp_slot); /* gw_relay_end ran */
   for (gw_relay__pending *p = r->pend_head, *n; p; p = n) {
     n = p->next;
     free(p);

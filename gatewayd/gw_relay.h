@@ -26,6 +26,7 @@
 
 #include "chan_msg.h"
 #include "chan_reply.h"
+#include "gw_expiry.h"
 #include "gw_group.h"
 #include "gw_timeq.h"
 
@@ -62,6 +63,9 @@ typedef struct gw_relay_io {
   long changes_rate;         /* group joins + leaves per second, on average */
   long changes_burst;        /* ... and at once, from a full allowance */
   int binds_busy;            /* 1: too many binds queued: refuse changes */
+  gw_expiry *expiries;       /* when connections' access ends */
+  uint64_t wall_ms;          /* wall clock (Unix ms), for a reply's "expires" */
+  uint64_t refresh_window_ms; /* after "expires", before the close (4401) */
 } gw_relay_io;
 
 typedef struct gw_relay__pending gw_relay__pending;
@@ -74,11 +78,13 @@ typedef struct gw_relay {
   gw_relay__pending *pend_head, *pend_tail;
   char *session;           /* JSON object text set by a worker, or NULL */
   gw_member **members;
+  gw_member *user;         /* in the user's control key (wsgw!user.<uid>), or NULL */
   const char *path;        /* the route, a static string */
   uint32_t rate_window;    /* second (loop time) the rate count is for */
-  uint32_t rate_count;     /* client messages in that second */
   int32_t changes_milli;   /* group changes allowed now, x1000; < 0: owed */
   uint32_t changes_ms;     /* loop time (ms, wrapping) of the last refill */
+  uint32_t exp_slot;       /* in io->expiries (index + 1), 0: no expiry */
+  uint16_t rate_count;     /* client messages in that second (saturates) */
   uint16_t n_members;
   uint16_t n_pending;
   uint8_t connect_sent;    /* a websocket.disconnect is owed */
@@ -97,6 +103,10 @@ typedef enum {
 #define GW_RELAY_CHANGES_ERROR \
   "{\"error\": \"too many subscription changes, try again later\"}"
 #define GW_RELAY_BUSY_ERROR "{\"error\": \"server busy, try again later\"}"
+
+/* Where the access of a connection whose "expires" passed ends: its
+ * refresh window is over (gw_conn's tick closes it with 4401). */
+#define GW_RELAY_EXPIRED_REASON "credential expired"
 
 /* The request head is valid: publish websocket.connect (m carries the
  * addresses, headers and query; the relay fills in the rest). 0: the caller

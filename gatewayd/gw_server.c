@@ -261,6 +261,7 @@ void gw_server_free(gw_server *s) {
    * loop ran them): the budget is the sum over connections, now none. */
   assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
+  gw_expiry_free(&s->expiries);
   gw_conntab_free(&s->conns);
   gw_clients_free(&s->clients);
   free(s->read_buf);

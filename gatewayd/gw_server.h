@@ -17,6 +17,7 @@
 #include "gw_clients.h"
 #include "gw_config.h"
 #include "gw_conntab.h"
+#include "gw_expiry.h"
 #include "gw_group.h"
 #include "gw_stats.h"
 #include "gw_timeq.h"
@@ -49,6 +50,7 @@ typedef struct gw_server {
   gw_timeq idle;       /* open: by last byte received */
   gw_timeq closing;    /* closing handshake or HTTP error on its way out */
   gw_timeq replies;    /* waiting for a reply to websocket.receive */
+  gw_expiry expiries;  /* open connections whose credential expires */
 
   gw_conn *dirty; /* connections with frames queued since the last flush */
   char *read_buf; /* shared by every connection: reads are consumed at once */

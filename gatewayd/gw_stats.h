@@ -26,6 +26,10 @@ typedef struct gw_stats {
   /* client messages answered by the gateway: group changes over the
    * connection's allowance; too many binds queued (gw_relay) */
   uint64_t changes_refused, binds_busy_refused;
+  /* access that ends (issue 13): replies that moved an open connection's
+   * expiry (refreshes), connections closed at their refresh window's end
+   * (4401), and by a kick (4403) */
+  uint64_t refreshes, expiry_closes, kick_closes, kicks_received;
   /* For the metrics (gw_admin) */
   uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
   uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */

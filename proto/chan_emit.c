@@ -44,6 +44,7 @@ struct chan_emitter {
   mq_confirms confirms;         /* conn's publishes the broker has not answered */
   int timeout_ms;               /* longest wait for confirms */
   unsigned long sent, failed;   /* events since the last flush, and how many failed */
+  unsigned long returned;       /* mandatory publishes the broker could not route */
   char why[192];                /* the first failure's reason since the last flush */
 };
 
@@ -133,6 +134,18 @@ static int chan_emit__read(chan_emitter *e, struct timeval *tv) {
   if (mq_confirms_apply(&e->confirms, &f, chan_emit__failed, e)) {
     if (f.payload.method.id == AMQP_BASIC_NACK_METHOD)
       chan_emit__note(e, "refused by the broker (basic.nack)");
+    return 1;
+  }
+  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+    /* A mandatory publish nobody was bound for; its content follows. */
+    amqp_message_t msg;
+    amqp_rpc_reply_t r = amqp_read_message(e->conn, f.channel, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      chan_emit__drop(e, "connection lost reading a returned message");
+      return -1;
+    }
+    amqp_destroy_message(&msg);
+    e->returned++;
     return 1;
   }
   if (mq_frame_close_reason(&f, "publish", why, sizeof why)) {
@@ -266,6 +279,45 @@ int chan_emit(chan_emitter *e, const char *group, const char *json, size_t len,
               char *err, size_t errlen) {
   if (chan_emit_nowait(e, group, json, len, err, errlen) < 0) return -1;
   return chan_emit_flush(e, err, errlen);
+}
+
+int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *routed,
+                   char *err, size_t errlen) {
+  size_t klen = strlen(key), blen = body ? strlen(body) : 0;
+  if (klen == 0 || klen > CHAN_QUEUE_NAME_MAX ||
+      strncmp(key, CHAN_CONTROL_PREFIX, strlen(CHAN_CONTROL_PREFIX)) != 0) {
+    snprintf(err, errlen, "not a control key");
+    return -1;
+  }
+  if (!e->conn && chan_emit__connect(e, err, errlen) < 0) return -1;
+  if (chan_emit_flush(e, err, errlen) < 0 || !e->conn) return -1;
+  amqp_table_entry_t h;
+  h.key = amqp_cstring_bytes(CHAN_CONTROL_HEADER);
+  h.value.kind = AMQP_FIELD_KIND_UTF8;
+  h.value.value.bytes = amqp_cstring_bytes(CHAN_CONTROL_KICK);
+  amqp_basic_properties_t props;
+  mq_json_props(&props, 0);
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  props.headers.num_entries = 1;
+  props.headers.entries = &h;
+  if (mq_confirms_push(&e->confirms, 0) < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  e->sent++;
+  e->returned = 0;
+  int rc = amqp_basic_publish(e->conn, MQ_CHANNEL, amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE),
+                              (amqp_bytes_t){klen, (void *)key}, 1 /* mandatory */, 0,
+                              &props, (amqp_bytes_t){blen, (void *)(body ? body : "")});
+  if (rc != AMQP_STATUS_OK) {
+    char why[160];
+    snprintf(why, sizeof why, "publish: %s", amqp_error_string2(rc));
+    if (chan_emit__drain(e) == 0) chan_emit__drop(e, why);
+  }
+  /* The broker sends basic.return before the publish's basic.ack. */
+  if (chan_emit_flush(e, err, errlen) < 0) return -1;
+  *routed = e->returned == 0;
+  return 0;
 }
 
 int chan_emit_flush(chan_emitter *e, char *err, size_t errlen) {

@@ -70,6 +70,17 @@ int chan_emit_nowait(chan_emitter *e, const char *group, const char *json,
  * starts again from zero. */
 int chan_emit_flush(chan_emitter *e, char *err, size_t errlen);
 
+/* Publishes a kick (docs/PROTOCOL.md, "Kicking connections") to the
+ * control key `key` (CHAN_USER_KEY_PREFIX<uid> or
+ * CHAN_GATEWAY_KEY_PREFIX<queue>) with header CHAN_CONTROL_HEADER =
+ * CHAN_CONTROL_KICK and body (NULL: empty), mandatory, and waits for the
+ * broker's confirm. 0 with *routed = 1 when some gateway's queue took it,
+ * 0 with *routed = 0 when no gateway was bound to the key (nobody to
+ * kick); -1 with a reason (broker error, no confirm). Flushes any earlier
+ * event first. */
+int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *routed,
+                   char *err, size_t errlen);
+
 /* chan_emit_flush(), then closes the connection and frees e (NULL: 0).
  * Returns what the flush returned. err may be NULL. */
 int chan_emit_close(chan_emitter *e, char *err, size_t errlen);

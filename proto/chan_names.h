@@ -33,6 +33,28 @@
 /* Group names: 1..CHAN_GROUP_NAME_MAX bytes of [A-Za-z0-9_.:-]. */
 #define CHAN_GROUP_NAME_MAX 128
 
+/* Control keys on the groups exchange (issue 13): routing keys that start
+ * with "wsgw!" are the gateways' own. '!' is outside the group-name
+ * alphabet, so no client subscription and no event emitted with
+ * `chanctl emit` can ever name one. Gateways never deliver a message sent
+ * to one; a message there carrying the header CHAN_CONTROL_HEADER =
+ * CHAN_CONTROL_KICK is a kick:
+ *   "wsgw!user.<uid>"  bound by every gateway while it holds connections of
+ *                      user <uid> (and for group_linger after): the
+ *                      gateway closes all of them (4403)
+ *   "wsgw!gw.<queue>"  bound by the gateway whose queue that is: the body
+ *                      is the reply channel "websocket.send.<queue>!<id>"
+ *                      (or "<id>") of the one connection to close (4403) */
+#define CHAN_CONTROL_PREFIX "wsgw!"
+#define CHAN_USER_KEY_PREFIX "wsgw!user."
+#define CHAN_GATEWAY_KEY_PREFIX "wsgw!gw."
+#define CHAN_CONTROL_HEADER "x-wsgw-control"
+#define CHAN_CONTROL_KICK "kick"
+
+/* Close codes of access that ends (docs/PROTOCOL.md, "Close codes"). */
+#define CHAN_CLOSE_EXPIRED 4401 /* credential expired, not refreshed: re-authenticate */
+#define CHAN_CLOSE_REVOKED 4403 /* kicked: access revoked */
+
 /* Caps of the channel JSON (channel messages and replies): encoders refuse
  * to write more, decoders refuse to read more. */
 #define CHAN_SESSION_MAX 4096 /* bytes of the session object's compact JSON */

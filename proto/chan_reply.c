@@ -107,6 +107,9 @@ static int chan_reply__encode_fields(cJSON *obj, const chan_reply *r) {
   if (r->has_groups && chan_json_add_groups(obj, r->groups, r->n_groups) != 0) {
     return -1;
   }
+  if (r->user && chan_json_add_uint(obj, "user", r->user) != 0) return -1;
+  if (r->expires && chan_json_add_uint(obj, "expires", r->expires) != 0)
+    return -1;
   return 0;
 }
 
@@ -223,6 +226,18 @@ static int chan_reply__decode_status(const cJSON *root, chan_reply *out,
   return 0;
 }
 
+/* "user" and "expires": integers from 1 to 2^53-1 (0 or absent: none). */
+static int chan_reply__decode_id(const cJSON *root, const char *key,
+                                 uint64_t *out, char *err, size_t errlen) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!item) return 0;
+  if (chan_json_uint(item, CHAN_JSON_UINT_MAX, out) != 0) {
+    return chan_json_fail(err, errlen, "%s must be an integer from 0 to 2^53-1",
+                          key);
+  }
+  return 0;
+}
+
 static int chan_reply__decode_fields(const cJSON *root, chan_reply *out,
                                     char *err, size_t errlen) {
   if (chan_reply__decode_status(root, out, err, errlen) != 0 ||
@@ -234,7 +249,9 @@ chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
       chan_reply__decode_close(root, out, err, errlen) != 0 ||
       chan_json_session(root, &out->session_json, err, errlen) != 0 ||
       chan_json_groups(root, &out->has_groups, &out->groups, &out->n_groups,
-                       err, errlen) != 0) {
+                       err, errlen) != 0 ||
+      chan_reply__decode_id(root, "user", &out->user, err, errlen) != 0 ||
+      chan_reply__decode_id(root, "expires", &out->expires, err, errlen) != 0) {
     return -1;
   }
   return 0;

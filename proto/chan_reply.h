@@ -47,6 +47,13 @@ typedef struct chan_reply {
   int has_groups; /* 1: groups[] is the connection's new, whole membership */
   char **groups;
   size_t n_groups;
+
+  /* Access that ends (issue 13). 0: absent. */
+  uint64_t user;    /* accept only: the user the connection is for (the
+                       gateway joins it to the user's control key) */
+  uint64_t expires; /* when the credential's access ends (Unix seconds,
+                       its exp plus the worker's leeway); on the accept or
+                       a later reply (a refresh); 1 .. 2^53-1 */
 } chan_reply;
 
 /* Returns a malloc'd JSON text (length in *len), or NULL when out of memory

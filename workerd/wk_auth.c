@@ -276,6 +276,7 @@ static int wk_auth__from_static(const wk_auth_static *s, wk_auth_identity *out,
                                char *reason, size_t reasonlen) {
   out->user_id = s->user_id;
   out->objects_json = NULL;
+  out->expires = 0;
   if (s->objects_json && !(out->objects_json = strdup(s->objects_json))) {
     snprintf(reason, reasonlen, "out of memory");
     return -1;
@@ -294,11 +295,15 @@ static int wk_auth__from_jwt(const wk_auth *a, const char *tok, size_t len,
     return -1;
   }
   out->user_id = c.user_id;
+  out->expires = c.exp ? c.exp + a->leeway_s : 0;
   out->objects_json = c.objects_json; /* ownership moves to out */
   c.objects_json = NULL;
   token_claims_free(&c);
   return 0;
 }
+
+static int wk_auth__check(const wk_auth *a, const char *tok, time_t now,
+                          wk_auth_identity *out, char *reason, size_t reasonlen);
 
 int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
                   wk_auth_identity *out, char *reason, size_t reasonlen) {
@@ -307,6 +312,7 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
   int rc = wk_auth_find_token(m, tok, sizeof tok, &src);
   out->user_id = 0;
   out->objects_json = NULL;
+  out->expires = 0;
   out->source = src;
   if (rc == 0) {
     snprintf(reason, reasonlen, "no token");
@@ -321,7 +327,26 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
              wk_auth_source_name(src));
     return -1;
   }
+  return wk_auth__check(a, tok, now, out, reason, reasonlen);
+}
+
+int wk_auth_check_token(const wk_auth *a, const char *tok, time_t now,
+                        wk_auth_identity *out, char *reason, size_t reasonlen) {
+  out->user_id = 0;
+  out->objects_json = NULL;
+  out->expires = 0;
+  out->source = WK_AUTH_NONE;
+  return wk_auth__check(a, tok, now, out, reason, reasonlen);
+}
+
+/* The token's verdict, wherever it came from. */
+static int wk_auth__check(const wk_auth *a, const char *tok, time_t now,
+                          wk_auth_identity *out, char *reason, size_t reasonlen) {
   size_t len = strlen(tok);
+  if (len == 0 || len >= WK_AUTH_TOKEN_MAX) {
+    snprintf(reason, reasonlen, "malformed token");
+    return -1;
+  }
   const wk_auth_static *s = wk_auth__static_find(a, tok, len);
   if (s) return wk_auth__from_static(s, out, reason, reasonlen);
   if (a->n_secrets)

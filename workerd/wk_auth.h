@@ -40,6 +40,12 @@ typedef struct wk_auth_identity {
   long long user_id;  /* 1 .. TOKEN_USER_MAX (2^53 - 1) */
   char *objects_json; /* raw JSON object of grants, malloc'd; NULL: none */
   wk_auth_source source; /* where the token was found */
+  /* When this access ends (Unix seconds): the credential's exp plus the
+   * leeway; 0: never (a static token). Whoever admits the connection (the
+   * JWT check here, an application hook) fills it; the worker puts it in
+   * the accept reply ("expires") and the gateway closes the connection
+   * (4401) a refresh window after it unless a refresh moves it. */
+  long long expires;
 } wk_auth_identity;
 
 /*
@@ -65,6 +71,15 @@ int wk_auth_check(const wk_auth *a, const chan_msg *m, time_t now,
                   wk_auth_identity *out, char *reason, size_t reasonlen);
 
 void wk_auth_identity_free(wk_auth_identity *id);
+
+/*
+ * Checks one token as wk_auth_check checks the one a connect carries (a
+ * static token, or a JWT against the secrets): a refresh
+ * ({"token": "..."} on an open connection). Returns 0 with *out filled
+ * (source WK_AUTH_NONE), or -1 with a short reason.
+ */
+int wk_auth_check_token(const wk_auth *a, const char *tok, time_t now,
+                        wk_auth_identity *out, char *reason, size_t reasonlen);
 
 /*
  * The extraction steps, public for tests and for the csrftoken cookie. Each

@@ -148,16 +148,21 @@ static char *wk_handle__session_new(const wk_handle_session_in *in) {
   return text;
 }
 
-/* Accepts user_id with session (and, outside echo, the greeting). */
+/* Accepts user_id with session (and, outside echo, the greeting). The
+ * reply names the user (the gateway joins the user's control key, which a
+ * kick targets) and when the access ends (expires, unix seconds, 0: never;
+ * the gateway closes the connection a refresh window after it). */
 static int wk_handle__accept(const chan_msg *m, long long user_id,
-                            const char *session, int echo, char **reply,
-                            size_t *len) {
+                            long long expires, const char *session, int echo,
+                            char **reply, size_t *len) {
   char greeting[64];
   chan_text t = {greeting, 0};
   chan_reply r;
   wk_handle__reply_init(&r, m);
   r.accept = 1;
   r.session_json = (char *)session;
+  r.user = (uint64_t)user_id;
+  r.expires = expires > 0 ? (uint64_t)expires : 0;
   /* An echo client (a conformance test) must see only its own messages. */
   if (!echo) {
     t.len = (size_t)snprintf(greeting, sizeof greeting,
@@ -181,7 +186,7 @@ static int wk_handle__admit(const chan_msg *m, const wk_handle_session_in *in,
   if (strlen(session) > CHAN_SESSION_MAX)
     rc = wk_handle__refuse(m, too_large, reply, len);
   else
-    rc = wk_handle__accept(m, in->user_id, session, echo, reply, len);
+    rc = wk_handle__accept(m, in->user_id, in->expires, session, echo, reply, len);
   cJSON_free(session);
   return rc;
 }
@@ -428,6 +433,7 @@ static int wk_handle__connect(const wk_handle_ctx *ctx, const chan_msg *m,
   wk_handle_session_in in = {.user_id = id.user_id,
                              .csrftoken = has_csrf ? csrf : NULL,
                              .objects_json = id.objects_json,
+                             .expires = id.expires,
                              .creds = keep_creds ? &creds : NULL};
   int rc = wk_handle__admit(m, &in, echo,
                             keep_creds ? "session too large (objects claim or "
@@ -741,8 +747,102 @@ static int wk_handle__subscribe_reply(const wk_handle_ctx *ctx,
   return rc;
 }
 
+/* --- refresh ------------------------------------------------------------ */
+
+/* The session after a refresh: the new token's user, grants and expiry;
+ * the csrftoken, application data and kept credentials as they were. */
+static char *wk_handle__refreshed_session(const wk_session *s,
+                                          const cJSON *session_root,
+                                          const wk_auth_identity *id) {
+  wk_handle_creds creds;
+  if (wk_handle__creds_from_session(session_root, &creds) != 0) return NULL;
+  const cJSON *cr = cJSON_GetObjectItemCaseSensitive(session_root, "credentials");
+  const cJSON *app = cJSON_GetObjectItemCaseSensitive(session_root, "app");
+  char *app_json = cJSON_IsObject(app) ? cJSON_PrintUnformatted(app) : NULL;
+  wk_handle_session_in in = {.user_id = id->user_id,
+                             .csrftoken = s->csrftoken,
+                             .objects_json = id->objects_json,
+                             .app_session_json = app_json,
+                             .expires = id->expires,
+                             .creds = cJSON_IsObject(cr) ? &creds : NULL};
+  char *session = wk_handle__session_new(&in);
+  cJSON_free(app_json);
+  wk_handle__creds_free(&creds);
+  return session;
+}
+
+/* {"token": "<new credential>"} on an open connection (docs/PROTOCOL.md,
+ * "Refreshing the credential"): the same user's valid credential moves
+ * the connection's expiry (the reply's "expires") and replaces its grants;
+ * anything else is refused with an error text and changes nothing.
+ * Returns 1 when the message is not a refresh (it goes on to the
+ * subscription protocol, which refuses "token" as an unknown key there
+ * was before), else what wk_handle__encode returns. */
+static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
+                              const wk_session *s, const cJSON *session_root,
+                              time_t now, char **reply, size_t *len) {
+  static const char tag[] = "\"token\"";
+  const char *data = m->data ? m->data : "";
+  /* Cheap test first: a subscription never holds "token" in quotes (group
+   * names have no quotes; "xrftoken" is not it). */
+  int found = 0;
+  for (size_t i = 0; !found && i + sizeof tag - 1 <= m->data_len; i++)
+    found = data[i] == '"' && memcmp(data + i, tag, sizeof tag - 1) == 0;
+  if (!found) return 1;
+  cJSON *root = cJSON_ParseWithLength(data, m->data_len);
+  const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "token");
+  if (!cJSON_IsObject(root) || !tok) {
+    cJSON_Delete(root);
+    return 1;
+  }
+  char text[192], reason[128];
+  const char *error = NULL;
+  wk_auth_identity id = {0};
+  for (const cJSON *k = root->child; k && !error; k = k->next)
+    if (strcmp(k->string, "token") != 0 && strcmp(k->string, "xrftoken") != 0)
+      error = "a refresh takes only token (and xrftoken)";
+  if (!error && !cJSON_IsString(tok)) error = "token must be a string";
+  /* Only a token refreshes (this worker's secrets check it); a worker that
+   * admits through the application alone has none. */
+  if (!error && !ctx->auth) error = "this server takes no tokens";
+  if (!error && wk_auth_check_token(ctx->auth, tok->valuestring, now, &id, reason,
+                                    sizeof reason) != 0)
+    error = reason;
+  if (!error && id.user_id != s->user_id) error = "another user";
+  cJSON_Delete(root);
+  chan_reply r;
+  chan_text t = {text, 0};
+  wk_handle__reply_init(&r, m);
+  r.texts = &t;
+  r.n_texts = 1;
+  char *session = NULL;
+  if (error) {
+    t.len = (size_t)snprintf(text, sizeof text, "{\"error\": \"token refused: %s\"}", error);
+    log_info("refresh_refused", "user=%lld reason=\"%s\"", s->user_id, error);
+    wk_metrics_refresh(0);
+  } else {
+    session = wk_handle__refreshed_session(s, session_root, &id);
+    if (!session || strlen(session) > CHAN_SESSION_MAX) {
+      wk_auth_identity_free(&id);
+      cJSON_free(session);
+      return wk_handle__say(m, "{\"error\": \"token refused: session too large\"}", 0,
+                            reply, len);
+    }
+    r.session_json = session;
+    r.expires = id.expires > 0 ? (uint64_t)id.expires : 0;
+    t.len = (size_t)snprintf(text, sizeof text, "{\"refreshed\": true, \"expires\": %lld}",
+                             id.expires);
+    log_info("refresh_accepted", "user=%lld expires=%lld", s->user_id, id.expires);
+    wk_metrics_refresh(1);
+  }
+  wk_auth_identity_free(&id);
+  int rc = wk_handle__encode(&r, reply, len);
+  cJSON_free(session);
+  return rc;
+}
+
 static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
-                             char **reply, size_t *len,
+                             time_t now, char **reply, size_t *len,
                              wk_handle_call **call) {
   cJSON *root;
   wk_session s;
@@ -757,7 +857,8 @@ static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
     cJSON_Delete(root);
     return wk_handle__say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
   }
-  int rc = wk_handle__subscribe(ctx, m, &s, root, reply, len, call);
+  int rc = wk_handle__refresh(ctx, m, &s, root, now, reply, len);
+  if (rc == 1) rc = wk_handle__subscribe(ctx, m, &s, root, reply, len, call);
   cJSON_Delete(root);
   return rc;
 }
@@ -818,7 +919,7 @@ int wk_handle_message(const wk_handle_ctx *ctx, const chan_msg *m, time_t now,
     case CHAN_MSG_CONNECT:
       return wk_handle__connect(ctx, m, now, reply, reply_len, call);
     case CHAN_MSG_RECEIVE:
-      return wk_handle__receive(ctx, m, reply, reply_len, call);
+      return wk_handle__receive(ctx, m, now, reply, reply_len, call);
     case CHAN_MSG_DISCONNECT:
       log_debug("disconnect", "code=%d", m->code);
       return 0; /* the gateway forgets the connection; nothing to say */

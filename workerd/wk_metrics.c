@@ -42,6 +42,7 @@ static struct {
   wk_metrics__ctr auth_accepted;
   wk_metrics__ctr auth_rejected[WK_METRICS_AUTH_N];
   wk_metrics__ctr subs[2]; /* [0] refused as a whole, [1] applied */
+  wk_metrics__ctr refreshes[2]; /* {"token": ...}: [0] refused, [1] accepted */
   wk_metrics__ctr amqp_connects, amqp_connect_failures;
   atomic_int amqp_up;
   prom_hist handle;
@@ -101,6 +102,10 @@ void wk_metrics_auth_rejected(const char *reason) {
 
 void wk_metrics_subscription(int applied) {
   wk_metrics__inc(&wk_metrics__c.subs[applied ? 1 : 0]);
+}
+
+void wk_metrics_refresh(int accepted) {
+  wk_metrics__inc(&wk_metrics__c.refreshes[accepted ? 1 : 0]);
 }
 
 void wk_metrics_handled(uint64_t us) { prom_hist_observe(&wk_metrics__c.handle, us); }
@@ -194,6 +199,14 @@ void wk_metrics_render(prom_buf *b) {
               "refused (the request as a whole was invalid).");
   wk_metrics__labelled(b, subs, "result", "applied", wk_metrics__get(&wk_metrics__c.subs[1]));
   wk_metrics__labelled(b, subs, "result", "refused", wk_metrics__get(&wk_metrics__c.subs[0]));
+  static const char ref[] = "wsgw_worker_refreshes_total";
+  prom_family(b, ref, "counter",
+              "Credential refreshes ({\"token\": ...} on an open connection): accepted "
+              "(the connection's expiry moved) or refused (invalid, or another user's).");
+  wk_metrics__labelled(b, ref, "result", "accepted",
+                       wk_metrics__get(&wk_metrics__c.refreshes[1]));
+  wk_metrics__labelled(b, ref, "result", "refused",
+                       wk_metrics__get(&wk_metrics__c.refreshes[0]));
   wk_metrics__one(b, "wsgw_worker_amqp_up", "gauge",
                   "1 while connected to the broker and consuming the websocket.* queues.",
                   (uint64_t)atomic_load(&wk_metrics__c.amqp_up));

@@ -51,6 +51,7 @@ void wk_metrics_error(wk_metrics_err e);
 void wk_metrics_auth_accepted(void);
 void wk_metrics_auth_rejected(const char *reason);
 void wk_metrics_subscription(int applied);
+void wk_metrics_refresh(int accepted);
 /* Handling time of one delivery (decode, handle, publish), in us. */
 void wk_metrics_handled(uint64_t us);
 uint64_t wk_metrics_now_us(void);

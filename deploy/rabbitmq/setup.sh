@@ -37,7 +37,9 @@
 #            to the gateways' queues through the default exchange; declares
 #            websocket.dead and moves poison messages there (nobody consumes
 #            it: operators inspect it as administrators).
-#   emitter  publishes to the groups exchange only: write on it, configure
+#   emitter  publishes to the groups exchange only (events, and kicks: the
+#            gateways' control keys wsgw!user.N and wsgw!gw.QUEUE live on
+#            the same exchange, docs/PROTOCOL.md): write on it, configure
 #            nothing (so it cannot delete or redeclare it, which would drop
 #            every gateway's bindings), read nothing. `chanctl emit` checks
 #            the exchange with a passive declare, which needs no permission.

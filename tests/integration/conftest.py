@@ -186,11 +186,14 @@ class Broker:
         return [line.split("\t") for line in out.splitlines() if line.strip()]
 
     def group_bindings(self, vhost, group=None):
-        """(queue, group) of every binding on the groups exchange."""
+        """(queue, group) of every binding on the groups exchange; without a
+        group, the gateways' control keys (wsgw!user.N, wsgw!gw.QUEUE:
+        docs/PROTOCOL.md, "Kicking connections") are left out."""
         rows = self.table("list_bindings", "-p", vhost,
                           "source_name", "destination_name", "routing_key")
         return sorted((dest, key) for src, dest, key in rows
-                      if src == GROUPS_EXCHANGE and (group is None or key == group))
+                      if src == GROUPS_EXCHANGE and (key == group if group is not None
+                                                     else not key.startswith("wsgw!")))
 
     def consumers(self, vhost):
         """{queue name: consumer count} of the vhost's queues."""

@@ -187,7 +187,8 @@ def test_churning_clients_do_not_starve_handshakes(cluster, churners):
         if child.is_alive():
             child.kill()
     failed = sum(t is None for t in times)
-    bound = churners * VALUES + LINGER_MAX + 10
+    # Each churner's groups, plus its user's control key (wsgw!user.N).
+    bound = churners * (VALUES + 1) + LINGER_MAX + 10
     print(f"\nchurn x{churners}: baseline handshake p99 {fmt(p99(base))} "
           f"({len(base)} probes); under churn p99 {fmt(p99(times))}, "
           f"max {fmt(max(t or float('inf') for t in times))}, {failed} of {len(times)} failed; "
@@ -246,7 +247,9 @@ def test_a_group_lingers_after_its_last_member_and_a_rejoin_is_free(cluster):
         await subscribe(ws, {"jobs": ["status_changed"]})
         await subscribe(ws, {})  # left: the binding stays
         m = Scrape(gw.metrics_port)
-        assert m("wsgw_gateway_groups") == 0 and m("wsgw_gateway_groups_lingering") == 1
+        # groups: the user's control key (wsgw!user.7), which the client is in;
+        # lingering: the group, and the readiness probe's user key (wsgw!user.1).
+        assert m("wsgw_gateway_groups") == 1 and m("wsgw_gateway_groups_lingering") == 2
         assert len(cluster.broker.group_bindings(cluster.vhost, group)) == 1
         await subscribe(ws, {"jobs": ["status_changed"]})  # back: no bind asked
         assert Scrape(gw.metrics_port)("wsgw_gateway_group_rejoins_total") == 1

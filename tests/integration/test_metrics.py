@@ -161,8 +161,10 @@ def test_counters_follow_one_client_session(stack):
         assert reply["groups_current"] == ["jobs-status_changed"]
         mid = Scrape(gw.metrics_port)
         assert mid("wsgw_gateway_connections") == 1
-        assert mid("wsgw_gateway_groups") == 1
-        assert mid("wsgw_gateway_group_members") == 1
+        # The group, and the user's control key (wsgw!user.7: kicks) that
+        # every accepted connection is in.
+        assert mid("wsgw_gateway_groups") == 2
+        assert mid("wsgw_gateway_group_members") == 2
         await asyncio.to_thread(stack.emit, "jobs-status_changed", '{"n": 1}')
         assert await recv_text(ws, what="the event") == '{"n": 1}'
         await ws.close()

@@ -405,3 +405,44 @@ UNIT_TEST(chan_reply_status_403_or_503_only) {
     UNIT_CHECK(chan_reply_decode(bad[i], strlen(bad[i]), &d, err, sizeof err) == -1 &&
                strstr(err, "status"));
 }
+
+/* ---- user and expires (issue 13) ---- */
+
+UNIT_TEST(chan_reply_user_and_expires_round_trip_exactly) {
+  chan_reply r, back;
+  char err[128];
+  memset(&r, 0, sizeof r);
+  r.reply_channel = CR_RC;
+  r.order = 0;
+  r.accept = 1;
+  r.user = 5000000000000001ull;
+  r.expires = 1733561234;
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && strstr(json, "\"user\":5000000000000001") &&
+             strstr(json, "\"expires\":1733561234"));
+  UNIT_CHECK(chan_reply_decode(json, len, &back, err, sizeof err) == 0);
+  UNIT_CHECK(back.user == 5000000000000001ull && back.expires == 1733561234);
+  chan_reply_free(&back);
+  free(json);
+}
+
+UNIT_TEST(chan_reply_user_and_expires_absent_are_0_and_not_written) {
+  chan_reply r;
+  char err[128];
+  UNIT_CHECK(cr_decode(cr_with(""), &r, err, sizeof err) == 0);
+  UNIT_CHECK(r.user == 0 && r.expires == 0);
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && !strstr(json, "user") && !strstr(json, "expires"));
+  free(json);
+  chan_reply_free(&r);
+}
+
+UNIT_TEST(chan_reply_refuses_a_user_or_expires_that_is_not_an_exact_id) {
+  UNIT_CHECK(cr_refused(cr_with("\"expires\":-1"), "expires must be an integer"));
+  UNIT_CHECK(cr_refused(cr_with("\"expires\":1.5"), "expires must be an integer"));
+  UNIT_CHECK(cr_refused(cr_with("\"expires\":\"1733561234\""), "expires must be an integer"));
+  UNIT_CHECK(cr_refused(cr_with("\"user\":9007199254740992"), "user must be an integer"));
+  UNIT_CHECK(cr_refused(cr_with("\"user\":true"), "user must be an integer"));
+}

@@ -383,3 +383,30 @@ UNIT_TEST(wk_auth_ids_past_2_53_are_refused) {
                             NULL) == NULL);
   wk_auth_free(a);
 }
+
+/* Access that ends (issue 13): the identity says when (exp + leeway), for
+ * the accept's "expires"; a refresh's token is checked by the same rules. */
+UNIT_TEST(wk_auth_identity_expires_is_exp_plus_leeway_and_refresh_checks_alike) {
+  char err[256], reason[128];
+  time_t now = 1800000000;
+  wk_auth *a = wk_auth_new(wk_auth_t_key, NULL, NULL, 30, err, sizeof err);
+  UNIT_CHECK(a != NULL);
+  char *tok = wk_auth_t_mint(wk_auth_t_key, 7, now + 60, NULL);
+  char *expired = wk_auth_t_mint(wk_auth_t_key, 7, now - 31, NULL);
+  char query[2048];
+  snprintf(query, sizeof query, "token=%s", tok);
+  chan_msg m = wk_auth_t_msg(query, NULL, 0);
+  wk_auth_identity id;
+  UNIT_CHECK(wk_auth_check(a, &m, now, &id, reason, sizeof reason) == 0);
+  UNIT_CHECK(id.user_id == 7 && id.expires == now + 60 + 30);
+  wk_auth_identity_free(&id);
+  UNIT_CHECK(wk_auth_check_token(a, tok, now, &id, reason, sizeof reason) == 0);
+  UNIT_CHECK(id.user_id == 7 && id.expires == now + 90 && id.source == WK_AUTH_NONE);
+  wk_auth_identity_free(&id);
+  UNIT_CHECK(wk_auth_check_token(a, expired, now, &id, reason, sizeof reason) == -1);
+  UNIT_CHECK(reason[0] && !strstr(reason, expired));
+  UNIT_CHECK(wk_auth_check_token(a, "", now, &id, reason, sizeof reason) == -1);
+  wk_auth_free(a);
+  free(tok);
+  free(expired);
+}
