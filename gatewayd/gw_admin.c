@@ -134,6 +134,10 @@ static const gw_admin__metric gw_admin__counters[] = {
                   "Worker replies that moved an open connection's expiry (a token refresh)."),
     GW_ADMIN_STAT("expiry_closes_total", "counter", expiry_closes,
                   "Connections closed (4401) at the end of their refresh window."),
+    GW_ADMIN_STAT("rechecks_total", "counter", rechecks,
+                  "Re-checks of application grants sent to workers (a reply's recheck came due)."),
+    GW_ADMIN_STAT("recheck_leaves_total", "counter", recheck_leaves,
+                  "Groups left because a re-check found the application's grant revoked."),
     GW_ADMIN_STAT("kicks_total", "counter", kicks_received,
                   "Kick messages received (by user or by connection), whether or not they "
                   "found a connection here."),

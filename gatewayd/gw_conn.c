@@ -357,6 +357,7 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->changes_rate = s->cfg->group_changes_rate;
   io->changes_burst = s->cfg->group_changes_burst;
   io->expiries = &s->expiries;
+  io->rechecks = &s->rechecks;
   io->wall_ms = gw_conn__wall_ms();
   io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
   /* The echo route changes no groups, so it is never told the binds wait. */
@@ -819,6 +820,21 @@ static void gw_conn__tick_expiries(gw_server *s, uint64_t now) {
   }
 }
 
+/* Connections whose re-check of application grants is due: each leaves
+ * the heap and its relay sends the re-check (the reply sets the next). */
+static void gw_conn__tick_rechecks(gw_server *s, uint64_t now) {
+  uint32_t *slot;
+  while ((slot = gw_expiry_due(&s->rechecks, now))) {
+    gw_conn *c = GW_CONN_OF(slot, relay.recheck_slot);
+    gw_expiry_remove(&s->rechecks, slot);
+    if (c->life.state != GW_CONN_OPEN) continue;
+    char channel[GW_CONN_CHANNEL_MAX];
+    gw_relay_io io;
+    gw_conn__relay_io(c, &io, channel, sizeof channel);
+    gw_relay_recheck(&c->relay, &io);
+  }
+}
+
 void gw_conn_kick(gw_conn *c) {
   if (c->life.state == GW_CONN_CLOSING || c->life.state == GW_CONN_CLOSED) return;
   c->srv->stats.kick_closes++;
@@ -829,6 +845,7 @@ void gw_conn_kick(gw_conn *c) {
 void gw_conn_tick(gw_server *s, uint64_t now) {
   gw_timeq_node *n;
   gw_conn__tick_expiries(s, now);
+  gw_conn__tick_rechecks(s, now);
   if (now > (uint64_t)s->cfg->handshake_timeout) {
     while ((n = gw_timeq_expired(&s->handshakes, now - (uint64_t)s->cfg->handshake_timeout))) {
       s->stats.handshake_timeouts++;

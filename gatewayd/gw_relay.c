@@ -104,19 +104,37 @@ static int gw_relay__answer_here(gw_relay *r, gw_relay_io *io) {
   return 1;
 }
 
-static void gw_relay__receive(gw_relay *r, gw_relay_io *io, int binary,
-                              const char *data, size_t len) {
+/* recheck: a re-check of the grants (no payload; never answered here). */
+static void gw_relay__send(gw_relay *r, gw_relay_io *io, int recheck, int binary,
+                           const char *data, size_t len) {
   assert(!r->inflight);
-  if (gw_relay__answer_here(r, io)) return;
+  if (!recheck && gw_relay__answer_here(r, io)) return;
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .order = r->next_order,
-                .is_binary = binary, .data = (char *)data, .data_len = len};
+                .is_binary = binary, .data = (char *)data, .data_len = len,
+                .recheck = recheck};
   if (gw_relay__publish(r, io, &m) != 0) {
     io->sink->close(io->arg, GW_WS_TRY_AGAIN, "broker unavailable");
     return;
   }
   r->inflight = 1;
+  r->recheck_inflight = recheck ? 1 : 0;
   r->inflight_order = r->next_order++;
   gw_timeq_push(io->replies, &r->rq, io->now_ms);
+}
+
+static void gw_relay__receive(gw_relay *r, gw_relay_io *io, int binary,
+                              const char *data, size_t len) {
+  gw_relay__send(r, io, 0, binary, data, len);
+}
+
+void gw_relay_recheck(gw_relay *r, gw_relay_io *io) {
+  if (!r->connect_sent || !io->sink->open(io->arg)) return;
+  if (r->inflight) {
+    r->recheck_due = 1;
+    return;
+  }
+  io->stats->rechecks++;
+  gw_relay__send(r, io, 1, 0, NULL, 0);
 }
 
 /* A fixed one-second window: cheap (8 bytes, no timer) at the cost of
@@ -173,6 +191,11 @@ void gw_relay_client_message(gw_relay *r, gw_relay_io *io, int binary,
  * let the next go at once). */
 static void gw_relay__next_pending(gw_relay *r, gw_relay_io *io) {
   gw_relay__pending *p;
+  if (r->recheck_due && !r->inflight && io->sink->open(io->arg)) {
+    r->recheck_due = 0;
+    io->stats->rechecks++;
+    gw_relay__send(r, io, 1, 0, NULL, 0);
+  }
   while ((p = r->pend_head) && !r->inflight && io->sink->open(io->arg)) {
     r->pend_head = p->next;
     if (!r->pend_head) r->pend_tail = NULL;
@@ -271,6 +294,25 @@ static void gw_relay__set_expiry(gw_relay *r, gw_relay_io *io, uint64_t expires_
             (long long)(left > 0 ? left : 0));
 }
 
+/* The reply's "recheck" (Unix seconds) into io->rechecks, in loop time.
+ * A reply to a re-check replaces the deadline (no "recheck": none);
+ * any other reply only brings it forward, so that a client subscribing
+ * often cannot put its re-check off. */
+static void gw_relay__set_recheck(gw_relay *r, gw_relay_io *io, uint64_t recheck_s,
+                                  int was_recheck) {
+  if (!io->rechecks) return;
+  if (!recheck_s) {
+    if (was_recheck) gw_expiry_remove(io->rechecks, &r->recheck_slot);
+    return;
+  }
+  int64_t left = (int64_t)(recheck_s * 1000) - (int64_t)io->wall_ms;
+  uint64_t at = io->now_ms + (uint64_t)(left > 0 ? left : 0);
+  if (!was_recheck && r->recheck_slot && gw_expiry_at(io->rechecks, &r->recheck_slot) <= at)
+    return;
+  if (gw_expiry_set(io->rechecks, &r->recheck_slot, at) != 0)
+    io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+}
+
 /* The accepted connection joins its user's control key (a kick there
  * closes it): a group of the table like any other, so its binding is
  * counted, queued and lingers as theirs do. */
@@ -307,12 +349,18 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
     io->stats->replies_dropped++;
     return GW_RELAY_OK;
   }
+  int was_recheck = r->recheck_inflight;
   r->inflight = 0;
+  r->recheck_inflight = 0;
   gw_timeq_remove(&r->rq);
   gw_admin_observe_reply(io->stats, connecting, r->sent_us);
-  /* A connection closing keeps the memberships it has (it is leaving). */
-  if (rep->has_groups && (connecting || io->sink->open(io->arg)))
-    gw_relay__charge(r, gw_relay__set_groups(r, io, rep->groups, rep->n_groups));
+  /* A connection closing keeps the memberships it has (it is leaving). A
+   * re-check's removals are the application's, not the client's: free. */
+  if (rep->has_groups && (connecting || io->sink->open(io->arg))) {
+    size_t changes = gw_relay__set_groups(r, io, rep->groups, rep->n_groups);
+    if (was_recheck) io->stats->recheck_leaves += changes;
+    else gw_relay__charge(r, changes);
+  }
   if (rep->session_json) gw_relay__set_session(r, io, rep->session_json);
   if (connecting && gw_relay__verdict(io, rep) != 0) return GW_RELAY_OK;
   if (connecting) {
@@ -325,6 +373,8 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
     if (!connecting) io->stats->refreshes++;
     gw_relay__set_expiry(r, io, rep->expires);
   }
+  if ((rep->recheck || was_recheck) && io->sink->open(io->arg))
+    gw_relay__set_recheck(r, io, rep->recheck, was_recheck);
   for (size_t i = 0; i < rep->n_texts && io->sink->open(io->arg); i++)
     io->sink->send(io->arg, 1, rep->texts[i].data, rep->texts[i].len);
   if (rep->has_bytes && io->sink->open(io->arg))
@@ -355,7 +405,10 @@ void gw_relay_timeout(gw_relay *r, gw_relay_io *io) {
   gw_timeq_remove(&r->rq);
   r->inflight = 0;
   static const char msg[] = "{\"error\": \"no worker answered in time\"}";
-  if (io->sink->open(io->arg)) io->sink->send(io->arg, 1, msg, sizeof(msg) - 1);
+  /* The client did not ask for a re-check: nothing to tell it. */
+  if (!r->recheck_inflight && io->sink->open(io->arg))
+    io->sink->send(io->arg, 1, msg, sizeof(msg) - 1);
+  r->recheck_inflight = 0;
   gw_relay__next_pending(r, io);
 }
 
@@ -373,12 +426,15 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code) {
   if (r->user) gw_group_leave(io->groups, r->user, io->now_ms);
   r->user = NULL;
   if (io->expiries) gw_expiry_remove(io->expiries, &r->exp_slot);
+  if (io->rechecks) gw_expiry_remove(io->rechecks, &r->recheck_slot);
   gw_timeq_remove(&r->rq);
   r->inflight = 0;
+  r->recheck_inflight = r->recheck_due = 0;
 }
 
 void gw_relay_free(gw_relay *r) {
-  assert(r->n_members == 0 && !r->rq.owner && !r->user && !r->exp_slot); /* gw_relay_end ran */
+  assert(r->n_members == 0 && !r->rq.owner && !r->user && !r->exp_slot &&
+         !r->recheck_slot); /* gw_relay_end ran */
   for (gw_relay__pending *p = r->pend_head, *n; p; p = n) {
     n = p->next;
     free(p);

@@ -66,6 +66,8 @@ typedef struct gw_relay_io {
   gw_expiry *expiries;       /* when connections' access ends */
   uint64_t wall_ms;          /* wall clock (Unix ms), for a reply's "expires" */
   uint64_t refresh_window_ms; /* after "expires", before the close (4401) */
+  gw_expiry *rechecks;       /* when connections' application grants are
+                                re-checked (a reply's "recheck"); NULL: never */
 } gw_relay_io;
 
 typedef struct gw_relay__pending gw_relay__pending;
@@ -84,11 +86,14 @@ typedef struct gw_relay {
   int32_t changes_milli;   /* group changes allowed now, x1000; < 0: owed */
   uint32_t changes_ms;     /* loop time (ms, wrapping) of the last refill */
   uint32_t exp_slot;       /* in io->expiries (index + 1), 0: no expiry */
+  uint32_t recheck_slot;   /* in io->rechecks (index + 1), 0: none due */
   uint16_t rate_count;     /* client messages in that second (saturates) */
   uint16_t n_members;
   uint16_t n_pending;
-  uint8_t connect_sent;    /* a websocket.disconnect is owed */
-  uint8_t inflight;        /* a message is with a worker */
+  uint8_t connect_sent : 1;    /* a websocket.disconnect is owed */
+  uint8_t inflight : 1;        /* a message is with a worker */
+  uint8_t recheck_inflight : 1; /* ... and it is a re-check */
+  uint8_t recheck_due : 1;     /* a re-check waits for the one in flight */
 } gw_relay;
 
 typedef enum {
@@ -107,6 +112,15 @@ typedef enum {
 /* Where the access of a connection whose "expires" passed ends: its
  * refresh window is over (gw_conn's tick closes it with 4401). */
 #define GW_RELAY_EXPIRED_REASON "credential expired"
+
+/* The connection's "recheck" time came (gw_conn's tick, after taking the
+ * slot out of io->rechecks): a websocket.receive with "recheck": true goes
+ * to a worker now, or as soon as the message in flight is answered (ahead
+ * of queued client messages: its reply is a whole membership, so any
+ * order is consistent). It is not counted against the client's message
+ * rate, pending limit or group-change allowance, and a timeout of it tells
+ * the client nothing. */
+void gw_relay_recheck(gw_relay *r, gw_relay_io *io);
 
 /* The request head is valid: publish websocket.connect (m carries the
  * addresses, headers and query; the relay fills in the rest). 0: the caller

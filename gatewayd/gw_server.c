@@ -262,6 +262,7 @@ void gw_server_free(gw_server *s) {
   assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
   gw_expiry_free(&s->expiries);
+  gw_expiry_free(&s->rechecks);
   gw_conntab_free(&s->conns);
   gw_clients_free(&s->clients);
   free(s->read_buf);

@@ -51,6 +51,7 @@ typedef struct gw_server {
   gw_timeq closing;    /* closing handshake or HTTP error on its way out */
   gw_timeq replies;    /* waiting for a reply to websocket.receive */
   gw_expiry expiries;  /* open connections whose credential expires */
+  gw_expiry rechecks;  /* open connections whose application grants are re-checked */
 
   gw_conn *dirty; /* connections with frames queued since the last flush */
   char *read_buf; /* shared by every connection: reads are consumed at once */

@@ -30,6 +30,9 @@ typedef struct gw_stats {
    * expiry (refreshes), connections closed at their refresh window's end
    * (4401), and by a kick (4403) */
   uint64_t refreshes, expiry_closes, kick_closes, kicks_received;
+  /* Re-checks of application grants sent to workers (a reply's "recheck"
+   * came due), and the groups their replies took away. */
+  uint64_t rechecks, recheck_leaves;
   /* For the metrics (gw_admin) */
   uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
   uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */

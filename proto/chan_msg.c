@@ -141,7 +141,13 @@ static int chan_msg__encode_fields(cJSON *obj, const chan_msg *m) {
     case CHAN_MSG_CONNECT:
       return chan_msg__encode_connect(obj, m);
     case CHAN_MSG_RECEIVE:
-      if (chan_msg__encode_payload(obj, m) != 0) return -1;
+      if (m->recheck) {
+        if (m->data_len || m->is_binary ||
+            chan_json_add(obj, "recheck", cJSON_CreateTrue()) != 0)
+          return -1;
+      } else if (chan_msg__encode_payload(obj, m) != 0) {
+        return -1;
+      }
       break;
     case CHAN_MSG_DISCONNECT:
       if (m->code < CHAN_MSG_CODE_MIN || m->code > CHAN_MSG_CODE_MAX ||
@@ -253,11 +259,20 @@ static int chan_msg__decode_connect(const cJSON *root, chan_msg *out,
   return 0;
 }
 
-/* Exactly one of "text" and "bytes" (base64). */
+/* Exactly one of "text" and "bytes" (base64), or "recheck": true alone. */
 static int chan_msg__decode_payload(const cJSON *root, chan_msg *out,
                                    char *err, size_t errlen) {
   const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
   const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(root, "bytes");
+  const cJSON *recheck = cJSON_GetObjectItemCaseSensitive(root, "recheck");
+  if (recheck) {
+    if (!cJSON_IsTrue(recheck))
+      return chan_json_fail(err, errlen, "recheck must be true");
+    if (text || bytes)
+      return chan_json_fail(err, errlen, "a recheck carries no text or bytes");
+    out->recheck = 1;
+    return 0;
+  }
   if ((text != NULL) == (bytes != NULL)) {
     return chan_json_fail(err, errlen, "need exactly one of text and bytes");
   }

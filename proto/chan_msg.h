@@ -50,6 +50,11 @@ typedef struct chan_msg {
   int is_binary;
   char *data;
   size_t data_len;
+  /* receive only: 1 when the gateway asks the worker to re-check the
+   * application's grants the connection holds ("recheck": true on the
+   * wire, and then neither text nor bytes: data is NULL, data_len 0). The
+   * gateway sends it when a reply's "recheck" time is due. */
+  int recheck;
 
   /* disconnect only */
   int code;

@@ -110,6 +110,8 @@ static int chan_reply__encode_fields(cJSON *obj, const chan_reply *r) {
   if (r->user && chan_json_add_uint(obj, "user", r->user) != 0) return -1;
   if (r->expires && chan_json_add_uint(obj, "expires", r->expires) != 0)
     return -1;
+  if (r->recheck && chan_json_add_uint(obj, "recheck", r->recheck) != 0)
+    return -1;
   return 0;
 }
 
@@ -251,7 +253,8 @@ chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
       chan_json_groups(root, &out->has_groups, &out->groups, &out->n_groups,
                        err, errlen) != 0 ||
       chan_reply__decode_id(root, "user", &out->user, err, errlen) != 0 ||
-      chan_reply__decode_id(root, "expires", &out->expires, err, errlen) != 0) {
+      chan_reply__decode_id(root, "expires", &out->expires, err, errlen) != 0 ||
+      chan_reply__decode_id(root, "recheck", &out->recheck, err, errlen) != 0) {
     return -1;
   }
   return 0;

@@ -54,6 +54,11 @@ typedef struct chan_reply {
   uint64_t expires; /* when the credential's access ends (Unix seconds,
                        its exp plus the worker's leeway); on the accept or
                        a later reply (a refresh); 1 .. 2^53-1 */
+  uint64_t recheck; /* when the gateway should send a re-check of the
+                       application's grants the connection holds (Unix
+                       seconds, 1 .. 2^53-1); 0/absent: none due. On a
+                       reply to a re-check it replaces the deadline (absent
+                       ends it); on any other reply an earlier one is kept */
 } chan_reply;
 
 /* Returns a malloc'd JSON text (length in *len), or NULL when out of memory

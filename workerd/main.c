@@ -66,6 +66,7 @@ typedef struct wk_main_conf {
   long grant_cache_max;
   long grant_cache_ttl_ms;
   long grant_cache_deny_ttl_ms;
+  long recheck_interval_ms;
 } wk_main_conf;
 
 #define WK_OPT(sec, key, type, def, lo, hi, fl, field, help) \
@@ -135,6 +136,11 @@ static const cfg_opt wk_main_opts[] = {
            "cache"),
     WK_OPT("auth", "grant_cache_ttl", CFG_MS, "60s", 0, 86400000, 0,
            grant_cache_ttl_ms, "how long an allowed id is kept"),
+    WK_OPT("auth", "recheck_interval", CFG_MS, "60s", 0, 86400000, 0,
+           recheck_interval_ms,
+           "how often the subscribe hook is asked again about the ids an "
+           "open connection holds by its grant (a revoked one is left); "
+           "whole seconds, 0: never"),
     WK_OPT("auth", "grant_cache_deny_ttl", CFG_MS, "10s", 0, 86400000, 0,
            grant_cache_deny_ttl_ms,
            "how long a refused id is kept (shorter: a new grant shows "
@@ -297,6 +303,12 @@ static void wk_main__notify_init(wk_notify *n) {
   if (sd_watchdog_enabled(0, &usec) > 0) n->every_ms = usec / 4000 ? usec / 4000 : 1;
 }
 
+/* auth.recheck_interval in whole seconds (the reply's "recheck" is Unix
+ * seconds): rounded up, so 500ms is 1 s, not never. */
+static long long wk_main__recheck_s(const wk_main_conf *c) {
+  return (c->recheck_interval_ms + 999) / 1000;
+}
+
 /* What a reload replaces. ctx points at *policy and *auth, which are
  * main()'s, so main frees whatever is current at exit. */
 typedef struct wk_main_live {
@@ -373,6 +385,7 @@ static void wk_main__reload_now(void *arg) {
   live->ctx.auth = auth;
   live->ctx.max_groups = (size_t)next.max_groups;
   live->ctx.echo = next.echo;
+  live->ctx.recheck_s = wk_main__recheck_s(&next);
   log_set_level(level);
   log_info("reload", "channels=%zu max_groups=%ld echo=%d level=%s "
            "allowed_origins=\"%s\" secret=%d secret_previous=%d token_file=%d "
@@ -393,6 +406,7 @@ static int wk_main__run(const wk_main_conf *conf, const char *path,
               conf->allowed_origins, conf->connect_url, conf->subscribe_url,
               NULL},
       .policy = policy, .auth = auth, .path = path, .cmdline = cmdline};
+  live.ctx.recheck_s = wk_main__recheck_s(conf);
   live.hook = wk_hook_new(&hc);
   live.ctx.cache = live.cache = wk_main__cache(conf);
   if (!live.hook || !live.cache) {

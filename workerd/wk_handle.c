@@ -231,7 +231,11 @@ typedef struct wk_handle_verdict {
   int v;
 } wk_handle_verdict;
 
-typedef enum { WK_CALL_CONNECT = 0, WK_CALL_SUBSCRIBE } wk_handle_call_kind;
+typedef enum {
+  WK_CALL_CONNECT = 0,
+  WK_CALL_SUBSCRIBE,
+  WK_CALL_RECHECK /* the subscribe hook, about the ids a connection holds */
+} wk_handle_call_kind;
 
 struct wk_handle_call {
   wk_handle_call_kind kind;
@@ -518,13 +522,55 @@ static int wk_handle__say(const chan_msg *m, const char *text, int close_code,
   return wk_handle__encode(&r, reply, len);
 }
 
+/* A group name "<key>-<id>" of an "object" channel: key (65 bytes) and
+ * id out, 1; anything else 0. */
+static int wk_handle__object_group(const wk_policy *p, const char *name,
+                                   char *key, uint64_t *id) {
+  const char *dash = strrchr(name, '-');
+  wk_policy_kind kind;
+  if (!dash || dash == name || (size_t)(dash - name) > 64) return 0;
+  memcpy(key, name, (size_t)(dash - name));
+  key[dash - name] = '\0';
+  return wk_policy_find(p, key, &kind) && kind == WK_POLICY_OBJECT &&
+         wk_hook_id_parse(dash + 1, id);
+}
+
+/* 1 when the group is held by the subscribe hook's grant: an "object"
+ * channel's id that the session's objects (a JWT's claim, the connect
+ * hook's grants) do not grant. Those are re-checked; the session's are
+ * not (the credential is the grant, and its expiry ends it). */
+static int wk_handle__hook_held(const wk_handle_ctx *ctx, const wk_session *s,
+                                const char *name, char *key, uint64_t *id) {
+  if (!wk_handle__object_group(ctx->policy, name, key, id)) return 0;
+  return !wk_policy_allows(WK_POLICY_OBJECT, key, strrchr(name, '-') + 1,
+                           s->user_id, s->objects);
+}
+
+/* The reply's "recheck": now + auth.recheck_interval when the membership
+ * holds a group the subscribe hook granted, else 0 (none). */
+static uint64_t wk_handle__recheck_at(const wk_handle_ctx *ctx,
+                                      const wk_session *s, char *const *groups,
+                                      size_t n, time_t now) {
+  char key[65];
+  uint64_t id;
+  if (!ctx || ctx->recheck_s <= 0 || !wk_handle__hooks_on(ctx->subscribe_url))
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (wk_handle__hook_held(ctx, s, groups[i], key, &id))
+      return (uint64_t)now + (uint64_t)ctx->recheck_s;
+  return 0;
+}
+
 /* The reply of a subscription result. */
-static int wk_handle__sub_reply(const chan_msg *m, const wk_session *s,
-                                wk_subscribe_result *res, char **reply,
-                                size_t *len) {
+static int wk_handle__sub_reply(const wk_handle_ctx *ctx, const chan_msg *m,
+                                const wk_session *s, wk_subscribe_result *res,
+                                time_t now, char **reply, size_t *len) {
   chan_reply r;
   wk_metrics_subscription(res->has_groups);
   wk_handle__reply_init(&r, m);
+  r.recheck = res->has_groups
+                  ? wk_handle__recheck_at(ctx, s, res->groups, res->n_groups, now)
+                  : wk_handle__recheck_at(ctx, s, m->groups, m->n_groups, now);
   r.texts = res->texts;
   r.n_texts = res->n_texts;
   r.has_groups = res->has_groups;
@@ -660,8 +706,8 @@ static int wk_handle__sub_call_fill(wk_handle_call *c, const chan_msg *m,
 }
 
 static int wk_handle__subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
-                               wk_session *s, const cJSON *root, char **reply,
-                               size_t *len, wk_handle_call **call) {
+                               wk_session *s, const cJSON *root, time_t now,
+                               char **reply, size_t *len, wk_handle_call **call) {
   wk_subscribe_result res;
   wk_handle_call *c = NULL;
   wk_handle_decider d = {0};
@@ -686,7 +732,7 @@ static int wk_handle__subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
   int ask = 0;
   for (size_t i = 0; c && i < c->n_verdicts; i++) ask |= c->verdicts[i].v < 0;
   if (!ask) { /* the grants and the cache answered everything */
-    int rc = wk_handle__sub_reply(m, s, &res, reply, len);
+    int rc = wk_handle__sub_reply(ctx, m, s, &res, now, reply, len);
     wk_subscribe_result_free(&res);
     wk_handle_call_free(c);
     return rc;
@@ -708,8 +754,8 @@ static int wk_handle__subscribe(const wk_handle_ctx *ctx, const chan_msg *m,
 /* The application's answers into the subscription's reply; the answers
  * go to the cache first. */
 static int wk_handle__subscribe_reply(const wk_handle_ctx *ctx,
-                                      wk_handle_call *c, char **reply,
-                                      size_t *len) {
+                                      wk_handle_call *c, time_t now,
+                                      char **reply, size_t *len) {
   uint64_t now_ms = wk_metrics_now_us() / 1000u;
   for (size_t i = 0; i < c->n_reqs; i++) {
     const wk_handle_req *r = &c->reqs[i];
@@ -741,7 +787,7 @@ static int wk_handle__subscribe_reply(const wk_handle_ctx *ctx,
   int rc = wk_subscribe_apply(c->m.data, c->m.data_len, c->m.groups,
                               c->m.n_groups, &s, ctx->policy, ctx->max_groups,
                               &res);
-  if (rc == 0) rc = wk_handle__sub_reply(&c->m, &s, &res, reply, len);
+  if (rc == 0) rc = wk_handle__sub_reply(ctx, &c->m, &s, &res, now, reply, len);
   wk_subscribe_result_free(&res);
   cJSON_Delete(root);
   return rc;
@@ -841,11 +887,160 @@ static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
   return rc;
 }
 
+/* --- re-check ----------------------------------------------------------- */
+
+/* The reply to a re-check: the membership without the removed groups
+ * (has_groups only when some were), one refusal text per removed entry
+ * (what a refused entry of a subscription gets), the next "recheck" when
+ * hook-granted groups remain. removed[i] != 0: groups[i] goes. */
+static int wk_handle__recheck_answer(const wk_handle_ctx *ctx, const chan_msg *m,
+                                     const unsigned char *removed, size_t n_removed,
+                                     int held_left, time_t now, char **reply,
+                                     size_t *len) {
+  chan_reply r;
+  wk_handle__reply_init(&r, m);
+  char **keep = calloc(m->n_groups + 1, sizeof *keep);
+  chan_text *texts = calloc(n_removed + 1, sizeof *texts);
+  int rc = -1;
+  if (!keep || !texts) goto out;
+  for (size_t i = 0; i < m->n_groups; i++) {
+    if (!removed || !removed[i]) {
+      keep[r.n_groups++] = m->groups[i];
+      continue;
+    }
+    char key[65];
+    uint64_t id;
+    if (!wk_handle__object_group(ctx->policy, m->groups[i], key, &id)) continue;
+    char *t = malloc(160);
+    if (!t) goto out;
+    texts[r.n_texts].data = t;
+    texts[r.n_texts++].len = (size_t)snprintf(
+        t, 160, "{\"error\": \"access denied to channel %s for resource id %llu\"}",
+        key, (unsigned long long)id);
+  }
+  r.has_groups = n_removed > 0;
+  r.groups = keep;
+  r.texts = texts;
+  if (held_left && ctx->recheck_s > 0)
+    r.recheck = (uint64_t)now + (uint64_t)ctx->recheck_s;
+  rc = wk_handle__encode(&r, reply, len);
+out:
+  for (size_t i = 0; texts && i < r.n_texts; i++) free(texts[i].data);
+  free(texts);
+  free(keep);
+  return rc;
+}
+
+/* A websocket.receive with "recheck": true. The ids of "object" groups
+ * the connection holds by the subscribe hook's grant go to the hook again
+ * (the cache is not asked, and gets the answers): a call, or a reply
+ * when there is nothing to ask (no "recheck": the gateway stops). */
+static int wk_handle__recheck(const wk_handle_ctx *ctx, const chan_msg *m,
+                              time_t now, char **reply, size_t *len,
+                              wk_handle_call **call) {
+  cJSON *root;
+  wk_session s;
+  if (wk_handle__session_read(m->session_json, &root, &s) != 0) {
+    cJSON_Delete(root);
+    return wk_handle__say(m, NULL, 0, reply, len);
+  }
+  int rc;
+  wk_handle_call *c = calloc(1, sizeof *c);
+  if (!c || !(c->verdicts = calloc(m->n_groups + 1, sizeof *c->verdicts))) {
+    rc = -1;
+    goto out;
+  }
+  c->kind = WK_CALL_RECHECK;
+  c->user_id = s.user_id;
+  c->cap_verdicts = m->n_groups + 1;
+  for (size_t i = 0; i < m->n_groups; i++) {
+    wk_handle_verdict *v = &c->verdicts[c->n_verdicts];
+    if (!wk_handle__hook_held(ctx, &s, m->groups[i], v->key, &v->id)) continue;
+    v->v = -1;
+    c->n_verdicts++;
+  }
+  if (!c->n_verdicts || ctx->recheck_s <= 0 ||
+      !wk_handle__hooks_on(ctx->subscribe_url)) {
+    rc = wk_handle__say(m, NULL, 0, reply, len);
+    goto out;
+  }
+  if (!call) { /* no hook client: kept, asked again next time */
+    wk_metrics_recheck(WK_METRICS_RECHECK_UNAVAILABLE, 0);
+    rc = wk_handle__recheck_answer(ctx, m, NULL, 0, 1, now, reply, len);
+    goto out;
+  }
+  if (wk_handle__sub_call_fill(c, m, root) != 0 ||
+      wk_handle__sub_requests(c, ctx->subscribe_url) != 0) {
+    rc = -1;
+    goto out;
+  }
+  *call = c;
+  c = NULL;
+  rc = 0;
+out:
+  wk_handle_call_free(c);
+  cJSON_Delete(root);
+  return rc;
+}
+
+/* The hook's answers to a re-check. Per channel: answered, the ids not in
+ * "allowed" go (and the cache learns every answer); 401/403 (the
+ * credential is no longer accepted, e.g. after logout), all its ids go;
+ * failed (down, slow, breaker open, invalid answer), all are kept: the
+ * application being down must not cut open connections off, as events
+ * keep flowing to them (issue 13, part 1); the next re-check asks again. */
+static int wk_handle__recheck_reply(const wk_handle_ctx *ctx, wk_handle_call *c,
+                                    time_t now, char **reply, size_t *len) {
+  uint64_t now_ms = wk_metrics_now_us() / 1000u;
+  const chan_msg *m = &c->m;
+  unsigned char *removed = calloc(m->n_groups + 1, 1);
+  if (!removed) return -1;
+  size_t n_removed = 0;
+  int failed = 0, held_left = 0;
+  for (size_t i = 0; i < c->n_reqs; i++) {
+    const wk_handle_req *r = &c->reqs[i];
+    failed |= r->state == WK_REQ_FAILED;
+    if (r->state != WK_REQ_ANSWERED) continue;
+    for (size_t j = 0; j < r->n_ids; j++)
+      wk_cache_put(ctx->cache, (uint64_t)c->user_id, r->key, r->ids[j],
+                   wk_handle__answered(c, r->key, r->ids[j]), now_ms);
+  }
+  for (size_t i = 0; i < m->n_groups; i++) {
+    char key[65];
+    uint64_t id;
+    if (!wk_handle__object_group(ctx->policy, m->groups[i], key, &id) ||
+        !wk_handle__verdict_find(c, key, id))
+      continue;
+    const wk_handle_req *r = NULL;
+    for (size_t k = 0; k < c->n_reqs && !r; k++)
+      if (strcmp(c->reqs[k].key, key) == 0) r = &c->reqs[k];
+    int gone = r && (r->state == WK_REQ_DENIED ||
+                     (r->state == WK_REQ_ANSWERED && !wk_handle__answered(c, key, id)));
+    if (gone) {
+      removed[i] = 1;
+      n_removed++;
+    } else {
+      held_left = 1;
+    }
+  }
+  wk_metrics_recheck(n_removed ? WK_METRICS_RECHECK_REVOKED
+                     : failed  ? WK_METRICS_RECHECK_UNAVAILABLE
+                               : WK_METRICS_RECHECK_KEPT,
+                     n_removed);
+  log_info("recheck", "user=%lld held=%zu removed=%zu unavailable=%d",
+           c->user_id, c->n_verdicts, n_removed, failed);
+  int rc = wk_handle__recheck_answer(ctx, m, removed, n_removed, held_left, now,
+                                     reply, len);
+  free(removed);
+  return rc;
+}
+
 static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
                              time_t now, char **reply, size_t *len,
                              wk_handle_call **call) {
   cJSON *root;
   wk_session s;
+  if (m->recheck) return wk_handle__recheck(ctx, m, now, reply, len, call);
   if (ctx->echo && wk_handle__is_echo(m)) return wk_handle__echo(m, reply, len);
   if (m->is_binary)
     return wk_handle__say(m, wk_handle_binary_error, 0, reply, len);
@@ -858,7 +1053,7 @@ static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
     return wk_handle__say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
   }
   int rc = wk_handle__refresh(ctx, m, &s, root, now, reply, len);
-  if (rc == 1) rc = wk_handle__subscribe(ctx, m, &s, root, reply, len, call);
+  if (rc == 1) rc = wk_handle__subscribe(ctx, m, &s, root, now, reply, len, call);
   cJSON_Delete(root);
   return rc;
 }
@@ -905,7 +1100,9 @@ int wk_handle_call_reply(const wk_handle_ctx *ctx, wk_handle_call *c,
   *reply_len = 0;
   if (c->kind == WK_CALL_CONNECT)
     return wk_handle__connect_reply(ctx, c, now, reply, reply_len);
-  return wk_handle__subscribe_reply(ctx, c, reply, reply_len);
+  if (c->kind == WK_CALL_RECHECK)
+    return wk_handle__recheck_reply(ctx, c, now, reply, reply_len);
+  return wk_handle__subscribe_reply(ctx, c, now, reply, reply_len);
 }
 
 /* --- entry point -------------------------------------------------------- */

@@ -38,6 +38,10 @@ typedef struct wk_handle_ctx {
    * session's grants do not cover; NULL or "": off. */
   const char *subscribe_url;
   wk_cache *cache; /* the application's subscribe answers; NULL: none */
+  /* auth.recheck_interval, seconds: a reply that leaves the connection
+   * holding groups the subscribe hook granted carries "recheck" (now +
+   * this), and the gateway sends a re-check then; 0: never. */
+  long long recheck_s;
 } wk_handle_ctx;
 
 /* A message waiting for the application: one or more HTTP requests (a

@@ -43,6 +43,8 @@ static struct {
   wk_metrics__ctr auth_rejected[WK_METRICS_AUTH_N];
   wk_metrics__ctr subs[2]; /* [0] refused as a whole, [1] applied */
   wk_metrics__ctr refreshes[2]; /* {"token": ...}: [0] refused, [1] accepted */
+  wk_metrics__ctr rechecks[WK_METRICS_RECHECK_N]; /* by wk_metrics_recheck_result */
+  wk_metrics__ctr recheck_removed;
   wk_metrics__ctr amqp_connects, amqp_connect_failures;
   atomic_int amqp_up;
   prom_hist handle;
@@ -106,6 +108,12 @@ void wk_metrics_subscription(int applied) {
 
 void wk_metrics_refresh(int accepted) {
   wk_metrics__inc(&wk_metrics__c.refreshes[accepted ? 1 : 0]);
+}
+
+void wk_metrics_recheck(wk_metrics_recheck_result r, size_t removed) {
+  if ((unsigned)r < WK_METRICS_RECHECK_N) wk_metrics__inc(&wk_metrics__c.rechecks[r]);
+  atomic_fetch_add_explicit(&wk_metrics__c.recheck_removed, removed,
+                            memory_order_relaxed);
 }
 
 void wk_metrics_handled(uint64_t us) { prom_hist_observe(&wk_metrics__c.handle, us); }
@@ -207,6 +215,20 @@ void wk_metrics_render(prom_buf *b) {
                        wk_metrics__get(&wk_metrics__c.refreshes[1]));
   wk_metrics__labelled(b, ref, "result", "refused",
                        wk_metrics__get(&wk_metrics__c.refreshes[0]));
+  static const char rc[] = "wsgw_worker_rechecks_total";
+  static const char *const rc_names[WK_METRICS_RECHECK_N] = {"kept", "revoked",
+                                                             "unavailable"};
+  prom_family(b, rc, "counter",
+              "Re-checks of a connection's application grants: kept (every id still "
+              "granted), revoked (some left), unavailable (the application could not "
+              "answer: the grants were kept).");
+  for (int i = 0; i < WK_METRICS_RECHECK_N; i++)
+    wk_metrics__labelled(b, rc, "result", rc_names[i],
+                         wk_metrics__get(&wk_metrics__c.rechecks[i]));
+  wk_metrics__one(b, "wsgw_worker_recheck_removed_total", "counter",
+                  "Object groups removed from connections by re-checks (revoked grants, "
+                  "or credentials the application no longer accepts).",
+                  wk_metrics__get(&wk_metrics__c.recheck_removed));
   wk_metrics__one(b, "wsgw_worker_amqp_up", "gauge",
                   "1 while connected to the broker and consuming the websocket.* queues.",
                   (uint64_t)atomic_load(&wk_metrics__c.amqp_up));

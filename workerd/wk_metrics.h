@@ -52,6 +52,16 @@ void wk_metrics_auth_accepted(void);
 void wk_metrics_auth_rejected(const char *reason);
 void wk_metrics_subscription(int applied);
 void wk_metrics_refresh(int accepted);
+
+/* A re-check of a connection's application grants and how many object
+ * groups it removed. */
+typedef enum {
+  WK_METRICS_RECHECK_KEPT = 0,
+  WK_METRICS_RECHECK_REVOKED,
+  WK_METRICS_RECHECK_UNAVAILABLE,
+  WK_METRICS_RECHECK_N
+} wk_metrics_recheck_result;
+void wk_metrics_recheck(wk_metrics_recheck_result r, size_t removed);
 /* Handling time of one delivery (decode, handle, publish), in us. */
 void wk_metrics_handled(uint64_t us);
 uint64_t wk_metrics_now_us(void);

@@ -81,7 +81,8 @@ static void check_same(const chan_msg *a, const chan_msg *b) {
              a->client.port == b->client.port);
   FUZZ_CHECK(strcmp(a->server.host, b->server.host) == 0 &&
              a->server.port == b->server.port);
-  FUZZ_CHECK(a->is_binary == b->is_binary && a->data_len == b->data_len);
+  FUZZ_CHECK(a->is_binary == b->is_binary && a->data_len == b->data_len &&
+             a->recheck == b->recheck);
   if (a->data_len) FUZZ_CHECK(memcmp(a->data, b->data, a->data_len) == 0);
   FUZZ_CHECK(a->code == b->code);
   FUZZ_CHECK(same_str(a->session_json, b->session_json));
@@ -104,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(m.reply_channel && m.path);
   if (kind == CHAN_MSG_CONNECT) FUZZ_CHECK(m.query_string != NULL);
   if (kind == CHAN_MSG_RECEIVE) FUZZ_CHECK(m.data_len == 0 || m.data != NULL);
+  if (m.recheck) FUZZ_CHECK(kind == CHAN_MSG_RECEIVE && !m.data_len && !m.is_binary);
   if (kind == CHAN_MSG_DISCONNECT) FUZZ_CHECK(m.code >= 1000 && m.code <= 4999);
   for (size_t i = 0; i < m.n_headers; i++)
     FUZZ_CHECK(m.headers[i].name && m.headers[i].value);

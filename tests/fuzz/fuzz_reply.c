@@ -31,7 +31,8 @@ static void check_same(const chan_reply *a, const chan_reply *b) {
   FUZZ_CHECK(a->has_groups == b->has_groups && a->n_groups == b->n_groups);
   for (size_t i = 0; i < a->n_groups; i++)
     FUZZ_CHECK(strcmp(a->groups[i], b->groups[i]) == 0);
-  FUZZ_CHECK(a->user == b->user && a->expires == b->expires);
+  FUZZ_CHECK(a->user == b->user && a->expires == b->expires &&
+             a->recheck == b->recheck);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -47,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(r.close_code == 0 || (r.close_code >= 1000 && r.close_code <= 4999));
   FUZZ_CHECK(r.session_json == NULL || strlen(r.session_json) <= 4096);
   /* Ids the gateway turns into a key and a deadline: exact, <= 2^53-1. */
-  FUZZ_CHECK(r.user <= 9007199254740991ull && r.expires <= 9007199254740991ull);
+  FUZZ_CHECK(r.user <= 9007199254740991ull && r.expires <= 9007199254740991ull &&
+             r.recheck <= 9007199254740991ull);
   /* A text may hold NULs (U+0000), never a 0xFF (chan_json.h), and is
    * terminated after its length. */
   for (size_t i = 0; i < r.n_texts; i++)

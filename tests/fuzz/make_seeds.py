@@ -235,6 +235,10 @@ def reply_seeds():
         {"reply_channel": CHANNEL, "order": 1.5},
         {"reply_channel": CHANNEL, "order": 1, "groups": ["bad name"]},
         {"reply_channel": CHANNEL, "order": 1, "session": {"big": "x" * 4100}},
+        {"reply_channel": CHANNEL, "order": 3, "groups": ["job_events-43"],
+         "text": ['{"error": "access denied to channel job_events for resource id 42"}'],
+         "recheck": 1765100060},
+        {"reply_channel": CHANNEL, "order": 3, "recheck": -1},
     ]
     out = [json.dumps(r).encode() for r in rs]
     out.append(json.dumps(rs[0]).encode() + b" {}")
@@ -261,7 +265,10 @@ def channel_seeds():
           (0, receive), (2, connect),
           (1, {**receive, "session": {"user": 7, "csrftoken": "abc", "credentials": {
               "cookie": "sessionid=s3cret", "authorization": "Bearer t", "client": "::1"}}}),
-          (2, {**disconnect, "session": {"user": 7, "credentials": {"cookie": 5}}})]
+          (2, {**disconnect, "session": {"user": 7, "credentials": {"cookie": 5}}}),
+          (1, {"reply_channel": CHANNEL, "path": "/websocket/", "order": 5, "recheck": True,
+               "session": {"user": 7}, "groups": ["job_events-42"]}),
+          (1, {**receive, "recheck": True}), (1, {**receive_b, "recheck": False})]
     return [bytes([k]) + json.dumps(m).encode() for k, m in ms]
 
 
