@@ -6,6 +6,7 @@
  * refresh moving the deadline, the end taking both away.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +157,150 @@ UNIT_TEST(gw_relay_accept_joins_the_user_key_and_sets_the_expiry_a_refresh_moves
   UNIT_CHECK(!r.user && !r.exp_slot && exp.n == 0 && groups.n_groups == 0);
   gw_relay_free(&r);
   gw_expiry_free(&exp);
+  gw_group_table_free(&groups);
+  unit_stderr_restore(saved);
+}
+
+/* ---- re-checks of application grants (the second heap) ---- */
+
+typedef struct rc_rel {
+  int open;
+  uint16_t closed;
+  int texts;
+  char last[512]; /* the last message published */
+} rc_rel;
+
+static int rc_publish(void *arg, const char *q, char *json, size_t len, int answer) {
+  (void)q, (void)answer;
+  rc_rel *f = arg;
+  snprintf(f->last, sizeof f->last, "%.*s", (int)len, json);
+  free(json);
+  return 0;
+}
+static void rc_send(void *arg, int op, const char *d, size_t n) {
+  (void)op, (void)d, (void)n;
+  ((rc_rel *)arg)->texts++;
+}
+static void rc_close(void *arg, uint16_t code, const char *why) {
+  (void)why;
+  ((rc_rel *)arg)->closed = code;
+  ((rc_rel *)arg)->open = 0;
+}
+static int rc_accept(void *arg) {
+  ((rc_rel *)arg)->open = 1;
+  return 0;
+}
+static int rc_open(void *arg) { return ((rc_rel *)arg)->open; }
+static const gw_relay_sink rc_sink = {rc_publish, rc_send, rc_close,
+                                      rel_refuse, rc_accept, rc_open};
+
+static chan_reply rc_reply(uint64_t order, uint64_t recheck) {
+  chan_reply r;
+  memset(&r, 0, sizeof r);
+  r.accept = -1;
+  r.order = order;
+  r.recheck = recheck;
+  return r;
+}
+
+UNIT_TEST(gw_relay_recheck_deadline_sent_free_of_the_allowances_and_replaced_by_its_reply) {
+  rc_rel f = {0};
+  gw_relay r;
+  gw_group_table groups;
+  gw_timeq replies = {0};
+  gw_expiry exp = {0}, rch = {0};
+  gw_stats st;
+  memset(&r, 0, sizeof r);
+  memset(&st, 0, sizeof st);
+  int saved = unit_stderr_mute();
+  UNIT_CHECK(gw_group_table_init(&groups, NULL, NULL, NULL) == 0);
+  gw_relay_io io = {.sink = &rc_sink, .arg = &f, .id = 3,
+                    .reply_channel = "websocket.send.amq.gen-x!3", .groups = &groups,
+                    .replies = &replies, .stats = &st, .now_ms = 1000, .max_rate = 100,
+                    .max_pending = 3, .max_session = 64, .changes_rate = 10,
+                    .changes_burst = 200, .expiries = &exp, .rechecks = &rch,
+                    .wall_ms = 1700000000000ull, .refresh_window_ms = 60000};
+  chan_msg m = {0};
+  UNIT_CHECK(gw_relay_connect(&r, &io, "/websocket/", &m) == 0);
+  chan_reply a = rc_reply(0, 0);
+  a.accept = 1;
+  UNIT_CHECK(gw_relay_apply_reply(&r, &io, &a, 1) == GW_RELAY_ACCEPTED);
+  UNIT_CHECK(r.recheck_slot == 0 && rch.n == 0);
+  /* A subscription whose reply holds hook-granted groups: due in 2 s. */
+  const char *sub = "{\"groups\": {\"job_events\": [1, 2]}}";
+  char *g[2] = {"job_events-1", "job_events-2"};
+  gw_relay_client_message(&r, &io, 0, (const uint8_t *)sub, strlen(sub));
+  chan_reply s1 = rc_reply(1, 1700000002);
+  s1.has_groups = 1;
+  s1.groups = g;
+  s1.n_groups = 2;
+  gw_relay_apply_reply(&r, &io, &s1, 0);
+  UNIT_CHECK(r.n_members == 2 && gw_expiry_at(&rch, &r.recheck_slot) == 3000);
+  /* Another client reply cannot put it off, only bring it forward. */
+  gw_relay_client_message(&r, &io, 0, (const uint8_t *)sub, strlen(sub));
+  chan_reply s2 = rc_reply(2, 1700000060);
+  gw_relay_apply_reply(&r, &io, &s2, 0);
+  UNIT_CHECK(gw_expiry_at(&rch, &r.recheck_slot) == 3000);
+  gw_relay_client_message(&r, &io, 0, (const uint8_t *)sub, strlen(sub));
+  chan_reply s3 = rc_reply(3, 1700000001);
+  gw_relay_apply_reply(&r, &io, &s3, 0);
+  UNIT_CHECK(gw_expiry_at(&rch, &r.recheck_slot) == 2000);
+  /* Due: what gw_conn's tick does. The message is a re-check, not text. */
+  io.now_ms = 2000;
+  UNIT_CHECK(gw_expiry_due(&rch, 2000) == &r.recheck_slot);
+  gw_expiry_remove(&rch, &r.recheck_slot);
+  int32_t allowance = r.changes_milli;
+  uint16_t rate = r.rate_count;
+  gw_relay_recheck(&r, &io);
+  UNIT_CHECK(r.inflight && r.recheck_inflight && st.rechecks == 1);
+  UNIT_CHECK(strstr(f.last, "\"recheck\":true") && !strstr(f.last, "\"text\"") &&
+             strstr(f.last, "\"order\":4"));
+  UNIT_CHECK(r.rate_count == rate);
+  /* Its reply: one removed with its text, not charged, next deadline set. */
+  char *g2[1] = {"job_events-2"};
+  chan_text t = {"{\"error\": \"access denied to channel job_events for resource id 1\"}", 66};
+  chan_reply rr = rc_reply(4, 1700000005);
+  rr.has_groups = 1;
+  rr.groups = g2;
+  rr.n_groups = 1;
+  rr.texts = &t;
+  rr.n_texts = 1;
+  int texts = f.texts;
+  gw_relay_apply_reply(&r, &io, &rr, 0);
+  UNIT_CHECK(r.n_members == 1 && r.changes_milli >= allowance && st.recheck_leaves == 1);
+  UNIT_CHECK(f.texts == texts + 1 && gw_expiry_at(&rch, &r.recheck_slot) == 2000 + 5000);
+  /* Due while a client message is with a worker: sent right after it. */
+  gw_expiry_remove(&rch, &r.recheck_slot);
+  gw_relay_client_message(&r, &io, 0, (const uint8_t *)sub, strlen(sub));
+  gw_relay_recheck(&r, &io);
+  UNIT_CHECK(r.recheck_due && !r.recheck_inflight && st.rechecks == 1);
+  chan_reply s5 = rc_reply(5, 0);
+  gw_relay_apply_reply(&r, &io, &s5, 0);
+  UNIT_CHECK(r.recheck_inflight && !r.recheck_due && st.rechecks == 2 &&
+             strstr(f.last, "\"recheck\":true") && strstr(f.last, "\"order\":6"));
+  /* A timeout of a re-check tells the client nothing. */
+  texts = f.texts;
+  gw_relay_timeout(&r, &io);
+  UNIT_CHECK(f.texts == texts && !r.inflight && !r.recheck_inflight);
+  /* A re-check's reply without "recheck": no deadline any more. */
+  gw_relay_recheck(&r, &io);
+  chan_reply s7 = rc_reply(7, 1700000009);
+  gw_relay_apply_reply(&r, &io, &s7, 0);
+  UNIT_CHECK(r.recheck_slot != 0);
+  gw_relay_recheck(&r, &io);
+  chan_reply s8 = rc_reply(8, 0);
+  gw_relay_apply_reply(&r, &io, &s8, 0);
+  UNIT_CHECK(r.recheck_slot == 0 && rch.n == 0);
+  /* The end takes the deadline away. */
+  gw_relay_client_message(&r, &io, 0, (const uint8_t *)sub, strlen(sub));
+  chan_reply s9 = rc_reply(9, 1700000030);
+  gw_relay_apply_reply(&r, &io, &s9, 0);
+  UNIT_CHECK(rch.n == 1 && f.closed == 0);
+  gw_relay_end(&r, &io, 1000);
+  UNIT_CHECK(r.recheck_slot == 0 && rch.n == 0);
+  gw_relay_free(&r);
+  gw_expiry_free(&exp);
+  gw_expiry_free(&rch);
   gw_group_table_free(&groups);
   unit_stderr_restore(saved);
 }
