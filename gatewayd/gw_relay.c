@@ -104,6 +104,17 @@ static int gw_relay__answer_here(gw_relay *r, gw_relay_io *io) {
   return 1;
 }
 
+/* A re-check that could not be published or was not answered in time is
+ * tried again this much later (loop time): the client asked for nothing,
+ * so neither closes it or tells it anything. */
+#define GW_RELAY_RECHECK_RETRY_MS 30000u
+
+static void gw_relay__recheck_retry(gw_relay *r, gw_relay_io *io) {
+  if (io->rechecks &&
+      gw_expiry_set(io->rechecks, &r->recheck_slot, io->now_ms + GW_RELAY_RECHECK_RETRY_MS) != 0)
+    io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+}
+
 /* recheck: a re-check of the grants (no payload; never answered here). */
 static void gw_relay__send(gw_relay *r, gw_relay_io *io, int recheck, int binary,
                            const char *data, size_t len) {
@@ -113,7 +124,8 @@ static void gw_relay__send(gw_relay *r, gw_relay_io *io, int recheck, int binary
                 .is_binary = binary, .data = (char *)data, .data_len = len,
                 .recheck = recheck};
   if (gw_relay__publish(r, io, &m) != 0) {
-    io->sink->close(io->arg, GW_WS_TRY_AGAIN, "broker unavailable");
+    if (recheck) gw_relay__recheck_retry(r, io);
+    else io->sink->close(io->arg, GW_WS_TRY_AGAIN, "broker unavailable");
     return;
   }
   r->inflight = 1;
@@ -405,9 +417,10 @@ void gw_relay_timeout(gw_relay *r, gw_relay_io *io) {
   gw_timeq_remove(&r->rq);
   r->inflight = 0;
   static const char msg[] = "{\"error\": \"no worker answered in time\"}";
-  /* The client did not ask for a re-check: nothing to tell it. */
-  if (!r->recheck_inflight && io->sink->open(io->arg))
-    io->sink->send(io->arg, 1, msg, sizeof(msg) - 1);
+  /* The client did not ask for a re-check: nothing to tell it; it is
+   * tried again later (a worker may have been restarting). */
+  if (r->recheck_inflight && io->sink->open(io->arg)) gw_relay__recheck_retry(r, io);
+  else if (io->sink->open(io->arg)) io->sink->send(io->arg, 1, msg, sizeof(msg) - 1);
   r->recheck_inflight = 0;
   gw_relay__next_pending(r, io);
 }

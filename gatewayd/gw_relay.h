@@ -118,8 +118,9 @@ typedef enum {
  * to a worker now, or as soon as the message in flight is answered (ahead
  * of queued client messages: its reply is a whole membership, so any
  * order is consistent). It is not counted against the client's message
- * rate, pending limit or group-change allowance, and a timeout of it tells
- * the client nothing. */
+ * rate, pending limit or group-change allowance; one that cannot be
+ * published or times out tells the client nothing and is tried again
+ * 30 s later. */
 void gw_relay_recheck(gw_relay *r, gw_relay_io *io);
 
 /* The request head is valid: publish websocket.connect (m carries the

@@ -282,6 +282,8 @@ UNIT_TEST(gw_relay_recheck_deadline_sent_free_of_the_allowances_and_replaced_by_
   texts = f.texts;
   gw_relay_timeout(&r, &io);
   UNIT_CHECK(f.texts == texts && !r.inflight && !r.recheck_inflight);
+  UNIT_CHECK(gw_expiry_at(&rch, &r.recheck_slot) == 2000 + 30000); /* tried again */
+  gw_expiry_remove(&rch, &r.recheck_slot);
   /* A re-check's reply without "recheck": no deadline any more. */
   gw_relay_recheck(&r, &io);
   chan_reply s7 = rc_reply(7, 1700000009);
