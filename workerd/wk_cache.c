@@ -114,6 +114,12 @@ int wk_cache_get(wk_cache *c, uint64_t user, const char *channel, uint64_t id,
   return e->allowed;
 }
 
+void wk_cache_forget(wk_cache *c, uint64_t user, const char *channel, uint64_t id) {
+  if (!c || c->max == 0) return;
+  wk_cache_entry **pp = wk_cache__slot(c, user, channel, id);
+  if (*pp) wk_cache__remove(c, pp);
+}
+
 void wk_cache_put(wk_cache *c, uint64_t user, const char *channel, uint64_t id,
                   int allowed, uint64_t now_ms) {
   if (!c || c->max == 0 || strlen(channel) > WK_CACHE_CHANNEL_MAX) return;

@@ -29,6 +29,9 @@ int wk_cache_get(wk_cache *c, uint64_t user, const char *channel, uint64_t id,
 /* Records an answer (replacing any). */
 void wk_cache_put(wk_cache *c, uint64_t user, const char *channel, uint64_t id,
                   int allowed, uint64_t now_ms);
+/* Drops the entry, if any (a re-check found the credential refused: the
+ * next subscription to it asks again). */
+void wk_cache_forget(wk_cache *c, uint64_t user, const char *channel, uint64_t id);
 size_t wk_cache_size(const wk_cache *c);
 
 #endif

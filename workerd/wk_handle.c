@@ -1000,6 +1000,12 @@ static int wk_handle__recheck_reply(const wk_handle_ctx *ctx, wk_handle_call *c,
   for (size_t i = 0; i < c->n_reqs; i++) {
     const wk_handle_req *r = &c->reqs[i];
     failed |= r->state == WK_REQ_FAILED;
+    /* 401/403: the answer is about this credential, not the user's grants
+     * (another session of the user may be fine), so nothing is cached; but
+     * what the cache allowed goes, or this connection's next subscription
+     * would rejoin from it. */
+    for (size_t j = 0; r->state == WK_REQ_DENIED && j < r->n_ids; j++)
+      wk_cache_forget(ctx->cache, (uint64_t)c->user_id, r->key, r->ids[j]);
     if (r->state != WK_REQ_ANSWERED) continue;
     for (size_t j = 0; j < r->n_ids; j++)
       wk_cache_put(ctx->cache, (uint64_t)c->user_id, r->key, r->ids[j],

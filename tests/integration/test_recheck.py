@@ -100,6 +100,11 @@ def test_logout_leaves_the_object_groups_within_the_interval(cluster, django_app
         n = len(django_app.calls("subscribe"))
         await silent(ws, 2.5)
         assert len(django_app.calls("subscribe")) == n
+        # Asking again is refused: the cache does not hand the ids back.
+        errors, reply = await subscribe(ws, {"job_events": [a], "jobs": ["status"]},
+                                        xrftoken=cookies["csrftoken"])
+        assert errors == [{"error": DENIED.format(a)}]
+        assert reply["groups_current"] == ["jobs-status"]
         await ws.close()
 
     run(go())

@@ -128,8 +128,12 @@ UNIT_TEST(wk_recheck_401_removes_every_hook_grant_and_down_keeps_them) {
   chan_reply r;
   char body[256];
   int saved = unit_stderr_mute();
-  /* The credential is no longer accepted (logout): both go, no next re-check. */
+  /* The credential is no longer accepted (logout): both go, no next re-check,
+   * and the cache no longer allows them. */
+  uint64_t now_ms = wk_metrics_now_us() / 1000u;
+  wk_cache_put(f.cache, 7, "job_events", 42, 1, now_ms);
   UNIT_CHECK(rc_run(&f, 401, "", WK_HOOK_ANSWERED, &r, body, sizeof body) == 0);
+  UNIT_CHECK(wk_cache_get(f.cache, 7, "job_events", 42, now_ms) == -1);
   UNIT_CHECK(r.has_groups && r.n_groups == 2 && strcmp(r.groups[0], "job_events-5") == 0);
   UNIT_CHECK(r.n_texts == 2 && strstr(r.texts[1].data, "resource id 43"));
   UNIT_CHECK(r.recheck == 0);
