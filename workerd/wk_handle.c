@@ -1033,8 +1033,14 @@ static int wk_handle__recheck_reply(const wk_handle_ctx *ctx, wk_handle_call *c,
                      : failed  ? WK_METRICS_RECHECK_UNAVAILABLE
                                : WK_METRICS_RECHECK_KEPT,
                      n_removed);
-  log_info("recheck", "user=%lld held=%zu removed=%zu unavailable=%d",
-           c->user_id, c->n_verdicts, n_removed, failed);
+  /* Every connection holding hook grants does one per interval: only a
+   * removal is worth a line at info. */
+  if (n_removed)
+    log_info("recheck_revoked", "user=%lld held=%zu removed=%zu unavailable=%d",
+             c->user_id, c->n_verdicts, n_removed, failed);
+  else
+    log_debug("recheck", "user=%lld held=%zu unavailable=%d", c->user_id,
+              c->n_verdicts, failed);
   int rc = wk_handle__recheck_answer(ctx, m, removed, n_removed, held_left, now,
                                      reply, len);
   free(removed);
