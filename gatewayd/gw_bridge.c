@@ -36,6 +36,7 @@
  * order among themselves is kept (a bind and the unbind after it must
  * reach the broker in that order); against publishes nothing depends on
  * it: a client's reply already went out before its binds, as before.
+ * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd).
  *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback, a few ms on a busy broker), during which deliveries
@@ -102,7 +103,8 @@ struct gw_bridge {
   /* shared, under mu */
   pthread_mutex_t mu;
   gw_bridge__cmd *cmd_head, *cmd_tail;   /* publishes, run first */
-  gw_bridge__cmd *bind_head, *bind_tail; /* binds and unbinds, in order */
+  gw_bridge__cmd *bind_head, *bind_tail; /* groups' binds and unbinds, in order */
+  gw_bridge__cmd *ctl_head, *ctl_tail;   /* control keys' (wsgw!...), after */
   gw_bridge_event *ev_head, *ev_tail;
   int stopping;
 
@@ -136,10 +138,20 @@ static size_t gw_bridge__bind_bytes(const gw_bridge__cmd *c) {
   return sizeof(*c) + strlen(c->name) + 1;
 }
 
+/* A control key's bind (wsgw!user.<uid>, one per user a gateway holds)
+ * waits behind the groups' binds: a burst of connections of many users
+ * queues one each, and a group a client just joined must not wait for
+ * them (its events are published as soon as its reply is out). Control
+ * keys and group names never collide, so each key's binds and unbinds
+ * stay in order within their own lane. */
+static int gw_bridge__is_control(const gw_bridge__cmd *c) {
+  return strncmp(c->name, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;
+}
+
 static void gw_bridge__push_cmd(gw_bridge *b, gw_bridge__cmd *c) {
-  int bind = c->kind != CMD_PUBLISH;
-  gw_bridge__cmd **head = bind ? &b->bind_head : &b->cmd_head;
-  gw_bridge__cmd **tail = bind ? &b->bind_tail : &b->cmd_tail;
+  int bind = c->kind != CMD_PUBLISH, ctl = bind && gw_bridge__is_control(c);
+  gw_bridge__cmd **head = ctl ? &b->ctl_head : bind ? &b->bind_head : &b->cmd_head;
+  gw_bridge__cmd **tail = ctl ? &b->ctl_tail : bind ? &b->bind_tail : &b->cmd_tail;
   pthread_mutex_lock(&b->mu);
   int was_empty = *head == NULL;
   c->next = NULL;
@@ -430,14 +442,21 @@ static gw_bridge__cmd *gw_bridge__take_cmds(gw_bridge *b) {
   return list;
 }
 
-/* The oldest queued bind or unbind, or NULL. */
+static gw_bridge__cmd *gw_bridge__pop(gw_bridge__cmd **head, gw_bridge__cmd **tail) {
+  gw_bridge__cmd *c = *head;
+  if (c) {
+    *head = c->next;
+    if (!*head) *tail = NULL;
+  }
+  return c;
+}
+
+/* The oldest queued bind or unbind of a group, else of a control key, or
+ * NULL. */
 static gw_bridge__cmd *gw_bridge__take_bind(gw_bridge *b) {
   pthread_mutex_lock(&b->mu);
-  gw_bridge__cmd *c = b->bind_head;
-  if (c) {
-    b->bind_head = c->next;
-    if (!b->bind_head) b->bind_tail = NULL;
-  }
+  gw_bridge__cmd *c = gw_bridge__pop(&b->bind_head, &b->bind_tail);
+  if (!c) c = gw_bridge__pop(&b->ctl_head, &b->ctl_tail);
   pthread_mutex_unlock(&b->mu);
   return c;
 }
