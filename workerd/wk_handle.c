@@ -234,7 +234,8 @@ typedef struct wk_handle_verdict {
 typedef enum {
   WK_CALL_CONNECT = 0,
   WK_CALL_SUBSCRIBE,
-  WK_CALL_RECHECK /* the subscribe hook, about the ids a connection holds */
+  WK_CALL_RECHECK, /* the subscribe hook, about the ids a connection holds */
+  WK_CALL_REFRESH  /* the connect hook, about a refresh's new credential */
 } wk_handle_call_kind;
 
 struct wk_handle_call {
@@ -817,16 +818,128 @@ static char *wk_handle__refreshed_session(const wk_session *s,
   return session;
 }
 
+/* The answer to a refresh: an error text and nothing changed, or the new
+ * session and expiry and {"refreshed": true, "expires": N}. */
+static int wk_handle__refresh_answer(const chan_msg *m, long long user_id,
+                                     const char *error, const char *session,
+                                     long long expires, char **reply, size_t *len) {
+  char text[192];
+  chan_reply r;
+  chan_text t = {text, 0};
+  wk_handle__reply_init(&r, m);
+  r.texts = &t;
+  r.n_texts = 1;
+  if (!error && (!session || strlen(session) > CHAN_SESSION_MAX))
+    error = "session too large";
+  if (error) {
+    t.len = (size_t)snprintf(text, sizeof text, "{\"error\": \"token refused: %s\"}", error);
+    log_info("refresh_refused", "user=%lld reason=\"%s\"", user_id, error);
+    wk_metrics_refresh(0);
+  } else {
+    r.session_json = (char *)session;
+    r.expires = expires > 0 ? (uint64_t)expires : 0;
+    t.len = (size_t)snprintf(text, sizeof text, "{\"refreshed\": true, \"expires\": %lld}",
+                             expires);
+    log_info("refresh_accepted", "user=%lld expires=%lld", user_id, expires);
+    wk_metrics_refresh(1);
+  }
+  return wk_handle__encode(&r, reply, len);
+}
+
+/* A refresh the application decides: the connect hook asked about the new
+ * credential alone (as `Authorization: Bearer <it>`, without the
+ * connection's cookie, so that the answer is about it), with the kept
+ * Origin and client address. The connection's later hook calls carry it. */
+static int wk_handle__refresh_hook(const wk_handle_ctx *ctx, const chan_msg *m,
+                                   const wk_session *s, const cJSON *session_root,
+                                   const char *token, wk_handle_call **call) {
+  wk_handle_call *c = calloc(1, sizeof *c);
+  if (!c) return -1;
+  c->kind = WK_CALL_REFRESH;
+  c->user_id = s->user_id;
+  c->n_reqs = 1;
+  c->reqs = calloc(1, sizeof *c->reqs);
+  size_t alen = strlen("Bearer ") + strlen(token) + 1;
+  char *auth = malloc(alen);
+  cJSON *body = cJSON_CreateObject();
+  int ok = c->reqs && auth && body && wk_handle__call_msg(c, m) == 0 &&
+           (c->m.session_json = strdup(m->session_json)) &&
+           wk_handle__creds_from_session(session_root, &c->creds) == 0 &&
+           (c->url = strdup(ctx->connect_url)) &&
+           cJSON_AddStringToObject(body, "path", m->path ? m->path : "") &&
+           cJSON_AddStringToObject(body, "client", c->creds.client ? c->creds.client : "");
+  if (ok) {
+    snprintf(auth, alen, "Bearer %s", token);
+    free(c->creds.cookie);
+    c->creds.cookie = NULL;
+    free(c->creds.authorization);
+    c->creds.authorization = auth;
+    auth = NULL;
+    c->reqs[0].body = wk_handle__print(body, &c->reqs[0].body_len);
+    body = NULL;
+    ok = c->reqs[0].body != NULL;
+  }
+  free(auth);
+  cJSON_Delete(body);
+  if (!ok) {
+    wk_handle_call_free(c);
+    return -1;
+  }
+  wk_handle__req_headers(c, &c->reqs[0], &c->creds, "connect");
+  *call = c;
+  return 0;
+}
+
+/* The connect hook's answer about a refresh's credential. */
+static int wk_handle__refresh_reply(wk_handle_call *c, time_t now, char **reply,
+                                    size_t *len) {
+  const wk_handle_req *r = &c->reqs[0];
+  const char *error = NULL;
+  if (r->state == WK_REQ_FAILED) error = "application unavailable, try again later";
+  else if (r->state == WK_REQ_DENIED) error = "refused by the application";
+  else if (r->connect.user_id != c->user_id) error = "another user";
+  else if (r->connect.expires && r->connect.expires <= (long long)now) error = "expired";
+  if (error) return wk_handle__refresh_answer(&c->m, c->user_id, error, NULL, 0, reply, len);
+  cJSON *root;
+  wk_session s;
+  if (wk_handle__session_read(c->m.session_json, &root, &s) != 0) {
+    cJSON_Delete(root);
+    return wk_handle__say(&c->m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
+  }
+  /* The application's answer replaces grants and data when it gives them. */
+  const cJSON *app = cJSON_GetObjectItemCaseSensitive(root, "app");
+  char *old_app = cJSON_IsObject(app) ? cJSON_PrintUnformatted(app) : NULL;
+  char *old_objects = s.objects ? cJSON_PrintUnformatted(s.objects) : NULL;
+  wk_handle_session_in in = {
+      .user_id = c->user_id,
+      .csrftoken = s.csrftoken,
+      .objects_json = r->connect.grants_json ? r->connect.grants_json : old_objects,
+      .app_session_json = r->connect.session_json ? r->connect.session_json : old_app,
+      .expires = r->connect.expires,
+      .creds = &c->creds};
+  char *session = wk_handle__session_new(&in);
+  int rc = wk_handle__refresh_answer(&c->m, c->user_id, NULL, session, r->connect.expires,
+                                     reply, len);
+  cJSON_free(session);
+  cJSON_free(old_app);
+  cJSON_free(old_objects);
+  cJSON_Delete(root);
+  return rc;
+}
+
 /* {"token": "<new credential>"} on an open connection (docs/PROTOCOL.md,
  * "Refreshing the credential"): the same user's valid credential moves
  * the connection's expiry (the reply's "expires") and replaces its grants;
- * anything else is refused with an error text and changes nothing.
+ * anything else is refused with an error text and changes nothing. A
+ * valid token of this worker's secrets decides at once; otherwise, with
+ * the connect hook on, the application decides (a call in *call).
  * Returns 1 when the message is not a refresh (it goes on to the
  * subscription protocol, which refuses "token" as an unknown key there
  * was before), else what wk_handle__encode returns. */
 static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
                               const wk_session *s, const cJSON *session_root,
-                              time_t now, char **reply, size_t *len) {
+                              time_t now, char **reply, size_t *len,
+                              wk_handle_call **call) {
   static const char tag[] = "\"token\"";
   const char *data = m->data ? m->data : "";
   /* Cheap test first: a subscription never holds "token" in quotes (group
@@ -841,49 +954,34 @@ static int wk_handle__refresh(const wk_handle_ctx *ctx, const chan_msg *m,
     cJSON_Delete(root);
     return 1;
   }
-  char text[192], reason[128];
+  char reason[128];
   const char *error = NULL;
   wk_auth_identity id = {0};
   for (const cJSON *k = root->child; k && !error; k = k->next)
     if (strcmp(k->string, "token") != 0 && strcmp(k->string, "xrftoken") != 0)
       error = "a refresh takes only token (and xrftoken)";
   if (!error && !cJSON_IsString(tok)) error = "token must be a string";
-  /* Only a token refreshes (this worker's secrets check it); a worker that
-   * admits through the application alone has none. */
-  if (!error && !ctx->auth) error = "this server takes no tokens";
-  if (!error && wk_auth_check_token(ctx->auth, tok->valuestring, now, &id, reason,
-                                    sizeof reason) != 0)
-    error = reason;
+  if (!error && !tok->valuestring[0]) error = "token is empty";
+  int token_ok = !error && ctx->auth &&
+                 wk_auth_check_token(ctx->auth, tok->valuestring, now, &id, reason,
+                                     sizeof reason) == 0;
+  /* Not one of our tokens: the application's credential, when it decides. */
+  if (!error && !token_ok && wk_handle__hooks_on(ctx->connect_url)) {
+    int rc = call ? wk_handle__refresh_hook(ctx, m, s, session_root, tok->valuestring, call)
+                  : -1;
+    cJSON_Delete(root);
+    if (rc == 0) return 0;
+    return wk_handle__refresh_answer(m, s->user_id,
+                                     "application unavailable, try again later", NULL, 0,
+                                     reply, len);
+  }
+  if (!error && !token_ok) error = ctx->auth ? reason : "this server takes no tokens";
   if (!error && id.user_id != s->user_id) error = "another user";
   cJSON_Delete(root);
-  chan_reply r;
-  chan_text t = {text, 0};
-  wk_handle__reply_init(&r, m);
-  r.texts = &t;
-  r.n_texts = 1;
-  char *session = NULL;
-  if (error) {
-    t.len = (size_t)snprintf(text, sizeof text, "{\"error\": \"token refused: %s\"}", error);
-    log_info("refresh_refused", "user=%lld reason=\"%s\"", s->user_id, error);
-    wk_metrics_refresh(0);
-  } else {
-    session = wk_handle__refreshed_session(s, session_root, &id);
-    if (!session || strlen(session) > CHAN_SESSION_MAX) {
-      wk_auth_identity_free(&id);
-      cJSON_free(session);
-      return wk_handle__say(m, "{\"error\": \"token refused: session too large\"}", 0,
-                            reply, len);
-    }
-    r.session_json = session;
-    r.expires = id.expires > 0 ? (uint64_t)id.expires : 0;
-    t.len = (size_t)snprintf(text, sizeof text, "{\"refreshed\": true, \"expires\": %lld}",
-                             id.expires);
-    log_info("refresh_accepted", "user=%lld expires=%lld", s->user_id, id.expires);
-    wk_metrics_refresh(1);
-  }
-  wk_auth_identity_free(&id);
-  int rc = wk_handle__encode(&r, reply, len);
+  char *session = error ? NULL : wk_handle__refreshed_session(s, session_root, &id);
+  int rc = wk_handle__refresh_answer(m, s->user_id, error, session, id.expires, reply, len);
   cJSON_free(session);
+  wk_auth_identity_free(&id);
   return rc;
 }
 
@@ -1064,7 +1162,7 @@ static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
     cJSON_Delete(root);
     return wk_handle__say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
   }
-  int rc = wk_handle__refresh(ctx, m, &s, root, now, reply, len);
+  int rc = wk_handle__refresh(ctx, m, &s, root, now, reply, len, call);
   if (rc == 1) rc = wk_handle__subscribe(ctx, m, &s, root, now, reply, len, call);
   cJSON_Delete(root);
   return rc;
@@ -1089,7 +1187,8 @@ int wk_handle_call_answer(wk_handle_call *c, size_t i, wk_hook_outcome outcome,
     r->state = WK_REQ_FAILED;
     return WK_HOOK_ERR_STATUS;
   }
-  int rc = c->kind == WK_CALL_CONNECT
+  int connect = c->kind == WK_CALL_CONNECT || c->kind == WK_CALL_REFRESH;
+  int rc = connect
                ? wk_hook_parse_connect(body, len, &r->connect, err, sizeof err)
                : wk_hook_parse_subscribe(body, len, CHAN_GROUPS_MAX,
                                          &r->allowed, &r->n_allowed, err,
@@ -1098,7 +1197,7 @@ int wk_handle_call_answer(wk_handle_call *c, size_t i, wk_hook_outcome outcome,
    * second pass looks up only the ids asked. */
   if (rc != 0) {
     log_warn("hook_answer_invalid", "hook=%s reason=\"%s\"",
-             c->kind == WK_CALL_CONNECT ? "connect" : "subscribe", err);
+             connect ? "connect" : "subscribe", err);
     r->state = WK_REQ_FAILED;
     return WK_HOOK_ERR_INVALID;
   }
@@ -1114,6 +1213,7 @@ int wk_handle_call_reply(const wk_handle_ctx *ctx, wk_handle_call *c,
     return wk_handle__connect_reply(ctx, c, now, reply, reply_len);
   if (c->kind == WK_CALL_RECHECK)
     return wk_handle__recheck_reply(ctx, c, now, reply, reply_len);
+  if (c->kind == WK_CALL_REFRESH) return wk_handle__refresh_reply(c, now, reply, reply_len);
   return wk_handle__subscribe_reply(ctx, c, now, reply, reply_len);
 }
 

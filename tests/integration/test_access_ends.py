@@ -323,3 +323,44 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
     finally:
         conn.close()
     assert Scrape(gw.metrics_port)("wsgw_gateway_kick_closes_total") == 2
+
+
+# ---- the application's credential (issue 13: a refresh the connect hook decides) ----
+
+def test_application_session_expires_and_an_api_token_refreshes_it(cluster, django_app):
+    """Admitted by the application's session cookie, whose session the
+    application says ends in 3 s: the connection is closed 4401 at that end
+    plus the window unless it refreshes. A refresh with an API token of the
+    same user (Bearer, asked of the connect hook) keeps it open and keeps
+    its events; another user's token, or one the application does not know,
+    is refused and moves nothing."""
+    from djangoapp import GATEWAY_ARGS
+    cluster.worker(*django_app.worker_args())
+    gw = cluster.gateway(*GATEWAY_ARGS, f"--gateway.refresh_window={WINDOW}s")
+    alice = django_app.login("alice")
+    mine, bobs = django_app.create_token("alice"), django_app.create_token("bob")
+
+    async def go():
+        ends = django_app.expire_session(alice, 3)
+        kept = await connect(gw.url(), django_app.ws_headers(alice, gw))
+        dropped = await connect(gw.url(), django_app.ws_headers(alice, gw))
+        for ws in (kept, dropped):
+            assert (await recv_json(ws))["user"] == 7
+            assert (await subscribe(ws, {"jobs": ["status_changed"]},
+                                    xrftoken=alice["csrftoken"]))[0] == []
+        for token, why in ((bobs, "another user"), ("not-a-key", "refused by the application")):
+            assert await send_request(kept, json.dumps({"token": token})) == \
+                {"error": f"token refused: {why}"}
+        reply = await send_request(kept, json.dumps({"token": mine}))
+        assert reply["refreshed"] is True and reply["expires"] > ends + WINDOW, reply
+        # The unrefreshed one closes at ends + window; the refreshed one stays.
+        await asyncio.sleep(max(0.0, ends + WINDOW + SLACK - time.time()))
+        try:
+            await asyncio.wait_for(dropped.recv(), 3)
+        except websockets.ConnectionClosed:
+            pass
+        assert dropped.close_code == 4401, dropped.close_code
+        await asyncio.to_thread(cluster.emit, GROUP, '{"after": true}')
+        assert await recv_json(kept) == {"after": True}
+        await kept.close()
+    run(go(), timeout=60)
