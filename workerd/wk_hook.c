@@ -21,13 +21,13 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "chan_json.h"
 #include "log.h"
 #include "token.h"
 
 #define WK_HOOK_ID_DIGITS_MAX 16 /* 2^53 - 1 has 16 digits */
-/* 2^53 - 1: past it a double no longer tells neighbouring integers apart
- * (9007199254740993 parses as 2^53), so an id there may be a neighbour. */
-#define WK_HOOK_ID_MAX 9007199254740991ull
+/* Past it a double no longer tells neighbouring integers apart. */
+#define WK_HOOK_ID_MAX CHAN_JSON_UINT_MAX
 
 static int wk_hook__fail(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
@@ -44,39 +44,6 @@ static int wk_hook__uint(const cJSON *item, uint64_t max, uint64_t *out) {
   if ((double)v != d) return -1;
   *out = v;
   return 0;
-}
-
-/* The compact text of item with every number as exact digits (cJSON's own
- * printing writes 5000000000000001 as 5e+15): the rule of proto's
- * chan_json_print_exact, for the application's session object. */
-static int wk_hook__exact(cJSON *item) {
-  for (; item; item = item->next) {
-    if (cJSON_IsNumber(item)) {
-      char digits[32];
-      double d = item->valuedouble;
-      if (!isfinite(d))
-        snprintf(digits, sizeof digits, "null");
-      else if (d == floor(d) && fabs(d) <= 9007199254740992.0)
-        snprintf(digits, sizeof digits, "%.0f", d);
-      else
-        snprintf(digits, sizeof digits, "%.17g", d);
-      char *raw = strdup(digits);
-      if (!raw) return -1;
-      item->type = cJSON_Raw;
-      item->valuestring = raw;
-    } else if (item->child && wk_hook__exact(item->child) != 0) {
-      return -1;
-    }
-  }
-  return 0;
-}
-
-static char *wk_hook__print_exact(const cJSON *item) {
-  cJSON *copy = cJSON_Duplicate(item, 1);
-  if (!copy) return NULL;
-  char *text = wk_hook__exact(copy->child) == 0 ? cJSON_PrintUnformatted(copy) : NULL;
-  cJSON_Delete(copy);
-  return text;
 }
 
 /* Exactly one JSON value in body[0..len), whitespace around it allowed. */
@@ -240,7 +207,7 @@ int wk_hook_parse_connect(const char *body, size_t len,
       wk_hook__fail(err, errlen, "session is not an object");
       goto done;
     }
-    out->session_json = wk_hook__print_exact(session);
+    out->session_json = chan_json_print_exact(session);
     if (!out->session_json) {
       wk_hook__fail(err, errlen, "out of memory");
       goto done;
