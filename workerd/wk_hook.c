@@ -29,38 +29,6 @@
 /* Past it a double no longer tells neighbouring integers apart. */
 #define WK_HOOK_ID_MAX CHAN_JSON_UINT_MAX
 
-static int wk_hook__fail(char *err, size_t errlen, const char *msg) {
-  if (err && errlen) snprintf(err, errlen, "%s", msg);
-  return -1;
-}
-
-/* An integral JSON number in [0, max] (the rule of proto's chan_json_uint:
- * exact, NaN and fractions refused). */
-static int wk_hook__uint(const cJSON *item, uint64_t max, uint64_t *out) {
-  if (!cJSON_IsNumber(item)) return -1;
-  double d = item->valuedouble;
-  if (!(d >= 0 && d <= (double)max)) return -1;
-  uint64_t v = (uint64_t)d;
-  if ((double)v != d) return -1;
-  *out = v;
-  return 0;
-}
-
-/* Exactly one JSON value in body[0..len), whitespace around it allowed. */
-static cJSON *wk_hook__parse(const char *body, size_t len) {
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-  if (!root) return NULL;
-  while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
-                              *end == '\n'))
-    end++;
-  if (end != body + len) {
-    cJSON_Delete(root);
-    return NULL;
-  }
-  return root;
-}
-
 /* --- metrics ------------------------------------------------------------ */
 
 static struct {
@@ -147,17 +115,17 @@ int wk_hook_id_parse(const char *s, uint64_t *out) {
 
 /* An id as a JSON number (integral, exact) or a digit string. */
 static int wk_hook__id_item(const cJSON *item, uint64_t *out) {
-  if (cJSON_IsNumber(item)) return wk_hook__uint(item, WK_HOOK_ID_MAX, out) == 0;
+  if (cJSON_IsNumber(item)) return chan_json_uint(item, WK_HOOK_ID_MAX, out) == 0;
   if (cJSON_IsString(item)) return wk_hook_id_parse(item->valuestring, out);
   return 0;
 }
 
 static cJSON *wk_hook__parse_object(const char *body, size_t len, char *err,
                                     size_t errlen) {
-  cJSON *root = body ? wk_hook__parse(body, len) : NULL;
+  cJSON *root = body ? chan_json_parse(body, len) : NULL;
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    wk_hook__fail(err, errlen, "answer is not a JSON object");
+    chan_json_fail(err, errlen, "%s", "answer is not a JSON object");
     return NULL;
   }
   return root;
@@ -182,13 +150,13 @@ int wk_hook_parse_connect(const char *body, size_t len,
   uint64_t v;
   int rc = -1;
   if (!wk_hook__id_item(user, &v) || v == 0) {
-    wk_hook__fail(err, errlen, "user is not a positive integer up to 2^53-1");
+    chan_json_fail(err, errlen, "%s", "user is not a positive integer up to 2^53-1");
     goto done;
   }
   out->user_id = (long long)v;
   if (exp && !cJSON_IsNull(exp)) {
-    if (wk_hook__uint(exp, WK_HOOK_ID_MAX, &v) != 0) {
-      wk_hook__fail(err, errlen, "expires is not an integer of unix seconds");
+    if (chan_json_uint(exp, WK_HOOK_ID_MAX, &v) != 0) {
+      chan_json_fail(err, errlen, "%s", "expires is not an integer of unix seconds");
       goto done;
     }
     out->expires = (long long)v;
@@ -196,7 +164,7 @@ int wk_hook_parse_connect(const char *body, size_t len,
   if (grants && !cJSON_IsNull(grants)) {
     int g = token_objects_text(grants, &out->grants_json);
     if (g != 0) {
-      wk_hook__fail(err, errlen, g == -1 ? "grants is not an object of ids "
+      chan_json_fail(err, errlen, "%s", g == -1 ? "grants is not an object of ids "
                                             "up to 2^53-1"
                                           : "out of memory");
       goto done;
@@ -204,12 +172,12 @@ int wk_hook_parse_connect(const char *body, size_t len,
   }
   if (session && !cJSON_IsNull(session)) {
     if (!cJSON_IsObject(session)) {
-      wk_hook__fail(err, errlen, "session is not an object");
+      chan_json_fail(err, errlen, "%s", "session is not an object");
       goto done;
     }
     out->session_json = chan_json_print_exact(session);
     if (!out->session_json) {
-      wk_hook__fail(err, errlen, "out of memory");
+      chan_json_fail(err, errlen, "%s", "out of memory");
       goto done;
     }
   }
@@ -230,17 +198,17 @@ int wk_hook_parse_subscribe(const char *body, size_t len, size_t max_ids,
   const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(root, "allowed");
   int rc = -1;
   if (!cJSON_IsArray(allowed)) {
-    wk_hook__fail(err, errlen, "allowed is not a list");
+    chan_json_fail(err, errlen, "%s", "allowed is not a list");
     goto done;
   }
   size_t count = (size_t)cJSON_GetArraySize(allowed);
   if (count > max_ids) {
-    wk_hook__fail(err, errlen, "allowed lists more ids than were asked");
+    chan_json_fail(err, errlen, "%s", "allowed lists more ids than were asked");
     goto done;
   }
   uint64_t *v = malloc((count + 1) * sizeof *v);
   if (!v) {
-    wk_hook__fail(err, errlen, "out of memory");
+    chan_json_fail(err, errlen, "%s", "out of memory");
     goto done;
   }
   const cJSON *item;
@@ -248,7 +216,7 @@ int wk_hook_parse_subscribe(const char *body, size_t len, size_t max_ids,
   cJSON_ArrayForEach(item, allowed) {
     if (!wk_hook__id_item(item, &v[i])) {
       free(v);
-      wk_hook__fail(err, errlen, "allowed holds an id that is not an "
+      chan_json_fail(err, errlen, "%s", "allowed holds an id that is not an "
                                   "integer from 0 to 2^53-1");
       goto done;
     }
