@@ -119,8 +119,8 @@ static const cfg_opt wk_main_opts[] = {
            "1 s, so that one lost SYN (a full listen backlog) is retried"),
     WK_OPT("auth", "hook_max_in_flight", CFG_INT, "32", 1, 10000, 0,
            hook_max_in_flight,
-           "hook calls out at once; at the bound the worker stops taking "
-           "deliveries until one ends"),
+           "hook calls out at once; past it a delivery needing one is answered "
+           "as if the application had failed (503, or the unavailable error)"),
     WK_OPT("auth", "hook_max_response", CFG_BYTES, "64KiB", 256, 16777216, 0,
            hook_max_response, "bytes of a hook answer; longer ones fail"),
     WK_OPT("auth", "hook_breaker_failures", CFG_INT, "5", 1, 1000, 0,

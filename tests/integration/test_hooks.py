@@ -324,3 +324,59 @@ def test_sighup_turns_the_hooks_on_and_off(cluster, django_app, tmp_path):
     wait_until(lambda: len([1 for line in wk.log().splitlines() if "event=reload " in line]) >= 2,
                10, "the second reload")
     assert run(status()) == 403
+
+
+def test_hook_bounds_hold_against_a_flooding_application_and_client(cluster, django_app):
+    """The two bounds of the hook client, attacked. An application that
+    answers 1 MiB (auth.hook_max_response 64 KiB): the call fails at the
+    bound, the client gets 503, the worker's memory does not take the
+    answer. Twelve handshakes at once against a slow application with
+    auth.hook_max_in_flight 2: never more than two calls reach the
+    application, the handshakes past the bound are answered 503 at once
+    (the hook client refuses them busy), and a token client is served
+    meanwhile, not behind them."""
+    from faults import proc_rss_kib
+    c = hooked(cluster, django_app, "--auth.hook_max_in_flight=2",
+               "--auth.hook_breaker_failures=1000")
+    cookies = django_app.login("alice")
+    headers = django_app.ws_headers(cookies, c.gw)
+
+    async def go():
+        rss0 = proc_rss_kib(c.wk.proc.pid)
+        django_app.set_hook(hooks=["connect"], status=200,
+                            body='{"user": 7, "session": {"x": "' + "a" * (1 << 20) + '"}}')
+        for _ in range(3):
+            assert await handshake_status(c.gw.url(), headers) == 503
+        grown = proc_rss_kib(c.wk.proc.pid) - rss0
+        print(f"worker RSS after three 1 MiB answers: +{grown} KiB")
+        assert grown < 1024, grown
+        django_app.set_hook(hooks=["connect"], delay_ms=300)
+        django_app.reset_calls()
+        flood = asyncio.gather(*(asyncio.wait_for(handshake_or_status(c.gw.url(), headers), 15)
+                                 for _ in range(12)))
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        ws = await open_client(c.gw, user=9)  # a token: no hook, served meanwhile
+        took = time.monotonic() - t0
+        await ws.close()
+        results = await flood
+        print(f"12 handshakes, 2 slots: {results}; token client in {took * 1000:.0f} ms; "
+              f"calls at once at most {django_app.in_flight_max()}")
+        assert django_app.in_flight_max() <= 2
+        assert all(r in (101, 503) for r, _ in results) and took < 0.25, (results, took)
+        assert sum(r == 503 and t < 0.25 for r, t in results) >= 8, results
+        assert sum(r == 101 for r, _ in results) >= 2, results
+        django_app.set_hook()
+    run(go(), timeout=60)
+    assert Scrape(c.wk.metrics_port)("wsgw_worker_hook_errors_total", kind="too_large") >= 3
+
+
+async def handshake_or_status(url, headers):
+    """(101 or the refusal status, seconds taken)."""
+    t0 = time.monotonic()
+    try:
+        ws = await connect(url, headers)
+    except websockets.InvalidStatusCode as e:
+        return e.status_code, time.monotonic() - t0
+    await ws.close()
+    return 101, time.monotonic() - t0
