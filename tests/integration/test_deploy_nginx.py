@@ -285,6 +285,9 @@ def test_access_log_holds_no_token(cluster, nginx_for):
                                  headers=dict(headers))
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
+    # nginx writes a request's line after its answer: wait for the last one.
+    wait_until(lambda: '"GET /wsgw-demo/ HTTP/1.1" 200 ' in ng.access_log(), 5,
+               "nginx to log the demo page")
     log = ng.access_log()
     assert SECRET_MARK not in log and good not in log and "token" not in log, log
     # ... and still says what happened.
