@@ -335,7 +335,7 @@ def test_hook_bounds_hold_against_a_flooding_application_and_client(cluster, dja
     application, the handshakes past the bound are answered 503 at once
     (the hook client refuses them busy), and a token client is served
     meanwhile, not behind them."""
-    from faults import proc_rss_kib
+    from faults import SANITIZED, proc_rss_kib
     c = hooked(cluster, django_app, "--auth.hook_max_in_flight=2",
                "--auth.hook_breaker_failures=1000")
     cookies = django_app.login("alice")
@@ -349,7 +349,8 @@ def test_hook_bounds_hold_against_a_flooding_application_and_client(cluster, dja
             assert await handshake_status(c.gw.url(), headers) == 503
         grown = proc_rss_kib(c.wk.proc.pid) - rss0
         print(f"worker RSS after three 1 MiB answers: +{grown} KiB")
-        assert grown < 1024, grown
+        # RSS figures need the normal build (ASan keeps freed memory).
+        assert SANITIZED or grown < 1024, grown
         django_app.set_hook(hooks=["connect"], delay_ms=300)
         django_app.reset_calls()
         flood = asyncio.gather(*(asyncio.wait_for(handshake_or_status(c.gw.url(), headers), 15)
