@@ -2,14 +2,20 @@
 # run.sh - the benchmark scenarios: `make bench` (full) and `make bench-smoke`
 # (smoke, also run by `make test`).
 #
-#   bench/run.sh full      S1-S4, each figure the median of BENCH_RUNS runs;
-#                          prints a table and rewrites the generated part of
-#                          docs/BENCHMARKS.md (between the bench:begin and
-#                          bench:end markers; the rest of the file is kept)
+#   bench/run.sh full      S1-S4 (S2 and S3 with the event history on and
+#                          off, S3 also with the whole stack on one core),
+#                          R1-R2 (replay), each figure the median of
+#                          BENCH_RUNS runs; prints a table and rewrites the
+#                          generated part of docs/BENCHMARKS.md (between the
+#                          bench:begin and bench:end markers; the rest of the
+#                          file is kept)
 #   bench/run.sh smoke     a few hundred connections, seconds: fails when a
 #                          client sees a lost or out-of-order event or any
 #                          error, never on speed
-#   bench/run.sh s1|events|s4 ARGS...   one run of one scenario (see below)
+#   bench/run.sh s1|events|s4|replay|onecore ARGS...   one run of one
+#                          scenario (see below; e.g. `events s3 100 20000
+#                          2000 off`, `replay r1 1 100000`, `onecore events
+#                          s3c 100 20000 2000 on`)
 #   bench/run.sh profile   one S2 run with the gateway under perf record
 #                          (and, with BENCH_CALLGRIND=1, a smaller one under
 #                          callgrind); prints where the reports are.
@@ -20,10 +26,15 @@
 # names a running one (then a vhost of its own is used and deleted), the
 # daemons it starts (by pid, never by name), a temporary state folder
 # (removed at the end unless something failed), and the pinning: gateway
-# on CPU 0, load client on CPU 1, when there are two CPUs or more.
+# on CPU 0, load client on CPU 1, when there are two CPUs or more (with
+# `onecore`, the broker's VM and the workers on CPU 0 too, and the emitter
+# on CPU 1; only with a broker of its own).
 #
 # Environment: WSGW_BUILD (default build), BENCH_RUNS (3), BENCH_S1_SIZES
-# ("10000 19000"), BENCH_KEEP=1 keeps the state folder.
+# ("10000 19000"), BENCH_KEEP=1 keeps the state folder, BENCH_R1_EVENTS
+# (100000), BENCH_R2_CONNS (1000), BENCH_R2_EVENTS (1000),
+# BENCH_REPLAY_SETTLE (2: seconds between the emitter's last confirm and
+# the clients' return, so the gateway has read the stream).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,9 +69,17 @@ else
   CL_PIN=()
 fi
 
+R1_EVENTS=${BENCH_R1_EVENTS:-100000}
+R2_CONNS=${BENCH_R2_CONNS:-1000}
+R2_EVENTS=${BENCH_R2_EVENTS:-1000}
+REPLAY_SETTLE=${BENCH_REPLAY_SETTLE:-2}
+
 GW_PID=
 WK_PIDS=()
 WSB_PID=
+GW_EXTRA=() # per-scenario gateway flags (history on/off)
+EMIT_PIN=() # the emitter floats, except on `onecore` (CPU 1, with the client)
+WK_PIN=()   # the workers float, except on `onecore` (CPU 0)
 ok=0
 
 # ---- process hygiene -------------------------------------------------------
@@ -100,6 +119,40 @@ start_broker() {
   TOKEN=$("$BUILD/chanctl" token --user 1 --ttl 86400 --auth.secret="$SECRET")
 }
 
+# The broker's Erlang VM (beam.smp), whose CPU is "broker CPU per event".
+beam_pid() { cat "$BROKER_DIR/node.pid" 2>/dev/null || true; }
+
+# CPU time of every thread of process $1 in ns: the scheduler's own count
+# (/proc/PID/task/*/schedstat, first field), exact where utime+stime come
+# in 10 ms ticks (S2's 2,000 events cost the broker a few ticks). Threads
+# that ended in between are not counted: the gateway's and the VM's live as
+# long as the process. Falls back to utime+stime when schedstat reads 0.
+cpu_ns() {
+  local pid=$1 ns
+  [[ -n $pid && -d /proc/$pid/task ]] || { echo 0; return; }
+  ns=$(cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}')
+  if [[ $ns == 0 ]]; then
+    ns=$(sed 's/^.*) //' "/proc/$pid/stat" | awk -v hz="$CLK_TCK" '{printf "%.0f", ($12 + $13) * 1e9 / hz}')
+  fi
+  echo "$ns"
+}
+
+# 0 when this gatewayd has the event history (issue 14): [history] enabled.
+has_history() { "$BUILD/gatewayd" --help 2>&1 | grep -q -- '--history.enabled='; }
+
+# GW_EXTRA for history "on" or "off" ("" or "default": the binary's
+# default). A binary without the history runs "off" only.
+set_hist() {
+  GW_EXTRA=()
+  case ${1:-default} in
+    default | "") ;;
+    on) has_history || die "this gatewayd has no event history"
+      GW_EXTRA=(--history.enabled=true) ;;
+    off) if has_history; then GW_EXTRA=(--history.enabled=false); fi ;;
+    *) die "history must be on, off or default, not $1" ;;
+  esac
+}
+
 # Settings fit for load: no per-connection message rate cap (S4 sends as
 # fast as replies come), a deep accept backlog, warnings only (an info line
 # per handshake would measure the logger), a quick stop.
@@ -112,11 +165,11 @@ start_stack() {
     --gateway.max_rate=1000000 --gateway.backlog=4096 \
     --gateway.group_changes_rate=1000000 --gateway.group_changes_burst=1000000 \
     --gateway.shutdown_spread=0 --gateway.shutdown_timeout=1s \
-    --log.level=warn >>"$STATE/gatewayd.log" 2>&1 &
+    --log.level=warn "${GW_EXTRA[@]}" >>"$STATE/gatewayd.log" 2>&1 &
   GW_PID=$!
   WK_PIDS=()
   for ((i = 0; i < workers; i++)); do
-    "$BUILD/workerd" --amqp.url="$AMQP_URL" --auth.secret="$SECRET" \
+    "${WK_PIN[@]}" "$BUILD/workerd" --amqp.url="$AMQP_URL" --auth.secret="$SECRET" \
       --log.level=warn >>"$STATE/workerd.log" 2>&1 &
     WK_PIDS+=($!)
   done
@@ -126,8 +179,6 @@ start_stack() {
 # ---- measuring -------------------------------------------------------------
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status"; }
-# utime + stime of every thread of the gateway, in clock ticks.
-cpu_ticks() { sed 's/^.*) //' "/proc/$GW_PID/stat" | awk '{print $12 + $13}'; }
 
 # Starts the load client in the background, pinned, output to file $1.
 wsb_start() {
@@ -153,8 +204,15 @@ problems() {
   errs=$(kv "$f" "$tag" errors) lost=$(kv "$f" "$tag" lost) ooo=$(kv "$f" "$tag" ooo)
   ready=$(kv "$f" "$tag" ready) conns=$(kv "$f" "$tag" conns)
   if [[ -z $errs ]]; then echo "no $tag line"; return; fi
-  if [[ $errs != 0 || ${lost:-0} != 0 || ${ooo:-0} != 0 || $ready != "$conns" ]]; then
-    echo "errors=$errs lost=${lost:-0} ooo=${ooo:-0} ready=$ready/$conns $(grep -o 'first_error=.*' "$f" | tail -1)"
+  # wsgw.2 runs only (absent keys are 0): duplicates, recovery not "ok", notices.
+  local dups rexp runk notices
+  dups=$(kv "$f" "$tag" dups) rexp=$(kv "$f" "$tag" rec_expired)
+  runk=$(kv "$f" "$tag" rec_unknown) notices=$(kv "$f" "$tag" notices)
+  if [[ $errs != 0 || ${lost:-0} != 0 || ${ooo:-0} != 0 || $ready != "$conns" ||
+    ${dups:-0} != 0 || ${rexp:-0} != 0 || ${runk:-0} != 0 || ${notices:-0} != 0 ]]; then
+    echo "errors=$errs lost=${lost:-0} ooo=${ooo:-0} dups=${dups:-0} expired=${rexp:-0}" \
+      "unknown=${runk:-0} notices=${notices:-0} ready=$ready/$conns" \
+      "$(grep -o 'first_error=.*' "$f" | tail -1)"
   fi
 }
 
@@ -177,30 +235,99 @@ s1() {
     "errors=$(kv "$out" RESULT errors) problems=\"$(problems "$out")\""
 }
 
+# CPU ns t over n things, in us each ("n/a" when n is 0).
+per_us() {
+  awk -v t="$1" -v n="$2" 'BEGIN {
+    if (n + 0 > 0) printf "%.2f", t / 1000 / n; else print "n/a" }'
+}
+
 # Events to subscribed connections: latency, loss, deliveries/s, gateway
-# CPU per delivery (utime+stime from READY to RECEIVED).
+# CPU per delivery and broker (beam.smp) CPU per emitted event, both
+# CPU time (cpu_ns) from READY to RECEIVED. HIST: on, off or default (the
+# binary's); PROTO: 1 (old protocol, as AWX's clients) or 2 (wsgw.2).
 events() {
-  local name=$1 conns=$2 count=$3 rate=$4 out=$STATE/$1.out
+  local name=$1 conns=$2 count=$3 rate=$4 hist=${5:-default} proto=${6:-1}
+  local out=$STATE/$1.out
+  local -a p2=()
+  ((proto == 2)) && p2=(--protocol wsgw.2)
+  set_hist "$hist"
   start_stack 1
   wsb_start "$out" --conns "$conns" --mode events --expect "$count" --idle-ms 3000 \
-    --timeout-ms 120000
+    --timeout-ms 120000 "${p2[@]}"
   wait_line "$out" READY 60 || { stop_pid "$WSB_PID"; die "$name: no READY line ($(problems "$out" READY))"; }
-  local cpu0 cpu1
-  cpu0=$(cpu_ticks)
-  "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$count" --rate "$rate" \
-    >"$STATE/$name.emit" || die "$name: emitter failed"
+  local cpu0 cpu1 b0 b1
+  cpu0=$(cpu_ns "$GW_PID") b0=$(cpu_ns "$(beam_pid)")
+  "${EMIT_PIN[@]}" "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$count" \
+    --rate "$rate" >"$STATE/$name.emit" || die "$name: emitter failed"
   wait_line "$out" RECEIVED 180 || die "$name: no RECEIVED line"
-  cpu1=$(cpu_ticks)
+  cpu1=$(cpu_ns "$GW_PID") b1=$(cpu_ns "$(beam_pid)")
   wsb_wait || true
   stop_stack
+  GW_EXTRA=()
   local ev
   ev=$(kv "$out" RESULT events)
-  local us="n/a"
-  ((ev > 0)) && us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$ev" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
-  echo "deliv_per_s=$(kv "$out" RESULT deliv_per_s) us_per_delivery=$us" \
+  echo "deliv_per_s=$(kv "$out" RESULT deliv_per_s)" \
+    "us_per_delivery=$(per_us $((cpu1 - cpu0)) "$ev")" \
+    "broker_us_per_event=$(per_us $((b1 - b0)) "$count")" \
     "p50_us=$(kv "$out" RESULT lat_p50_us) p99_us=$(kv "$out" RESULT lat_p99_us)" \
     "max_us=$(kv "$out" RESULT lat_max_us) lost=$(kv "$out" RESULT lost)" \
     "events=$ev problems=\"$(problems "$out")\""
+}
+
+# The whole stack on one core: the broker's VM (every thread), the gateway
+# and the workers on CPU 0, the load client and the emitter on CPU 1; then
+# "$@" (a scenario), then the broker floats again. Needs a broker of its own
+# and two CPUs.
+onecore() {
+  local pid rc=0 all
+  pid=$(beam_pid)
+  if ! ((OWN_BROKER)) || [[ -z $pid ]] || (($(nproc) < 2)); then
+    die "onecore needs a broker of its own and two CPUs"
+  fi
+  all=0-$(($(nproc) - 1))
+  taskset -a -p -c 0 "$pid" >/dev/null
+  EMIT_PIN=("${CL_PIN[@]}") WK_PIN=("${GW_PIN[@]}")
+  "$@" || rc=$?
+  EMIT_PIN=() WK_PIN=()
+  taskset -a -p -c "$all" "$pid" >/dev/null || true
+  return "$rc"
+}
+
+# R1/R2, replay: CONNS wsgw.2 clients subscribe (each reply gives the
+# group's position), all disconnect, COUNT events are emitted to the group,
+# then all reconnect at once naming their positions and must each get
+# exactly those COUNT events (0 lost, 0 duplicates, recovery "ok").
+# Figures: time from the first reconnect until the last client has all
+# (catch-up), events/s and MB/s (envelopes) over that time, reconnects/s
+# (connect to the subscription reply with recovery), gateway CPU per
+# replayed delivery.
+replay() {
+  local name=$1 conns=$2 count=$3 hist=${4:-on} out=$STATE/$1.out
+  set_hist "$hist"
+  start_stack 1
+  wsb_start "$out" --protocol wsgw.2 --conns "$conns" --window "$conns" --mode recover \
+    --expect "$count" --idle-ms 5000 --timeout-ms 120000 --linger-ms 0
+  wait_line "$out" AWAY 120 || { stop_pid "$WSB_PID"; die "$name: no AWAY line ($(problems "$out" READY))"; }
+  "${EMIT_PIN[@]}" "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$count" \
+    >"$STATE/$name.emit" || die "$name: emitter failed"
+  sleep "$REPLAY_SETTLE"
+  local cpu0 cpu1
+  cpu0=$(cpu_ns "$GW_PID")
+  kill -USR1 "$WSB_PID"
+  wait_line "$out" RECEIVED 300 || die "$name: no RECEIVED line"
+  cpu1=$(cpu_ns "$GW_PID")
+  wsb_wait || true
+  stop_stack
+  GW_EXTRA=()
+  local f=RESULT
+  echo "catchup_ms=$(kv "$out" $f catchup_ms) ev_per_s=$(kv "$out" $f replay_ev_per_s)" \
+    "mb_per_s=$(kv "$out" $f replay_mb_per_s) resume_per_s=$(kv "$out" $f resume_per_s)" \
+    "resume_p50_us=$(kv "$out" $f resume_p50_us) resume_p99_us=$(kv "$out" $f resume_p99_us)" \
+    "catchup_p99_us=$(kv "$out" $f catchup_p99_us)" \
+    "us_per_delivery=$(per_us $((cpu1 - cpu0)) "$(kv "$out" $f resume_events)")" \
+    "lost=$(kv "$out" $f lost) dups=$(kv "$out" $f dups) rec_ok=$(kv "$out" $f rec_ok)" \
+    "resumed=$(kv "$out" $f resumed) replayed=$(kv "$out" $f replayed)" \
+    "problems=\"$(problems "$out")\""
 }
 
 # S4: subscription changes as fast as replies come.
@@ -215,6 +342,40 @@ s4() {
 }
 
 # ---- medians and the table ----------------------------------------------------
+
+# total KEY LINE...: the sum of KEY's values (lost and duplicates: any run's
+# loss must show, a median would hide it).
+total() {
+  local key=$1
+  shift
+  printf '%s\n' "$@" | tr ' ' '\n' | sed -n "s/^$key=//p" |
+    awk '{s += $1; n++} END {if (n == 0) print "n/a"; else print s}'
+}
+
+# event_figs KEY SCENARIO ARGS...: RUNS runs; the medians (sums for lost)
+# into FIG[KEY_*].
+event_figs() {
+  local key=$1 k
+  shift
+  local -a r=()
+  repeat r "$@"
+  for k in deliv_per_s us_per_delivery broker_us_per_event p50_us p99_us max_us; do
+    FIG[${key}_$k]=$(median "$k" "${r[@]}")
+  done
+  FIG[${key}_lost]=$(total lost "${r[@]}")
+}
+
+replay_figs() {
+  local key=$1 k
+  shift
+  local -a r=()
+  repeat r "$@"
+  for k in catchup_ms ev_per_s mb_per_s resume_per_s resume_p50_us resume_p99_us \
+    catchup_p99_us us_per_delivery; do
+    FIG[${key}_$k]=$(median "$k" "${r[@]}")
+  done
+  for k in lost dups rec_ok resumed; do FIG[${key}_$k]=$(total "$k" "${r[@]}"); done
+}
 
 # Runs "$@" RUNS times; the lines go to the array named by $1.
 repeat() {
@@ -235,6 +396,10 @@ met() {
     ok = (op == "le") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print ok ? "met" : "not met" }'
 }
 
+# "p50 / p99 / max" in ms of FIG[KEY_*].
+lat() { echo "$(ms "${FIG[${1}_p50_us]}") / $(ms "${FIG[${1}_p99_us]}") / $(ms "${FIG[${1}_max_us]}")"; }
+# a + b, "n/a" when either is.
+sum2() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else print a + b}'; }
 kib() { awk -v b="$1" 'BEGIN {if (b == "n/a") print b; else printf "%.2f", b / 1024}'; }
 ms() { awk -v u="$1" 'BEGIN {if (u == "n/a") print u; else printf "%.2f", u / 1000}'; }
 us() { awk -v u="$1" 'BEGIN {if (u == "n/a") print u; else printf "%.0f", u}'; }
@@ -254,14 +419,37 @@ run_full() {
     done
     FIG[s1_rss_$n]=$(median rss_per_conn "${rss_all[@]}")
   done
-  echo "S2: burst fanout, 1000 subscribers, 2000 events" >&2
-  r=()
-  repeat r events s2 1000 2000 0
-  for k in deliv_per_s us_per_delivery p50_us p99_us max_us lost; do FIG[s2_$k]=$(median "$k" "${r[@]}"); done
-  echo "S3: steady stream, 100 subscribers, 2000 events/s for 10 s" >&2
-  r=()
-  repeat r events s3 100 20000 2000
-  for k in p50_us p99_us max_us lost; do FIG[s3_$k]=$(median "$k" "${r[@]}"); done
+  # Without the history (a gatewayd before issue 14) only "off" exists.
+  local -a hists=(off)
+  HAS_HIST=0
+  if has_history; then HAS_HIST=1 hists=(off on); fi
+  ONE_CORE=0
+  ((OWN_BROKER && $(nproc) >= 2)) && ONE_CORE=1
+  local h
+  for h in "${hists[@]}"; do
+    echo "S2: burst fanout, 1000 subscribers, 2000 events, history $h" >&2
+    event_figs "s2_$h" events "s2-$h" 1000 2000 0 "$h"
+  done
+  if ((HAS_HIST)); then
+    echo "S2: burst fanout, history on, 1000 wsgw.2 subscribers" >&2
+    event_figs s2_p2 events s2-p2 1000 2000 0 on 2
+  fi
+  for h in "${hists[@]}"; do
+    echo "S3: steady stream, 100 subscribers, 2000 events/s for 10 s, history $h" >&2
+    event_figs "s3_$h" events "s3-$h" 100 20000 2000 "$h"
+  done
+  if ((ONE_CORE)); then
+    for h in "${hists[@]}"; do
+      echo "S3 on one core: broker, gateway and worker on CPU 0, history $h" >&2
+      event_figs "s3c_$h" onecore events "s3c-$h" 100 20000 2000 "$h"
+    done
+  fi
+  if ((HAS_HIST)); then
+    echo "R1: replay of $R1_EVENTS events to one wsgw.2 client" >&2
+    replay_figs r1 replay r1 1 "$R1_EVENTS"
+    echo "R2: $R2_CONNS wsgw.2 clients reconnect at once, $R2_EVENTS events missed" >&2
+    replay_figs r2 replay r2 "$R2_CONNS" "$R2_EVENTS"
+  fi
   for w in 1 2; do
     echo "S4: subscription churn, 200 connections, $w worker(s)" >&2
     r=()
@@ -292,16 +480,60 @@ table() {
       "$([[ $n == 19000 ]] && echo '>= 5000' || echo '-')" \
       "$([[ $n == 19000 ]] && met ge "${FIG[s1_hs_${n}_2]}" 5000)"
   done
-  row "S2 burst fanout" "deliveries/s" "$(us "${FIG[s2_deliv_per_s]}")" "-" ""
-  row "S2 burst fanout" "gateway CPU per delivery (us)" "${FIG[s2_us_per_delivery]}" "<= 1.0" \
-    "$(met le "${FIG[s2_us_per_delivery]}" 1.0)"
-  row "S2 burst fanout" "latency p50 / p99 / max (ms)" \
-    "$(ms "${FIG[s2_p50_us]}") / $(ms "${FIG[s2_p99_us]}") / $(ms "${FIG[s2_max_us]}")" "-" ""
-  row "S2 burst fanout" "deliveries lost" "${FIG[s2_lost]}" "0" "$(met le "${FIG[s2_lost]}" 0)"
-  row "S3 steady 2000/s" "latency p50 / p99 / max (ms)" \
-    "$(ms "${FIG[s3_p50_us]}") / $(ms "${FIG[s3_p99_us]}") / $(ms "${FIG[s3_max_us]}")" \
-    "p99 <= 5 ms" "$(met le "${FIG[s3_p99_us]}" 5000)"
-  row "S3 steady 2000/s" "deliveries lost" "${FIG[s3_lost]}" "0" "$(met le "${FIG[s3_lost]}" 0)"
+  local h k
+  for k in s2_off s2_on s2_p2; do
+    [[ -n ${FIG[${k}_lost]:-} ]] || continue
+    case $k in
+      s2_off) h="S2 burst fanout$( ((HAS_HIST)) && echo ', history off')" ;;
+      s2_on) h="S2 burst fanout, history on" ;;
+      s2_p2) h="S2 burst fanout, history on, wsgw.2 clients" ;;
+    esac
+    row "$h" "deliveries/s" "$(us "${FIG[${k}_deliv_per_s]}")" "-" ""
+    row "$h" "gateway CPU per delivery (us)" "${FIG[${k}_us_per_delivery]}" "<= 1.0" \
+      "$(met le "${FIG[${k}_us_per_delivery]}" 1.0)"
+    row "$h" "broker CPU per event (us)" "${FIG[${k}_broker_us_per_event]}" "-" ""
+    row "$h" "latency p50 / p99 / max (ms)" "$(lat "$k")" "-" ""
+    row "$h" "deliveries lost (all runs)" "${FIG[${k}_lost]}" "0" "$(met le "${FIG[${k}_lost]}" 0)"
+  done
+  for k in s3_off s3_on s3c_off s3c_on; do
+    [[ -n ${FIG[${k}_lost]:-} ]] || continue
+    case $k in
+      s3_off) h="S3 steady 2000/s$( ((HAS_HIST)) && echo ', history off')" ;;
+      s3_on) h="S3 steady 2000/s, history on" ;;
+      s3c_off) h="S3 on one core$( ((HAS_HIST)) && echo ', history off')" ;;
+      s3c_on) h="S3 on one core, history on" ;;
+    esac
+    if [[ $k == s3c_* ]]; then
+      row "$h" "latency p50 / p99 / max (ms)" "$(lat "$k")" "-" ""
+    else
+      row "$h" "latency p50 / p99 / max (ms)" "$(lat "$k")" "p99 <= 5 ms" \
+        "$(met le "${FIG[${k}_p99_us]}" 5000)"
+    fi
+    row "$h" "gateway CPU per delivery (us)" "${FIG[${k}_us_per_delivery]}" "-" ""
+    row "$h" "broker CPU per event (us)" "${FIG[${k}_broker_us_per_event]}" "-" ""
+    row "$h" "deliveries lost (all runs)" "${FIG[${k}_lost]}" "0" "$(met le "${FIG[${k}_lost]}" 0)"
+  done
+  if [[ -n ${FIG[r1_lost]:-} ]]; then
+    h="R1 replay to 1 client, $R1_EVENTS events"
+    row "$h" "events/s (MB/s of envelopes)" \
+      "$(us "${FIG[r1_ev_per_s]}") (${FIG[r1_mb_per_s]})" "-" ""
+    row "$h" "reconnect to caught up (ms)" "${FIG[r1_catchup_ms]}" "-" ""
+    row "$h" "gateway CPU per replayed delivery (us)" "${FIG[r1_us_per_delivery]}" "-" ""
+    row "$h" "lost / duplicates (all runs)" "${FIG[r1_lost]} / ${FIG[r1_dups]}" "0 / 0" \
+      "$(met le "$(sum2 "${FIG[r1_lost]}" "${FIG[r1_dups]}")" 0)"
+  fi
+  if [[ -n ${FIG[r2_lost]:-} ]]; then
+    h="R2 storm, $R2_CONNS clients x $R2_EVENTS events"
+    row "$h" "first reconnect to all caught up (ms)" "${FIG[r2_catchup_ms]}" "-" ""
+    row "$h" "handshakes/s with recovery (p50 / p99 ms)" \
+      "$(us "${FIG[r2_resume_per_s]}") ($(ms "${FIG[r2_resume_p50_us]}") / $(ms "${FIG[r2_resume_p99_us]}"))" "-" ""
+    row "$h" "deliveries/s while catching up" "$(us "${FIG[r2_ev_per_s]}")" "-" ""
+    row "$h" "gateway CPU per replayed delivery (us)" "${FIG[r2_us_per_delivery]}" "-" ""
+    row "$h" "lost / duplicates (all runs)" "${FIG[r2_lost]} / ${FIG[r2_dups]}" "0 / 0" \
+      "$(met le "$(sum2 "${FIG[r2_lost]}" "${FIG[r2_dups]}")" 0)"
+    row "$h" "recovered ok / reconnects (all runs)" "${FIG[r2_rec_ok]} / ${FIG[r2_resumed]}" \
+      "$((R2_CONNS * RUNS))" "$(met ge "${FIG[r2_rec_ok]}" $((R2_CONNS * RUNS)))"
+  fi
   row "S4 churn" "changes/s, 1 worker (p99 ms)" \
     "$(us "${FIG[s4_rps_1]}") ($(ms "${FIG[s4_p99_1]}"))" "-" ""
   row "S4 churn" "changes/s, 2 workers (p99 ms)" \
@@ -326,11 +558,48 @@ generated() {
   echo "handshakes/s = accepted / (last accept - first connect), 512 in flight; RSS"
   echo "per connection = (VmRSS with N open - VmRSS before) / N. S2 one group of"
   echo "1,000 members, 2,000 events of 256 bytes published back to back; CPU per"
-  echo "delivery = gateway utime+stime (all threads) while they flowed / deliveries."
+  echo "delivery = gateway CPU time (all threads, /proc schedstat) while they flowed /"
+  echo "deliveries."
   echo "S3 100 members, 2,000 events/s for 10 s. S4 200 connections each sending"
   echo "a subscription change as soon as the previous one is answered, alternating"
   echo "two groups, for 5 s. Latency = receipt (CLOCK_REALTIME) - the emitter's"
-  echo "stamp in the event."
+  echo "stamp in the event. Lost deliveries are summed over the runs."
+  if ((HAS_HIST)); then
+    echo
+    echo "History on and off: S2 and S3 run once with the gateway's event history off"
+    echo "(\`--history.enabled=false\`: a queue bound per group, as before issue 14) and"
+    echo "once on (the default: every event read from the stream \`websocket.history\`),"
+    echo "with old-protocol clients both times; \"wsgw.2 clients\" is S2 again with"
+    echo "clients that negotiated wsgw.2 (each event in its envelope with group and"
+    echo "position). Broker CPU per event = the broker VM's (beam.smp) CPU time over"
+    echo "the same interval / events emitted."
+  fi
+  if [[ -n ${FIG[s3c_off_lost]:-} ]]; then
+    echo
+    echo "S3 on one core: the whole stack on CPU 0 (RabbitMQ's VM, every thread, with"
+    echo "gatewayd and workerd), the load client and the emitter on CPU 1; otherwise S3."
+    echo "What one core carries when it runs everything, as a small host would."
+  fi
+  if [[ -n ${FIG[r1_lost]:-} ]]; then
+    echo
+    echo "R1 replay to one client: one wsgw.2 client subscribes to \`jobs-bench\` and keeps"
+    echo "the reply's position, then disconnects; $R1_EVENTS events of 256 bytes are"
+    echo "emitted; ${REPLAY_SETTLE} s after the last confirm (the gateway has read them from"
+    echo "the stream) the client reconnects naming its position and must get exactly those"
+    echo "events, in order, none twice, recovery \"ok\". Events/s and MB/s (bytes of the"
+    echo "envelopes as received) run from the reconnect's TCP connect to the last event;"
+    echo "gateway CPU per replayed delivery over the same time."
+  fi
+  if [[ -n ${FIG[r2_lost]:-} ]]; then
+    echo
+    echo "R2 reconnect storm: the same with $R2_CONNS clients and $R2_EVENTS events, all"
+    echo "$R2_CONNS reconnecting at once (all handshakes in flight together), as after a"
+    echo "gateway restart: time from the first connect to the last client's last event;"
+    echo "handshakes/s with recovery = reconnects / (last subscription reply - first"
+    echo "connect), each a TCP connect, an upgrade whose token a worker checks, and a"
+    echo "subscription naming a position, answered with recovery \"ok\"; then every client"
+    echo "gets its $R2_EVENTS missed events ($((R2_CONNS * R2_EVENTS)) deliveries)."
+  fi
   echo
   echo "### What an idle connection costs, field by field (\`build/bench-sizes\`)"
   echo
@@ -359,7 +628,7 @@ smoke_check() {
     return 1
   fi
   echo "bench-smoke: ok: $what ($(grep '^RESULT' "$out" | tr ' ' '\n' |
-    grep -E '^(hs_per_s|events|lat_p99_us|churn_reqs)=' | tr '\n' ' '))"
+    grep -E '^(hs_per_s|events|lat_p99_us|churn_reqs|replayed|rec_ok)=' | tr '\n' ' '))"
 }
 
 run_smoke() {
@@ -388,9 +657,59 @@ run_smoke() {
   wsb_start "$out.4" --conns 50 --mode churn --churn-ms 1000 --timeout-ms 10000
   wsb_wait || true
   smoke_check "churn 50 conns for 1 s" "$out.4" || fails=$((fails + 1))
+  local checks=4
+  if has_history; then
+    smoke_wsgw2 "$out" || fails=$((fails + $?))
+    checks=6
+  else
+    echo "bench-smoke: wsgw.2 skipped: this gatewayd has no event history"
+  fi
   stop_stack
   ((fails == 0)) || die "$fails smoke check(s) failed"
-  echo "bench-smoke: 4 passed, 0 failed"
+  echo "bench-smoke: $((checks - fails)) passed, 0 failed"
+}
+
+# wsgw.2 on the running stack: a drop in the middle of a paced stream with
+# a reconnect naming the position (the seam between replay and live), and
+# everyone away while events are emitted, then back. Fails on loss, a
+# duplicate, disorder, a recovery other than "ok" or a reconnect that is
+# not answered; never on speed. Returns the number of failed checks.
+smoke_wsgw2() {
+  local out=$1 fails=0 resumed
+  wsb_start "$out.5" --protocol wsgw.2 --conns 20 --mode events --expect 400 \
+    --reconnect-after 150 --idle-ms 3000 --timeout-ms 30000
+  if wait_line "$out.5" READY 30; then
+    "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count 400 --rate 1000 >/dev/null ||
+      fails=$((fails + 1))
+  fi
+  wsb_wait || true
+  resumed=$(kv "$out.5" RESULT resumed)
+  if [[ ${resumed:-0} != 20 ]]; then
+    echo "bench-smoke: FAILED: wsgw.2 reconnect: ${resumed:-0} of 20 reconnects answered" \
+      "$(grep -o 'first_error=.*' "$out.5" | tail -1)"
+    fails=$((fails + 1))
+  else
+    smoke_check "wsgw.2 20 x 400 events at 1000/s, each reconnecting after 150" "$out.5" ||
+      fails=$((fails + 1))
+  fi
+  wsb_start "$out.6" --protocol wsgw.2 --conns 50 --window 50 --mode recover --expect 300 \
+    --idle-ms 3000 --timeout-ms 30000 --linger-ms 0
+  if wait_line "$out.6" AWAY 30; then
+    "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count 300 >/dev/null ||
+      fails=$((fails + 1))
+    kill -USR1 "$WSB_PID" 2>/dev/null || true
+  fi
+  wsb_wait || true
+  resumed=$(kv "$out.6" RESULT resumed)
+  if [[ ${resumed:-0} != 50 ]]; then
+    echo "bench-smoke: FAILED: wsgw.2 recovery: ${resumed:-0} of 50 reconnects answered" \
+      "$(grep -o 'first_error=.*' "$out.6" | tail -1)"
+    fails=$((fails + 1))
+  else
+    smoke_check "wsgw.2 50 away for 300 events, back with positions" "$out.6" ||
+      fails=$((fails + 1))
+  fi
+  return "$fails"
 }
 
 # ---- profile: where the gateway's time goes under S2 --------------------------
@@ -454,8 +773,8 @@ profile_callgrind() {
 # ---- main -----------------------------------------------------------------------
 
 case $MODE in
-  full | smoke | profile | s1 | events | s4) ;;
-  *) die "usage: bench/run.sh full|smoke|profile, or one run: s1 N WORKERS | events NAME CONNS COUNT RATE | s4 WORKERS CONNS MS" ;;
+  full | smoke | profile | s1 | events | s4 | replay | onecore) ;;
+  *) die "usage: bench/run.sh full|smoke|profile, or one run: s1 N WORKERS | events NAME CONNS COUNT RATE [on|off [1|2]] | s4 WORKERS CONNS MS | replay NAME CONNS COUNT | onecore events ..." ;;
 esac
 for b in gatewayd workerd chanctl wsbench bench-emit bench-sizes; do
   [[ -x $BUILD/$b ]] || die "$BUILD/$b is missing: make bench-build"

@@ -4,7 +4,8 @@
  *
  * Owns: nothing at run time; this is the contract between wsbench.c (the
  * phases of a process, the coordinator that forks processes and merges
- * their reports) and wsb_conn.c (one connection's protocol).
+ * their reports), wsb_conn.c (one connection's protocol) and wsb_proto2.c
+ * (what a wsgw.2 connection keeps: positions, seen sequence numbers).
  */
 #ifndef WSB_H
 #define WSB_H
@@ -19,7 +20,9 @@ typedef enum {
   WSB_MODE_NONE = 0, /* connect, subscribe, close: a probe or a handshake count */
   WSB_MODE_HOLD,     /* stay connected until SIGTERM (idle-connection memory) */
   WSB_MODE_EVENTS,   /* count events until --expect each, or silence */
-  WSB_MODE_CHURN     /* change subscriptions back and forth for --churn-ms */
+  WSB_MODE_CHURN,    /* change subscriptions back and forth for --churn-ms */
+  WSB_MODE_RECOVER   /* wsgw.2: set up, close all (AWAY), wait for SIGUSR1, reconnect
+                        all with their positions (RESUMED), count as EVENTS */
 } wsb_mode;
 
 typedef struct wsb_opts {
@@ -40,12 +43,17 @@ typedef struct wsb_opts {
   long churn_ms;
   long linger_ms;   /* after RECEIVED, wait before closing: the runner samples
                        the gateway's CPU before the disconnects begin */
+  int proto2;       /* speak wsgw.2 (wsb_proto2.c); 0: the old protocol, untouched */
+  long reconnect_after; /* wsgw.2 EVENTS: after this many events a connection
+                           drops and reconnects with its positions, once (0: never) */
 } wsb_opts;
 
 /* What a process tells its coordinator, three times: when every connection
  * is set up (READY), when it stopped counting (RECEIVED), after closing
  * (FINAL). Times are CLOCK_MONOTONIC ns unless named _rt (CLOCK_REALTIME). */
-enum { WSB_REP_READY = 1, WSB_REP_RECEIVED, WSB_REP_FINAL };
+enum { WSB_REP_READY = 1, WSB_REP_RECEIVED, WSB_REP_FINAL,
+       WSB_REP_AWAY,     /* RECOVER: every connection closed, waiting for SIGUSR1 */
+       WSB_REP_RESUMED };/* RECOVER: every connection reconnected and answered */
 
 typedef struct wsb_report {
   uint32_t kind;
@@ -57,10 +65,24 @@ typedef struct wsb_report {
   wsb_hist hs;    /* connect -> accept message, us */
   wsb_hist lat;   /* emitter's stamp -> receipt, us */
   wsb_hist churn; /* subscription request -> reply, us */
+  /* wsgw.2 only (zero otherwise) */
+  uint64_t dups;            /* an event whose seq this connection already had */
+  uint64_t replayed;        /* after a reconnect, stamped before its reply came */
+  uint64_t early;           /* events before the subscription reply (tolerated) */
+  uint64_t bytes;           /* event payload bytes (envelopes) */
+  uint64_t rec_ok, rec_expired, rec_unknown; /* recovery statuses in replies */
+  uint64_t notices;         /* unsolicited {"recovery": ...} messages */
+  uint64_t resumed;         /* reconnections that got their reply */
+  uint64_t resume_events, resume_bytes; /* new events after a reconnect started */
+  uint64_t resume_first_ns, resume_last_ns; /* first reconnect started, last reply */
+  uint64_t caught_last_ns;  /* last reconnected connection got all it expected */
+  wsb_hist resume_hs;       /* reconnect start -> subscription reply, us */
+  wsb_hist catchup;         /* reconnect start -> the last expected event, us */
   char first_error[160];
 } wsb_report;
 
 typedef struct wsb_proc wsb_proc;
+typedef struct wsb_c2 wsb_c2; /* a wsgw.2 connection's positions (wsb_proto2.c) */
 
 typedef enum {
   WSB_C_IDLE = 0,   /* not started */
@@ -81,11 +103,14 @@ typedef struct wsb_conn {
   uint8_t churn_busy;   /* a churn request is out */
   uint8_t complete;     /* got --expect events, or failed after setup */
   uint8_t was_ready;    /* reached READY once (counts towards lost) */
+  uint8_t resuming;     /* set up again after a drop, with positions (wsgw.2) */
+  uint8_t bounce;       /* closing on purpose: reconnect once the handle is closed */
   uint64_t t0_ns;       /* connect start, or churn request sent */
   uint64_t last_seq, received;
   char key[25];         /* Sec-WebSocket-Key, to check the server's accept */
   uint8_t *acc;         /* bytes of an incomplete frame, kept between reads */
   uint32_t acc_len, acc_cap;
+  wsb_c2 *c2;           /* wsgw.2 only; NULL on the old protocol */
 } wsb_conn;
 
 struct wsb_proc {
@@ -100,14 +125,20 @@ struct wsb_proc {
   int stopping;       /* closing everything; failures no longer count */
   int churning;
   int received;       /* RECEIVED was reported: only closing is left */
+  int phase;          /* RECOVER: WSB_P_* */
+  long resume_n, resume_settled; /* RECOVER: connections to reconnect, done */
   uint64_t last_event_ms, phase_start_ms;
   uv_timer_t timer;
   uv_signal_t sigterm;
+  uv_signal_t sigusr1; /* RECOVER: the runner's "events are out, come back" */
   int report_fd;
   uint64_t rng;
   char rbuf[65536];   /* every read lands here and is consumed at once */
   wsb_report rep;
 };
+
+/* RECOVER phases; other modes stay in SETUP. */
+enum { WSB_P_SETUP = 0, WSB_P_AWAY, WSB_P_RESUMING, WSB_P_COUNTING };
 
 uint64_t wsb_now_ns(void);    /* CLOCK_MONOTONIC */
 uint64_t wsb_now_rt_ns(void); /* CLOCK_REALTIME */
@@ -118,11 +149,25 @@ int wsb_conn_start(wsb_conn *c);
 void wsb_conn_send_text(wsb_conn *c, const char *text, size_t len);
 void wsb_conn_churn_next(wsb_conn *c);
 void wsb_conn_close(wsb_conn *c);
+int wsb_conn_restart(wsb_conn *c); /* a closed connection, again, with positions */
 
+/* wsb_proto2.c: the wsgw.2 side of a connection. Each returns 0, or -1 with
+ * a reason in why (at most 96 bytes). */
+int wsb2_attach(wsb_conn *c);  /* allocates c->c2 (once) */
+void wsb2_detach(wsb_conn *c); /* frees it */
+void wsb2_mark_resume(wsb_conn *c); /* reconnect starting: stamp it */
+int wsb2_event(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt, char *why);
+int wsb2_reply(wsb_conn *c, const uint8_t *d, size_t len, char *why); /* reply or notice */
+/* The subscription to send: --sub with "positions" for every group known. */
+int wsb2_sub_text(wsb_conn *c, char *out, size_t cap, size_t *len);
+/* 1 once --reconnect-after events came (then never again): drop and reconnect. */
+int wsb2_bounce_due(wsb_conn *c);
 /* wsbench.c: what a connection tells its process. */
 void wsb_proc_error(wsb_proc *p, wsb_conn *c, const char *what);
 void wsb_proc_settled(wsb_proc *p, wsb_conn *c); /* ready, or failed in setup */
 void wsb_proc_complete(wsb_proc *p, wsb_conn *c); /* got --expect events */
 void wsb_proc_closed(wsb_proc *p, wsb_conn *c);
+void wsb_proc_resumed(wsb_proc *p, wsb_conn *c); /* a reconnect answered, or failed */
+void wsb_proc_caught_up(wsb_proc *p, wsb_conn *c); /* a reconnected one has --expect */
 
 #endif

@@ -12,8 +12,15 @@
  * Reads land in the process's one buffer; only the bytes of an incomplete
  * frame are copied aside, so an idle connection holds no buffer (the client
  * must not be the thing that runs out of memory at 19,000 connections).
+ *
+ * With --protocol wsgw.2 the request names the subprotocol, the 101 must
+ * name it back, and text messages go to wsb_conn__text2 (envelopes,
+ * replies with positions, notices: read by wsb_proto2.c); a connection can
+ * then be dropped and set up again with its positions (wsb_conn_restart).
+ * Without it every byte sent and every check is as before.
  */
 #define _GNU_SOURCE /* memmem */
+#include <assert.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -23,6 +30,7 @@
 #include <sys/socket.h>
 
 #include "b64.h"
+#include "chan_pos.h"
 #include "wsb.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -123,6 +131,14 @@ static void wsb_conn__on_close(uv_handle_t *h) {
   c->acc = NULL;
   c->acc_len = c->acc_cap = 0;
   wsb_proc_closed(c->p, c);
+  if (c->bounce && !c->p->stopping) { /* --reconnect-after: the handle is free again */
+    c->bounce = 0;
+    int rc = wsb_conn_restart(c);
+    if (rc != 0) {
+      wsb_proc_error(c->p, c, uv_strerror(rc));
+      wsb_proc_resumed(c->p, c);
+    }
+  }
 }
 
 /* A reset, not a FIN: tens of thousands of closes would otherwise leave as
@@ -145,7 +161,8 @@ static void wsb_conn__fail(wsb_conn *c, const char *why) {
   int counting = c->state == WSB_C_READY && !c->complete;
   if (!p->stopping) wsb_proc_error(p, c, why);
   wsb_conn_close(c);
-  if (in_setup) wsb_proc_settled(p, c);
+  if (in_setup && c->resuming) wsb_proc_resumed(p, c); /* counts it complete */
+  else if (in_setup) wsb_proc_settled(p, c);
   if (counting) {
     c->complete = 1; /* nothing more will come: do not wait for it */
     wsb_proc_complete(p, c);
@@ -168,8 +185,10 @@ static void wsb_conn__send_request(wsb_conn *c) {
   int n = snprintf(req, sizeof(req),
                    "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                   o->path, o->token, o->host, o->port, c->key, o->headers);
+                   "Sec-WebSocket-Version: 13\r\n%s%s\r\n",
+                   o->path, o->token, o->host, o->port, c->key,
+                   o->proto2 ? "Sec-WebSocket-Protocol: " CHAN_POS_PROTOCOL "\r\n" : "",
+                   o->headers);
   if (n <= 0 || (size_t)n >= sizeof(req)) {
     wsb_conn__fail(c, "request too long");
     return;
@@ -212,6 +231,13 @@ static int wsb_conn__accept_ok(const wsb_conn *c, const char *head, size_t len) 
   return ok;
 }
 
+/* The 101 answers Sec-WebSocket-Protocol: wsgw.2 (and nothing else). */
+static int wsb_conn__proto_ok(const char *head, size_t len) {
+  size_t vlen = 0, want = strlen(CHAN_POS_PROTOCOL);
+  const char *v = wsb_conn__header(head, len, "sec-websocket-protocol", &vlen);
+  return v && vlen == want && memcmp(v, CHAN_POS_PROTOCOL, want) == 0;
+}
+
 /* Bytes of the response head, 0 while incomplete, -1 when refused. */
 static long wsb_conn__head(wsb_conn *c, const uint8_t *d, size_t len) {
   const uint8_t *end = memmem(d, len, "\r\n\r\n", 4);
@@ -225,6 +251,10 @@ static long wsb_conn__head(wsb_conn *c, const uint8_t *d, size_t len) {
   }
   if (!wsb_conn__accept_ok(c, (const char *)d, hlen)) {
     wsb_conn__fail(c, "bad Sec-WebSocket-Accept");
+    return -1;
+  }
+  if (c->p->o->proto2 && !wsb_conn__proto_ok((const char *)d, hlen)) {
+    wsb_conn__fail(c, "the 101 does not name wsgw.2 (history off?)");
     return -1;
   }
   return (long)hlen;
@@ -269,6 +299,10 @@ static void wsb_conn__event(wsb_conn *c, const uint8_t *d, size_t len, uint64_t 
 
 static void wsb_conn__ready(wsb_conn *c) {
   c->state = WSB_C_READY;
+  if (c->resuming) {
+    wsb_proc_resumed(c->p, c);
+    return;
+  }
   c->was_ready = 1;
   wsb_proc_settled(c->p, c);
 }
@@ -280,13 +314,25 @@ static void wsb_conn__accepted(wsb_conn *c, const uint8_t *d, size_t len) {
     return;
   }
   uint64_t now = wsb_now_ns();
-  wsb_hist_add(&p->rep.hs, (now - c->t0_ns) / 1000);
-  if (now > p->rep.hs_last_ns) p->rep.hs_last_ns = now;
+  if (!c->resuming) { /* a reconnect's figures are resume_hs, at its reply */
+    wsb_hist_add(&p->rep.hs, (now - c->t0_ns) / 1000);
+    if (now > p->rep.hs_last_ns) p->rep.hs_last_ns = now;
+  }
   if (!p->o->sub[0]) {
     wsb_conn__ready(c);
     return;
   }
   c->state = WSB_C_SUBSCRIBING;
+  if (c->resuming) {
+    char sub[4096];
+    size_t slen = 0;
+    if (wsb2_sub_text(c, sub, sizeof(sub), &slen) != 0) {
+      wsb_conn__fail(c, "subscription with positions does not fit");
+      return;
+    }
+    wsb_conn_send_text(c, sub, slen);
+    return;
+  }
   wsb_conn_send_text(c, p->o->sub, strlen(p->o->sub));
 }
 
@@ -312,7 +358,13 @@ static void wsb_conn__churn_reply(wsb_conn *c) {
   else if (p->churn_out == 0) wsb_proc_complete(p, NULL);
 }
 
+static void wsb_conn__text2(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt);
+
 static void wsb_conn__text(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt) {
+  if (c->c2) {
+    wsb_conn__text2(c, d, len, now_rt);
+    return;
+  }
   int is_reply = memmem(d, len, "\"groups_current\"", 16) != NULL;
   switch (c->state) {
     case WSB_C_ACCEPTING: wsb_conn__accepted(c, d, len); return;
@@ -324,6 +376,65 @@ static void wsb_conn__text(wsb_conn *c, const uint8_t *d, size_t len, uint64_t n
       if (is_reply && c->churn_busy) wsb_conn__churn_reply(c);
       else if (memmem(d, len, "\"seq\"", 5)) wsb_conn__event(c, d, len, now_rt);
       else wsb_proc_error(c->p, c, "unexpected text message");
+      return;
+    default: wsb_conn__fail(c, "text message in the wrong state");
+  }
+}
+
+/* ---- messages on wsgw.2 ------------------------------------------------------ */
+
+/* why, with the first bytes of the message that caused it. */
+static void wsb_conn__why2(char *out, size_t cap, const char *why, const uint8_t *d,
+                           size_t len) {
+  snprintf(out, cap, "%s: %.*s", why, (int)(len < 60 ? len : 60), (const char *)d);
+}
+
+static void wsb_conn__event2(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt) {
+  char why[96], msg[192];
+  if (wsb2_event(c, d, len, now_rt, why) != 0) {
+    wsb_conn__why2(msg, sizeof(msg), why, d, len);
+    wsb_proc_error(c->p, c, msg);
+    return;
+  }
+  if (c->state == WSB_C_READY && wsb2_bounce_due(c)) {
+    c->bounce = 1; /* drop now, in the middle of the stream; on_close reconnects */
+    wsb_conn_close(c);
+  }
+}
+
+/* Envelopes are {"group":..,"position":..,"text":".."}: the emitted text is
+ * escaped inside, so "groups_current" and "recovery" cannot appear bare in
+ * an event, and an event is what has "position" without them. */
+static void wsb_conn__text2(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt) {
+  char why[96], msg[192];
+  int is_reply = memmem(d, len, "\"groups_current\"", 16) != NULL;
+  int is_notice = !is_reply && memmem(d, len, "\"recovery\"", 10) != NULL;
+  int is_event = !is_reply && !is_notice && memmem(d, len, "\"position\"", 10) != NULL;
+  switch (c->state) {
+    case WSB_C_ACCEPTING: wsb_conn__accepted(c, d, len); return;
+    case WSB_C_SUBSCRIBING:
+      if (is_event) {
+        wsb_conn__event2(c, d, len, now_rt); /* counted as early */
+      } else if (is_reply && wsb2_reply(c, d, len, why) == 0) {
+        wsb_conn__ready(c);
+      } else {
+        wsb_conn__why2(msg, sizeof(msg), is_reply ? why : "subscription refused", d, len);
+        wsb_conn__fail(c, msg);
+      }
+      return;
+    case WSB_C_READY:
+      if (is_event) {
+        wsb_conn__event2(c, d, len, now_rt);
+      } else if ((is_reply && c->churn_busy) || is_notice) {
+        if (wsb2_reply(c, d, len, why) != 0) {
+          wsb_conn__why2(msg, sizeof(msg), why, d, len);
+          wsb_proc_error(c->p, c, msg);
+        }
+        if (is_reply) wsb_conn__churn_reply(c);
+      } else {
+        wsb_conn__why2(msg, sizeof(msg), "unexpected text message", d, len);
+        wsb_proc_error(c->p, c, msg);
+      }
       return;
     default: wsb_conn__fail(c, "text message in the wrong state");
   }
@@ -479,6 +590,7 @@ int wsb_conn_start(wsb_conn *c) {
   wsb_proc *p = c->p;
   struct sockaddr_in dst;
   if (uv_ip4_addr(p->o->host, p->o->port, &dst) != 0) return -1;
+  if (p->o->proto2 && wsb2_attach(c) != 0) return UV_ENOMEM;
   int rc = uv_tcp_init_ex(p->loop, &c->tcp, AF_INET);
   if (rc != 0) return rc;
   c->tcp.data = c;
@@ -499,4 +611,17 @@ int wsb_conn_start(wsb_conn *c) {
     wsb_conn__fail(c, uv_strerror(rc));
   }
   return 0;
+}
+
+/* A connection whose handle is closed, set up again; its subscription names
+ * the positions it kept. Its figures go to resume_* (wsb_proc_resumed). */
+int wsb_conn_restart(wsb_conn *c) {
+  wsb_proc *p = c->p;
+  assert(c->state == WSB_C_CLOSED && c->c2);
+  c->resuming = 1;
+  c->churn_busy = 0;
+  wsb2_mark_resume(c);
+  uint64_t now = wsb_now_ns();
+  if (!p->rep.resume_first_ns || now < p->rep.resume_first_ns) p->rep.resume_first_ns = now;
+  return wsb_conn_start(c);
 }

@@ -10,17 +10,29 @@
  * --expect of them or none came for --idle-ms (events), or sends
  * subscription changes back and forth for --churn-ms (churn).
  *
+ * --protocol wsgw.2 speaks the protocol with positions (wsb_proto2.c); then
+ * --reconnect-after E drops each connection after E events and sets it up
+ * again with its positions (events: the seam between replay and live), and
+ * --mode recover sets everything up, closes every connection, prints AWAY,
+ * waits for SIGUSR1 (the runner emits meanwhile), reconnects them all at
+ * once with their positions (RESUMED once all are answered) and counts
+ * events as events mode does. A sequence number seen twice is a duplicate
+ * (dups=), one never seen is lost, a recovery status other than ok counts.
+ *
  * One process holds at most --per-proc sockets (the open-file limit is
  * 20,000 per process and cannot be raised here), so the coordinator forks
  * as many client processes as needed and merges their reports. It prints
  * three lines on stdout, which the runner waits for:
  *   READY ...     every connection is set up (handshake figures)
+ *   AWAY ...      recover: every connection closed (emit, then SIGUSR1)
+ *   RESUMED ...   recover: every connection reconnected and answered
  *   RECEIVED ...  counting is over (the runner samples the gateway's CPU)
  *   RESULT ...    everything, after the sockets are closed
  * Exit status: 0 when nothing was lost, out of order or in error; 1 when
  * something was; 2 on bad usage.
  */
 #define _GNU_SOURCE /* getopt_long, prctl */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -99,11 +111,24 @@ void wsb_proc_error(wsb_proc *p, wsb_conn *c, const char *what) {
 
 static void wsb_proc__stop(wsb_proc *p);
 static void wsb_proc__ready(wsb_proc *p);
+static void wsb_proc__received(wsb_proc *p);
+static void wsb_proc__report(wsb_proc *p, uint32_t kind);
 
-/* Starts connections until the window is full. */
+/* Starts connections until the window is full (in RECOVER's second set-up:
+ * those that were dropped, again). */
 static void wsb_proc__fill(wsb_proc *p) {
   while (!p->stopping && p->in_flight < p->window && p->next < p->n) {
     wsb_conn *c = &p->conns[p->next++];
+    if (p->phase == WSB_P_RESUMING) {
+      if (!c->resuming) continue; /* failed the first set-up: not resumed */
+      p->in_flight++;
+      int rc = wsb_conn_restart(c);
+      if (rc != 0) {
+        wsb_proc_error(p, c, uv_strerror(rc));
+        wsb_proc_resumed(p, c);
+      }
+      continue;
+    }
     p->in_flight++;
     int rc = wsb_conn_start(c);
     if (rc != 0) {
@@ -142,12 +167,68 @@ static void wsb_proc__received(wsb_proc *p) {
 
 void wsb_proc_complete(wsb_proc *p, wsb_conn *c) {
   if (c) p->complete++;
+  /* RECOVER: not before every connection is back (one that caught up
+   * early must not end the count for those still reconnecting). */
+  if (p->o->mode == WSB_MODE_RECOVER && p->phase != WSB_P_COUNTING) return;
   if (!c || p->complete >= (long)p->rep.ready) wsb_proc__received(p);
 }
 
 void wsb_proc_closed(wsb_proc *p, wsb_conn *c) {
   (void)c;
   p->open--;
+  if (p->phase == WSB_P_AWAY && p->open == 0 && !p->stopping)
+    wsb_proc__report(p, WSB_REP_AWAY); /* the runner emits now, then SIGUSR1 */
+}
+
+static void wsb_proc__counting(wsb_proc *p) {
+  wsb_proc__report(p, WSB_REP_RESUMED);
+  p->phase = WSB_P_COUNTING;
+  p->phase_start_ms = uv_now(p->loop);
+  if (p->o->expect == 0 || p->complete >= (long)p->rep.ready) wsb_proc__received(p);
+}
+
+/* A reconnect got its reply (state READY) or failed; a failed one is done
+ * counting (what it did not get is lost). */
+void wsb_proc_resumed(wsb_proc *p, wsb_conn *c) {
+  uint64_t now = wsb_now_ns();
+  if (c->state == WSB_C_READY) {
+    p->rep.resumed++;
+    wsb_hist_add(&p->rep.resume_hs, (now - c->t0_ns) / 1000);
+    if (now > p->rep.resume_last_ns) p->rep.resume_last_ns = now;
+  } else if (!c->complete) {
+    c->complete = 1;
+    wsb_proc_complete(p, c);
+  }
+  if (p->phase != WSB_P_RESUMING) return; /* a --reconnect-after drop */
+  p->in_flight--;
+  p->resume_settled++;
+  assert(p->resume_settled <= p->resume_n);
+  if (p->resume_settled == p->resume_n) wsb_proc__counting(p);
+  else wsb_proc__fill(p);
+}
+
+/* RECOVER: drop every connection that is set up; AWAY once all are closed. */
+static void wsb_proc__away(wsb_proc *p) {
+  p->phase = WSB_P_AWAY;
+  for (long i = 0; i < p->n; i++) {
+    wsb_conn *c = &p->conns[i];
+    if (c->state != WSB_C_READY) continue;
+    c->resuming = 1; /* marks it for the second set-up */
+    p->resume_n++;
+    wsb_conn_close(c);
+  }
+  if (p->open == 0) wsb_proc__report(p, WSB_REP_AWAY);
+}
+
+/* SIGUSR1 in AWAY: reconnect everything at once (the window allowing). */
+static void wsb_proc__resume(wsb_proc *p) {
+  p->phase = WSB_P_RESUMING;
+  p->phase_start_ms = uv_now(p->loop);
+  p->last_event_ms = 0;
+  p->next = 0;
+  p->in_flight = 0;
+  if (p->resume_n == 0) wsb_proc__counting(p);
+  else wsb_proc__fill(p);
 }
 
 /* ---- one client process: phases ------------------------------------------- */
@@ -164,6 +245,7 @@ static void wsb_proc__stop(wsb_proc *p) {
   for (long i = 0; i < p->n; i++) wsb_conn_close(&p->conns[i]);
   wsb_proc__close_handle((uv_handle_t *)&p->timer);
   wsb_proc__close_handle((uv_handle_t *)&p->sigterm);
+  wsb_proc__close_handle((uv_handle_t *)&p->sigusr1);
 }
 
 static void wsb_proc__start_churn(wsb_proc *p) {
@@ -187,6 +269,10 @@ static void wsb_proc__ready(wsb_proc *p) {
       if (nobody) wsb_proc__received(p);
       else wsb_proc__start_churn(p);
       break;
+    case WSB_MODE_RECOVER:
+      if (nobody) wsb_proc__received(p);
+      else wsb_proc__away(p);
+      break;
   }
 }
 
@@ -207,6 +293,25 @@ static void wsb_proc__setup_timeout(wsb_proc *p) {
   }
 }
 
+/* Reconnects still in flight when the second set-up ran out of time. */
+static void wsb_proc__resume_timeout(wsb_proc *p) {
+  long started = p->next;
+  p->next = p->n; /* start no more */
+  for (long i = 0; i < p->n && p->phase == WSB_P_RESUMING; i++) {
+    wsb_conn *c = &p->conns[i];
+    if (!c->resuming) continue;
+    if (i >= started) { /* never started */
+      p->in_flight++;
+      wsb_proc_error(p, c, "reconnect timed out before start");
+      wsb_proc_resumed(p, c);
+    } else if (c->state != WSB_C_READY && c->state != WSB_C_CLOSED) {
+      wsb_proc_error(p, c, "reconnect timed out");
+      wsb_conn_close(c);
+      wsb_proc_resumed(p, c);
+    }
+  }
+}
+
 static void wsb_proc__on_tick(uv_timer_t *t) {
   wsb_proc *p = t->data;
   uint64_t now = uv_now(p->loop), since = now - p->phase_start_ms;
@@ -215,7 +320,12 @@ static void wsb_proc__on_tick(uv_timer_t *t) {
     if (since > (uint64_t)o->timeout_ms) wsb_proc__setup_timeout(p);
     return;
   }
-  if (o->mode == WSB_MODE_EVENTS) {
+  if (o->mode == WSB_MODE_RECOVER && p->phase == WSB_P_RESUMING) {
+    if (since > (uint64_t)o->timeout_ms) wsb_proc__resume_timeout(p);
+    return;
+  }
+  if (o->mode == WSB_MODE_EVENTS ||
+      (o->mode == WSB_MODE_RECOVER && p->phase == WSB_P_COUNTING)) {
     int silent = p->last_event_ms && now - p->last_event_ms > (uint64_t)o->idle_ms;
     if (silent || since > (uint64_t)o->timeout_ms) wsb_proc__received(p);
   } else if (o->mode == WSB_MODE_CHURN) {
@@ -240,6 +350,12 @@ static void wsb_proc__on_signal(uv_signal_t *h, int signum) {
   wsb_proc__received(p);
 }
 
+static void wsb_proc__on_usr1(uv_signal_t *h, int signum) {
+  (void)signum;
+  wsb_proc *p = h->data;
+  if (p->phase == WSB_P_AWAY && p->open == 0 && !p->stopping) wsb_proc__resume(p);
+}
+
 static int wsb_proc_run(wsb_proc *p) {
   p->loop = uv_default_loop();
   p->conns = calloc((size_t)p->n, sizeof(*p->conns));
@@ -257,11 +373,16 @@ static int wsb_proc_run(wsb_proc *p) {
   uv_signal_init(p->loop, &p->sigterm);
   p->sigterm.data = p;
   uv_signal_start(&p->sigterm, wsb_proc__on_signal, SIGTERM);
+  uv_signal_init(p->loop, &p->sigusr1);
+  p->sigusr1.data = p;
+  uv_signal_start(&p->sigusr1, wsb_proc__on_usr1, SIGUSR1);
   p->phase_start_ms = uv_now(p->loop);
   if (p->n == 0) wsb_proc__ready(p);
   else wsb_proc__fill(p);
   uv_run(p->loop, UV_RUN_DEFAULT);
   wsb_proc__report(p, WSB_REP_FINAL);
+  for (long i = 0; i < p->n; i++) wsb2_detach(&p->conns[i]);
+  free(p->conns);
   return 0;
 }
 
@@ -271,8 +392,7 @@ static pid_t wsb_kids[WSB_MAX_PROCS];
 static int wsb_nkids;
 
 static void wsb__forward(int sig) {
-  (void)sig;
-  for (int i = 0; i < wsb_nkids; i++) kill(wsb_kids[i], SIGTERM);
+  for (int i = 0; i < wsb_nkids; i++) kill(wsb_kids[i], sig == SIGUSR1 ? SIGUSR1 : SIGTERM);
 }
 
 static void wsb__merge(wsb_report *into, const wsb_report *r) {
@@ -283,6 +403,17 @@ static void wsb__merge(wsb_report *into, const wsb_report *r) {
   into->lost += r->lost;
   into->ooo += r->ooo;
   into->churn_reqs += r->churn_reqs;
+  into->dups += r->dups;
+  into->replayed += r->replayed;
+  into->early += r->early;
+  into->bytes += r->bytes;
+  into->rec_ok += r->rec_ok;
+  into->rec_expired += r->rec_expired;
+  into->rec_unknown += r->rec_unknown;
+  into->notices += r->notices;
+  into->resumed += r->resumed;
+  into->resume_events += r->resume_events;
+  into->resume_bytes += r->resume_bytes;
 #define WSB_MIN(f) if (r->f && (!into->f || r->f < into->f)) into->f = r->f
 #define WSB_MAX(f) if (r->f > into->f) into->f = r->f
   WSB_MIN(hs_first_ns);
@@ -291,11 +422,16 @@ static void wsb__merge(wsb_report *into, const wsb_report *r) {
   WSB_MAX(recv_last_rt);
   WSB_MIN(churn_start_ns);
   WSB_MAX(churn_last_ns);
+  WSB_MIN(resume_first_ns);
+  WSB_MAX(resume_last_ns);
+  WSB_MAX(caught_last_ns);
 #undef WSB_MIN
 #undef WSB_MAX
   wsb_hist_merge(&into->hs, &r->hs);
   wsb_hist_merge(&into->lat, &r->lat);
   wsb_hist_merge(&into->churn, &r->churn);
+  wsb_hist_merge(&into->resume_hs, &r->resume_hs);
+  wsb_hist_merge(&into->catchup, &r->catchup);
   if (!into->first_error[0] && r->first_error[0])
     memcpy(into->first_error, r->first_error, sizeof(into->first_error));
 }
@@ -304,14 +440,38 @@ static double wsb__rate(uint64_t n, uint64_t from_ns, uint64_t to_ns) {
   return to_ns > from_ns ? (double)n * 1e9 / (double)(to_ns - from_ns) : 0.0;
 }
 
-static void wsb__print(const char *what, const wsb_report *m) {
+/* The wsgw.2 figures (--protocol wsgw.2 only: the old lines stay as they
+ * were). Replay rates run from the first reconnect to the last connection
+ * that got all it expected. */
+static void wsb__print2(const wsb_report *m) {
+  uint64_t span = m->caught_last_ns > m->resume_first_ns && m->resume_first_ns
+                      ? m->caught_last_ns - m->resume_first_ns : 0;
+  printf(" dups=%llu early=%llu bytes=%llu notices=%llu rec_ok=%llu rec_expired=%llu"
+         " rec_unknown=%llu resumed=%llu resume_per_s=%.0f resume_p50_us=%llu"
+         " resume_p99_us=%llu replayed=%llu resume_events=%llu catchup_ms=%.1f"
+         " catchup_p50_us=%llu catchup_p99_us=%llu replay_ev_per_s=%.0f replay_mb_per_s=%.1f",
+         (unsigned long long)m->dups, (unsigned long long)m->early,
+         (unsigned long long)m->bytes, (unsigned long long)m->notices,
+         (unsigned long long)m->rec_ok, (unsigned long long)m->rec_expired,
+         (unsigned long long)m->rec_unknown, (unsigned long long)m->resumed,
+         wsb__rate(m->resumed, m->resume_first_ns, m->resume_last_ns),
+         (unsigned long long)wsb_hist_quantile(&m->resume_hs, 0.5),
+         (unsigned long long)wsb_hist_quantile(&m->resume_hs, 0.99),
+         (unsigned long long)m->replayed, (unsigned long long)m->resume_events,
+         (double)span / 1e6, (unsigned long long)wsb_hist_quantile(&m->catchup, 0.5),
+         (unsigned long long)wsb_hist_quantile(&m->catchup, 0.99),
+         span ? (double)m->resume_events * 1e9 / (double)span : 0.0,
+         span ? (double)m->resume_bytes * 1e3 / (double)span : 0.0);
+}
+
+static void wsb__print(const char *what, const wsb_report *m, int proto2) {
   printf("%s conns=%llu ready=%llu errors=%llu hs=%llu hs_per_s=%.0f hs_p50_us=%llu "
          "hs_p99_us=%llu", what, (unsigned long long)m->conns, (unsigned long long)m->ready,
          (unsigned long long)m->errors, (unsigned long long)m->hs.count,
          wsb__rate(m->hs.count, m->hs_first_ns, m->hs_last_ns),
          (unsigned long long)wsb_hist_quantile(&m->hs, 0.5),
          (unsigned long long)wsb_hist_quantile(&m->hs, 0.99));
-  if (strcmp(what, "READY") != 0) {
+  if (strcmp(what, "READY") != 0 && strcmp(what, "AWAY") != 0) {
     printf(" events=%llu lost=%llu ooo=%llu lat_p50_us=%llu lat_p99_us=%llu lat_max_us=%llu"
            " deliv_per_s=%.0f churn_reqs=%llu churn_per_s=%.0f churn_p50_us=%llu"
            " churn_p99_us=%llu churn_max_us=%llu",
@@ -326,13 +486,14 @@ static void wsb__print(const char *what, const wsb_report *m) {
            (unsigned long long)wsb_hist_quantile(&m->churn, 0.99),
            (unsigned long long)m->churn.max);
   }
+  if (proto2 && strcmp(what, "READY") != 0 && strcmp(what, "AWAY") != 0) wsb__print2(m);
   printf(" first_error=\"%s\"\n", m->first_error);
   fflush(stdout);
 }
 
 /* Reads one report of `kind` from every process and prints the merge. */
 static int wsb__collect(const int *fds, int n, uint32_t kind, const char *what,
-                        wsb_report *m, wsb_report *tmp) {
+                        wsb_report *m, wsb_report *tmp, int proto2) {
   memset(m, 0, sizeof(*m));
   for (int i = 0; i < n; i++) {
     if (wsb__read_all(fds[i], tmp, sizeof(*tmp)) != 0 || tmp->kind != kind) {
@@ -341,7 +502,7 @@ static int wsb__collect(const int *fds, int n, uint32_t kind, const char *what,
     }
     wsb__merge(m, tmp);
   }
-  wsb__print(what, m);
+  wsb__print(what, m, proto2);
   return 0;
 }
 
@@ -355,6 +516,7 @@ static pid_t wsb__spawn(const wsb_opts *o, long n, long base, int *fd_out) {
     return pid;
   }
   close(fds[0]);
+  wsb_nkids = 0; /* the coordinator's handlers, inherited, must reach no sibling */
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the coordinator */
   static wsb_proc p; /* large (read buffer, histograms): not on the stack */
   p.o = o;
@@ -378,6 +540,7 @@ static int wsb_coordinate(const wsb_opts *o) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
   int fds[WSB_MAX_PROCS];
   long base = 0;
   for (int i = 0; i < nprocs; i++) {
@@ -388,15 +551,22 @@ static int wsb_coordinate(const wsb_opts *o) {
     base += n;
   }
   static wsb_report merged, tmp;
-  int rc = wsb__collect(fds, nprocs, WSB_REP_READY, "READY", &merged, &tmp) ||
-           wsb__collect(fds, nprocs, WSB_REP_RECEIVED, "RECEIVED", &merged, &tmp) ||
-           wsb__collect(fds, nprocs, WSB_REP_FINAL, "RESULT", &merged, &tmp);
+  int p2 = o->proto2, rec = o->mode == WSB_MODE_RECOVER;
+  int rc = wsb__collect(fds, nprocs, WSB_REP_READY, "READY", &merged, &tmp, p2) ||
+           (rec && wsb__collect(fds, nprocs, WSB_REP_AWAY, "AWAY", &merged, &tmp, p2)) ||
+           (rec && wsb__collect(fds, nprocs, WSB_REP_RESUMED, "RESUMED", &merged, &tmp, p2)) ||
+           wsb__collect(fds, nprocs, WSB_REP_RECEIVED, "RECEIVED", &merged, &tmp, p2) ||
+           wsb__collect(fds, nprocs, WSB_REP_FINAL, "RESULT", &merged, &tmp, p2);
+  /* Closing first: a process still writing a report (bigger than a pipe
+   * holds) after a failed collect gets EPIPE instead of blocking the wait. */
   for (int i = 0; i < nprocs; i++) {
-    while (waitpid(wsb_kids[i], NULL, 0) < 0 && errno == EINTR) {}
     close(fds[i]);
+    while (waitpid(wsb_kids[i], NULL, 0) < 0 && errno == EINTR) {}
   }
   if (rc) return 1;
   int bad = merged.errors || merged.lost || merged.ooo || merged.ready != merged.conns;
+  if (p2) bad |= merged.dups || merged.rec_expired || merged.rec_unknown || merged.notices;
+  if (rec) bad |= merged.resumed != merged.ready;
   return bad ? 1 : 0;
 }
 
@@ -413,16 +583,20 @@ static const char wsb_usage[] =
     "  --header 'N: V'   one more request header (Cookie, Origin); repeatable\n"
     "  --sub TEXT        subscription sent after the accept ('' for none)\n"
     "  --sub2 TEXT       the other subscription churn alternates with\n"
-    "  --mode M          none | hold | events | churn (none)\n"
+    "  --mode M          none | hold | events | churn | recover (none)\n"
     "  --expect E        events: each connection should get E events\n"
     "  --idle-ms MS      events: stop after MS without an event (3000)\n"
     "  --churn-ms MS     churn: how long (5000)\n"
     "  --timeout-ms MS   limit of each phase (60000)\n"
-    "  --linger-ms MS    events, churn: wait MS after RECEIVED before closing (500)\n";
+    "  --linger-ms MS    events, churn: wait MS after RECEIVED before closing (500)\n"
+    "  --protocol wsgw.2 speak wsgw.2: envelopes, positions, recovery\n"
+    "  --reconnect-after E  wsgw.2 events: drop after E events, reconnect with positions\n"
+    "  recover mode (wsgw.2): set up, close all, print AWAY, wait for SIGUSR1,\n"
+    "    reconnect all with positions, print RESUMED, count events as events mode\n";
 
 static int wsb__mode(const char *s, wsb_mode *m) {
-  static const char *names[] = {"none", "hold", "events", "churn"};
-  for (int i = 0; i < 4; i++)
+  static const char *names[] = {"none", "hold", "events", "churn", "recover"};
+  for (int i = 0; i < 5; i++)
     if (strcmp(s, names[i]) == 0) return *m = (wsb_mode)i, 0;
   return -1;
 }
@@ -435,6 +609,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       {"sub2", 1, 0, 'b'},     {"mode", 1, 0, 'm'},    {"expect", 1, 0, 'e'},
       {"idle-ms", 1, 0, 'i'},  {"churn-ms", 1, 0, 'c'}, {"timeout-ms", 1, 0, 'T'},
       {"linger-ms", 1, 0, 'l'}, {"header", 1, 0, 'x'},
+      {"protocol", 1, 0, 'v'}, {"reconnect-after", 1, 0, 'r'},
       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -455,6 +630,11 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       case 'c': o->churn_ms = atol(optarg); break;
       case 'T': o->timeout_ms = atol(optarg); break;
       case 'l': o->linger_ms = atol(optarg); break;
+      case 'v':
+        if (strcmp(optarg, "wsgw.2") != 0) return -1;
+        o->proto2 = 1;
+        break;
+      case 'r': o->reconnect_after = atol(optarg); break;
       case 'x': {
         size_t used = strlen(o->headers);
         if (strpbrk(optarg, "\r\n") ||
@@ -470,6 +650,11 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       o->sources > 254 || o->per_proc < 1 || o->window < 1)
     return -1;
   if (o->mode == WSB_MODE_CHURN && (!o->sub[0] || !o->sub2[0])) return -1;
+  /* Recovery needs positions, and a subscription to name them in. */
+  if ((o->mode == WSB_MODE_RECOVER || o->reconnect_after) && (!o->proto2 || !o->sub[0]))
+    return -1;
+  if (o->reconnect_after < 0 || (o->reconnect_after && o->mode != WSB_MODE_EVENTS))
+    return -1;
   return 0;
 }
 
