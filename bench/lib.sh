@@ -48,7 +48,8 @@ wait_line() {
 median() {
   local key=$1
   shift
-  printf '%s\n' "$@" | tr ' ' '\n' | sed -n "s/^$key=//p" | sort -g |
+  # problems="..." (last on a line) repeats some keys: not a figure.
+  printf '%s\n' "$@" | sed 's/ problems=".*//' | tr ' ' '\n' | sed -n "s/^$key=//p" | sort -g |
     awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
          else printf "%g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
@@ -103,7 +104,11 @@ machine() {
 # (gateway.max_per_client, max_handshakes_per_client) are off for it, when
 # the binary has them.
 gateway_load_flags() {
-  if "$BUILD/gatewayd" --help 2>&1 | grep -q -- '--gateway.max_handshakes_per_client='; then
+  local help
+  # Read whole: `| grep -q` may close the pipe before the gateway is done
+  # writing, and under pipefail its SIGPIPE would read as "no such flag".
+  help=$("$BUILD/gatewayd" --help 2>&1 || true)
+  if [[ $help == *--gateway.max_handshakes_per_client=* ]]; then
     echo "--gateway.max_per_client=0 --gateway.max_handshakes_per_client=0"
   fi
 }

@@ -34,7 +34,9 @@
 # ("10000 19000"), BENCH_KEEP=1 keeps the state folder, BENCH_R1_EVENTS
 # (100000), BENCH_R2_CONNS (1000), BENCH_R2_EVENTS (1000),
 # BENCH_REPLAY_SETTLE (2: seconds between the emitter's last confirm and
-# the clients' return, so the gateway has read the stream).
+# the clients' return, so the gateway has read the stream), BENCH_GW_FLAGS
+# (more gatewayd flags for the scenarios of S2, S3, R1, R2, e.g.
+# "--history.segment_bytes=1MiB").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -138,7 +140,13 @@ cpu_ns() {
 }
 
 # 0 when this gatewayd has the event history (issue 14): [history] enabled.
-has_history() { "$BUILD/gatewayd" --help 2>&1 | grep -q -- '--history.enabled='; }
+# The help is read whole first: `| grep -q` would exit at the match and the
+# gateway's next write would fail (SIGPIPE), which pipefail reports as no.
+has_history() {
+  local help
+  help=$("$BUILD/gatewayd" --help 2>&1 || true)
+  [[ $help == *--history.enabled=* ]]
+}
 
 # GW_EXTRA for history "on" or "off" ("" or "default": the binary's
 # default). A binary without the history runs "off" only.
@@ -151,6 +159,9 @@ set_hist() {
     off) if has_history; then GW_EXTRA=(--history.enabled=false); fi ;;
     *) die "history must be on, off or default, not $1" ;;
   esac
+  local -a more
+  read -ra more <<<"${BENCH_GW_FLAGS:-}"
+  GW_EXTRA+=("${more[@]}")
 }
 
 # Settings fit for load: no per-connection message rate cap (S4 sends as
@@ -348,7 +359,7 @@ s4() {
 total() {
   local key=$1
   shift
-  printf '%s\n' "$@" | tr ' ' '\n' | sed -n "s/^$key=//p" |
+  printf '%s\n' "$@" | sed 's/ problems=".*//' | tr ' ' '\n' | sed -n "s/^$key=//p" |
     awk '{s += $1; n++} END {if (n == 0) print "n/a"; else print s}'
 }
 
