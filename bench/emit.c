@@ -3,6 +3,7 @@
  *
  *   bench-emit --url AMQP_URL --group G --count N [--rate R] [--size BYTES]
  *   bench-emit --url AMQP_URL --purge
+ *   bench-emit --url AMQP_URL --delete-queue NAME
  *
  * Publishes N events to group G through proto/chan_emit.h (the same call a
  * C backend uses), as fast as it can (--rate 0) or R per second on a fixed
@@ -15,6 +16,12 @@
  * --purge empties the websocket.* work queues: messages left from an
  * earlier run (the disconnects of 19,000 closed sockets) would otherwise be
  * work for the next run's workers and skew its handshake figures.
+ *
+ * --delete-queue deletes one queue (a missing one is fine): the runner
+ * drops the history stream (websocket.history) before each scenario, so a
+ * run with the history off does not feed a stream an earlier run left
+ * bound, and a run with it on starts from an empty history, as the one
+ * before it did.
  *
  * Prints "EMITTED count=N seconds=S rate=R" on success.
  */
@@ -33,6 +40,7 @@ typedef struct emit_opts {
   const char *url, *group;
   long count, rate, size;
   int purge;
+  const char *delete_queue;
 } emit_opts;
 
 static uint64_t emit__now(clockid_t id) {
@@ -110,6 +118,23 @@ static int emit__purge(const emit_opts *o) {
   return 0;
 }
 
+static int emit__delete(const emit_opts *o) {
+  char err[256];
+  amqp_connection_state_t c = mq_conn_open(o->url, 0, err, sizeof(err));
+  if (!c) {
+    fprintf(stderr, "bench-emit: %s\n", err);
+    return 1;
+  }
+  amqp_queue_delete(c, MQ_CHANNEL, amqp_cstring_bytes(o->delete_queue), 0, 0);
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+  mq_conn_close(c);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    fprintf(stderr, "bench-emit: queue.delete %s failed\n", o->delete_queue);
+    return 1;
+  }
+  return 0;
+}
+
 static int emit__arg(const char *a, const char *name, char **argv, int *i, int argc,
                      const char **out) {
   if (strcmp(a, name) != 0 || *i + 1 >= argc) return 0;
@@ -126,10 +151,11 @@ static int emit__parse(int argc, char **argv, emit_opts *o) {
     else if (emit__arg(argv[i], "--count", argv, &i, argc, &v)) o->count = atol(v);
     else if (emit__arg(argv[i], "--rate", argv, &i, argc, &v)) o->rate = atol(v);
     else if (emit__arg(argv[i], "--size", argv, &i, argc, &v)) o->size = atol(v);
+    else if (emit__arg(argv[i], "--delete-queue", argv, &i, argc, &v)) o->delete_queue = v;
     else return -1;
   }
   if (!o->url) return -1;
-  if (o->purge) return 0;
+  if (o->purge || o->delete_queue) return 0;
   return o->group && o->count >= 0 && o->rate >= 0 && o->size < EMIT_SIZE_MAX ? 0 : -1;
 }
 
@@ -137,8 +163,10 @@ int main(int argc, char **argv) {
   emit_opts o = {.size = 256};
   if (emit__parse(argc, argv, &o) != 0) {
     fprintf(stderr, "usage: bench-emit --url AMQP_URL --group G --count N [--rate R]"
-                    " [--size BYTES]\n       bench-emit --url AMQP_URL --purge\n");
+                    " [--size BYTES]\n       bench-emit --url AMQP_URL --purge\n"
+                    "       bench-emit --url AMQP_URL --delete-queue NAME\n");
     return 2;
   }
+  if (o.delete_queue) return emit__delete(&o);
   return o.purge ? emit__purge(&o) : emit__run(&o);
 }

@@ -162,6 +162,14 @@ set_hist() {
   local -a more
   read -ra more <<<"${BENCH_GW_FLAGS:-}"
   GW_EXTRA+=("${more[@]}")
+  # Every run starts without a history: an "off" run must not feed a stream
+  # an earlier "on" run left bound to the exchange (the broker would still
+  # store every event), and "on" runs start alike (no preload of earlier
+  # runs' events). The stack is down here, so nobody holds the stream.
+  if has_history; then
+    "$BUILD/bench-emit" --url "$AMQP_URL" --delete-queue websocket.history >/dev/null ||
+      die "could not delete the history stream"
+  fi
 }
 
 # Settings fit for load: no per-connection message rate cap (S4 sends as
