@@ -482,6 +482,13 @@ static int chan_msg__redact_session(chan_msg *m) {
   char *text = chan_json_print_exact(s);
   cJSON_Delete(s);
   if (!text) return -1;
+  /* The placeholder is longer than a short value: a session just under the
+   * cap may grow past it, and the copy would not encode (found by
+   * tests/fuzz/fuzz_channel_msg). Then none of it is kept. */
+  if (strlen(text) > CHAN_SESSION_MAX) {
+    free(text);
+    if (!(text = strdup(CHAN_MSG_SESSION_TOO_LARGE))) return -1;
+  }
   free(m->session_json);
   m->session_json = text;
   return 1;

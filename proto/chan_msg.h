@@ -104,9 +104,11 @@ char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len);
  * chan_msg_redact_connect; a receive or disconnect with the values of its
  * session's "credentials" object (the headers a connection was admitted
  * with, kept when the application decides subscriptions) and its
- * "csrftoken" as CHAN_MSG_REDACTED. A text that does not decode as kind
- * becomes a small note, as for connect. malloc'd; NULL when out of
- * memory. */
+ * "csrftoken" as CHAN_MSG_REDACTED (a session that would then pass the
+ * 4 KiB cap becomes CHAN_MSG_SESSION_TOO_LARGE). A text that does not
+ * decode as kind becomes a small note, as for connect. malloc'd; NULL
+ * when out of memory. */
+#define CHAN_MSG_SESSION_TOO_LARGE "{\"redacted\":\"session over 4 KiB once redacted\"}"
 char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
                       size_t *out_len);
 

@@ -1017,3 +1017,25 @@ UNIT_TEST(chan_msg_garbage_never_crashes_and_decoded_round_trips) {
   }
   UNIT_CHECK(decoded > 1000); /* the loop reaches the encoder too */
 }
+
+UNIT_TEST(chan_msg_redacted_session_over_the_cap_is_replaced) {
+  /* Short credential values under 4 KiB whose placeholders pass it. */
+  char session[CHAN_SESSION_MAX + 1], json[CHAN_SESSION_MAX + 256];
+  size_t o = (size_t)snprintf(session, sizeof session, "{\"user\":7,\"credentials\":{");
+  for (int i = 0; o + 16 < CHAN_SESSION_MAX; i++)
+    o += (size_t)snprintf(session + o, sizeof session - o, "%s\"c%d\":\"x\"", i ? "," : "", i);
+  snprintf(session + o, sizeof session - o, "}}");
+  UNIT_CHECK(strlen(session) <= CHAN_SESSION_MAX);
+  snprintf(json, sizeof json,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":3,\"text\":\"hi\","
+           "\"session\":%s,\"groups\":[\"a\"]}", session);
+  size_t len;
+  char *red = chan_msg_redact(CHAN_MSG_RECEIVE, json, strlen(json), &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(red && chan_msg_decode(CHAN_MSG_RECEIVE, red, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.session_json, CHAN_MSG_SESSION_TOO_LARGE);
+  UNIT_CHECK(d.order == 3 && d.n_groups == 1 && d.data_len == 2);
+  chan_msg_free(&d);
+  free(red);
+}
