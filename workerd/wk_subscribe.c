@@ -25,12 +25,11 @@
  */
 #include "wk_subscribe.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <assert.h>
 
 #include "chan_group.h"
 #include "chan_names.h"
