@@ -442,8 +442,7 @@ def test_slow_wsgw2_reader_catches_up_from_the_history(cluster):
     try:
         slow.subscribe({"jobs": ["status_changed"]})
         flood_and_wait(cluster, gw)
-        assert "event=conn_slow" not in gw.log()
-        read_all(slow, FLOOD)
+        read_all(slow, FLOOD)  # fails on a close frame
         assert_exact(numbers(slow.t.events, G1), 1, FLOOD, "the slow reader")
         assert not [x for x in slow.t.notices if "expired" in x["recovery"].values()], \
             slow.t.notices
@@ -484,7 +483,6 @@ def test_slow_wsgw2_reader_out_of_the_history_gets_a_notice(cluster):
                 assert r == list(range(r[0], r[-1] + 1)), f"a gap without a notice in {r[:5]}..."
         assert len(flat) < FLOOD, "every event arrived, yet a notice said some expired"
         print(f"slow reader: {len(flat)} of {FLOOD} events, {len(slow.t.notices)} notice(s)")
-        assert "event=conn_slow" not in gw.log()
     finally:
         slow.close()
 
