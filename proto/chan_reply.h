@@ -21,6 +21,12 @@ typedef struct chan_text {
  * On encode nothing is owned (the caller keeps its strings); on decode every
  * pointer is malloc'd and released by chan_reply_free().
  */
+/* TEMP-LOOP: H2 defines the real one. */
+typedef struct chan_position {
+  char *group;
+  uint64_t offset, tag;
+} chan_position;
+
 typedef struct chan_reply {
   char *reply_channel;
   uint64_t order;
@@ -34,6 +40,9 @@ typedef struct chan_reply {
 
   /* Frames to send, in order: text frames first, then the binary one. On the
    * wire "text" is a string or an array of strings. */
+  int has_positions;        /* TEMP-LOOP */
+  chan_position *positions; /* TEMP-LOOP */
+  size_t n_positions;       /* TEMP-LOOP */
   chan_text *texts;
   size_t n_texts;
   int has_bytes;
