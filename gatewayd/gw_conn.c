@@ -206,9 +206,9 @@ void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  if (c->send.bytes + env->len > gw_conn__max_send_queue(c) && !c->srv->cfg->slow_client_close &&
-      !c->ssl) {
-    /* Behind: served from the history once its queue drained, not closed. */
+  if (c->send.bytes + env->len > gw_conn__max_send_queue(c) && !c->srv->cfg->slow_client_close) {
+    /* Behind: served from the history once its queue drained, not closed.
+     * Nothing queued is dropped, so this works under TLS too. */
     c->srv->stats.hist_lags++;
     log_info("conn_lagging", "id=%llu unsent=%zu offset=%llu", (unsigned long long)c->id,
              c->send.bytes, (unsigned long long)e->offset);

@@ -122,7 +122,8 @@ static void gw_relay__send(gw_relay *r, gw_relay_io *io, int recheck, int binary
   if (!recheck && gw_relay__answer_here(r, io)) return;
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .order = r->next_order,
                 .is_binary = binary, .data = (char *)data, .data_len = len,
-                .recheck = recheck};
+                .recheck = recheck,
+                .protocol = r->v2 ? CHAN_MSG_PROTOCOL_WSGW2 : CHAN_MSG_PROTOCOL_OLD};
   if (gw_relay__publish(r, io, &m) != 0) {
     if (recheck) gw_relay__recheck_retry(r, io);
     else io->sink->close(io->arg, GW_WS_TRY_AGAIN, "broker unavailable");
@@ -318,7 +319,7 @@ static void gw_relay__count_recovery(gw_stats *st, gw_hist_status s) {
  * its events after it, when the history holds it; one the connection was
  * already in missed nothing. Returns the status for "recovery". */
 static gw_hist_status gw_relay__recover_one(gw_relay *r, gw_relay_io *io,
-                                            const chan_position *p, int was_member) {
+                                            const chan_reply_pos *p, int was_member) {
   if (was_member) return GW_HIST_OK;
   gw_hist_status st = gw_hist_check(io->hist, p->group, p->offset, p->tag);
   gw_relay__count_recovery(io->stats, st);
@@ -337,7 +338,7 @@ static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *r
   int first = 1;
   gw_relay__puts(&b, "\"recovery\":{");
   for (size_t i = 0; i < rep->n_positions; i++) {
-    const chan_position *p = &rep->positions[i];
+    const chan_reply_pos *p = &rep->positions[i];
     int idx = gw_relay__member_index(r, p->group);
     if (idx < 0) continue; /* refused, or not in the membership */
     gw_hist_status st = gw_relay__recover_one(r, io, p, idx < kept);

@@ -17,6 +17,9 @@ typedef enum {
   CHAN_MSG_DISCONNECT = 2
 } chan_msg_kind;
 
+#define CHAN_MSG_PROTOCOL_OLD 0   /* TEMP-LOOP (H2) */
+#define CHAN_MSG_PROTOCOL_WSGW2 1 /* TEMP-LOOP */
+
 typedef struct chan_header {
   char *name; /* lower case */
   char *value;
@@ -55,6 +58,7 @@ typedef struct chan_msg {
    * wire, and then neither text nor bytes: data is NULL, data_len 0). The
    * gateway sends it when a reply's "recheck" time is due. */
   int recheck;
+  int protocol; /* TEMP-LOOP */
 
   /* disconnect only */
   int code;

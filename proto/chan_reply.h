@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chan_names.h"
+
 typedef struct chan_text {
   char *data;
   size_t len;
@@ -22,10 +24,10 @@ typedef struct chan_text {
  * pointer is malloc'd and released by chan_reply_free().
  */
 /* TEMP-LOOP: H2 defines the real one. */
-typedef struct chan_position {
+typedef struct chan_reply_pos {
   char *group;
   uint64_t offset, tag;
-} chan_position;
+} chan_reply_pos;
 
 typedef struct chan_reply {
   char *reply_channel;
@@ -41,7 +43,7 @@ typedef struct chan_reply {
   /* Frames to send, in order: text frames first, then the binary one. On the
    * wire "text" is a string or an array of strings. */
   int has_positions;        /* TEMP-LOOP */
-  chan_position *positions; /* TEMP-LOOP */
+  chan_reply_pos *positions; /* TEMP-LOOP */
   size_t n_positions;       /* TEMP-LOOP */
   chan_text *texts;
   size_t n_texts;

@@ -492,7 +492,7 @@ UNIT_TEST(gw_relay_wsgw2_reply_recovers_positions_then_replays_in_order) {
   r.texts = texts;
   r.n_texts = 1;
   uint64_t tag_a3 = chan_pos_tag("a", 1, gw_hist_at(&h, 3)->digest);
-  chan_position pos[] = {{"a", 3, tag_a3}, {"b", 5, 12345}, {"zz", 1, 1}};
+  chan_reply_pos pos[] = {{"a", 3, tag_a3}, {"b", 5, 12345}, {"zz", 1, 1}};
   r.has_positions = 1;
   r.positions = pos;
   r.n_positions = 3;
