@@ -29,6 +29,10 @@ typedef enum {
   GW_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
   GW_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
   GW_BRIDGE_REFUSED, /* conn_id: a publish for it was refused or lost */
+  GW_BRIDGE_HIST,       /* TEMP-LOOP (H1) */
+  GW_BRIDGE_HIST_RESET, /* TEMP-LOOP */
+  GW_BRIDGE_HIST_GAP,   /* TEMP-LOOP */
+  GW_BRIDGE_HIST_LIVE,  /* TEMP-LOOP */
   GW_BRIDGE_KICK     /* a kick: conn_id (one connection), or 0 and data: the
                         user's control key (wsgw!user.<uid>) */
 } gw_bridge_kind;
@@ -38,6 +42,7 @@ typedef struct gw_bridge_event {
   gw_bridge_kind kind;
   gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
   uint64_t conn_id; /* REFUSED, KICK */
+  uint64_t offset, digest; /* TEMP-LOOP */
   size_t len;    /* bytes of data, without the NUL */
   char data[];   /* NUL-terminated */
 } gw_bridge_event;

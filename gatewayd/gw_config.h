@@ -57,6 +57,10 @@ typedef struct gw_config {
   long group_linger;       /* ms a group's binding outlives its last member */
   long max_lingering_groups; /* bindings kept that way, at most */
   long refresh_window;     /* ms after a credential's expiry for a refresh (then 4401) */
+  /* TEMP-LOOP (H1 defines these in gw_config.c; names reconciled at merge) */
+  int history_enabled;     /* [history] enabled */
+  long history_memory;     /* [history] memory: the ring's bytes */
+  int slow_client_close;   /* [gateway] slow_client = close */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

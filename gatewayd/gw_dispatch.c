@@ -8,6 +8,7 @@
  */
 #include "gw_dispatch.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +42,45 @@ static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
     next = m->next;
     gw_conn_send_frame(m->conn, e->frame);
     s->stats.deliveries++;
+  }
+}
+
+/* A message of the history (history on): into the ring, then, once live,
+ * to the group's members: the emitted text on the old protocol, the
+ * wsgw.2 envelope (built once) on wsgw.2. The ring takes the event's
+ * reference to the frame. */
+static void gw_dispatch__hist(gw_server *s, gw_bridge_event *e) {
+  gw_hist_ev *h = gw_hist_append(&s->hist, e->offset, e->digest, e->data, e->len, e->frame);
+  e->frame = NULL;
+  if (!h) {
+    log_warn("history_append_failed", "offset=%llu reason=\"out of memory\"",
+             (unsigned long long)e->offset);
+    return;
+  }
+  if (!h->frame || !gw_hist_is_live(&s->hist, h->offset)) return;
+  gw_group *g = gw_group_find(&s->groups, h->group, h->glen);
+  if (!g || !g->head) return;
+  s->stats.group_msgs++;
+  for (gw_member *m = g->head, *next; m; m = next) { /* see gw_dispatch__group */
+    next = m->next;
+    gw_conn_send_event(m->conn, &s->hist, h);
+    s->stats.deliveries++;
+  }
+}
+
+/* The history's state changes (gw_bridge.h): a new or recreated history,
+ * a gap past the retention, and where live delivery starts. */
+static void gw_dispatch__hist_state(gw_server *s, gw_bridge_event *e) {
+  switch (e->kind) {
+    case GW_BRIDGE_HIST_RESET:
+      gw_hist_reset(&s->hist);
+      gw_conn_history_lost(s, GW_HIST_UNKNOWN);
+      break;
+    case GW_BRIDGE_HIST_GAP:
+      gw_conn_history_lost(s, GW_HIST_EXPIRED);
+      break;
+    case GW_BRIDGE_HIST_LIVE: s->hist.live_from = e->offset; break;
+    default: assert(0);
   }
 }
 
@@ -122,6 +162,10 @@ void gw_dispatch_events(gw_bridge_event *events, void *arg) {
       case GW_BRIDGE_UP: gw_dispatch__up(s, e); break;
       case GW_BRIDGE_DOWN: gw_dispatch__down(s); break;
       case GW_BRIDGE_KICK: gw_dispatch__kick(s, e); break;
+      case GW_BRIDGE_HIST: gw_dispatch__hist(s, e); break;
+      case GW_BRIDGE_HIST_RESET:
+      case GW_BRIDGE_HIST_GAP:
+      case GW_BRIDGE_HIST_LIVE: gw_dispatch__hist_state(s, e); break;
       case GW_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
         if (c) gw_conn_refused(c);

@@ -195,6 +195,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
+  gw_hist_init(&s->hist, (size_t)cfg->history_memory);
   gw_group_set_linger(&s->groups, (uint64_t)cfg->group_linger,
                       (size_t)cfg->max_lingering_groups);
   gw_bridge_config bc = {
@@ -261,6 +262,7 @@ void gw_server_free(gw_server *s) {
    * loop ran them): the budget is the sum over connections, now none. */
   assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
+  gw_hist_free(&s->hist);
   gw_expiry_free(&s->expiries);
   gw_expiry_free(&s->rechecks);
   gw_conntab_free(&s->conns);
