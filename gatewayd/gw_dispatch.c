@@ -8,6 +8,7 @@
  */
 #include "gw_dispatch.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,14 +18,21 @@
 #include "gw_conn.h"
 #include "log.h"
 
+/* With the history every event comes from the stream: only control keys
+ * (wsgw!...: kicks) are bound to our own queue. */
+static int gw_dispatch__bound(const gw_server *s, const char *group) {
+  return !s->cfg->history.enabled ||
+         strncmp(group, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;
+}
+
 void gw_dispatch_bind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_bind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 void gw_dispatch_unbind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_unbind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_unbind(s->bridge, group);
 }
 
 static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
@@ -41,6 +49,19 @@ static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
     next = m->next;
     gw_conn_send_frame(m->conn, e->frame);
     s->stats.deliveries++;
+  }
+}
+
+/* The history's events (history on). Old-protocol clients get what is
+ * live, as GROUP events: the preload and control keys reach nobody. */
+static void gw_dispatch__hist(gw_server *s, gw_bridge_event *e) {
+  switch (e->kind) {
+    case GW_BRIDGE_HIST_RESET: s->hist_live_from = UINT64_MAX; break;
+    case GW_BRIDGE_HIST_LIVE: s->hist_live_from = e->offset; break;
+    case GW_BRIDGE_HIST:
+      if (e->frame && e->offset >= s->hist_live_from) gw_dispatch__group(s, e);
+      break;
+    default: break; /* GAP: the bridge logged it; old clients cannot be told */
   }
 }
 
@@ -87,7 +108,7 @@ static void gw_dispatch__reply(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__rebind(const char *group, void *arg) {
   gw_server *s = arg;
-  gw_bridge_bind(s->bridge, group);
+  if (gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
@@ -107,6 +128,7 @@ static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__down(gw_server *s) {
   s->queue[0] = '\0';
+  s->hist_live_from = UINT64_MAX; /* live again at the next LIVE */
   /* Their replies were addressed to the lost queue: they will not come. */
   gw_conn_fail_connecting(s);
 }
@@ -122,6 +144,10 @@ void gw_dispatch_events(gw_bridge_event *events, void *arg) {
       case GW_BRIDGE_UP: gw_dispatch__up(s, e); break;
       case GW_BRIDGE_DOWN: gw_dispatch__down(s); break;
       case GW_BRIDGE_KICK: gw_dispatch__kick(s, e); break;
+      case GW_BRIDGE_HIST:
+      case GW_BRIDGE_HIST_RESET:
+      case GW_BRIDGE_HIST_GAP:
+      case GW_BRIDGE_HIST_LIVE: gw_dispatch__hist(s, e); break;
       case GW_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
         if (c) gw_conn_refused(c);

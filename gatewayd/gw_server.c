@@ -205,7 +205,17 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .queue_max_bytes = cfg->amqp.queue_max_bytes,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
+      .history = cfg->history.enabled,
+      .stream = {.name = cfg->history.stream,
+                 .max_age_s = (cfg->history.max_age + 999) / 1000,
+                 .max_bytes = cfg->history.max_bytes,
+                 .segment_bytes = cfg->history.segment_bytes,
+                 .replicas = cfg->history.replicas},
+      .preload_ms = cfg->history.preload,
+      .prefetch = cfg->history.prefetch,
+      .resume_timeout_ms = cfg->history.resume_timeout,
   };
+  s->hist_live_from = UINT64_MAX; /* nothing live before the bridge says LIVE */
   s->bridge = gw_bridge_start(loop, &bc, gw_dispatch_events, s);
   if (!s->bridge) return -1;
   if (gw_server__listen(s) != 0) return -1;

@@ -62,6 +62,10 @@ typedef struct gw_server {
   uint64_t shutdown_start, shutdown_deadline;
   uint64_t *drain_ids; /* connections to close, by id (they may leave first) */
   size_t drain_n, drain_done;
+  /* The event history (history.enabled): HIST events at or after this
+   * offset are live (UINT64_MAX: none, between a RESET or a lost broker and
+   * the next LIVE). gw_dispatch__hist owns it. */
+  uint64_t hist_live_from;
   gw_stats stats;
   gw_admin admin; /* /metrics, /healthz, /readyz */
 } gw_server;

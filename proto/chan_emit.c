@@ -63,7 +63,7 @@ static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
    * on a fresh connection since the refusal closed the channel; that needs
    * configure on websocket.groups. */
   amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes("direct"), 1 /* passive */, 0, 0,
+                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1 /* passive */, 0, 0,
                         0, amqp_empty_table);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE,
                    err, errlen) < 0) {
