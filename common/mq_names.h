@@ -10,9 +10,17 @@
 #ifndef MQ_NAMES_H
 #define MQ_NAMES_H
 
-/* Durable direct exchange; routing key = group name; body = the exact text
- * every member of the group receives. */
+/* Durable topic exchange (direct before the event history: issue 14);
+ * routing key = group name; body = the exact text every member of the group
+ * receives. Group names hold no '*' or '#', so a binding with a group's
+ * name routes exactly as a direct binding did. */
 #define MQ_GROUPS_EXCHANGE "websocket.groups"
+#define MQ_GROUPS_EXCHANGE_TYPE "topic"
+
+/* The event history's stream (history.stream) when not configured, and the
+ * binding key that gives it every message sent to the exchange. */
+#define MQ_HISTORY_STREAM "websocket.history"
+#define MQ_HISTORY_BINDING "#"
 
 /* Durable queues shared by all workers (competing consumers). The gateway
  * publishes to them through the default exchange (routing key = queue name). */

@@ -206,7 +206,7 @@ void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  if (c->send.bytes + env->len > gw_conn__max_send_queue(c) && !c->srv->cfg->slow_client_close) {
+  if (c->send.bytes + env->len > gw_conn__max_send_queue(c) && strcmp(c->srv->cfg->slow_client, "close") != 0) {
     /* Behind: served from the history once its queue drained, not closed.
      * Nothing queued is dropped, so this works under TLS too. */
     c->srv->stats.hist_lags++;
@@ -397,7 +397,7 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->changes_burst = s->cfg->group_changes_burst;
   io->expiries = &s->expiries;
   io->rechecks = &s->rechecks;
-  io->hist = s->cfg->history_enabled ? &s->hist : NULL;
+  io->hist = s->cfg->history.enabled ? &s->hist : NULL;
   io->wall_ms = gw_conn__wall_ms();
   io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
   /* The echo route changes no groups, so it is never told the binds wait. */

@@ -9,6 +9,7 @@
 #include "gw_dispatch.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,14 +19,21 @@
 #include "gw_conn.h"
 #include "log.h"
 
+/* With the history every event comes from the stream: only control keys
+ * (wsgw!...: kicks) are bound to our own queue. */
+static int gw_dispatch__bound(const gw_server *s, const char *group) {
+  return !s->cfg->history.enabled ||
+         strncmp(group, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;
+}
+
 void gw_dispatch_bind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_bind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 void gw_dispatch_unbind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_unbind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_unbind(s->bridge, group);
 }
 
 static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
@@ -127,7 +135,7 @@ static void gw_dispatch__reply(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__rebind(const char *group, void *arg) {
   gw_server *s = arg;
-  gw_bridge_bind(s->bridge, group);
+  if (gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
@@ -147,6 +155,7 @@ static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__down(gw_server *s) {
   s->queue[0] = '\0';
+  s->hist.live_from = UINT64_MAX; /* live again at the next LIVE */
   /* Their replies were addressed to the lost queue: they will not come. */
   gw_conn_fail_connecting(s);
 }

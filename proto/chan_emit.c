@@ -61,11 +61,9 @@ static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
    * redeclare the exchange every gateway binds to. Only when it does not
    * exist yet (no gateway or worker ever ran on this vhost) is it declared,
    * on a fresh connection since the refusal closed the channel; that needs
-   * configure on websocket.groups. RabbitMQ does not compare the type of a
-   * passive declare; "topic" is named because that is what it is (issue 14:
-   * the history stream binds it with '#'). */
+   * configure on websocket.groups. */
   amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes("topic"), 1 /* passive */, 0, 0,
+                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1 /* passive */, 0, 0,
                         0, amqp_empty_table);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE,
                    err, errlen) < 0) {

@@ -48,6 +48,10 @@
 #define CHAN_CONTROL_PREFIX "wsgw!"
 #define CHAN_USER_KEY_PREFIX "wsgw!user."
 #define CHAN_GATEWAY_KEY_PREFIX "wsgw!gw."
+/* "wsgw!mark.<queue>": a gateway's marker in the event history (issue 14):
+ * published by the gateway whose queue that is, right after it starts
+ * reading the stream; bound by nobody but the stream, it marks "now" there. */
+#define CHAN_MARK_KEY_PREFIX "wsgw!mark."
 #define CHAN_CONTROL_HEADER "x-wsgw-control"
 #define CHAN_CONTROL_KICK "kick"
 
