@@ -159,7 +159,7 @@ const cfg_opt gw_config_opts[] = {
            history.resume_timeout,
            "time a reconnected gateway waits for the message it stopped at before "
            "taking the stream for recreated (it then starts over, logged)"),
-    GW_OPT("history", "memory", CFG_BYTES, "64MiB", 1048576, 68719476736L, 0,
+    GW_OPT("history", "memory", CFG_BYTES, "64MiB", 65536, 68719476736L, 0,
            history.memory, "bytes of recent history each gateway process keeps to "
            "recover clients from"),
     LOG_CFG_OPT(gw_config, log_level)

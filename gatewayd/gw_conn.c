@@ -180,7 +180,8 @@ void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
   if (c->life.state != GW_CONN_OPEN) return;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
-    log_info("conn_slow", "id=%llu unsent=%zu", (unsigned long long)c->id, c->send.bytes);
+    log_info("conn_slow", "id=%llu unsent=%zu frame=%u", (unsigned long long)c->id,
+             c->send.bytes, b->len);
     /* The close goes out at once, not behind what the client cannot read.
      * Not under TLS: records carry sequence numbers, dropping one breaks
      * the stream, so a slow TLS client is cut at the linger deadline. */
@@ -212,7 +213,7 @@ void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
     c->srv->stats.hist_lags++;
     log_info("conn_lagging", "id=%llu unsent=%zu offset=%llu", (unsigned long long)c->id,
              c->send.bytes, (unsigned long long)e->offset);
-    if (gw_relay_lag_start(&c->relay, e->offset) != 0)
+    if (gw_relay_lag_start(&c->relay, gw_hist_prev_offset(h, e->offset)) != 0)
       gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
@@ -270,6 +271,9 @@ static void gw_conn__flush(gw_conn *c) {
     n = gw_send_gather(&c->send, iov, &bytes);
   }
   if (n == 0) {
+    /* All written at once: no write completes to ask for more history, so
+     * ask now (what it queues marks the connection for another flush). */
+    gw_conn__pump(c);
     gw_conn__maybe_finish(c);
     return;
   }

@@ -84,9 +84,13 @@ static void gw_dispatch__hist_state(gw_server *s, gw_bridge_event *e) {
       gw_hist_reset(&s->hist);
       gw_conn_history_lost(s, GW_HIST_UNKNOWN);
       break;
-    case GW_BRIDGE_HIST_GAP:
+    case GW_BRIDGE_HIST_GAP: { /* what was before is no longer followed on */
+      uint64_t live = s->hist.live_from;
+      gw_hist_reset(&s->hist);
+      s->hist.live_from = live;
       gw_conn_history_lost(s, GW_HIST_EXPIRED);
       break;
+    }
     case GW_BRIDGE_HIST_LIVE: s->hist.live_from = e->offset; break;
     default: assert(0);
   }

@@ -2,8 +2,11 @@
  * gw_hist.c - the ring of recent history and catch-up (see gw_hist.h).
  *
  * The ring is an array of pointers that doubles (up to what the byte
- * bound allows), indexed by offset - the oldest offset, so finding a
- * position is O(1). An entry costs its struct (~48 bytes + the group name)
+ * bound allows), in offset order. Offsets increase but may skip: each new
+ * segment of a stream starts with a chunk of the broker's own that takes
+ * an offset and is never delivered. So a position is found by binary
+ * search (O(log n): ~17 compares in 100,000 messages), and `floor` says
+ * from where the ring is complete (every message read after it is here). An entry costs its struct (~48 bytes + the group name)
  * plus its frames, which are shared with the send queues that hold them
  * (the ring's reference keeps them alive; a message written to 1,000
  * clients is stored once). The wsgw.2 frame is built the first time a
@@ -54,6 +57,7 @@ void gw_hist_init(gw_hist *h, size_t max_bytes) {
 
 static void gw_hist__drop_oldest(gw_hist *h) {
   gw_hist_ev *e = gw_hist__nth(h, 0);
+  h->floor = e->offset;
   h->bytes -= gw_hist__ev_size(e);
   h->ring[h->head] = NULL;
   h->head = (h->head + 1) & (h->cap - 1);
@@ -92,23 +96,33 @@ gw_hist_ev *gw_hist_last(const gw_hist *h) {
   return h->n ? gw_hist__nth(h, h->n - 1) : NULL;
 }
 
+/* Index of the first entry with an offset above `offset` (n: none). */
+static size_t gw_hist__after(const gw_hist *h, uint64_t offset) {
+  size_t lo = 0, hi = h->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (gw_hist__nth(h, mid)->offset <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 gw_hist_ev *gw_hist_at(const gw_hist *h, uint64_t offset) {
-  if (!h->n) return NULL;
-  uint64_t first = gw_hist__nth(h, 0)->offset;
-  if (offset < first || offset - first >= h->n) return NULL;
-  gw_hist_ev *e = gw_hist__nth(h, (size_t)(offset - first));
-  assert(e->offset == offset); /* contiguous */
-  return e;
+  size_t i = gw_hist__after(h, offset);
+  if (i == 0) return NULL;
+  gw_hist_ev *e = gw_hist__nth(h, i - 1);
+  return e->offset == offset ? e : NULL;
 }
 
 gw_hist_ev *gw_hist_append(gw_hist *h, uint64_t offset, uint64_t digest,
                            const char *key, size_t klen, gw_buf *frame) {
   gw_hist_ev *last = gw_hist_last(h);
-  if (last && offset != last->offset + 1) {
+  if (last && offset <= last->offset) { /* never from the bridge: start over */
     uint64_t live = h->live_from;
     gw_hist_reset(h);
-    h->live_from = live; /* a gap, not a new history */
+    h->live_from = live;
   }
+  if (!h->n) h->floor = offset ? offset - 1 : 0; /* complete from here on */
   if (klen > UINT16_MAX) klen = UINT16_MAX;
   gw_hist_ev *e = malloc(sizeof(*e) + klen + 1);
   if (!e || (h->n == h->cap && gw_hist__grow(h) != 0)) {
@@ -217,14 +231,28 @@ int gw_hist_position(const gw_hist *h, const char *group, uint64_t offset,
 gw_hist_status gw_hist_check(const gw_hist *h, const char *group, uint64_t offset,
                              uint64_t tag) {
   if (!h->n) return GW_HIST_UNKNOWN;
-  if (offset < gw_hist__nth(h, 0)->offset) return GW_HIST_EXPIRED;
+  if (offset <= h->floor && offset < gw_hist__nth(h, 0)->offset) return GW_HIST_EXPIRED;
   const gw_hist_ev *e = gw_hist_at(h, offset);
   if (!e) return GW_HIST_UNKNOWN; /* ahead of what this gateway has read */
   return chan_pos_tag(group, strlen(group), e->digest) == tag ? GW_HIST_OK
                                                               : GW_HIST_UNKNOWN;
 }
 
+uint64_t gw_hist_prev_offset(const gw_hist *h, uint64_t offset) {
+  size_t i = gw_hist__after(h, offset - 1);
+  return i ? gw_hist__nth(h, i - 1)->offset : offset - 1;
+}
+
 /* ---- catch-up ------------------------------------------------------------- */
+
+void gw_hist_lag_skip_lost(const gw_hist *h, gw_hist_lag *lag) {
+  assert(h->n && lag->cursor < h->floor);
+  uint64_t to = gw_hist__nth(h, 0)->offset;
+  lag->cursor = to;
+  if (lag->base < to) lag->base = to;
+  for (uint16_t i = 0; i < lag->n_owed; i++)
+    if (lag->owed[i].from < to) lag->owed[i].from = to;
+}
 
 gw_hist_lag *gw_hist_lag_new(uint64_t at) {
   gw_hist_lag *lag = calloc(1, sizeof(*lag));
@@ -292,16 +320,16 @@ gw_hist_pump_result gw_hist_pump(gw_hist *h, gw_hist_lag *lag, gw_member *const 
                                  size_t n, gw_hist_push_fn push, void *arg) {
   gw_hist_ev *last = gw_hist_last(h);
   if (!last || lag->cursor >= last->offset) return GW_HIST_PUMP_CAUGHT_UP;
-  if (!gw_hist_at(h, lag->cursor + 1)) return GW_HIST_PUMP_EXPIRED;
-  for (uint64_t off = lag->cursor + 1; off <= last->offset; off++) {
-    gw_hist_ev *e = gw_hist_at(h, off);
-    assert(e);
+  if (lag->cursor < h->floor) return GW_HIST_PUMP_EXPIRED; /* what follows it left */
+  for (size_t i = gw_hist__after(h, lag->cursor); i < h->n; i++) {
+    gw_hist_ev *e = gw_hist__nth(h, i);
+    assert(e->offset > lag->cursor);
     const gw_group *g = e->frame ? gw_hist__member_group(e, members, n) : NULL;
-    if (g && off > gw_hist_lag_from(lag, g->name)) {
+    if (g && e->offset > gw_hist_lag_from(lag, g->name)) {
       gw_buf *env = gw_hist_envelope(h, e);
       if (!env || push(arg, env) != 0) return GW_HIST_PUMP_FULL;
     }
-    lag->cursor = off;
+    lag->cursor = e->offset;
   }
   return GW_HIST_PUMP_CAUGHT_UP;
 }

@@ -21,7 +21,8 @@
  * positions, and gw_hist_lag. Must not: touch connections, sockets or the
  * broker (the pump pushes through a callback the caller gives).
  *
- * Invariants (asserted): the ring's offsets are contiguous and increasing;
+ * Invariants (asserted): the ring's offsets increase (they may skip: the
+ * broker's own chunks take offsets too);
  * bytes is the sum of the entries' sizes; a lag's cursor is at most every
  * owed offset it lists.
  */
@@ -50,13 +51,15 @@ typedef struct gw_hist {
   gw_hist_ev **ring; /* circular: ring[(head + i) & (cap - 1)], oldest first */
   size_t cap, head, n;
   size_t bytes, max_bytes;
+  uint64_t floor;     /* every message read after it is in the ring (the last
+                         one evicted, or the one before the first appended) */
   uint64_t live_from; /* messages at or after it are live; UINT64_MAX: none yet */
   unsigned long evicted; /* entries dropped at the byte bound (metrics) */
 } gw_hist;
 
 typedef enum {
   GW_HIST_OK = 0,  /* the position is this group's, in the ring */
-  GW_HIST_EXPIRED, /* older than the ring's oldest message */
+  GW_HIST_EXPIRED, /* at or before the ring's floor: what followed it left */
   GW_HIST_UNKNOWN  /* not this group's in this history, or ahead of it */
 } gw_hist_status;
 
@@ -70,8 +73,8 @@ void gw_hist_free(gw_hist *h);
 void gw_hist_reset(gw_hist *h);
 
 /* Adds the stream's next message, taking the caller's reference to frame
- * (may be NULL). A message whose offset does not follow the last one
- * resets the ring first (what was before is not contiguous with it). The
+ * (may be NULL). Offsets must increase (one that does not resets the
+ * ring first). The
  * oldest messages go while the ring is over its bytes (never the newest).
  * NULL when out of memory (frame released, ring unchanged). */
 gw_hist_ev *gw_hist_append(gw_hist *h, uint64_t offset, uint64_t digest,
@@ -99,6 +102,10 @@ int gw_hist_position(const gw_hist *h, const char *group, uint64_t offset,
 /* Checks a client's position (offset, tag) for group against the ring. */
 gw_hist_status gw_hist_check(const gw_hist *h, const char *group, uint64_t offset,
                              uint64_t tag);
+
+/* The offset of the message before `offset` in the ring (offset - 1 when
+ * there is none): what a client given everything before it last got. */
+uint64_t gw_hist_prev_offset(const gw_hist *h, uint64_t offset);
 
 /* ---- catch-up ------------------------------------------------------------ */
 
@@ -133,6 +140,11 @@ typedef enum {
   GW_HIST_PUMP_FULL,          /* push refused: call again once drained */
   GW_HIST_PUMP_EXPIRED        /* the cursor fell out of the ring */
 } gw_hist_pump_result;
+
+/* After GW_HIST_PUMP_EXPIRED: the lag skips what left the ring and goes on
+ * from the oldest message there (itself counted lost: a position needs a
+ * message to stand on), so the client loses no more than it must. */
+void gw_hist_lag_skip_lost(const gw_hist *h, gw_hist_lag *lag);
 
 /* push: queues a frame for the connection; 0 done, -1 full (not queued). */
 typedef int (*gw_hist_push_fn)(void *arg, gw_buf *frame);

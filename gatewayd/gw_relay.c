@@ -336,7 +336,9 @@ static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *r
                                uint16_t kept) {
   gw_relay__str b = {0};
   int first = 1;
-  gw_relay__puts(&b, "\"recovery\":{");
+  /* "recovery" only when the request named positions (the worker passes
+   * those of the groups it granted). */
+  if (rep->n_positions) gw_relay__puts(&b, "\"recovery\":{");
   for (size_t i = 0; i < rep->n_positions; i++) {
     const chan_reply_pos *p = &rep->positions[i];
     int idx = gw_relay__member_index(r, p->group);
@@ -344,7 +346,7 @@ static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *r
     gw_hist_status st = gw_relay__recover_one(r, io, p, idx < kept);
     gw_relay__pair(&b, &first, p->group, gw_hist_status_name(st));
   }
-  gw_relay__puts(&b, "},");
+  if (rep->n_positions) gw_relay__puts(&b, "},");
   gw_relay__positions(r, io, &b);
   if (b.oom) {
     free(b.p);
@@ -401,26 +403,30 @@ static void gw_relay__wrapped(gw_relay_io *io, const char *extra) {
   free(b.p);
 }
 
-int gw_relay_lag_start(gw_relay *r, uint64_t offset) {
-  assert(r->v2 && !r->lag && offset > 0);
-  r->lag = gw_hist_lag_new(offset - 1);
+int gw_relay_lag_start(gw_relay *r, uint64_t given) {
+  assert(r->v2 && !r->lag);
+  r->lag = gw_hist_lag_new(given);
   return r->lag ? 0 : -1;
 }
 
 void gw_relay_pump(gw_relay *r, gw_relay_io *io) {
-  if (!r->lag || !io->hist || !io->sink->open(io->arg)) return;
-  gw_hist_pump_result res =
-      gw_hist_pump(io->hist, r->lag, r->members, r->n_members, io->sink->push, io->arg);
-  if (res == GW_HIST_PUMP_FULL) return;
-  gw_hist_lag_free(r->lag);
-  r->lag = NULL;
-  if (res == GW_HIST_PUMP_CAUGHT_UP) {
-    io->stats->hist_caught_up++;
-    return;
+  while (r->lag && io->hist && io->sink->open(io->arg)) {
+    gw_hist_pump_result res =
+        gw_hist_pump(io->hist, r->lag, r->members, r->n_members, io->sink->push, io->arg);
+    if (res == GW_HIST_PUMP_FULL) return;
+    if (res == GW_HIST_PUMP_CAUGHT_UP) {
+      gw_hist_lag_free(r->lag);
+      r->lag = NULL;
+      io->stats->hist_caught_up++;
+      return;
+    }
+    /* Part of what it was owed left the history: say so, and go on with
+     * what is still there. */
+    io->stats->hist_lag_expired++;
+    log_info("conn_history_expired", "id=%llu", (unsigned long long)io->id);
+    gw_hist_lag_skip_lost(io->hist, r->lag);
+    gw_relay__notice(r, io, GW_HIST_EXPIRED);
   }
-  io->stats->hist_lag_expired++;
-  log_info("conn_history_expired", "id=%llu", (unsigned long long)io->id);
-  gw_relay__notice(r, io, GW_HIST_EXPIRED);
 }
 
 void gw_relay_history_lost(gw_relay *r, gw_relay_io *io, gw_hist_status st) {

@@ -158,16 +158,18 @@ void gw_relay_timeout(gw_relay *r, gw_relay_io *io);
  * connect was sent), every group left, the deadline dropped. */
 void gw_relay_end(gw_relay *r, gw_relay_io *io, int code);
 
-/* wsgw.2: the live event at `offset` did not fit the connection's send
- * queue: from now on it is owed every event after offset - 1 from the
- * history (gw_relay_pump), and the fanout skips it. -1: no memory. */
-int gw_relay_lag_start(gw_relay *r, uint64_t offset);
+/* wsgw.2: a live event did not fit the connection's send queue: from now
+ * on it is owed every event after `given` (the offset of the last message
+ * it was given: gw_hist_prev_offset) from the history (gw_relay_pump), and
+ * the fanout skips it. -1: no memory. */
+int gw_relay_lag_start(gw_relay *r, uint64_t given);
 
 /* wsgw.2: queues owed history through sink->push while it has room. Once
- * caught up the connection is live again; if what it was owed left the
- * history, it gets a notice ("expired" for each group) and is live from
- * now. Called after a reply that recovered groups and whenever the
- * connection's queue drained. */
+ * caught up the connection is live again. When part of what it was owed
+ * left the history, it gets a notice ("expired" for each group, with the
+ * positions it is served from now) and goes on with what is left. Called
+ * after a reply that recovered groups and whenever the connection's queue
+ * drained. */
 void gw_relay_pump(gw_relay *r, gw_relay_io *io);
 
 /* wsgw.2: the history was lost (status GW_HIST_EXPIRED: a gap past the

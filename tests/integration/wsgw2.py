@@ -26,7 +26,7 @@ import time
 import pytest
 
 from conftest import PikaEmitter, connect, jwt_for, recv_json
-from rawws import CLOSE, TEXT, RawWS, ws_path
+from rawws import CLOSE, PING, PONG, TEXT, RawWS, ws_path
 
 SUBPROTOCOL = "wsgw.2"
 # chan_pos_parse: 1-19 digits without a leading zero (except "0"), fitting
@@ -125,6 +125,8 @@ class Tracker:
             assert all(valid_position(p) for p in pos.values()), where
             assert self.current is not None and set(pos) <= self.current, \
                 f"notice about groups the connection is not in: {where}"
+            for g in rec:  # a group the notice names but cannot place: forget it
+                self.positions.pop(g, None)
             self.positions.update(pos)
             self.notices.append(msg)
             self.log.append(("notice", msg))
@@ -284,6 +286,9 @@ class RawV2:
     def next(self, timeout=30):
         """(kind, value) of the next message; ("close", code) at the close."""
         f = self.ws.read_frame(timeout)
+        while f.opcode == PING:  # the gateway's keepalive: answer, as a client must
+            self.ws.send_frame(PONG, f.payload)
+            f = self.ws.read_frame(timeout)
         if f.opcode == CLOSE:
             self.close_code = f.close_code()[0]
             return "close", self.close_code

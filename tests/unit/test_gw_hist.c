@@ -47,13 +47,18 @@ UNIT_TEST(gw_hist_ring_is_contiguous_and_bounded) {
   UNIT_CHECK(h.n == 3000 && gw_hist_at(&h, 100) && gw_hist_at(&h, 3099));
   UNIT_CHECK(gw_hist_at(&h, 3100) == NULL && gw_hist_at(&h, 99) == NULL);
   UNIT_CHECK(gw_hist_at(&h, 2000)->offset == 2000);
-  gw_hist_test_add(&h, 5000, "g"); /* a gap: what came before is gone */
-  UNIT_CHECK(h.n == 1 && gw_hist_last(&h)->offset == 5000);
+  /* Offsets may skip (the broker's own chunks take some): no loss. */
+  gw_hist_test_add(&h, 3101 + 1, "g");
+  UNIT_CHECK(h.n == 3001 && gw_hist_at(&h, 3101) == NULL && gw_hist_at(&h, 3102));
+  UNIT_CHECK(h.floor == 99 && gw_hist_check(&h, "g", 3101, 0) == GW_HIST_UNKNOWN);
+  gw_hist_test_add(&h, 50, "g"); /* going back: never from the bridge; start over */
+  UNIT_CHECK(h.n == 1 && gw_hist_last(&h)->offset == 50 && h.floor == 49);
   gw_hist_free(&h);
   gw_hist_init(&h, 20000); /* a small bound: the oldest go */
   for (uint64_t o = 0; o < 1000; o++) gw_hist_test_add(&h, o, "g");
   UNIT_CHECK(h.bytes <= 20000 && h.n > 10 && h.evicted > 0);
   UNIT_CHECK(gw_hist_last(&h)->offset == 999 && gw_hist_at(&h, 0) == NULL);
+  UNIT_CHECK(h.floor + 1 == gw_hist_at(&h, 1000 - h.n)->offset); /* the last evicted */
   gw_hist_free(&h);
 }
 
@@ -131,6 +136,12 @@ UNIT_TEST(gw_hist_pump_exactly_once) {
   UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
   UNIT_CHECK(s.n == 3 && gw_hist_test_has(&s, 0, "a", 15) && gw_hist_test_has(&s, 1, "a", 18) &&
              gw_hist_test_has(&s, 2, "b", 20));
+  /* Skipped offsets are walked over. */
+  gw_hist_test_add(&h, 25, "a");
+  gw_hist_test_add(&h, 27, "b");
+  s.n = 0;
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
+  UNIT_CHECK(s.n == 2 && gw_hist_test_has(&s, 0, "a", 25) && gw_hist_test_has(&s, 1, "b", 27));
   gw_hist_lag_free(lag);
   /* Fallen out of the ring. */
   lag = gw_hist_lag_new(0);

@@ -22,7 +22,7 @@ typedef struct fake {
   chan_msg pub[16];    /* what was published, decoded */
   size_t n_pub;
   char sent[8][512];   /* texts sent to the client */
-  uint64_t pushed[16]; /* history pushed (catch-up): the frames' first bytes */
+  uint64_t pushed[64]; /* history pushed (catch-up): the frames' first bytes */
   size_t n_pushed, push_room;
   size_t n_sent;
   uint16_t closed;     /* the close code asked for, 0: none */
@@ -85,7 +85,7 @@ static int fake_open(void *arg) { return ((fake *)arg)->open; }
  * offset, see hist_fill); refuses past push_room. */
 static int fake_push(void *arg, gw_buf *b) {
   fake *f = arg;
-  if (f->n_pushed >= f->push_room || f->n_pushed >= 16) return -1;
+  if (f->n_pushed >= f->push_room || f->n_pushed >= 64) return -1;
   const char *text = strstr((const char *)b->data, "\"text\":\"");
   f->pushed[f->n_pushed++] = text ? strtoull(text + 8, NULL, 10) : 999;
   return 0;
@@ -528,23 +528,30 @@ UNIT_TEST(gw_relay_wsgw2_catch_up_stops_when_full_and_expires_out_of_the_ring) {
   chan_reply r = groups_reply(1, names, 2);
   gw_relay_apply_reply(&t.r, &t.io, &r, 0);
   /* The live event at 6 found the queue full: owed from 5 on. */
-  UNIT_CHECK(gw_relay_lag_start(&t.r, 6) == 0);
+  UNIT_CHECK(gw_relay_lag_start(&t.r, gw_hist_prev_offset(&h, 6)) == 0);
   t.f.push_room = 2;
   gw_relay_pump(&t.r, &t.io);
   UNIT_CHECK(t.f.n_pushed == 2 && t.f.pushed[0] == 6 && t.f.pushed[1] == 7 && t.r.lag);
   t.f.push_room = 16;
   gw_relay_pump(&t.r, &t.io);
   UNIT_CHECK(t.f.n_pushed == 4 && t.f.pushed[2] == 8 && t.f.pushed[3] == 9 && !t.r.lag);
-  /* Behind again, and the history moves on past it: a notice. */
-  UNIT_CHECK(gw_relay_lag_start(&t.r, 10) == 0);
-  gw_hist_reset(&h);
-  for (uint64_t o = 20; o < 25; o++)
-    UNIT_CHECK(gw_hist_append(&h, o, o, "a", 1, gw_buf_frame(1, "x", 1)) != NULL);
-  size_t sent = t.f.n_sent;
+  /* Behind again, and the history moves on past it: a notice, then what
+   * is left (the oldest message left is counted lost: 21 on). */
+  UNIT_CHECK(gw_relay_lag_start(&t.r, 9) == 0);
+  for (uint64_t o = 10; o < 25; o++)
+    UNIT_CHECK(gw_hist_append(&h, o, o, o % 2 ? "b" : "a", 1, gw_buf_frame(1, "77", 2)));
+  h.max_bytes = h.bytes / 2; /* the oldest go at the next append */
+  UNIT_CHECK(gw_hist_append(&h, 25, 25, "b", 1, gw_buf_frame(1, "77", 2)));
+  uint64_t first = gw_hist_prev_offset(&h, 26);
+  while (gw_hist_at(&h, first)) first--;
+  first++; /* the oldest offset left */
+  size_t sent = t.f.n_sent, pushed = t.f.n_pushed;
+  t.f.push_room = 64;
   gw_relay_pump(&t.r, &t.io);
   UNIT_CHECK(!t.r.lag && t.f.n_sent == sent + 1 && t.stats.hist_lag_expired == 1);
   UNIT_CHECK(strncmp(t.f.sent[sent], "{\"recovery\":{\"a\":\"expired\",\"b\":\"expired\"},"
-                                     "\"positions\":{\"a\":\"24-", 60) == 0);
+                                     "\"positions\":{", 54) == 0);
+  UNIT_CHECK(t.f.n_pushed == pushed + (25 - first)); /* every message after the oldest */
   rig_free(&t);
   gw_hist_free(&h);
 }
