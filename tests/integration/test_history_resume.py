@@ -15,20 +15,25 @@ broker). Shown:
   after history.resume_timeout and delivers new events;
 - the stream deleted and recreated longer while the gateway is cut off:
   at its offset it finds another message (another digest), logs a reset at
-  once and delivers new events, none of the new stream's older ones.
+  once and delivers new events, none of the new stream's older ones;
+- retention passing while a gateway is cut off: it logs and counts the gap
+  and delivers what is left, in order.
 """
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
 
 import pika
+import pytest
 
-from conftest import (GROUPS_EXCHANGE, HISTORY_BINDING, HISTORY_STREAM, open_client, recv_json,
-                      run, subscribe)
+from conftest import (GROUPS_EXCHANGE, HISTORY_BINDING, HISTORY_STREAM, Cluster, _log_dir,
+                      open_client, recv_json, run, running, subscribe)
 from faults import records, wait_record
+from test_metrics import Scrape
 
 GROUP = "jobs-status_changed"
 FAST = ("--amqp.heartbeat=2s", "--history.resume_timeout=2s")
@@ -162,6 +167,12 @@ def test_a_gateway_cut_off_delivers_what_it_missed_in_order(cluster):
         assert len(records(gw, "hist_resume")) == 1
         assert len(records(gw, "hist_reset")) == 1  # the first start only
         assert not records(gw, "hist_gap")
+        m = Scrape(gw.metrics_port)
+        assert m("wsgw_gateway_history_resumes_total") == 1
+        assert m("wsgw_gateway_history_resets_total") == 1
+        assert m("wsgw_gateway_history_gaps_total") == 0
+        assert m("wsgw_gateway_history_messages_total") >= 1002
+        assert m("wsgw_gateway_history_offset") >= 1002
     finally:
         proxy.close()
 
@@ -244,3 +255,54 @@ def test_history_off_reads_no_stream(cluster):
     run(main())
     assert cluster.broker.history_consumers(cluster.vhost) == 0
     assert not records(gw, "hist_live")
+
+
+@pytest.fixture
+def small_cluster(broker, request, tmp_path):
+    """A vhost of its own: its stream is declared small (retention bites),
+    and a stream's arguments must match every declare."""
+    name = f"t_history_small_{os.getpid()}"
+    broker.ctl("add_vhost", name)
+    broker.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        with running(Cluster(broker, name, _log_dir(request, tmp_path)), request) as c:
+            yield c
+    finally:
+        broker.ctl("delete_vhost", name)
+
+
+def test_retention_past_a_cut_off_gateway_is_a_gap(small_cluster):
+    """64 KiB kept in 8 KiB segments; 300 KiB emitted while the gateway is
+    cut off: the oldest are gone when it comes back. It logs the gap,
+    counts it, and delivers what is left, in order, then live."""
+    cluster = small_cluster
+    proxy = CutProxy(cluster.broker.port)
+    try:
+        gw = start(cluster, proxy, "--history.max_bytes=64KiB", "--history.segment_bytes=8KiB")
+        pad = "x" * 1000
+
+        async def main():
+            ws = await open_client(gw)
+            await subscribe(ws, {"jobs": ["status_changed"]})
+            await asyncio.to_thread(emit_many, cluster, ['{"n": -1}'])
+            assert await receive(ws, 1) == [{"n": -1}]
+            proxy.cut()
+            await asyncio.to_thread(wait_record, gw, "amqp_down")
+            await asyncio.to_thread(emit_many, cluster, [json.dumps({"n": i, "pad": pad})
+                                                         for i in range(300)])
+            proxy.restore()
+            gap = (await asyncio.to_thread(wait_record, gw, "hist_gap", 20))[0]
+            await asyncio.to_thread(emit_many, cluster, ['{"n": 300}'])
+            got = []
+            while not got or got[-1] != 300:
+                got += [m["n"] for m in await receive(ws, 1)]
+            assert got == list(range(got[0], 301)) and got[0] > 0, got[:5]
+            print(f"\nretention while cut off: {gap['lost']} messages lost, "
+                  f"events {got[0]}..299 delivered after the gap")
+            await ws.close()
+        run(main())
+        m = Scrape(gw.metrics_port)
+        assert m("wsgw_gateway_history_gaps_total") == 1
+        assert m("wsgw_gateway_history_gap_messages_total") > 0
+    finally:
+        proxy.close()
