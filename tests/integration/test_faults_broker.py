@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import (BROKER_SH, Cluster, handshake_status, jwt_for, open_client,
-                      recv_text, run, subscribe, wait_until)
+                      recv_text, run, subscribe)
 from faults import SLOW, private_broker, records, vm_pid, wait_record  # noqa: F401 (fixture)
 
 pytestmark = SLOW
