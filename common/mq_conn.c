@@ -27,6 +27,12 @@
  * the redeclare (406 PRECONDITION_FAILED), and the error says to recreate
  * the queues or set the setting to 0, which declares exactly as before.
  *
+ * The groups exchange is a topic exchange (issue 14: the history stream binds
+ * it with '#'); one declared direct by an older build is refused with 406,
+ * and the error says how to upgrade. The history stream's arguments follow
+ * the same rule as the queues': a redeclare with others is a 406, whose
+ * error says what to do; x-max-age goes as "<N>s", the sizes as 'l'.
+ *
  * The address list (mq_url_list) lives here because every client of the
  * broker (gatewayd, workerd, chan_emit) rotates through it the same way.
  * Splitting at every comma is safe: rabbitmq-c decodes percent escapes, so

@@ -210,8 +210,33 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
   prom_sample(b, rp, NULL, g->amqp_read_pauses);
 }
 
+/* The history stream's consumer (history on only). */
+static void gw_admin__history(prom_buf *b, const gw_admin_gauges *g) {
+  if (!g->hist_on) return;
+  static const char *const fam[][3] = {
+      {"wsgw_gateway_history_messages_total", "counter",
+       "Messages read from the history stream (every event, control key and marker)."},
+      {"wsgw_gateway_history_resumes_total", "counter",
+       "Reconnections that resumed reading the stream at the last offset read."},
+      {"wsgw_gateway_history_gaps_total", "counter",
+       "Times messages were found gone on resuming (retention passed while cut off)."},
+      {"wsgw_gateway_history_gap_messages_total", "counter",
+       "Messages lost to those gaps."},
+      {"wsgw_gateway_history_resets_total", "counter",
+       "Times the gateway forgot its history: its first start, a recreated stream."},
+      {"wsgw_gateway_history_offset", "gauge", "Offset of the last stream message read."},
+  };
+  const uint64_t v[] = {g->hist_read, g->hist_resumes, g->hist_gaps, g->hist_gap_lost,
+                        g->hist_resets, g->hist_last_offset};
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
+    prom_sample(b, fam[i][0], NULL, v[i]);
+  }
+}
+
 void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
   gw_admin__gauges(b, g);
+  gw_admin__history(b, g);
   for (size_t i = 0; i < sizeof(gw_admin__counters) / sizeof(gw_admin__counters[0]); i++) {
     const gw_admin__metric *m = &gw_admin__counters[i];
     prom_family(b, m->name, m->type, m->help);
@@ -250,6 +275,16 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
   g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
+  g->hist_on = s->bridge && s->cfg->history.enabled;
+  if (!g->hist_on) return;
+  gw_bridge_hist_stats h;
+  gw_bridge_hist_stats_get(s->bridge, &h);
+  g->hist_read = h.read;
+  g->hist_resumes = h.resumes;
+  g->hist_gaps = h.gaps;
+  g->hist_gap_lost = h.gap_lost;
+  g->hist_resets = h.resets;
+  g->hist_last_offset = h.last_offset;
 }
 
 /* Why the gateway should get no new clients now, or NULL when it should. */

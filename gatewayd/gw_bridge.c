@@ -38,6 +38,21 @@
  * it: a client's reply already went out before its binds, as before.
  * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd).
  *
+ * The event history (history on, issue 14): at broker-up the thread declares
+ * the stream and binds it with '#', sets basic.qos (the broker refuses a
+ * stream consumer without a prefetch) and consumes it with manual acks from
+ * where gw_stream says (a timestamp, the last offset posted, or "first"),
+ * then publishes its marker. Each delivery's offset (header
+ * x-stream-offset) and digest (chan_pos_digest) go through gw_stream, whose
+ * action becomes events; acks go once per pass (multiple), so that when the
+ * thread stops reading at the backlog bound the broker stops at the
+ * prefetch. Stream deliveries are told from our queue's by consumer tag
+ * (wsgw.hist.<generation>: a cancelled consumption's stragglers are acked
+ * and dropped). The login announces consumer_cancel_notify, so a deleted
+ * stream is a basic.cancel (handled as a lost connection), not silence.
+ * Costs: every gateway reads every event of the vhost, and an event's
+ * digest (FNV over its body) is computed once per gateway.
+ *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback, a few ms on a busy broker), during which deliveries
  * wait; the budget bounds that wait. One channel: a second one would let
@@ -87,6 +102,9 @@
 /* Consumer tags of the stream consumer: this prefix and a generation, so
  * that deliveries of a cancelled consumption are told apart. */
 #define GW_BRIDGE_HIST_TAG "wsgw.hist."
+/* Consumes of the stream refused in a row on one node before moving on to
+ * the next: with the backoff, about 3 s there (0.1 + 0.2 + ... + 1.6 s). */
+#define GW_BRIDGE_HIST_TRIES 5
 
 typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } gw_bridge__cmd_kind;
 
@@ -145,6 +163,7 @@ struct gw_bridge {
   unsigned hist_gen;     /* its generation */
   uint64_t ack_tag;      /* highest stream delivery not yet acknowledged */
   unsigned ack_n;        /* stream deliveries not yet acknowledged */
+  unsigned hist_fails;   /* consumes of the stream refused in a row on this node */
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -368,13 +387,15 @@ static void gw_bridge__refused_cb(uint64_t conn_id, void *arg) {
 
 /* ---- thread side: connection ---------------------------------------------- */
 
-static void gw_bridge__lost(gw_bridge *b, const char *why) {
+/* The connection is gone or given up. move_on: reconnect to the next node
+ * first (the likeliest to be the one gone is this one). */
+static void gw_bridge__lost_on(gw_bridge *b, const char *why, int move_on) {
   if (b->conn) {
     char node[128];
     mq_url_host_port(mq_url_list_current(&b->urls), node, sizeof node);
     log_warn("amqp_down", "node=%s reason=\"%s\" unconfirmed=%zu", node, why,
              mq_confirms_pending(&b->confirms));
-    mq_url_list_next(&b->urls); /* reconnect elsewhere first */
+    if (move_on) mq_url_list_next(&b->urls);
     atomic_store(&b->up, 0);
     gw_stream_stop(&b->st); /* the next connection resumes */
     b->ack_n = 0;           /* delivery tags die with the channel */
@@ -389,6 +410,8 @@ static void gw_bridge__lost(gw_bridge *b, const char *why) {
     b->conn = NULL;
   }
 }
+
+static void gw_bridge__lost(gw_bridge *b, const char *why) { gw_bridge__lost_on(b, why, 1); }
 
 static int gw_bridge__declare(gw_bridge *b, char *err, size_t errlen) {
   amqp_connection_state_t c = b->conn;
@@ -470,10 +493,17 @@ static int gw_bridge__connect(gw_bridge *b) {
     log_info("amqp_up", "node=%s queue=%s", node, b->queue);
     gw_bridge__post_state(b, GW_BRIDGE_UP, b->queue);
     if (b->hist && gw_bridge__hist_start(b) != 0) {
-      gw_bridge__lost(b, "history consume failed");
-      gw_bridge__sleep(b, backoff_next(&b->retry)); /* a stream without a leader */
+      /* The node is up but the stream is not readable there yet (RabbitMQ
+       * 3.10 consumes from a local replica only, and after a lost leader
+       * the survivors' replicas restart): retry here a few times, backing
+       * off, before moving on, which would try a dead node next. */
+      int move_on = ++b->hist_fails >= GW_BRIDGE_HIST_TRIES;
+      if (move_on) b->hist_fails = 0;
+      gw_bridge__lost_on(b, "history consume failed", move_on);
+      gw_bridge__sleep(b, backoff_next(&b->retry));
       return -1;
     }
+    b->hist_fails = 0;
     backoff_reset(&b->retry);
     return 0;
   }

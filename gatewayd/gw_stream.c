@@ -5,6 +5,11 @@
  * AMQP (gw_bridge turns the actions into basic.cancel, basic.consume and
  * events) or read the clock.
  *
+ * Offsets of a stream grow by one per message but have holes: RabbitMQ's
+ * own chunks (a writer-tracking snapshot opens every segment) take an
+ * offset each and are never delivered. So only a resume, which asks for L
+ * by number, can tell a loss: L itself not delivered first.
+ *
  * Why resume at L and not L+1: the message at L is the proof that this is
  * the stream we read before. Its digest (chan_pos_digest: offset, key,
  * body) differs on a stream recreated since, which has other messages at
@@ -89,10 +94,9 @@ gw_stream_action gw_stream_step(gw_stream *s, uint64_t offset, uint64_t digest,
     case GW_STREAM_LIVE:
       assert(s->have_last);
       if (offset <= s->last) return a; /* seen already */
-      /* Reading on, a skipped offset is no loss: each new segment of a
-       * stream begins with a chunk of the broker's own (offset tracking)
-       * that takes an offset and is never delivered (measured on 3.10:
-       * one offset per segment). Only a resume can find messages gone. */
+      /* A jump is not a loss here: the broker's own chunks take offsets
+       * too (a tracking snapshot opens every segment), and a consumer that
+       * reads on is never overtaken by retention. */
       a.flags = GW_STREAM_POST;
       gw_stream__posted(s, offset, digest);
       return a;

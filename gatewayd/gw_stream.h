@@ -19,8 +19,9 @@
  *            (RESTART: reset, consume "first"). Past L: the messages in
  *            between are gone (retention): GAP, LIVE(that offset). Before
  *            L (a chunk starts there): skipped.
- *   LIVE     every message after the last posted one is posted; a jump in
- *            offsets is a GAP (not seen from RabbitMQ, handled anyway).
+ *   LIVE     every message after the last posted one is posted. Offsets
+ *            have holes (the broker's own chunks take offsets too): a jump
+ *            while reading on is no loss.
  *
  * Owns: the phase, the last posted offset and digest, the resume deadline.
  * Must not: do I/O or read the clock (callers pass now_ms).
