@@ -74,7 +74,13 @@ class Follower:
             except websockets.ConnectionClosed:
                 pass
             t0 = time.monotonic()
-            await self.connect(live_gateway(), dict(c.positions))
+            while True:  # as a real client: the gateway it picks may be the one dying
+                try:
+                    await self.connect(live_gateway(), dict(c.positions))
+                    break
+                except (OSError, websockets.InvalidStatusCode):
+                    assert time.monotonic() - t0 < 30, f"user{self.user}: no gateway in 30 s"
+                    await asyncio.sleep(0.2)
             self.reconnects.append(time.monotonic() - t0)
 
     def events(self):
