@@ -61,6 +61,8 @@ typedef struct gw_admin_gauges {
    * history is off and none of these is shown */
   uint64_t hist_on, hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
   uint64_t hist_last_offset;
+  /* the ring (gw_hist) */
+  uint64_t ring_messages, ring_bytes, ring_evicted;
 } gw_admin_gauges;
 
 void gw_admin_render(prom_buf *b, const struct gw_stats *st,
