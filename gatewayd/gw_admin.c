@@ -210,6 +210,15 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
   prom_sample(b, rp, NULL, g->amqp_read_pauses);
 }
 
+/* Unlabelled families: {name, type, help} and a value each. */
+static void gw_admin__families(prom_buf *b, const char *const fam[][3], const uint64_t *v,
+                               size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
+    prom_sample(b, fam[i][0], NULL, v[i]);
+  }
+}
+
 /* The history stream's consumer (history on only). */
 static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
   if (!g->hist_on) return;
@@ -235,10 +244,7 @@ static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_ga
   const uint64_t v[] = {g->hist_read,        g->hist_resumes,  g->hist_gaps,
                         g->hist_gap_lost,    g->hist_resets,   g->hist_last_offset,
                         g->ring_messages,    g->ring_bytes,    g->ring_evicted};
-  for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
-    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
-    prom_sample(b, fam[i][0], NULL, v[i]);
-  }
+  gw_admin__families(b, fam, v, sizeof v / sizeof *v);
   /* wsgw.2 clients (gw_relay, gw_conn) */
   static const char rec[] = "wsgw_gateway_history_recoveries_total";
   prom_family(b, rec, "counter",
@@ -257,10 +263,7 @@ static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_ga
        "Catch-ups whose owed events had left the ring (the client got a notice)."},
   };
   const uint64_t w[] = {st->hist_lags, st->hist_caught_up, st->hist_lag_expired};
-  for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
-    prom_family(b, cu[i][0], cu[i][1], cu[i][2]);
-    prom_sample(b, cu[i][0], NULL, w[i]);
-  }
+  gw_admin__families(b, cu, w, sizeof w / sizeof *w);
 }
 
 void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
