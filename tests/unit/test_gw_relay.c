@@ -467,7 +467,7 @@ UNIT_TEST(gw_relay_refusal_with_status_503_answers_503) {
 /* Offsets 0..n-1 of groups a (even) and b (odd); each body is its offset. */
 static void hist_fill(gw_hist *h, uint64_t n) {
   for (uint64_t o = 0; o < n; o++) {
-    char body[16];
+    char body[24];
     snprintf(body, sizeof body, "%llu", (unsigned long long)o);
     const char *g = o % 2 ? "b" : "a";
     uint64_t d = chan_pos_digest(o, g, 1, body, strlen(body));
