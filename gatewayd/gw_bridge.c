@@ -62,6 +62,7 @@
 #include "gw_bridge.h"
 
 #include <amqp.h>
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -806,6 +807,7 @@ static int gw_bridge__stream_offset(const amqp_basic_properties_t *p, uint64_t *
  * per pass or per half a prefetch. Reads stop at the backlog bound, so the
  * acks do too, and the broker stops sending at the prefetch. */
 static int gw_bridge__ack_flush(gw_bridge *b) {
+  assert(b->hist && b->conn);
   if (!b->ack_n) return 0;
   b->ack_n = 0;
   if (amqp_basic_ack(b->conn, MQ_CHANNEL, b->ack_tag, 1) != AMQP_STATUS_OK) return -1;
@@ -948,6 +950,7 @@ static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
   if (!e) return -1;
   e->digest = digest;
   gw_stream_action a = gw_stream_step(&b->st, off, digest, gw_bridge__is_own_marker(b, key));
+  assert(!(a.flags & GW_STREAM_GO_LIVE) || b->st.phase == GW_STREAM_LIVE);
   if (!(a.flags & GW_STREAM_POST)) gw_bridge_event_free(e);
   if (a.flags & GW_STREAM_RESTART) return gw_bridge__hist_restart(b, "recreated", batch);
   if (a.flags & GW_STREAM_GAP) {

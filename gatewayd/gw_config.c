@@ -148,14 +148,15 @@ const cfg_opt gw_config_opts[] = {
            history.segment_bytes,
            "x-stream-max-segment-size-bytes: retention drops whole segments"),
     GW_OPT("history", "replicas", CFG_INT, "0", 0, 64, 0, history.replicas,
-           "x-initial-cluster-size of the stream in a RabbitMQ cluster (0: not set, the "
-           "broker's default); set it so the history survives the loss of a node"),
+           "nodes of a RabbitMQ cluster holding a copy of the stream, leader included "
+           "(x-initial-cluster-size; 0: not sent, the broker's default); 3 of 3 nodes: "
+           "the history survives the loss of one"),
     GW_OPT("history", "preload", CFG_MS, "600s", 0, 86400000, 0, history.preload,
            "history a starting gateway reads before taking clients, so that positions "
            "that old can be recovered at once"),
     GW_OPT("history", "prefetch", CFG_INT, "2000", 1, 65535, 0, history.prefetch,
            "stream messages the broker sends ahead of the gateway's acknowledgements"),
-    GW_OPT("history", "resume_timeout", CFG_MS, "5000ms", 100, 600000, 0,
+    GW_OPT("history", "resume_timeout", CFG_MS, "5s", 100, 600000, 0,
            history.resume_timeout,
            "time a reconnected gateway waits for the message it stopped at before "
            "taking the stream for recreated (it then starts over, logged)"),
