@@ -257,6 +257,31 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
   return -1;
 }
 
+/* Two idempotent bindings per call: a gateway redeclares them at every
+ * broker-up (two round trips), so a vhost works without setup.sh. */
+int mq_declare_control_exchange(amqp_connection_state_t c, char *err,
+                                size_t errlen) {
+  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_CONTROL_EXCHANGE),
+                        amqp_cstring_bytes(MQ_CONTROL_EXCHANGE_TYPE),
+                        0 /* passive */, 1 /* durable */, 0 /* auto_delete */,
+                        0 /* internal */, amqp_empty_table);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "declare exchange " MQ_CONTROL_EXCHANGE,
+                   err, errlen) != 0)
+    return -1;
+  static const char *const keys[] = {MQ_CONTROL_BINDING_USER,
+                                     MQ_CONTROL_BINDING_GATEWAY};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    amqp_exchange_bind(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_CONTROL_EXCHANGE),
+                       amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
+                       amqp_cstring_bytes(keys[i]), amqp_empty_table);
+    char what[96];
+    snprintf(what, sizeof what, "bind " MQ_CONTROL_EXCHANGE " to " MQ_GROUPS_EXCHANGE
+             " with %s", keys[i]);
+    if (mq_rpc_check(amqp_get_rpc_reply(c), what, err, errlen) != 0) return -1;
+  }
+  return 0;
+}
+
 /* What to do about a 406 on our queues, put before the broker's text: the
  * callers' error buffers (256 bytes) would cut it off after. */
 #define MQ__INEQUIVALENT_HINT                                                 \

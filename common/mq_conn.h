@@ -167,6 +167,15 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen);
 
+/* Declares the durable control exchange (topic) and binds it as a
+ * destination of the groups exchange with MQ_CONTROL_BINDING_USER and
+ * MQ_CONTROL_BINDING_GATEWAY, after mq_declare_groups_exchange. Needs
+ * configure and write on the control exchange and read on the groups
+ * exchange (deploy/rabbitmq/setup.sh gives them to the gateway); workers
+ * and emitters do not call it. */
+int mq_declare_control_exchange(amqp_connection_state_t c, char *err,
+                                size_t errlen);
+
 /* The event history's stream queue (issue 14) as the [history] settings
  * ask for it. */
 typedef struct mq_stream_args {

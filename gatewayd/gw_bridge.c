@@ -36,7 +36,10 @@
  * order among themselves is kept (a bind and the unbind after it must
  * reach the broker in that order); against publishes nothing depends on
  * it: a client's reply already went out before its binds, as before.
- * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd).
+ * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd)
+ * and go to the control exchange instead of the groups exchange
+ * (gw_bridge__bind_one); the thread declares it and its bindings from the
+ * groups exchange at broker-up (mq_declare_control_exchange).
  *
  * The event history (history on, issue 14): at broker-up the thread declares
  * the stream and binds it with '#', sets basic.qos (the broker refuses a
@@ -420,6 +423,7 @@ static int gw_bridge__declare(gw_bridge *b, char *err, size_t errlen) {
   if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen)) return -1;
   mq_confirms_init(&b->confirms);
   if (mq_declare_groups_exchange(c, err, errlen) != 0) return -1;
+  if (mq_declare_control_exchange(c, err, errlen) != 0) return -1;
   if (mq_declare_channel_queues(c, &b->limits, err, errlen) != 0) return -1;
   /* Server-named, exclusive, auto-delete: the queue and every binding
    * vanish with this process, and a reconnect never races the broker's
@@ -570,10 +574,16 @@ static int gw_bridge__publish_one(gw_bridge *b, gw_bridge__cmd *c) {
   return 0;
 }
 
+/* A control key is bound on the control exchange only, whatever the
+ * history: there a kick sent with mandatory comes back when nobody holds
+ * the key (on the groups exchange the stream's '#' takes every key). A
+ * kick sent to the groups exchange reaches us through that exchange's
+ * bindings to the control exchange, once. */
 static int gw_bridge__bind_one(gw_bridge *b, gw_bridge__cmd *c) {
   char err[256];
   amqp_bytes_t q = amqp_cstring_bytes(b->queue);
-  amqp_bytes_t x = amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE);
+  amqp_bytes_t x = amqp_cstring_bytes(gw_bridge__is_control(c) ? CHAN_CONTROL_EXCHANGE
+                                                                : CHAN_GROUPS_EXCHANGE);
   amqp_bytes_t key = amqp_cstring_bytes(c->name);
   if (c->kind == CMD_BIND) {
     amqp_queue_bind(b->conn, MQ_CHANNEL, q, x, key, amqp_empty_table);
@@ -745,10 +755,17 @@ static gw_bridge_event *gw_bridge__control_event(const gw_bridge *b,
 
 static gw_bridge_event *gw_bridge__event_for(const gw_bridge *b, const amqp_envelope_t *env) {
   const amqp_bytes_t *x = &env->exchange;
-  if (x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
-      memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0) {
+  int groups = x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
+               memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0;
+  int control = x->len == strlen(CHAN_CONTROL_EXCHANGE) &&
+                memcmp(x->bytes, CHAN_CONTROL_EXCHANGE, x->len) == 0;
+  /* The exchange a message was published to is the one delivered: a kick
+   * sent to the groups exchange names it though it came through the
+   * control exchange. We bind nothing but control keys there. */
+  if (groups || control) {
     if (gw_bridge__key_has_prefix(&env->routing_key, CHAN_CONTROL_PREFIX))
       return gw_bridge__control_event(b, env);
+    if (control) return NULL;
     /* With the history, group messages come from the stream only (our
      * queue is bound to control keys): none should arrive here. */
     if (b->hist) return NULL;

@@ -20,7 +20,9 @@
 #include "log.h"
 
 /* With the history every event comes from the stream: only control keys
- * (wsgw!...: kicks) are bound to our own queue. */
+ * (wsgw!...: kicks) are bound to our own queue. The bridge picks the
+ * exchange: control keys on the control exchange, groups on the groups
+ * exchange. */
 static int gw_dispatch__bound(const gw_server *s, const char *group) {
   return !s->cfg->history.enabled ||
          strncmp(group, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;

@@ -44,6 +44,7 @@ BROKER_SH = ROOT / "tests" / "lib" / "broker.sh"
 LOG_LEVEL = os.environ.get("WSGW_LOG_LEVEL", "info")
 SECRET = "integration-test-secret-0123456789abcdef"
 GROUPS_EXCHANGE = "websocket.groups"
+CONTROL_EXCHANGE = "websocket.control"  # kicks (docs/PROTOCOL.md)
 WORK_QUEUES = ("websocket.connect", "websocket.receive", "websocket.disconnect")
 # The event history (issue 14): every gateway reads this stream, bound to
 # the groups exchange with '#', unless started with HISTORY_OFF.
@@ -193,11 +194,15 @@ class Broker:
 
     def group_bindings(self, vhost, group=None):
         """(queue, group) of every binding on the groups exchange; without a
-        group, the gateways' control keys (wsgw!user.N, wsgw!gw.QUEUE:
-        docs/PROTOCOL.md, "Kicking connections") and the history stream's
-        '#' are left out."""
+        group, the gateways' control keys and the history stream's '#' are
+        left out. A control key (wsgw!user.N, wsgw!gw.QUEUE: docs/PROTOCOL.md,
+        "Kicking connections") as the group: its bindings on the control
+        exchange, where gateways bind them."""
         rows = self.table("list_bindings", "-p", vhost,
                           "source_name", "destination_name", "routing_key")
+        if group is not None and group.startswith("wsgw!"):
+            return sorted((dest, key) for src, dest, key in rows
+                          if src == CONTROL_EXCHANGE and key == group)
         return sorted((dest, key) for src, dest, key in rows
                       if src == GROUPS_EXCHANGE and (key == group if group is not None
                                                      else not key.startswith("wsgw!")

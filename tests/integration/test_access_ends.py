@@ -24,10 +24,11 @@ import time
 import urllib.parse
 
 import pika
+import pika.exceptions
 import pytest
 import websockets
 
-from conftest import (GROUPS_EXCHANGE, SAN_ENV, binary, connect, jwt_for, recv_json, run,
+from conftest import (CONTROL_EXCHANGE, GROUPS_EXCHANGE, SAN_ENV, binary, connect, jwt_for, recv_json, run,
                       sanitizer_report, send_request, subscribe, wait_until)
 from test_metrics import Scrape
 
@@ -266,10 +267,11 @@ def test_kick_by_connection_closes_that_one_only(cluster):
 
 def emitter_user(cluster, broker):
     """A broker user with the emitter's permissions (deploy/rabbitmq/setup.sh):
-    write on websocket.groups only."""
+    write on websocket.groups and websocket.control only."""
     name, pw = f"emitter-{cluster.vhost}", "emitter-pw"
     broker.ctl("add_user", name, pw)
-    broker.ctl("set_permissions", "-p", cluster.vhost, name, "^$", "^websocket\\.groups$", "^$")
+    broker.ctl("set_permissions", "-p", cluster.vhost, name, "^$",
+               "^websocket\\.(groups|control)$", "^$")
     parts = urllib.parse.urlsplit(cluster.amqp_url)
     return parts._replace(netloc=f"{name}:{pw}@{parts.hostname}:{parts.port}").geturl()
 
@@ -283,8 +285,8 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
     ch.confirm_delivery()
     kick = pika.BasicProperties(headers={"x-wsgw-control": "kick"})
 
-    def publish(key, body=b"", props=None):
-        ch.basic_publish(exchange=GROUPS_EXCHANGE, routing_key=key, body=body,
+    def publish(key, body=b"", props=None, exchange=GROUPS_EXCHANGE):
+        ch.basic_publish(exchange=exchange, routing_key=key, body=body,
                          properties=props or pika.BasicProperties(), mandatory=True)
 
     async def body():
@@ -304,16 +306,22 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         publish(GROUP, b'{"n": 4}')
         for ws in (a7, b7, c8):  # the first event each gets: nothing before it
             assert await recv_json(ws, what="the plain event") == {"n": 4}
-        # By connection: the reply channel as the body, to the gateway's key.
+        # By connection: the reply channel as the body, to the gateway's key,
+        # the old way (on websocket.groups: it still arrives, once).
         channel = [l for l in gw.log().splitlines() if "conn_open" in l and "user=7" in l]
         channel = channel[-2].split("channel=")[1].split()[0]  # a7's
         queue = channel[len("websocket.send."):].split("!")[0]
         publish(f"wsgw!gw.{queue}", channel.encode(), kick)
         code, _ = await closed_with(a7, 5)
         assert code == 4403
-        publish("wsgw!user.7", b"", kick)
+        # By user, the documented way: websocket.control, where mandatory
+        # tells "nobody" (on websocket.groups the history takes every key).
+        publish("wsgw!user.7", b"", kick, exchange=CONTROL_EXCHANGE)
         code, _ = await closed_with(b7, 5)
         assert code == 4403
+        with pytest.raises(pika.exceptions.UnroutableError):
+            publish("wsgw!user.999", b"", kick, exchange=CONTROL_EXCHANGE)
+        publish("wsgw!user.999", b"", kick)  # routed: to the stream
         publish(GROUP, b'{"n": 5}')
         assert await recv_json(c8, what="user 8's event") == {"n": 5}
         await c8.close()
@@ -322,7 +330,9 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         run(body())
     finally:
         conn.close()
-    assert Scrape(gw.metrics_port)("wsgw_gateway_kick_closes_total") == 2
+    m = Scrape(gw.metrics_port)
+    assert m("wsgw_gateway_kick_closes_total") == 2
+    assert m("wsgw_gateway_kicks_total") == 2  # each once; user 999's reached nobody
 
 
 # ---- the application's credential (issue 13: a refresh the connect hook decides) ----
