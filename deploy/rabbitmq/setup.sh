@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh - RabbitMQ vhost, users, least-privilege permissions and the
-# shared topology (the groups exchange, the history stream) for wsgw.
+# shared topology (the groups exchange, the control exchange bound from it,
+# the history stream) for wsgw.
 #
 # Owns: what each party may do on the broker, and the objects that must
 # exist before the first emit. Run it on a RabbitMQ node (or anywhere
@@ -30,7 +31,8 @@
 #                    "Upgrading to history". Without --migrate, such a broker
 #                    is refused (exit 1) and nothing is changed.
 #   --no-history     history.enabled = false: no stream, and the gateway user
-#                    gets no permission on it or on the groups exchange.
+#                    gets no permission on it and no write on the groups
+#                    exchange.
 #   --history-stream NAME, --history-max-age D (default 24h),
 #   --history-max-bytes S (default 1GiB), --history-segment-bytes S
 #   (default 64MiB), --history-replicas N (default 0: not set)
@@ -50,37 +52,48 @@
 #
 # The permissions (configure, write, read regexes; RabbitMQ matches them
 # unanchored, so each is anchored here):
-#   gateway  declares the websocket.* queues, the groups exchange and the
-#            history stream (every party declares the topology it uses),
-#            declares, consumes and binds its own server-named queue
-#            (amq.gen-*), binds the stream to the groups exchange (write on
-#            the stream, read on the exchange) and consumes it, publishes
+#   gateway  declares the websocket.* queues, the groups exchange, the
+#            control exchange and the history stream (every party declares
+#            the topology it uses), binds the control exchange to the groups
+#            exchange (write on the control exchange, read on the groups
+#            exchange), declares, consumes and binds its own server-named
+#            queue (amq.gen-*: groups on the groups exchange when the
+#            history is off, its control keys on the control exchange),
+#            binds the stream to the groups exchange (write on the stream,
+#            read on the exchange) and consumes it, publishes
 #            websocket.connect/receive/disconnect through the default
 #            exchange and its markers (wsgw!mark.QUEUE) to the groups
-#            exchange. A topic permission limits its publishes there to
-#            the marker keys: it cannot emit events or kicks. It may NOT
-#            consume websocket.*: reading those is the workers' job.
+#            exchange. Topic permissions limit its publishes to the marker
+#            keys on the groups exchange and to nothing on the control
+#            exchange (its write there is for the binding): it cannot emit
+#            events or kicks. It may NOT consume websocket.*: reading those
+#            is the workers' job.
 #   worker   declares and consumes the websocket.* queues, publishes replies
 #            to the gateways' queues through the default exchange; declares
 #            websocket.dead and moves poison messages there (nobody consumes
 #            it: operators inspect it as administrators).
-#   emitter  publishes to the groups exchange only (events, and kicks: the
-#            gateways' control keys wsgw!user.N and wsgw!gw.QUEUE live on
-#            the same exchange, docs/PROTOCOL.md): write on it, configure
-#            nothing (so it cannot delete or redeclare it, which would drop
-#            every gateway's bindings, nor the stream), read nothing (so it
-#            cannot read the history). A topic permission refuses it the
-#            marker keys (wsgw!mark.*), which only gateways publish.
-#            `chanctl emit` checks the exchange with a passive declare,
-#            which needs no permission.
-# The script declares websocket.groups itself (durable topic, as the
-# daemons declare it), the stream and its binding (key '#': every message
-# sent to the exchange), so an emitter works, and its events are kept,
-# before any gateway has started.
+#   emitter  publishes events to the groups exchange and kicks to the
+#            control exchange (the gateways' control keys wsgw!user.N and
+#            wsgw!gw.QUEUE, docs/PROTOCOL.md; a kick to the groups exchange
+#            still arrives too): write on both, configure nothing (so it
+#            cannot delete or redeclare them, which would drop every
+#            gateway's bindings, nor the stream), read nothing (so it cannot
+#            read the history). Topic permissions refuse it the marker keys
+#            (wsgw!mark.*), which only gateways publish, on the groups
+#            exchange, and everything but the kick keys on the control
+#            exchange. `chanctl emit` checks the exchange with a passive
+#            declare, which needs no permission.
+# The script declares websocket.groups and websocket.control itself
+# (durable topic, as the gateways declare them), the control exchange's
+# bindings from the groups exchange (wsgw!user.* and wsgw!gw.#), the stream
+# and its binding (key '#': every message sent to the groups exchange), so
+# an emitter works, and its events are kept, before any gateway has started.
 # RabbitMQ checks a publish through the default exchange as "write" on the
 # exchange amq.default, whatever the queue: a party that replies or relays
 # that way can address any queue of the vhost. That is why wsgw gets a vhost
-# of its own. queue.bind checks write on the queue and read on the exchange.
+# of its own. queue.bind checks write on the queue and read on the exchange;
+# exchange.bind write on the destination and read on the source; both check
+# the topic read permission of the source for the binding key.
 set -euo pipefail
 
 VHOST=wsgw
@@ -158,26 +171,32 @@ PY
 # RabbitMQ regexes for the three parties.
 Q='websocket\.(connect|receive|disconnect)'
 X='websocket\.groups'
+C='websocket\.control'
 OWN='amq\.gen-.*'
 DEAD='websocket\.dead'
 H=${STREAM//./\\.}
 if ((HISTORY)); then
-  GW_CONFIGURE="^($Q|$X|$H|$OWN)\$"
-  GW_WRITE="^(amq\.default|$X|$H|$OWN)\$"
-  GW_READ="^($X|$H|$OWN)\$"
-  # Topic permissions on websocket.groups (regexes on routing keys):
-  # RabbitMQ checks write on publish, read on queue.bind. The gateway
-  # publishes markers only and binds any key (groups with history off, its
-  # control keys, '#' for the stream); the emitter publishes anything but
-  # a marker and binds nothing.
+  GW_CONFIGURE="^($Q|$X|$C|$H|$OWN)\$"
+  GW_WRITE="^(amq\.default|$X|$C|$H|$OWN)\$"
+  GW_READ="^($X|$C|$H|$OWN)\$"
+  # Topic permissions (regexes on routing keys, per exchange): RabbitMQ
+  # checks write on publish, read on queue.bind and exchange.bind (of the
+  # source). On websocket.groups the gateway publishes markers only and
+  # binds any key (groups with history off, '#' for the stream, the control
+  # exchange's two); the emitter publishes anything but a marker and binds
+  # nothing.
   GW_TOPIC='^wsgw!mark\.'
 else
-  GW_CONFIGURE="^($Q|$X|$OWN)\$"
-  GW_WRITE="^(amq\.default|$OWN)\$"
-  GW_READ="^($X|$OWN)\$"
+  GW_CONFIGURE="^($Q|$X|$C|$OWN)\$"
+  GW_WRITE="^(amq\.default|$C|$OWN)\$"
+  GW_READ="^($X|$C|$OWN)\$"
   GW_TOPIC='^$'
 fi
 EMITTER_TOPIC='^(?!wsgw!mark\.)'
+# On websocket.control: the emitter publishes kicks (the two control key
+# prefixes) only; the gateway binds its control keys and publishes nothing
+# ('^$': an empty key, which no binding there takes).
+KICK_KEYS='^wsgw!(user|gw)\.'
 declare -A CONFIGURE=(
   [gateway]=$GW_CONFIGURE
   [worker]="^($Q|$DEAD|$X)\$"
@@ -186,7 +205,7 @@ declare -A CONFIGURE=(
 declare -A WRITE=(
   [gateway]=$GW_WRITE
   [worker]="^amq\.default\$"
-  [emitter]="^$X\$"
+  [emitter]="^($X|$C)\$"
 )
 declare -A READ=(
   [gateway]=$GW_READ
@@ -200,6 +219,16 @@ declare -A TOPIC_WRITE=(
 )
 declare -A TOPIC_READ=(
   [gateway]='.*'
+  [worker]='^$'
+  [emitter]='^$'
+)
+declare -A CONTROL_WRITE=(
+  [gateway]='^$'
+  [worker]='^$'
+  [emitter]=$KICK_KEYS
+)
+declare -A CONTROL_READ=(
+  [gateway]=$KICK_KEYS
   [worker]='^$'
   [emitter]='^$'
 )
@@ -268,7 +297,7 @@ for role in gateway worker emitter; do
 done
 
 # Everything goes in as one RabbitMQ definitions document (import_definitions
-# upserts: vhost, exchange, stream, binding, users, permissions), read from
+# upserts: vhost, exchanges, stream, bindings, users, permissions), read from
 # standard input, so one rabbitmqctl call does it all and no password is on
 # a command line. An existing stream is kept as it is (its messages too);
 # an import does not compare arguments: the gateways' declares do. Users
@@ -276,23 +305,27 @@ done
 # not the password. The URLs each party uses are written next to the
 # passwords.
 /usr/bin/python3 - "$SECRETS" "$VHOST" "$PREFIX" "$HOST" "$HISTORY" "$STREAM" "$STREAM_ARGS" \
-  "${CONFIGURE[gateway]}" "${WRITE[gateway]}" "${READ[gateway]}" "${TOPIC_WRITE[gateway]}" "${TOPIC_READ[gateway]}" \
-  "${CONFIGURE[worker]}" "${WRITE[worker]}" "${READ[worker]}" "${TOPIC_WRITE[worker]}" "${TOPIC_READ[worker]}" \
-  "${CONFIGURE[emitter]}" "${WRITE[emitter]}" "${READ[emitter]}" "${TOPIC_WRITE[emitter]}" "${TOPIC_READ[emitter]}" \
+  "${CONFIGURE[gateway]}" "${WRITE[gateway]}" "${READ[gateway]}" "${TOPIC_WRITE[gateway]}" "${TOPIC_READ[gateway]}" "${CONTROL_WRITE[gateway]}" "${CONTROL_READ[gateway]}" \
+  "${CONFIGURE[worker]}" "${WRITE[worker]}" "${READ[worker]}" "${TOPIC_WRITE[worker]}" "${TOPIC_READ[worker]}" "${CONTROL_WRITE[worker]}" "${CONTROL_READ[worker]}" \
+  "${CONFIGURE[emitter]}" "${WRITE[emitter]}" "${READ[emitter]}" "${TOPIC_WRITE[emitter]}" "${TOPIC_READ[emitter]}" "${CONTROL_WRITE[emitter]}" "${CONTROL_READ[emitter]}" \
   <<'PY' >"$SECRETS/.definitions.json"
 import base64, hashlib, json, os, sys, urllib.parse
 secrets, vhost, prefix, host, history, stream, stream_args = sys.argv[1:8]
 perms = sys.argv[8:]
-X = "websocket.groups"
+X, C = "websocket.groups", "websocket.control"
 doc = {"vhosts": [{"name": vhost}], "users": [], "permissions": [], "topic_permissions": [],
-       "exchanges": [{"name": X, "vhost": vhost, "type": "topic",
+       "exchanges": [{"name": name, "vhost": vhost, "type": "topic",
                       "durable": True, "auto_delete": False, "internal": False,
-                      "arguments": {}}]}
+                      "arguments": {}} for name in (X, C)],
+       # A kick sent to the groups exchange reaches the gateways through these.
+       "bindings": [{"source": X, "vhost": vhost, "destination": C,
+                     "destination_type": "exchange", "routing_key": key, "arguments": {}}
+                    for key in ("wsgw!user.*", "wsgw!gw.#")]}
 if history == "1":
     doc["queues"] = [{"name": stream, "vhost": vhost, "durable": True, "auto_delete": False,
                       "arguments": json.loads(stream_args)}]
-    doc["bindings"] = [{"source": X, "vhost": vhost, "destination": stream,
-                        "destination_type": "queue", "routing_key": "#", "arguments": {}}]
+    doc["bindings"].append({"source": X, "vhost": vhost, "destination": stream,
+                            "destination_type": "queue", "routing_key": "#", "arguments": {}})
 q = lambda s: urllib.parse.quote(s, safe="")
 for i, role in enumerate(("gateway", "worker", "emitter")):
     user = prefix + role
@@ -303,11 +336,13 @@ for i, role in enumerate(("gateway", "worker", "emitter")):
     doc["users"].append({"name": user, "tags": "",
                          "hashing_algorithm": "rabbit_password_hashing_sha256",
                          "password_hash": base64.b64encode(salt + digest).decode()})
-    conf, write, read, topic_write, topic_read = perms[5 * i:5 * i + 5]
+    conf, write, read, topic_write, topic_read, ctl_write, ctl_read = perms[7 * i:7 * i + 7]
     doc["permissions"].append({"user": user, "vhost": vhost, "configure": conf,
                                "write": write, "read": read})
     doc["topic_permissions"].append({"user": user, "vhost": vhost, "exchange": X,
                                      "write": topic_write, "read": topic_read})
+    doc["topic_permissions"].append({"user": user, "vhost": vhost, "exchange": C,
+                                     "write": ctl_write, "read": ctl_read})
     path = os.path.join(secrets, role + "-amqp.url")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -319,10 +354,11 @@ ctl import_definitions --format json <"$SECRETS/.definitions.json" >/dev/null
 rm -f "$SECRETS/.definitions.json"
 
 echo "exchange websocket.groups: topic"
+echo "exchange websocket.control: topic, bound to websocket.groups with 'wsgw!user.*' and 'wsgw!gw.#'"
 if ((HISTORY)); then
   echo "stream $STREAM: $STREAM_ARGS, bound to websocket.groups with '#'"
 fi
 for role in gateway worker emitter; do
-  echo "user $PREFIX$role: configure '${CONFIGURE[$role]}' write '${WRITE[$role]}' read '${READ[$role]}' topic on websocket.groups: write '${TOPIC_WRITE[$role]}' read '${TOPIC_READ[$role]}'"
+  echo "user $PREFIX$role: configure '${CONFIGURE[$role]}' write '${WRITE[$role]}' read '${READ[$role]}' topic on websocket.groups: write '${TOPIC_WRITE[$role]}' read '${TOPIC_READ[$role]}' on websocket.control: write '${CONTROL_WRITE[$role]}' read '${CONTROL_READ[$role]}'"
 done
 echo "done: URLs in $SECRETS/{gateway,worker,emitter}-amqp.url (mode 0600)"

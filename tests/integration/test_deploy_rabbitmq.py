@@ -1,6 +1,7 @@
 """deploy/rabbitmq/setup.sh against the private broker: vhost, three users,
 least-privilege permissions, the topology (websocket.groups a topic exchange,
-the history stream bound to it with '#').
+the history stream bound to it with '#', websocket.control bound to it with
+the control keys' patterns).
 
 Shows: the daemons run with the users it creates (a client connects,
 subscribes and gets an event that `chanctl emit` published as the emitter
@@ -15,7 +16,11 @@ user cannot bind or read a gateway's queue; a second run keeps the
 passwords (the URLs still work) and is quiet about existing objects.
 The history: the emitter cannot declare, delete, bind or consume the stream
 nor publish a gateway's marker key; the gateway can consume it and publish
-its marker but no event. An older broker (websocket.groups direct) is
+its marker but no event. Kicks: the emitter publishes them to
+websocket.control (`chanctl kick` as the emitter user: 0 with the user
+connected, 3 for a user nobody holds, history on), but no marker or group
+name there; the gateway and the worker publish nothing there. An older
+broker (websocket.groups direct) is
 refused unchanged without --migrate and upgraded with it; a stream with
 other arguments is refused unchanged.
 """
@@ -29,8 +34,10 @@ import time
 import pika
 import pika.exceptions
 import pytest
+import websockets
 
-from conftest import BROKER_SH, ROOT, open_client, recv_text, run, run_tool, subscribe
+from conftest import (BROKER_SH, ROOT, SAN_ENV, binary, open_client, recv_text, run, run_tool,
+                      subscribe, wait_until)
 
 SETUP = ROOT / "deploy" / "rabbitmq" / "setup.sh"
 STREAM = "websocket.history"
@@ -60,7 +67,29 @@ def topology(broker, vhost):
     return x.get("websocket.groups"), q, b
 
 
+def assert_control_topology(broker, vhost):
+    """websocket.control: a durable topic exchange, bound as a destination of
+    websocket.groups for both control key prefixes (a kick sent there still
+    arrives)."""
+    rows = broker.table("list_exchanges", "-p", vhost, "name", "type", "durable")
+    assert ["websocket.control", "topic", "true"] in [list(r) for r in rows], rows
+    bindings = broker.table("list_bindings", "-p", vhost, "source_name", "destination_name",
+                            "destination_kind", "routing_key")
+    for key in ("wsgw!user.*", "wsgw!gw.#"):
+        assert ["websocket.groups", "websocket.control", "exchange", key] in \
+            [list(r) for r in bindings], bindings
+
+
+def chanctl_kick(user, url_file):
+    """`chanctl kick --user USER` as the user of url_file: (status, stderr)."""
+    proc = subprocess.run([binary("chanctl"), "kick", "--user", str(user),
+                           f"--amqp.url_file={url_file}"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **SAN_ENV})
+    return proc.returncode, proc.stderr
+
+
 def assert_history_topology(broker, vhost):
+    assert_control_topology(broker, vhost)
     xtype, queues, bindings = topology(broker, vhost)
     assert xtype == "topic", xtype
     assert queues[STREAM][0] == "stream", queues
@@ -189,7 +218,21 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
         await asyncio.to_thread(run_tool, ["emit", "jobs-status_changed", '{"via": "emitter"}',
                                            f"--amqp.url_file={secrets}/emitter-amqp.url"])
         assert await recv_text(ws, what="the event from the emitter user") == '{"via": "emitter"}'
-        await ws.close()
+        # Kicks as the emitter user, to websocket.control: nobody holds user
+        # 999 (3, though the history takes every key of websocket.groups);
+        # user 7's connection is closed (0).
+        emitter_url = secrets / "emitter-amqp.url"
+        rc, err = await asyncio.to_thread(chanctl_kick, 999, emitter_url)
+        assert rc == 3 and "no gateway holds" in err, err
+        await asyncio.to_thread(wait_until, lambda: cluster.broker.group_bindings(
+            vhost, "wsgw!user.7"), 10, "user 7's control key")
+        rc, err = await asyncio.to_thread(chanctl_kick, 7, emitter_url)
+        assert rc == 0, err
+        try:
+            await asyncio.wait_for(ws.recv(), 5)
+            pytest.fail("a message instead of the kick's close")
+        except websockets.ConnectionClosed as e:
+            assert e.code == 4403, e.code
     run(main())
     assert wk.alive() and gw.alive()
     assert "ACCESS_REFUSED" not in gw.log() + wk.log()
@@ -224,11 +267,25 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
         # kicks (wsgw!user.N, wsgw!gw.QUEUE) stay the emitter's.
         assert emitter.publish("websocket.groups", "wsgw!mark.amq.gen-x", b"amq.gen-x") == 403
         assert emitter.publish("websocket.groups", "wsgw!user.7", b"") is None
+        # websocket.control: kicks only; no marker, no event; not its to
+        # redeclare, delete or bind from.
+        assert emitter.publish("websocket.control", "wsgw!user.7", b"") is None
+        assert emitter.publish("websocket.control", "wsgw!gw.amq.gen-x", b"1") is None
+        assert emitter.publish("websocket.control", "wsgw!mark.amq.gen-x", b"amq.gen-x") == 403
+        assert emitter.publish("websocket.control", "jobs-status_changed") == 403
+        assert refused(lambda: emitter.channel().exchange_declare(
+            "websocket.control", "topic", durable=True)) == 403
+        assert refused(lambda: emitter.channel().exchange_delete("websocket.control")) == 403
+        assert refused(lambda: emitter.channel().queue_bind(
+            STREAM, "websocket.control", "wsgw!user.7")) == 403
         # gateway: may not read the workers' queues.
         for q in ("websocket.receive", "websocket.connect", "websocket.disconnect"):
             assert gateway.consume(q) == 403, q
         assert gateway.publish("websocket.groups", "jobs-status_changed") == 403
         assert gateway.publish("websocket.groups", "wsgw!user.7") == 403  # no kicks either
+        assert gateway.publish("websocket.control", "wsgw!user.7") == 403
+        assert gateway.publish("websocket.control", "wsgw!gw.amq.gen-x") == 403
+        assert gateway.publish("websocket.control", "wsgw!mark.amq.gen-x") == 403
         # ... but it publishes its markers and reads the history.
         assert gateway.publish("websocket.groups", "wsgw!mark.amq.gen-x", b"amq.gen-x") is None
         assert stream_keys(gateway, "wsgw!mark.amq.gen-x"), "the marker is in the stream"
@@ -241,6 +298,7 @@ def test_setup_script_users_work_and_are_confined(cluster, provisioned):
         assert refused(lambda: worker.channel().queue_bind(
             "websocket.receive", "websocket.groups", "jobs-status_changed")) == 403
         assert worker.publish("websocket.groups", "jobs-status_changed") == 403
+        assert worker.publish("websocket.control", "wsgw!user.7") == 403
         assert worker.consume(STREAM, prefetch=10) == 403
         assert refused(lambda: worker.channel().queue_delete(STREAM)) == 403
     finally:
@@ -320,6 +378,10 @@ def test_setup_script_without_history(broker, tmp_path):
         rows = {r[0]: r[1:] for r in broker.table("list_permissions", "-p", vhost)}
         assert "history" not in " ".join(rows[prefix + "gateway"]), rows
         assert "websocket\\.groups" not in rows[prefix + "gateway"][1], rows
+        # The control exchange and its bindings are there all the same (kicks
+        # do not depend on the history); the gateway writes it to bind it.
+        assert_control_topology(broker, vhost)
+        assert "websocket\\.control" in rows[prefix + "gateway"][1], rows
     finally:
         broker.ctl("delete_vhost", vhost)
         for role in ("gateway", "worker", "emitter"):
