@@ -265,6 +265,15 @@ def test_kick_by_connection_closes_that_one_only(cluster):
     run(body())
 
 
+def test_kick_on_a_vhost_no_gateway_ever_ran_names_the_missing_exchange(cluster):
+    """Kicks go to websocket.control, which gateways (and setup.sh) declare:
+    before any of them ran, chanctl says that exchange is missing (1), no
+    crash, no false "kicked"."""
+    rc, out, err = chanctl("kick", "--user", "7", f"--amqp.url={cluster.amqp_url}")
+    assert rc == 1 and out == "", (out, err)
+    assert err.startswith("chanctl: kick user 7: ") and "websocket.control" in err, err
+
+
 def emitter_user(cluster, broker):
     """A broker user with the emitter's permissions (deploy/rabbitmq/setup.sh):
     write on websocket.groups and websocket.control only."""
