@@ -4,9 +4,11 @@
  * queues.
  *
  * Owns: those names, because mq_conn.c declares them (mq_declare_*) and
- * common/ includes nothing from proto/. Must not: hold protocol names
- * (reply channels, websocket.dead, size caps): those are proto/chan_names.h,
- * which gives these ones their CHAN_ names too.
+ * common/ includes nothing from proto/, and for the same reason the two
+ * control key prefixes the control exchange's bindings are made of. Must
+ * not: hold other protocol names (reply channels, websocket.dead, size
+ * caps): those are proto/chan_names.h, which gives these ones their CHAN_
+ * names too.
  */
 #ifndef MQ_NAMES_H
 #define MQ_NAMES_H
