@@ -19,6 +19,7 @@ seconds. Times are wall-clock: the token's exp is in Unix seconds.
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import urllib.parse
@@ -41,7 +42,6 @@ SLACK = 1.2
 
 def chanctl(*args, timeout=60):
     """Runs chanctl; returns (exit status, stdout, stderr)."""
-    import os
     proc = subprocess.run([binary("chanctl"), *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **SAN_ENV})
     report = sanitizer_report(proc.stderr)
@@ -265,13 +265,20 @@ def test_kick_by_connection_closes_that_one_only(cluster):
     run(body())
 
 
-def test_kick_on_a_vhost_no_gateway_ever_ran_names_the_missing_exchange(cluster):
+def test_kick_on_a_vhost_no_gateway_ever_ran_names_the_missing_exchange(broker):
     """Kicks go to websocket.control, which gateways (and setup.sh) declare:
-    before any of them ran, chanctl says that exchange is missing (1), no
-    crash, no false "kicked"."""
-    rc, out, err = chanctl("kick", "--user", "7", f"--amqp.url={cluster.amqp_url}")
-    assert rc == 1 and out == "", (out, err)
-    assert err.startswith("chanctl: kick user 7: ") and "websocket.control" in err, err
+    before any of them ran (a vhost of its own: the module's has had
+    gateways), chanctl says that exchange is missing (1), no crash, no false
+    "kicked"."""
+    name = f"t_kick_bare_{os.getpid()}"
+    broker.ctl("add_vhost", name)
+    try:
+        broker.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        rc, out, err = chanctl("kick", "--user", "7", f"--amqp.url={broker.url(name)}")
+        assert rc == 1 and out == "", (out, err)
+        assert err.startswith("chanctl: kick user 7: ") and "websocket.control" in err, err
+    finally:
+        broker.ctl("delete_vhost", name)
 
 
 def emitter_user(cluster, broker):
