@@ -6,12 +6,14 @@ Owns: the refresh window (a connection whose token expired is closed 4401 at
 exp + auth.leeway + gateway.refresh_window; events keep flowing inside the
 window; {"token": ...} of the same user moves the expiry, before or inside the
 window; another user's or an invalid token is refused with an error text and
-moves nothing), kicks by user across two gateways and by connection (4403;
-other users untouched), `chanctl kick`'s exit status and messages, the
+moves nothing), kicks by user across two gateways (history on and off) and by
+connection (4403; other users untouched), `chanctl kick`'s exit status and
+messages (3, "nobody", with the history on: kicks go to websocket.control), the
 application's path (the kick message published with pika by a user with the
-emitter's permissions), and what is never a kick (a message without the
-header on a control key, the header on a group, a client subscribing to a
-control key).
+emitter's permissions, to websocket.control and the old way to
+websocket.groups, each delivered once), and what is never a kick (a message
+without the header on a control key, the header on a group, a client
+subscribing to a control key).
 
 Real clients (Python websockets), short settings: each test takes a few
 seconds. Times are wall-clock: the token's exp is in Unix seconds.
@@ -29,8 +31,9 @@ import pika.exceptions
 import pytest
 import websockets
 
-from conftest import (CONTROL_EXCHANGE, GROUPS_EXCHANGE, SAN_ENV, binary, connect, jwt_for, recv_json, run,
-                      sanitizer_report, send_request, subscribe, wait_until)
+from conftest import (CONTROL_EXCHANGE, GROUPS_EXCHANGE, HISTORY_OFF, SAN_ENV, binary, connect,
+                      jwt_for, recv_json, run, sanitizer_report, send_request, subscribe,
+                      wait_until)
 from test_metrics import Scrape
 
 GROUP = "jobs-status_changed"
@@ -187,10 +190,14 @@ def test_refresh_with_another_users_or_an_invalid_token_is_refused_and_does_not_
 
 # ---- kicks ------------------------------------------------------------------------
 
-def test_kick_by_user_closes_every_connection_of_the_user_on_every_gateway(cluster):
+@pytest.mark.parametrize("history", ["on", "off"])
+def test_kick_by_user_closes_every_connection_of_the_user_on_every_gateway(cluster, history):
+    """With the history on or off alike: control keys are bound on
+    websocket.control, so "nobody" (3) is told either way."""
     cluster.worker()
-    a = cluster.gateway("--gateway.group_linger=0")
-    b = cluster.gateway("--gateway.group_linger=0")
+    off = (HISTORY_OFF,) if history == "off" else ()
+    a = cluster.gateway("--gateway.group_linger=0", *off)
+    b = cluster.gateway("--gateway.group_linger=0", *off)
     em = cluster.pika_emitter()
     url = cluster.amqp_url
 
