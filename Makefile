@@ -272,7 +272,8 @@ bench-scale: deps
 # 100,000 events to 100 clients (test_faults_load.py), a node of a 3-node
 # cluster killed under a gateway (test_faults_cluster.py), one of two hosts
 # (network namespaces, behind nginx) cut off the network (test_faults_hosts.py,
-# root only). Normal build only: the quick fault tests run in `make test`. CI
+# root only), gateways SIGKILLed under wsgw.2 clients that recover on the
+# survivor (test_faults_history.py). Normal build only: the quick fault tests run in `make test`. CI
 # runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
@@ -283,4 +284,5 @@ test-faults: deps
 	  /usr/bin/python3 -m pytest tests/integration/test_faults_broker.py \
 	  tests/integration/test_faults_load.py \
 	  tests/integration/test_faults_cluster.py \
-	  tests/integration/test_faults_hosts.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_hosts.py \
+	  tests/integration/test_faults_history.py -p no:cacheprovider -q -rfE

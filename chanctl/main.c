@@ -387,8 +387,9 @@ static int chanctl__token(const chanctl_conf *conf, const chanctl_args *a,
 
 /* ---- kick ------------------------------------------------------------ */
 
-/* A kick goes to a control key on websocket.groups (chan_names.h): the
- * same message an application publishes with the emitter's permissions. */
+/* A kick goes to a control key on websocket.control (chan_names.h), with
+ * mandatory: the same message an application publishes with the emitter's
+ * permissions. A basic.return then means no gateway holds the key. */
 static int chanctl__kick(const chanctl_conf *conf, const chanctl_args *a, int argc) {
   if (argc != 2 || !a->user == !a->conn) {
     fprintf(stderr, "usage: chanctl kick --user ID | --conn CHANNEL\n");

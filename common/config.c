@@ -45,7 +45,8 @@ enum { CFG_FORM_NONE = 0, CFG_FORM_VALUE = 1, CFG_FORM_FILE = 2 };
  * of these skips it (so all programs can share one file); any other section
  * name is a typo. */
 static const char *const cfg_known_sections[] = {
-    "amqp", "log", "gateway", "worker", "auth", "groups", "metrics", "chanctl"};
+    "amqp", "log", "gateway", "worker", "auth", "groups", "metrics", "chanctl",
+    "history"};
 
 typedef struct cfg_ctx {
   const cfg_opt *opts;

@@ -27,6 +27,12 @@
  * the redeclare (406 PRECONDITION_FAILED), and the error says to recreate
  * the queues or set the setting to 0, which declares exactly as before.
  *
+ * The groups exchange is a topic exchange (issue 14: the history stream binds
+ * it with '#'); one declared direct by an older build is refused with 406,
+ * and the error says how to upgrade. The history stream's arguments follow
+ * the same rule as the queues': a redeclare with others is a 406, whose
+ * error says what to do; x-max-age goes as "<N>s", the sizes as 'l'.
+ *
  * The address list (mq_url_list) lives here because every client of the
  * broker (gatewayd, workerd, chan_emit) rotates through it the same way.
  * Splitting at every comma is safe: rabbitmq-c decodes percent escapes, so
@@ -129,15 +135,36 @@ static int mq__socket_open(amqp_connection_state_t c, const char *host,
   return 0;
 }
 
+/* amqp_login, or with MQ_CONN_CANCEL_NOTIFY the same login announcing
+ * capabilities.consumer_cancel_notify (rabbitmq-c merges it with the
+ * capabilities it sends itself). */
+static amqp_rpc_reply_t mq__login(amqp_connection_state_t c,
+                                  const struct amqp_connection_info *info,
+                                  int heartbeat_s, unsigned flags) {
+  if (!(flags & MQ_CONN_CANCEL_NOTIFY))
+    return amqp_login(c, info->vhost, AMQP_DEFAULT_MAX_CHANNELS,
+                      AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
+                      AMQP_SASL_METHOD_PLAIN, info->user, info->password);
+  amqp_table_entry_t cap = {.key = amqp_cstring_bytes("consumer_cancel_notify"),
+                            .value = {.kind = AMQP_FIELD_KIND_BOOLEAN,
+                                      .value = {.boolean = 1}}};
+  amqp_table_entry_t prop = {.key = amqp_cstring_bytes("capabilities"),
+                             .value = {.kind = AMQP_FIELD_KIND_TABLE,
+                                       .value = {.table = {1, &cap}}}};
+  amqp_table_t props = {1, &prop};
+  return amqp_login_with_properties(c, info->vhost, AMQP_DEFAULT_MAX_CHANNELS,
+                                    AMQP_DEFAULT_FRAME_SIZE, heartbeat_s, &props,
+                                    AMQP_SASL_METHOD_PLAIN, info->user,
+                                    info->password);
+}
+
 static int mq__login_and_open(amqp_connection_state_t c,
                              const struct amqp_connection_info *info,
-                             int heartbeat_s, char *err, size_t errlen) {
+                             int heartbeat_s, unsigned flags, char *err,
+                             size_t errlen) {
   struct timeval tv = {MQ_CONNECT_TIMEOUT_S, 0};
   amqp_set_handshake_timeout(c, &tv);
-  amqp_rpc_reply_t r = amqp_login(c, info->vhost, AMQP_DEFAULT_MAX_CHANNELS,
-                                  AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
-                                  AMQP_SASL_METHOD_PLAIN, info->user,
-                                  info->password);
+  amqp_rpc_reply_t r = mq__login(c, info, heartbeat_s, flags);
   if (mq_rpc_check(r, "login", err, errlen) < 0) return -1;
   amqp_channel_open(c, MQ_CHANNEL);
   return mq_rpc_check(amqp_get_rpc_reply(c), "channel open", err, errlen);
@@ -145,6 +172,12 @@ static int mq__login_and_open(amqp_connection_state_t c,
 
 amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
                                      char *err, size_t errlen) {
+  return mq_conn_open_flags(url, heartbeat_s, 0, err, errlen);
+}
+
+amqp_connection_state_t mq_conn_open_flags(const char *url, int heartbeat_s,
+                                           unsigned flags, char *err,
+                                           size_t errlen) {
   /* amqp_parse_url cuts the string it parses, and info points into it: the
    * copy lives until the login is done. */
   char *copy = strdup(url ? url : "");
@@ -175,7 +208,7 @@ amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
     return NULL;
   }
   if (mq__socket_open(c, info.host, info.port, err, errlen) < 0 ||
-      mq__login_and_open(c, &info, heartbeat_s, err, errlen) < 0) {
+      mq__login_and_open(c, &info, heartbeat_s, flags, err, errlen) < 0) {
     amqp_destroy_connection(c);
     free(copy);
     return NULL;
@@ -199,14 +232,54 @@ void mq_conn_close(amqp_connection_state_t c) {
   amqp_destroy_connection(c);
 }
 
+/* What to do about a 406 on the exchange: a broker still holding the
+ * direct exchange of builds before the history. Before the broker's text,
+ * which the callers' 256-byte buffers would cut off. */
+#define MQ__EXCHANGE_HINT                                                    \
+  "exchange exists as direct (from before the event history): stop every "  \
+  "gateway and worker, delete it or run deploy/rabbitmq/setup.sh --migrate " \
+  "(OPERATIONS.md, Upgrading to history)"
+
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen) {
   amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes("direct"), 0 /* passive */,
-                        1 /* durable */, 0 /* auto_delete */, 0 /* internal */,
-                        amqp_empty_table);
-  return mq_rpc_check(amqp_get_rpc_reply(c),
-                      "declare exchange " MQ_GROUPS_EXCHANGE, err, errlen);
+                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE),
+                        0 /* passive */, 1 /* durable */, 0 /* auto_delete */,
+                        0 /* internal */, amqp_empty_table);
+  const char *what = "declare exchange " MQ_GROUPS_EXCHANGE;
+  char full[512];
+  if (mq_rpc_check(amqp_get_rpc_reply(c), what, full, sizeof full) == 0) return 0;
+  const char *refusal = strstr(full, "406 PRECONDITION_FAILED");
+  if (err && errlen) {
+    if (refusal) snprintf(err, errlen, "%s: " MQ__EXCHANGE_HINT ": %s", what, refusal);
+    else snprintf(err, errlen, "%s", full);
+  }
+  return -1;
+}
+
+/* Two idempotent bindings per call: a gateway redeclares them at every
+ * broker-up (two round trips), so a vhost works without setup.sh. */
+int mq_declare_control_exchange(amqp_connection_state_t c, char *err,
+                                size_t errlen) {
+  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_CONTROL_EXCHANGE),
+                        amqp_cstring_bytes(MQ_CONTROL_EXCHANGE_TYPE),
+                        0 /* passive */, 1 /* durable */, 0 /* auto_delete */,
+                        0 /* internal */, amqp_empty_table);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "declare exchange " MQ_CONTROL_EXCHANGE,
+                   err, errlen) != 0)
+    return -1;
+  static const char *const keys[] = {MQ_CONTROL_BINDING_USER,
+                                     MQ_CONTROL_BINDING_GATEWAY};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    amqp_exchange_bind(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_CONTROL_EXCHANGE),
+                       amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
+                       amqp_cstring_bytes(keys[i]), amqp_empty_table);
+    char what[96];
+    snprintf(what, sizeof what, "bind " MQ_CONTROL_EXCHANGE " to " MQ_GROUPS_EXCHANGE
+             " with %s", keys[i]);
+    if (mq_rpc_check(amqp_get_rpc_reply(c), what, err, errlen) != 0) return -1;
+  }
+  return 0;
 }
 
 /* What to do about a 406 on our queues, put before the broker's text: the
@@ -215,20 +288,31 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
   "queue arguments differ: queues from before amqp.queue_max_bytes need "    \
   "it set to 0, else recreate them (OPERATIONS.md, Queue arguments)"
 
-static int mq__declare_queue(amqp_connection_state_t c, const char *name,
-                            amqp_table_t args, char *err, size_t errlen) {
+/* What to do about a 406 on the history's stream. */
+#define MQ__STREAM_HINT                                                        \
+  "stream arguments differ from the [history] settings: set them as it was " \
+  "declared, or delete the stream (its history goes) (OPERATIONS.md)"
+
+static int mq__declare_queue_hint(amqp_connection_state_t c, const char *name,
+                                  amqp_table_t args, const char *hint, char *err,
+                                  size_t errlen) {
   amqp_queue_declare(c, MQ_CHANNEL, amqp_cstring_bytes(name), 0 /* passive */,
                      1 /* durable */, 0 /* exclusive */, 0 /* auto_delete */,
                      args);
-  char what[64], full[512];
-  snprintf(what, sizeof what, "declare queue %s", name);
+  char what[300], full[512];
+  snprintf(what, sizeof what, "declare queue %.255s", name);
   if (mq_rpc_check(amqp_get_rpc_reply(c), what, full, sizeof full) == 0) return 0;
   const char *refusal = strstr(full, "406 PRECONDITION_FAILED");
   if (err && errlen) {
-    if (refusal) snprintf(err, errlen, "%s: " MQ__INEQUIVALENT_HINT ": %s", what, refusal);
+    if (refusal) snprintf(err, errlen, "%s: %s: %s", what, hint, refusal);
     else snprintf(err, errlen, "%s", full);
   }
   return -1;
+}
+
+static int mq__declare_queue(amqp_connection_state_t c, const char *name,
+                            amqp_table_t args, char *err, size_t errlen) {
+  return mq__declare_queue_hint(c, name, args, MQ__INEQUIVALENT_HINT, err, errlen);
 }
 
 mq_queue_limits mq_queue_limits_of(const mq_settings *s) {
@@ -269,6 +353,26 @@ int mq_declare_channel_queues(amqp_connection_state_t c,
     if (mq__declare_queue(c, names[i], args, err, errlen) < 0) return -1;
   }
   return 0;
+}
+
+int mq_declare_history_stream(amqp_connection_state_t c, const mq_stream_args *a,
+                              char *err, size_t errlen) {
+  char age[32];
+  snprintf(age, sizeof age, "%lds", a->max_age_s);
+  amqp_table_entry_t e[5];
+  int n = 0;
+  mq__arg_string(&e[n++], "x-queue-type", "stream");
+  mq__arg_string(&e[n++], "x-max-age", age);
+  mq__arg_long(&e[n++], "x-max-length-bytes", a->max_bytes);
+  mq__arg_long(&e[n++], "x-stream-max-segment-size-bytes", a->segment_bytes);
+  if (a->replicas > 0) mq__arg_long(&e[n++], "x-initial-cluster-size", a->replicas);
+  amqp_table_t args = {n, e};
+  if (mq__declare_queue_hint(c, a->name, args, MQ__STREAM_HINT, err, errlen) < 0)
+    return -1;
+  amqp_queue_bind(c, MQ_CHANNEL, amqp_cstring_bytes(a->name),
+                  amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
+                  amqp_cstring_bytes(MQ_HISTORY_BINDING), amqp_empty_table);
+  return mq_rpc_check(amqp_get_rpc_reply(c), "bind the history stream", err, errlen);
 }
 
 /* ---- the address list ------------------------------------------------- */

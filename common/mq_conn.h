@@ -139,6 +139,16 @@ int mq_settings_check(const char *url, const char *queue_type, char *err,
 amqp_connection_state_t mq_conn_open(const char *url, int heartbeat_s,
                                      char *err, size_t errlen);
 
+/* mq_conn_open's flags. MQ_CONN_CANCEL_NOTIFY: the client announces the
+ * capability consumer_cancel_notify, so the broker sends basic.cancel when
+ * a queue it consumes is deleted (without it the consumer just goes quiet:
+ * a gateway reading a deleted stream would wait forever). Only for clients
+ * that handle basic.cancel. */
+#define MQ_CONN_CANCEL_NOTIFY 1u
+amqp_connection_state_t mq_conn_open_flags(const char *url, int heartbeat_s,
+                                           unsigned flags, char *err,
+                                           size_t errlen);
+
 /* Closes channel and connection politely when possible, then frees. */
 void mq_conn_close(amqp_connection_state_t c);
 
@@ -151,9 +161,37 @@ void mq_json_props(amqp_basic_properties_t *p, int persistent);
 int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
                  size_t errlen);
 
-/* Declares the durable groups exchange (direct). */
+/* Declares the durable groups exchange (topic). An exchange of that name
+ * declared as direct by an older build is refused (406): err then says what
+ * to do (OPERATIONS.md, "Upgrading to history"). */
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen);
+
+/* Declares the durable control exchange (topic) and binds it as a
+ * destination of the groups exchange with MQ_CONTROL_BINDING_USER and
+ * MQ_CONTROL_BINDING_GATEWAY, after mq_declare_groups_exchange. Needs
+ * configure and write on the control exchange and read on the groups
+ * exchange (deploy/rabbitmq/setup.sh gives them to the gateway); workers
+ * and emitters do not call it. */
+int mq_declare_control_exchange(amqp_connection_state_t c, char *err,
+                                size_t errlen);
+
+/* The event history's stream queue (issue 14) as the [history] settings
+ * ask for it. */
+typedef struct mq_stream_args {
+  const char *name;   /* history.stream */
+  long max_age_s;     /* x-max-age "<N>s" */
+  long max_bytes;     /* x-max-length-bytes */
+  long segment_bytes; /* x-stream-max-segment-size-bytes */
+  long replicas;      /* x-initial-cluster-size; 0: not sent */
+} mq_stream_args;
+
+/* Declares the durable stream (x-queue-type stream and the arguments of a)
+ * and binds it to the groups exchange with key "#", so it stores every
+ * message sent there, in one order. A stream that exists with other
+ * arguments (406) fails with what to do in err. */
+int mq_declare_history_stream(amqp_connection_state_t c, const mq_stream_args *a,
+                              char *err, size_t errlen);
 
 /* The queue arguments the [amqp] settings ask for. */
 mq_queue_limits mq_queue_limits_of(const mq_settings *s);

@@ -210,8 +210,65 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
   prom_sample(b, rp, NULL, g->amqp_read_pauses);
 }
 
+/* Unlabelled families: {name, type, help} and a value each. */
+static void gw_admin__families(prom_buf *b, const char *const fam[][3], const uint64_t *v,
+                               size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
+    prom_sample(b, fam[i][0], NULL, v[i]);
+  }
+}
+
+/* The history stream's consumer (history on only). */
+static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
+  if (!g->hist_on) return;
+  static const char *const fam[][3] = {
+      {"wsgw_gateway_history_messages_total", "counter",
+       "Messages read from the history stream (every event, control key and marker)."},
+      {"wsgw_gateway_history_resumes_total", "counter",
+       "Reconnections that resumed reading the stream at the last offset read."},
+      {"wsgw_gateway_history_gaps_total", "counter",
+       "Times messages were found gone on resuming (retention passed while cut off)."},
+      {"wsgw_gateway_history_gap_messages_total", "counter",
+       "Messages lost to those gaps."},
+      {"wsgw_gateway_history_resets_total", "counter",
+       "Times the gateway forgot its history: its first start, a recreated stream."},
+      {"wsgw_gateway_history_offset", "gauge", "Offset of the last stream message read."},
+      {"wsgw_gateway_history_ring_messages", "gauge",
+       "Messages of the history this process holds to recover wsgw.2 clients from."},
+      {"wsgw_gateway_history_ring_bytes", "gauge",
+       "Their bytes, frames and envelopes included (bound: history.memory)."},
+      {"wsgw_gateway_history_ring_evicted_total", "counter",
+       "Messages dropped from the ring at history.memory (the oldest first)."},
+  };
+  const uint64_t v[] = {g->hist_read,        g->hist_resumes,  g->hist_gaps,
+                        g->hist_gap_lost,    g->hist_resets,   g->hist_last_offset,
+                        g->ring_messages,    g->ring_bytes,    g->ring_evicted};
+  gw_admin__families(b, fam, v, sizeof v / sizeof *v);
+  /* wsgw.2 clients (gw_relay, gw_conn) */
+  static const char rec[] = "wsgw_gateway_history_recoveries_total";
+  prom_family(b, rec, "counter",
+              "Positions wsgw.2 subscriptions named, by result: recovered (ok), older than "
+              "the ring (expired), not of their group in this history (unknown).");
+  gw_admin__labelled(b, rec, "result", "ok", st->hist_recovered);
+  gw_admin__labelled(b, rec, "result", "expired", st->hist_recover_expired);
+  gw_admin__labelled(b, rec, "result", "unknown", st->hist_recover_unknown);
+  static const char *const cu[][3] = {
+      {"wsgw_gateway_history_lags_total", "counter",
+       "wsgw.2 connections whose send queue was full: served from the history instead "
+       "of closed."},
+      {"wsgw_gateway_history_caught_up_total", "counter",
+       "Catch-ups (recoveries and lags) that reached the live stream."},
+      {"wsgw_gateway_history_lag_expired_total", "counter",
+       "Catch-ups whose owed events had left the ring (the client got a notice)."},
+  };
+  const uint64_t w[] = {st->hist_lags, st->hist_caught_up, st->hist_lag_expired};
+  gw_admin__families(b, cu, w, sizeof w / sizeof *w);
+}
+
 void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
   gw_admin__gauges(b, g);
+  gw_admin__history(b, st, g);
   for (size_t i = 0; i < sizeof(gw_admin__counters) / sizeof(gw_admin__counters[0]); i++) {
     const gw_admin__metric *m = &gw_admin__counters[i];
     prom_family(b, m->name, m->type, m->help);
@@ -250,6 +307,19 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
   g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
+  g->hist_on = s->bridge && s->cfg->history.enabled;
+  if (!g->hist_on) return;
+  gw_bridge_hist_stats h;
+  gw_bridge_hist_stats_get(s->bridge, &h);
+  g->hist_read = h.read;
+  g->hist_resumes = h.resumes;
+  g->hist_gaps = h.gaps;
+  g->hist_gap_lost = h.gap_lost;
+  g->hist_resets = h.resets;
+  g->hist_last_offset = h.last_offset;
+  g->ring_messages = s->hist.n;
+  g->ring_bytes = s->hist.bytes;
+  g->ring_evicted = s->hist.evicted;
 }
 
 /* Why the gateway should get no new clients now, or NULL when it should. */

@@ -57,6 +57,12 @@ typedef struct gw_admin_gauges {
   uint64_t bind_backlog;
   uint64_t amqp_up, backlog_to_broker, backlog_from_broker;
   uint64_t amqp_read_pauses; /* a counter, kept by the AMQP thread */
+  /* the event history's consumer (gw_bridge_hist_stats); hist_on 0: the
+   * history is off and none of these is shown */
+  uint64_t hist_on, hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
+  uint64_t hist_last_offset;
+  /* the ring (gw_hist) */
+  uint64_t ring_messages, ring_bytes, ring_evicted;
 } gw_admin_gauges;
 
 void gw_admin_render(prom_buf *b, const struct gw_stats *st,

@@ -36,7 +36,25 @@
  * order among themselves is kept (a bind and the unbind after it must
  * reach the broker in that order); against publishes nothing depends on
  * it: a client's reply already went out before its binds, as before.
- * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd).
+ * Control keys' binds (kicks) come after the groups' (gw_bridge__push_cmd)
+ * and go to the control exchange instead of the groups exchange
+ * (gw_bridge__bind_one); the thread declares it and its bindings from the
+ * groups exchange at broker-up (mq_declare_control_exchange).
+ *
+ * The event history (history on, issue 14): at broker-up the thread declares
+ * the stream and binds it with '#', sets basic.qos (the broker refuses a
+ * stream consumer without a prefetch) and consumes it with manual acks from
+ * where gw_stream says (a timestamp, the last offset posted, or "first"),
+ * then publishes its marker. Each delivery's offset (header
+ * x-stream-offset) and digest (chan_pos_digest) go through gw_stream, whose
+ * action becomes events; acks go once per pass (multiple), so that when the
+ * thread stops reading at the backlog bound the broker stops at the
+ * prefetch. Stream deliveries are told from our queue's by consumer tag
+ * (wsgw.hist.<generation>: a cancelled consumption's stragglers are acked
+ * and dropped). The login announces consumer_cancel_notify, so a deleted
+ * stream is a basic.cancel (handled as a lost connection), not silence.
+ * Costs: every gateway reads every event of the vhost, and an event's
+ * digest (FNV over its body) is computed once per gateway.
  *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback, a few ms on a busy broker), during which deliveries
@@ -47,6 +65,7 @@
 #include "gw_bridge.h"
 
 #include <amqp.h>
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -59,9 +78,12 @@
 
 #include "backoff.h"
 #include "chan_names.h"
+#include "chan_pos.h"
+#include "gw_stream.h"
 #include "log.h"
 #include "mq_confirm.h"
 #include "mq_conn.h"
+#include "mq_names.h"
 #include "utf8.h"
 
 /* Binds per pass stop being started after this long, so that publishes
@@ -76,6 +98,17 @@
  * ran 15,000 in 4-7 s (a busy machine). */
 #define GW_BRIDGE_BIND_BUDGET_MS 5
 #define GW_BRIDGE_BIND_REST 1
+
+/* The confirm cookie of a marker publish (no connection has this id): a
+ * refused marker would leave a first start waiting for it forever, so the
+ * connection starts over instead. */
+#define GW_BRIDGE_MARK_COOKIE UINT64_MAX
+/* Consumer tags of the stream consumer: this prefix and a generation, so
+ * that deliveries of a cancelled consumption are told apart. */
+#define GW_BRIDGE_HIST_TAG "wsgw.hist."
+/* Consumes of the stream refused in a row on one node before moving on to
+ * the next: with the backoff, about 3 s there (0.1 + 0.2 + ... + 1.6 s). */
+#define GW_BRIDGE_HIST_TRIES 5
 
 typedef enum { CMD_PUBLISH, CMD_BIND, CMD_UNBIND } gw_bridge__cmd_kind;
 
@@ -94,6 +127,9 @@ struct gw_bridge {
   int heartbeat_s;
   mq_queue_limits limits;
   size_t max_backlog;
+  int hist;                /* history.enabled */
+  mq_stream_args stream;   /* .name owned */
+  long preload_ms, prefetch, resume_timeout_ms;
   gw_bridge_cb cb;
   void *cb_arg;
   uv_async_t async; /* thread -> loop wake */
@@ -113,6 +149,9 @@ struct gw_bridge {
   atomic_size_t in_bytes;  /* event bytes queued, thread -> loop */
   atomic_ulong read_pauses; /* times the thread stopped reading at the bound */
   atomic_int up;
+  /* the history consumer's counters (gw_bridge_hist_stats) */
+  atomic_ulong hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
+  atomic_ullong hist_last;
 
   /* thread only */
   amqp_connection_state_t conn;
@@ -122,6 +161,13 @@ struct gw_bridge {
   mq_confirms confirms;            /* publishes awaiting ack/nack */
   int paused;                      /* stopped reading at the backlog bound */
   uint64_t bind_after_ms;          /* no binds before (their duty cycle) */
+  /* the history stream's consumption (history on) */
+  gw_stream st;
+  char hist_tag[32];     /* the current consumer's tag */
+  unsigned hist_gen;     /* its generation */
+  uint64_t ack_tag;      /* highest stream delivery not yet acknowledged */
+  unsigned ack_n;        /* stream deliveries not yet acknowledged */
+  unsigned hist_fails;   /* consumes of the stream refused in a row on this node */
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -233,6 +279,15 @@ void gw_bridge_unbind(gw_bridge *b, const char *group) {
 
 int gw_bridge_is_up(const gw_bridge *b) { return atomic_load(&b->up); }
 
+void gw_bridge_hist_stats_get(const gw_bridge *b, gw_bridge_hist_stats *out) {
+  out->read = atomic_load(&b->hist_read);
+  out->resumes = atomic_load(&b->hist_resumes);
+  out->gaps = atomic_load(&b->hist_gaps);
+  out->gap_lost = atomic_load(&b->hist_gap_lost);
+  out->resets = atomic_load(&b->hist_resets);
+  out->last_offset = atomic_load(&b->hist_last);
+}
+
 size_t gw_bridge_backlog_out(const gw_bridge *b) { return atomic_load(&b->out_bytes); }
 
 size_t gw_bridge_backlog_in(const gw_bridge *b) { return atomic_load(&b->in_bytes); }
@@ -264,6 +319,7 @@ static void gw_bridge__on_async(uv_async_t *h) {
 typedef struct gw_bridge__batch {
   gw_bridge_event *head, *tail;
   size_t bytes;
+  int mark_refused; /* the broker refused a marker (checked at once) */
 } gw_bridge__batch;
 
 static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
@@ -274,6 +330,7 @@ static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
   e->kind = kind;
   e->frame = NULL;
   e->conn_id = 0;
+  e->offset = e->digest = 0;
   e->len = len;
   if (len) memcpy(e->data, data, len);
   e->data[len] = '\0';
@@ -316,6 +373,10 @@ static uint64_t gw_bridge__now_ms(void) {
 /* ---- thread side: publisher confirms ---------------------------------- */
 
 static void gw_bridge__refused(gw_bridge__batch *batch, uint64_t conn_id) {
+  if (conn_id == GW_BRIDGE_MARK_COOKIE) {
+    batch->mark_refused = 1;
+    return;
+  }
   if (!conn_id) return;
   gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_REFUSED, "", 0);
   if (!e) return;
@@ -330,14 +391,18 @@ static void gw_bridge__refused_cb(uint64_t conn_id, void *arg) {
 
 /* ---- thread side: connection ---------------------------------------------- */
 
-static void gw_bridge__lost(gw_bridge *b, const char *why) {
+/* The connection is gone or given up. move_on: reconnect to the next node
+ * first (the likeliest to be the one gone is this one). */
+static void gw_bridge__lost_on(gw_bridge *b, const char *why, int move_on) {
   if (b->conn) {
     char node[128];
     mq_url_host_port(mq_url_list_current(&b->urls), node, sizeof node);
     log_warn("amqp_down", "node=%s reason=\"%s\" unconfirmed=%zu", node, why,
              mq_confirms_pending(&b->confirms));
-    mq_url_list_next(&b->urls); /* reconnect elsewhere first */
+    if (move_on) mq_url_list_next(&b->urls);
     atomic_store(&b->up, 0);
+    gw_stream_stop(&b->st); /* the next connection resumes */
+    b->ack_n = 0;           /* delivery tags die with the channel */
     /* Whether unconfirmed publishes arrived is unknown, and their replies
      * would go to a queue that died with this connection: refuse them all. */
     gw_bridge__batch batch = {0};
@@ -350,12 +415,15 @@ static void gw_bridge__lost(gw_bridge *b, const char *why) {
   }
 }
 
+static void gw_bridge__lost(gw_bridge *b, const char *why) { gw_bridge__lost_on(b, why, 1); }
+
 static int gw_bridge__declare(gw_bridge *b, char *err, size_t errlen) {
   amqp_connection_state_t c = b->conn;
   amqp_confirm_select(c, MQ_CHANNEL);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen)) return -1;
   mq_confirms_init(&b->confirms);
   if (mq_declare_groups_exchange(c, err, errlen) != 0) return -1;
+  if (mq_declare_control_exchange(c, err, errlen) != 0) return -1;
   if (mq_declare_channel_queues(c, &b->limits, err, errlen) != 0) return -1;
   /* Server-named, exclusive, auto-delete: the queue and every binding
    * vanish with this process, and a reconnect never races the broker's
@@ -372,7 +440,24 @@ static int gw_bridge__declare(gw_bridge *b, char *err, size_t errlen) {
    * reads (see gw_bridge__can_read). */
   amqp_basic_consume(c, MQ_CHANNEL, amqp_cstring_bytes(b->queue),
                      amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
-  return mq_rpc_check(amqp_get_rpc_reply(c), "consume own queue", err, errlen);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "consume own queue", err, errlen)) return -1;
+  if (!b->hist) return 0;
+  if (mq_declare_history_stream(c, &b->stream, err, errlen) != 0) return -1;
+  /* Per consumer (global 0): only the stream consumer acknowledges. The
+   * broker requires it for a stream. */
+  amqp_basic_qos(c, MQ_CHANNEL, 0, (uint16_t)b->prefetch, 0);
+  return mq_rpc_check(amqp_get_rpc_reply(c), "basic.qos", err, errlen);
+}
+
+static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
+                                 gw_bridge__batch *batch);
+/* The stream's first consumption on a new connection: a first start or a
+ * resume (gw_stream decides). */
+static int gw_bridge__hist_start(gw_bridge *b) {
+  gw_bridge__batch batch = {0};
+  int rc = gw_bridge__hist_begin(b, 0, "first start", &batch);
+  gw_bridge__post(b, &batch);
+  return rc;
 }
 
 /* Sleeps up to ms, waking early when the loop asks us to stop. */
@@ -403,14 +488,28 @@ static int gw_bridge__connect(gw_bridge *b) {
   char err[256], node[128];
   const char *url = mq_url_list_current(&b->urls);
   mq_url_host_port(url, node, sizeof node);
-  b->conn = mq_conn_open(url, b->heartbeat_s, err, sizeof(err));
+  b->conn = mq_conn_open_flags(url, b->heartbeat_s,
+                               b->hist ? MQ_CONN_CANCEL_NOTIFY : 0, err, sizeof(err));
   if (b->conn && gw_bridge__declare(b, err, sizeof(err)) == 0) {
-    backoff_reset(&b->retry);
     mq_url_list_connected(&b->urls);
     b->last_rx_ms = b->last_tx_ms = gw_bridge__now_ms();
-    atomic_store(&b->up, 1);
+    /* With the history, up once LIVE is posted (gw_bridge__hist_delivery). */
+    if (!b->hist) atomic_store(&b->up, 1);
     log_info("amqp_up", "node=%s queue=%s", node, b->queue);
     gw_bridge__post_state(b, GW_BRIDGE_UP, b->queue);
+    if (b->hist && gw_bridge__hist_start(b) != 0) {
+      /* The node is up but the stream is not readable there yet (RabbitMQ
+       * 3.10 consumes from a local replica only, and after a lost leader
+       * the survivors' replicas restart): retry here a few times, backing
+       * off, before moving on, which would try a dead node next. */
+      int move_on = ++b->hist_fails >= GW_BRIDGE_HIST_TRIES;
+      if (move_on) b->hist_fails = 0;
+      gw_bridge__lost_on(b, "history consume failed", move_on);
+      gw_bridge__sleep(b, backoff_next(&b->retry));
+      return -1;
+    }
+    b->hist_fails = 0;
+    backoff_reset(&b->retry);
     return 0;
   }
   if (b->conn) {
@@ -475,10 +574,16 @@ static int gw_bridge__publish_one(gw_bridge *b, gw_bridge__cmd *c) {
   return 0;
 }
 
+/* A control key is bound on the control exchange only, whatever the
+ * history: there a kick sent with mandatory comes back when nobody holds
+ * the key (on the groups exchange the stream's '#' takes every key). A
+ * kick sent to the groups exchange reaches us through that exchange's
+ * bindings to the control exchange, once. */
 static int gw_bridge__bind_one(gw_bridge *b, gw_bridge__cmd *c) {
   char err[256];
   amqp_bytes_t q = amqp_cstring_bytes(b->queue);
-  amqp_bytes_t x = amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE);
+  amqp_bytes_t x = amqp_cstring_bytes(gw_bridge__is_control(c) ? CHAN_CONTROL_EXCHANGE
+                                                                : CHAN_GROUPS_EXCHANGE);
   amqp_bytes_t key = amqp_cstring_bytes(c->name);
   if (c->kind == CMD_BIND) {
     amqp_queue_bind(b->conn, MQ_CHANNEL, q, x, key, amqp_empty_table);
@@ -650,10 +755,20 @@ static gw_bridge_event *gw_bridge__control_event(const gw_bridge *b,
 
 static gw_bridge_event *gw_bridge__event_for(const gw_bridge *b, const amqp_envelope_t *env) {
   const amqp_bytes_t *x = &env->exchange;
-  if (x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
-      memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0) {
+  int groups = x->len == strlen(CHAN_GROUPS_EXCHANGE) &&
+               memcmp(x->bytes, CHAN_GROUPS_EXCHANGE, x->len) == 0;
+  int control = x->len == strlen(CHAN_CONTROL_EXCHANGE) &&
+                memcmp(x->bytes, CHAN_CONTROL_EXCHANGE, x->len) == 0;
+  /* The exchange a message was published to is the one delivered: a kick
+   * sent to the groups exchange names it though it came through the
+   * control exchange. We bind nothing but control keys there. */
+  if (groups || control) {
     if (gw_bridge__key_has_prefix(&env->routing_key, CHAN_CONTROL_PREFIX))
       return gw_bridge__control_event(b, env);
+    if (control) return NULL;
+    /* With the history, group messages come from the stream only (our
+     * queue is bound to control keys): none should arrive here. */
+    if (b->hist) return NULL;
     if (gw_bridge__is_kick(env)) { /* a kick sent to a group: not ours to act on */
       log_warn("control_message_dropped", "key=%.*s reason=\"kick to a group\"",
                (int)env->routing_key.len, (const char *)env->routing_key.bytes);
@@ -665,6 +780,220 @@ static gw_bridge_event *gw_bridge__event_for(const gw_bridge *b, const amqp_enve
     return gw_bridge__event_new(GW_BRIDGE_REPLY, env->message.body.bytes,
                                   env->message.body.len);
   return NULL;
+}
+
+/* ---- thread side: the history stream ------------------------------------ */
+
+static int gw_bridge__bytes_eq(const amqp_bytes_t *a, const char *s) {
+  size_t n = strlen(s);
+  return a->len == n && memcmp(a->bytes, s, n) == 0;
+}
+
+/* 1 for a delivery of a stream consumption, current or cancelled (they
+ * are acknowledged; our own queue's are not). */
+static int gw_bridge__is_hist_tag(const amqp_bytes_t *tag) {
+  return gw_bridge__key_has_prefix(tag, GW_BRIDGE_HIST_TAG);
+}
+
+static int gw_bridge__is_own_marker(const gw_bridge *b, const amqp_bytes_t *key) {
+  size_t pre = sizeof CHAN_MARK_KEY_PREFIX - 1, q = strlen(b->queue);
+  return key->len == pre + q && gw_bridge__key_has_prefix(key, CHAN_MARK_KEY_PREFIX) &&
+         memcmp((const char *)key->bytes + pre, b->queue, q) == 0;
+}
+
+/* The x-stream-offset header every stream delivery carries (a long);
+ * -1 when it is missing or negative. */
+static int gw_bridge__stream_offset(const amqp_basic_properties_t *p, uint64_t *off) {
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return -1;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *h = &p->headers.entries[i];
+    if (!gw_bridge__bytes_eq(&h->key, "x-stream-offset")) continue;
+    const amqp_field_value_t *v = &h->value;
+    switch (v->kind) {
+      case AMQP_FIELD_KIND_I64: if (v->value.i64 < 0) return -1; *off = (uint64_t)v->value.i64; return 0;
+      case AMQP_FIELD_KIND_U64: *off = v->value.u64; return 0;
+      case AMQP_FIELD_KIND_I32: if (v->value.i32 < 0) return -1; *off = (uint64_t)v->value.i32; return 0;
+      case AMQP_FIELD_KIND_U32: *off = v->value.u32; return 0;
+      default: return -1;
+    }
+  }
+  return -1;
+}
+
+/* Acknowledges every stream delivery read so far (multiple = 1): one frame
+ * per pass or per half a prefetch. Reads stop at the backlog bound, so the
+ * acks do too, and the broker stops sending at the prefetch. */
+static int gw_bridge__ack_flush(gw_bridge *b) {
+  assert(b->hist && b->conn);
+  if (!b->ack_n) return 0;
+  b->ack_n = 0;
+  if (amqp_basic_ack(b->conn, MQ_CHANNEL, b->ack_tag, 1) != AMQP_STATUS_OK) return -1;
+  b->last_tx_ms = gw_bridge__now_ms();
+  return 0;
+}
+
+/* "wsgw!mark.<queue>" with our queue name as the body, confirmed: nobody
+ * binds that key but the stream, where it marks "now" for us. */
+static int gw_bridge__publish_marker(gw_bridge *b) {
+  char key[sizeof CHAN_MARK_KEY_PREFIX + CHAN_QUEUE_NAME_MAX];
+  snprintf(key, sizeof key, CHAN_MARK_KEY_PREFIX "%s", b->queue);
+  if (mq_confirms_push(&b->confirms, GW_BRIDGE_MARK_COOKIE) != 0) return -1;
+  int rc = amqp_basic_publish(b->conn, MQ_CHANNEL, amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE),
+                              amqp_cstring_bytes(key), 0, 0, NULL,
+                              amqp_cstring_bytes(b->queue));
+  if (rc != AMQP_STATUS_OK) return -1;
+  b->last_tx_ms = gw_bridge__now_ms();
+  return 0;
+}
+
+/* basic.consume's x-stream-offset for a consumption starting at `from`. */
+static void gw_bridge__offset_arg(const gw_bridge *b, gw_stream_from from, uint64_t off,
+                                  amqp_table_entry_t *e) {
+  e->key = amqp_cstring_bytes("x-stream-offset");
+  if (from == GW_STREAM_FROM_OFFSET) {
+    e->value.kind = AMQP_FIELD_KIND_I64;
+    e->value.value.i64 = (int64_t)off;
+  } else if (from == GW_STREAM_FROM_FIRST) {
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = amqp_cstring_bytes("first");
+  } else { /* a timestamp, in seconds; the broker starts at that chunk */
+    uint64_t now = (uint64_t)time(NULL), back = (uint64_t)b->preload_ms / 1000;
+    e->value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+    e->value.value.u64 = now > back ? now - back : 0;
+  }
+}
+
+/* Starts a consumption of the stream (gw_stream_begin decides where),
+ * RESET first into batch when the loop must forget its history, then
+ * publishes our marker. -1 when the connection broke. */
+static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
+                                 gw_bridge__batch *batch) {
+  uint64_t off;
+  int reset;
+  gw_stream_from from = gw_stream_begin(&b->st, restart, gw_bridge__now_ms(),
+                                        (uint64_t)b->resume_timeout_ms, &off, &reset);
+  if (reset) {
+    gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_HIST_RESET, why, strlen(why));
+    if (!e) return -1;
+    gw_bridge__batch_add(batch, e);
+    atomic_fetch_add(&b->hist_resets, 1);
+    if (restart) log_warn("hist_reset", "stream=%s reason=\"%s\"", b->stream.name, why);
+    else log_info("hist_reset", "stream=%s reason=\"%s\"", b->stream.name, why);
+  }
+  amqp_table_entry_t arg;
+  gw_bridge__offset_arg(b, from, off, &arg);
+  amqp_table_t args = {1, &arg};
+  snprintf(b->hist_tag, sizeof b->hist_tag, GW_BRIDGE_HIST_TAG "%u", ++b->hist_gen);
+  amqp_basic_consume(b->conn, MQ_CHANNEL, amqp_cstring_bytes(b->stream.name),
+                     amqp_cstring_bytes(b->hist_tag), 0, 0 /* no_ack */, 0, args);
+  char err[256];
+  if (mq_rpc_check(amqp_get_rpc_reply(b->conn), "consume history stream", err, sizeof err)) {
+    log_warn("hist_consume_failed", "stream=%s reason=\"%s\"", b->stream.name, err);
+    return -1;
+  }
+  b->last_rx_ms = b->last_tx_ms = gw_bridge__now_ms();
+  if (from == GW_STREAM_FROM_OFFSET) {
+    atomic_fetch_add(&b->hist_resumes, 1);
+    log_info("hist_resume", "stream=%s offset=%llu timeout_ms=%ld", b->stream.name,
+             (unsigned long long)off, b->resume_timeout_ms);
+  } else {
+    log_info("hist_consume", "stream=%s from=%s", b->stream.name,
+             from == GW_STREAM_FROM_FIRST ? "first" : "time");
+  }
+  return gw_bridge__publish_marker(b);
+}
+
+/* The stream is not the one we read before (recreated): cancel, RESET,
+ * read it from its first message. */
+static int gw_bridge__hist_restart(gw_bridge *b, const char *why, gw_bridge__batch *batch) {
+  if (gw_bridge__ack_flush(b) != 0) return -1;
+  amqp_basic_cancel(b->conn, MQ_CHANNEL, amqp_cstring_bytes(b->hist_tag));
+  char err[256];
+  if (mq_rpc_check(amqp_get_rpc_reply(b->conn), "cancel history consumer", err, sizeof err)) {
+    log_warn("hist_consume_failed", "stream=%s reason=\"%s\"", b->stream.name, err);
+    return -1;
+  }
+  return gw_bridge__hist_begin(b, 1, why, batch);
+}
+
+/* HIST for one stream message: its frame, unless nobody may receive it
+ * (a control key, a body that is not UTF-8, a kick sent to a group). */
+static gw_bridge_event *gw_bridge__hist_event(const amqp_envelope_t *env, uint64_t off) {
+  const amqp_bytes_t *key = &env->routing_key, *body = &env->message.body;
+  gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_HIST, key->bytes, key->len);
+  if (!e) return NULL;
+  e->offset = off;
+  if (gw_bridge__key_has_prefix(key, CHAN_CONTROL_PREFIX) || gw_bridge__is_kick(env))
+    return e;
+  if (!utf8_valid(body->bytes, body->len)) {
+    log_warn("group_message_dropped", "group=%.*s offset=%llu reason=invalid_utf8",
+             (int)key->len, (const char *)key->bytes, (unsigned long long)off);
+    return e;
+  }
+  e->frame = gw_buf_frame(1, body->bytes, body->len);
+  if (!e->frame) {
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+/* GAP (first lost offset) or LIVE (first live offset) into batch. */
+static int gw_bridge__hist_mark(gw_bridge__batch *batch, gw_bridge_kind kind, uint64_t off) {
+  gw_bridge_event *e = gw_bridge__event_new(kind, "", 0);
+  if (!e) return -1;
+  e->offset = off;
+  gw_bridge__batch_add(batch, e);
+  return 0;
+}
+
+/* Does what gw_stream decides for one delivery of the stream. -1 when the
+ * connection broke, or out of memory: then the reconnect resumes from the
+ * last message posted, so nothing is skipped. */
+static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
+                                    gw_bridge__batch *batch) {
+  b->ack_tag = env->delivery_tag;
+  b->ack_n++;
+  if (!gw_bridge__bytes_eq(&env->consumer_tag, b->hist_tag)) return 0; /* cancelled */
+  uint64_t off;
+  if (gw_bridge__stream_offset(&env->message.properties, &off) != 0) {
+    log_warn("hist_message_dropped", "reason=\"no x-stream-offset\"");
+    return 0;
+  }
+  atomic_fetch_add(&b->hist_read, 1);
+  const amqp_bytes_t *key = &env->routing_key, *body = &env->message.body;
+  uint64_t digest = chan_pos_digest(off, key->bytes, key->len, body->bytes, body->len);
+  gw_bridge_event *e = gw_bridge__hist_event(env, off);
+  if (!e) return -1;
+  e->digest = digest;
+  gw_stream_action a = gw_stream_step(&b->st, off, digest, gw_bridge__is_own_marker(b, key));
+  assert(!(a.flags & GW_STREAM_GO_LIVE) || b->st.phase == GW_STREAM_LIVE);
+  if (!(a.flags & GW_STREAM_POST)) gw_bridge_event_free(e);
+  if (a.flags & GW_STREAM_RESTART) return gw_bridge__hist_restart(b, "recreated", batch);
+  if (a.flags & GW_STREAM_GAP) {
+    atomic_fetch_add(&b->hist_gaps, 1);
+    atomic_fetch_add(&b->hist_gap_lost, (unsigned long)(off - a.gap_from));
+    log_warn("hist_gap", "stream=%s from=%llu to=%llu lost=%llu", b->stream.name,
+             (unsigned long long)a.gap_from, (unsigned long long)off,
+             (unsigned long long)(off - a.gap_from));
+  }
+  int rc = 0;
+  if (a.flags & GW_STREAM_GAP) rc |= gw_bridge__hist_mark(batch, GW_BRIDGE_HIST_GAP, a.gap_from);
+  if (a.flags & GW_STREAM_GO_LIVE) rc |= gw_bridge__hist_mark(batch, GW_BRIDGE_HIST_LIVE, a.live);
+  if (a.flags & GW_STREAM_POST) {
+    gw_bridge__batch_add(batch, e);
+    atomic_store(&b->hist_last, off);
+  }
+  if (rc != 0) {
+    log_error("hist_event_lost", "offset=%llu reason=no_memory", (unsigned long long)off);
+    return -1;
+  }
+  if (a.flags & GW_STREAM_GO_LIVE) {
+    gw_bridge__post(b, batch); /* LIVE before anyone may publish */
+    atomic_store(&b->up, 1);
+    log_info("hist_live", "stream=%s offset=%llu", b->stream.name, (unsigned long long)a.live);
+  }
+  return 0;
 }
 
 /* A frame that is not a delivery: a broker-side close ends the connection;
@@ -679,7 +1008,20 @@ static int gw_bridge__other_frame(gw_bridge *b, gw_bridge__batch *batch) {
     log_warn("amqp_publish_refused", "tag=%llu multiple=%d",
              (unsigned long long)n->delivery_tag, n->multiple);
   }
-  if (mq_confirms_apply(&b->confirms, &f, gw_bridge__refused_cb, batch)) return 0;
+  if (mq_confirms_apply(&b->confirms, &f, gw_bridge__refused_cb, batch)) {
+    if (!batch->mark_refused) return 0;
+    log_warn("hist_marker_refused", "queue=%s", b->queue);
+    return -1;
+  }
+  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
+    /* The broker cancelled a consumer: its queue was deleted (the history
+     * stream, or our own queue by an operator). As a lost connection: the
+     * reconnect declares both again and resumes. */
+    const amqp_basic_cancel_t *m = f.payload.method.decoded;
+    log_warn("amqp_consumer_cancelled", "tag=%.*s", (int)m->consumer_tag.len,
+             (const char *)m->consumer_tag.bytes);
+    return -1;
+  }
   char why[256];
   if (mq_frame_close_reason(&f, "consume", why, sizeof why)) {
     log_warn("amqp_closed", "reason=\"%s\"", why);
@@ -706,6 +1048,7 @@ static void gw_bridge__note_pause(gw_bridge *b) {
 static int gw_bridge__read(gw_bridge *b) {
   gw_bridge__batch batch = {0};
   int rc = 0;
+  unsigned ack_every = b->prefetch > 1 ? (unsigned)b->prefetch / 2 : 1;
   if (gw_bridge__can_read(b)) b->paused = 0;
   /* At most 4096 per wake so commands (new connections) are not starved
    * by a flood of events. */
@@ -715,9 +1058,15 @@ static int gw_bridge__read(gw_bridge *b) {
     amqp_maybe_release_buffers(b->conn);
     amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, &zero, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      gw_bridge_event *e = gw_bridge__event_for(b, &env);
+      if (b->hist && gw_bridge__is_hist_tag(&env.consumer_tag)) {
+        rc = gw_bridge__hist_delivery(b, &env, &batch);
+        if (rc == 0 && b->ack_n >= ack_every) rc = gw_bridge__ack_flush(b);
+      } else {
+        gw_bridge_event *e = gw_bridge__event_for(b, &env);
+        if (e) gw_bridge__batch_add(&batch, e);
+      }
       amqp_destroy_envelope(&env);
-      if (e) gw_bridge__batch_add(&batch, e);
+      if (rc != 0) break;
       if (batch.bytes > 1u << 20) gw_bridge__post(b, &batch);
       continue;
     }
@@ -731,6 +1080,11 @@ static int gw_bridge__read(gw_bridge *b) {
     rc = -1;
     break;
   }
+  if (rc == 0 && b->hist) rc = gw_bridge__ack_flush(b);
+  /* A resume that heard nothing: we wait at a future offset of a stream
+   * recreated shorter (the broker says nothing of it). */
+  if (rc == 0 && b->hist && gw_stream_overdue(&b->st, gw_bridge__now_ms()))
+    rc = gw_bridge__hist_restart(b, "resume timeout", &batch);
   gw_bridge__post(b, &batch);
   gw_bridge__note_pause(b);
   return rc;
@@ -748,6 +1102,11 @@ static void gw_bridge__wait(gw_bridge *b) {
                         {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
   int n = readable ? 2 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
+  if (b->st.phase == GW_STREAM_RESUME) { /* wake for its deadline */
+    uint64_t now = gw_bridge__now_ms();
+    int left = b->st.deadline_ms > now ? (int)(b->st.deadline_ms - now) : 0;
+    if (left < timeout) timeout = left;
+  }
   if (atomic_load(&b->bind_ops)) { /* binds queued: wake when they may run */
     uint64_t now = gw_bridge__now_ms();
     int rest = b->bind_after_ms > now ? (int)(b->bind_after_ms - now) : 0;
@@ -814,6 +1173,7 @@ static void gw_bridge__free(uv_handle_t *h) {
   gw_bridge *b = h->data;
   pthread_mutex_destroy(&b->mu);
   mq_url_list_free(&b->urls);
+  free((char *)b->stream.name);
   free(b);
 }
 
@@ -835,15 +1195,23 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
   b->limits.max_bytes = cfg->queue_max_bytes;
   b->limits.quorum = cfg->queue_quorum;
   b->max_backlog = cfg->max_backlog;
+  b->hist = cfg->history;
+  b->stream = cfg->stream;
+  b->stream.name = strdup(cfg->stream.name ? cfg->stream.name : MQ_HISTORY_STREAM);
+  b->preload_ms = cfg->preload_ms;
+  b->prefetch = cfg->prefetch > 0 && cfg->prefetch <= 65535 ? cfg->prefetch : 2000;
+  b->resume_timeout_ms = cfg->resume_timeout_ms;
+  gw_stream_init(&b->st);
   b->cb = cb;
   b->cb_arg = arg;
   b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   pthread_mutex_init(&b->mu, NULL);
-  if (b->wake_fd < 0 ||
+  if (b->wake_fd < 0 || !b->stream.name ||
       uv_async_init(loop, &b->async, gw_bridge__on_async) != 0) {
     if (b->wake_fd >= 0) close(b->wake_fd);
     pthread_mutex_destroy(&b->mu);
     mq_url_list_free(&b->urls);
+    free((char *)b->stream.name);
     free(b);
     return NULL;
   }

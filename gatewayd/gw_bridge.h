@@ -7,6 +7,18 @@
  * Thread -> loop: broker up (with the gateway's queue name) or down, a reply,
  * a group message already framed for websocket clients.
  *
+ * With the event history on (history.enabled, issue 14) every event comes
+ * from the history stream instead, as HIST events (one per stream message,
+ * control keys and markers included, in stream order), and the gateway's
+ * queue is bound to its control keys only. Per consumption of the stream
+ * the loop sees: RESET (forget the history: a first start, a recreated
+ * stream) before its first HIST; HIST... of the preload (fill the history,
+ * deliver nothing); LIVE(o) once, just before the first HIST at or after o
+ * (HIST with offset >= o are live: deliver them); then HIST, with a GAP
+ * before a HIST whose predecessors were lost (retention passed while the
+ * gateway was cut off). A resume that finds its place posts LIVE(L+1) and
+ * then the HIST after L: nothing posted twice.
+ *
  * Owns: the AMQP connection, its reconnects (capped exponential backoff with
  * jitter), the gateway's server-named exclusive queue. Must not: touch
  * connections, groups or anything else of the loop thread; the loop must not
@@ -20,6 +32,7 @@
 #include <uv.h>
 
 #include "gw_buf.h"
+#include "mq_conn.h"
 
 typedef struct gw_bridge gw_bridge;
 
@@ -29,8 +42,18 @@ typedef enum {
   GW_BRIDGE_REPLY,   /* data/len: the reply body (JSON) */
   GW_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
   GW_BRIDGE_REFUSED, /* conn_id: a publish for it was refused or lost */
-  GW_BRIDGE_KICK     /* a kick: conn_id (one connection), or 0 and data: the
+  GW_BRIDGE_KICK,    /* a kick: conn_id (one connection), or 0 and data: the
                         user's control key (wsgw!user.<uid>) */
+  /* history on only (see the top of this file) */
+  GW_BRIDGE_HIST,       /* one stream message: offset, digest (chan_pos_digest),
+                           data: its routing key; frame: the text frame, or
+                           NULL for a control key (wsgw!...), a body that is
+                           not UTF-8, or a kick sent to a group */
+  GW_BRIDGE_HIST_RESET, /* forget all history; data: why ("first start",
+                           "recreated", "resume timeout") */
+  GW_BRIDGE_HIST_GAP,   /* offset: the first offset lost; the next HIST says
+                           where it continues */
+  GW_BRIDGE_HIST_LIVE   /* offset: HIST from this offset on are live */
 } gw_bridge_kind;
 
 typedef struct gw_bridge_event {
@@ -38,6 +61,8 @@ typedef struct gw_bridge_event {
   gw_bridge_kind kind;
   gw_buf *frame; /* GROUP only: one reference, the receiver's to drop */
   uint64_t conn_id; /* REFUSED, KICK */
+  uint64_t offset;  /* HIST, HIST_GAP, HIST_LIVE: a stream offset */
+  uint64_t digest;  /* HIST: chan_pos_digest of the message */
   size_t len;    /* bytes of data, without the NUL */
   char data[];   /* NUL-terminated */
 } gw_bridge_event;
@@ -54,7 +79,23 @@ typedef struct gw_bridge_config {
   long queue_max_bytes; /* x-max-length-bytes; 0: not declared */
   int queue_quorum;    /* 1: the websocket.* queues are quorum queues */
   size_t max_backlog; /* bytes queued in each direction */
+  /* [history]; history 0: everything as before the history existed */
+  int history;
+  mq_stream_args stream;   /* declared and bound at every broker-up; name copied */
+  long preload_ms;         /* a first start reads this much history */
+  long prefetch;           /* basic.qos of the stream consumer (1..65535) */
+  long resume_timeout_ms;  /* a resume waits this long for its first message */
 } gw_bridge_config;
+
+/* The history consumer's counters (for metrics). */
+typedef struct gw_bridge_hist_stats {
+  unsigned long read;       /* stream messages read */
+  unsigned long resumes;    /* consumptions started at the last posted offset */
+  unsigned long gaps;       /* GAP events posted */
+  unsigned long gap_lost;   /* messages those gaps lost */
+  unsigned long resets;     /* RESET events posted (first start included) */
+  uint64_t last_offset;     /* of the last HIST posted */
+} gw_bridge_hist_stats;
 
 /* Starts the thread (it connects by itself, and again after every loss).
  * cfg's strings are copied. NULL on failure. */
@@ -91,8 +132,11 @@ size_t gw_bridge_backlog_in(const gw_bridge *b);
  * of events still to take (for metrics: the loop is not keeping up). */
 unsigned long gw_bridge_read_pauses(const gw_bridge *b);
 
-/* 1 while connected with the queue declared and consumed. */
+/* 1 while connected with the queue declared and consumed (history on: and
+ * LIVE posted). Publishes are refused while it is 0. */
 int gw_bridge_is_up(const gw_bridge *b);
+
+void gw_bridge_hist_stats_get(const gw_bridge *b, gw_bridge_hist_stats *out);
 
 /* Publishes what is queued (within a few seconds at most), closes the
  * connection, joins the thread and frees everything. The loop must run no

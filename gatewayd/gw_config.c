@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "mq_conn.h"
+#include "mq_names.h"
 
 #define GW_OPT(sec, key, type, def, lo, hi, fl, field, help) \
   {sec, key, type, def, lo, hi, fl, offsetof(gw_config, field), help}
@@ -126,6 +127,42 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("gateway", "refresh_window", CFG_MS, "60s", 0, 86400000, 0, refresh_window,
            "time after a connection's credential expired (its exp plus auth.leeway) in "
            "which the client may send {\"token\": ...} to extend it; then close 4401"),
+    GW_OPT("gateway", "slow_client", CFG_STR, "catch_up", 0, 0, 0, slow_client,
+           "a wsgw.2 client over max_send_queue: catch_up (its events stop being queued "
+           "and resume from the history once its queue drained under an eighth) or "
+           "close (1008, as for other clients)"),
+    /* The event history (issue 14). Every gateway declares the stream with
+     * these arguments, and RabbitMQ refuses a redeclare with others: every
+     * gateway of a vhost must agree. */
+    GW_OPT("history", "enabled", CFG_BOOL, "true", 0, 0, 0, history.enabled,
+           "read every event from the history stream, so that a gateway cut off from the "
+           "broker resumes where it stopped and wsgw.2 clients recover what they missed "
+           "(false: per-group bindings, as before)"),
+    GW_OPT("history", "stream", CFG_STR, MQ_HISTORY_STREAM, 0, 0, 0, history.stream,
+           "the stream queue holding the history, bound to websocket.groups with '#'"),
+    GW_OPT("history", "max_age", CFG_MS, "24h", 1000, 31536000000L, 0, history.max_age,
+           "x-max-age of the stream (whole seconds): older segments are dropped"),
+    GW_OPT("history", "max_bytes", CFG_BYTES, "1GiB", 65536, 1099511627776L, 0,
+           history.max_bytes, "x-max-length-bytes of the stream: older segments are dropped"),
+    GW_OPT("history", "segment_bytes", CFG_BYTES, "64MiB", 4096, 3221225472L, 0,
+           history.segment_bytes,
+           "x-stream-max-segment-size-bytes: retention drops whole segments"),
+    GW_OPT("history", "replicas", CFG_INT, "0", 0, 64, 0, history.replicas,
+           "nodes of a RabbitMQ cluster holding a copy of the stream, leader included "
+           "(x-initial-cluster-size; 0: not sent, the broker's default); 3 of 3 nodes: "
+           "the history survives the loss of one"),
+    GW_OPT("history", "preload", CFG_MS, "600s", 0, 86400000, 0, history.preload,
+           "history a starting gateway reads before taking clients, so that positions "
+           "that old can be recovered at once"),
+    GW_OPT("history", "prefetch", CFG_INT, "2000", 1, 65535, 0, history.prefetch,
+           "stream messages the broker sends ahead of the gateway's acknowledgements"),
+    GW_OPT("history", "resume_timeout", CFG_MS, "5s", 100, 600000, 0,
+           history.resume_timeout,
+           "time a reconnected gateway waits for the message it stopped at before "
+           "taking the stream for recreated (it then starts over, logged)"),
+    GW_OPT("history", "memory", CFG_BYTES, "64MiB", 65536, 68719476736L, 0,
+           history.memory, "bytes of recent history each gateway process keeps to "
+           "recover clients from"),
     LOG_CFG_OPT(gw_config, log_level)
     /* [gateway], not [metrics]: one config file may serve both daemons,
      * and each needs its own port (workerd: worker.metrics_listen). */

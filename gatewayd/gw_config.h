@@ -12,6 +12,21 @@
 #include "config.h"
 #include "mq_conn.h"
 
+/* [history]: the event history (issue 14), a RabbitMQ stream every gateway
+ * reads all its events from. */
+typedef struct gw_history_settings {
+  int enabled;        /* off: per-group bindings, as before the history */
+  char *stream;       /* the stream queue's name */
+  long max_age;       /* ms (whole seconds on the broker): x-max-age */
+  long max_bytes;     /* x-max-length-bytes */
+  long segment_bytes; /* x-stream-max-segment-size-bytes */
+  long replicas;      /* x-initial-cluster-size; 0: not sent */
+  long preload;       /* ms of history read at a first start before going live */
+  long prefetch;      /* unacknowledged stream messages the broker sends ahead */
+  long resume_timeout;/* ms a resume waits for its first message */
+  long memory;        /* bytes of recent history each gateway process keeps */
+} gw_history_settings;
+
 typedef struct gw_config {
   /* [gateway] */
   char *listen;            /* host:port */
@@ -57,6 +72,8 @@ typedef struct gw_config {
   long group_linger;       /* ms a group's binding outlives its last member */
   long max_lingering_groups; /* bindings kept that way, at most */
   long refresh_window;     /* ms after a credential's expiry for a refresh (then 4401) */
+  char *slow_client;       /* "catch_up" or "close": wsgw.2 clients over max_send_queue */
+  gw_history_settings history; /* [history] */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

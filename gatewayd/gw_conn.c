@@ -18,6 +18,7 @@
 
 #include "chan_msg.h"
 #include "chan_names.h"
+#include "chan_pos.h"
 #include "chan_reply_channel.h"
 #include "log.h"
 
@@ -179,7 +180,8 @@ void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
   if (c->life.state != GW_CONN_OPEN) return;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
-    log_info("conn_slow", "id=%llu unsent=%zu", (unsigned long long)c->id, c->send.bytes);
+    log_info("conn_slow", "id=%llu unsent=%zu frame=%u", (unsigned long long)c->id,
+             c->send.bytes, b->len);
     /* The close goes out at once, not behind what the client cannot read.
      * Not under TLS: records carry sequence numbers, dropping one breaks
      * the stream, so a slow TLS client is cut at the linger deadline. */
@@ -192,6 +194,30 @@ void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
     return;
   }
   c->srv->stats.msgs_out++;
+}
+
+void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
+  if (!c->relay.v2) {
+    gw_conn_send_frame(c, e->frame);
+    return;
+  }
+  if (c->relay.lag || c->life.state != GW_CONN_OPEN) return; /* the pump serves it */
+  gw_buf *env = gw_hist_envelope(h, e);
+  if (!env) {
+    gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
+    return;
+  }
+  if (c->send.bytes + env->len > gw_conn__max_send_queue(c) && strcmp(c->srv->cfg->slow_client, "close") != 0) {
+    /* Behind: served from the history once its queue drained, not closed.
+     * Nothing queued is dropped, so this works under TLS too. */
+    c->srv->stats.hist_lags++;
+    log_info("conn_lagging", "id=%llu unsent=%zu offset=%llu", (unsigned long long)c->id,
+             c->send.bytes, (unsigned long long)e->offset);
+    if (gw_relay_lag_start(&c->relay, gw_hist_prev_offset(h, e->offset)) != 0)
+      gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
+    return;
+  }
+  gw_conn_send_frame(c, env);
 }
 
 static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t len) {
@@ -220,9 +246,13 @@ static void gw_conn__on_write(uv_write_t *req, int status) {
   gw_conn__flush(c);
 }
 
+static void gw_conn__pump(gw_conn *c);
+
 /* Writes what is queued, unless a write is in flight. */
 static void gw_conn__flush(gw_conn *c) {
   if (c->send.writing || c->life.state == GW_CONN_CLOSED) return;
+  gw_conn__pump(c);
+  if (c->life.state == GW_CONN_CLOSED) return;
   uv_buf_t iov[GW_SEND_IOV_MAX];
   size_t bytes, n = gw_send_gather(&c->send, iov, &bytes);
   if (n > 0) {
@@ -241,6 +271,9 @@ static void gw_conn__flush(gw_conn *c) {
     n = gw_send_gather(&c->send, iov, &bytes);
   }
   if (n == 0) {
+    /* All written at once: no write completes to ask for more history, so
+     * ask now (what it queues marks the connection for another flush). */
+    gw_conn__pump(c);
     gw_conn__maybe_finish(c);
     return;
   }
@@ -326,9 +359,19 @@ static int gw_conn__relay_open(void *arg) {
   return c->life.state == GW_CONN_OPEN;
 }
 
+/* Catch-up takes at most half the send queue, so replies and pongs keep
+ * room, and is asked again once the queue drained (gw_conn__flush). */
+static int gw_conn__relay_push(void *arg, gw_buf *b) {
+  gw_conn *c = arg;
+  if (c->send.bytes + b->len > gw_conn__max_send_queue(c) / 2) return -1;
+  gw_conn_send_frame(c, b);
+  return 0;
+}
+
 static const gw_relay_sink gw_conn__relay_sink = {
     gw_conn__publish,      gw_conn__relay_send, gw_conn__relay_close,
     gw_conn__relay_refuse, gw_conn__upgrade,    gw_conn__relay_open,
+    gw_conn__relay_push,
 };
 
 static uint64_t gw_conn__wall_ms(void) {
@@ -358,6 +401,7 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->changes_burst = s->cfg->group_changes_burst;
   io->expiries = &s->expiries;
   io->rechecks = &s->rechecks;
+  io->hist = s->cfg->history.enabled ? &s->hist : NULL;
   io->wall_ms = gw_conn__wall_ms();
   io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
   /* The echo route changes no groups, so it is never told the binds wait. */
@@ -367,6 +411,19 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
 }
 
 #define GW_CONN_CHANNEL_MAX (CHAN_QUEUE_NAME_MAX + 64)
+
+/* A wsgw.2 connection owed history: queue more of it while the queue is
+ * under an eighth of its bound (what was queued is flushed next; each
+ * call queues at most half the bound, so one catch-up cannot hold the loop
+ * longer than the socket takes it). */
+static void gw_conn__pump(gw_conn *c) {
+  if (!c->relay.lag || c->send.bytes > gw_conn__max_send_queue(c) / 8) return;
+  char channel[GW_CONN_CHANNEL_MAX];
+  gw_relay_io io;
+  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  gw_relay_pump(&c->relay, &io);
+}
+
 
 static void gw_conn__ws_message(void *arg, int binary, const uint8_t *msg, size_t len) {
   gw_conn *c = arg;
@@ -511,7 +568,7 @@ static int gw_conn__upgrade(void *arg) {
   if (c->life.state != GW_CONN_CONNECTING) return -1;
   char resp[256];
   const char *key = gw_http_req_header(c->req, "sec-websocket-key");
-  size_t n = gw_http_switching(key, resp, sizeof(resp));
+  size_t n = gw_http_switching(key, c->relay.v2 ? CHAN_POS_PROTOCOL : NULL, resp, sizeof(resp));
   if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) return -1;
   /* No wslay context yet: gw_ws makes one when the first frame arrives. */
   c->life.upgraded = 1;
@@ -638,6 +695,8 @@ static void gw_conn__connect(gw_conn *c, const gw_http_upgrade *up) {
   char channel[GW_CONN_CHANNEL_MAX];
   gw_relay_io io;
   gw_conn__relay_io(c, &io, channel, sizeof channel);
+  /* wsgw.2 is offered only with a history to serve positions from. */
+  c->relay.v2 = io.hist && gw_http_wants_protocol(c->req, CHAN_POS_PROTOCOL);
   int rc = gw_relay_connect(&c->relay, &io, up->path, &m);
   free(m.headers);
   free(scratch);
@@ -887,6 +946,20 @@ uint64_t *gw_conn_ids(gw_server *s, size_t *n) {
   for (size_t i = 0; i < s->conns.cap && *n < s->conns.used; i++)
     if (s->conns.slots[i].id) ids[(*n)++] = s->conns.slots[i].id;
   return ids;
+}
+
+void gw_conn_history_lost(gw_server *s, gw_hist_status st) {
+  size_t n;
+  uint64_t *ids = gw_conn_ids(s, &n);
+  for (size_t i = 0; ids && i < n; i++) {
+    gw_conn *c = gw_conntab_get(&s->conns, ids[i]);
+    if (!c || !c->relay.v2) continue;
+    char channel[GW_CONN_CHANNEL_MAX];
+    gw_relay_io io;
+    gw_conn__relay_io(c, &io, channel, sizeof channel);
+    gw_relay_history_lost(&c->relay, &io, st);
+  }
+  free(ids);
 }
 
 void gw_conn_go_away(gw_conn *c) {

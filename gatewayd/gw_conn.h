@@ -85,6 +85,17 @@ void gw_conn_reject(gw_conn *c, int status);
  * instead, its unsent frames dropped first. */
 void gw_conn_send_frame(gw_conn *c, gw_buf *b);
 
+/* A message of the history for a member (history on): the emitted text on
+ * the old protocol; on wsgw.2 its envelope, unless the connection is owed
+ * history (the pump serves it), and when the queue is full the connection
+ * starts to be owed instead of being closed (gateway.slow_client). */
+void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e);
+
+/* The history was lost (a gap: GW_HIST_EXPIRED) or replaced (recreated:
+ * GW_HIST_UNKNOWN): every wsgw.2 connection gets a notice for its groups
+ * and is owed nothing any more. O(connections); rare. */
+void gw_conn_history_lost(gw_server *s, gw_hist_status st);
+
 /* A worker's reply, and the broker's refusal of the message in flight. */
 void gw_conn_apply_reply(gw_conn *c, const chan_reply *r);
 void gw_conn_refused(gw_conn *c);

@@ -8,6 +8,8 @@
  */
 #include "gw_dispatch.h"
 
+#include <assert.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,14 +19,23 @@
 #include "gw_conn.h"
 #include "log.h"
 
+/* With the history every event comes from the stream: only control keys
+ * (wsgw!...: kicks) are bound to our own queue. The bridge picks the
+ * exchange: control keys on the control exchange, groups on the groups
+ * exchange. */
+static int gw_dispatch__bound(const gw_server *s, const char *group) {
+  return !s->cfg->history.enabled ||
+         strncmp(group, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;
+}
+
 void gw_dispatch_bind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_bind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 void gw_dispatch_unbind(const char *group, void *arg) {
   gw_server *s = arg;
-  if (s->bridge) gw_bridge_unbind(s->bridge, group);
+  if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_unbind(s->bridge, group);
 }
 
 static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
@@ -41,6 +52,49 @@ static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
     next = m->next;
     gw_conn_send_frame(m->conn, e->frame);
     s->stats.deliveries++;
+  }
+}
+
+/* A message of the history (history on): into the ring, then, once live,
+ * to the group's members: the emitted text on the old protocol, the
+ * wsgw.2 envelope (built once) on wsgw.2. The ring takes the event's
+ * reference to the frame. */
+static void gw_dispatch__hist(gw_server *s, gw_bridge_event *e) {
+  gw_hist_ev *h = gw_hist_append(&s->hist, e->offset, e->digest, e->data, e->len, e->frame);
+  e->frame = NULL;
+  if (!h) {
+    log_warn("history_append_failed", "offset=%llu reason=\"out of memory\"",
+             (unsigned long long)e->offset);
+    return;
+  }
+  if (!h->frame || !gw_hist_is_live(&s->hist, h->offset)) return;
+  gw_group *g = gw_group_find(&s->groups, h->group, h->glen);
+  if (!g || !g->head) return;
+  s->stats.group_msgs++;
+  for (gw_member *m = g->head, *next; m; m = next) { /* see gw_dispatch__group */
+    next = m->next;
+    gw_conn_send_event(m->conn, &s->hist, h);
+    s->stats.deliveries++;
+  }
+}
+
+/* The history's state changes (gw_bridge.h): a new or recreated history,
+ * a gap past the retention, and where live delivery starts. */
+static void gw_dispatch__hist_state(gw_server *s, gw_bridge_event *e) {
+  switch (e->kind) {
+    case GW_BRIDGE_HIST_RESET:
+      gw_hist_reset(&s->hist);
+      gw_conn_history_lost(s, GW_HIST_UNKNOWN);
+      break;
+    case GW_BRIDGE_HIST_GAP: { /* what was before is no longer followed on */
+      uint64_t live = s->hist.live_from;
+      gw_hist_reset(&s->hist);
+      s->hist.live_from = live;
+      gw_conn_history_lost(s, GW_HIST_EXPIRED);
+      break;
+    }
+    case GW_BRIDGE_HIST_LIVE: s->hist.live_from = e->offset; break;
+    default: assert(0);
   }
 }
 
@@ -87,7 +141,7 @@ static void gw_dispatch__reply(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__rebind(const char *group, void *arg) {
   gw_server *s = arg;
-  gw_bridge_bind(s->bridge, group);
+  if (gw_dispatch__bound(s, group)) gw_bridge_bind(s->bridge, group);
 }
 
 static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
@@ -107,6 +161,7 @@ static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
 
 static void gw_dispatch__down(gw_server *s) {
   s->queue[0] = '\0';
+  s->hist.live_from = UINT64_MAX; /* live again at the next LIVE */
   /* Their replies were addressed to the lost queue: they will not come. */
   gw_conn_fail_connecting(s);
 }
@@ -122,6 +177,10 @@ void gw_dispatch_events(gw_bridge_event *events, void *arg) {
       case GW_BRIDGE_UP: gw_dispatch__up(s, e); break;
       case GW_BRIDGE_DOWN: gw_dispatch__down(s); break;
       case GW_BRIDGE_KICK: gw_dispatch__kick(s, e); break;
+      case GW_BRIDGE_HIST: gw_dispatch__hist(s, e); break;
+      case GW_BRIDGE_HIST_RESET:
+      case GW_BRIDGE_HIST_GAP:
+      case GW_BRIDGE_HIST_LIVE: gw_dispatch__hist_state(s, e); break;
       case GW_BRIDGE_REFUSED: {
         gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
         if (c) gw_conn_refused(c);

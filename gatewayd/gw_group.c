@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t gw_group__hash(const char *s, size_t len) {
+uint32_t gw_group_hash(const char *s, size_t len) {
   uint32_t h = 2166136261u;
   for (size_t i = 0; i < len; i++) {
     h ^= (uint8_t)s[i];
@@ -55,7 +55,7 @@ void gw_group_table_free(gw_group_table *t) {
 }
 
 gw_group *gw_group_find(const gw_group_table *t, const char *name, size_t len) {
-  uint32_t h = gw_group__hash(name, len);
+  uint32_t h = gw_group_hash(name, len);
   for (gw_group *g = t->buckets[h & (t->cap - 1)]; g; g = g->hnext)
     if (g->hash == h && strncmp(g->name, name, len) == 0 && g->name[len] == '\0')
       return g;
@@ -82,7 +82,7 @@ static gw_group *gw_group__create(gw_group_table *t, const char *name, size_t le
   gw_group *g = calloc(1, sizeof(*g) + len + 1);
   if (!g) return NULL;
   memcpy(g->name, name, len);
-  g->hash = gw_group__hash(name, len);
+  g->hash = gw_group_hash(name, len);
   if (t->n_groups + 1 > t->cap) gw_group__grow(t);
   g->hnext = t->buckets[g->hash & (t->cap - 1)];
   t->buckets[g->hash & (t->cap - 1)] = g;

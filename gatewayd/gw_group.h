@@ -75,6 +75,10 @@ void gw_group_leave(gw_group_table *t, gw_member *m, uint64_t now_ms);
 /* Destroys (on_last) the lingering groups idle since before now_ms -
  * linger_ms. Called by the tick. */
 void gw_group_expire(gw_group_table *t, uint64_t now_ms);
+/* FNV-1a (32 bits) of a group name: gw_group.hash, and what the history
+ * ring keeps per message to find a connection's groups fast. */
+uint32_t gw_group_hash(const char *name, size_t len);
+
 gw_group *gw_group_find(const gw_group_table *t, const char *name, size_t len);
 /* Every group, lingering ones included (they are bound too). */
 void gw_group_foreach(const gw_group_table *t, gw_group_cb fn, void *arg);

@@ -243,6 +243,12 @@ int gw_http_req_check(const gw_http_req *r, int echo_enabled, gw_http_upgrade *u
   return 0;
 }
 
+int gw_http_wants_protocol(const gw_http_req *r, const char *name) {
+  /* Subprotocol names are case-sensitive tokens (RFC 6455 4.1). */
+  return gw_http__in_list(gw_http_req_header(r, "sec-websocket-protocol"), name,
+                          strlen(name), 0);
+}
+
 int gw_http_origin_allowed(const gw_http_req *r, const char *allowed) {
   const char *origin = gw_http_req_header(r, "origin");
   if (!allowed || !allowed[0] || !origin) return 1;
@@ -319,15 +325,17 @@ void gw_http_accept_key(const char *key, char out[29]) {
   EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
 }
 
-size_t gw_http_switching(const char *key, char *buf, size_t buflen) {
+size_t gw_http_switching(const char *key, const char *protocol, char *buf,
+                         size_t buflen) {
   char accept[29];
   gw_http_accept_key(key, accept);
   int n = snprintf(buf, buflen,
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: %s\r\n\r\n",
-                   accept);
+                   "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                   accept, protocol ? "Sec-WebSocket-Protocol: " : "",
+                   protocol ? protocol : "", protocol ? "\r\n" : "");
   return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
 }
 

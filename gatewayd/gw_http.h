@@ -80,8 +80,13 @@ const char *gw_http_req_header(const gw_http_req *r, const char *name);
 int gw_http_req_forward(const gw_http_req *r, const char *names, const char *cookies,
                         chan_header **out, size_t *n, char **scratch);
 
-/* The 101 response for `key` into buf (>= 160 bytes). Returns its length. */
-size_t gw_http_switching(const char *key, char *buf, size_t buflen);
+/* The 101 response for `key` into buf (>= 200 bytes), naming `protocol`
+ * in Sec-WebSocket-Protocol unless it is NULL. Returns its length. */
+size_t gw_http_switching(const char *key, const char *protocol, char *buf,
+                         size_t buflen);
+
+/* 1 when the request's Sec-WebSocket-Protocol lists `name` (wsgw.2). */
+int gw_http_wants_protocol(const gw_http_req *r, const char *name);
 
 /* A complete error response ("Connection: close", short text body) into
  * buf (>= 256 bytes). Returns its length. */

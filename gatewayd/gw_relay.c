@@ -122,7 +122,8 @@ static void gw_relay__send(gw_relay *r, gw_relay_io *io, int recheck, int binary
   if (!recheck && gw_relay__answer_here(r, io)) return;
   chan_msg m = {.kind = CHAN_MSG_RECEIVE, .order = r->next_order,
                 .is_binary = binary, .data = (char *)data, .data_len = len,
-                .recheck = recheck};
+                .recheck = recheck,
+                .protocol = r->v2 ? CHAN_MSG_PROTOCOL_WSGW2 : CHAN_MSG_PROTOCOL_OLD};
   if (gw_relay__publish(r, io, &m) != 0) {
     if (recheck) gw_relay__recheck_retry(r, io);
     else io->sink->close(io->arg, GW_WS_TRY_AGAIN, "broker unavailable");
@@ -232,6 +233,209 @@ int gw_relay_connect(gw_relay *r, gw_relay_io *io, const char *path, chan_msg *m
   return 0;
 }
 
+/* ---- wsgw.2: positions and catch-up ----------------------------------- */
+
+/* The history's newest offset; 0 with an empty history. */
+static uint64_t gw_relay__hist_end(const gw_relay_io *io) {
+  const gw_hist_ev *last = io->hist ? gw_hist_last(io->hist) : NULL;
+  return last ? last->offset : 0;
+}
+
+static int gw_relay__owe_from_now(gw_relay *r, gw_relay_io *io, const char *group) {
+  if (gw_hist_lag_owe(r->lag, group, gw_relay__hist_end(io)) == 0) return 0;
+  io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+  return -1;
+}
+
+/* The offset after which group's events are (or will be) sent. */
+static uint64_t gw_relay__served_to(const gw_relay *r, const gw_relay_io *io,
+                                    const char *group) {
+  return r->lag ? gw_hist_lag_from(r->lag, group) : gw_relay__hist_end(io);
+}
+
+/* A growing string; oom set once an append failed (the result is dropped). */
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int oom;
+} gw_relay__str;
+
+static void gw_relay__put(gw_relay__str *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->len + n + 1) * 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void gw_relay__puts(gw_relay__str *b, const char *s) { gw_relay__put(b, s, strlen(s)); }
+
+/* "G":"V" with a comma before all but the first (group names and the
+ * values written here need no escaping). */
+static void gw_relay__pair(gw_relay__str *b, int *first, const char *key, const char *val) {
+  gw_relay__puts(b, *first ? "\"" : ",\"");
+  gw_relay__puts(b, key);
+  gw_relay__puts(b, "\":\"");
+  gw_relay__puts(b, val);
+  gw_relay__puts(b, "\"");
+  *first = 0;
+}
+
+/* "positions":{...}: where each current group is served from. */
+static void gw_relay__positions(const gw_relay *r, const gw_relay_io *io, gw_relay__str *b) {
+  int first = 1;
+  gw_relay__puts(b, "\"positions\":{");
+  for (uint16_t i = 0; i < r->n_members; i++) {
+    const char *g = r->members[i]->group->name;
+    char pos[CHAN_POS_MAX];
+    if (gw_hist_position(io->hist, g, gw_relay__served_to(r, io, g), pos) == 0)
+      gw_relay__pair(b, &first, g, pos);
+  }
+  gw_relay__puts(b, "}");
+}
+
+static int gw_relay__member_index(const gw_relay *r, const char *group) {
+  for (uint16_t i = 0; i < r->n_members; i++)
+    if (strcmp(r->members[i]->group->name, group) == 0) return i;
+  return -1;
+}
+
+static void gw_relay__count_recovery(gw_stats *st, gw_hist_status s) {
+  if (s == GW_HIST_OK) st->hist_recovered++;
+  else if (s == GW_HIST_EXPIRED) st->hist_recover_expired++;
+  else st->hist_recover_unknown++;
+}
+
+/* One position the client named: a group joined by this request is owed
+ * its events after it, when the history holds it; one the connection was
+ * already in missed nothing. Returns the status for "recovery". */
+static gw_hist_status gw_relay__recover_one(gw_relay *r, gw_relay_io *io,
+                                            const chan_reply_pos *p, int was_member) {
+  if (was_member) return GW_HIST_OK;
+  gw_hist_status st = gw_hist_check(io->hist, p->group, p->offset, p->tag);
+  gw_relay__count_recovery(io->stats, st);
+  if (st != GW_HIST_OK || p->offset >= gw_relay__hist_end(io)) return st;
+  if (!r->lag && !(r->lag = gw_hist_lag_new(gw_relay__hist_end(io)))) return GW_HIST_UNKNOWN;
+  if (gw_hist_lag_owe(r->lag, p->group, p->offset) != 0) return GW_HIST_UNKNOWN;
+  return GW_HIST_OK;
+}
+
+/* A reply to a wsgw.2 subscription: applies the positions the client named
+ * (kept: members[0..kept) were members before it) and returns what the
+ * gateway adds to the reply's object, or NULL when out of memory. */
+static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *rep,
+                               uint16_t kept) {
+  gw_relay__str b = {0};
+  int first = 1;
+  /* "recovery" only when the request named positions (the worker passes
+   * those of the groups it granted). */
+  if (rep->n_positions) gw_relay__puts(&b, "\"recovery\":{");
+  for (size_t i = 0; i < rep->n_positions; i++) {
+    const chan_reply_pos *p = &rep->positions[i];
+    int idx = gw_relay__member_index(r, p->group);
+    if (idx < 0) continue; /* refused, or not in the membership */
+    gw_hist_status st = gw_relay__recover_one(r, io, p, idx < kept);
+    gw_relay__pair(&b, &first, p->group, gw_hist_status_name(st));
+  }
+  if (rep->n_positions) gw_relay__puts(&b, "},");
+  gw_relay__positions(r, io, &b);
+  if (b.oom) {
+    free(b.p);
+    return NULL;
+  }
+  return b.p;
+}
+
+/* The subscription reply (a JSON object) with `extra` members added before
+ * its closing brace; NULL when it is not an object or out of memory. */
+static char *gw_relay__merge(const chan_text *t, const char *extra, size_t *len) {
+  size_t end = t->len;
+  while (end && (t->data[end - 1] == ' ' || t->data[end - 1] == '\n')) end--;
+  if (end < 2 || t->data[0] != '{' || t->data[end - 1] != '}') return NULL;
+  size_t inner = end - 1;
+  while (inner > 1 && (t->data[inner - 1] == ' ' || t->data[inner - 1] == '\n')) inner--;
+  int empty = inner == 1;
+  size_t xl = strlen(extra);
+  char *out = malloc(end + xl + 2);
+  if (!out) return NULL;
+  memcpy(out, t->data, end - 1);
+  size_t n = end - 1;
+  if (!empty) out[n++] = ',';
+  memcpy(out + n, extra, xl);
+  n += xl;
+  out[n++] = '}';
+  *len = n;
+  return out;
+}
+
+/* An unsolicited notice: events of every group the connection is in were
+ * lost (status), and where each is served from now. */
+static void gw_relay__notice(gw_relay *r, gw_relay_io *io, gw_hist_status st) {
+  gw_relay__str b = {0};
+  int first = 1;
+  gw_relay__puts(&b, "{\"recovery\":{");
+  for (uint16_t i = 0; i < r->n_members; i++)
+    gw_relay__pair(&b, &first, r->members[i]->group->name, gw_hist_status_name(st));
+  gw_relay__puts(&b, "},");
+  gw_relay__positions(r, io, &b);
+  gw_relay__puts(&b, "}");
+  if (b.oom) io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+  else io->sink->send(io->arg, 1, b.p, b.len);
+  free(b.p);
+}
+
+/* {extra} as a message of its own. */
+static void gw_relay__wrapped(gw_relay_io *io, const char *extra) {
+  gw_relay__str b = {0};
+  gw_relay__puts(&b, "{");
+  gw_relay__puts(&b, extra);
+  gw_relay__puts(&b, "}");
+  if (!b.oom) io->sink->send(io->arg, 1, b.p, b.len);
+  free(b.p);
+}
+
+int gw_relay_lag_start(gw_relay *r, uint64_t given) {
+  assert(r->v2 && !r->lag);
+  r->lag = gw_hist_lag_new(given);
+  return r->lag ? 0 : -1;
+}
+
+void gw_relay_pump(gw_relay *r, gw_relay_io *io) {
+  while (r->lag && io->hist && io->sink->open(io->arg)) {
+    gw_hist_pump_result res =
+        gw_hist_pump(io->hist, r->lag, r->members, r->n_members, io->sink->push, io->arg);
+    if (res == GW_HIST_PUMP_FULL) return;
+    if (res == GW_HIST_PUMP_CAUGHT_UP) {
+      gw_hist_lag_free(r->lag);
+      r->lag = NULL;
+      io->stats->hist_caught_up++;
+      return;
+    }
+    /* Part of what it was owed left the history: say so, and go on with
+     * what is still there. */
+    io->stats->hist_lag_expired++;
+    log_info("conn_history_expired", "id=%llu", (unsigned long long)io->id);
+    gw_hist_lag_skip_lost(io->hist, r->lag);
+    gw_relay__notice(r, io, GW_HIST_EXPIRED);
+  }
+}
+
+void gw_relay_history_lost(gw_relay *r, gw_relay_io *io, gw_hist_status st) {
+  if (!r->v2) return;
+  gw_hist_lag_free(r->lag);
+  r->lag = NULL;
+  if (io->sink->open(io->arg) && r->n_members) gw_relay__notice(r, io, st);
+}
+
 static int gw_relay__has_name(char *const *names, size_t n, const char *name) {
   for (size_t i = 0; i < n; i++)
     if (strcmp(names[i], name) == 0) return 1;
@@ -242,7 +446,7 @@ static int gw_relay__has_name(char *const *names, size_t n, const char *name) {
  * worker caps a connection at ~100 groups, so this stays in microseconds.
  * Returns the groups joined and left. */
 static size_t gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *names,
-                                   size_t n) {
+                                   size_t n, uint16_t *kept_out) {
   uint16_t kept = 0;
   for (uint16_t i = 0; i < r->n_members; i++) {
     gw_member *m = r->members[i];
@@ -251,6 +455,7 @@ static size_t gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *na
   }
   size_t changes = r->n_members - kept;
   r->n_members = kept;
+  *kept_out = kept; /* members[0..kept) were members before; the rest are new */
   if (n > UINT16_MAX) n = UINT16_MAX;
   /* Every kept member is in names, so n slots hold the new set. */
   gw_member **grown = realloc(r->members, (n ? n : 1) * sizeof(*grown));
@@ -271,6 +476,8 @@ static size_t gw_relay__set_groups(gw_relay *r, gw_relay_io *io, char *const *na
     }
     r->members[r->n_members++] = m;
     changes++;
+    /* Joined while owed history: its events before now are not owed. */
+    if (r->lag && gw_relay__owe_from_now(r, io, names[i]) != 0) return changes;
   }
   assert(r->n_members <= n);
   return changes;
@@ -368,8 +575,9 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
   gw_admin_observe_reply(io->stats, connecting, r->sent_us);
   /* A connection closing keeps the memberships it has (it is leaving). A
    * re-check's removals are the application's, not the client's: free. */
+  uint16_t kept = r->n_members;
   if (rep->has_groups && (connecting || io->sink->open(io->arg))) {
-    size_t changes = gw_relay__set_groups(r, io, rep->groups, rep->n_groups);
+    size_t changes = gw_relay__set_groups(r, io, rep->groups, rep->n_groups, &kept);
     if (was_recheck) io->stats->recheck_leaves += changes;
     else gw_relay__charge(r, changes);
   }
@@ -387,12 +595,30 @@ gw_relay_result gw_relay_apply_reply(gw_relay *r, gw_relay_io *io,
   }
   if ((rep->recheck || was_recheck) && io->sink->open(io->arg))
     gw_relay__set_recheck(r, io, rep->recheck, was_recheck);
-  for (size_t i = 0; i < rep->n_texts && io->sink->open(io->arg); i++)
-    io->sink->send(io->arg, 1, rep->texts[i].data, rep->texts[i].len);
+  char *extra = NULL;
+  if (r->v2 && io->hist && rep->has_positions && io->sink->open(io->arg) &&
+      !(extra = gw_relay__recover(r, io, rep, kept)))
+    io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+  for (size_t i = 0; i < rep->n_texts && io->sink->open(io->arg); i++) {
+    size_t len = 0;
+    char *merged = extra && i + 1 == rep->n_texts ? gw_relay__merge(&rep->texts[i], extra, &len)
+                                                  : NULL;
+    if (merged) io->sink->send(io->arg, 1, merged, len);
+    else io->sink->send(io->arg, 1, rep->texts[i].data, rep->texts[i].len);
+    if (merged) {
+      free(extra);
+      extra = NULL;
+    }
+    free(merged);
+  }
+  if (extra && io->sink->open(io->arg)) /* no object to add them to: on their own */
+    gw_relay__wrapped(io, extra);
+  free(extra);
   if (rep->has_bytes && io->sink->open(io->arg))
     io->sink->send(io->arg, 2, rep->bytes, rep->bytes_len);
   if (rep->close_code && io->sink->open(io->arg))
     io->sink->close(io->arg, (uint16_t)rep->close_code, "");
+  gw_relay_pump(r, io); /* what the positions recovered follows the reply */
   gw_relay__next_pending(r, io);
   return connecting ? GW_RELAY_ACCEPTED : GW_RELAY_OK;
 }
@@ -440,6 +666,8 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code) {
   r->user = NULL;
   if (io->expiries) gw_expiry_remove(io->expiries, &r->exp_slot);
   if (io->rechecks) gw_expiry_remove(io->rechecks, &r->recheck_slot);
+  gw_hist_lag_free(r->lag);
+  r->lag = NULL;
   gw_timeq_remove(&r->rq);
   r->inflight = 0;
   r->recheck_inflight = r->recheck_due = 0;
@@ -447,7 +675,7 @@ void gw_relay_end(gw_relay *r, gw_relay_io *io, int code) {
 
 void gw_relay_free(gw_relay *r) {
   assert(r->n_members == 0 && !r->rq.owner && !r->user && !r->exp_slot &&
-         !r->recheck_slot); /* gw_relay_end ran */
+         !r->recheck_slot && !r->lag); /* gw_relay_end ran */
   for (gw_relay__pending *p = r->pend_head, *n; p; p = n) {
     n = p->next;
     free(p);

@@ -28,6 +28,7 @@
 #include "chan_reply.h"
 #include "gw_expiry.h"
 #include "gw_group.h"
+#include "gw_hist.h"
 #include "gw_timeq.h"
 
 typedef struct gw_stats gw_stats;
@@ -47,6 +48,10 @@ typedef struct gw_relay_sink {
   int (*accept)(void *arg);
   /* 1 while the connection takes messages (upgraded, not closing). */
   int (*open)(void *arg);
+  /* Catch-up (wsgw.2): queues a message of the history (takes a new
+   * reference). 0, or -1 when the connection's queue has no room for it
+   * now (not queued; the caller pumps again once it drained). */
+  int (*push)(void *arg, gw_buf *frame);
 } gw_relay_sink;
 
 /* What one call lends the relay; on the caller's stack. */
@@ -68,6 +73,7 @@ typedef struct gw_relay_io {
   uint64_t refresh_window_ms; /* after "expires", before the close (4401) */
   gw_expiry *rechecks;       /* when connections' application grants are
                                 re-checked (a reply's "recheck"); NULL: never */
+  gw_hist *hist;             /* the history (wsgw.2 positions); NULL: off */
 } gw_relay_io;
 
 typedef struct gw_relay__pending gw_relay__pending;
@@ -81,6 +87,8 @@ typedef struct gw_relay {
   char *session;           /* JSON object text set by a worker, or NULL */
   gw_member **members;
   gw_member *user;         /* in the user's control key (wsgw!user.<uid>), or NULL */
+  gw_hist_lag *lag;        /* wsgw.2: events owed from the history (the fanout
+                              skips the connection while set), or NULL */
   const char *path;        /* the route, a static string */
   uint32_t rate_window;    /* second (loop time) the rate count is for */
   int32_t changes_milli;   /* group changes allowed now, x1000; < 0: owed */
@@ -94,6 +102,7 @@ typedef struct gw_relay {
   uint8_t inflight : 1;        /* a message is with a worker */
   uint8_t recheck_inflight : 1; /* ... and it is a re-check */
   uint8_t recheck_due : 1;     /* a re-check waits for the one in flight */
+  uint8_t v2 : 1;              /* the client chose wsgw.2 (positions) */
 } gw_relay;
 
 typedef enum {
@@ -148,6 +157,26 @@ void gw_relay_timeout(gw_relay *r, gw_relay_io *io);
 /* The connection ends: websocket.disconnect with the close code (when a
  * connect was sent), every group left, the deadline dropped. */
 void gw_relay_end(gw_relay *r, gw_relay_io *io, int code);
+
+/* wsgw.2: a live event did not fit the connection's send queue: from now
+ * on it is owed every event after `given` (the offset of the last message
+ * it was given: gw_hist_prev_offset) from the history (gw_relay_pump), and
+ * the fanout skips it. -1: no memory. */
+int gw_relay_lag_start(gw_relay *r, uint64_t given);
+
+/* wsgw.2: queues owed history through sink->push while it has room. Once
+ * caught up the connection is live again. When part of what it was owed
+ * left the history, it gets a notice ("expired" for each group, with the
+ * positions it is served from now) and goes on with what is left. Called
+ * after a reply that recovered groups and whenever the connection's queue
+ * drained. */
+void gw_relay_pump(gw_relay *r, gw_relay_io *io);
+
+/* wsgw.2: the history was lost (status GW_HIST_EXPIRED: a gap past the
+ * retention) or replaced (GW_HIST_UNKNOWN: recreated): a notice naming
+ * every group, with their positions in what the gateway holds now; what
+ * was owed is dropped. */
+void gw_relay_history_lost(gw_relay *r, gw_relay_io *io, gw_hist_status st);
 
 /* Releases what the relay holds (the connection's close callback). */
 void gw_relay_free(gw_relay *r);

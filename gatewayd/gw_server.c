@@ -195,6 +195,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_clients_init(&s->clients) != 0 ||
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
+  gw_hist_init(&s->hist, (size_t)cfg->history.memory);
   gw_group_set_linger(&s->groups, (uint64_t)cfg->group_linger,
                       (size_t)cfg->max_lingering_groups);
   gw_bridge_config bc = {
@@ -205,6 +206,15 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .queue_max_bytes = cfg->amqp.queue_max_bytes,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
+      .history = cfg->history.enabled,
+      .stream = {.name = cfg->history.stream,
+                 .max_age_s = (cfg->history.max_age + 999) / 1000,
+                 .max_bytes = cfg->history.max_bytes,
+                 .segment_bytes = cfg->history.segment_bytes,
+                 .replicas = cfg->history.replicas},
+      .preload_ms = cfg->history.preload,
+      .prefetch = cfg->history.prefetch,
+      .resume_timeout_ms = cfg->history.resume_timeout,
   };
   s->bridge = gw_bridge_start(loop, &bc, gw_dispatch_events, s);
   if (!s->bridge) return -1;
@@ -261,6 +271,7 @@ void gw_server_free(gw_server *s) {
    * loop ran them): the budget is the sum over connections, now none. */
   assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
+  gw_hist_free(&s->hist);
   gw_expiry_free(&s->expiries);
   gw_expiry_free(&s->rechecks);
   gw_conntab_free(&s->conns);

@@ -19,6 +19,7 @@
 #include "gw_conntab.h"
 #include "gw_expiry.h"
 #include "gw_group.h"
+#include "gw_hist.h"
 #include "gw_stats.h"
 #include "gw_timeq.h"
 
@@ -38,6 +39,9 @@ typedef struct gw_server {
 
   gw_conntab conns;
   gw_group_table groups;
+  gw_hist hist; /* the stream's recent messages (history on); which are
+                   live (hist.live_from: UINT64_MAX between a RESET or a
+                   lost broker and the next LIVE) is gw_dispatch's to set */
   gw_clients clients; /* connections per client address */
   uint64_t next_conn_id;
   size_t n_conns;

@@ -33,6 +33,11 @@ typedef struct gw_stats {
   /* Re-checks of application grants sent to workers (a reply's "recheck"
    * came due), and the groups their replies took away. */
   uint64_t rechecks, recheck_leaves;
+  /* wsgw.2 (issue 14): positions a subscription recovered, found too old,
+   * or did not know; connections whose send queue was full (served from
+   * the history instead: lags), that caught up, and that fell out of it. */
+  uint64_t hist_recovered, hist_recover_expired, hist_recover_unknown;
+  uint64_t hist_lags, hist_caught_up, hist_lag_expired;
   /* For the metrics (gw_admin) */
   uint64_t handshake_timeouts, ping_timeouts, amqp_connects;
   uint64_t closes[GW_CLOSE_N];  /* by gw_admin_close_reason */

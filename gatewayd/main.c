@@ -103,6 +103,23 @@ static int gw_main__serve(gw_config *cfg, const cfg_cmdline *cmdline) {
   return rc;
 }
 
+/* gateway.slow_client and history.stream, which config.c checks only as
+ * strings. */
+static int gw_main__history_check(const gw_config *cfg) {
+  if (strcmp(cfg->slow_client, "catch_up") != 0 && strcmp(cfg->slow_client, "close") != 0) {
+    fprintf(stderr, "gatewayd: gateway.slow_client: expected catch_up or close, not '%s'\n",
+            cfg->slow_client);
+    return -1;
+  }
+  size_t n = strlen(cfg->history.stream);
+  if (n == 0 || n > CHAN_QUEUE_NAME_MAX || strncmp(cfg->history.stream, "amq.", 4) == 0) {
+    fprintf(stderr, "gatewayd: history.stream: a queue name of 1 to %d bytes not "
+            "starting with amq.\n", CHAN_QUEUE_NAME_MAX);
+    return -1;
+  }
+  return 0;
+}
+
 /* The listen addresses, checked before anything opens so that
  * --check-config refuses a typo too (workerd does the same). */
 static int gw_main__addrs_check(const gw_config *cfg) {
@@ -142,6 +159,7 @@ int main(int argc, char **argv) {
     r = CFG_EXIT_ERROR;
   }
   if (r != CFG_EXIT_ERROR && gw_main__addrs_check(&cfg) != 0) r = CFG_EXIT_ERROR;
+  if (r != CFG_EXIT_ERROR && gw_main__history_check(&cfg) != 0) r = CFG_EXIT_ERROR;
   char addr[128];
   int n_procs = r != CFG_EXIT_ERROR ? gw_supervisor_count(&cfg) : 1;
   if (n_procs > 1 &&

@@ -63,7 +63,7 @@ static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
    * on a fresh connection since the refusal closed the channel; that needs
    * configure on websocket.groups. */
   amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes("direct"), 1 /* passive */, 0, 0,
+                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1 /* passive */, 0, 0,
                         0, amqp_empty_table);
   if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE,
                    err, errlen) < 0) {
@@ -306,7 +306,10 @@ int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *rout
   }
   e->sent++;
   e->returned = 0;
-  int rc = amqp_basic_publish(e->conn, MQ_CHANNEL, amqp_cstring_bytes(CHAN_GROUPS_EXCHANGE),
+  /* To the control exchange, where only the gateways holding the key bind
+   * it: on the groups exchange the history stream takes every key, and
+   * nothing would ever come back. */
+  int rc = amqp_basic_publish(e->conn, MQ_CHANNEL, amqp_cstring_bytes(CHAN_CONTROL_EXCHANGE),
                               (amqp_bytes_t){klen, (void *)key}, 1 /* mandatory */, 0,
                               &props, (amqp_bytes_t){blen, (void *)(body ? body : "")});
   if (rc != AMQP_STATUS_OK) {

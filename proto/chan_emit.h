@@ -71,13 +71,15 @@ int chan_emit_nowait(chan_emitter *e, const char *group, const char *json,
 int chan_emit_flush(chan_emitter *e, char *err, size_t errlen);
 
 /* Publishes a kick (docs/PROTOCOL.md, "Kicking connections") to the
- * control key `key` (CHAN_USER_KEY_PREFIX<uid> or
+ * control exchange (CHAN_CONTROL_EXCHANGE; a gateway declares it) with
+ * the control key `key` (CHAN_USER_KEY_PREFIX<uid> or
  * CHAN_GATEWAY_KEY_PREFIX<queue>) with header CHAN_CONTROL_HEADER =
  * CHAN_CONTROL_KICK and body (NULL: empty), mandatory, and waits for the
  * broker's confirm. 0 with *routed = 1 when some gateway's queue took it,
  * 0 with *routed = 0 when no gateway was bound to the key (nobody to
- * kick); -1 with a reason (broker error, no confirm). Flushes any earlier
- * event first. */
+ * kick); -1 with a reason (broker error, no confirm; the exchange missing:
+ * no gateway of this version ever ran on the vhost and setup.sh did not
+ * either). Flushes any earlier event first. */
 int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *routed,
                    char *err, size_t errlen);
 

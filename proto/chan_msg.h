@@ -17,6 +17,10 @@ typedef enum {
   CHAN_MSG_DISCONNECT = 2
 } chan_msg_kind;
 
+/* chan_msg.protocol (see there). */
+#define CHAN_MSG_PROTOCOL_OLD 0
+#define CHAN_MSG_PROTOCOL_WSGW2 1
+
 typedef struct chan_header {
   char *name; /* lower case */
   char *value;
@@ -55,6 +59,14 @@ typedef struct chan_msg {
    * wire, and then neither text nor bytes: data is NULL, data_len 0). The
    * gateway sends it when a reply's "recheck" time is due. */
   int recheck;
+  /* receive only: the client protocol of the connection (issue 14).
+   * CHAN_MSG_PROTOCOL_OLD (0): the original one, and no key on the wire,
+   * so such a message is byte for byte what it was before;
+   * CHAN_MSG_PROTOCOL_WSGW2: the client negotiated CHAN_POS_PROTOCOL
+   * ("protocol": "wsgw.2"), so a subscription request may name positions
+   * and its reply carries them. Decoding, a protocol string the worker does
+   * not know reads as the old protocol. Ignored on connect and disconnect. */
+  int protocol;
 
   /* disconnect only */
   int code;
@@ -69,7 +81,7 @@ typedef struct chan_msg {
 /* Returns a malloc'd JSON text (NUL-terminated, length in *len) or NULL when
  * out of memory or when m breaks a wire rule (no reply_channel or path, a
  * cap of chan_names.h, a session_json that is not an object, an invalid
- * group name). The caller frees it. */
+ * group name, an unknown protocol). The caller frees it. */
 char *chan_msg_encode(const chan_msg *m, size_t *len);
 
 /* Parses one message of the given kind. Returns 0, or -1 with a reason in err.
@@ -92,9 +104,11 @@ char *chan_msg_redact_connect(const char *json, size_t len, size_t *out_len);
  * chan_msg_redact_connect; a receive or disconnect with the values of its
  * session's "credentials" object (the headers a connection was admitted
  * with, kept when the application decides subscriptions) and its
- * "csrftoken" as CHAN_MSG_REDACTED. A text that does not decode as kind
- * becomes a small note, as for connect. malloc'd; NULL when out of
- * memory. */
+ * "csrftoken" as CHAN_MSG_REDACTED (a session that would then pass the
+ * 4 KiB cap becomes CHAN_MSG_SESSION_TOO_LARGE). A text that does not
+ * decode as kind becomes a small note, as for connect. malloc'd; NULL
+ * when out of memory. */
+#define CHAN_MSG_SESSION_TOO_LARGE "{\"redacted\":\"session over 4 KiB once redacted\"}"
 char *chan_msg_redact(chan_msg_kind kind, const char *json, size_t len,
                       size_t *out_len);
 

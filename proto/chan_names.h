@@ -13,6 +13,7 @@
 /* The exchange and the work queues (see mq_names.h: common/mq_conn.c
  * declares them, and common/ does not include proto/). */
 #define CHAN_GROUPS_EXCHANGE MQ_GROUPS_EXCHANGE
+#define CHAN_CONTROL_EXCHANGE MQ_CONTROL_EXCHANGE
 #define CHAN_QUEUE_CONNECT MQ_QUEUE_CONNECT
 #define CHAN_QUEUE_RECEIVE MQ_QUEUE_RECEIVE
 #define CHAN_QUEUE_DISCONNECT MQ_QUEUE_DISCONNECT
@@ -33,10 +34,12 @@
 /* Group names: 1..CHAN_GROUP_NAME_MAX bytes of [A-Za-z0-9_.:-]. */
 #define CHAN_GROUP_NAME_MAX 128
 
-/* Control keys on the groups exchange (issue 13): routing keys that start
- * with "wsgw!" are the gateways' own. '!' is outside the group-name
- * alphabet, so no client subscription and no event emitted with
- * `chanctl emit` can ever name one. Gateways never deliver a message sent
+/* Control keys (issue 13): routing keys that start with "wsgw!" are the
+ * gateways' own. Kicks go to CHAN_CONTROL_EXCHANGE, where gateways bind
+ * them (mq_names.h says why not on the groups exchange); one sent to the
+ * groups exchange still arrives, through its bindings to the control
+ * exchange. '!' is outside the group-name alphabet, so no client
+ * subscription and no event emitted with `chanctl emit` can ever name one. Gateways never deliver a message sent
  * to one; a message there carrying the header CHAN_CONTROL_HEADER =
  * CHAN_CONTROL_KICK is a kick:
  *   "wsgw!user.<uid>"  bound by every gateway while it holds connections of
@@ -46,8 +49,12 @@
  *                      is the reply channel "websocket.send.<queue>!<id>"
  *                      (or "<id>") of the one connection to close (4403) */
 #define CHAN_CONTROL_PREFIX "wsgw!"
-#define CHAN_USER_KEY_PREFIX "wsgw!user."
-#define CHAN_GATEWAY_KEY_PREFIX "wsgw!gw."
+#define CHAN_USER_KEY_PREFIX MQ_USER_KEY_PREFIX
+#define CHAN_GATEWAY_KEY_PREFIX MQ_GATEWAY_KEY_PREFIX
+/* "wsgw!mark.<queue>": a gateway's marker in the event history (issue 14):
+ * published by the gateway whose queue that is, right after it starts
+ * reading the stream; bound by nobody but the stream, it marks "now" there. */
+#define CHAN_MARK_KEY_PREFIX "wsgw!mark."
 #define CHAN_CONTROL_HEADER "x-wsgw-control"
 #define CHAN_CONTROL_KICK "kick"
 

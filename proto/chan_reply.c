@@ -5,8 +5,9 @@
  *
  * Owns: encoding a chan_reply and decoding one from untrusted text. Must
  * not: do I/O, or pass on anything the gateway could not act on safely (an
- * unsendable close code, an oversize session, an invalid group name): such
- * a reply is refused whole.
+ * unsendable close code, an oversize session, an invalid group name, a
+ * position that does not parse or names a group outside the reply's
+ * groups): such a reply is refused whole.
  *
  * Texts cross whole, U+0000 included, as \u0000 on the wire with their
  * length counted (the marks of chan_json.h); a U+0000 anywhere else is
@@ -19,14 +20,17 @@
 #include <string.h>
 
 #include "b64.h"
+#include "chan_group.h"
 #include "chan_json.h"
 #include "chan_names.h"
+#include "chan_pos.h"
 #include "chan_reply_channel.h"
 
 /* A reply carries its few texts, one per refused entry plus the answer; the
  * cap bounds the array the gateway allocates for a hostile one. */
 #define CHAN_REPLY_TEXTS_MAX 10000
 #define CHAN_REPLY_CLOSE_NORMAL 1000
+#define CHAN_REPLY_TAG_MAX 0xffffffffffffull /* 48 bits, chan_pos.h */
 
 /* ---- close codes ---- */
 
@@ -46,8 +50,128 @@ void chan_reply_free(chan_reply *r) {
   free(r->bytes);
   free(r->session_json);
   chan_json_strings_free(r->groups, r->n_groups);
+  free(r->positions);
   memset(r, 0, sizeof *r);
   r->accept = -1;
+}
+
+/* ---- positions ---- */
+
+static int chan_reply__cmp_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 when each name of pos[0..n) is one of groups[0..n_groups) and none
+ * comes twice, 0 when not, -1 when out of memory. Sorted copies of both
+ * lists, so a hostile reply of CHAN_GROUPS_MAX of each costs two sorts of
+ * a thousand pointers, not a million comparisons. */
+static int chan_reply__positions_fit(const chan_reply_pos *pos, size_t n,
+                                     char *const *groups, size_t n_groups) {
+  const char **p = malloc((n + 1) * sizeof *p);
+  const char **g = malloc((n_groups + 1) * sizeof *g);
+  int ok = -1;
+  if (p && g) {
+    for (size_t i = 0; i < n; i++) p[i] = pos[i].group;
+    for (size_t i = 0; i < n_groups; i++) g[i] = groups[i];
+    qsort(p, n, sizeof *p, chan_reply__cmp_name);
+    qsort(g, n_groups, sizeof *g, chan_reply__cmp_name);
+    ok = 1;
+    for (size_t i = 0; i < n && ok; i++)
+      ok = (i == 0 || strcmp(p[i - 1], p[i]) != 0) &&
+           bsearch(&p[i], g, n_groups, sizeof *g, chan_reply__cmp_name);
+  }
+  free(p);
+  free(g);
+  return ok;
+}
+
+/* "positions": {"G": "P", ...}, written when has_positions (even {}); the
+ * decoder's rules, so that whatever one side writes the other reads. */
+static int chan_reply__encode_positions(cJSON *obj, const chan_reply *r) {
+  if (!r->has_positions) return 0;
+  if (!r->has_groups || r->n_positions > CHAN_GROUPS_MAX ||
+      (r->n_positions > 0 && !r->positions)) {
+    return -1;
+  }
+  for (size_t i = 0; i < r->n_positions; i++) {
+    const chan_reply_pos *p = &r->positions[i];
+    size_t len = strnlen(p->group, sizeof p->group);
+    if (len == sizeof p->group || !chan_group_name_valid(p->group, len) ||
+        p->offset > (uint64_t)INT64_MAX || p->tag > CHAN_REPLY_TAG_MAX) {
+      return -1;
+    }
+  }
+  if (chan_reply__positions_fit(r->positions, r->n_positions, r->groups,
+                                r->n_groups) != 1) {
+    return -1;
+  }
+  cJSON *map = cJSON_CreateObject();
+  if (chan_json_add(obj, "positions", map) != 0) return -1;
+  for (size_t i = 0; i < r->n_positions; i++) {
+    char text[CHAN_POS_MAX];
+    chan_pos_format(text, r->positions[i].offset, r->positions[i].tag);
+    if (chan_json_add(map, r->positions[i].group, cJSON_CreateString(text)) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int chan_reply__cmp_pos(const void *a, const void *b) {
+  return strcmp(((const chan_reply_pos *)a)->group,
+                ((const chan_reply_pos *)b)->group);
+}
+
+/* One "G": "P" entry into p; 0, or -1 when the name or the position is
+ * invalid. */
+static int chan_reply__decode_pos(const cJSON *item, chan_reply_pos *p) {
+  size_t len = strlen(item->string);
+  if (!chan_group_name_valid(item->string, len) || !cJSON_IsString(item) ||
+      chan_pos_parse(item->valuestring, strlen(item->valuestring), &p->offset,
+                     &p->tag) != 0) {
+    return -1;
+  }
+  memcpy(p->group, item->string, len + 1); /* valid: len <= the name max */
+  return 0;
+}
+
+/* "positions": an object of at most CHAN_GROUPS_MAX valid entries, each a
+ * group of "groups" (decoded before), each once; sorted for the gateway. */
+static int chan_reply__decode_positions(const cJSON *root, chan_reply *out,
+                                       char *err, size_t errlen) {
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "positions");
+  if (!map) return 0;
+  if (!cJSON_IsObject(map)) {
+    return chan_json_fail(err, errlen, "positions must be an object");
+  }
+  int count = cJSON_GetArraySize(map);
+  if (count > CHAN_GROUPS_MAX) {
+    return chan_json_fail(err, errlen, "more than %d positions",
+                          CHAN_GROUPS_MAX);
+  }
+  out->positions = calloc((size_t)count + 1, sizeof *out->positions);
+  if (!out->positions) return chan_json_fail(err, errlen, "out of memory");
+  out->has_positions = 1;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, map) {
+    if (chan_reply__decode_pos(item, &out->positions[out->n_positions]) != 0) {
+      return chan_json_fail(err, errlen,
+                            "invalid group name or position in positions");
+    }
+    out->n_positions++;
+  }
+  if (!out->has_groups) {
+    return chan_json_fail(err, errlen, "positions without groups");
+  }
+  qsort(out->positions, out->n_positions, sizeof *out->positions,
+        chan_reply__cmp_pos);
+  int fit = chan_reply__positions_fit(out->positions, out->n_positions,
+                                      out->groups, out->n_groups);
+  if (fit < 0) return chan_json_fail(err, errlen, "out of memory");
+  if (fit == 0) {
+    return chan_json_fail(err, errlen,
+                          "positions must name groups of groups, each once");
+  }
+  return 0;
 }
 
 /* ---- encoding ---- */
@@ -107,6 +231,7 @@ static int chan_reply__encode_fields(cJSON *obj, const chan_reply *r) {
   if (r->has_groups && chan_json_add_groups(obj, r->groups, r->n_groups) != 0) {
     return -1;
   }
+  if (chan_reply__encode_positions(obj, r) != 0) return -1;
   if (r->user && chan_json_add_uint(obj, "user", r->user) != 0) return -1;
   if (r->expires && chan_json_add_uint(obj, "expires", r->expires) != 0)
     return -1;
@@ -252,6 +377,7 @@ chan_json_reply_channel(root, &out->reply_channel, err, errlen) != 0 ||
       chan_json_session(root, &out->session_json, err, errlen) != 0 ||
       chan_json_groups(root, &out->has_groups, &out->groups, &out->n_groups,
                        err, errlen) != 0 ||
+      chan_reply__decode_positions(root, out, err, errlen) != 0 ||
       chan_reply__decode_id(root, "user", &out->user, err, errlen) != 0 ||
       chan_reply__decode_id(root, "expires", &out->expires, err, errlen) != 0 ||
       chan_reply__decode_id(root, "recheck", &out->recheck, err, errlen) != 0) {

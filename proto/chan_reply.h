@@ -12,10 +12,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chan_names.h"
+
 typedef struct chan_text {
   char *data;
   size_t len;
 } chan_text;
+
+/* One entry of a reply's "positions": "<group>": "<offset>-<tag>"
+ * (chan_pos.h). The name is held inline: a reply carries at most
+ * CHAN_GROUPS_MAX of them (145 KiB), and no entry needs a malloc. */
+typedef struct chan_reply_pos {
+  char group[CHAN_GROUP_NAME_MAX + 1];
+  uint64_t offset; /* < 2^63, as chan_pos_parse reads */
+  uint64_t tag;    /* < 2^48 */
+} chan_reply_pos;
 
 /*
  * On encode nothing is owned (the caller keeps its strings); on decode every
@@ -47,6 +58,16 @@ typedef struct chan_reply {
   int has_groups; /* 1: groups[] is the connection's new, whole membership */
   char **groups;
   size_t n_groups;
+
+  /* Positions (issue 14, protocol wsgw.2): on the reply to a subscription
+   * request from a wsgw.2 connection, the positions the client named for
+   * groups of the new membership, "positions": {"G": "P", ...} on the wire.
+   * has_positions 1: the key was there, even as {} (then n_positions is 0).
+   * Only with has_groups, each entry one of groups[], each group once;
+   * decoded, sorted by group (strcmp). Otherwise the reply is invalid. */
+  int has_positions;
+  chan_reply_pos *positions;
+  size_t n_positions;
 
   /* Access that ends (issue 13). 0: absent. */
   uint64_t user;    /* accept only: the user the connection is for (the

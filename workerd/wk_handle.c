@@ -316,6 +316,9 @@ static int wk_handle__call_msg(wk_handle_call *c, const chan_msg *m) {
   c->m.kind = m->kind;
   c->m.order = m->order;
   c->m.client = m->client;
+  /* A subscription's reply, built when the application has answered,
+   * carries positions on wsgw.2 as the immediate one does. */
+  c->m.protocol = m->protocol;
   c->m.reply_channel = strdup(m->reply_channel);
   c->m.path = strdup(m->path ? m->path : "");
   return c->m.reply_channel && c->m.path ? 0 : -1;
@@ -577,6 +580,11 @@ static int wk_handle__sub_reply(const wk_handle_ctx *ctx, const chan_msg *m,
   r.has_groups = res->has_groups;
   r.groups = res->groups;
   r.n_groups = res->n_groups;
+  /* wsgw.2: the positions named for the new membership, {} when none;
+   * none on an error (the gateway then keeps the membership as it was). */
+  r.has_positions = res->has_positions;
+  r.positions = res->positions;
+  r.n_positions = res->n_positions;
   log_debug("subscribe", "user=%lld ok=%d groups=%zu texts=%zu", s->user_id,
             res->has_groups, res->n_groups, res->n_texts);
   return wk_handle__encode(&r, reply, len);
@@ -785,6 +793,7 @@ static int wk_handle__subscribe_reply(const wk_handle_ctx *ctx,
   }
   s.decide = wk_handle__decide;
   s.decide_arg = &d;
+  s.positions = c->m.protocol == CHAN_MSG_PROTOCOL_WSGW2;
   int rc = wk_subscribe_apply(c->m.data, c->m.data_len, c->m.groups,
                               c->m.n_groups, &s, ctx->policy, ctx->max_groups,
                               &res);
@@ -1162,6 +1171,7 @@ static int wk_handle__receive(const wk_handle_ctx *ctx, const chan_msg *m,
     cJSON_Delete(root);
     return wk_handle__say(m, NULL, WK_HANDLE_CLOSE_INTERNAL, reply, len);
   }
+  s.positions = m->protocol == CHAN_MSG_PROTOCOL_WSGW2;
   int rc = wk_handle__refresh(ctx, m, &s, root, now, reply, len, call);
   if (rc == 1) rc = wk_handle__subscribe(ctx, m, &s, root, now, reply, len, call);
   cJSON_Delete(root);

@@ -4,17 +4,28 @@
  *
  * Owns: the rules of docs/PROTOCOL.md "Subscribing": list vs non-list values,
  * whole-set replacement, sorted current/joined/left lists, one error text per
- * refused entry, the xrftoken check, and the request-level errors (which
- * change nothing). Must not: do I/O, log, or keep state between calls: the
- * same request on the same state gives the same result, on any worker.
+ * refused entry, the xrftoken check, the request-level errors (which
+ * change nothing), and on wsgw.2 the check of "positions" and the
+ * positions handed on. Must not: do I/O, log, or keep state between calls:
+ * the same request on the same state gives the same result, on any worker.
+ *
+ * Request-level errors come in this order (docs/PROTOCOL.md): invalid
+ * JSON, not an object, an unknown key, the xrftoken, "groups" not an
+ * object, the groups' entries (names, channels, the count), then
+ * "positions": not an object, and per entry in the order written, a key
+ * that is not a group of the request, then a value that is not a
+ * position. Positions are checked before any access is decided, so a
+ * request refused for them costs no call to the application.
  *
  * Cost: one cJSON parse (one malloc per JSON node: cJSON's price), two walks
  * of the tree, one sort of at most max_groups names. The names live in one
  * block sized in the first walk, so beyond the parse a request costs a fixed
- * handful of mallocs plus one per refused entry.
+ * handful of mallocs plus one per refused entry. Positions add a third
+ * walk (the request's names, sorted once) and one lookup per entry.
  */
 #include "wk_subscribe.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +33,13 @@
 
 #include "chan_group.h"
 #include "chan_names.h"
+#include "chan_pos.h"
 
 #define WK_SUB_PART_MAX 64 /* a key or value part, see chan_group.h */
 #define WK_SUB_ECHO_MAX 64 /* bytes of an unknown key quoted back */
-#define WK_SUB_MSG_MAX 160 /* one request-level error message */
+/* One request-level error message: the longest quotes a group name,
+ * "position for a group not requested: " and CHAN_GROUP_NAME_MAX bytes. */
+#define WK_SUB_MSG_MAX 192
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -38,6 +52,7 @@ void wk_subscribe_result_free(wk_subscribe_result *r) {
   free(r->texts);
   free(r->groups);
   free(r->names_block);
+  free(r->positions);
   wk_subscribe__result_init(r);
 }
 
@@ -76,12 +91,13 @@ static int wk_subscribe__fail(wk_subscribe_result *r, const char *msg) {
   return 0;
 }
 
-/* A client-chosen key quoted back in an error: printable ASCII only, short,
- * and nothing that needs JSON escaping, so that a hostile key can neither
- * break the reply nor make it large. */
-static void wk_subscribe__sanitize(const char *in, char *out, size_t outlen) {
+/* A client-chosen key quoted back in an error: printable ASCII only, at
+ * most max bytes, and nothing that needs JSON escaping, so that a hostile
+ * key can neither break the reply nor make it large. */
+static void wk_subscribe__sanitize(const char *in, size_t max, char *out,
+                                   size_t outlen) {
   size_t i = 0;
-  for (; in[i] && i < WK_SUB_ECHO_MAX && i + 1 < outlen; i++) {
+  for (; in[i] && i < max && i + 1 < outlen; i++) {
     unsigned char c = (unsigned char)in[i];
     out[i] = (c < 0x20 || c > 0x7e || c == '"' || c == '\\') ? '?' : (char)c;
   }
@@ -134,19 +150,24 @@ static size_t wk_subscribe__sort_unique(char **v, size_t n) {
 
 /* --- request shape ------------------------------------------------------ */
 
-/* Top level: only "groups" and "xrftoken", the CSRF check, groups an object.
- * Returns the groups object, or NULL with the client message in msg. */
+/* Top level: only "groups" and "xrftoken" (and "positions" on wsgw.2, set
+ * in *positions, else NULL), the CSRF check, groups an object. Returns the
+ * groups object, or NULL with the client message in msg. */
 static const cJSON *wk_subscribe__top(const cJSON *root, const wk_session *s,
-                                     char *msg, size_t msglen) {
+                                     const cJSON **positions, char *msg,
+                                     size_t msglen) {
   const cJSON *item, *groups = NULL, *xrf = NULL;
   char name[WK_SUB_ECHO_MAX + 1];
+  *positions = NULL;
   cJSON_ArrayForEach(item, root) {
     if (strcmp(item->string, "groups") == 0) {
       groups = item;
     } else if (strcmp(item->string, "xrftoken") == 0) {
       xrf = item;
+    } else if (s->positions && strcmp(item->string, "positions") == 0) {
+      *positions = item;
     } else {
-      wk_subscribe__sanitize(item->string, name, sizeof name);
+      wk_subscribe__sanitize(item->string, WK_SUB_ECHO_MAX, name, sizeof name);
       snprintf(msg, msglen, "unknown key: %s", name);
       return NULL;
     }
@@ -223,6 +244,125 @@ static int wk_subscribe__scan(const cJSON *groups, const wk_policy *p,
                                   msglen)) {
       return -1;
     }
+  }
+  return 0;
+}
+
+/* --- positions (wsgw.2) ------------------------------------------------- */
+
+/* The names the request asks for (before any access is decided), sorted
+ * and unique, and per name the position the request gives it (the value
+ * item, checked), or NULL. */
+typedef struct wk_subscribe_req {
+  char **names;
+  size_t n;
+  char *block; /* the names, NUL-separated */
+  const cJSON **pos;
+} wk_subscribe_req;
+
+static void wk_subscribe__req_free(wk_subscribe_req *q) {
+  free(q->names);
+  free(q->block);
+  free(q->pos);
+  memset(q, 0, sizeof *q);
+}
+
+/* Appends the name of (key, part) at q->block + *used. */
+static void wk_subscribe__req_add(wk_subscribe_req *q, size_t *used,
+                                  const char *key, const char *part) {
+  char *dst = q->block + *used;
+  /* The scan sized the block with the same calls, and they succeeded. */
+  int n = chan_group_name_make(dst, CHAN_GROUP_NAME_MAX + 1, key, part);
+  assert(n > 0);
+  q->names[q->n++] = dst;
+  *used += (size_t)n + 1;
+}
+
+/* Third walk (the request is well-formed: the scan checked it): every name
+ * the request asks for into q. 0, or -1 when out of memory. */
+static int wk_subscribe__req_names(const cJSON *groups,
+                                   const wk_subscribe_size *sz,
+                                   wk_subscribe_req *q) {
+  const cJSON *k, *v;
+  char part[WK_SUB_PART_MAX + 1];
+  size_t used = 0;
+  q->names = malloc((sz->entries + 1) * sizeof *q->names);
+  q->block = malloc(sz->bytes + 1);
+  q->pos = calloc(sz->entries + 1, sizeof *q->pos);
+  if (!q->names || !q->block || !q->pos) return -1;
+  cJSON_ArrayForEach(k, groups) {
+    if (cJSON_IsArray(k)) {
+      cJSON_ArrayForEach(v, k) {
+        wk_subscribe__value_part(v, part, sizeof part);
+        wk_subscribe__req_add(q, &used, k->string, part);
+      }
+    } else if (!cJSON_IsObject(k)) {
+      wk_subscribe__req_add(q, &used, k->string, NULL);
+    }
+  }
+  q->n = wk_subscribe__sort_unique(q->names, q->n);
+  return 0;
+}
+
+/* Index of name in q->names, or -1. */
+static long wk_subscribe__req_find(const wk_subscribe_req *q, const char *name) {
+  if (q->n == 0) return -1;
+  char *const *hit = bsearch(&name, q->names, q->n, sizeof *q->names,
+                             wk_subscribe__cmp);
+  return hit ? (long)(hit - q->names) : -1;
+}
+
+/* "positions": an object whose every key is a group the request names and
+ * every value a position (chan_pos_parse), checked in the order written.
+ * 0 with q filled; 1 with the client message in msg; -1 out of memory. */
+static int wk_subscribe__positions(const cJSON *positions, const cJSON *groups,
+                                   const wk_subscribe_size *sz,
+                                   wk_subscribe_req *q, char *msg,
+                                   size_t msglen) {
+  const cJSON *e;
+  uint64_t offset, tag;
+  char name[CHAN_GROUP_NAME_MAX + 1];
+  if (!cJSON_IsObject(positions)) {
+    snprintf(msg, msglen, "positions must be an object");
+    return 1;
+  }
+  if (!positions->child) return 0;
+  if (wk_subscribe__req_names(groups, sz, q) != 0) return -1;
+  cJSON_ArrayForEach(e, positions) {
+    long i = wk_subscribe__req_find(q, e->string);
+    if (i < 0) {
+      wk_subscribe__sanitize(e->string, CHAN_GROUP_NAME_MAX, name, sizeof name);
+      snprintf(msg, msglen, "position for a group not requested: %s", name);
+      return 1;
+    }
+    if (!cJSON_IsString(e) ||
+        chan_pos_parse(e->valuestring, strlen(e->valuestring), &offset,
+                       &tag) != 0) {
+      /* A name the request made: valid, so JSON-safe. */
+      snprintf(msg, msglen, "invalid position for %s", q->names[i]);
+      return 1;
+    }
+    q->pos[i] = e; /* named twice: the last one counts, as in JavaScript */
+  }
+  return 0;
+}
+
+/* The result's positions: for each group of the new membership (a subset
+ * of the request's names) the position the request gave it. 0 or -1. */
+static int wk_subscribe__positions_out(wk_subscribe_result *r,
+                                       const wk_subscribe_req *q) {
+  r->positions = malloc((r->n_groups + 1) * sizeof *r->positions);
+  if (!r->positions) return -1;
+  r->has_positions = 1;
+  for (size_t i = 0; i < r->n_groups && q->n; i++) {
+    long k = wk_subscribe__req_find(q, r->groups[i]);
+    assert(k >= 0); /* joined names are requested names */
+    if (k < 0 || !q->pos[k]) continue;
+    chan_reply_pos *p = &r->positions[r->n_positions];
+    const char *v = q->pos[k]->valuestring;
+    if (chan_pos_parse(v, strlen(v), &p->offset, &p->tag) != 0) continue;
+    snprintf(p->group, sizeof p->group, "%s", r->groups[i]);
+    r->n_positions++;
   }
   return 0;
 }
@@ -357,8 +497,10 @@ static char **wk_subscribe__prev(char *const *current, size_t n_current,
 
 /* --- entry point -------------------------------------------------------- */
 
-/* The request is well-formed (groups checked by the scan): build the set. */
+/* The request is well-formed (groups checked by the scan, positions by
+ * wk_subscribe__positions into q): build the set. */
 static int wk_subscribe__accept(const cJSON *groups, const wk_subscribe_size *sz,
+                               const wk_subscribe_req *q,
                                char *const *current, size_t n_current,
                                const wk_session *s, const wk_policy *p,
                                wk_subscribe_result *out) {
@@ -371,6 +513,7 @@ static int wk_subscribe__accept(const cJSON *groups, const wk_subscribe_size *sz
   if (wk_subscribe__walk(&b, groups, p) != 0) return -1;
   out->n_groups = wk_subscribe__sort_unique(out->groups, out->n_groups);
   out->has_groups = 1;
+  if (s->positions && wk_subscribe__positions_out(out, q) != 0) return -1;
   char **prev = wk_subscribe__prev(current, n_current, &n_prev);
   if (!prev) return -1;
   int rc = wk_subscribe__reply(out, prev, n_prev);
@@ -398,20 +541,26 @@ int wk_subscribe_apply(const char *text, size_t len, char *const *current,
                        wk_subscribe_result *out) {
   char msg[WK_SUB_MSG_MAX];
   wk_subscribe_size sz = {0, 0};
-  const cJSON *groups;
+  wk_subscribe_req q = {0};
+  const cJSON *groups, *positions = NULL;
   int rc;
   wk_subscribe__result_init(out);
   cJSON *root = wk_subscribe__parse(text, len);
   if (!root) return wk_subscribe__fail(out, "invalid JSON");
   if (!cJSON_IsObject(root)) {
     rc = wk_subscribe__fail(out, "request must be a JSON object");
-  } else if (!(groups = wk_subscribe__top(root, s, msg, sizeof msg)) ||
+  } else if (!(groups = wk_subscribe__top(root, s, &positions, msg,
+                                          sizeof msg)) ||
              wk_subscribe__scan(groups, p, max_groups, &sz, msg, sizeof msg)) {
     rc = wk_subscribe__fail(out, msg);
+  } else if (positions && (rc = wk_subscribe__positions(positions, groups, &sz,
+                                                        &q, msg, sizeof msg))) {
+    if (rc > 0) rc = wk_subscribe__fail(out, msg);
   } else {
-    rc = wk_subscribe__accept(groups, &sz, current, n_current, s, p, out);
+    rc = wk_subscribe__accept(groups, &sz, &q, current, n_current, s, p, out);
     if (rc != 0) wk_subscribe_result_free(out);
   }
+  wk_subscribe__req_free(&q);
   cJSON_Delete(root);
   return rc;
 }

@@ -3,6 +3,9 @@
  *   {"groups": {"jobs": ["status_changed"], "job_events": [42]},
  *    "xrftoken": "..."}
  * and what it does to the connection's groups. docs/PROTOCOL.md "Subscribing".
+ * On a wsgw.2 connection (issue 14) the request may also name positions,
+ *   "positions": {"jobs-status_changed": "1234-0123456789ab"},
+ * which the result hands on, for the groups joined, to the gateway.
  *
  * Owns: parsing the request, validating names, applying the policy, the
  * replacement of the whole group set and the reply texts. Must not: do I/O
@@ -30,6 +33,11 @@ typedef struct wk_session {
    * answers from the application's subscribe hook or its cache. */
   int (*decide)(void *arg, const char *key, const char *value);
   void *decide_arg;
+  /* 1: the connection speaks wsgw.2 (chan_msg's protocol): a request may
+   * carry "positions", and a successful result carries the positions
+   * named for groups of the new membership. 0: "positions" is an unknown
+   * key, as it always was. */
+  int positions;
 } wk_session;
 
 typedef struct wk_subscribe_result {
@@ -44,6 +52,13 @@ typedef struct wk_subscribe_result {
   char **groups; /* point into names_block */
   size_t n_groups;
   char *names_block; /* owned: every name of groups[], NUL-separated */
+  /* With wk_session.positions and has_groups: has_positions 1 and the
+   * positions the request named for groups of the new membership (those
+   * of refused entries dropped), sorted by group, each once; a group
+   * named twice keeps the last position written. Owned. */
+  int has_positions;
+  chan_reply_pos *positions;
+  size_t n_positions;
 } wk_subscribe_result;
 
 /*

@@ -25,7 +25,8 @@ static void check_session_redacted(const chan_msg *m, const char *json, size_t l
   char err[160];
   FUZZ_CHECK(chan_msg_decode(m->kind, r, rlen, &red, err, sizeof(err)) == 0);
   FUZZ_CHECK(red.order == m->order && red.n_groups == m->n_groups &&
-             red.data_len == m->data_len && red.code == m->code);
+             red.data_len == m->data_len && red.code == m->code &&
+             red.protocol == m->protocol);
   cJSON *s = red.session_json ? cJSON_Parse(red.session_json) : NULL;
   FUZZ_CHECK(!m->session_json || s != NULL);
   const cJSON *creds = cJSON_GetObjectItemCaseSensitive(s, "credentials"), *v;
@@ -82,7 +83,7 @@ static void check_same(const chan_msg *a, const chan_msg *b) {
   FUZZ_CHECK(strcmp(a->server.host, b->server.host) == 0 &&
              a->server.port == b->server.port);
   FUZZ_CHECK(a->is_binary == b->is_binary && a->data_len == b->data_len &&
-             a->recheck == b->recheck);
+             a->recheck == b->recheck && a->protocol == b->protocol);
   if (a->data_len) FUZZ_CHECK(memcmp(a->data, b->data, a->data_len) == 0);
   FUZZ_CHECK(a->code == b->code);
   FUZZ_CHECK(same_str(a->session_json, b->session_json));
@@ -106,6 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (kind == CHAN_MSG_CONNECT) FUZZ_CHECK(m.query_string != NULL);
   if (kind == CHAN_MSG_RECEIVE) FUZZ_CHECK(m.data_len == 0 || m.data != NULL);
   if (m.recheck) FUZZ_CHECK(kind == CHAN_MSG_RECEIVE && !m.data_len && !m.is_binary);
+  FUZZ_CHECK(m.protocol == CHAN_MSG_PROTOCOL_OLD ||
+             (kind == CHAN_MSG_RECEIVE && m.protocol == CHAN_MSG_PROTOCOL_WSGW2));
   if (kind == CHAN_MSG_DISCONNECT) FUZZ_CHECK(m.code >= 1000 && m.code <= 4999);
   for (size_t i = 0; i < m.n_headers; i++)
     FUZZ_CHECK(m.headers[i].name && m.headers[i].value);

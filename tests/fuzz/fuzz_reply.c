@@ -6,9 +6,12 @@
  * Whatever decodes must encode again (the decoder only lets through what
  * the gateway can act on, and the encoder enforces the same rules), and
  * decoding that encoding must give the same reply: one rule on both sides.
+ * Positions (wsgw.2) come out sorted, unique, each one of the reply's
+ * groups.
  */
 #include <string.h>
 
+#include "chan_group.h"
 #include "chan_reply.h"
 #include "fuzz.h"
 
@@ -33,6 +36,12 @@ static void check_same(const chan_reply *a, const chan_reply *b) {
     FUZZ_CHECK(strcmp(a->groups[i], b->groups[i]) == 0);
   FUZZ_CHECK(a->user == b->user && a->expires == b->expires &&
              a->recheck == b->recheck);
+  FUZZ_CHECK(a->has_positions == b->has_positions &&
+             a->n_positions == b->n_positions);
+  for (size_t i = 0; i < a->n_positions; i++)
+    FUZZ_CHECK(strcmp(a->positions[i].group, b->positions[i].group) == 0 &&
+               a->positions[i].offset == b->positions[i].offset &&
+               a->positions[i].tag == b->positions[i].tag);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -55,6 +64,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t i = 0; i < r.n_texts; i++)
     FUZZ_CHECK(r.texts[i].data[r.texts[i].len] == '\0' &&
                !memchr(r.texts[i].data, 0xff, r.texts[i].len));
+  /* Positions: only with groups, valid names, sorted and unique, each a
+   * group of the reply, offsets and tags as chan_pos_parse reads them. */
+  FUZZ_CHECK(!r.has_positions || r.has_groups);
+  FUZZ_CHECK(r.n_positions <= CHAN_GROUPS_MAX && (r.has_positions || !r.n_positions));
+  for (size_t i = 0; i < r.n_positions; i++) {
+    const chan_reply_pos *p = &r.positions[i];
+    FUZZ_CHECK(chan_group_name_valid(p->group, strlen(p->group)));
+    FUZZ_CHECK(i == 0 || strcmp(r.positions[i - 1].group, p->group) < 0);
+    FUZZ_CHECK(p->offset <= (uint64_t)INT64_MAX && p->tag <= 0xffffffffffffull);
+    int in = 0;
+    for (size_t j = 0; j < r.n_groups && !in; j++) in = strcmp(r.groups[j], p->group) == 0;
+    FUZZ_CHECK(in);
+  }
 
   size_t len;
   char *json = chan_reply_encode(&r, &len);

@@ -142,7 +142,7 @@ def ws_seeds():
 
 
 def subscribe_seeds():
-    # byte 0: bit 0 csrftoken "abc"; bit 1 max_groups 5.
+    # byte 0: bit 0 csrftoken "abc"; bit 1 max_groups 5; bit 2 wsgw.2.
     reqs = [
         (1, SUB),
         (0, '{"groups": {"jobs": ["status_changed"]}}'),
@@ -167,6 +167,20 @@ def subscribe_seeds():
         (0, '{"groups": {"jobs": ["a"]}} trailing'),
         (0, 'not json'),
         (0, '{"groups": {"jobs": ["' + "x" * 64 + '", "' + "y" * 65 + '"]}}'),
+        # wsgw.2: positions (docs/PROTOCOL.md, "Positions").
+        (5, '{"groups": {"jobs": ["status_changed"], "job_events": [42, 44]}, '
+            '"positions": {"jobs-status_changed": "1234-0123456789ab", '
+            '"job_events-44": "0-ffffffffffff"}, "xrftoken": "abc"}'),
+        (4, '{"groups": {"schedules": 1}, "positions": {}}'),
+        (4, '{"groups": {"jobs": ["a"]}, "positions": {"jobs-a": "1-000000000000", '
+            '"jobs-a": "2-000000000000"}}'),
+        (4, '{"groups": {"jobs": ["a"]}, "positions": []}'),
+        (4, '{"groups": {"jobs": ["a"]}, "positions": {"jobs-b": "1-000000000000"}}'),
+        (4, '{"groups": {"jobs": ["a"]}, "positions": {"jobs-a": "01-000000000000"}}'),
+        (4, '{"groups": {"jobs": ["a"]}, "positions": {"jobs-a": 1}}'),
+        (4, '{"groups": {"jobs": ["a"]}, '
+            '"positions": {"jobs-a": "9223372036854775808-000000000000"}}'),
+        (0, '{"groups": {"jobs": ["a"]}, "positions": {"jobs-a": "1-000000000000"}}'),
     ]
     return [bytes([f]) + r.encode() for f, r in reqs]
 
@@ -239,6 +253,17 @@ def reply_seeds():
          "text": ['{"error": "access denied to channel job_events for resource id 42"}'],
          "recheck": 1765100060},
         {"reply_channel": CHANNEL, "order": 3, "recheck": -1},
+        # wsgw.2: positions for groups of the reply.
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["jobs-status_changed", "job_events-42"],
+         "text": [subreply], "positions": {"job_events-42": "1234-0123456789ab",
+                                           "jobs-status_changed": "0-ffffffffffff"}},
+        {"reply_channel": CHANNEL, "order": 1, "groups": [], "positions": {}},
+        {"reply_channel": CHANNEL, "order": 1, "positions": {}},
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["a"],
+         "positions": {"b": "1-000000000000"}},
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["a"],
+         "positions": {"a": "9223372036854775808-000000000000"}},
+        {"reply_channel": CHANNEL, "order": 1, "groups": ["a"], "positions": ["a"]},
     ]
     out = [json.dumps(r).encode() for r in rs]
     out.append(json.dumps(rs[0]).encode() + b" {}")
@@ -268,7 +293,10 @@ def channel_seeds():
           (2, {**disconnect, "session": {"user": 7, "credentials": {"cookie": 5}}}),
           (1, {"reply_channel": CHANNEL, "path": "/websocket/", "order": 5, "recheck": True,
                "session": {"user": 7}, "groups": ["job_events-42"]}),
-          (1, {**receive, "recheck": True}), (1, {**receive_b, "recheck": False})]
+          (1, {**receive, "recheck": True}), (1, {**receive_b, "recheck": False}),
+          # wsgw.2 connections (issue 14); an unknown protocol reads as the old one.
+          (1, {**receive, "protocol": "wsgw.2"}), (1, {**receive, "protocol": "wsgw.3"}),
+          (1, {**receive, "protocol": 2}), (2, {**disconnect, "protocol": "wsgw.2"})]
     return [bytes([k]) + json.dumps(m).encode() for k, m in ms]
 
 

@@ -44,7 +44,14 @@ BROKER_SH = ROOT / "tests" / "lib" / "broker.sh"
 LOG_LEVEL = os.environ.get("WSGW_LOG_LEVEL", "info")
 SECRET = "integration-test-secret-0123456789abcdef"
 GROUPS_EXCHANGE = "websocket.groups"
+CONTROL_EXCHANGE = "websocket.control"  # kicks (docs/PROTOCOL.md)
 WORK_QUEUES = ("websocket.connect", "websocket.receive", "websocket.disconnect")
+# The event history (issue 14): every gateway reads this stream, bound to
+# the groups exchange with '#', unless started with HISTORY_OFF.
+HISTORY_STREAM = "websocket.history"
+HISTORY_BINDING = "#"
+HISTORY_OFF = "--history.enabled=false"
+HISTORY_PREFETCH = "2000"  # history.prefetch's default
 
 # What a sanitizer writes when it finds something (ASan, LSan, UBSan).
 SANITIZER_REPORT = re.compile(
@@ -187,18 +194,34 @@ class Broker:
 
     def group_bindings(self, vhost, group=None):
         """(queue, group) of every binding on the groups exchange; without a
-        group, the gateways' control keys (wsgw!user.N, wsgw!gw.QUEUE:
-        docs/PROTOCOL.md, "Kicking connections") are left out."""
+        group, the gateways' control keys and the history stream's '#' are
+        left out. A control key (wsgw!user.N, wsgw!gw.QUEUE: docs/PROTOCOL.md,
+        "Kicking connections") as the group: its bindings on the control
+        exchange, where gateways bind them."""
         rows = self.table("list_bindings", "-p", vhost,
                           "source_name", "destination_name", "routing_key")
+        if group is not None and group.startswith("wsgw!"):
+            return sorted((dest, key) for src, dest, key in rows
+                          if src == CONTROL_EXCHANGE and key == group)
         return sorted((dest, key) for src, dest, key in rows
                       if src == GROUPS_EXCHANGE and (key == group if group is not None
-                                                     else not key.startswith("wsgw!")))
+                                                     else not key.startswith("wsgw!")
+                                                     and key != HISTORY_BINDING))
 
     def consumers(self, vhost):
         """{queue name: consumer count} of the vhost's queues."""
         return {name: int(n) for name, n in self.table("list_queues", "-p", vhost,
                                                        "name", "consumers")}
+
+    def history_consumers(self, vhost):
+        """Gateway processes reading the history stream: channels with two
+        consumers (the gateway's own queue and the stream) and the stream
+        consumer's prefetch (history.prefetch, 2000). RabbitMQ 3.10 says it
+        no better: list_consumers leaves out a stream's consumers, and
+        list_queues keeps counting them after their connection closed."""
+        rows = self.table("list_channels", "vhost", "consumer_count", "prefetch_count")
+        return sum(1 for v, n, prefetch in rows
+                   if v == vhost and n == "2" and prefetch == HISTORY_PREFETCH)
 
     def connections(self, vhost):
         """{client port: bytes the broker sent} for the vhost's connections."""

@@ -6,12 +6,14 @@ Owns: the refresh window (a connection whose token expired is closed 4401 at
 exp + auth.leeway + gateway.refresh_window; events keep flowing inside the
 window; {"token": ...} of the same user moves the expiry, before or inside the
 window; another user's or an invalid token is refused with an error text and
-moves nothing), kicks by user across two gateways and by connection (4403;
-other users untouched), `chanctl kick`'s exit status and messages, the
+moves nothing), kicks by user across two gateways (history on and off) and by
+connection (4403; other users untouched), `chanctl kick`'s exit status and
+messages (3, "nobody", with the history on: kicks go to websocket.control), the
 application's path (the kick message published with pika by a user with the
-emitter's permissions), and what is never a kick (a message without the
-header on a control key, the header on a group, a client subscribing to a
-control key).
+emitter's permissions, to websocket.control and the old way to
+websocket.groups, each delivered once), and what is never a kick (a message
+without the header on a control key, the header on a group, a client
+subscribing to a control key).
 
 Real clients (Python websockets), short settings: each test takes a few
 seconds. Times are wall-clock: the token's exp is in Unix seconds.
@@ -19,16 +21,19 @@ seconds. Times are wall-clock: the token's exp is in Unix seconds.
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import urllib.parse
 
 import pika
+import pika.exceptions
 import pytest
 import websockets
 
-from conftest import (GROUPS_EXCHANGE, SAN_ENV, binary, connect, jwt_for, recv_json, run,
-                      sanitizer_report, send_request, subscribe, wait_until)
+from conftest import (CONTROL_EXCHANGE, GROUPS_EXCHANGE, HISTORY_OFF, SAN_ENV, binary, connect,
+                      jwt_for, recv_json, run, sanitizer_report, send_request, subscribe,
+                      wait_until)
 from test_metrics import Scrape
 
 GROUP = "jobs-status_changed"
@@ -40,7 +45,6 @@ SLACK = 1.2
 
 def chanctl(*args, timeout=60):
     """Runs chanctl; returns (exit status, stdout, stderr)."""
-    import os
     proc = subprocess.run([binary("chanctl"), *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **SAN_ENV})
     report = sanitizer_report(proc.stderr)
@@ -186,10 +190,14 @@ def test_refresh_with_another_users_or_an_invalid_token_is_refused_and_does_not_
 
 # ---- kicks ------------------------------------------------------------------------
 
-def test_kick_by_user_closes_every_connection_of_the_user_on_every_gateway(cluster):
+@pytest.mark.parametrize("history", ["on", "off"])
+def test_kick_by_user_closes_every_connection_of_the_user_on_every_gateway(cluster, history):
+    """With the history on or off alike: control keys are bound on
+    websocket.control, so "nobody" (3) is told either way."""
     cluster.worker()
-    a = cluster.gateway("--gateway.group_linger=0")
-    b = cluster.gateway("--gateway.group_linger=0")
+    off = (HISTORY_OFF,) if history == "off" else ()
+    a = cluster.gateway("--gateway.group_linger=0", *off)
+    b = cluster.gateway("--gateway.group_linger=0", *off)
     em = cluster.pika_emitter()
     url = cluster.amqp_url
 
@@ -264,12 +272,29 @@ def test_kick_by_connection_closes_that_one_only(cluster):
     run(body())
 
 
+def test_kick_on_a_vhost_no_gateway_ever_ran_names_the_missing_exchange(broker):
+    """Kicks go to websocket.control, which gateways (and setup.sh) declare:
+    before any of them ran (a vhost of its own: the module's has had
+    gateways), chanctl says that exchange is missing (1), no crash, no false
+    "kicked"."""
+    name = f"t_kick_bare_{os.getpid()}"
+    broker.ctl("add_vhost", name)
+    try:
+        broker.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        rc, out, err = chanctl("kick", "--user", "7", f"--amqp.url={broker.url(name)}")
+        assert rc == 1 and out == "", (out, err)
+        assert err.startswith("chanctl: kick user 7: ") and "websocket.control" in err, err
+    finally:
+        broker.ctl("delete_vhost", name)
+
+
 def emitter_user(cluster, broker):
     """A broker user with the emitter's permissions (deploy/rabbitmq/setup.sh):
-    write on websocket.groups only."""
+    write on websocket.groups and websocket.control only."""
     name, pw = f"emitter-{cluster.vhost}", "emitter-pw"
     broker.ctl("add_user", name, pw)
-    broker.ctl("set_permissions", "-p", cluster.vhost, name, "^$", "^websocket\\.groups$", "^$")
+    broker.ctl("set_permissions", "-p", cluster.vhost, name, "^$",
+               "^websocket\\.(groups|control)$", "^$")
     parts = urllib.parse.urlsplit(cluster.amqp_url)
     return parts._replace(netloc=f"{name}:{pw}@{parts.hostname}:{parts.port}").geturl()
 
@@ -283,8 +308,8 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
     ch.confirm_delivery()
     kick = pika.BasicProperties(headers={"x-wsgw-control": "kick"})
 
-    def publish(key, body=b"", props=None):
-        ch.basic_publish(exchange=GROUPS_EXCHANGE, routing_key=key, body=body,
+    def publish(key, body=b"", props=None, exchange=GROUPS_EXCHANGE):
+        ch.basic_publish(exchange=exchange, routing_key=key, body=body,
                          properties=props or pika.BasicProperties(), mandatory=True)
 
     async def body():
@@ -304,16 +329,22 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         publish(GROUP, b'{"n": 4}')
         for ws in (a7, b7, c8):  # the first event each gets: nothing before it
             assert await recv_json(ws, what="the plain event") == {"n": 4}
-        # By connection: the reply channel as the body, to the gateway's key.
+        # By connection: the reply channel as the body, to the gateway's key,
+        # the old way (on websocket.groups: it still arrives, once).
         channel = [l for l in gw.log().splitlines() if "conn_open" in l and "user=7" in l]
         channel = channel[-2].split("channel=")[1].split()[0]  # a7's
         queue = channel[len("websocket.send."):].split("!")[0]
         publish(f"wsgw!gw.{queue}", channel.encode(), kick)
         code, _ = await closed_with(a7, 5)
         assert code == 4403
-        publish("wsgw!user.7", b"", kick)
+        # By user, the documented way: websocket.control, where mandatory
+        # tells "nobody" (on websocket.groups the history takes every key).
+        publish("wsgw!user.7", b"", kick, exchange=CONTROL_EXCHANGE)
         code, _ = await closed_with(b7, 5)
         assert code == 4403
+        with pytest.raises(pika.exceptions.UnroutableError):
+            publish("wsgw!user.999", b"", kick, exchange=CONTROL_EXCHANGE)
+        publish("wsgw!user.999", b"", kick)  # routed: to the stream
         publish(GROUP, b'{"n": 5}')
         assert await recv_json(c8, what="user 8's event") == {"n": 5}
         await c8.close()
@@ -322,7 +353,9 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         run(body())
     finally:
         conn.close()
-    assert Scrape(gw.metrics_port)("wsgw_gateway_kick_closes_total") == 2
+    m = Scrape(gw.metrics_port)
+    assert m("wsgw_gateway_kick_closes_total") == 2
+    assert m("wsgw_gateway_kicks_total") == 2  # each once; user 999's reached nobody
 
 
 # ---- the application's credential (issue 13: a refresh the connect hook decides) ----

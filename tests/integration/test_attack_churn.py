@@ -18,6 +18,12 @@ under 50 ms (the baseline, measured first in the same test, is printed
 next to it), and the bindings the gateway holds never exceed
 churners x 100 + max_lingering_groups + the probe's.
 
+With the event history on (the default, issue 14) a gateway binds no group
+at all (every event comes from the stream): the churn test runs both ways,
+history off for the bind machinery above, history on to show the bindings
+stay flat (only the users' control keys are bound). The other tests here
+are about that machinery and run with the history off.
+
 The churners run in a child process (asyncio), the probe in this one on a
 blocking socket, so the churners' Python does not delay the probe's clock.
 WSGW_CHURNERS=3,25,100 runs several sizes (the figures for the issue);
@@ -38,7 +44,8 @@ import time
 import pytest
 import websockets
 
-from conftest import connect, jwt_for, open_client, recv_json, run, subscribe, wait_until
+from conftest import (HISTORY_OFF, connect, jwt_for, open_client, recv_json, run, subscribe,
+                      wait_until)
 from faults import SANITIZED, wait_record
 from test_metrics import Scrape
 
@@ -137,10 +144,11 @@ def fmt(t):
     return "fail" if t == float("inf") else f"{t * 1000:.0f} ms"
 
 
+@pytest.mark.parametrize("history", ["off", "on"])
 @pytest.mark.parametrize("churners", SIZES)
-def test_churning_clients_do_not_starve_handshakes(cluster, churners):
+def test_churning_clients_do_not_starve_handshakes(cluster, churners, history):
     cluster.worker()
-    gw = cluster.gateway()
+    gw = cluster.gateway(*([HISTORY_OFF] if history == "off" else []))
 
     def gauges():  # the bindings the gateway holds, binds waiting
         m = Scrape(gw.metrics_port)
@@ -196,6 +204,8 @@ def test_churning_clients_do_not_starve_handshakes(cluster, churners):
           f"(bound {bound}), binds waiting peak {waiting:.0f}, drained {drain_s:.1f} s after "
           f"the churn; churners {stats}")
     assert peak <= bound and on_broker <= bound, (peak, on_broker, bound)
+    if history == "on":  # no group bound: only control keys were ever queued
+        assert on_broker == 0 and waiting <= churners + 10, (on_broker, waiting)
     if SANITIZED:  # run for the sanitizer's sake: its timing measures ASan
         return
     # A failed probe counts as infinitely slow: the p99 allows 1 in 100 of
@@ -216,7 +226,8 @@ def test_group_changes_over_the_allowance_get_an_error_and_change_nothing(cluste
     the one after is answered by the gateway; 2.5 s later the allowance is
     positive again."""
     cluster.worker()
-    gw = cluster.gateway("--gateway.group_changes_burst=11", "--gateway.group_changes_rate=5")
+    gw = cluster.gateway("--gateway.group_changes_burst=11", "--gateway.group_changes_rate=5",
+                         HISTORY_OFF)
 
     async def main():
         ws = await open_client(gw)
@@ -239,7 +250,7 @@ def test_group_changes_over_the_allowance_get_an_error_and_change_nothing(cluste
 
 def test_a_group_lingers_after_its_last_member_and_a_rejoin_is_free(cluster):
     cluster.worker()
-    gw = cluster.gateway("--gateway.group_linger=3s")
+    gw = cluster.gateway("--gateway.group_linger=3s", HISTORY_OFF)
     group = "jobs-status_changed"
 
     async def main():
@@ -271,7 +282,7 @@ def test_policy_value_lists_refuse_fresh_values_of_an_open_channel(cluster, tmp_
     ini = tmp_path / "policy.ini"
     ini.write_text("[groups]\njobs = open: status_changed, summary\ncontrol = user\n")
     cluster.worker("--config", str(ini))
-    gw = cluster.gateway()
+    gw = cluster.gateway(HISTORY_OFF)
 
     async def main():
         ws = await open_client(gw)
@@ -290,7 +301,7 @@ def test_sighup_lowers_the_allowance_of_a_connected_client(cluster, tmp_path):
     cluster.worker()
     conf = tmp_path / "gatewayd.ini"
     conf.write_text("[gateway]\ngroup_changes_burst = 200\n")
-    gw = cluster.gateway(f"--config={conf}")
+    gw = cluster.gateway(f"--config={conf}", HISTORY_OFF)
 
     async def main():
         ws = await open_client(gw)

@@ -68,11 +68,10 @@ def connecting_lines(gw, since=0):
 
 
 async def wait_bound(cluster, group, n_queues, timeout=10):
-    """Until n_queues gateway queues are bound to group: the events emitted
-    next are routed to all of them."""
-    def bound():
-        return len(cluster.broker.group_bindings(cluster.vhost, group)) >= n_queues
-    await asyncio.to_thread(wait_until, bound, timeout, f"{n_queues} binding(s) of {group}")
+    """Was: until n_queues gateway queues are bound to group. With the event
+    history a gateway binds no group (it reads every event from the stream)
+    and a membership counts from the subscription reply on: nothing to wait
+    for."""
 
 
 def test_upgrade_through_nginx_and_events_flow(cluster, nginx_for):

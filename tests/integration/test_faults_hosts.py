@@ -12,8 +12,8 @@ upstream block is generated: both gateways. Every daemon gets the URLs of all
 three nodes and amqp.queue_type=quorum.
 
 Placed for the worst case: the leaders of all four quorum queues workerd
-declares (websocket.connect, .receive, .disconnect and .dead) are on B's
-node, and A's gateway and worker are connected to B's node too (started again
+declares (websocket.connect, .receive, .disconnect and .dead) and of the
+gateways' history stream are on B's node, and A's gateway and worker are connected to B's node too (started again
 until they land there), so the cut takes away everything A's daemons hold on
 the broker. A's worker must declare all four again on a surviving node to
 come back: websocket.dead too, which used to be a classic queue with B's node
@@ -23,7 +23,11 @@ Shown, before the cut: clients through nginx land on both gateways and an
 event reaches every one. Then B's veth goes down in the root namespace: its
 packets are dropped, no RST, no ICMP (a partition, not a crash). Host A goes
 on serving: its clients stay connected; events emitted every 200 ms from the
-cut on reach all of them again within seconds, in order; their subscription
+cut on reach all of them within seconds, in order, every one: none is lost
+across the cut (issue 14, item 4: A's gateway reads the event history, a
+stream replicated on the three nodes, and resumes where it stopped; the
+backend publishes with confirms and publishes again what the broker
+refused); their subscription
 requests, sent once A's worker is back on a surviving node, are answered (by
 A's worker: B's is cut off; why not sooner: see the requests below); new
 connections through nginx succeed: the first one nginx sends to B waits for the
@@ -50,9 +54,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pika
 import pytest
 
-from conftest import (BROKER_SH, LOG_LEVEL, ROOT, SECRET, Broker, Cluster, Daemon, PikaEmitter,
+from conftest import (BROKER_SH, HISTORY_STREAM, LOG_LEVEL, ROOT, SECRET, Broker, Cluster, Daemon, PikaEmitter,
                       _log_dir, binary, connect, jwt_for, recv_json, run, running, wait_until)
 from faults import SLOW, records, wait_record
 from test_faults_broker import epoch
@@ -74,6 +79,8 @@ GW_PORT, GW_METRICS, WK_METRICS = 8051, 9151, 9152
 NET_TICKTIME = 5
 VHOST = "hosts"
 OPTS = ("--amqp.heartbeat=2s", "--amqp.queue_type=quorum")
+# The event history's stream on all three nodes: it survives B's node.
+GW_OPTS = ("--history.replicas=3",)
 GROUP = "jobs-status_changed"
 CLIENTS = 10  # through nginx before the cut: least_conn puts 5 on each gateway
 EMIT_EVERY = 0.2
@@ -208,7 +215,7 @@ def gateway_on(c, host, url=None):
         f"--gateway.trusted_proxies={ROOT_IP}", f"--amqp.url={url or c.amqp_url}",
         # A's worker is back on a live node ~12 s after the cut here (see
         # the figures); a client message waits for it up to this long.
-        "--gateway.reply_timeout=30s", f"--log.level={LOG_LEVEL}", *OPTS])
+        "--gateway.reply_timeout=30s", f"--log.level={LOG_LEVEL}", *OPTS, *GW_OPTS])
 
 
 def worker_on(c, host, url=None):
@@ -240,9 +247,11 @@ def placed_on(c, start, host, node, tries=30):
 
 
 def leaders(node):
-    """{queue: host of its leader} of the queues workerd declares."""
+    """{queue: host of its leader} of the queues workerd declares and of the
+    gateways' history stream."""
     rows = node.table("list_queues", "-p", VHOST, "name", "leader")
-    return {q: HOST_NAME[int(lead.rsplit(".", 1)[1])] for q, lead in rows if q in WORKER_QUEUES}
+    return {q: HOST_NAME[int(lead.rsplit(".", 1)[1])] for q, lead in rows
+            if q in WORKER_QUEUES + (HISTORY_STREAM,)}
 
 
 def queue_types(node):
@@ -341,20 +350,34 @@ async def collect(ws, got):
 
 
 class Emitter:
-    """A backend on host A: pika to A's node, one thread for all publishes."""
+    """A backend on host A: pika to A's node, one thread for all publishes,
+    with confirms, as docs/PROTOCOL.md tells a backend to: an event the
+    broker refuses (the history's leader was on B's node: until a new one
+    is elected) is published again, in order, before the next one."""
 
     def __init__(self, url):
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.url, self.pika, self.sent = url, None, {}
+        self.url, self.pika, self.sent, self.retries = url, None, {}, 0
+
+    def _emit(self, text):
+        while True:
+            try:
+                if self.pika is None:
+                    self.pika = PikaEmitter(self.url)
+                self.pika.emit(GROUP, text)
+                return
+            except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+                self.retries += 1
+                time.sleep(0.1)
+            except pika.exceptions.AMQPError:  # the connection went: a new one
+                self.retries += 1
+                self.pika = None
+                time.sleep(0.1)
 
     async def emit(self, seq):
         loop = asyncio.get_running_loop()
-        if self.pika is None:
-            # No confirms: during the cut the broker nacks each event whose copy
-            # for B's gateway cannot be placed; what A's clients get is measured.
-            self.pika = await loop.run_in_executor(self.pool, PikaEmitter, self.url, False)
         t = time.time()
-        await loop.run_in_executor(self.pool, self.pika.emit, GROUP, json.dumps({"seq": seq}))
+        await loop.run_in_executor(self.pool, self._emit, json.dumps({"seq": seq}))
         self.sent[seq] = t
         return t
 
@@ -375,10 +398,15 @@ def test_host_cut_off_the_network(hcluster, hosts, tmp_path):
     first = worker_on(c, B, url=nodes[B].url(VHOST))
     wait_record(first, "broker_connected", 30)
     first.kill(signal.SIGTERM)
+    # Likewise the history stream: its leader on B's node too.
+    first_gw = gateway_on(c, B, url=nodes[B].url(VHOST))
+    wait_record(first_gw, "hist_live", 30)
+    first_gw.kill(signal.SIGTERM)
     assert queue_types(nodes[A]) == {q: "quorum" for q in WORKER_QUEUES}, \
         "workerd did not declare its queues quorum (built before websocket.dead was?)"
     placement["leaders"] = leaders(nodes[A])
-    assert placement["leaders"] == {q: "B" for q in WORKER_QUEUES}, placement
+    assert placement["leaders"] == {q: "B" for q in WORKER_QUEUES + (HISTORY_STREAM,)}, \
+        placement
 
     wk_b = worker_on(c, B)
     gw_b = gateway_on(c, B)
@@ -410,9 +438,8 @@ def test_host_cut_off_the_network(hcluster, hosts, tmp_path):
             (sorted(on_a), sorted(on_b))
         figures["clients_before_cut"] = {"A": len(a_clients), "B": len(b_clients)}
 
-        def both_bound():
-            return len({q for q, _ in nodes[A].group_bindings(VHOST, GROUP)}) >= 2
-        await asyncio.to_thread(wait_until, both_bound, 20, f"{GROUP} bound on both gateways")
+        # No binding to wait for: both gateways read every event from the
+        # history, and a membership counts from the reply on.
         t0 = await emitter.emit(0)
         arrivals = await asyncio.gather(*(next_event(ws, 0) for ws in clients))
         figures["event_before_cut_ms"] = round((max(arrivals) - t0) * 1000, 1)
@@ -451,16 +478,16 @@ def test_host_cut_off_the_network(hcluster, hosts, tmp_path):
         await asyncio.gather(*tasks, return_exceptions=True)
         last = seq - 1
 
-        first_seq = max(g[0][0] for g in got)  # from here on every client has every one
-        for g in got:
+        for g in got:  # every event since the cut, in order, once: none lost
             seqs = [s for s, _ in g]
-            assert seqs == sorted(set(seqs)), f"events out of order or twice: {seqs}"
-            assert seqs[-1] == last and set(range(first_seq, last + 1)) <= set(seqs), \
-                f"events missing after the flow resumed: {seqs}"
+            assert seqs == list(range(1, last + 1)), \
+                f"events lost, twice or out of order across the cut: {seqs}"
         figures["events_resumed_s"] = round(max(g[0][1] for g in got) - t_cut, 3)
-        figures["events_lost_after_cut"] = f"{first_seq - 1} of {last} (sent every {EMIT_EVERY}s)"
+        figures["events_after_cut"] = f"{last}, none lost (sent every {EMIT_EVERY}s)"
+        figures["emitter_retries"] = emitter.retries
+        # Latency of the events emitted once the flow was back.
         lat = [max(t for g in got for s, t in g if s == n) - emitter.sent[n]
-               for n in range(first_seq, last + 1)]
+               for n in range(1, last + 1) if emitter.sent[n] >= resumed]
         figures["event_latency_after_resume_ms"] = round(max(lat) * 1000, 1)
         assert all(ws.open for ws in a_clients), "A's clients were dropped"
 
@@ -554,7 +581,12 @@ def test_host_cut_off_the_network(hcluster, hosts, tmp_path):
     for k, v in {**noticed, **figures}.items():
         print(f"  {k}: {v}")
     assert subs >= requests, f"A's worker applied {subs} requests; {requests} were answered"
-    assert figures["events_resumed_s"] < 15, figures
+    # Not the 5 s of the per-gateway queues: with the history's leader on B's
+    # node, A's gateway waits for the survivors to elect a new one (RabbitMQ
+    # 3.10 consumes a stream only from a replica on the node it is connected
+    # to, and refuses until that replica runs again) and its reconnects take
+    # net_setuptime (7 s) each meanwhile: 19 s measured, nothing lost.
+    assert figures["events_resumed_s"] < 30, figures
     # nginx's side of the cut: B never answers (no RST, no ICMP), so the one
     # handshake it tried there waited the whole proxy_connect_timeout, and
     # with B marked down it tried no other.

@@ -305,7 +305,9 @@ def sanitized(pid):
 
 def test_slow_reader_is_closed_with_1008_and_its_memory_returned(gateway, cluster_m):
     queue_cap = 256 * 1024
-    gw = gateway(f"--gateway.max_send_queue={queue_cap}")
+    # The history ring keeps recent events on purpose (history.memory): kept
+    # small here, so what is measured is what the reader's queue held.
+    gw = gateway(f"--gateway.max_send_queue={queue_cap}", "--history.memory=1MiB")
     event = json.dumps({"status": "running", "pad": "x" * 4000})
     n_events = 4000  # 16 MB: far more than the cap and the kernel buffers
     ws = RawWS(gw.port, ws_path("/websocket/", jwt_for(7)), rcvbuf=4096)

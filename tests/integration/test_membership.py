@@ -1,13 +1,16 @@
-"""Group membership lives in the gateway, and its bindings on the broker
-follow it (docs/PROTOCOL.md, "Topology"): bound while at least one member of
-a group is connected, unbound group_linger after the last one leaves (1 s
-here; the default 10 s, and the linger itself, are test_attack_churn.py's)."""
+"""Group membership lives in the gateway. With the event history off its
+bindings on the broker follow it (docs/PROTOCOL.md, "Topology"): bound while
+at least one member of a group is connected, unbound group_linger after the
+last one leaves (1 s here; the default 10 s, and the linger itself, are
+test_attack_churn.py's). With the history on (the default) the gateway binds
+no group at all: every event comes from the stream."""
 
 import asyncio
 
 import pytest
 
-from conftest import nothing_arrives, open_client, recv_text, run, subscribe, wait_until
+from conftest import (HISTORY_OFF, nothing_arrives, open_client, recv_text,
+                      run, subscribe, wait_until)
 
 GROUP = "jobs-status_changed"
 
@@ -15,7 +18,7 @@ GROUP = "jobs-status_changed"
 @pytest.fixture
 def stack(cluster):
     cluster.worker(ready=False)
-    cluster.gw = cluster.gateway("--gateway.group_linger=1s")
+    cluster.gw = cluster.gateway("--gateway.group_linger=1s", HISTORY_OFF)
     return cluster
 
 
@@ -93,9 +96,24 @@ def test_disconnected_member_gets_nothing_and_others_get_one_copy(stack):
     run(main())
 
 
-def test_a_dead_gateway_leaves_no_bindings(cluster):
+def test_with_the_history_a_subscription_binds_nothing(cluster):
     cluster.worker()
     gw = cluster.gateway()
+
+    async def main():
+        ws = await open_client(gw)
+        await subscribe(ws, {"jobs": ["status_changed"]})
+        await asyncio.to_thread(cluster.emit, GROUP, '{"via": "stream"}')
+        assert await recv_text(ws, what="the event") == '{"via": "stream"}'
+        assert cluster.broker.group_bindings(cluster.vhost) == []
+        assert cluster.broker.history_consumers(cluster.vhost) == 1
+        await ws.close()
+    run(main())
+
+
+def test_a_dead_gateway_leaves_no_bindings(cluster):
+    cluster.worker()
+    gw = cluster.gateway(HISTORY_OFF)
 
     async def main():
         ws = await open_client(gw)

@@ -101,10 +101,10 @@ def test_processes_share_the_port_and_each_serves_its_own_clients(cluster):
         per = [connections(gw, i) for i in (0, 1)]
         print(f"\nconnections per process: {per}")
         assert sum(per) == CLIENTS and min(per) >= 1, per
-        # One queue per process, each bound to the group its clients joined:
-        # the broker does the fanout across processes.
-        bindings = cluster.broker.group_bindings(cluster.vhost, "jobs-status_changed")
-        assert len(bindings) == 2, bindings
+        # One stream consumer per process, each reading every event: the
+        # process fans out to its own clients; no group is bound.
+        assert cluster.broker.history_consumers(cluster.vhost) == 2
+        assert cluster.broker.group_bindings(cluster.vhost) == []
         await asyncio.to_thread(cluster.emit, "jobs-status_changed", '{"n": 1}')
         await asyncio.to_thread(cluster.emit, "jobs-status_changed", '{"sentinel": 1}')
         for ws in clients:

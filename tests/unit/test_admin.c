@@ -201,6 +201,29 @@ UNIT_TEST(gw_admin_render_text) {
   prom_buf_free(&b);
 }
 
+UNIT_TEST(gw_admin_render_history_only_when_on) {
+  gw_stats st;
+  memset(&st, 0, sizeof st);
+  gw_admin_gauges g = {.hist_read = 9};
+  prom_buf b;
+  prom_buf_init(&b);
+  gw_admin_render(&b, &st, &g);
+  UNIT_CHECK(!strstr(b.data, "wsgw_gateway_history_"));
+  prom_buf_free(&b);
+  g = (gw_admin_gauges){.hist_on = 1, .hist_read = 9, .hist_resumes = 2, .hist_gaps = 1,
+                        .hist_gap_lost = 40, .hist_resets = 1, .hist_last_offset = 123};
+  prom_buf_init(&b);
+  gw_admin_render(&b, &st, &g);
+  UNIT_CHECK(!b.failed && exposition_lines_valid(b.data));
+  UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_messages_total 9\n"));
+  UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_resumes_total 2\n"));
+  UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_gaps_total 1\n"));
+  UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_gap_messages_total 40\n"));
+  UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_resets_total 1\n"));
+  UNIT_CHECK(strstr(b.data, "# TYPE wsgw_gateway_history_offset gauge\nwsgw_gateway_history_offset 123\n"));
+  prom_buf_free(&b);
+}
+
 UNIT_TEST(wk_metrics_refusal_classes) {
   UNIT_CHECK(wk_metrics_auth_class("no token") == WK_METRICS_AUTH_MISSING);
   UNIT_CHECK(wk_metrics_auth_class("malformed token in query") == WK_METRICS_AUTH_MALFORMED);

@@ -139,3 +139,23 @@ UNIT_TEST(cfg_shared_row_reads_another_programs_key) {
   cfg_free(foreign_opts, 2, &c);
   unlink(path);
 }
+
+/* [history] is gatewayd's, in the file both daemons share: a program
+ * without a [history] row (workerd, chanctl) skips the section. */
+UNIT_TEST(cfg_shared_file_with_history_loads_in_other_programs) {
+  char path[] = "/tmp/wsgw-cfg-history-XXXXXX";
+  int fd = mkstemp(path);
+  UNIT_CHECK(fd >= 0);
+  const char ini[] = "[history]\nenabled = true\nmax_age = 1h\n"
+                     "[worker]\nother = 4\n";
+  UNIT_CHECK(write(fd, ini, sizeof ini - 1) == (ssize_t)(sizeof ini - 1));
+  close(fd);
+  foreign_conf c;
+  char *argv[] = {"unit", "--config", path, NULL};
+  int argc = 3, saved = unit_stderr_mute();
+  cfg_result r = cfg_load(foreign_opts, 2, &c, "unit", NULL, &argc, argv);
+  unit_stderr_restore(saved);
+  UNIT_CHECK(r == CFG_RUN && c.other == 4);
+  cfg_free(foreign_opts, 2, &c);
+  unlink(path);
+}

@@ -2,6 +2,7 @@
  * test_chan_msg.c - channel messages: round trips of the three kinds, and
  * every way a decoder refuses a message.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -822,4 +823,219 @@ UNIT_TEST(chan_msg_redacted_receive_keeps_no_session_credentials) {
   out = chan_msg_redact(CHAN_MSG_RECEIVE, plain, strlen(plain), &n);
   UNIT_CHECK_STR(out, plain);
   free(out);
+}
+
+/* ---- protocol (issue 14) ---- */
+
+static chan_msg cm_receive_msg(char **groups) {
+  chan_msg m = {.kind = CHAN_MSG_RECEIVE,
+                .reply_channel = "websocket.send.q!1",
+                .path = "/websocket/",
+                .order = 2,
+                .data = "{\"groups\": {}}",
+                .data_len = 14,
+                .session_json = "{\"user\":7}",
+                .groups = groups,
+                .n_groups = 1};
+  return m;
+}
+
+UNIT_TEST(chan_msg_old_protocol_receive_is_byte_for_byte_as_before) {
+  /* The texts the encoder wrote before issue 14 (checked against it). */
+  char *groups[] = {"jobs-status_changed"};
+  chan_msg m = cm_receive_msg(groups);
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK_STR(json,
+                 "{\"reply_channel\":\"websocket.send.q!1\",\"path\":\"/websocket/\","
+                 "\"order\":2,\"text\":\"{\\\"groups\\\": {}}\",\"session\":{\"user\":7},"
+                 "\"groups\":[\"jobs-status_changed\"]}");
+  free(json);
+  m.recheck = 1;
+  m.data = NULL;
+  m.data_len = 0;
+  json = chan_msg_encode(&m, &len);
+  UNIT_CHECK_STR(json,
+                 "{\"reply_channel\":\"websocket.send.q!1\",\"path\":\"/websocket/\","
+                 "\"order\":2,\"recheck\":true,\"session\":{\"user\":7},"
+                 "\"groups\":[\"jobs-status_changed\"]}");
+  free(json);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE, cm_receive_with(""), &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_OLD);
+  chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_wsgw2_receive_round_trips) {
+  char *groups[] = {"jobs-status_changed"};
+  chan_msg m = cm_receive_msg(groups);
+  m.protocol = CHAN_MSG_PROTOCOL_WSGW2;
+  size_t len;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK_STR(json,
+                 "{\"reply_channel\":\"websocket.send.q!1\",\"path\":\"/websocket/\","
+                 "\"order\":2,\"text\":\"{\\\"groups\\\": {}}\",\"protocol\":\"wsgw.2\","
+                 "\"session\":{\"user\":7},\"groups\":[\"jobs-status_changed\"]}");
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_WSGW2 && d.data_len == 14 && !d.recheck);
+  chan_msg_free(&d);
+  free(json);
+  /* A re-check of a wsgw.2 connection says so too. */
+  m.recheck = 1;
+  m.data = NULL;
+  m.data_len = 0;
+  json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && strstr(json, "\"recheck\":true,\"protocol\":\"wsgw.2\""));
+  UNIT_CHECK(json && chan_msg_decode(CHAN_MSG_RECEIVE, json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_WSGW2 && d.recheck);
+  chan_msg_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_msg_protocol_decoding_rules) {
+  chan_msg d;
+  char err[128];
+  /* A protocol this worker does not know: the old one. */
+  const char *other[] = {"\"protocol\":\"wsgw.3\"", "\"protocol\":\"\"",
+                         "\"protocol\":\"WSGW.2\"", "\"protocol\":\"wsgw.2 \""};
+  for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+    UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE, cm_receive_with(other[i]), &d, err,
+                         sizeof err) == 0);
+    UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_OLD);
+    chan_msg_free(&d);
+  }
+  UNIT_CHECK(cm_decode(CHAN_MSG_RECEIVE, cm_receive_with("\"protocol\":\"wsgw.2\""), &d,
+                       err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_WSGW2);
+  chan_msg_free(&d);
+  const char *bad[] = {"\"protocol\":2", "\"protocol\":null", "\"protocol\":[\"wsgw.2\"]",
+                       "\"protocol\":true"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with(bad[i]),
+                          "protocol must be a string"));
+  /* A U+0000 in it is refused as anywhere outside text. */
+  UNIT_CHECK(cm_refused(CHAN_MSG_RECEIVE, cm_receive_with("\"protocol\":\"wsgw.2\\u0000\""),
+                        "U+0000"));
+  /* Connect and disconnect do not carry it: the key is ignored there. */
+  UNIT_CHECK(cm_decode(CHAN_MSG_DISCONNECT,
+                       "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":3,"
+                       "\"code\":1000,\"protocol\":7}",
+                       &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_OLD);
+  chan_msg_free(&d);
+}
+
+UNIT_TEST(chan_msg_protocol_encoding_rules) {
+  char *groups[] = {"jobs-status_changed"};
+  chan_msg m = cm_receive_msg(groups);
+  size_t len;
+  m.protocol = 2; /* no such protocol */
+  UNIT_CHECK(chan_msg_encode(&m, &len) == NULL);
+  m.protocol = -1;
+  UNIT_CHECK(chan_msg_encode(&m, &len) == NULL);
+  /* Ignored on a disconnect (and a connect): not written. */
+  m.kind = CHAN_MSG_DISCONNECT;
+  m.code = 1000;
+  m.protocol = CHAN_MSG_PROTOCOL_WSGW2;
+  char *json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && !strstr(json, "protocol"));
+  free(json);
+  m.kind = CHAN_MSG_CONNECT;
+  json = chan_msg_encode(&m, &len);
+  UNIT_CHECK(json && !strstr(json, "protocol"));
+  free(json);
+}
+
+UNIT_TEST(chan_msg_redacted_receive_keeps_the_protocol) {
+  const char *json =
+      "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/websocket/\",\"order\":1,"
+      "\"text\":\"hi\",\"protocol\":\"wsgw.2\",\"session\":{\"user\":7,"
+      "\"csrftoken\":\"abc\"},\"groups\":[]}";
+  size_t len;
+  char *red = chan_msg_redact(CHAN_MSG_RECEIVE, json, strlen(json), &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(red && strstr(red, "(redacted)"));
+  UNIT_CHECK(red && chan_msg_decode(CHAN_MSG_RECEIVE, red, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.protocol == CHAN_MSG_PROTOCOL_WSGW2);
+  chan_msg_free(&d);
+  free(red);
+}
+
+/* A small deterministic generator for the garbage loops. */
+static uint32_t cm_rand(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return *s >> 8;
+}
+
+UNIT_TEST(chan_msg_garbage_never_crashes_and_decoded_round_trips) {
+  static const char *const pieces[] = {
+      "{", "}", "[", "]", ",", ":", "\"protocol\"", "\"wsgw.2\"", "\"text\"",
+      "\"hi\"", "\"reply_channel\"", "\"" CM_RC "\"", "\"path\"", "\"/\"",
+      "\"order\"", "1", "\"recheck\"", "true", "null", "\"groups\"", "\"a-b\"",
+      "\"session\"", "{\"user\":7}", "\"bytes\"", "\"AA==\"", "\"\\u0000\"", "\xff",
+      "\"code\"", "1000", "-1", "1e999", " "};
+  uint32_t seed = 14;
+  char buf[512];
+  int decoded = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    size_t n = 0;
+    int parts = 1 + (int)(cm_rand(&seed) % 24);
+    if (iter % 2) { /* a valid receive with one more member: often valid */
+      const char *k = pieces[cm_rand(&seed) % (sizeof pieces / sizeof *pieces)];
+      const char *v = pieces[cm_rand(&seed) % (sizeof pieces / sizeof *pieces)];
+      snprintf(buf, sizeof buf, "%s", cm_receive_with(""));
+      n = strlen(buf) - 1; /* over the closing brace */
+      n += (size_t)snprintf(buf + n, sizeof buf - n, ",%s:%s}", k, v);
+      parts = 0;
+    }
+    for (int i = 0; i < parts; i++) {
+      const char *p = pieces[cm_rand(&seed) % (sizeof pieces / sizeof *pieces)];
+      size_t pl = strlen(p);
+      if (n + pl >= sizeof buf) break;
+      memcpy(buf + n, p, pl);
+      n += pl;
+    }
+    if (iter % 10 == 0) /* raw bytes too */
+      for (size_t i = 0; i < n; i += 1 + cm_rand(&seed) % 16)
+        buf[i] = (char)(cm_rand(&seed) & 0xff);
+    chan_msg m, back;
+    char err[160];
+    chan_msg_kind kind = (chan_msg_kind)(iter % 3);
+    if (chan_msg_decode(kind, buf, n, &m, err, sizeof err) != 0) continue;
+    decoded++;
+    size_t len;
+    char *json = chan_msg_encode(&m, &len);
+    UNIT_CHECK(json && chan_msg_decode(kind, json, len, &back, err, sizeof err) == 0);
+    UNIT_CHECK(json && back.protocol == m.protocol);
+    if (json) chan_msg_free(&back);
+    free(json);
+    chan_msg_free(&m);
+  }
+  UNIT_CHECK(decoded > 1000); /* the loop reaches the encoder too */
+}
+
+UNIT_TEST(chan_msg_redacted_session_over_the_cap_is_replaced) {
+  /* Short credential values under 4 KiB whose placeholders pass it. */
+  char session[CHAN_SESSION_MAX + 1], json[CHAN_SESSION_MAX + 256];
+  size_t o = (size_t)snprintf(session, sizeof session, "{\"user\":7,\"credentials\":{");
+  for (int i = 0; o + 16 < CHAN_SESSION_MAX; i++)
+    o += (size_t)snprintf(session + o, sizeof session - o, "%s\"c%d\":\"x\"", i ? "," : "", i);
+  snprintf(session + o, sizeof session - o, "}}");
+  UNIT_CHECK(strlen(session) <= CHAN_SESSION_MAX);
+  snprintf(json, sizeof json,
+           "{\"reply_channel\":\"" CM_RC "\",\"path\":\"/\",\"order\":3,\"text\":\"hi\","
+           "\"session\":%s,\"groups\":[\"a\"]}", session);
+  size_t len;
+  char *red = chan_msg_redact(CHAN_MSG_RECEIVE, json, strlen(json), &len);
+  chan_msg d;
+  char err[128];
+  UNIT_CHECK(red && chan_msg_decode(CHAN_MSG_RECEIVE, red, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK_STR(d.session_json, CHAN_MSG_SESSION_TOO_LARGE);
+  UNIT_CHECK(d.order == 3 && d.n_groups == 1 && d.data_len == 2);
+  chan_msg_free(&d);
+  free(red);
 }

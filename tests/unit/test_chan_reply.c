@@ -446,3 +446,249 @@ UNIT_TEST(chan_reply_refuses_a_user_or_expires_that_is_not_an_exact_id) {
   UNIT_CHECK(cr_refused(cr_with("\"user\":9007199254740992"), "user must be an integer"));
   UNIT_CHECK(cr_refused(cr_with("\"user\":true"), "user must be an integer"));
 }
+
+/* ---- positions (issue 14) ---- */
+
+UNIT_TEST(chan_reply_without_positions_is_byte_for_byte_as_before) {
+  /* The text the encoder wrote before issue 14 (checked against it). */
+  char *groups[] = {"jobs-status_changed"};
+  chan_text t = {"{\"groups_current\": []}", 22};
+  chan_reply r = {.reply_channel = "websocket.send.q!1", .order = 2, .accept = -1,
+                  .texts = &t, .n_texts = 1, .has_groups = 1, .groups = groups,
+                  .n_groups = 1};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK_STR(json, "{\"reply_channel\":\"websocket.send.q!1\",\"order\":2,"
+                       "\"text\":[\"{\\\"groups_current\\\": []}\"],"
+                       "\"groups\":[\"jobs-status_changed\"]}");
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(!d.has_positions && d.n_positions == 0 && d.positions == NULL);
+  chan_reply_free(&d);
+  free(json);
+}
+
+UNIT_TEST(chan_reply_positions_round_trip_sorted) {
+  char *groups[] = {"jobs-status_changed", "job_events-42", "a"};
+  chan_reply_pos pos[] = {{"jobs-status_changed", 9223372036854775807ull, 0xffffffffffffull},
+                          {"a", 0, 0},
+                          {"job_events-42", 1234, 0xabcull}};
+  chan_reply r = {.reply_channel = CR_RC, .order = 1, .accept = -1, .has_groups = 1,
+                  .groups = groups, .n_groups = 3, .has_positions = 1,
+                  .positions = pos, .n_positions = 3};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && strstr(json, ",\"positions\":{\"jobs-status_changed\":"
+                                  "\"9223372036854775807-ffffffffffff\",\"a\":"
+                                  "\"0-000000000000\",\"job_events-42\":"
+                                  "\"1234-000000000abc\"}"));
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.has_positions && d.n_positions == 3);
+  if (d.n_positions == 3) { /* sorted by name (strcmp) */
+    UNIT_CHECK_STR(d.positions[0].group, "a");
+    UNIT_CHECK(d.positions[0].offset == 0 && d.positions[0].tag == 0);
+    UNIT_CHECK_STR(d.positions[1].group, "job_events-42");
+    UNIT_CHECK(d.positions[1].offset == 1234 && d.positions[1].tag == 0xabc);
+    UNIT_CHECK_STR(d.positions[2].group, "jobs-status_changed");
+    UNIT_CHECK(d.positions[2].offset == 9223372036854775807ull &&
+               d.positions[2].tag == 0xffffffffffffull);
+  }
+  chan_reply_free(&d);
+  UNIT_CHECK(d.positions == NULL && !d.has_positions);
+  free(json);
+}
+
+UNIT_TEST(chan_reply_empty_positions_are_kept) {
+  chan_reply r = {.reply_channel = CR_RC, .order = 1, .accept = -1, .has_groups = 1,
+                  .has_positions = 1};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json && strstr(json, "\"groups\":[],\"positions\":{}"));
+  chan_reply d;
+  char err[128];
+  UNIT_CHECK(json && chan_reply_decode(json, len, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.has_positions && d.n_positions == 0);
+  chan_reply_free(&d);
+  free(json);
+  UNIT_CHECK(cr_decode(cr_with("\"groups\":[\"a\"],\"positions\":{}"), &d, err,
+                       sizeof err) == 0);
+  UNIT_CHECK(d.has_positions && d.n_positions == 0);
+  chan_reply_free(&d);
+}
+
+UNIT_TEST(chan_reply_refuses_bad_positions) {
+  const char *invalid = "invalid group name or position in positions";
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":[]"),
+                        "positions must be an object"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":\"1-000000000000\""),
+                        "positions must be an object"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":null"),
+                        "positions must be an object"));
+  static const char *const values[] = {
+      "1", "null", "\"\"", "\"1\"", "\"01-000000000000\"", "\"1-00000000000A\"",
+      "\"1-00000000000\"", "\"1-0000000000000\"", "\"-1-000000000000\"",
+      "\"9223372036854775808-000000000000\"", "\"1_000000000000\"",
+      "\" 1-000000000000\"", "[\"1-000000000000\"]"};
+  char buf[160];
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    snprintf(buf, sizeof buf, "\"groups\":[\"a\"],\"positions\":{\"a\":%s}", values[i]);
+    UNIT_CHECK(cr_refused(cr_with(buf), invalid));
+  }
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a b\"],\"positions\":{\"a b\":\"1-000000000000\"}"),
+                        "invalid group name in groups"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":{\"a*\":\"1-000000000000\"}"),
+                        invalid));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":{\"\":\"1-000000000000\"}"),
+                        invalid));
+  UNIT_CHECK(cr_refused(cr_with("\"positions\":{}"), "positions without groups"));
+  UNIT_CHECK(cr_refused(cr_with("\"positions\":{\"a\":\"1-000000000000\"}"),
+                        "positions without groups"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":{\"b\":\"1-000000000000\"}"),
+                        "positions must name groups of groups, each once"));
+  UNIT_CHECK(cr_refused(cr_with("\"groups\":[\"a\"],\"positions\":{\"a\":\"1-000000000000\","
+                                "\"a\":\"2-000000000000\"}"),
+                        "positions must name groups of groups, each once"));
+}
+
+/* A reply naming n groups g0..g<n-1> and a position for each (malloc'd). */
+static char *cr_positions_reply(int n) {
+  size_t cap = 200 + (size_t)n * 40;
+  char *b = malloc(cap);
+  size_t o = (size_t)snprintf(b, cap, CR_HEAD ",\"groups\":[");
+  for (int i = 0; i < n; i++) o += (size_t)snprintf(b + o, cap - o, "%s\"g%d\"", i ? "," : "", i);
+  o += (size_t)snprintf(b + o, cap - o, "],\"positions\":{");
+  for (int i = 0; i < n; i++)
+    o += (size_t)snprintf(b + o, cap - o, "%s\"g%d\":\"%d-00000000000f\"", i ? "," : "", i, i);
+  snprintf(b + o, cap - o, "}}");
+  return b;
+}
+
+UNIT_TEST(chan_reply_positions_cap) {
+  chan_reply d;
+  char err[128];
+  char *json = cr_positions_reply(CHAN_GROUPS_MAX);
+  UNIT_CHECK(cr_decode(json, &d, err, sizeof err) == 0);
+  UNIT_CHECK(d.n_positions == CHAN_GROUPS_MAX);
+  chan_reply_free(&d);
+  free(json);
+  /* One more position than groups allow (the groups list is refused first
+   * at CHAN_GROUPS_MAX + 1, so name the positions' cap alone). */
+  size_t cap = 200 + (CHAN_GROUPS_MAX + 1) * 40;
+  json = malloc(cap);
+  size_t o = (size_t)snprintf(json, cap, CR_HEAD ",\"groups\":[\"a\"],\"positions\":{");
+  for (int i = 0; i <= CHAN_GROUPS_MAX; i++)
+    o += (size_t)snprintf(json + o, cap - o, "%s\"g%d\":\"1-000000000000\"", i ? "," : "", i);
+  snprintf(json + o, cap - o, "}}");
+  UNIT_CHECK(cr_refused(json, "more than 1000 positions"));
+  free(json);
+}
+
+UNIT_TEST(chan_reply_encode_refuses_what_decode_would_with_positions) {
+  char *groups[] = {"a", "b"};
+  chan_reply_pos pos[2] = {{"a", 1, 2}, {"b", 3, 4}};
+  chan_reply r = {.reply_channel = CR_RC, .order = 1, .accept = -1, .has_groups = 1,
+                  .groups = groups, .n_groups = 2, .has_positions = 1,
+                  .positions = pos, .n_positions = 2};
+  size_t len;
+  char *json = chan_reply_encode(&r, &len);
+  UNIT_CHECK(json != NULL);
+  free(json);
+  r.has_groups = 0; /* positions only with groups */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  r.has_groups = 1;
+  r.n_groups = 1; /* "b" is not a group of the reply */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  r.n_groups = 2;
+  strcpy(pos[1].group, "a"); /* twice */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  strcpy(pos[1].group, "b c"); /* not a name */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  strcpy(pos[1].group, "b");
+  pos[1].offset = 9223372036854775808ull; /* past what chan_pos_parse reads */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  pos[1].offset = 3;
+  pos[1].tag = 0x1000000000000ull; /* 49 bits */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  pos[1].tag = 4;
+  memset(pos[1].group, 'b', sizeof pos[1].group); /* unterminated */
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  strcpy(pos[1].group, "b");
+  r.positions = NULL;
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+  r.positions = pos;
+  r.n_positions = CHAN_GROUPS_MAX + 1;
+  UNIT_CHECK(chan_reply_encode(&r, &len) == NULL);
+}
+
+static uint32_t cr_rand(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return *s >> 8;
+}
+
+UNIT_TEST(chan_reply_garbage_positions_never_crash_and_round_trip) {
+  /* The valid ones several times, so that many replies decode. */
+  static const char *const keys[] = {"\"a\"", "\"b\"", "\"a\"", "\"b\"", "\"a b\"", "\"\"", "\"x\\u0000\"",
+                                     "\"positions\"", "\"groups\"", "1", "\"\xff\""};
+  static const char *const values[] = {
+      "\"1-000000000000\"", "\"0-ffffffffffff\"", "\"7-0123456789ab\"",
+      "\"12-000000000001\"", "\"01-000000000000\"", "{}", "[]",
+      "null", "\"9223372036854775807-000000000000\"", "{\"a\":\"1-000000000000\"}",
+      "[\"a\",\"b\"]", "{\"a\":1}", "\"", "}", "{", "\"1-00\\u0000000000000\""};
+  uint32_t seed = 7;
+  char buf[600];
+  int decoded = 0, entries = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    size_t o = (size_t)snprintf(buf, sizeof buf, CR_HEAD);
+    if (iter % 2) /* often a reply that may carry positions */
+      o += (size_t)snprintf(buf + o, sizeof buf - o, ",\"groups\":[\"a\",\"b\"]");
+    int members = 1 + (int)(cr_rand(&seed) % 3);
+    for (int m = 0; m < members; m++) {
+      const char *key = (cr_rand(&seed) % 2) ? "\"positions\"" : "\"groups\"";
+      o += (size_t)snprintf(buf + o, sizeof buf - o, ",%s:", key);
+      if (cr_rand(&seed) % 3 == 0) {
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s",
+                              values[cr_rand(&seed) % (sizeof values / sizeof *values)]);
+        continue;
+      }
+      /* groups: an array of keys; positions: an object of key: value */
+      int list = key[1] == 'g';
+      int n = (int)(cr_rand(&seed) % 4);
+      o += (size_t)snprintf(buf + o, sizeof buf - o, list ? "[" : "{");
+      for (int i = 0; i < n && o < sizeof buf - 100; i++) {
+        const char *k = keys[cr_rand(&seed) % (sizeof keys / sizeof *keys)];
+        const char *v = values[cr_rand(&seed) % (sizeof values / sizeof *values)];
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s%s%s", i ? "," : "", k,
+                              list ? "" : ":", list ? "" : v);
+      }
+      o += (size_t)snprintf(buf + o, sizeof buf - o, list ? "]" : "}");
+    }
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "}");
+    if (o >= sizeof buf) o = sizeof buf - 1;
+    if (iter % 7 == 0) buf[cr_rand(&seed) % o] = (char)(cr_rand(&seed) & 0xff);
+    chan_reply r, back;
+    char err[160];
+    if (chan_reply_decode(buf, o, &r, err, sizeof err) != 0) {
+      UNIT_CHECK(r.positions == NULL && !r.has_positions);
+      continue;
+    }
+    decoded += r.has_positions;
+    entries += r.n_positions > 0;
+    size_t len;
+    char *json = chan_reply_encode(&r, &len);
+    UNIT_CHECK(json && chan_reply_decode(json, len, &back, err, sizeof err) == 0);
+    UNIT_CHECK(!json || (back.has_positions == r.has_positions &&
+                         back.n_positions == r.n_positions));
+    for (size_t i = 0; json && i < r.n_positions && i < back.n_positions; i++)
+      UNIT_CHECK(strcmp(back.positions[i].group, r.positions[i].group) == 0 &&
+                 back.positions[i].offset == r.positions[i].offset &&
+                 back.positions[i].tag == r.positions[i].tag);
+    if (json) chan_reply_free(&back);
+    free(json);
+    chan_reply_free(&r);
+  }
+  /* The loop reaches valid positions too (1208 and 180 at this seed). */
+  UNIT_CHECK(decoded > 1000 && entries > 100);
+}

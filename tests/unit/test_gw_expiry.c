@@ -106,7 +106,7 @@ static int rel_accept(void *arg) {
 }
 static int rel_open(void *arg) { return ((rel *)arg)->open; }
 static const gw_relay_sink rel_sink = {rel_publish, rel_send, rel_close,
-                                       rel_refuse, rel_accept, rel_open};
+                                       rel_refuse, rel_accept, rel_open, NULL};
 
 UNIT_TEST(gw_relay_accept_joins_the_user_key_and_sets_the_expiry_a_refresh_moves_it) {
   rel f = {0};
@@ -192,7 +192,7 @@ static int rc_accept(void *arg) {
 }
 static int rc_open(void *arg) { return ((rc_rel *)arg)->open; }
 static const gw_relay_sink rc_sink = {rc_publish, rc_send, rc_close,
-                                      rel_refuse, rc_accept, rc_open};
+                                      rel_refuse, rc_accept, rc_open, NULL};
 
 static chan_reply rc_reply(uint64_t order, uint64_t recheck) {
   chan_reply r;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan_pos.h"
 #include "gw_relay.h"
 #include "gw_stats.h"
 #include "unit.h"
@@ -20,7 +21,9 @@ typedef struct fake {
   int accept_fails;
   chan_msg pub[16];    /* what was published, decoded */
   size_t n_pub;
-  char sent[8][128];   /* texts sent to the client */
+  char sent[8][512];   /* texts sent to the client */
+  uint64_t pushed[64]; /* history pushed (catch-up): the frames' first bytes */
+  size_t n_pushed, push_room;
   size_t n_sent;
   uint16_t closed;     /* the close code asked for, 0: none */
   int refused;         /* the HTTP status asked for, 0: none */
@@ -52,7 +55,7 @@ static int fake_publish(void *arg, const char *queue, char *json, size_t len, in
 static void fake_send(void *arg, int opcode, const char *data, size_t len) {
   fake *f = arg;
   UNIT_CHECK(opcode == 1);
-  if (f->n_sent < 8) snprintf(f->sent[f->n_sent], 128, "%.*s", (int)len, data);
+  if (f->n_sent < 8) snprintf(f->sent[f->n_sent], 512, "%.*s", (int)len, data);
   f->n_sent++;
 }
 
@@ -78,8 +81,18 @@ static int fake_accept(void *arg) {
 
 static int fake_open(void *arg) { return ((fake *)arg)->open; }
 
+/* Records which message of the history was pushed (its body is its
+ * offset, see hist_fill); refuses past push_room. */
+static int fake_push(void *arg, gw_buf *b) {
+  fake *f = arg;
+  if (f->n_pushed >= f->push_room || f->n_pushed >= 64) return -1;
+  const char *text = strstr((const char *)b->data, "\"text\":\"");
+  f->pushed[f->n_pushed++] = text ? strtoull(text + 8, NULL, 10) : 999;
+  return 0;
+}
+
 static const gw_relay_sink fake_sink = {fake_publish, fake_send, fake_close,
-                                        fake_refuse, fake_accept, fake_open};
+                                        fake_refuse, fake_accept, fake_open, fake_push};
 
 static void on_bind(const char *name, void *arg) {
   strcat(((fake *)arg)->binds, "+");
@@ -449,4 +462,96 @@ UNIT_TEST(gw_relay_refusal_with_status_503_answers_503) {
   UNIT_CHECK(t.f.refused == 503 && !t.f.accepted && t.f.n_sent == 0);
   UNIT_CHECK(t.stats.handshakes_failed == 1 && t.stats.handshakes_rejected == 0);
   rig_free(&t);
+}
+
+/* Offsets 0..n-1 of groups a (even) and b (odd); each body is its offset. */
+static void hist_fill(gw_hist *h, uint64_t n) {
+  for (uint64_t o = 0; o < n; o++) {
+    char body[24];
+    snprintf(body, sizeof body, "%llu", (unsigned long long)o);
+    const char *g = o % 2 ? "b" : "a";
+    uint64_t d = chan_pos_digest(o, g, 1, body, strlen(body));
+    UNIT_CHECK(gw_hist_append(h, o, d, g, 1, gw_buf_frame(1, body, strlen(body))) != NULL);
+  }
+}
+
+UNIT_TEST(gw_relay_wsgw2_reply_recovers_positions_then_replays_in_order) {
+  rig t;
+  rig_init(&t);
+  gw_hist h;
+  gw_hist_init(&h, 1u << 20);
+  hist_fill(&h, 10);
+  t.io.hist = &h;
+  t.r.v2 = 1;
+  t.f.push_room = 16;
+  rig_open(&t);
+  client(&t, "{}");
+  char *names[] = {"a", "b"};
+  chan_reply r = groups_reply(1, names, 2);
+  chan_text texts[] = {{"{\"groups_current\": [\"a\", \"b\"]}", 30}};
+  r.texts = texts;
+  r.n_texts = 1;
+  uint64_t tag_a3 = chan_pos_tag("a", 1, gw_hist_at(&h, 3)->digest);
+  chan_reply_pos pos[] = {{"a", 3, tag_a3}, {"b", 5, 12345}, {"zz", 1, 1}};
+  r.has_positions = 1;
+  r.positions = pos;
+  r.n_positions = 3;
+  gw_relay_apply_reply(&t.r, &t.io, &r, 0);
+  char want_a[CHAN_POS_MAX], want_b[CHAN_POS_MAX], want[512];
+  chan_pos_format(want_a, 3, tag_a3);
+  gw_hist_position(&h, "b", 9, want_b);
+  snprintf(want, sizeof want,
+           "{\"groups_current\": [\"a\", \"b\"],\"recovery\":{\"a\":\"ok\",\"b\":\"unknown\"},"
+           "\"positions\":{\"a\":\"%s\",\"b\":\"%s\"}}", want_a, want_b);
+  UNIT_CHECK(t.f.n_sent == 1);
+  UNIT_CHECK_STR(t.f.sent[0], want);
+  /* a's events after 3 follow the reply; b missed nothing it can get */
+  UNIT_CHECK(t.f.n_pushed == 3 && t.f.pushed[0] == 4 && t.f.pushed[1] == 6 &&
+             t.f.pushed[2] == 8);
+  UNIT_CHECK(t.r.lag == NULL && t.stats.hist_recovered == 1 &&
+             t.stats.hist_recover_unknown == 1);
+  rig_free(&t);
+  gw_hist_free(&h);
+}
+
+UNIT_TEST(gw_relay_wsgw2_catch_up_stops_when_full_and_expires_out_of_the_ring) {
+  rig t;
+  rig_init(&t);
+  gw_hist h;
+  gw_hist_init(&h, 1u << 20);
+  hist_fill(&h, 10);
+  t.io.hist = &h;
+  t.r.v2 = 1;
+  rig_open(&t);
+  client(&t, "{}");
+  char *names[] = {"a", "b"};
+  chan_reply r = groups_reply(1, names, 2);
+  gw_relay_apply_reply(&t.r, &t.io, &r, 0);
+  /* The live event at 6 found the queue full: owed from 5 on. */
+  UNIT_CHECK(gw_relay_lag_start(&t.r, gw_hist_prev_offset(&h, 6)) == 0);
+  t.f.push_room = 2;
+  gw_relay_pump(&t.r, &t.io);
+  UNIT_CHECK(t.f.n_pushed == 2 && t.f.pushed[0] == 6 && t.f.pushed[1] == 7 && t.r.lag);
+  t.f.push_room = 16;
+  gw_relay_pump(&t.r, &t.io);
+  UNIT_CHECK(t.f.n_pushed == 4 && t.f.pushed[2] == 8 && t.f.pushed[3] == 9 && !t.r.lag);
+  /* Behind again, and the history moves on past it: a notice, then what
+   * is left (the oldest message left is counted lost: 21 on). */
+  UNIT_CHECK(gw_relay_lag_start(&t.r, 9) == 0);
+  for (uint64_t o = 10; o < 25; o++)
+    UNIT_CHECK(gw_hist_append(&h, o, o, o % 2 ? "b" : "a", 1, gw_buf_frame(1, "77", 2)));
+  h.max_bytes = h.bytes / 2; /* the oldest go at the next append */
+  UNIT_CHECK(gw_hist_append(&h, 25, 25, "b", 1, gw_buf_frame(1, "77", 2)));
+  uint64_t first = gw_hist_prev_offset(&h, 26);
+  while (gw_hist_at(&h, first)) first--;
+  first++; /* the oldest offset left */
+  size_t sent = t.f.n_sent, pushed = t.f.n_pushed;
+  t.f.push_room = 64;
+  gw_relay_pump(&t.r, &t.io);
+  UNIT_CHECK(!t.r.lag && t.f.n_sent == sent + 1 && t.stats.hist_lag_expired == 1);
+  UNIT_CHECK(strncmp(t.f.sent[sent], "{\"recovery\":{\"a\":\"expired\",\"b\":\"expired\"},"
+                                     "\"positions\":{", 54) == 0);
+  UNIT_CHECK(t.f.n_pushed == pushed + (25 - first)); /* every message after the oldest */
+  rig_free(&t);
+  gw_hist_free(&h);
 }
