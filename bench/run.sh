@@ -591,7 +591,9 @@ generated() {
     echo "with old-protocol clients both times; \"wsgw.2 clients\" is S2 again with"
     echo "clients that negotiated wsgw.2 (each event in its envelope with group and"
     echo "position). Broker CPU per event = the broker VM's (beam.smp) CPU time over"
-    echo "the same interval / events emitted."
+    echo "the same interval / events emitted. Each S2, S3 and R run starts with the"
+    echo "stream deleted (no earlier run's events in it); S1 and S4 run with the default"
+    echo "(history on)."
   fi
   if [[ -n ${FIG[s3c_off_lost]:-} ]]; then
     echo
