@@ -78,7 +78,8 @@ class Follower:
                 try:
                     await self.connect(live_gateway(), dict(c.positions))
                     break
-                except (OSError, websockets.InvalidStatusCode):
+                except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake,
+                        websockets.ConnectionClosed):  # refused, 503, cut mid-handshake
                     assert time.monotonic() - t0 < 30, f"user{self.user}: no gateway in 30 s"
                     await asyncio.sleep(0.2)
             self.reconnects.append(time.monotonic() - t0)
