@@ -61,14 +61,31 @@ usage() {
   exit 2
 }
 
-# A free loopback TCP port from the kernel, outside 35672-35682 (the range
-# the RabbitMQ CLI tools use for their own distribution port).
+# A free loopback TCP port below the kernel's ephemeral range, so that no
+# client connection of the tests (storms of 1,000 take 1,000 ephemeral
+# ports) can take it between this choice and the node binding it seconds
+# later (it happened once: "could not bind to distribution port"); also
+# outside 35672-35682 (the RabbitMQ CLI tools' own distribution ports).
 free_port() {
-  local p
-  while :; do
-    p=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    if ((p < 35672 || p > 35682)); then echo "$p"; return; fi
-  done
+  local lo _hi
+  read -r lo _hi < /proc/sys/net/ipv4/ip_local_port_range
+  /usr/bin/python3 - "$lo" <<'PY'
+import random, socket, sys
+lo = int(sys.argv[1])
+while True:
+    p = random.randrange(10000, max(lo, 10001))
+    if 35672 <= p <= 35682:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+PY
 }
 
 port_open() { (exec 3<>"/dev/tcp/${NODE_IP:-127.0.0.1}/$1") 2>/dev/null; }
