@@ -418,9 +418,11 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
  * longer than the socket takes it). */
 static void gw_conn__pump(gw_conn *c) {
   if (!c->relay.lag || c->send.bytes > gw_conn__max_send_queue(c) / 8) return;
-  char channel[GW_CONN_CHANNEL_MAX];
-  gw_relay_io io;
-  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  /* Called on every flush of a lagging connection: only what the pump
+   * reads (gw_relay.h), not the whole io with its reply channel. */
+  gw_server *s = c->srv;
+  gw_relay_io io = {.sink = &gw_conn__relay_sink, .arg = c, .id = c->id, .stats = &s->stats,
+                    .hist = s->cfg->history.enabled ? &s->hist : NULL};
   gw_relay_pump(&c->relay, &io);
 }
 
