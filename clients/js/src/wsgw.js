@@ -109,8 +109,11 @@ export function classify(msg, { v2, greeted, inFlight }) {
   if (v2 && isPlainObject(msg.recovery) && !("groups_current" in msg)) return "notice";
   if (inFlight === "refresh" && msg.refreshed === true) return "refresh";
   if (Object.keys(msg).length === 1 && typeof msg.error === "string") {
-    if (inFlight === "subscribe" && msg.error.startsWith(REFUSAL_PREFIX)) return "refusal";
-    return inFlight ? "error" : "message";
+    const denied = msg.error.startsWith(REFUSAL_PREFIX);
+    if (inFlight === "subscribe") return denied ? "refusal" : "error";
+    // A re-check's "access denied" during a refresh is not the refresh's answer.
+    if (inFlight === "refresh" && !denied) return "error";
+    return "message";
   }
   return v2 ? "message" : "event";
 }

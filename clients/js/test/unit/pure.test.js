@@ -62,6 +62,9 @@ test("classify: wsgw.2 messages", () => {
   assert.equal(classify({ error: "invalid JSON" }, ctx({ inFlight: "subscribe" })), "error");
   assert.equal(classify({ error: "token refused: bad signature" }, ctx({ inFlight: "refresh" })), "error");
   assert.equal(classify({ error: "no worker answered in time" }, ctx()), "message");
+  assert.equal(classify({ error: "server busy, try again later" }, ctx({ inFlight: "refresh" })), "error");
+  assert.equal(classify({ error: "access denied to channel job_events for resource id 42" },
+    ctx({ inFlight: "refresh" })), "message");
   // Not quite an envelope, not anything else: a message, never an event.
   assert.equal(classify({ group: "g", position: "1-0123456789ab", text: "{}", x: 1 }, ctx()), "message");
   assert.equal(classify({ group: "g", position: 5, text: "{}" }, ctx()), "message");
