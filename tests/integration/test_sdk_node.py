@@ -25,7 +25,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, SECRET, binary, jwt_for, wait_until
+from conftest import HISTORY_OFF, ROOT, SECRET, binary, jwt_for, wait_until
+from test_metrics import Scrape
 from wsgw2 import own_vhost  # noqa: F401  (a fixture: vhost below uses it)
 
 JS = ROOT / "clients" / "js"
@@ -86,6 +87,15 @@ class NodeClient:
             pytest.fail(f"client.mjs exited ({self.proc.returncode}) waiting for {what}:\n"
                         f"{self.proc.stderr.read()}\nlines: {self.summary()}")
 
+    def _until(self, check, timeout, what):
+        """wait_until with the lines as they are when it gives up."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}; "
+                            f"lines: {self.summary()}")
+            time.sleep(0.05)
+
     def wait(self, pred, timeout, what):
         """The first line satisfying pred (among all so far, then new ones)."""
         found = []
@@ -94,7 +104,7 @@ class NodeClient:
             self._alive(what)
             found[:] = [x for x in self.snapshot() if pred(x)][:1]
             return bool(found)
-        wait_until(check, timeout, f"{what}; lines so far: {self.summary()}")
+        self._until(check, timeout, what)
         return found[0]
 
     def nth(self, type_, n, timeout, what):
@@ -102,7 +112,7 @@ class NodeClient:
         def check():
             self._alive(what)
             return len(self.snapshot(type_)) >= n
-        wait_until(check, timeout, f"{what}; lines so far: {self.summary()}")
+        self._until(check, timeout, what)
         return self.snapshot(type_)[n - 1]
 
     def events(self, group):
@@ -199,6 +209,36 @@ def test_old_protocol_events_are_raw_and_no_heartbeat(cluster, node_clients):
     time.sleep(1.5)
     assert c.snapshot("heartbeat") == [] and len(c.snapshot("event")) == 5
     assert [s["state"] for s in c.snapshot("state")] == ["connecting", "open"]
+
+
+def test_try_again_later_is_retried_after_a_backoff(cluster, node_clients):
+    """The gateway's allowance of group changes (burst 11, 5 per second, as
+    in test_attack_churn): after a swap overdraws it, the next request is
+    answered "too many subscription changes, try again later"; the SDK sends
+    it again after its backoff delay (fixed jitter: 1.8 s, then 3.6 s) and
+    the promise resolves once the allowance refilled."""
+    cluster.worker()
+    gw = cluster.gateway("--gateway.group_changes_burst=11", "--gateway.group_changes_rate=5",
+                         HISTORY_OFF)
+    c = node_clients({"urls": [gw.url()], "token": jwt_for(7), "random": 0.9,
+                      "backoff": {"initial": 1000, "max": 4000, "factor": 2},
+                      "subscribe": {"jobs": [f"a{i}" for i in range(10)]}})
+    assert len(c.nth("reply", 1, 15, "ten groups")["current"]) == 10
+    c.send({"subscribe": {"jobs": ["b"]}})  # 11 changes: applied, overdrawn
+    assert c.nth("reply", 2, 15, "the swap")["current"] == ["jobs-b"]
+    c.send({"subscribe": {"jobs": ["c"]}})
+    reply = c.nth("reply", 3, 20, "the request the gateway first refused")
+    assert reply["current"] == ["jobs-c"] and reply["left"] == ["jobs-b"]
+    assert c.snapshot("rejected") == []
+    # History off: no wsgw.2. ws fails a 101 that names no offered
+    # subprotocol; the SDK then connects at once without offering it.
+    states = c.snapshot("state")
+    assert [s["state"] for s in states] == ["connecting", "waiting", "connecting", "open"], states
+    assert states[1]["reason"] == "server chose no subprotocol" and states[1]["delay"] == 0
+    assert states[-1]["protocol"] == ""
+    refusals = Scrape(gw.metrics_port)("wsgw_gateway_subscription_refusals_total",
+                                       reason="changes")
+    assert refusals >= 1, refusals
 
 
 # ---- a gateway SIGKILLed under the client ---------------------------------------

@@ -201,7 +201,7 @@ export class WsgwClient {
     this._needFreshToken = false;
     this._attempt = 0; // backoff exponent, reset by a subscription reply
     this._failuresBeforeOpen = 0;
-    this._ws = null;
+    this._skipOffer = false; // the next connection offers no subprotocol (see _lost)
     this._conn = null; // per-connection state, see _open()
     this._reconnectTimer = null;
     this._desired = null; // the latest subscribe() set
@@ -325,7 +325,9 @@ export class WsgwClient {
     this._reconnectTimer = this._clear(this._reconnectTimer);
     const conn = { ws: null, opened: false, greeted: false, hbMs: null, hbTimer: null,
       inFlight: null, refused: [], recover: true, status: undefined, refreshTimer: null,
-      refreshToken: null, done: false };
+      refreshToken: null, noSubprotocol: false, done: false };
+    const offer = this._skipOffer ? null : this._offer;
+    this._skipOffer = false;
     this._conn = conn;
     this._setState("connecting");
     // The dead-connection timer runs from now: a handshake into a black hole
@@ -333,7 +335,7 @@ export class WsgwClient {
     this._armHeartbeat(conn);
     this._credential().then((token) => {
       if (this._conn !== conn || conn.done) return;
-      const protocols = this._offer ? [this._offer] : undefined;
+      const protocols = offer ? [offer] : undefined;
       let ws;
       try {
         ws = new this._WS(this._urlWith(token), protocols);
@@ -352,9 +354,13 @@ export class WsgwClient {
     ws.onopen = () => this._onOpen(conn);
     ws.onmessage = (ev) => this._onMessage(conn, ev.data);
     ws.onerror = (ev) => {
-      // ws reveals a refused handshake's status in the error's message.
-      const m = /Unexpected server response: (\d{3})/.exec((ev && (ev.message || (ev.error && ev.error.message))) || "");
+      // ws reveals a refused handshake's status in the error's message, and
+      // fails a 101 that names no subprotocol when one was offered (browsers
+      // accept it: the old protocol).
+      const text = (ev && (ev.message || (ev.error && ev.error.message))) || "";
+      const m = /Unexpected server response: (\d{3})/.exec(text);
       if (m) conn.status = Number(m[1]);
+      if (/Server sent no subprotocol/.test(text)) conn.noSubprotocol = true;
     };
     ws.onclose = (ev) => this._lost(conn, ev.code, ev.reason || "");
     // ws (Node) exposes pings; browsers answer them unseen.
@@ -419,6 +425,17 @@ export class WsgwClient {
     if (this._desired !== null) this._subDirty = true;
     this._retryTimer = this._clear(this._retryTimer);
     this._retries = 0;
+    if (conn.noSubprotocol && !conn.opened) {
+      // A gateway without wsgw.2 (its history off) under ws: at once again
+      // without offering it. The next reconnect offers it again.
+      this._skipOffer = true;
+      this._setState("waiting", { code, reason: "server chose no subprotocol", delay: 0 });
+      this._reconnectTimer = this._timer(0, () => {
+        this._reconnectTimer = null;
+        if (this._state === "waiting") this._open();
+      });
+      return;
+    }
     const policy = closePolicy(code, conn.opened ? undefined : conn.status);
     if (policy === "kicked" || policy === "protocol") {
       this._stop(code, reason, policy);

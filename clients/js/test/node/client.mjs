@@ -11,7 +11,7 @@
 // Config: urls (list; the first is used until {"url": i}), token (a string),
 // or mint {secret, user, ttl, objects, bad} (a callback minting a fresh HS256
 // JWT per call, counted in "minted" lines; the calls numbered in `bad` get a
-// badly signed one, a refresh the gateway refuses), protocol, backoff, heartbeatTimeout,
+// badly signed one, a refresh the gateway refuses), protocol, backoff, random (a constant jitter), heartbeatTimeout,
 // refreshMargin, subscribe (sent at start).
 
 import { createHmac } from "node:crypto";
@@ -71,6 +71,7 @@ const client = new WsgwClient(cfg.urls[0], {
   backoff: cfg.backoff,
   heartbeatTimeout: cfg.heartbeatTimeout,
   refreshMargin: cfg.refreshMargin,
+  random: cfg.random === undefined ? undefined : () => cfg.random, // fixed jitter: exact delays
 });
 
 client.on("state", (s) => out({ type: "state", ...s, protocol: client.protocol, user: client.user }));

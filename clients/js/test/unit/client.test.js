@@ -62,6 +62,26 @@ test("options: protocol null offers none; no token, no query; bad options throw"
   assert.throws(() => client.on("nope", () => {}), TypeError);
 });
 
+test("a gateway without wsgw.2 under ws: retried at once without offering it, offered again later", async () => {
+  const { client, clock, of } = await makeClient({}, sdk);
+  client.subscribe({ jobs: ["a"] });
+  await flush();
+  FakeWebSocket.last().noSubprotocol();
+  await clock.advance(0);
+  const ws = FakeWebSocket.last();
+  assert.equal(FakeWebSocket.instances.length, 2);
+  assert.equal(ws.protocols, undefined);
+  ws.open("");
+  await flush();
+  assert.equal(client.protocol, "");
+  assert.deepEqual(ws.sentJson(), [{ groups: { jobs: ["a"] }, xrftoken: null }]);
+  ws.receive(reply(["jobs-a"]));
+  ws.serverClose(1001);
+  await clock.advance(1000);
+  assert.deepEqual(FakeWebSocket.last().protocols, ["wsgw.2"]);
+  assert.deepEqual(of("state").map((s) => s.delay).filter((d) => d !== undefined), [0, 125]);
+});
+
 test("subscribe: refusals collected, reply mapped, xrftoken sent", async () => {
   const { client, ws } = await opened({ xrftoken: () => "csrf1" });
   const p = client.subscribe({ jobs: ["status_changed"], job_events: [42, 43] });

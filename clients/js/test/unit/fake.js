@@ -69,6 +69,12 @@ export class FakeWebSocket {
     this.onclose && this.onclose({ code, reason });
   }
 
+  // ws's answer to a 101 without Sec-WebSocket-Protocol when one was offered.
+  noSubprotocol() {
+    this.onerror && this.onerror({ message: "Server sent no subprotocol" });
+    this.onclose && this.onclose({ code: 1006, reason: "" });
+  }
+
   refuse(status) {
     this.onerror && this.onerror({ message: `Unexpected server response: ${status}` });
     this.onclose && this.onclose({ code: 1006, reason: "" });
