@@ -10,12 +10,13 @@ Owns: the NodeClient driver and a TCP proxy that can stop forwarding. Must
 not: test the SDK's logic in isolation (clients/js/test/unit does, against a
 fake WebSocket).
 
-Needs node (>= 18) and clients/js/node_modules (tests/lib/deps.sh runs
-`npm ci`); skipped when either is missing.
+Needs node (>= 18; $WSGW_NODE names another binary) and
+clients/js/node_modules (tests/lib/deps.sh runs `npm ci`); skipped when
+either is missing.
 """
 
 import json
-import queue
+import os
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ from wsgw2 import own_vhost  # noqa: F401  (a fixture: vhost below uses it)
 
 JS = ROOT / "clients" / "js"
 CLIENT = JS / "test" / "node" / "client.mjs"
-NODE = shutil.which("node")
+NODE = os.environ.get("WSGW_NODE") or shutil.which("node")  # WSGW_NODE: e.g. a Node 18
 
 pytestmark = pytest.mark.skipif(
     NODE is None or not (JS / "node_modules" / "ws").is_dir(),
@@ -484,11 +485,11 @@ def test_dead_connection_by_heartbeat_reconnects_within_2n_plus_5s(cluster, node
         waiting = c.wait(lambda x: x["type"] == "state" and x["state"] == "waiting", 20,
                          "the SDK to declare the connection dead")
         assert waiting["code"] == 4000 and waiting["reason"] == "heartbeat timeout"
-        # Dead 2N + 5 s after the last message, which came at most ~N before
-        # the freeze.
+        # Dead 2N + 5 s after the last message, which came about N (a
+        # heartbeat's period; up to 2N on a busy machine) before the freeze.
         took = waiting["at"] - frozen_at
         limit = (2 * PING_MS + 5000) / 1000
-        assert limit - PING_MS / 1000 - 0.5 <= took <= limit + 0.5, took
+        assert limit - 2 * PING_MS / 1000 - 1 <= took <= limit + 0.5, took
         again = c.nth("subscribed", 2, 15, "the reply after reconnecting")
         assert again["recovery"] == {G1: "ok"}
         wait_until(lambda: len(c.events(G1)) >= 20, 10, "the 10 events missed in the hole")
