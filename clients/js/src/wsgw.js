@@ -252,7 +252,13 @@ export class WsgwClient {
     if (this._pending.length >= MAX_PENDING) {
       return Promise.reject(new WsgwError("busy", "too many unsettled subscribe() calls"));
     }
-    this._desired = JSON.parse(JSON.stringify(groups)); // a snapshot: later edits by the caller do not leak in
+    let snapshot; // later edits by the caller must not leak into what is re-sent
+    try {
+      snapshot = JSON.parse(JSON.stringify(groups));
+    } catch (e) {
+      return Promise.reject(new TypeError(`WsgwClient.subscribe: groups is not JSON: ${e.message}`));
+    }
+    this._desired = snapshot;
     this._subDirty = true;
     const p = new Promise((resolve, reject) => this._pending.push({ resolve, reject }));
     this.connect();
@@ -493,6 +499,7 @@ export class WsgwClient {
   _pump() {
     const conn = this._conn;
     if (!conn || !conn.opened || conn.done || conn.inFlight) return;
+    invariant(this._state === "open", "a request on a connection not open");
     if (conn.refreshToken !== null) {
       const token = conn.refreshToken;
       conn.refreshToken = null;
@@ -593,6 +600,7 @@ export class WsgwClient {
 
   _onReply(conn, msg) {
     const req = conn.inFlight;
+    invariant(req && req.kind === "subscribe", "a reply without a subscribe in flight");
     conn.inFlight = null;
     conn.recover = false;
     this._attempt = 0;
@@ -631,6 +639,7 @@ export class WsgwClient {
 
   _onRequestError(conn, text) {
     const req = conn.inFlight;
+    invariant(req !== null, "a request error without a request in flight");
     conn.inFlight = null;
     if (req.kind === "refresh") {
       this._refreshLater(conn, REFRESH_RETRY_MS);
@@ -693,6 +702,7 @@ export class WsgwClient {
 
   _onRefreshed(conn, msg) {
     const req = conn.inFlight;
+    invariant(req && req.kind === "refresh", "a refresh answer without a refresh in flight");
     conn.inFlight = null;
     this._token = req.token;
     this._scheduleRefresh(conn, req.token);
@@ -704,6 +714,11 @@ export class WsgwClient {
 function defaultReport(e) {
   if (typeof globalThis.reportError === "function") globalThis.reportError(e);
   else queueMicrotask(() => { throw e; }); // Node: an uncaught exception, as EventEmitter's would be
+}
+
+// An internal invariant broken: a bug in this file, never bad input.
+function invariant(ok, what) {
+  if (!ok) throw new Error(`wsgw-client: invariant broken: ${what}`);
 }
 
 function parseOrUndefined(text) {

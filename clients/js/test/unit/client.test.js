@@ -60,6 +60,8 @@ test("options: protocol null offers none; no token, no query; bad options throw"
   assert.throws(() => new WsgwClient("ws://x/", { WebSocket: FakeWebSocket, protocol: "v3" }), TypeError);
   assert.throws(() => new WsgwClient("ws://x/", { WebSocket: null }), /WebSocket/);
   assert.throws(() => client.on("nope", () => {}), TypeError);
+  await assert.rejects(client.subscribe({ jobs: [1n] }), TypeError);
+  await assert.rejects(client.subscribe(["jobs"]), TypeError);
 });
 
 test("a gateway without wsgw.2 under ws: retried at once without offering it, offered again later", async () => {
