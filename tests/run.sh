@@ -168,6 +168,19 @@ add_counts_from_node() {
   failed=$((failed + f))
 }
 
+# One step of clients/js that counts one: NAME LOG COMMAND...
+js_step() {
+  local name=$1 log=$STATE/$2
+  shift 2
+  if (cd clients/js && "$@") >"$log" 2>&1; then
+    passed=$((passed + 1))
+    echo "ok: $name"
+  else
+    cat "$log"
+    fail_step "JavaScript SDK $name (log: $log)"
+  fi
+}
+
 banner "JavaScript SDK (clients/js)"
 if ! command -v node >/dev/null || [[ ! -d clients/js/node_modules/typescript ]]; then
   fail_step "JavaScript SDK (node or clients/js/node_modules missing: run make deps)"
@@ -183,15 +196,9 @@ else
   elif ((rc != 0)); then
     failures+=("JavaScript SDK unit tests (log: $log)")
   fi
-  for step in "typecheck:tsc --noEmit (declarations)" "build:minified build"; do
-    if (cd clients/js && npm run --silent "${step%%:*}") >"$STATE/js-${step%%:*}.log" 2>&1; then
-      passed=$((passed + 1))
-      echo "ok: ${step#*:}"
-    else
-      cat "$STATE/js-${step%%:*}.log"
-      fail_step "JavaScript SDK ${step#*:} (log: $STATE/js-${step%%:*}.log)"
-    fi
-  done
+  js_step "tsc --noEmit (declarations)" js-typecheck.log npm run --silent typecheck
+  # The build also checks that README.md states the size it measures.
+  js_step "minified build, its size in README.md" js-build.log node scripts/build.mjs --check-readme
 fi
 
 # ---- 3. broker ---------------------------------------------------------

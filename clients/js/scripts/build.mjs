@@ -1,5 +1,6 @@
 // build.mjs - makes dist/wsgw.min.js (esbuild, minified ES module) and prints
-// its size raw and gzipped (the figures README.md states).
+// its size raw and gzipped (the figures README.md states; --check-readme
+// fails when it states others).
 //
 // Owns: the minified build. Must not: bundle anything but src/wsgw.js (the
 // SDK has no runtime dependencies) or change what the module exports.
@@ -28,3 +29,13 @@ await build({
 const code = readFileSync(out);
 const gz = gzipSync(code, { level: 9 });
 console.log(`dist/wsgw.min.js: ${code.length} bytes, ${gz.length} bytes gzipped`);
+
+// --check-readme (tests/run.sh): README.md must state these very figures.
+if (process.argv.includes("--check-readme")) {
+  const fmt = (n) => n.toLocaleString("en-US");
+  const want = `**${fmt(code.length)} bytes minified, ${fmt(gz.length)} bytes gzipped**`;
+  if (!readFileSync(join(root, "README.md"), "utf8").includes(want)) {
+    console.error(`README.md does not state the size: expected "${want}"`);
+    process.exit(1);
+  }
+}
