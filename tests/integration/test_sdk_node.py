@@ -15,6 +15,7 @@ clients/js/node_modules (tests/lib/deps.sh runs `npm ci`); skipped when
 either is missing.
 """
 
+import asyncio
 import json
 import os
 import shutil
@@ -26,8 +27,9 @@ import time
 
 import pytest
 
-from conftest import HISTORY_OFF, ROOT, SECRET, binary, jwt_for, wait_until
+from conftest import HISTORY_OFF, ROOT, SECRET, binary, jwt_for, run, wait_until
 from test_metrics import Scrape
+from wsgw2 import HISTORY_SMALL, numbered, open_v2
 from wsgw2 import own_vhost  # noqa: F401  (a fixture: vhost below uses it)
 
 JS = ROOT / "clients" / "js"
@@ -412,6 +414,7 @@ class FreezableProxy:
         self.frozen_before = 0  # connections numbered below this are frozen
         self.count = 0
         self.socks = []
+        self.blocked = False  # new connections are closed at once
         threading.Thread(target=self._accept, daemon=True).start()
 
     def url(self):
@@ -423,6 +426,9 @@ class FreezableProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.blocked:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             n = self.count
             self.count += 1
@@ -451,6 +457,16 @@ class FreezableProxy:
 
     def freeze(self):
         self.frozen_before = self.count
+
+    def cut(self):
+        """Closes every connection (the client sees its socket end) and
+        refuses new ones until unblocked."""
+        self.blocked = True
+        for sock in self.socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self):
         self.listener.close()
@@ -495,5 +511,45 @@ def test_dead_connection_by_heartbeat_reconnects_within_2n_plus_5s(cluster, node
         wait_until(lambda: len(c.events(G1)) >= 20, 10, "the 10 events missed in the hole")
         assert_complete(c.events(G1), 20)
         assert c.snapshot("gap") == []
+    finally:
+        proxy.close()
+
+
+# ---- a gap: away for longer than the history keeps ------------------------------
+
+def test_away_past_the_history_gives_a_gap_then_live(cluster, node_clients):
+    """The gateway keeps 256 KiB (HISTORY_SMALL); while the client cannot
+    connect, 8 MiB go to its group: back, its position is expired, the SDK
+    reports a gap (the page refetches) and goes on live without a replay."""
+    cluster.worker()
+    gw = cluster.gateway(*HISTORY_SMALL)
+    proxy = FreezableProxy(gw.port)
+    try:
+        c = node_clients({"urls": [proxy.url()], "token": jwt_for(7), "backoff": FAST,
+                          "subscribe": {"jobs": ["status_changed"]}})
+        c.nth("reply", 1, 15, "the subscription reply")
+        cluster.emit(G1, numbered(G1, 1))
+        c.nth("event", 1, 10, "the first event")
+        proxy.cut()
+        c.wait(lambda x: x["type"] == "state" and x["state"] == "waiting", 10, "the cut")
+        n = 4000
+        cluster.emit_stdin(G1, [numbered(G1, i, pad=2048) for i in range(2, n + 2)])
+
+        async def probe():  # until the gateway has read all of it
+            w = await open_v2(gw, name="probe")
+            await w.subscribe({"jobs": ["summary"]})
+            await asyncio.to_thread(cluster.emit, "jobs-summary", numbered("jobs-summary", 1))
+            await w.take(1)
+            await w.close()
+        run(probe())
+        proxy.blocked = False
+        gap = c.nth("gap", 1, 20, "the gap")
+        assert gap == {"type": "gap", "group": G1, "status": "expired", "at": gap["at"]}
+        again = c.nth("subscribed", 2, 10, "the reply after reconnecting")
+        assert again["recovery"] == {G1: "expired"}
+        cluster.emit(G1, numbered(G1, n + 2))
+        c.nth("event", 2, 10, "the live event")
+        time.sleep(0.5)  # what must not come: a replay of the lost events
+        assert [e["data"]["n"] for e in c.events(G1)] == [1, n + 2]
     finally:
         proxy.close()
