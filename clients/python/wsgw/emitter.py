@@ -127,6 +127,8 @@ class Emitter:
             p.stack_timeout = self._connect_timeout
             p.blocked_connection_timeout = self._timeout
             p.connection_attempts = 1
+            # Shown by rabbitmqctl list_connections client_properties / the UI.
+            p.client_properties = {"connection_name": f"wsgw-python pid {os.getpid()}"}
             params.append(p)
         return params
 

@@ -96,7 +96,9 @@ class Link:
         text = getattr(reason, "reply_text", str(reason))
         if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
             self.refusal = (code, text)
-        self.broken = self.broken or f"channel closed: {text} ({code})"
+            self.broken = self.broken or f"channel closed: {text} ({code})"
+        else:  # the connection went, taking the channel with it
+            self.broken = self.broken or f"connection lost: {_describe(reason)}"
         try:
             self.conn.call_later(0, _noop)
         except Exception:  # the connection is going too
@@ -173,7 +175,9 @@ class Link:
         impl = getattr(conn, "_impl", None)
         try:
             if impl is not None and not conn.is_closed:
-                impl._adapter_disconnect_stream()  # pika 1.x: abort the transport
+                # pika 1.x's own way to drop the stream with a reason.
+                impl._terminate_stream(pika.exceptions.StreamLostError(
+                    f"dropped by wsgw: {self.broken}"))
                 conn.process_data_events(time_limit=0)
         except Exception:  # expected: the abort surfaces as a lost stream
             pass
