@@ -11,6 +11,7 @@ stop the shared broker.
 """
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -228,10 +229,17 @@ def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stac
     proxy = StallProxy(stack.broker.port)
     e = Emitter(proxied_url(stack, proxy), timeout=2, connect_timeout=2)
 
+    # One thread for every call: per_thread keeps one connection per thread,
+    # and the cases below are about that one connection.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def call(fn, *args):
+        return asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
     async def main():
         ws = await client(stack.gw)
         first = sentinel()
-        await asyncio.to_thread(e.emit, GROUP, first)
+        await call(e.emit, GROUP, first)
         await next_is(ws, first, "the first event")
 
         # The broker stalls: no confirm within the timeout.
@@ -239,7 +247,7 @@ def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stac
         stalled = json.dumps({"stalled": 1})
         t0 = time.monotonic()
         with pytest.raises(Unconfirmed) as info:
-            await asyncio.to_thread(e.emit, GROUP, stalled)
+            await call(e.emit, GROUP, stalled)
         assert 1.5 < time.monotonic() - t0 < 10
         assert info.value.failed == [0] and "no confirm within 2 s" in str(info.value)
 
@@ -247,16 +255,16 @@ def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stac
         proxy.cut()
         proxy.flow()
         with pytest.raises(BrokerUnavailable) as info:
-            await asyncio.to_thread(e.emit, GROUP, {"down": 1})
+            await call(e.emit, GROUP, {"down": 1})
         assert info.value.failed == [0]
         with pytest.raises(BrokerUnavailable):
-            await asyncio.to_thread(e.emit_many, [(GROUP, {"down": 2}), (GROUP, {"down": 3})])
+            await call(e.emit_many, [(GROUP, {"down": 2}), (GROUP, {"down": 3})])
 
         # Back: the same emitter works again; the unconfirmed event was not
         # re-sent (it may have arrived once at most: the proxy dropped it).
         proxy.restore()
         back = sentinel()
-        await asyncio.to_thread(e.emit, GROUP, back)
+        await call(e.emit, GROUP, back)
         got = [await recv_text(ws, what="the event after the outage")]
         while got[-1] != back:
             got.append(await recv_text(ws, what="the event after the outage"))
@@ -267,14 +275,14 @@ def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stac
         proxy.cut()
         proxy.restore()
         again = sentinel()
-        await asyncio.to_thread(e.emit, GROUP, again)
+        await call(e.emit, GROUP, again)
         await next_is(ws, again, "the event after a lost idle connection")
 
         # Lost while waiting for the confirm: Unconfirmed, not re-sent.
         proxy.stall()
         proxy.held = 0
         waiting = json.dumps({"waiting": 1})
-        fut = asyncio.ensure_future(asyncio.to_thread(e.emit, GROUP, waiting))
+        fut = call(e.emit, GROUP, waiting)
         await asyncio.to_thread(wait_until, lambda: proxy.held > 0, 10,
                                 "the proxy to hold the publish")
         proxy.cut()
@@ -284,12 +292,13 @@ def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stac
         assert "connection lost" in str(info.value), str(info.value)
         proxy.restore()
         last = sentinel()
-        await asyncio.to_thread(e.emit, GROUP, last)
+        await call(e.emit, GROUP, last)
         await next_is(ws, last, "the event after the loss (the lost one not re-sent)")
         await ws.close()
     try:
         run(main())
     finally:
+        pool.shutdown()
         e.close()
         proxy.close()
 
@@ -446,3 +455,20 @@ def test_django_helper_adds_group_name_only_when_missing(stack):
             '{"text": "as is"}']
         await ws.close()
     run(main())
+
+
+def test_a_finished_thread_closes_its_connection(stack):
+    """per_thread: a server with a thread per request leaves no connection
+    behind per finished thread."""
+    e = Emitter(stack.amqp_url, timeout=10)
+    try:
+        for i in range(4):
+            t = threading.Thread(target=e.emit, args=(GROUP, {"thread": i}))
+            t.start()
+            t.join()
+        wait_until(lambda: emitter_connections(stack) == 0, 10,
+                   "the finished threads' connections to close")
+        e.emit(GROUP, {"main": 1})
+        assert emitter_connections(stack) == 1
+    finally:
+        e.close()

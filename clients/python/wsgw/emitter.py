@@ -39,6 +39,29 @@ GROUPS_EXCHANGE = "websocket.groups"
 WINDOW = 8192  # unconfirmed events at most, per connection (as proto/chan_emit.h)
 
 
+class _ThreadLink:
+    """The per-thread link's holder, kept only in the thread's local storage:
+    when the thread ends, CPython drops that storage and this closes the
+    link politely (a server with a thread per request, like Django's
+    runserver, would otherwise leave a broker connection per finished
+    thread until the garbage collector found it)."""
+
+    __slots__ = ("link", "pid")
+
+    def __init__(self, link):
+        self.link = link
+        self.pid = os.getpid()
+
+    def __del__(self):
+        link = self.link
+        # In a forked child (its copies of other threads' storage are dropped
+        # at fork) the socket is the parent's: a Close sent on it would end
+        # the parent's connection.
+        if link is not None and self.pid == os.getpid():
+            self.link = None
+            link.close()
+
+
 def _split_urls(url):
     urls = [u.strip() for u in (url or "").split(",") if u.strip()]
     if not urls:
@@ -76,7 +99,7 @@ class Emitter:
         self._closed = False
         self._pid = os.getpid()
         self._guard = threading.Lock()      # the registry and the shared link
-        self._local = threading.local()     # per_thread: .link
+        self._local = threading.local()     # per_thread: .holder (a _ThreadLink)
         self._shared = None                 # not per_thread: the one link
         self._use = threading.Lock()        # not per_thread: one user at a time
         self._links = weakref.WeakSet()     # every live link, for close()
@@ -136,12 +159,16 @@ class Emitter:
 
     def _current(self):
         if self._per_thread:
-            return getattr(self._local, "link", None)
+            holder = getattr(self._local, "holder", None)
+            return holder.link if holder is not None else None
         return self._shared
 
     def _set_current(self, link):
         if self._per_thread:
-            self._local.link = link
+            holder = getattr(self._local, "holder", None)
+            if holder is not None:
+                holder.link = None  # dropped by the caller, not closed twice
+            self._local.holder = _ThreadLink(link) if link is not None else None
         else:
             self._shared = link
         if link is not None:
