@@ -472,3 +472,52 @@ def test_a_finished_thread_closes_its_connection(stack):
         assert emitter_connections(stack) == 1
     finally:
         e.close()
+
+
+# ---------------------------------------------------------------- wsgw.client
+
+def test_client_recovers_across_a_killed_gateway_then_stops_on_a_kick(cluster):
+    """wsgw.client.Subscriber on two gateways: the one it is on is SIGKILLed
+    while events keep coming; it reconnects to the other with its positions
+    and gets every event once, in order; a kick (4403) stops it."""
+    from wsgw.client import Event, Stopped, Subscriber
+    from conftest import run_tool
+    cluster.worker()
+    gw1, gw2 = cluster.gateway(), cluster.gateway()
+    e = Emitter(cluster.amqp_url, timeout=10, per_thread=False)
+
+    async def read(sub, n):
+        got = []
+        while len(got) < n:
+            item = await sub.next(timeout=20)
+            assert isinstance(item, Event), f"not an event: {item!r}"
+            got.append(item)
+        return got
+
+    async def main():
+        sub = Subscriber([gw1.url(), gw2.url()], SUBSCRIPTION,
+                         token=jwt_for(7, objects=TOKEN_OBJECTS))
+        async with sub:
+            # The reply sets a position for every current group.
+            await asyncio.to_thread(wait_until, lambda: EVENTS in sub.positions, 20,
+                                    "the subscription reply")
+            await asyncio.to_thread(e.emit_many, [(EVENTS, {"n": i}) for i in range(100)])
+            got = await read(sub, 100)
+            gw1.kill()  # SIGKILL: no close frame, 1006 on the client
+            await asyncio.to_thread(e.emit_many, [(EVENTS, {"n": i}) for i in range(100, 200)])
+            got += await read(sub, 100)
+            assert [json.loads(ev.text)["n"] for ev in got] == list(range(200))
+            assert all(ev.group == EVENTS for ev in got)
+            assert len({ev.position for ev in got}) == 200
+            assert sub.connects == 2 and sub.protocol == "wsgw.2" and sub.user == 7
+
+            await asyncio.to_thread(run_tool, ["kick", "--user", "7",
+                                               f"--amqp.url={cluster.amqp_url}"])
+            with pytest.raises(Stopped) as info:
+                while True:
+                    await sub.next(timeout=20)
+            assert info.value.why == "kicked"
+    try:
+        run(main())
+    finally:
+        e.close()
