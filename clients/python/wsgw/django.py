@@ -56,8 +56,6 @@ def emit_channel_notification(group, payload):
             emitter.emit(group, body)
         else:
             emitter._emit_encoded(group, body)
-    except ValueError:
-        raise
-    except Exception as e:
+    except Exception as e:  # invalid input and configuration too: said, then raised
         logger.error("wsgw: emitting to %s failed: %s", group, e)
         raise

@@ -223,6 +223,14 @@ class Emitter:
                 link.wait_all()
         except pika.exceptions.AMQPError as e:  # closed under us: the rest unsent
             link.broken = link.broken or f"connection lost: {e!r}"
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception):
+            # this call's confirms are still due on the link and would be
+            # taken for the next call's, so the link goes with it.
+            link.broken = link.broken or "interrupted"
+            link.close()
+            self._set_current(None)
+            raise
         left, nacked = link.take_outcome()
         failed = sorted(left + nacked + list(range(sent, len(bodies))))
         if link.broken:
