@@ -29,7 +29,6 @@ from test_history_resume import CutProxy, proxied_url
 
 PY_CLIENT = ROOT / "clients" / "python"
 sys.path.insert(0, str(PY_CLIENT))
-import wsgw  # noqa: E402
 from wsgw import BrokerUnavailable, EmitError, Emitter, Refused, Unconfirmed  # noqa: E402
 
 GROUP = "jobs-status_changed"

@@ -25,7 +25,7 @@ import asyncio
 import json
 import random
 import urllib.parse
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import websockets
 

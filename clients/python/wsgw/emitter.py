@@ -26,7 +26,6 @@ makes up to 32); per_thread=False keeps one connection for the process.
 import os
 import random
 import threading
-import time
 import weakref
 
 import pika
