@@ -520,3 +520,30 @@ def test_client_recovers_across_a_killed_gateway_then_stops_on_a_kick(cluster):
         run(main())
     finally:
         e.close()
+
+
+def test_an_idle_emitter_dropped_by_the_broker_reconnects_before_publishing(stack):
+    """pika answers heartbeats only inside a call: the broker drops an idle
+    emitter (heartbeat 2 s here, 60 s by default); the next emit reconnects
+    once and succeeds."""
+    e = Emitter(stack.amqp_url + "?heartbeat=2", timeout=10)
+
+    async def main():
+        ws = await client(stack.gw)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # one connection
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(pool, e.emit, GROUP, {"before": "idle"})
+            assert json.loads(await recv_text(ws)) == {"before": "idle"}
+            await asyncio.to_thread(wait_until, lambda: emitter_connections(stack) == 0, 30,
+                                    "the broker to drop the idle emitter")
+            await loop.run_in_executor(pool, e.emit, GROUP, {"after": "idle"})
+            await next_is(ws, '{"after":"idle"}', "the event after the drop")
+            assert emitter_connections(stack) == 1
+        finally:
+            pool.shutdown()
+        await ws.close()
+    try:
+        run(main())
+    finally:
+        e.close()
