@@ -773,6 +773,10 @@ void em_http_stop(em_server *s) {
   }
 }
 
+void em_http_close_all(em_server *s) {
+  while (s->all) em_http__close(s->all);
+}
+
 int em_http_ready(const em_server *s) {
   return !s->stopping && s->keys.n > 0 && s->broker &&
          atomic_load(&em_broker_stats_of(s->broker)->up);

@@ -55,6 +55,9 @@ void em_http_job_done(em_job *job, void *arg);
  * current answer. */
 void em_http_stop(em_server *s);
 
+/* Closes every connection (the end of a shutdown). */
+void em_http_close_all(em_server *s);
+
 /* 1 while the server is ready: keys loaded, broker connected, not stopping. */
 int em_http_ready(const em_server *s);
 

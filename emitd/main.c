@@ -69,7 +69,8 @@ static void em_main__drain(uv_timer_t *t) {
   log_info("stopping", "requests_unanswered=%zu", m->srv.waiting);
   em_broker_stop(m->srv.broker); /* answers what is left (503) */
   m->srv.broker = NULL;
-  uv_walk(m->srv.loop, em_main__close_handle, NULL);
+  em_http_close_all(&m->srv);
+  uv_walk(m->srv.loop, em_main__close_handle, NULL); /* signals and timers */
 }
 
 static void em_main__stop(uv_signal_t *h, int sig) {
