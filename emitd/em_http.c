@@ -74,6 +74,7 @@ struct em_conn {
   int rbuf_busy;
   em_job *job;         /* waiting for the broker */
   char *out;           /* the answer being written */
+  int handles_open;    /* tcp and timer, until both close callbacks ran */
   int close_after;
 };
 
@@ -217,16 +218,15 @@ static void em_http__unlink(em_conn *c) {
   c->prev = c->next = NULL;
 }
 
-static void em_http__timer_closed(uv_handle_t *h) {
+/* Both handles (socket and timer) are closed at once; the second close
+ * callback frees the connection. */
+static void em_http__closed(uv_handle_t *h) {
   em_conn *c = h->data;
+  assert(c->handles_open > 0);
+  if (--c->handles_open > 0) return;
   em_http__reset_request(c);
   free(c->rest);
   free(c);
-}
-
-static void em_http__closed(uv_handle_t *h) {
-  em_conn *c = h->data;
-  uv_close((uv_handle_t *)&c->timer, em_http__timer_closed);
 }
 
 static void em_http__close(em_conn *c) {
@@ -241,6 +241,7 @@ static void em_http__close(em_conn *c) {
   assert(c->s->conns > 0);
   c->s->conns--;
   uv_close((uv_handle_t *)&c->tcp, em_http__closed);
+  uv_close((uv_handle_t *)&c->timer, em_http__closed);
 }
 
 static void em_http__lingered(uv_shutdown_t *r, int status) {
@@ -690,9 +691,11 @@ static void em_http__on_conn(uv_stream_t *l, int status) {
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
+  c->handles_open = 2;
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
     c->state = EM_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, em_http__closed);
+    uv_close((uv_handle_t *)&c->timer, em_http__closed);
     return;
   }
   if (s->conns >= (size_t)s->conf->max_connections || s->stopping) {
@@ -700,6 +703,7 @@ static void em_http__on_conn(uv_stream_t *l, int status) {
     em_http__refuse_conn(s, &c->tcp);
     c->state = EM_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, em_http__closed);
+    uv_close((uv_handle_t *)&c->timer, em_http__closed);
     return;
   }
   s->conns++;

@@ -56,7 +56,14 @@ class Emitd(Daemon):
             return False
 
     def metric(self, name):
-        _, body = self.get("/metrics")
+        """A sample's value; None when the scrape is refused (a test at
+        emit.max_connections)."""
+        try:
+            status, body = self.get("/metrics")
+        except OSError:
+            return None
+        if status != 200:
+            return None
         for line in body.decode().splitlines():
             if line.startswith(name + " "):
                 return int(line.split()[1])
