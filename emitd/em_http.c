@@ -727,7 +727,7 @@ static void em_http__refuse_conn(em_server *s, uv_tcp_t *t) {
   (void)s;
   static const char msg[] =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-      "Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+      "Content-Length: 56\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
       "{\"error\":\"too many connections (emit.max_connections)\"}\n";
   uv_buf_t b = uv_buf_init((char *)msg, sizeof msg - 1);
   (void)uv_try_write((uv_stream_t *)t, &b, 1);
