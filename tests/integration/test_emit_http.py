@@ -25,6 +25,7 @@ import pytest
 
 from conftest import (Daemon, binary, free_port, open_client, recv_text, run,
                       subscribe, wait_until, nothing_arrives, LOG_LEVEL)
+from test_deploy_rabbitmq import As, provisioned  # noqa: F401 (a fixture)
 
 KEY = "k" * 8 + "-emit-test-key-0123456789abcdefghij"
 OTHER_KEY = "o" * 8 + "-other-test-key-0123456789abcdefghij"
@@ -557,3 +558,41 @@ def test_many_clients_at_once(stack, tmp_path):
 
     run(scenario())
     assert em.metric("wsgw_emit_broker_rounds_total") < 2000
+
+
+# ---------------------------------------------------------------- least privilege
+
+def test_emitd_runs_as_the_setup_scripts_emitd_user(cluster, provisioned, tmp_path):
+    """deploy/rabbitmq/setup.sh's emitd user: enough for emitd (events
+    arrive), nothing more: no kicks on either exchange, no markers, no
+    other exchange, no reading, no declaring."""
+    vhost, prefix, secrets = provisioned
+    url = (secrets / "emitd-amqp.url").read_text().strip()
+    assert url.startswith(f"amqp://{prefix}emitd:")
+    cluster.vhost = vhost
+    cluster.amqp_url = (secrets / "worker-amqp.url").read_text().strip()
+    cluster.worker()
+    cluster.amqp_url = (secrets / "gateway-amqp.url").read_text().strip()
+    gw = cluster.gateway()
+    em = start_emitd(cluster, tmp_path, amqp_url=url)
+
+    async def scenario():
+        ws = await subscribed(gw)
+        conn = em.conn()
+        assert post(conn, "/emit?group=jobs-summary", '{"as": "emitd"}')[0] == 200
+        assert await recv_text(ws) == '{"as": "emitd"}'
+        conn.close()
+        await ws.close()
+
+    run(scenario())
+    assert "ACCESS_REFUSED" not in em.log()
+    me = As(url)
+    try:
+        assert me.publish("websocket.groups", "jobs-status_changed") is None
+        assert me.publish("websocket.groups", "wsgw!user.7") == 403
+        assert me.publish("websocket.groups", "wsgw!mark.x") == 403
+        assert me.publish("websocket.control", "wsgw!user.7") == 403
+        assert me.publish("", "websocket.connect") == 403
+        assert me.consume("websocket.connect") == 403
+    finally:
+        me.close()
