@@ -46,6 +46,12 @@ if [[ ! -s $RUN/secret ]]; then
   (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN/secret")
 fi
 SECRET=$(cat "$RUN/secret")
+# emitd's API key file (lines "NAME KEY"; not readable by others): a key
+# made once, kept like the secret.
+if [[ ! -s $RUN/emit.keys ]]; then
+  (umask 077 && printf 'dev %s\n' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" >"$RUN/emit.keys")
+fi
+EMIT_KEY=$(awk '{ print $2; exit }' "$RUN/emit.keys")
 
 GW_PORT=${WSGW_DEV_PORT:-8051}
 if ! port_free "$GW_PORT"; then
@@ -56,6 +62,7 @@ AMQP_PORT=$(pick_port)
 DIST_PORT=$(pick_port)
 DEMO_PORT=$(pick_port) # the event console (deploy/demo), Procfile's demo process
 METRICS_PORT=$(pick_port)
+EMIT_PORT=$(pick_port) # emitd: POST http://127.0.0.1:$EMIT_PORT/emit?group=G, key $EMIT_KEY
 AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 
 # Read by the Procfile's processes (foreman/honcho -e). Settings follow
@@ -74,6 +81,10 @@ WSGW_GATEWAY_ECHO_MAX_SEND_QUEUE=64MiB
 WSGW_GATEWAY_ECHO_MAX_RATE=100000
 WSGW_GATEWAY_ECHO_MAX_PENDING=10000
 DEMO_PORT=$DEMO_PORT
+WSGW_EMIT_LISTEN=127.0.0.1:$EMIT_PORT
+WSGW_EMIT_KEY_FILE=$RUN/emit.keys
+EMIT_URL=http://127.0.0.1:$EMIT_PORT
+EMIT_KEY=$EMIT_KEY
 EOF
 )
 
