@@ -565,13 +565,13 @@ static void em_http__admin(em_conn *c, int head_only) {
   (void)em_http__route(c, &pl);
   int close_after = !llhttp_should_keep_alive(&c->parser);
   if (pl == 8 && memcmp(c->url, "/metrics", 8) == 0) {
-    prom_buf b;
-    prom_buf_init(&b);
+    strbuf b;
+    strbuf_init(&b);
     em_gauges g = {s->conns, s->pending, s->waiting, s->keys.n};
     em_metrics_write(&b, &s->st, &g, em_broker_stats_of(s->broker));
     if (b.failed) em_http__error(c, 500, "out of memory", NULL, 1);
     else em_http__send(c, 200, NULL, PROM_CONTENT_TYPE, b.data, head_only ? 0 : b.len, close_after);
-    prom_buf_free(&b);
+    strbuf_free(&b);
   } else if (pl == 8 && memcmp(c->url, "/healthz", 8) == 0) {
     em_http__send(c, 200, NULL, "text/plain; charset=utf-8", "ok\n", head_only ? 0 : 3, close_after);
   } else {

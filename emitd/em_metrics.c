@@ -15,13 +15,13 @@ int em_status_index(int status) {
   return -1;
 }
 
-static void em_metrics__one(prom_buf *b, const char *name, const char *type,
+static void em_metrics__one(strbuf *b, const char *name, const char *type,
                             const char *help, uint64_t v) {
   prom_family(b, name, type, help);
   prom_sample(b, name, NULL, v);
 }
 
-void em_metrics_write(prom_buf *b, const em_stats *s, const em_gauges *g,
+void em_metrics_write(strbuf *b, const em_stats *s, const em_gauges *g,
                       const em_broker_stats *bs) {
   prom_family(b, "wsgw_emit_requests_total", "counter",
               "HTTP requests answered, by status code.");

@@ -33,7 +33,7 @@ typedef struct em_gauges {
   uint64_t connections, pending, requests_waiting, keys;
 } em_gauges;
 
-void em_metrics_write(prom_buf *b, const em_stats *s, const em_gauges *g,
+void em_metrics_write(strbuf *b, const em_stats *s, const em_gauges *g,
                       const em_broker_stats *bs);
 
 #endif
