@@ -166,25 +166,8 @@ static void em_broker__drop(em_broker *b, const char *why) {
 static int em_broker__connect_one(em_broker *b, char *err, size_t errlen) {
   const char *url = mq_url_list_current(&b->urls);
   int hb_s = (int)((b->heartbeat_ms + 999) / 1000);
-  amqp_connection_state_t c = mq_conn_open(url, hb_s, err, errlen);
+  amqp_connection_state_t c = mq_conn_open_emitter(url, hb_s, err, errlen);
   if (!c) return -1;
-  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1, 0, 0, 0,
-                        amqp_empty_table);
-  if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE, err,
-                   errlen) < 0) {
-    mq_conn_close(c);
-    if (!(c = mq_conn_open(url, hb_s, err, errlen))) return -1;
-    if (mq_declare_groups_exchange(c, err, errlen) < 0) {
-      mq_conn_close(c);
-      return -1;
-    }
-  }
-  amqp_confirm_select(c, MQ_CHANNEL);
-  if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen) < 0) {
-    mq_conn_close(c);
-    return -1;
-  }
   mq_confirms_init(&b->confirms);
   b->conn = c;
   b->last_tx = b->last_rx = em_now_ms();

@@ -12,7 +12,6 @@ are served), more connections than emit.max_connections (503 and close),
 emit.max_pending over all requests together; a SIGHUP reloads the keys.
 """
 
-import asyncio
 import http.client
 import json
 import os
@@ -25,6 +24,7 @@ import pytest
 
 from conftest import (Daemon, binary, free_port, open_client, recv_text, run,
                       subscribe, wait_until, nothing_arrives, LOG_LEVEL)
+from faults import BrokerProxy
 from test_deploy_rabbitmq import As, provisioned  # noqa: F401 (a fixture)
 
 KEY = "k" * 8 + "-emit-test-key-0123456789abcdefghij"
@@ -287,90 +287,16 @@ def test_start_refuses_a_bad_key_file(cluster, tmp_path):
 
 # ---------------------------------------------------------------- the broker
 
-class HoldProxy:
-    """A TCP proxy to the broker that can cut every connection (and refuse
-    new ones) or hold what the broker sends (a stalled broker)."""
-
-    def __init__(self, port):
-        self.target = ("127.0.0.1", port)
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.open = True
-        self.held = threading.Event()
-        self.held.set()  # set: forwarding
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                if not self.open:
-                    c.close()
-                    continue
-                try:
-                    u = socket.create_connection(self.target, timeout=5)
-                except OSError:
-                    c.close()
-                    continue
-                self.socks += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, True), daemon=True).start()
-
-    def _pipe(self, a, b, from_broker):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if from_broker:
-                    self.held.wait()
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        with self.lock:
-            self.open = False
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def restore(self):
-        with self.lock:
-            self.open = True
-
-    def close(self):
-        self.cut()
-        self.held.set()
-        self.lsock.close()
-
 
 @pytest.fixture
 def proxy(cluster):
-    p = HoldProxy(cluster.broker.port)
+    p = BrokerProxy(cluster.broker.port)
     yield p
     p.close()
 
 
 def via(cluster, proxy):
-    return cluster.amqp_url.replace(f":{cluster.broker.port}/", f":{proxy.port}/")
+    return proxy.url(cluster.amqp_url, cluster.broker.port)
 
 
 def test_broker_outage_is_503_then_recovers(stack, tmp_path, proxy):
@@ -404,7 +330,7 @@ def test_broker_outage_is_503_then_recovers(stack, tmp_path, proxy):
 def test_a_silent_broker_is_503_after_the_timeout(stack, tmp_path, proxy):
     em = start_emitd(stack, tmp_path, "--emit.timeout=3s", "--emit.max_pending=10",
                      amqp_url=via(stack, proxy))
-    proxy.held.clear()  # the broker's answers stop arriving
+    proxy.stall(to_broker=False)  # the broker's answers stop arriving
     results = {}
 
     def slow():
@@ -426,7 +352,7 @@ def test_a_silent_broker_is_503_after_the_timeout(stack, tmp_path, proxy):
     st, _, body = results["a"]
     assert st == 503 and body["confirmed"] == 0 and body["unconfirmed"] == 8, body
     assert "no confirm" in body["error"], body
-    proxy.held.set()
+    proxy.flow()
     wait_until(em.ready, 20, "emitd to reconnect")
     assert post(conn, "/emit?group=jobs-a", "{}")[0] == 200
     conn.close()

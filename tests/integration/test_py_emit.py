@@ -25,7 +25,8 @@ import pytest
 from conftest import ROOT, connect, jwt_for, open_client, recv_json, recv_text, run, \
     subscribe, wait_until
 from djangoapp import APP_DIR, GATEWAY_ARGS, DjangoApp
-from test_history_resume import CutProxy, proxied_url
+from faults import BrokerProxy
+from test_history_resume import proxied_url
 
 PY_CLIENT = ROOT / "clients" / "python"
 sys.path.insert(0, str(PY_CLIENT))
@@ -37,41 +38,6 @@ EVENTS = f"job_events-{JOB}"
 TOKEN_OBJECTS = {"job_events": [JOB]}
 SUBSCRIPTION = {"jobs": ["status_changed"], "job_events": [JOB]}
 DEAD_URL = "amqp://guest:guest@127.0.0.1:1/%2F"  # nothing listens on port 1
-
-
-class StallProxy(CutProxy):
-    """CutProxy that can also stop forwarding while keeping the connections
-    open (a broker that stalls); `held` counts chunks held back meanwhile."""
-
-    def __init__(self, port):
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.held = 0
-        super().__init__(port)
-
-    def _pipe(self, a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                if not self.flowing.is_set():
-                    self.held += 1
-                    self.flowing.wait()
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(2)
-            except OSError:
-                pass
-
-    def stall(self):
-        self.flowing.clear()
-
-    def flow(self):
-        self.flowing.set()
 
 
 async def client(gw):
@@ -225,7 +191,7 @@ def test_a_refusal_is_refused_and_the_emitter_goes_on(stack):
 
 
 def test_outage_unavailable_unconfirmed_then_recovery_with_the_same_emitter(stack):
-    proxy = StallProxy(stack.broker.port)
+    proxy = BrokerProxy(stack.broker.port)
     e = Emitter(proxied_url(stack, proxy), timeout=2, connect_timeout=2)
 
     # One thread for every call: per_thread keeps one connection per thread,
