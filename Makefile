@@ -217,6 +217,8 @@ install: all
 	  $(INSTALL) -m 0644 deploy/wsgw.ini.example $(DESTDIR)$(SYSCONFDIR)/wsgw/wsgw.ini
 	$(INSTALL) -m 0644 deploy/demo/index.html deploy/demo/app.js deploy/demo/style.css \
 	  $(DESTDIR)$(SHAREDIR)/demo/
+	# The console's SDK: deploy/demo/wsgw.js is a link to it in the tree.
+	$(INSTALL) -m 0644 clients/js/src/wsgw.js $(DESTDIR)$(SHAREDIR)/demo/wsgw.js
 	for f in wsgw.conf wsgw-tls.conf; do \
 	  sed -e 's|/usr/local/share/wsgw/|$(SHAREDIR)/|g' deploy/nginx/$$f \
 	    >$(DESTDIR)$(SHAREDIR)/nginx/$$f || exit 1; done

@@ -1,12 +1,13 @@
 """A real browser end to end: headless Chromium (DevTools protocol,
 tests/e2e/cdp.py) opens the shipped event console (deploy/demo/) through
 the shipped nginx site (tests/e2e/nginx.py) in front of gatewayd and
-workerd, connects with a token from the URL, subscribes the way the AWX UI
-does (jobs: [status_changed] plus job_events: [42], with the xrftoken its
-csrftoken cookie calls for), and the test emits events with chanctl.
+workerd, connects with a token from the URL and subscribes the way the AWX
+UI does (jobs: [status_changed] plus job_events: [42], with the xrftoken its
+csrftoken cookie calls for) through the JS SDK (the console imports
+wsgw.js, served beside it), and the test emits events with chanctl.
 
-Shows: the page's request is exactly AWX's shape with the cookie's
-xrftoken; the gateway accepted it (groups_current on the page); every
+Shows: the request on the wire (read by DevTools) is exactly AWX's shape
+with the cookie's xrftoken; the SDK is served by nginx from the tree; the gateway accepted it (groups_current on the page); every
 emitted event is on the page with its exact text, in order per group; an
 event with markup is shown as text, not run; the page keeps working after
 "Leave all" (no more events shown). A screenshot of the page is written to
@@ -97,21 +98,22 @@ def run_console(stack, browser, ng, tmp_path):
             assert await page.eval("document.title") == "wsgw event console"
             assert await page.eval("document.getElementById('xrf').textContent") == "yes"
 
-            # What an operator does: Connect, type the groups, Subscribe.
-            await page.eval("document.getElementById('connect').click()")
-            await page.wait_for("document.getElementById('user').textContent === '7'",
-                                what="the accept message on the page")
-            assert await page.eval("document.getElementById('status').textContent") == "open"
+            # What an operator does: type the groups, Connect (which
+            # subscribes to them).
             await page.eval("document.getElementById('groups').value = "
                             + json.dumps(json.dumps(GROUPS)))
-            await page.eval("document.getElementById('subscribe').click()")
+            await page.eval("document.getElementById('connect').click()")
             current = await page.wait_for(
                 "(t => t !== '-' && t)(document.getElementById('groups-current').textContent)",
                 what="the subscription reply on the page")
             assert current == "job_events-42 jobs-status_changed"
-            sent = await page.eval(TEXTS.format(kind="sent"))
-            assert [json.loads(s) for s in sent] == [{"groups": GROUPS, "xrftoken": CSRF}]
+            assert await page.eval("document.getElementById('user').textContent") == "7"
+            assert await page.eval("document.getElementById('status').textContent") == "open"
             assert await page.eval(TEXTS.format(kind="error")) == []
+            # What the SDK sent, as the browser saw it leave: AWX's shape,
+            # with the cookie's xrftoken (no positions yet: nothing seen).
+            assert [json.loads(f) for f in sent_frames(page)] == \
+                [{"groups": GROUPS, "xrftoken": CSRF}]
 
             # No binding to wait for: the gateway reads every event from the
             # history, and a membership counts from the reply on.
@@ -151,8 +153,15 @@ def run_console(stack, browser, ng, tmp_path):
     run(main(), timeout=60)
     # nginx served the page and proxied the websocket.
     assert '"GET /wsgw-demo/app.js HTTP/1.1" 200' in ng.access_log()
+    assert '"GET /wsgw-demo/wsgw.js HTTP/1.1" 200' in ng.access_log()
     wait_until(lambda: '"GET /websocket/ HTTP/1.1" 101 ' in ng.access_log(), 5,
                "nginx to log the websocket (101)")
+
+
+def sent_frames(page):
+    """Text frames the page's websockets sent, from DevTools' events."""
+    return [p["response"]["payloadData"] for m, p in page.events
+            if m == "Network.webSocketFrameSent" and p["response"].get("opcode") == 1]
 
 
 class Listener:
