@@ -275,7 +275,8 @@ bench-scale: deps
 # cluster killed under a gateway (test_faults_cluster.py), one of two hosts
 # (network namespaces, behind nginx) cut off the network (test_faults_hosts.py,
 # root only), gateways SIGKILLed under wsgw.2 clients that recover on the
-# survivor (test_faults_history.py). Normal build only: the quick fault tests run in `make test`. CI
+# survivor (test_faults_history.py), the JS SDK in Chromium across a node
+# failover (test_faults_sdk.py). Normal build only: the quick fault tests run in `make test`. CI
 # runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
@@ -287,4 +288,5 @@ test-faults: deps
 	  tests/integration/test_faults_load.py \
 	  tests/integration/test_faults_cluster.py \
 	  tests/integration/test_faults_hosts.py \
-	  tests/integration/test_faults_history.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_history.py \
+	  tests/integration/test_faults_sdk.py -p no:cacheprovider -q -rfE
