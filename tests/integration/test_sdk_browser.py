@@ -357,3 +357,84 @@ def test_kick_stops_the_page(cluster, browser, site):
             await rig.close()
     run(main(), timeout=120)
     print(f"\nsdk page, kicked: {figures}")
+
+
+class TokenPlan:
+    """The token endpoint's answers in order: each entry is a ttl in
+    seconds (negative: a token already expired); the last one repeats."""
+
+    def __init__(self, *ttls):
+        self.ttls, self.calls = list(ttls), 0
+
+    def __call__(self):
+        ttl = self.ttls[min(self.calls, len(self.ttls) - 1)]
+        self.calls += 1
+        return jwt_for(USER, ttl=ttl, objects=OBJECTS)
+
+
+def test_expired_connection_reconnects_with_a_fresh_token(cluster, browser):
+    """The refresh is refused (the callback hands out an expired token), so
+    the gateway closes 4401 at exp + leeway + window; the SDK asks the
+    callback again, reconnects with the fresh token and its positions: the
+    events are complete across the 4401."""
+    cluster.worker("--auth.leeway=1s")
+    gw = cluster.gateway("--gateway.refresh_window=1s")
+    plan = TokenPlan(4, -60, 3600)
+    s = SdkSite(plan)
+    rig = PageRig(browser, s, gw.url())
+    figures = {}
+
+    async def main():
+        try:
+            first_reply_ok(await rig.open())
+            seqs = SeqEmitter(cluster.amqp_url).start()
+            try:
+                await rig.page.wait_for(
+                    "window.rec.states.some(s => s.code === 4401)", 15,
+                    "the gateway's 4401 close after the refused refresh")
+                t_close = time.monotonic()
+                mark = seqs.last + 25
+                await seqs.wait_past(mark)
+                await rig.wait_events(mark, 20)
+                figures["events_back_after_4401_s"] = round(time.monotonic() - t_close, 2)
+            finally:
+                last = await asyncio.to_thread(seqs.finish)
+            await rig.wait_events(last)
+            await asyncio.sleep(0.3)
+            rec = await rig.rec()
+            assert_complete(rec, last)
+            assert rec["stopped"] == [] and rec["gaps"] == [], rec
+            assert rec["refreshed"] == [], rec["refreshed"]  # the expired one was refused
+            assert rec["states"][-1]["state"] == "open"
+            assert len(rig.websockets_opened()) == 2, rig.websockets_opened()
+            assert plan.calls >= 3, plan.calls  # first, the refused refresh, the fresh one
+            figures.update(events_per_group=last, tokens_served=plan.calls)
+        finally:
+            await rig.close()
+            s.stop()
+    run(main(), timeout=120)
+    print(f"\nsdk page, 4401 then a fresh token: {figures}")
+
+
+def test_expired_first_token_replaced_by_the_callback(cluster, browser):
+    """The first token the callback gives is expired: the browser only sees
+    the handshake fail (1006 before open); after two such failures the SDK
+    asks the callback for a fresh one, and the page subscribes."""
+    cluster.worker("--auth.leeway=1s")
+    gw = cluster.gateway()
+    plan = TokenPlan(-60, 3600)
+    s = SdkSite(plan)
+    rig = PageRig(browser, s, gw.url())
+
+    async def main():
+        try:
+            first_reply_ok(await rig.open())
+            rec = await rig.rec()
+            failed = [x for x in rec["states"] if x["state"] == "waiting"]
+            assert len(failed) >= 2 and all(x["code"] == 1006 for x in failed), rec["states"]
+            assert plan.calls == 2, plan.calls
+            assert rec["stopped"] == []
+        finally:
+            await rig.close()
+            s.stop()
+    run(main(), timeout=60)
