@@ -63,6 +63,11 @@ async def websocket(head, reader, writer, gateway):
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
     except OSError as e:
         respond(writer, "502 Bad Gateway", "text/plain", f"gateway {gateway}: {e}\n".encode())
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
         return
     up_writer.write(head)
     await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
