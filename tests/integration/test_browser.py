@@ -19,12 +19,16 @@ Chromium open the same-origin ws:// and blocks a websocket to another origin
 parameter no longer points it elsewhere; a token in the URL never connects
 by itself, even with connect=1, and leaves the address bar; connect=1
 without one (the cookie's token) does.
+Through the JS SDK the console rides out a gateway restart behind nginx:
+it reconnects and resubscribes with its positions, every event shown once,
+in order.
 Also (issue 12, item 5): a page of another origin that opens the websocket
 with the user's token cookie is refused, while the site's own page joins.
 """
 
 import asyncio
 import json
+import signal
 import socket
 import sys
 import threading
@@ -349,3 +353,46 @@ def test_page_of_another_origin_cannot_use_the_token_cookie(stack, browser, tmp_
     wait_until(lambda: any('reason="cookie token from a disallowed Origin"' in w.log()
                            for w in workers), 10,
                "the worker to refuse the other origin's cookie token")
+
+
+def test_console_rides_out_a_gateway_restart(stack, browser, tmp_path):
+    """Through the SDK the console reconnects by itself: the gateway behind
+    nginx is restarted (SIGTERM: 1001) while events are emitted, and every
+    event is on the page once, in order, with no gap reported."""
+    from test_sdk_browser import restart_on_same_port
+    ng = Nginx(tmp_path / "nginx", [stack.gw.port])
+    token = mint_token(7, "integration-test-secret-0123456789abcdef",
+                       "--objects", json.dumps({"job_events": [42]}))
+    texts = [json.dumps({"counter": i}) for i in range(1, 41)]
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.navigate(ng.url(f"/wsgw-demo/?token={quote(token)}"))
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("document.getElementById('groups-current').textContent "
+                                "=== 'job_events-42 jobs-status_changed'", what="the reply")
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[:20])
+            await page.wait_for("document.querySelectorAll('#log li.event').length >= 20",
+                                what="the first 20 events")
+            await asyncio.to_thread(stack.gw.kill, signal.SIGTERM)
+            # Emitted while no gateway runs: the restarted one has them in
+            # its history, and the SDK asks for them by position.
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[20:30])
+            stack.gw = await asyncio.to_thread(restart_on_same_port, stack, stack.gw)
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[30:])
+            await page.wait_for("document.querySelectorAll('#log li.event').length >= 40",
+                                20, "all 40 events after the restart")
+            await asyncio.sleep(0.3)
+            assert await page.eval(TEXTS.format(kind="event")) == texts
+            assert await page.eval(TEXTS.format(kind="gap")) == []
+            closes = await page.eval(TEXTS.format(kind="close"))
+            assert closes and closes[0].startswith("code 1001"), closes
+            assert await page.eval("document.getElementById('status').textContent") == "open"
+        finally:
+            await page.close()
+
+    try:
+        run(main(), timeout=90)
+    finally:
+        ng.stop()
