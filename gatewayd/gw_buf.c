@@ -34,14 +34,21 @@ static size_t gw_buf__frame_header(uint8_t *h, int opcode, size_t len) {
   return 10;
 }
 
-gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len) {
+gw_buf *gw_buf_frame_new(int opcode, size_t len, uint8_t **payload) {
   uint8_t header[10];
   size_t hlen = gw_buf__frame_header(header, opcode, len);
   if (len > GW_BUF_MAX - hlen) return NULL;
   gw_buf *b = gw_buf_new(hlen + len);
   if (!b) return NULL;
   memcpy(b->data, header, hlen);
-  if (len) memcpy(b->data + hlen, payload, len);
+  *payload = b->data + hlen;
+  return b;
+}
+
+gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len) {
+  uint8_t *p;
+  gw_buf *b = gw_buf_frame_new(opcode, len, &p);
+  if (b && len) memcpy(p, payload, len);
   return b;
 }
 

@@ -27,6 +27,11 @@ gw_buf *gw_buf_new(size_t len);
  * header (2, 4 or 10 bytes, unmasked as servers send) and the payload. */
 gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len);
 
+/* The same frame with its payload left for the caller to write: *payload
+ * points at the len bytes after the header. For a payload built in place
+ * (gw_hist's envelopes), saving a copy. */
+gw_buf *gw_buf_frame_new(int opcode, size_t len, uint8_t **payload);
+
 static inline gw_buf *gw_buf_ref(gw_buf *b) {
   b->refs++;
   return b;

@@ -418,9 +418,11 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
  * longer than the socket takes it). */
 static void gw_conn__pump(gw_conn *c) {
   if (!c->relay.lag || c->send.bytes > gw_conn__max_send_queue(c) / 8) return;
-  char channel[GW_CONN_CHANNEL_MAX];
-  gw_relay_io io;
-  gw_conn__relay_io(c, &io, channel, sizeof channel);
+  /* Called on every flush of a lagging connection: only what the pump
+   * reads (gw_relay.h), not the whole io with its reply channel. */
+  gw_server *s = c->srv;
+  gw_relay_io io = {.sink = &gw_conn__relay_sink, .arg = c, .id = c->id, .stats = &s->stats,
+                    .hist = s->cfg->history.enabled ? &s->hist : NULL};
   gw_relay_pump(&c->relay, &io);
 }
 
@@ -552,8 +554,24 @@ static void gw_conn__ws_feed(gw_conn *c, const uint8_t *data, size_t len) {
   gw_conn__ws_result(c, r, code);
 }
 
+/* wsgw.2's heartbeat (docs/PROTOCOL.md): a browser cannot see pings, so a
+ * wsgw.2 client learns that the connection lives from this text, sent with
+ * each keepalive ping. Only when nothing is queued: anything else arriving
+ * tells the client the same, and a heartbeat behind a full queue would
+ * count against max_send_queue. Costs one small frame per ping_interval of
+ * client silence, in the same write as the ping. */
+static void gw_conn__heartbeat(gw_conn *c) {
+  if (!c->relay.v2 || c->send.bytes != 0) return;
+  char text[48];
+  int n = snprintf(text, sizeof(text), "{\"heartbeat\":%ld}", c->srv->cfg->ping_interval);
+  assert(n > 0 && (size_t)n < sizeof(text));
+  gw_conn__send_text(c, 1 /* text */, text, (size_t)n);
+}
+
 static void gw_conn__ping(gw_conn *c) {
   gw_ws_io io;
+  gw_conn__heartbeat(c);
+  if (c->life.state != GW_CONN_OPEN) return; /* out of memory */
   gw_conn__ws_io(c, &io);
   uint16_t code = 0;
   c->life.pinged = 1;

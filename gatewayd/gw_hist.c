@@ -203,9 +203,10 @@ gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e) {
   size_t esc = gw_hist__escape(text, tlen, NULL);
   size_t len = sizeof a - 1 + e->glen + sizeof b - 1 + (size_t)plen + sizeof c - 1 + esc +
                sizeof d - 1;
-  char *json = malloc(len);
-  if (!json) return NULL;
-  char *p = json;
+  uint8_t *json;
+  e->env = gw_buf_frame_new(1, len, &json);
+  if (!e->env) return NULL;
+  char *p = (char *)json;
   memcpy(p, a, sizeof a - 1), p += sizeof a - 1;
   memcpy(p, e->group, e->glen), p += e->glen; /* group names need no escaping */
   memcpy(p, b, sizeof b - 1), p += sizeof b - 1;
@@ -213,10 +214,8 @@ gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e) {
   memcpy(p, c, sizeof c - 1), p += sizeof c - 1;
   p += gw_hist__escape(text, tlen, p);
   memcpy(p, d, sizeof d - 1), p += sizeof d - 1;
-  assert((size_t)(p - json) == len);
-  e->env = gw_buf_frame(1, json, len);
-  free(json);
-  if (e->env) h->bytes += e->env->len + sizeof(gw_buf);
+  assert((size_t)(p - (char *)json) == len);
+  h->bytes += e->env->len + sizeof(gw_buf);
   return e->env;
 }
 

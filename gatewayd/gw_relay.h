@@ -169,7 +169,8 @@ int gw_relay_lag_start(gw_relay *r, uint64_t given);
  * left the history, it gets a notice ("expired" for each group, with the
  * positions it is served from now) and goes on with what is left. Called
  * after a reply that recovered groups and whenever the connection's queue
- * drained. */
+ * drained. Reads only io's sink, arg, id, stats and hist (the caller on the
+ * write path fills no more). */
 void gw_relay_pump(gw_relay *r, gw_relay_io *io);
 
 /* wsgw.2: the history was lost (status GW_HIST_EXPIRED: a gap past the

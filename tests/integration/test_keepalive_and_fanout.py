@@ -7,7 +7,8 @@ client silent for gateway.ping_timeout is cut: TCP closed without a close
 frame, 1006, one conn_timeout record, wsgw_gateway_ping_timeouts_total + 1),
 the close 1008 of a slow client coming right behind what the kernel already
 holds (the frames still queued in the gateway are dropped, not sent first),
-and every byte of a stream of numbered events reaching each client in order.
+and every byte of a stream of numbered events reaching each client in order;
+wsgw.2's heartbeat text beside each ping (none on the old protocol).
 
 The clients are raw sockets (rawws.RawWS, faults.RawReader): a websocket
 library would answer the gateway's pings by itself and read on its own.
@@ -98,6 +99,34 @@ def test_silent_client_is_cut_at_ping_timeout_with_1006(cluster):
         - before("wsgw_gateway_ping_timeouts_total") == 1
     assert after("wsgw_gateway_connections_closed_total", reason="abnormal") \
         - before("wsgw_gateway_connections_closed_total", reason="abnormal") == 1
+
+
+def test_wsgw2_heartbeat_text_comes_with_each_ping_and_never_on_the_old_protocol(cluster):
+    """wsgw.2 (docs/PROTOCOL.md, "Heartbeat"): a browser cannot see pings, so
+    each keepalive ping to a wsgw.2 connection comes right after the text
+    {"heartbeat": N}, N = ping_interval in ms, and again after each pong's
+    ping_interval of silence. An old-protocol connection on the same gateway
+    gets the pings alone, byte for byte as before."""
+    interval, timeout = 0.3, 3.0
+    cluster.worker()
+    gw = cluster.gateway(f"--gateway.ping_interval={int(interval * 1000)}ms",
+                         f"--gateway.ping_timeout={int(timeout * 1000)}ms")
+    v2 = RawWS(gw.port, ws_path("/websocket/", jwt_for(7)),
+               headers={"Sec-WebSocket-Protocol": "wsgw.2"})
+    old = open_raw(gw)
+    with v2, old:
+        assert v2.response.header("sec-websocket-protocol") == "wsgw.2"
+        assert json.loads(v2.recv_message()[1]) == {"accept": True, "user": 7}
+        for round_ in range(3):
+            f = v2.read_frame(timeout=interval + 2 * TICK + SLACK)
+            assert f.opcode == TEXT and json.loads(f.payload) == {"heartbeat": int(interval * 1000)}, \
+                f"round {round_}: expected the heartbeat text first, got {f!r}"
+            p = v2.read_frame(timeout=1.0)
+            assert p.opcode == PING, f"round {round_}: the ping after the heartbeat, got {p!r}"
+            v2.send(frame(PONG, p.payload))
+            f = old.read_frame(timeout=interval + 2 * TICK + SLACK)
+            assert f.opcode == PING, f"old protocol, round {round_}: only pings, got {f!r}"
+            old.send(frame(PONG, f.payload))
 
 
 def test_ping_after_ping_interval_and_a_pong_keeps_the_connection(cluster):

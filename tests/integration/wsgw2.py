@@ -84,6 +84,7 @@ class Tracker:
         self.current = None   # groups_current of the last reply (None: none yet)
         self.events = []      # every Event, in arrival order
         self.notices = []     # every notice, in arrival order
+        self.heartbeats = []  # the N of every {"heartbeat": N}
         self.replies = []
         self.errors = []
         self.log = []         # (kind, message) in arrival order
@@ -109,6 +110,10 @@ class Tracker:
             self.events.append(ev)
             self.log.append(("event", ev))
             return "event", ev
+        if set(msg) == {"heartbeat"}:
+            assert isinstance(msg["heartbeat"], int) and msg["heartbeat"] > 0, where
+            self.heartbeats.append(msg["heartbeat"])
+            return "heartbeat", msg
         if "groups_current" in msg:
             self._check_reply(msg, where)
             self.current = set(msg["groups_current"])
@@ -219,7 +224,7 @@ class Client:
             kind, value = await self.next(left, f"event {len(got) + 1} of {n}")
             if kind == "event":
                 got.append(value)
-            elif kind != "notice":
+            elif kind not in ("notice", "heartbeat"):
                 pytest.fail(f"{self.t.name}: unexpected {kind} while reading events: {value}")
         return got
 
