@@ -14,6 +14,11 @@ without duplicates, across:
 - short-lived tokens (6 s; --auth.leeway=1s, --gateway.refresh_window=1s):
   the page's token callback is called before each expiry and the SDK sends
   {"token": ...}; the one connection is never closed 4401;
+- a refused refresh: the gateway closes 4401, the SDK gets a fresh token
+  from the callback and reconnects; an expired first token is replaced
+  after two failed handshakes (a browser sees them as 1006);
+- the connection going silent (tests/e2e/stallproxy.py): the wsgw.2
+  heartbeat tells the SDK it is dead after 2N+5 s; it reconnects;
 - a kick (chanctl kick --user): the page stops (why "kicked", 4403) and
   never opens another websocket (counted by DevTools), its events up to the
   kick complete.
@@ -438,3 +443,53 @@ def test_expired_first_token_replaced_by_the_callback(cluster, browser):
             await rig.close()
             s.stop()
     run(main(), timeout=60)
+
+
+def test_silent_connection_detected_by_heartbeat(cluster, browser, site):
+    """The page's connection goes silent (a proxy stops forwarding but
+    closes nothing: the browser learns nothing from TCP). With a 1 s
+    ping_interval the gateway sends {"heartbeat":1000} each second of client
+    silence, so the SDK declares the connection dead after 2*1000+5000 ms,
+    reconnects (the proxy forwards new connections) and recovers by
+    position: every event once, in order."""
+    from stallproxy import StallProxy
+    cluster.worker()
+    gw = cluster.gateway("--gateway.ping_interval=1s")
+    proxy = StallProxy(gw.port)
+    rig = PageRig(browser, site, f"ws://127.0.0.1:{proxy.port}/websocket/")
+    figures = {}
+
+    async def main():
+        try:
+            first_reply_ok(await rig.open())
+            seqs = SeqEmitter(cluster.amqp_url).start()
+            try:
+                await rig.wait_count(20)
+                await asyncio.sleep(1.5)  # a heartbeat has set N = 1000 ms
+                states_before = len((await rig.rec())["states"])
+                assert proxy.stall() == 1
+                t_stall = time.monotonic()
+                await rig.page.wait_for(
+                    f"window.rec.states.length > {states_before}", 15,
+                    "the SDK to give up the silent connection")
+                figures["detected_after_s"] = round(time.monotonic() - t_stall, 2)
+                # 2N + 5 s after the last message, which came within 20 ms
+                # of the stall (events flow); not much later (timers, polling).
+                assert 6.9 <= figures["detected_after_s"] <= 9, figures
+                mark = seqs.last + 25
+                await seqs.wait_past(mark)
+                await rig.wait_events(mark, 20)
+            finally:
+                last = await asyncio.to_thread(seqs.finish)
+            await rig.wait_events(last)
+            await asyncio.sleep(0.3)
+            rec = await rig.rec()
+            assert_complete(rec, last)
+            assert rec["gaps"] == [] and rec["stopped"] == [], rec
+            assert proxy.accepted == 2 and proxy.discarded > 0, (proxy.accepted, proxy.discarded)
+            figures.update(events_per_group=last, bytes_dropped_while_silent=proxy.discarded)
+        finally:
+            await rig.close()
+            proxy.close()
+    run(main(), timeout=120)
+    print(f"\nsdk page, silent connection: {figures}")
