@@ -30,7 +30,7 @@ const RETRYABLE_ERRORS = new Set([
 ]);
 const REFUSAL_PREFIX = "access denied to channel";
 const PROTOCOL_NAME = "wsgw.2";
-const EVENT_NAMES = ["event", "gap", "state", "stopped", "refreshed", "message"];
+const EVENT_NAMES = ["event", "gap", "state", "stopped", "refreshed", "message", "subscribed"];
 
 /** The error subscribe() rejects with: code "request" (the gateway refused the
  * request as a whole; message is its text), "stopped" (the client stopped
@@ -589,6 +589,8 @@ export class WsgwClient {
     };
     conn.refused = [];
     for (const w of req.waiters) w.resolve(result);
+    // Also for the re-subscription after a reconnect, which no call awaits.
+    this._emit("subscribed", result);
     this._pump();
   }
 

@@ -4,12 +4,14 @@
 // argv[2]; prints one JSON line per thing the SDK reports (state, event, gap,
 // reply, refreshed, message, stopped) and obeys one JSON command per stdin line
 // ({"subscribe": {...}}, {"close": true}, {"url": i} to switch the gateway the
-// next connection uses). Must not: decide anything the test checks (it only
+// next connection uses). "reply" lines are what subscribe() resolved with,
+// "subscribed" lines every reply (re-subscriptions after reconnects too). Must not: decide anything the test checks (it only
 // reports), or outlive its stdin (EOF ends it).
 //
 // Config: urls (list; the first is used until {"url": i}), token (a string),
-// or mint {secret, user, ttl, objects} (a callback minting a fresh HS256 JWT
-// per call, counted in "minted" lines), protocol, backoff, heartbeatTimeout,
+// or mint {secret, user, ttl, objects, bad} (a callback minting a fresh HS256
+// JWT per call, counted in "minted" lines; the calls numbered in `bad` get a
+// badly signed one, a refresh the gateway refuses), protocol, backoff, heartbeatTimeout,
 // refreshMargin, subscribe (sent at start).
 
 import { createHmac } from "node:crypto";
@@ -35,8 +37,9 @@ let minted = 0;
 const token = cfg.mint
   ? () => {
     minted += 1;
-    const t = mint(cfg.mint);
-    out({ type: "minted", n: minted });
+    const bad = (cfg.mint.bad || []).includes(minted);
+    const t = mint(bad ? { ...cfg.mint, secret: cfg.mint.secret + "-wrong" } : cfg.mint);
+    out({ type: "minted", n: minted, bad });
     return Promise.resolve(t);
   }
   : cfg.token;
@@ -49,6 +52,10 @@ class SwitchingWebSocket extends WebSocket {
     const target = new URL(cfg.urls[urlIndex]);
     u.host = target.host;
     super(u.toString(), protocols);
+    if (process.env.WSGW_DEBUG) {
+      this.on("close", (code) => process.stderr.write(`debug: ws close ${code}\n`));
+      this.on("error", (e) => process.stderr.write(`debug: ws error ${e.message}\n`));
+    }
   }
 }
 
@@ -65,6 +72,7 @@ client.on("state", (s) => out({ type: "state", ...s, protocol: client.protocol, 
 client.on("event", (e) => out({ type: "event", group: e.group, position: e.position, data: e.data, text: e.text }));
 client.on("gap", (g) => out({ type: "gap", ...g }));
 client.on("refreshed", (r) => out({ type: "refreshed", ...r }));
+client.on("subscribed", (r) => out({ type: "subscribed", ...r }));
 client.on("message", (m) => out({ type: "message", msg: m }));
 client.on("stopped", (s) => {
   out({ type: "stopped", ...s });
