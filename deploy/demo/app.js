@@ -115,7 +115,9 @@ function readGroups() {
 function subscribe(groups) {
   if (!client || groups === null) return;
   log("request", "subscribe " + JSON.stringify(groups));
-  client.subscribe(groups).then(showReply, (e) => log("error", e.message));
+  // The reply is shown by the "subscribed" listener, which also sees the
+  // SDK's own resubscription after a reconnect.
+  client.subscribe(groups).catch((e) => log("error", e.message));
 }
 
 // Connect = connect and subscribe to the groups field: the SDK re-sends the
@@ -130,6 +132,7 @@ function connect() {
   client = new WsgwClient(defaultUrl(), token ? { token } : {});
   client.on("state", onState);
   client.on("stopped", onStopped);
+  client.on("subscribed", showReply);
   client.on("event", (ev) => {
     eventCount++;
     $("event-count").textContent = String(eventCount);

@@ -389,6 +389,11 @@ def test_console_rides_out_a_gateway_restart(stack, browser, tmp_path):
             closes = await page.eval(TEXTS.format(kind="close"))
             assert closes and closes[0].startswith("code 1001"), closes
             assert await page.eval("document.getElementById('status').textContent") == "open"
+            # The SDK's resubscription is shown as a reply: every group "ok".
+            replies = [json.loads(t) for t in await page.eval(TEXTS.format(kind="reply"))]
+            assert len(replies) == 2, replies
+            assert replies[1]["recovery"] == {"job_events-42": "ok",
+                                              "jobs-status_changed": "ok"}, replies
         finally:
             await page.close()
 

@@ -30,8 +30,8 @@ from faults import SLOW, wait_record
 from test_faults_cluster import (OPTS, ccluster, gateways_on_two_nodes,  # noqa: F401
                                  node_of, rabbit_cluster, VHOST)
 from test_faults_broker import epoch
-from test_sdk_browser import (GROUPS, OBJECTS, USER, PageRig, SeqEmitter, assert_complete,
-                              first_reply_ok)
+from test_sdk_browser import (GROUPS, NAMES, OBJECTS, USER, PageRig, SeqEmitter,
+                              assert_complete, first_reply_ok)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from cdp import Browser  # noqa: E402
@@ -91,6 +91,10 @@ def test_sdk_page_across_a_node_failover(ccluster, rabbit_cluster, browser):
         rec = await rig.rec()
         assert_complete(rec, last)
         assert rec["gaps"] == [] and rec["stopped"] == [], rec
+        # Every subscription reply after the kill (the page's request, the
+        # SDK's own after a reconnect) recovered every group.
+        for r in rec["subscribed"][1:]:
+            assert r["recovery"] == {g: "ok" for g in NAMES}, r
         assert rec["states"][-1]["state"] == "open", rec["states"][-3:]
         figures["states"] = [(s["state"], s["code"]) for s in rec["states"]]
         figures.update(events_per_group=last, emitter_retries=seqs.retries,

@@ -152,6 +152,16 @@ class PageRig:
             await self.page.close()
 
 
+def assert_recovered(rec, reconnects=1):
+    """The SDK's resubscriptions after reconnects: each named every group
+    "ok" (no gap), and there was one per reconnect at least."""
+    again = rec["subscribed"][1:]
+    assert len(again) >= reconnects, rec["subscribed"]
+    for r in again:
+        assert sorted(r["current"]) == sorted(NAMES) and r["refused"] == [], r
+        assert r["recovery"] == {g: "ok" for g in NAMES}, r
+
+
 def assert_complete(rec, last, first=1):
     """Every group's events first..last, in order, each once; nothing else."""
     for g in NAMES:
@@ -233,6 +243,7 @@ async def across_gateway_loss(cluster, gw, rig, stop_gateway, figures):
     assert rec["gaps"] == [], rec["gaps"]
     assert rec["stopped"] == [], rec["stopped"]
     assert len(rec["replies"]) == replies_before
+    assert_recovered(rec)
     assert rec["states"][-1]["state"] == "open", rec["states"][-3:]
     opened = rig.websockets_opened()
     assert len(opened) >= 2, opened  # it did reconnect
@@ -310,6 +321,7 @@ def test_short_lived_token_refreshed_by_the_page(cluster, browser):
             assert [x for x in rec["states"] if x["state"] != "open"
                     and x["state"] != "connecting"] == [], rec["states"]
             assert len(rig.websockets_opened()) == 1, rig.websockets_opened()
+            assert len(rec["subscribed"]) == 1, rec["subscribed"]
             # Each refresh moved the expiry forward.
             exps = [r["expires"] for r in rec["refreshed"]]
             assert exps == sorted(exps) and len(set(exps)) == len(exps), exps
@@ -410,6 +422,7 @@ def test_expired_connection_reconnects_with_a_fresh_token(cluster, browser):
             assert_complete(rec, last)
             assert rec["stopped"] == [] and rec["gaps"] == [], rec
             assert rec["refreshed"] == [], rec["refreshed"]  # the expired one was refused
+            assert_recovered(rec)
             assert rec["states"][-1]["state"] == "open"
             assert len(rig.websockets_opened()) == 2, rig.websockets_opened()
             assert plan.calls >= 3, plan.calls  # first, the refused refresh, the fresh one
@@ -487,6 +500,7 @@ def test_silent_connection_detected_by_heartbeat(cluster, browser, site):
             assert_complete(rec, last)
             assert rec["gaps"] == [] and rec["stopped"] == [], rec
             assert proxy.accepted == 2 and proxy.discarded > 0, (proxy.accepted, proxy.discarded)
+            assert_recovered(rec)
             figures.update(events_per_group=last, bytes_dropped_while_silent=proxy.discarded)
         finally:
             await rig.close()
