@@ -5,7 +5,8 @@
  *
  * Owns: one WsgwClient while connected, what the operator asks of it
  * (connect = connect and subscribe to the groups field; subscribe; leave
- * all; disconnect) and the log of what the SDK reports. Must not: speak the
+ * all; disconnect), the log of what the SDK reports, and one fallback the
+ * SDK lacks in browsers (start(): a gateway without wsgw.2). Must not: speak the
  * protocol itself (the SDK reconnects, resubscribes with positions, sends
  * the csrftoken cookie as xrftoken), or reach another server: the websocket
  * goes to /websocket/ on the page's own origin only (the CSP says
@@ -22,6 +23,7 @@ const MAX_LOG = 1000; // entries kept: a busy job must not eat the tab's memory
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(window.location.search);
 let client = null;
+let desired = null; // the latest groups asked for
 let eventCount = 0;
 
 function defaultUrl() {
@@ -114,6 +116,7 @@ function readGroups() {
 
 function subscribe(groups) {
   if (!client || groups === null) return;
+  desired = groups;
   log("request", "subscribe " + JSON.stringify(groups));
   // The reply is shown by the "subscribed" listener, which also sees the
   // SDK's own resubscription after a reconnect.
@@ -125,22 +128,52 @@ function subscribe(groups) {
 function connect() {
   if (client) return;
   const groups = readGroups();
-  if (groups === null) return;
+  if (groups !== null) start(groups, true);
+}
+
+// One WsgwClient; its listeners act only while it is the console's client.
+// offerV2: offer wsgw.2 (the SDK's default). A gateway with the history off
+// selects no subprotocol, and Chromium then fails the handshake ("Sent
+// non-empty Sec-WebSocket-Protocol header but no response"), which the page
+// sees only as 1006 before open, like a refused token: after
+// V2_FAILURES such failures without ever opening, the console tries once
+// more without offering it (a refused token fails that way too, and keeps
+// being retried, as before).
+const V2_FAILURES = 2;
+
+function start(groups, offerV2) {
   const token = $("token").value.trim();
-  // A static token: an expired one stops the console ("auth"), which the
-  // operator sees, rather than retrying a credential that cannot work.
-  client = new WsgwClient(defaultUrl(), token ? { token } : {});
-  client.on("state", onState);
-  client.on("stopped", onStopped);
-  client.on("subscribed", showReply);
-  client.on("event", (ev) => {
+  const opts = token ? { token } : {};
+  if (!offerV2) opts.protocol = null;
+  // A static token: an expired one stops the console or is retried, which
+  // the operator sees, rather than the console minting anything.
+  const c = new WsgwClient(defaultUrl(), opts);
+  const mine = (fn) => (arg) => { if (c === client) fn(arg); };
+  let opened = false;
+  let failures = 0;
+  c.on("state", mine((st) => {
+    if (st.state === "open") opened = true;
+    if (st.state === "waiting" && !opened && offerV2 && ++failures >= V2_FAILURES) {
+      log("close", "code " + st.code + " before open, " + failures +
+          " times: trying without wsgw.2 (a gateway with its history off)");
+      client = null;
+      c.close();
+      start(desired, false);
+      return;
+    }
+    onState(st);
+  }));
+  c.on("stopped", mine(onStopped));
+  c.on("subscribed", mine(showReply));
+  c.on("event", mine((ev) => {
     eventCount++;
     $("event-count").textContent = String(eventCount);
     log("event", ev.text);
-  });
-  client.on("gap", ({ group, status }) => log("gap", group + ": " + status + " (events missed)"));
-  client.on("refreshed", ({ expires }) => log("refreshed", "token valid until " + expires));
-  client.on("message", (msg) => log("message", typeof msg === "string" ? msg : JSON.stringify(msg)));
+  }));
+  c.on("gap", mine(({ group, status }) => log("gap", group + ": " + status + " (events missed)")));
+  c.on("refreshed", mine(({ expires }) => log("refreshed", "token valid until " + expires)));
+  c.on("message", mine((msg) => log("message", typeof msg === "string" ? msg : JSON.stringify(msg))));
+  client = c;
   setConnected(true);
   subscribe(groups);
 }

@@ -19,7 +19,8 @@ Chromium open the same-origin ws:// and blocks a websocket to another origin
 parameter no longer points it elsewhere; a token in the URL never connects
 by itself, even with connect=1, and leaves the address bar; connect=1
 without one (the cookie's token) does.
-Through the JS SDK the console rides out a gateway restart behind nginx:
+Against a gateway with its history off (no wsgw.2) the console falls back
+to the old protocol. Through the JS SDK the console rides out a gateway restart behind nginx:
 it reconnects and resubscribes with its positions, every event shown once,
 in order.
 Also (issue 12, item 5): a page of another origin that opens the websocket
@@ -37,7 +38,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import mint_token, run, wait_until
+from conftest import HISTORY_OFF, mint_token, run, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from cdp import Browser, Page  # noqa: E402
@@ -399,5 +400,38 @@ def test_console_rides_out_a_gateway_restart(stack, browser, tmp_path):
 
     try:
         run(main(), timeout=90)
+    finally:
+        ng.stop()
+
+
+def test_console_with_a_gateway_without_history(stack, browser, tmp_path):
+    """A gateway with history.enabled = false selects no subprotocol, and
+    Chromium fails a handshake that offered one (the page sees 1006): the
+    console tries again without offering wsgw.2, joins on the old protocol
+    and shows the events."""
+    gw = stack.gateway(HISTORY_OFF)
+    ng = Nginx(tmp_path / "nginx", [gw.port])
+    token = mint_token(7, "integration-test-secret-0123456789abcdef",
+                       "--objects", json.dumps({"job_events": [42]}))
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.navigate(ng.url(f"/wsgw-demo/?token={quote(token)}"))
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("document.getElementById('groups-current').textContent "
+                                "=== 'job_events-42 jobs-status_changed'", 20, "the reply")
+            closes = await page.eval(TEXTS.format(kind="close"))
+            assert any("trying without wsgw.2" in c for c in closes), closes
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", JOB_EVENTS)
+            await page.wait_for(f"document.querySelectorAll('#log li.event').length >= "
+                                f"{len(JOB_EVENTS)}", what="the events")
+            assert await page.eval(TEXTS.format(kind="event")) == JOB_EVENTS
+            assert await page.eval("window.pwned === undefined")
+        finally:
+            await page.close()
+
+    try:
+        run(main(), timeout=60)
     finally:
         ng.stop()
