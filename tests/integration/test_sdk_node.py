@@ -182,9 +182,9 @@ def test_subscribe_refusals_and_events_in_order(cluster, node_clients):
     assert set(c.nth("positions", 1, 5, "positions")["positions"]) == {G1}
 
 
-def test_old_protocol_events_are_raw(cluster, node_clients):
+def test_old_protocol_events_are_raw_and_no_heartbeat(cluster, node_clients):
     cluster.worker()
-    gw = cluster.gateway()
+    gw = cluster.gateway("--gateway.ping_interval=300ms")
     c = node_clients({"urls": [gw.url()], "token": jwt_for(7), "protocol": None,
                       "subscribe": {"jobs": ["status_changed"]}})
     reply = c.nth("reply", 1, 15, "the subscription reply")
@@ -195,6 +195,10 @@ def test_old_protocol_events_are_raw(cluster, node_clients):
     evs = c.snapshot("event")
     assert [(e["group"], e["position"], e["data"]["n"]) for e in evs] == \
         [(None, None, n) for n in range(5)]
+    # Pings every 300 ms, never a heartbeat text: it would be an event here.
+    time.sleep(1.5)
+    assert c.snapshot("heartbeat") == [] and len(c.snapshot("event")) == 5
+    assert [s["state"] for s in c.snapshot("state")] == ["connecting", "open"]
 
 
 # ---- a gateway SIGKILLed under the client ---------------------------------------
@@ -417,19 +421,22 @@ PING_MS = 1000
 
 
 def test_dead_connection_by_heartbeat_reconnects_within_2n_plus_5s(cluster, node_clients):
+    """The heartbeat rule with the default heartbeatTimeout (65 s): only the
+    gateway's {"heartbeat": N} can make the SDK give up on a black-holed
+    connection within 2N + 5 s, and keep a healthy idle one."""
     cluster.worker()
     gw = cluster.gateway(f"--gateway.ping_interval={PING_MS}ms", "--gateway.ping_timeout=60s")
     proxy = FreezableProxy(gw.port)
     try:
-        # heartbeatTimeout below 2N + 5 s: before the first heartbeat the SDK
-        # needs the gateway's pings (or heartbeats) to keep a healthy,
-        # silent connection.
         c = node_clients({"urls": [proxy.url()], "token": jwt_for(7), "backoff": FAST,
-                          "heartbeatTimeout": 4000, "subscribe": {"jobs": ["status_changed"]}})
+                          "subscribe": {"jobs": ["status_changed"]}})
         c.nth("reply", 1, 15, "the subscription reply")
         emit_numbered(cluster, G1, 0, 10)
         wait_until(lambda: len(c.events(G1)) >= 10, 10, "10 events")
-        time.sleep(6)  # what must not happen: a healthy idle connection declared dead
+        hb = c.nth("heartbeat", 3, 10, "three heartbeats")
+        assert hb["n"] == PING_MS
+        # A healthy idle connection outlives 2N + 5 s: heartbeats keep it.
+        time.sleep((2 * PING_MS + 5000) / 1000 + 1)
         assert [s["state"] for s in c.snapshot("state")] == ["connecting", "open"]
         proxy.freeze()
         frozen_at = time.monotonic()
@@ -437,11 +444,15 @@ def test_dead_connection_by_heartbeat_reconnects_within_2n_plus_5s(cluster, node
         waiting = c.wait(lambda x: x["type"] == "state" and x["state"] == "waiting", 20,
                          "the SDK to declare the connection dead")
         assert waiting["code"] == 4000 and waiting["reason"] == "heartbeat timeout"
+        # Dead 2N + 5 s after the last message, which came at most ~N before
+        # the freeze.
+        took = waiting["at"] - frozen_at
         limit = (2 * PING_MS + 5000) / 1000
-        assert waiting["at"] - frozen_at <= limit + 0.5, waiting["at"] - frozen_at
+        assert limit - PING_MS / 1000 - 0.5 <= took <= limit + 0.5, took
         again = c.nth("subscribed", 2, 15, "the reply after reconnecting")
         assert again["recovery"] == {G1: "ok"}
         wait_until(lambda: len(c.events(G1)) >= 20, 10, "the 10 events missed in the hole")
         assert_complete(c.events(G1), 20)
+        assert c.snapshot("gap") == []
     finally:
         proxy.close()

@@ -109,8 +109,11 @@ export function classify(msg, { v2, greeted, inFlight }) {
   if (v2 && isPlainObject(msg.recovery) && !("groups_current" in msg)) return "notice";
   if (inFlight === "refresh" && msg.refreshed === true) return "refresh";
   if (Object.keys(msg).length === 1 && typeof msg.error === "string") {
-    if (inFlight === "subscribe" && msg.error.startsWith(REFUSAL_PREFIX)) return "refusal";
-    return inFlight ? "error" : "message";
+    const denied = msg.error.startsWith(REFUSAL_PREFIX);
+    if (inFlight === "subscribe") return denied ? "refusal" : "error";
+    // A re-check's "access denied" during a refresh is not the refresh's answer.
+    if (inFlight === "refresh" && !denied) return "error";
+    return "message";
   }
   return v2 ? "message" : "event";
 }
@@ -184,6 +187,9 @@ export class WsgwClient {
     this._clearTimeout = c.clearTimeout || ((id) => clearTimeout(id));
     this._now = c.now || (() => Date.now());
     this._random = options.random || Math.random;
+    // Where a listener's exception goes: reported (browsers: the console and
+    // window.onerror), never thrown through the client mid-update.
+    this._report = options.onListenerError || defaultReport;
 
     this._listeners = new Map(EVENT_NAMES.map((n) => [n, new Set()]));
     this._groupListeners = new Map(); // group -> Set(fn)
@@ -266,8 +272,8 @@ export class WsgwClient {
     return set;
   }
 
-  // A listener's exception is rethrown on its own (visible, uncaught) rather
-  // than unwinding through the client in the middle of a state change.
+  // A listener's exception is reported on its own (visible) rather than
+  // unwinding through the client in the middle of a state change.
   _emit(name, arg) {
     for (const fn of [...this._listeners.get(name)]) this._call(fn, arg);
   }
@@ -276,7 +282,7 @@ export class WsgwClient {
     try {
       fn(arg);
     } catch (e) {
-      queueMicrotask(() => { throw e; });
+      this._report(e);
     }
   }
 
@@ -424,13 +430,13 @@ export class WsgwClient {
         return;
       }
       this._needFreshToken = true;
-    }
-    if (!conn.opened) {
+    } else if (!conn.opened) {
       // Browsers hide a refused handshake's status (it looks like 1006):
-      // after two failures in a row, ask for a fresh credential.
+      // after two failures in a row with one credential, ask for a fresh one.
       this._failuresBeforeOpen += 1;
-      if (this._failuresBeforeOpen >= 2) this._needFreshToken = true;
     }
+    if (this._failuresBeforeOpen >= 2) this._needFreshToken = true;
+    if (this._needFreshToken) this._failuresBeforeOpen = 0;
     const delay = backoffDelay(this._attempt, this._backoff, this._random);
     this._attempt += 1;
     this._setState("waiting", { code, reason, delay });
@@ -676,6 +682,11 @@ export class WsgwClient {
     this._emit("refreshed", { expires: msg.expires });
     this._pump();
   }
+}
+
+function defaultReport(e) {
+  if (typeof globalThis.reportError === "function") globalThis.reportError(e);
+  else queueMicrotask(() => { throw e; }); // Node: an uncaught exception, as EventEmitter's would be
 }
 
 function parseOrUndefined(text) {

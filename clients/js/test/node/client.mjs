@@ -52,6 +52,11 @@ class SwitchingWebSocket extends WebSocket {
     const target = new URL(cfg.urls[urlIndex]);
     u.host = target.host;
     super(u.toString(), protocols);
+    // The heartbeats the gateway sends (the SDK consumes them silently).
+    this.on("message", (data, isBinary) => {
+      const m = isBinary ? null : /^\{"heartbeat":(\d+)\}$/.exec(data.toString());
+      if (m) out({ type: "heartbeat", n: Number(m[1]) });
+    });
     if (process.env.WSGW_DEBUG) {
       this.on("close", (code) => process.stderr.write(`debug: ws close ${code}\n`));
       this.on("error", (e) => process.stderr.write(`debug: ws error ${e.message}\n`));
