@@ -222,6 +222,8 @@ install: all
 	  $(INSTALL) -m 0644 deploy/wsgw.ini.example $(DESTDIR)$(SYSCONFDIR)/wsgw/wsgw.ini
 	$(INSTALL) -m 0644 deploy/demo/index.html deploy/demo/app.js deploy/demo/style.css \
 	  $(DESTDIR)$(SHAREDIR)/demo/
+	# The console's SDK: deploy/demo/wsgw.js is a link to it in the tree.
+	$(INSTALL) -m 0644 clients/js/src/wsgw.js $(DESTDIR)$(SHAREDIR)/demo/wsgw.js
 	for f in wsgw.conf wsgw-tls.conf; do \
 	  sed -e 's|/usr/local/share/wsgw/|$(SHAREDIR)/|g' deploy/nginx/$$f \
 	    >$(DESTDIR)$(SHAREDIR)/nginx/$$f || exit 1; done
@@ -278,7 +280,8 @@ bench-scale: deps
 # cluster killed under a gateway (test_faults_cluster.py), one of two hosts
 # (network namespaces, behind nginx) cut off the network (test_faults_hosts.py,
 # root only), gateways SIGKILLed under wsgw.2 clients that recover on the
-# survivor (test_faults_history.py). Normal build only: the quick fault tests run in `make test`. CI
+# survivor (test_faults_history.py), the JS SDK in Chromium across a node
+# failover (test_faults_sdk.py). Normal build only: the quick fault tests run in `make test`. CI
 # runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
@@ -290,4 +293,5 @@ test-faults: deps
 	  tests/integration/test_faults_load.py \
 	  tests/integration/test_faults_cluster.py \
 	  tests/integration/test_faults_hosts.py \
-	  tests/integration/test_faults_history.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_history.py \
+	  tests/integration/test_faults_sdk.py -p no:cacheprovider -q -rfE

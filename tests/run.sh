@@ -5,7 +5,9 @@
 #   1. build the normal variant (build/) and the ASan+UBSan one (build-san/),
 #      binaries and unit tests;
 #   2. run the unit tests of both, then every fuzz target (tests/fuzz,
-#      clang + ASan+UBSan) once over its committed corpus;
+#      clang + ASan+UBSan) once over its committed corpus, then the
+#      JavaScript SDK's unit tests (node --test), its declarations check
+#      (tsc --noEmit) and its minified build (clients/js; deps.sh ran npm ci);
 #   3. start one private RabbitMQ node (tests/lib/broker.sh);
 #   4. run the pytest integration suite (tests/integration) against build/,
 #      then against build-san/ (sanitizer reports in a daemon's stderr fail
@@ -152,6 +154,44 @@ if make -j"$JOBS" fuzz-build >"$STATE/fuzz-build.log" 2>&1; then
 else
   tail -n 30 "$STATE/fuzz-build.log"
   fail_step "build fuzz targets (log: $STATE/fuzz-build.log)"
+fi
+
+# The JavaScript SDK (clients/js): its unit tests count one each (node's
+# summary: "# pass N" from the TAP reporter, "ℹ pass N" from the spec one);
+# the declarations check and the minified build count one each.
+add_counts_from_node() {
+  local p f
+  p=$(grep -aE '^(# |ℹ )pass [0-9]+$' "$1" | tail -n 1 | grep -oE '[0-9]+$' || true)
+  f=$(grep -aE '^(# |ℹ )fail [0-9]+$' "$1" | tail -n 1 | grep -oE '[0-9]+$' || true)
+  [[ -n $p && -n $f ]] || return 1
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+banner "JavaScript SDK (clients/js)"
+if ! command -v node >/dev/null || [[ ! -d clients/js/node_modules/typescript ]]; then
+  fail_step "JavaScript SDK (node or clients/js/node_modules missing: run make deps)"
+else
+  log=$STATE/js-unit.log
+  set +e
+  (cd clients/js && node --test test/unit/*.test.js) >"$log" 2>&1
+  rc=$?
+  set -e
+  grep -aE '^ *(not ok|# (pass|fail) |ℹ (pass|fail) |✖)' "$log" || true
+  if ! add_counts_from_node "$log"; then
+    fail_step "JavaScript SDK unit tests (no summary; exit $rc; log: $log)"
+  elif ((rc != 0)); then
+    failures+=("JavaScript SDK unit tests (log: $log)")
+  fi
+  for step in "typecheck:tsc --noEmit (declarations)" "build:minified build"; do
+    if (cd clients/js && npm run --silent "${step%%:*}") >"$STATE/js-${step%%:*}.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "ok: ${step#*:}"
+    else
+      cat "$STATE/js-${step%%:*}.log"
+      fail_step "JavaScript SDK ${step#*:} (log: $STATE/js-${step%%:*}.log)"
+    fi
+  done
 fi
 
 # ---- 3. broker ---------------------------------------------------------

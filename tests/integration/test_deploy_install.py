@@ -52,6 +52,12 @@ def test_make_install_layout(tmp_path):
         assert f"ExecStart={PREFIX}/bin/" in text and "/usr/local/bin" not in text, unit
     site = p(f"{PREFIX}/share/wsgw/nginx/wsgw.conf").read_text()
     assert f"alias {PREFIX}/share/wsgw/demo/;" in site
+    # The console's SDK is installed as a file (the tree has a link), the
+    # same bytes as clients/js/src/wsgw.js, which app.js imports.
+    sdk = p(f"{PREFIX}/share/wsgw/demo/wsgw.js")
+    assert sdk.is_file() and not sdk.is_symlink()
+    assert sdk.read_bytes() == (ROOT / "clients/js/src/wsgw.js").read_bytes()
+    assert 'from "./wsgw.js"' in p(f"{PREFIX}/share/wsgw/demo/app.js").read_text()
 
     # A second install keeps the operator's config.
     ini.write_text("[gateway]\nlisten = 0.0.0.0:9000\n")

@@ -19,7 +19,32 @@
 # and broker.sh's nodes on other addresses (test_faults_hosts.py).
 # python3-django (3.2) runs tests/app, the application the integration tests'
 # hooks talk to (tests/integration/djangoapp.py).
+# nodejs + npm (Debian 12: Node 18) serve the JavaScript SDK's tests and build
+# (clients/js): installed only when `node` or `npm` is not on the PATH (a
+# newer Node from elsewhere is kept); then `npm ci` there when node_modules is
+# missing or older than package-lock.json (its devDependencies only: ws,
+# esbuild, typescript; nothing of it ships at run time).
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+JS_DIR=$ROOT/clients/js
+
+# npm ci in clients/js when its node_modules is missing or stale. npm writes
+# node_modules/.package-lock.json at the end of an install, so it is newer
+# than package-lock.json exactly when that install is current (a checkout
+# that touches the lock makes it stale: one npm ci, then quick again).
+js_deps() {
+  local stamp=$JS_DIR/node_modules/.package-lock.json
+  [[ -f $JS_DIR/package-lock.json ]] || return 0
+  if [[ -f $stamp && $stamp -nt $JS_DIR/package-lock.json ]]; then
+    return 0
+  fi
+  echo "deps.sh: npm ci in clients/js"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error) || {
+    echo "deps.sh: npm ci in clients/js failed (the SDK's tests need it)" >&2
+    return 1
+  }
+}
 
 PACKAGES=(
   build-essential pkg-config make
@@ -37,8 +62,15 @@ for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [[ $status == installed ]] || missing+=("$p")
 done
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  for p in nodejs npm; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [[ $status == installed ]] || missing+=("$p")
+  done
+fi
 
 if ((${#missing[@]} == 0)); then
+  js_deps
   exit 0
 fi
 
@@ -65,3 +97,4 @@ if ((${#still[@]} > 0)); then
   echo "deps.sh: still missing after apt-get: ${still[*]}" >&2
   exit 1
 fi
+js_deps
