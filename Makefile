@@ -39,6 +39,7 @@ COMMON_SRC := $(wildcard common/*.c)
 PROTO_SRC  := $(wildcard proto/*.c)
 GW_SRC     := $(wildcard gatewayd/*.c)
 WK_SRC     := $(wildcard workerd/*.c)
+EM_SRC     := $(wildcard emitd/*.c)
 CTL_SRC    := $(wildcard chanctl/*.c)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 LLHTTP_SRC := $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c $(LLHTTP_DIR)/llhttp.c
@@ -50,8 +51,9 @@ LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC)
 # the daemon's modules directly.
 GW_LIB_OBJ := $(call obj,$(filter-out gatewayd/main.c,$(GW_SRC)))
 WK_LIB_OBJ := $(call obj,$(filter-out workerd/main.c,$(WK_SRC)))
+EM_LIB_OBJ := $(call obj,$(filter-out emitd/main.c,$(EM_SRC)))
 
-BINS := $(BUILD)/gatewayd $(BUILD)/workerd $(BUILD)/chanctl
+BINS := $(BUILD)/gatewayd $(BUILD)/workerd $(BUILD)/chanctl $(BUILD)/emitd
 .DEFAULT_GOAL := all
 all: $(BINS)
 
@@ -61,7 +63,9 @@ $(BUILD)/workerd: $(call obj,workerd/main.c) $(WK_LIB_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/chanctl: $(call obj,$(CTL_SRC)) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/unit-tests: $(call obj,$(UNIT_SRC)) $(GW_LIB_OBJ) $(WK_LIB_OBJ) $(LLHTTP_OBJ) $(LIB_OBJ)
+$(BUILD)/emitd: $(call obj,emitd/main.c) $(EM_LIB_OBJ) $(LLHTTP_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/unit-tests: $(call obj,$(UNIT_SRC)) $(GW_LIB_OBJ) $(WK_LIB_OBJ) $(EM_LIB_OBJ) $(LLHTTP_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
@@ -75,7 +79,7 @@ $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	$(CC) -I$(LLHTTP_INC) $(OPT) -w -c -o $@ $<
 
 # Unit tests reach into the daemons' own modules.
-$(BUILD)/obj/tests/%.o: CPPFLAGS += -Igatewayd -Iworkerd
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Igatewayd -Iworkerd -Iemitd
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -118,7 +122,7 @@ clean:
 	rm -rf build build-san build-fuzz
 
 help:
-	@echo "make            build gatewayd, workerd, chanctl into $(BUILD)/"
+	@echo "make            build gatewayd, workerd, chanctl, emitd into $(BUILD)/"
 	@echo "make deps       install missing Debian packages (apt-get), idempotent"
 	@echo "make run        start broker + gatewayd + workerd locally (foreman)"
 	@echo "make test       every test: unit, integration, sanitizers"
@@ -160,12 +164,13 @@ $(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHT
 $(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
 $(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
 $(FUZZ_BUILD)/fuzz_hook_answer: $(call fuzz_obj,workerd/wk_hook.c)
+$(FUZZ_BUILD)/fuzz_emit_batch: $(call fuzz_obj,emitd/em_json.c emitd/em_request.c)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Igatewayd -Iworkerd $(PKG_CFLAGS) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+	$(FUZZ_CC) $(CPPFLAGS) -Igatewayd -Iworkerd -Iemitd $(PKG_CFLAGS) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 $(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -I$(LLHTTP_INC) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -w -c -o $@ $<
@@ -207,7 +212,7 @@ install: all
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/wsgw $(DESTDIR)$(SHAREDIR)/demo \
 	  $(DESTDIR)$(SHAREDIR)/nginx/snippets $(DESTDIR)$(SHAREDIR)/rabbitmq
 	$(INSTALL) -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	for u in gatewayd.service workerd@.service; do \
+	for u in gatewayd.service workerd@.service emitd.service; do \
 	  sed $(UNIT_SED) deploy/systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u && \
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	$(INSTALL) -m 0644 deploy/man/man1/chanctl.1 $(DESTDIR)$(MANDIR)/man1/
@@ -217,6 +222,8 @@ install: all
 	  $(INSTALL) -m 0644 deploy/wsgw.ini.example $(DESTDIR)$(SYSCONFDIR)/wsgw/wsgw.ini
 	$(INSTALL) -m 0644 deploy/demo/index.html deploy/demo/app.js deploy/demo/style.css \
 	  $(DESTDIR)$(SHAREDIR)/demo/
+	# The console's SDK: deploy/demo/wsgw.js is a link to it in the tree.
+	$(INSTALL) -m 0644 clients/js/src/wsgw.js $(DESTDIR)$(SHAREDIR)/demo/wsgw.js
 	for f in wsgw.conf wsgw-tls.conf; do \
 	  sed -e 's|/usr/local/share/wsgw/|$(SHAREDIR)/|g' deploy/nginx/$$f \
 	    >$(DESTDIR)$(SHAREDIR)/nginx/$$f || exit 1; done
@@ -273,7 +280,8 @@ bench-scale: deps
 # cluster killed under a gateway (test_faults_cluster.py), one of two hosts
 # (network namespaces, behind nginx) cut off the network (test_faults_hosts.py,
 # root only), gateways SIGKILLed under wsgw.2 clients that recover on the
-# survivor (test_faults_history.py). Normal build only: the quick fault tests run in `make test`. CI
+# survivor (test_faults_history.py), the JS SDK in Chromium across a node
+# failover (test_faults_sdk.py). Normal build only: the quick fault tests run in `make test`. CI
 # runs both (.ci/run). ~4 minutes.
 FAULTS_TIMEOUT ?= 1200
 .PHONY: test-faults
@@ -285,4 +293,5 @@ test-faults: deps
 	  tests/integration/test_faults_load.py \
 	  tests/integration/test_faults_cluster.py \
 	  tests/integration/test_faults_hosts.py \
-	  tests/integration/test_faults_history.py -p no:cacheprovider -q -rfE
+	  tests/integration/test_faults_history.py \
+	  tests/integration/test_faults_sdk.py -p no:cacheprovider -q -rfE

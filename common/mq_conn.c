@@ -257,6 +257,30 @@ int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
   return -1;
 }
 
+amqp_connection_state_t mq_conn_open_emitter(const char *url, int heartbeat_s,
+                                             char *err, size_t errlen) {
+  amqp_connection_state_t c = mq_conn_open(url, heartbeat_s, err, errlen);
+  if (!c) return NULL;
+  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
+                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1 /* passive */, 0, 0,
+                        0, amqp_empty_table);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE, err,
+                   errlen) < 0) {
+    mq_conn_close(c);
+    if (!(c = mq_conn_open(url, heartbeat_s, err, errlen))) return NULL;
+    if (mq_declare_groups_exchange(c, err, errlen) < 0) {
+      mq_conn_close(c);
+      return NULL;
+    }
+  }
+  amqp_confirm_select(c, MQ_CHANNEL);
+  if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen) < 0) {
+    mq_conn_close(c);
+    return NULL;
+  }
+  return c;
+}
+
 /* Two idempotent bindings per call: a gateway redeclares them at every
  * broker-up (two round trips), so a vhost works without setup.sh. */
 int mq_declare_control_exchange(amqp_connection_state_t c, char *err,

@@ -167,6 +167,17 @@ int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
 int mq_declare_groups_exchange(amqp_connection_state_t c, char *err,
                                size_t errlen);
 
+/* A connection for emitting events: open, the groups exchange known to
+ * exist, channel MQ_CHANNEL in confirm mode. The exchange is checked with a
+ * passive declare, which needs no permission, so an emitter user with
+ * configure '^$' (deploy/rabbitmq/setup.sh) cannot delete or redeclare the
+ * exchange every gateway binds to. Only when it does not exist yet (no
+ * gateway or worker ever ran on this vhost) is it declared, on a fresh
+ * connection since the refusal closed the channel; that needs configure on
+ * websocket.groups. NULL with a reason in err. chan_emit and emitd. */
+amqp_connection_state_t mq_conn_open_emitter(const char *url, int heartbeat_s,
+                                             char *err, size_t errlen);
+
 /* Declares the durable control exchange (topic) and binds it as a
  * destination of the groups exchange with MQ_CONTROL_BINDING_USER and
  * MQ_CONTROL_BINDING_GATEWAY, after mq_declare_groups_exchange. Needs

@@ -1,9 +1,8 @@
 /*
  * prom.c - Prometheus text exposition (see prom.h).
  *
- * Owns: the buffer and the exact text of each line. Must not: allocate
- * anything but the buffer, or block. A scrape renders a few KiB, so the
- * buffer starts at 8 KiB and rarely grows.
+ * Owns: the exact text of each line (the buffer is strbuf's). Must not:
+ * allocate anything but through the buffer, or block.
  */
 #include "prom.h"
 
@@ -13,58 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROM_BUF_START 8192
-
 const uint64_t prom_hist_bounds_us[PROM_HIST_BOUNDS] = {
     100,    250,    500,     1000,    2500,    5000,    10000,   25000,
     50000,  100000, 250000,  500000,  1000000, 2500000, 5000000, 10000000};
 
-void prom_buf_init(prom_buf *b) { memset(b, 0, sizeof(*b)); }
-
-void prom_buf_free(prom_buf *b) {
-  free(b->data);
-  memset(b, 0, sizeof(*b));
-}
-
-/* Room for `more` bytes plus a NUL. */
-static int prom__reserve(prom_buf *b, size_t more) {
-  if (b->failed) return -1;
-  if (b->len + more + 1 <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : PROM_BUF_START;
-  while (cap < b->len + more + 1) cap *= 2;
-  char *grown = realloc(b->data, cap);
-  if (!grown) {
-    b->failed = 1;
-    return -1;
-  }
-  b->data = grown;
-  b->cap = cap;
-  return 0;
-}
-
-void prom_printf(prom_buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || prom__reserve(b, (size_t)n) != 0) return;
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
-void prom_family(prom_buf *b, const char *name, const char *type,
+void prom_family(strbuf *b, const char *name, const char *type,
                  const char *help) {
-  prom_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void prom_sample(prom_buf *b, const char *name, const char *labels,
+void prom_sample(strbuf *b, const char *name, const char *labels,
                  uint64_t value) {
   if (labels && labels[0])
-    prom_printf(b, "%s{%s} %" PRIu64 "\n", name, labels, value);
+    strbuf_printf(b, "%s{%s} %" PRIu64 "\n", name, labels, value);
   else
-    prom_printf(b, "%s %" PRIu64 "\n", name, value);
+    strbuf_printf(b, "%s %" PRIu64 "\n", name, value);
 }
 
 size_t prom_us_to_seconds(uint64_t us, char *out, size_t outlen) {
@@ -88,7 +50,7 @@ void prom_hist_observe(prom_hist *h, uint64_t us) {
   atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
 }
 
-void prom_hist_write(prom_buf *b, const char *name, const char *labels,
+void prom_hist_write(strbuf *b, const char *name, const char *labels,
                      const prom_hist *h) {
   const char *sep = labels && labels[0] ? "," : "";
   const char *lab = labels ? labels : "";
@@ -100,7 +62,7 @@ void prom_hist_write(prom_buf *b, const char *name, const char *labels,
       prom_us_to_seconds(prom_hist_bounds_us[i], le, sizeof(le));
     else
       snprintf(le, sizeof(le), "+Inf");
-    prom_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, lab, sep,
+    strbuf_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, lab, sep,
                 le, total);
   }
   char sum[32];
@@ -108,8 +70,8 @@ void prom_hist_write(prom_buf *b, const char *name, const char *labels,
                      sum, sizeof(sum));
   const char *open = labels && labels[0] ? "{" : "";
   const char *close = labels && labels[0] ? "}" : "";
-  prom_printf(b, "%s_sum%s%s%s %s\n", name, open, lab, close, sum);
+  strbuf_printf(b, "%s_sum%s%s%s %s\n", name, open, lab, close, sum);
   /* _count is the +Inf bucket: read once, so the two always agree. */
-  prom_printf(b, "%s_count%s%s%s %" PRIu64 "\n", name, open, lab, close,
+  strbuf_printf(b, "%s_count%s%s%s %" PRIu64 "\n", name, open, lab, close,
               total);
 }

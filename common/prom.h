@@ -1,6 +1,6 @@
 /*
  * prom.h - the Prometheus text exposition format (version 0.0.4), written
- * into a growable buffer, and one fixed-bucket latency histogram.
+ * into a strbuf, and one fixed-bucket latency histogram.
  *
  *   # HELP wsgw_gateway_connections Sockets open, in any state.
  *   # TYPE wsgw_gateway_connections gauge
@@ -19,27 +19,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strbuf.h"
+
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* A text being built. Grows by doubling; after a failed allocation every
- * further append is ignored and `failed` is set (the caller answers 500).
- * Owns data: release with prom_buf_free. */
-typedef struct prom_buf {
-  char *data;
-  size_t len, cap;
-  int failed;
-} prom_buf;
-
-void prom_buf_init(prom_buf *b);
-void prom_buf_free(prom_buf *b);
-void prom_printf(prom_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* "# HELP name help" and "# TYPE name type" (counter, gauge, histogram). */
-void prom_family(prom_buf *b, const char *name, const char *type,
+void prom_family(strbuf *b, const char *name, const char *type,
                  const char *help);
 /* "name{labels} value"; labels is NULL or e.g. "reason=\"normal\"". */
-void prom_sample(prom_buf *b, const char *name, const char *labels,
+void prom_sample(strbuf *b, const char *name, const char *labels,
                  uint64_t value);
 
 /*
@@ -65,7 +53,7 @@ void prom_hist_observe(prom_hist *h, uint64_t us);
 /* The _bucket, _sum and _count samples (the family line is the caller's,
  * since several labelled histograms share one family). labels: NULL or
  * "kind=\"connect\"" (le is appended). */
-void prom_hist_write(prom_buf *b, const char *name, const char *labels,
+void prom_hist_write(strbuf *b, const char *name, const char *labels,
                      const prom_hist *h);
 
 /* Microseconds as decimal seconds, exact and shortest: 2500 -> "0.0025",

@@ -42,7 +42,7 @@ struct gw_admin_conn {
   int closing;
   uv_write_t wr;
   uv_shutdown_t sd;
-  prom_buf body;   /* the response body */
+  strbuf body;   /* the response body */
   char head[256];  /* the response head */
   char url[GW_ADMIN_URL_MAX];
   char rbuf[1024];
@@ -145,14 +145,14 @@ static const gw_admin__metric gw_admin__counters[] = {
                   "Connections closed (4403) by a kick."),
 };
 
-static void gw_admin__labelled(prom_buf *b, const char *name, const char *key,
+static void gw_admin__labelled(strbuf *b, const char *name, const char *key,
                                const char *value, uint64_t v) {
   char labels[96];
   snprintf(labels, sizeof(labels), "%s=\"%s\"", key, value);
   prom_sample(b, name, labels, v);
 }
 
-static void gw_admin__handshakes(prom_buf *b, const gw_stats *st) {
+static void gw_admin__handshakes(strbuf *b, const gw_stats *st) {
   static const char name[] = "wsgw_gateway_handshakes_total";
   prom_family(b, name, "counter",
               "Websocket handshakes by outcome: accepted (101), rejected by a "
@@ -168,7 +168,7 @@ static void gw_admin__handshakes(prom_buf *b, const gw_stats *st) {
   gw_admin__labelled(b, name, "result", "client_limit", st->client_limit_rejects);
 }
 
-static void gw_admin__closes(prom_buf *b, const gw_stats *st) {
+static void gw_admin__closes(strbuf *b, const gw_stats *st) {
   static const char name[] = "wsgw_gateway_connections_closed_total";
   prom_family(b, name, "counter",
               "Connections ended, by reason (from the close code; http: never upgraded).");
@@ -176,7 +176,7 @@ static void gw_admin__closes(prom_buf *b, const gw_stats *st) {
     gw_admin__labelled(b, name, "reason", gw_admin_close_reason_name(r), st->closes[r]);
 }
 
-static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
+static void gw_admin__gauges(strbuf *b, const gw_admin_gauges *g) {
   prom_family(b, "wsgw_gateway_connections", "gauge",
               "Client sockets open, in any state (handshake, open, closing).");
   prom_sample(b, "wsgw_gateway_connections", NULL, g->connections);
@@ -211,7 +211,7 @@ static void gw_admin__gauges(prom_buf *b, const gw_admin_gauges *g) {
 }
 
 /* Unlabelled families: {name, type, help} and a value each. */
-static void gw_admin__families(prom_buf *b, const char *const fam[][3], const uint64_t *v,
+static void gw_admin__families(strbuf *b, const char *const fam[][3], const uint64_t *v,
                                size_t n) {
   for (size_t i = 0; i < n; i++) {
     prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
@@ -220,7 +220,7 @@ static void gw_admin__families(prom_buf *b, const char *const fam[][3], const ui
 }
 
 /* The history stream's consumer (history on only). */
-static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
+static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
   if (!g->hist_on) return;
   static const char *const fam[][3] = {
       {"wsgw_gateway_history_messages_total", "counter",
@@ -266,7 +266,7 @@ static void gw_admin__history(prom_buf *b, const gw_stats *st, const gw_admin_ga
   gw_admin__families(b, cu, w, sizeof w / sizeof *w);
 }
 
-void gw_admin_render(prom_buf *b, const gw_stats *st, const gw_admin_gauges *g) {
+void gw_admin_render(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
   gw_admin__gauges(b, g);
   gw_admin__history(b, st, g);
   for (size_t i = 0; i < sizeof(gw_admin__counters) / sizeof(gw_admin__counters[0]); i++) {
@@ -335,7 +335,7 @@ static const char *gw_admin__not_ready(const gw_server *s) {
 
 static void gw_admin__on_closed(uv_handle_t *h) {
   gw_admin_conn *c = h->data;
-  prom_buf_free(&c->body);
+  strbuf_free(&c->body);
   free(c);
 }
 
@@ -375,7 +375,7 @@ static void gw_admin__send(gw_admin_conn *c, int status, const char *ctype,
                            int head_only) {
   uv_read_stop((uv_stream_t *)&c->tcp);
   if (c->body.failed) {
-    prom_buf_free(&c->body);
+    strbuf_free(&c->body);
     status = 500;
     ctype = "text/plain; charset=utf-8";
   }
@@ -390,7 +390,7 @@ static void gw_admin__send(gw_admin_conn *c, int status, const char *ctype,
 
 static void gw_admin__send_text(gw_admin_conn *c, int status, const char *text,
                                 int head_only) {
-  prom_printf(&c->body, "%s\n", text);
+  strbuf_printf(&c->body, "%s\n", text);
   gw_admin__send(c, status, "text/plain; charset=utf-8", head_only);
 }
 
@@ -412,7 +412,7 @@ static void gw_admin__answer(gw_admin_conn *c) {
       return;
     case ADMIN_READYZ: {
       const char *why = gw_admin__not_ready(s);
-      if (why) prom_printf(&c->body, "not ready: ");
+      if (why) strbuf_printf(&c->body, "not ready: ");
       gw_admin__send_text(c, why ? 503 : 200, why ? why : "ready", head_only);
       return;
     }

@@ -65,7 +65,7 @@ typedef struct gw_admin_gauges {
   uint64_t ring_messages, ring_bytes, ring_evicted;
 } gw_admin_gauges;
 
-void gw_admin_render(prom_buf *b, const struct gw_stats *st,
+void gw_admin_render(strbuf *b, const struct gw_stats *st,
                      const gw_admin_gauges *g);
 
 typedef struct gw_admin_conn gw_admin_conn;

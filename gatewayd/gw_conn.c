@@ -586,7 +586,10 @@ static int gw_conn__upgrade(void *arg) {
   if (c->life.state != GW_CONN_CONNECTING) return -1;
   char resp[256];
   const char *key = gw_http_req_header(c->req, "sec-websocket-key");
-  size_t n = gw_http_switching(key, c->relay.v2 ? CHAN_POS_PROTOCOL : NULL, resp, sizeof(resp));
+  const char *protocol = c->relay.v2 ? CHAN_POS_PROTOCOL
+                         : gw_http_wants_protocol(c->req, CHAN_OLD_PROTOCOL) ? CHAN_OLD_PROTOCOL
+                                                                              : NULL;
+  size_t n = gw_http_switching(key, protocol, resp, sizeof(resp));
   if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) return -1;
   /* No wslay context yet: gw_ws makes one when the first frame arrives. */
   c->life.upgraded = 1;

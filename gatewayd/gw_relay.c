@@ -32,6 +32,7 @@
 #include "gw_stats.h"
 #include "gw_ws.h"
 #include "log.h"
+#include "strbuf.h"
 
 struct gw_relay__pending {
   struct gw_relay__pending *next;
@@ -253,54 +254,28 @@ static uint64_t gw_relay__served_to(const gw_relay *r, const gw_relay_io *io,
   return r->lag ? gw_hist_lag_from(r->lag, group) : gw_relay__hist_end(io);
 }
 
-/* A growing string; oom set once an append failed (the result is dropped). */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int oom;
-} gw_relay__str;
-
-static void gw_relay__put(gw_relay__str *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = (b->len + n + 1) * 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void gw_relay__puts(gw_relay__str *b, const char *s) { gw_relay__put(b, s, strlen(s)); }
-
 /* "G":"V" with a comma before all but the first (group names and the
  * values written here need no escaping). */
-static void gw_relay__pair(gw_relay__str *b, int *first, const char *key, const char *val) {
-  gw_relay__puts(b, *first ? "\"" : ",\"");
-  gw_relay__puts(b, key);
-  gw_relay__puts(b, "\":\"");
-  gw_relay__puts(b, val);
-  gw_relay__puts(b, "\"");
+static void gw_relay__pair(strbuf *b, int *first, const char *key, const char *val) {
+  strbuf_puts(b, *first ? "\"" : ",\"");
+  strbuf_puts(b, key);
+  strbuf_puts(b, "\":\"");
+  strbuf_puts(b, val);
+  strbuf_puts(b, "\"");
   *first = 0;
 }
 
 /* "positions":{...}: where each current group is served from. */
-static void gw_relay__positions(const gw_relay *r, const gw_relay_io *io, gw_relay__str *b) {
+static void gw_relay__positions(const gw_relay *r, const gw_relay_io *io, strbuf *b) {
   int first = 1;
-  gw_relay__puts(b, "\"positions\":{");
+  strbuf_puts(b, "\"positions\":{");
   for (uint16_t i = 0; i < r->n_members; i++) {
     const char *g = r->members[i]->group->name;
     char pos[CHAN_POS_MAX];
     if (gw_hist_position(io->hist, g, gw_relay__served_to(r, io, g), pos) == 0)
       gw_relay__pair(b, &first, g, pos);
   }
-  gw_relay__puts(b, "}");
+  strbuf_puts(b, "}");
 }
 
 static int gw_relay__member_index(const gw_relay *r, const char *group) {
@@ -334,11 +309,11 @@ static gw_hist_status gw_relay__recover_one(gw_relay *r, gw_relay_io *io,
  * gateway adds to the reply's object, or NULL when out of memory. */
 static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *rep,
                                uint16_t kept) {
-  gw_relay__str b = {0};
+  strbuf b = {0};
   int first = 1;
   /* "recovery" only when the request named positions (the worker passes
    * those of the groups it granted). */
-  if (rep->n_positions) gw_relay__puts(&b, "\"recovery\":{");
+  if (rep->n_positions) strbuf_puts(&b, "\"recovery\":{");
   for (size_t i = 0; i < rep->n_positions; i++) {
     const chan_reply_pos *p = &rep->positions[i];
     int idx = gw_relay__member_index(r, p->group);
@@ -346,13 +321,13 @@ static char *gw_relay__recover(gw_relay *r, gw_relay_io *io, const chan_reply *r
     gw_hist_status st = gw_relay__recover_one(r, io, p, idx < kept);
     gw_relay__pair(&b, &first, p->group, gw_hist_status_name(st));
   }
-  if (rep->n_positions) gw_relay__puts(&b, "},");
+  if (rep->n_positions) strbuf_puts(&b, "},");
   gw_relay__positions(r, io, &b);
-  if (b.oom) {
-    free(b.p);
+  if (b.failed) {
+    strbuf_free(&b);
     return NULL;
   }
-  return b.p;
+  return b.data;
 }
 
 /* The subscription reply (a JSON object) with `extra` members added before
@@ -380,27 +355,27 @@ static char *gw_relay__merge(const chan_text *t, const char *extra, size_t *len)
 /* An unsolicited notice: events of every group the connection is in were
  * lost (status), and where each is served from now. */
 static void gw_relay__notice(gw_relay *r, gw_relay_io *io, gw_hist_status st) {
-  gw_relay__str b = {0};
+  strbuf b = {0};
   int first = 1;
-  gw_relay__puts(&b, "{\"recovery\":{");
+  strbuf_puts(&b, "{\"recovery\":{");
   for (uint16_t i = 0; i < r->n_members; i++)
     gw_relay__pair(&b, &first, r->members[i]->group->name, gw_hist_status_name(st));
-  gw_relay__puts(&b, "},");
+  strbuf_puts(&b, "},");
   gw_relay__positions(r, io, &b);
-  gw_relay__puts(&b, "}");
-  if (b.oom) io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
-  else io->sink->send(io->arg, 1, b.p, b.len);
-  free(b.p);
+  strbuf_puts(&b, "}");
+  if (b.failed) io->sink->close(io->arg, GW_WS_INTERNAL, "out of memory");
+  else io->sink->send(io->arg, 1, b.data, b.len);
+  strbuf_free(&b);
 }
 
 /* {extra} as a message of its own. */
 static void gw_relay__wrapped(gw_relay_io *io, const char *extra) {
-  gw_relay__str b = {0};
-  gw_relay__puts(&b, "{");
-  gw_relay__puts(&b, extra);
-  gw_relay__puts(&b, "}");
-  if (!b.oom) io->sink->send(io->arg, 1, b.p, b.len);
-  free(b.p);
+  strbuf b = {0};
+  strbuf_puts(&b, "{");
+  strbuf_puts(&b, extra);
+  strbuf_puts(&b, "}");
+  if (!b.failed) io->sink->send(io->arg, 1, b.data, b.len);
+  strbuf_free(&b);
 }
 
 int gw_relay_lag_start(gw_relay *r, uint64_t given) {

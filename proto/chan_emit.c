@@ -54,32 +54,8 @@ struct chan_emitter {
  * The cost: a dead TCP path shows up only at the next publish. */
 static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
   amqp_connection_state_t c =
-      mq_conn_open(mq_url_list_current(&e->urls), 0, err, errlen);
+      mq_conn_open_emitter(mq_url_list_current(&e->urls), 0, err, errlen);
   if (!c) return -1;
-  /* A passive declare (does it exist?) needs no permission, so an emitter
-   * user with configure '^$' (deploy/rabbitmq/setup.sh) cannot delete or
-   * redeclare the exchange every gateway binds to. Only when it does not
-   * exist yet (no gateway or worker ever ran on this vhost) is it declared,
-   * on a fresh connection since the refusal closed the channel; that needs
-   * configure on websocket.groups. */
-  amqp_exchange_declare(c, MQ_CHANNEL, amqp_cstring_bytes(MQ_GROUPS_EXCHANGE),
-                        amqp_cstring_bytes(MQ_GROUPS_EXCHANGE_TYPE), 1 /* passive */, 0, 0,
-                        0, amqp_empty_table);
-  if (mq_rpc_check(amqp_get_rpc_reply(c), "check exchange " MQ_GROUPS_EXCHANGE,
-                   err, errlen) < 0) {
-    mq_conn_close(c);
-    c = mq_conn_open(mq_url_list_current(&e->urls), 0, err, errlen);
-    if (!c) return -1;
-    if (mq_declare_groups_exchange(c, err, errlen) < 0) {
-      mq_conn_close(c);
-      return -1;
-    }
-  }
-  amqp_confirm_select(c, MQ_CHANNEL);
-  if (mq_rpc_check(amqp_get_rpc_reply(c), "confirm.select", err, errlen) < 0) {
-    mq_conn_close(c);
-    return -1;
-  }
   mq_confirms_init(&e->confirms);
   e->conn = c;
   mq_url_list_connected(&e->urls);

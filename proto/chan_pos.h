@@ -33,6 +33,12 @@
 /* The subprotocol a client names in Sec-WebSocket-Protocol to get
  * positions (docs/PROTOCOL.md, "Protocol wsgw.2"). */
 #define CHAN_POS_PROTOCOL "wsgw.2"
+/* The old protocol by name (docs/PROTOCOL.md, "Connecting"). A browser that
+ * offers subprotocols fails the handshake when the 101 names none, so a
+ * client that offers wsgw.2 also offers this one, and a gateway that cannot
+ * serve wsgw.2 (history off) answers it: the same connection as without
+ * any subprotocol, byte for byte. */
+#define CHAN_OLD_PROTOCOL "wsgw.1"
 
 /* The digest of the message stored at offset under routing key `key`: FNV-1a
  * (64 bits) over the offset's 8 bytes (little-endian), the key, a 0 byte and

@@ -63,7 +63,7 @@ static uint64_t wk_hook__load(atomic_uint_fast64_t *c) {
   return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-void wk_hook_metrics_render(prom_buf *b) {
+void wk_hook_metrics_render(strbuf *b) {
   static const char lat[] = "wsgw_worker_hook_seconds";
   static const char err[] = "wsgw_worker_hook_errors_total";
   static const char cache[] = "wsgw_worker_grant_cache_lookups_total";

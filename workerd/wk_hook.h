@@ -171,7 +171,7 @@ int wk_hook_poll(wk_hook *h, int fd, int timeout_ms, int *fd_ready);
 void wk_hook_perform(wk_hook *h);
 
 /* The hook's metrics (process-wide). */
-void wk_hook_metrics_render(prom_buf *b);
+void wk_hook_metrics_render(strbuf *b);
 /* The cache's lookups, counted by wk_handle. */
 void wk_hook_metrics_cache(int hit);
 

@@ -137,20 +137,20 @@ int wk_metrics_ready(void) { return atomic_load(&wk_metrics__c.amqp_up); }
 
 /* ---- rendering ----------------------------------------------------------- */
 
-static void wk_metrics__labelled(prom_buf *b, const char *name, const char *key,
+static void wk_metrics__labelled(strbuf *b, const char *name, const char *key,
                                  const char *value, uint64_t v) {
   char labels[96];
   snprintf(labels, sizeof labels, "%s=\"%s\"", key, value);
   prom_sample(b, name, labels, v);
 }
 
-static void wk_metrics__one(prom_buf *b, const char *name, const char *type,
+static void wk_metrics__one(strbuf *b, const char *name, const char *type,
                             const char *help, uint64_t v) {
   prom_family(b, name, type, help);
   prom_sample(b, name, NULL, v);
 }
 
-static void wk_metrics__messages(prom_buf *b) {
+static void wk_metrics__messages(strbuf *b) {
   static const char name[] = "wsgw_worker_messages_total";
   static const char *const kinds[3] = {"connect", "receive", "disconnect"};
   prom_family(b, name, "counter", "Channel messages consumed, by queue (websocket.KIND).");
@@ -158,7 +158,7 @@ static void wk_metrics__messages(prom_buf *b) {
     wk_metrics__labelled(b, name, "kind", kinds[i], wk_metrics__get(&wk_metrics__c.messages[i]));
 }
 
-static void wk_metrics__errors(prom_buf *b) {
+static void wk_metrics__errors(strbuf *b) {
   static const char name[] = "wsgw_worker_errors_total";
   static const char *const kinds[WK_METRICS_ERR_N] = {
       "unknown_queue", "decode", "handler", "reply_channel", "publish"};
@@ -169,7 +169,7 @@ static void wk_metrics__errors(prom_buf *b) {
     wk_metrics__labelled(b, name, "kind", kinds[i], wk_metrics__get(&wk_metrics__c.errors[i]));
 }
 
-static void wk_metrics__auth(prom_buf *b) {
+static void wk_metrics__auth(strbuf *b) {
   static const char *const reasons[WK_METRICS_AUTH_N] = {"missing", "malformed", "expired",
                                                          "invalid", "policy"};
   wk_metrics__one(b, "wsgw_worker_auth_accepted_total", "counter",
@@ -182,7 +182,7 @@ static void wk_metrics__auth(prom_buf *b) {
 }
 
 /* wk_redeliver keeps its own counters (it runs on the consumer thread too). */
-static void wk_metrics__redelivery(prom_buf *b) {
+static void wk_metrics__redelivery(strbuf *b) {
   wk_metrics__one(b, "wsgw_worker_redelivered_total", "counter",
                   "Deliveries the broker redelivered (a worker died or lost its "
                   "connection before acking).",
@@ -195,7 +195,7 @@ static void wk_metrics__redelivery(prom_buf *b) {
                   wk_metrics__get(&wk_redeliver_stats.dead_lettered));
 }
 
-void wk_metrics_render(prom_buf *b) {
+void wk_metrics_render(strbuf *b) {
   wk_metrics__messages(b);
   wk_metrics__one(b, "wsgw_worker_replies_total", "counter",
                   "Replies published to gateways.", wk_metrics__get(&wk_metrics__c.replies));
@@ -310,13 +310,13 @@ static void wk_metrics__serve(int fd) {
   char method[16], target[WK_METRICS_TARGET_MAX], head[256];
   int status = 200, head_only = 0;
   const char *ctype = "text/plain; charset=utf-8";
-  prom_buf body;
-  prom_buf_init(&body);
+  strbuf body;
+  strbuf_init(&body);
   int rc = wk_metrics__read(fd, method, sizeof method, target, sizeof target, deadline);
   if (rc < 0) return;
   if (rc != 1) {
     status = rc;
-    prom_printf(&body, "bad request\n");
+    strbuf_printf(&body, "bad request\n");
   } else {
     head_only = strcmp(method, "HEAD") == 0;
     switch (admin_route(method, target)) {
@@ -325,31 +325,31 @@ static void wk_metrics__serve(int fd) {
         ctype = PROM_CONTENT_TYPE;
         break;
       case ADMIN_HEALTHZ:
-        prom_printf(&body, "ok\n");
+        strbuf_printf(&body, "ok\n");
         break;
       case ADMIN_READYZ:
         status = wk_metrics_ready() ? 200 : 503;
-        prom_printf(&body, "%s\n", status == 200 ? "ready" : "not ready: broker unavailable");
+        strbuf_printf(&body, "%s\n", status == 200 ? "ready" : "not ready: broker unavailable");
         break;
       case ADMIN_NOT_FOUND:
         status = 404;
-        prom_printf(&body, "not found\n");
+        strbuf_printf(&body, "not found\n");
         break;
       case ADMIN_BAD_METHOD:
         status = 405;
-        prom_printf(&body, "method not allowed\n");
+        strbuf_printf(&body, "method not allowed\n");
         break;
     }
   }
   if (body.failed) {
-    prom_buf_free(&body);
+    strbuf_free(&body);
     status = 500;
     ctype = "text/plain; charset=utf-8";
   }
   size_t n = admin_response_head(head, sizeof head, status, ctype, body.len);
   wk_metrics__write_all(fd, head, n, deadline);
   if (!head_only && body.len) wk_metrics__write_all(fd, body.data, body.len, deadline);
-  prom_buf_free(&body);
+  strbuf_free(&body);
   wk_metrics__linger(fd, deadline);
 }
 

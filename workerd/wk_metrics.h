@@ -71,7 +71,7 @@ void wk_metrics_connect_failed(void);
 
 /* Ready = connected to the broker and consuming. */
 int wk_metrics_ready(void);
-void wk_metrics_render(prom_buf *b);
+void wk_metrics_render(strbuf *b);
 
 /* Starts the endpoint's thread on spec ("" or NULL: off, returns 0).
  * -1 (logged) when the address is invalid or cannot be bound. */

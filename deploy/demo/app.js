@@ -1,206 +1,208 @@
 /*
- * app.js - behaviour of the wsgw event console (deploy/demo/index.html).
+ * app.js - behaviour of the wsgw event console (deploy/demo/index.html), an
+ * ES module on top of the JS SDK (wsgw.js: a link to clients/js/src/wsgw.js,
+ * installed beside this file; never a copy in the tree).
  *
- * Owns: one websocket to the gateway, the subscription requests (AWX's
- * shape: {"groups": {...}, "xrftoken": csrftoken cookie}), and the log of
- * what arrives. The websocket goes to /websocket/ on the page's own origin
- * and nowhere else (the CSP says connect-src 'self' too): the xrftoken is
- * the csrftoken cookie's value and must not be sent to another server. A
- * token in the URL fills the field and is removed from the address bar; it
- * never connects by itself (connect=1 only acts without one). Received text is shown with textContent only: events come
- * from backends and must never be interpreted as markup.
+ * Owns: one WsgwClient while connected, what the operator asks of it
+ * (connect = connect and subscribe to the groups field; subscribe; leave
+ * all; disconnect), the log of what the SDK reports, and one fallback the
+ * SDK lacks in browsers (start(): a gateway without wsgw.2). Must not: speak the
+ * protocol itself (the SDK reconnects, resubscribes with positions, sends
+ * the csrftoken cookie as xrftoken), or reach another server: the websocket
+ * goes to /websocket/ on the page's own origin only (the CSP says
+ * connect-src 'self' too), because the xrftoken must not leave the site.
+ * A token in the URL fills the field and is removed from the address bar;
+ * it never connects by itself (connect=1 only acts without one). Received
+ * text is shown with textContent only: events come from backends and must
+ * never be interpreted as markup.
  */
-(function () {
-  "use strict";
+import { WsgwClient } from "./wsgw.js";
 
-  var MAX_LOG = 1000; // entries kept: a busy job must not eat the tab's memory
+const MAX_LOG = 1000; // entries kept: a busy job must not eat the tab's memory
 
-  var $ = function (id) { return document.getElementById(id); };
-  var params = new URLSearchParams(window.location.search);
-  var ws = null;
-  var pendingReplies = 0; // subscription requests sent, reply not yet seen
-  var greeted = false;     // the accept message arrived
-  var eventCount = 0;
-  var autoConnect = false; // connect=1 and no token in the URL
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(window.location.search);
+let client = null;
+let desired = null; // the latest groups asked for
+let eventCount = 0;
 
-  function defaultUrl() {
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    return scheme + "//" + window.location.host + "/websocket/";
+function defaultUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return scheme + "//" + window.location.host + "/websocket/";
+}
+
+function hasCookie(name) {
+  return (document.cookie ? document.cookie.split(";") : [])
+    .some((kv) => kv.trim().split("=", 1)[0] === name);
+}
+
+function setStatus(text, cls) {
+  const s = $("status");
+  s.textContent = text;
+  s.className = "status " + cls;
+}
+
+function setConnected(on) {
+  $("connect").disabled = on;
+  $("disconnect").disabled = !on;
+  $("subscribe").disabled = !on;
+  $("unsubscribe").disabled = !on;
+}
+
+function log(kind, text) {
+  const li = document.createElement("li");
+  li.className = kind;
+  for (const [cls, value] of [["time", new Date().toTimeString().slice(0, 8)],
+                              ["kind", kind], ["text", text]]) {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = value;
+    li.appendChild(span);
   }
+  const list = $("log");
+  list.appendChild(li);
+  while (list.children.length > MAX_LOG) list.removeChild(list.firstChild);
+  // Follow the tail only when the operator is already at the bottom.
+  const nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  if (nearBottom) li.scrollIntoView({ block: "end" });
+}
 
-  function cookie(name) {
-    var parts = document.cookie ? document.cookie.split(";") : [];
-    for (var i = 0; i < parts.length; i++) {
-      var kv = parts[i].trim();
-      var eq = kv.indexOf("=");
-      if (eq > 0 && kv.slice(0, eq) === name) return decodeURIComponent(kv.slice(eq + 1));
-    }
+function showReply(reply) {
+  for (const refusal of reply.refused) log("error", refusal);
+  log("reply", JSON.stringify({ groups_current: reply.current, groups_joined: reply.joined,
+                                groups_left: reply.left, recovery: reply.recovery }));
+  $("groups-current").textContent = reply.current.length ? reply.current.join(" ") : "(none)";
+  if (client && client.user !== null) $("user").textContent = String(client.user);
+}
+
+function onState({ state, code, reason, delay }) {
+  if (state === "connecting") {
+    setStatus("connecting", "closed");
+  } else if (state === "open") {
+    setStatus("open", "open");
+    log("open", defaultUrl());
+  } else if (state === "waiting") {
+    // The browser hides why a handshake failed (a 403 looks like 1006).
+    const why = "code " + code + (reason ? ": " + reason : "");
+    setStatus("reconnecting (" + why + ")", "error");
+    log("close", why + "; again in " + (delay / 1000).toFixed(1) + " s");
+    $("groups-current").textContent = "-";
+  }
+}
+
+function onStopped({ code, reason, why }) {
+  const text = "closed " + code + (why !== "closed" ? " (" + why + ")" : "");
+  setStatus(text, code === 1000 ? "closed" : "error");
+  log("close", "code " + code + (reason ? ": " + reason : "") + ", stopped: " + why);
+  setConnected(false);
+  $("groups-current").textContent = "-";
+  client = null;
+}
+
+function readGroups() {
+  let groups;
+  try {
+    groups = JSON.parse($("groups").value);
+  } catch (e) {
+    log("error", "groups: not JSON: " + e.message);
     return null;
   }
-
-  function setStatus(text, cls) {
-    var s = $("status");
-    s.textContent = text;
-    s.className = "status " + cls;
+  if (!groups || typeof groups !== "object" || Array.isArray(groups)) {
+    log("error", "groups: expected an object like {\"jobs\": [\"status_changed\"]}");
+    return null;
   }
+  return groups;
+}
 
-  function setConnected(on) {
-    $("connect").disabled = on;
-    $("disconnect").disabled = !on;
-    $("subscribe").disabled = !on;
-    $("unsubscribe").disabled = !on;
-  }
+function subscribe(groups) {
+  if (!client || groups === null) return;
+  desired = groups;
+  log("request", "subscribe " + JSON.stringify(groups));
+  // The reply is shown by the "subscribed" listener, which also sees the
+  // SDK's own resubscription after a reconnect.
+  client.subscribe(groups).catch((e) => log("error", e.message));
+}
 
-  function log(kind, text) {
-    var li = document.createElement("li");
-    li.className = kind;
-    var t = document.createElement("span");
-    t.className = "time";
-    t.textContent = new Date().toTimeString().slice(0, 8);
-    var k = document.createElement("span");
-    k.className = "kind";
-    k.textContent = kind;
-    var x = document.createElement("span");
-    x.className = "text";
-    x.textContent = text;
-    li.appendChild(t);
-    li.appendChild(k);
-    li.appendChild(x);
-    var list = $("log");
-    list.appendChild(li);
-    while (list.children.length > MAX_LOG) list.removeChild(list.firstChild);
-    // Follow the tail only when the operator is already at the bottom.
-    var nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-    if (nearBottom) li.scrollIntoView({block: "end"});
-  }
+// Connect = connect and subscribe to the groups field: the SDK re-sends the
+// latest set after every reconnect, so the set is part of the connection.
+function connect() {
+  if (client) return;
+  const groups = readGroups();
+  if (groups !== null) start(groups, true);
+}
 
-  // What a received text is: the greeting, a reply to our request, an
-  // error about it, or an event (anything else, shown as sent).
-  function classify(text) {
-    var msg = null;
-    try { msg = JSON.parse(text); } catch (e) { return "event"; }
-    if (!greeted && msg && msg.accept === true) return "accept";
-    if (pendingReplies > 0 && msg && typeof msg === "object") {
-      if (Array.isArray(msg.groups_current)) return "reply";
-      if (Object.keys(msg).length === 1 && typeof msg.error === "string") return "error";
-    }
-    return "event";
-  }
+// One WsgwClient; its listeners act only while it is the console's client.
+// offerV2: offer wsgw.2 (the SDK's default). A gateway with the history off
+// selects no subprotocol, and Chromium then fails the handshake ("Sent
+// non-empty Sec-WebSocket-Protocol header but no response"), which the page
+// sees only as 1006 before open, like a refused token: after
+// V2_FAILURES such failures without ever opening, the console tries once
+// more without offering it (a refused token fails that way too, and keeps
+// being retried, as before).
+const V2_FAILURES = 2;
 
-  function onMessage(ev) {
-    if (typeof ev.data !== "string") {
-      log("binary", "(" + (ev.data.size || ev.data.byteLength || 0) + " bytes)");
+function start(groups, offerV2) {
+  const token = $("token").value.trim();
+  const opts = token ? { token } : {};
+  if (!offerV2) opts.protocol = null;
+  // A static token: an expired one stops the console or is retried, which
+  // the operator sees, rather than the console minting anything.
+  const c = new WsgwClient(defaultUrl(), opts);
+  const mine = (fn) => (arg) => { if (c === client) fn(arg); };
+  let opened = false;
+  let failures = 0;
+  c.on("state", mine((st) => {
+    if (st.state === "open") opened = true;
+    if (st.state === "waiting" && !opened && offerV2 && ++failures >= V2_FAILURES) {
+      log("close", "code " + st.code + " before open, " + failures +
+          " times: trying without wsgw.2 (a gateway with its history off)");
+      client = null;
+      c.close();
+      start(desired, false);
       return;
     }
-    var kind = classify(ev.data);
-    if (kind === "accept") {
-      greeted = true;
-      $("user").textContent = String(JSON.parse(ev.data).user);
-    } else if (kind === "reply") {
-      pendingReplies--;
-      var current = JSON.parse(ev.data).groups_current;
-      $("groups-current").textContent = current.length ? current.join(" ") : "(none)";
-    } else if (kind === "error") {
-      // A refused entry comes before its request's reply; a whole-request
-      // error is the only answer to it.
-      var err = JSON.parse(ev.data).error;
-      if (!/^access denied/.test(err)) pendingReplies--;
-    } else {
-      eventCount++;
-      $("event-count").textContent = String(eventCount);
-    }
-    log(kind, ev.data);
-  }
+    onState(st);
+  }));
+  c.on("stopped", mine(onStopped));
+  c.on("subscribed", mine(showReply));
+  c.on("event", mine((ev) => {
+    eventCount++;
+    $("event-count").textContent = String(eventCount);
+    log("event", ev.text);
+  }));
+  c.on("gap", mine(({ group, status }) => log("gap", group + ": " + status + " (events missed)")));
+  c.on("refreshed", mine(({ expires }) => log("refreshed", "token valid until " + expires)));
+  c.on("message", mine((msg) => log("message", typeof msg === "string" ? msg : JSON.stringify(msg))));
+  client = c;
+  setConnected(true);
+  subscribe(groups);
+}
 
-  function connect() {
-    if (ws) return;
-    var url = defaultUrl();
-    var token = $("token").value.trim();
-    if (token) url += (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(token);
-    greeted = false;
-    pendingReplies = 0;
-    setStatus("connecting", "closed");
-    try {
-      ws = new WebSocket(url);
-    } catch (e) {
-      setStatus("bad URL", "error");
-      log("error", String(e));
-      ws = null;
-      return;
-    }
-    ws.onopen = function () {
-      setStatus("open", "open");
-      setConnected(true);
-      log("open", url.replace(/token=[^&]*/, "token=…"));
-      if (autoConnect) subscribe();
-    };
-    ws.onmessage = onMessage;
-    ws.onerror = function () {
-      // The browser hides the reason (a 403 looks like any failure).
-      log("error", "websocket error (refused token, gateway down, or network)");
-    };
-    ws.onclose = function (ev) {
-      setStatus("closed " + ev.code + (ev.reason ? " " + ev.reason : ""), ev.code === 1000 ? "closed" : "error");
-      log("close", "code " + ev.code + (ev.reason ? ": " + ev.reason : ""));
-      setConnected(false);
-      ws = null;
-      $("groups-current").textContent = "-";
-    };
+function init() {
+  $("ws-url").textContent = defaultUrl();
+  const urlToken = params.get("token");
+  if (urlToken) {
+    $("token").value = urlToken;
+    // Out of the address bar and the history (the page sends no
+    // Referer either: <meta name="referrer">).
+    params.delete("token");
+    const rest = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
   }
+  if (params.get("groups")) $("groups").value = params.get("groups");
+  $("xrf").textContent = hasCookie("csrftoken") ? "yes" : "no";
+  $("connect-form").addEventListener("submit", (e) => { e.preventDefault(); connect(); });
+  $("disconnect").addEventListener("click", () => { if (client) client.close(); });
+  $("subscribe-form").addEventListener("submit", (e) => { e.preventDefault(); subscribe(readGroups()); });
+  $("unsubscribe").addEventListener("click", () => subscribe({}));
+  $("clear").addEventListener("click", () => {
+    $("log").textContent = "";
+    eventCount = 0;
+    $("event-count").textContent = "0";
+  });
+  // Auto-connect only with the site's own cookie: a link carrying a
+  // token (perhaps someone else's) waits for the operator's click.
+  if (params.get("connect") === "1" && !urlToken) connect();
+}
 
-  function send(groups) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    var req = {groups: groups};
-    var csrf = cookie("csrftoken");
-    if (csrf !== null) req.xrftoken = csrf; // the gateway checks it against the cookie
-    pendingReplies++;
-    var text = JSON.stringify(req);
-    log("sent", text);
-    ws.send(text);
-  }
-
-  function subscribe() {
-    var groups;
-    try {
-      groups = JSON.parse($("groups").value);
-    } catch (e) {
-      log("error", "groups: not JSON: " + e.message);
-      return;
-    }
-    if (!groups || typeof groups !== "object" || Array.isArray(groups)) {
-      log("error", "groups: expected an object like {\"jobs\": [\"status_changed\"]}");
-      return;
-    }
-    send(groups);
-  }
-
-  function init() {
-    $("ws-url").textContent = defaultUrl();
-    var urlToken = params.get("token");
-    if (urlToken) {
-      $("token").value = urlToken;
-      // Out of the address bar and the history (the page sends no
-      // Referer either: <meta name="referrer">).
-      params.delete("token");
-      var rest = params.toString();
-      window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
-    }
-    if (params.get("groups")) $("groups").value = params.get("groups");
-    $("xrf").textContent = cookie("csrftoken") !== null ? "yes" : "no";
-    $("connect-form").addEventListener("submit", function (e) { e.preventDefault(); connect(); });
-    $("disconnect").addEventListener("click", function () { if (ws) ws.close(1000); });
-    $("subscribe-form").addEventListener("submit", function (e) { e.preventDefault(); subscribe(); });
-    $("unsubscribe").addEventListener("click", function () { send({}); });
-    $("clear").addEventListener("click", function () {
-      $("log").textContent = "";
-      eventCount = 0;
-      $("event-count").textContent = "0";
-    });
-    // Auto-connect only with the site's own cookie: a link carrying a
-    // token (perhaps someone else's) waits for the operator's click.
-    autoConnect = params.get("connect") === "1" && !urlToken;
-    if (autoConnect) connect();
-  }
-
-  init();
-})();
+init();

@@ -3,9 +3,12 @@
 #
 # Owns: the dev state folder .run/ (broker data, ports, a dev secret) and the
 # start of deploy/Procfile. Steps: install missing packages, build, pick free
-# ports, write .run/env, start broker + gatewayd + workerd with honcho (if
-# installed) or foreman, wait until the gateway answers, then print a ws://
-# URL with a fresh token, a way to connect from a shell, and an emit line.
+# ports, write .run/env, start broker + gatewayd + workerd + the event
+# console's server with honcho (if installed) or foreman, wait until the
+# gateway answers, then print the console's URL and a ws:// URL with a fresh
+# token (it may join what the console subscribes by default: jobs
+# status_changed and job_events 42), a way to connect from a shell, and emit
+# lines whose events the console shows.
 # Ctrl-C stops everything, the broker included.
 #
 # Settings (environment):
@@ -14,6 +17,10 @@
 #                        honcho -c worker=3). By hand:
 #                        foreman start -f deploy/Procfile -d . -e .run/env -m all=1,worker=3
 #   WSGW_DEV_USER=1      user id of the printed token
+# The printed token's object grants: the console's default groups
+# (deploy/demo/index.html) must all be allowed, or its first screen is a
+# red "access denied".
+DEV_OBJECTS='{"job_events": [42]}'
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -46,6 +53,12 @@ if [[ ! -s $RUN/secret ]]; then
   (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN/secret")
 fi
 SECRET=$(cat "$RUN/secret")
+# emitd's API key file (lines "NAME KEY"; not readable by others): a key
+# made once, kept like the secret.
+if [[ ! -s $RUN/emit.keys ]]; then
+  (umask 077 && printf 'dev %s\n' "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" >"$RUN/emit.keys")
+fi
+EMIT_KEY=$(awk '{ print $2; exit }' "$RUN/emit.keys")
 
 GW_PORT=${WSGW_DEV_PORT:-8051}
 if ! port_free "$GW_PORT"; then
@@ -56,6 +69,7 @@ AMQP_PORT=$(pick_port)
 DIST_PORT=$(pick_port)
 DEMO_PORT=$(pick_port) # the event console (deploy/demo), Procfile's demo process
 METRICS_PORT=$(pick_port)
+EMIT_PORT=$(pick_port) # emitd: POST http://127.0.0.1:$EMIT_PORT/emit?group=G, key $EMIT_KEY
 AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 
 # Read by the Procfile's processes (foreman/honcho -e). Settings follow
@@ -74,6 +88,10 @@ WSGW_GATEWAY_ECHO_MAX_SEND_QUEUE=64MiB
 WSGW_GATEWAY_ECHO_MAX_RATE=100000
 WSGW_GATEWAY_ECHO_MAX_PENDING=10000
 DEMO_PORT=$DEMO_PORT
+WSGW_EMIT_LISTEN=127.0.0.1:$EMIT_PORT
+WSGW_EMIT_KEY_FILE=$RUN/emit.keys
+EMIT_URL=http://127.0.0.1:$EMIT_PORT
+EMIT_KEY=$EMIT_KEY
 EOF
 )
 
@@ -103,11 +121,23 @@ processes_ready() {
   done
 }
 
+# The emit lines announce() prints, one per way to emit; each event goes to
+# a group the console subscribes by default, so it shows up there.
+emit_lines() {
+  cat <<EOF
+   build/chanctl emit jobs-status_changed '{"status": "running"}' --amqp.url=$AMQP_URL
+   build/chanctl emit job_events-42 '{"counter": 1, "stdout": "hello from chanctl"}' --amqp.url=$AMQP_URL
+EOF
+  # More ways to emit (HTTP through emitd, Python's wsgw package) print
+  # their lines here, to the same groups.
+}
+
 # Prints the connection details once the stack is up; runs beside the
 # runner, which stays in the foreground so that Ctrl-C reaches it.
 announce() {
   local runner=$1 deadline=$((SECONDS + 120)) token
-  token=$(WSGW_AUTH_SECRET=$SECRET build/chanctl token --user "$DEV_USER") || {
+  token=$(WSGW_AUTH_SECRET=$SECRET build/chanctl token --user "$DEV_USER" \
+    --objects "$DEV_OBJECTS") || {
     echo "run.sh: chanctl token failed" >&2
     return
   }
@@ -125,17 +155,18 @@ announce() {
 ================================================================================
  gateway up: ws://127.0.0.1:$GW_PORT/websocket/   broker: $AMQP_URL
  gateway metrics: http://127.0.0.1:$METRICS_PORT/metrics (gateway process i: port + i)
- token for user $DEV_USER: $token
+ token for user $DEV_USER (may join job_events 42): $token
 
- event console (open in a browser; Connect, Subscribe, then emit below):
-   http://127.0.0.1:$DEMO_PORT/?token=$token&ws=ws://127.0.0.1:$GW_PORT/websocket/&connect=1
+ event console: open in a browser, press Connect (it subscribes to jobs
+ status_changed and job_events 42), then emit below:
+   http://127.0.0.1:$DEMO_PORT/?token=$token
 
  connect (type the subscribe line, then watch events arrive):
    /usr/bin/python3 -m websockets '$url'
-   > {"groups": {"jobs": ["status_changed"]}}
+   > {"groups": {"jobs": ["status_changed"], "job_events": [42]}}
 
  emit, from another shell:
-   build/chanctl emit jobs-status_changed '{"status": "running"}' --amqp.url=$AMQP_URL
+$(emit_lines)
 
  echo route for conformance clients (Autobahn's fuzzingclient; development only,
  with the limits its category 9 needs: 16 MiB messages, 100,000 messages/s):

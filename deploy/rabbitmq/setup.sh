@@ -72,6 +72,9 @@
 #            to the gateways' queues through the default exchange; declares
 #            websocket.dead and moves poison messages there (nobody consumes
 #            it: operators inspect it as administrators).
+#   emitd    (the HTTP emit daemon) write on the groups exchange only, topic
+#            write on any key but the gateways' (wsgw!...): events, no kicks,
+#            no markers; configure and read nothing.
 #   emitter  publishes events to the groups exchange and kicks to the
 #            control exchange (the gateways' control keys wsgw!user.N and
 #            wsgw!gw.QUEUE, docs/PROTOCOL.md; a kick to the groups exchange
@@ -197,40 +200,50 @@ EMITTER_TOPIC='^(?!wsgw!mark\.)'
 # prefixes) only; the gateway binds its control keys and publishes nothing
 # ('^$': an empty key, which no binding there takes).
 KICK_KEYS='^wsgw!(user|gw)\.'
+# emitd (the HTTP emit daemon) publishes events to websocket.groups and
+# nothing else: no kicks (no control key, on either exchange), no markers.
+EMITD_TOPIC='^(?!wsgw!)'
 declare -A CONFIGURE=(
   [gateway]=$GW_CONFIGURE
   [worker]="^($Q|$DEAD|$X)\$"
   [emitter]='^$'
+  [emitd]='^$'
 )
 declare -A WRITE=(
   [gateway]=$GW_WRITE
   [worker]="^amq\.default\$"
   [emitter]="^($X|$C)\$"
+  [emitd]="^$X\$"
 )
 declare -A READ=(
   [gateway]=$GW_READ
   [worker]="^$Q\$"
   [emitter]='^$'
+  [emitd]='^$'
 )
 declare -A TOPIC_WRITE=(
   [gateway]=$GW_TOPIC
   [worker]='^$'
   [emitter]=$EMITTER_TOPIC
+  [emitd]=$EMITD_TOPIC
 )
 declare -A TOPIC_READ=(
   [gateway]='.*'
   [worker]='^$'
   [emitter]='^$'
+  [emitd]='^$'
 )
 declare -A CONTROL_WRITE=(
   [gateway]='^$'
   [worker]='^$'
   [emitter]=$KICK_KEYS
+  [emitd]='^$'
 )
 declare -A CONTROL_READ=(
   [gateway]=$KICK_KEYS
   [worker]='^$'
   [emitter]='^$'
+  [emitd]='^$'
 )
 
 mkdir -p "$SECRETS"
@@ -289,7 +302,7 @@ fi
 
 # One password per role, generated once and kept: a second run changes
 # nothing a running daemon depends on.
-for role in gateway worker emitter; do
+for role in gateway worker emitter emitd; do
   pwfile=$SECRETS/$role.password
   if [[ ! -s $pwfile ]]; then
     (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$pwfile")
@@ -308,6 +321,7 @@ done
   "${CONFIGURE[gateway]}" "${WRITE[gateway]}" "${READ[gateway]}" "${TOPIC_WRITE[gateway]}" "${TOPIC_READ[gateway]}" "${CONTROL_WRITE[gateway]}" "${CONTROL_READ[gateway]}" \
   "${CONFIGURE[worker]}" "${WRITE[worker]}" "${READ[worker]}" "${TOPIC_WRITE[worker]}" "${TOPIC_READ[worker]}" "${CONTROL_WRITE[worker]}" "${CONTROL_READ[worker]}" \
   "${CONFIGURE[emitter]}" "${WRITE[emitter]}" "${READ[emitter]}" "${TOPIC_WRITE[emitter]}" "${TOPIC_READ[emitter]}" "${CONTROL_WRITE[emitter]}" "${CONTROL_READ[emitter]}" \
+  "${CONFIGURE[emitd]}" "${WRITE[emitd]}" "${READ[emitd]}" "${TOPIC_WRITE[emitd]}" "${TOPIC_READ[emitd]}" "${CONTROL_WRITE[emitd]}" "${CONTROL_READ[emitd]}" \
   <<'PY' >"$SECRETS/.definitions.json"
 import base64, hashlib, json, os, sys, urllib.parse
 secrets, vhost, prefix, host, history, stream, stream_args = sys.argv[1:8]
@@ -327,7 +341,7 @@ if history == "1":
     doc["bindings"].append({"source": X, "vhost": vhost, "destination": stream,
                             "destination_type": "queue", "routing_key": "#", "arguments": {}})
 q = lambda s: urllib.parse.quote(s, safe="")
-for i, role in enumerate(("gateway", "worker", "emitter")):
+for i, role in enumerate(("gateway", "worker", "emitter", "emitd")):
     user = prefix + role
     with open(os.path.join(secrets, role + ".password")) as f:
         pw = f.readline().rstrip("\r\n")
@@ -358,7 +372,7 @@ echo "exchange websocket.control: topic, bound to websocket.groups with 'wsgw!us
 if ((HISTORY)); then
   echo "stream $STREAM: $STREAM_ARGS, bound to websocket.groups with '#'"
 fi
-for role in gateway worker emitter; do
+for role in gateway worker emitter emitd; do
   echo "user $PREFIX$role: configure '${CONFIGURE[$role]}' write '${WRITE[$role]}' read '${READ[$role]}' topic on websocket.groups: write '${TOPIC_WRITE[$role]}' read '${TOPIC_READ[$role]}' on websocket.control: write '${CONTROL_WRITE[$role]}' read '${CONTROL_READ[$role]}'"
 done
-echo "done: URLs in $SECRETS/{gateway,worker,emitter}-amqp.url (mode 0600)"
+echo "done: URLs in $SECRETS/{gateway,worker,emitter,emitd}-amqp.url (mode 0600)"

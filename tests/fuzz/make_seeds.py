@@ -315,6 +315,27 @@ def hook_answer_seeds():
     return out
 
 
+def emit_batch_seeds():
+    """fuzz_emit_batch: byte 0 = switches (bit 0 single, bits 1-3 max_events)."""
+    batches = [
+        {"events": [{"groups": ["jobs-status_changed", "a:b"], "event": {"x": [1, 2.5e3, None]}},
+                    {"group": "c", "event": "s\u00e9"}]},
+        {"events": []}, {"events": [{"groups": [], "event": 1}]},
+        {"events": [{"groups": ["a", "a"], "event": 1}]},
+        {"events": [{"group": "a", "groups": ["b"], "event": 1}]},
+        {"events": [{"groups": ["x y"], "event": True}]}, {"evts": 1}, [1],
+    ]
+    out = [bytes([14]) + json.dumps(b).encode() for b in batches]
+    out += [bytes([14]) + b'{"events": [{"group": "a", "event": {"deep": [[[[]]]]}}] }',
+            bytes([2]) + b'{"events": [{"group": "a", "event": 1}, {"group": "b", "event": 2}]}',
+            bytes([14]) + b'{"events": [{"group": "a", "event": "\xff"}]}',
+            bytes([15]) + b'group=jobs-x&group=a%3Ab\n{ "a" : 1 }',
+            bytes([15]) + b'group=a&group=a\n{}', bytes([15]) + b'grp=a\n[]',
+            bytes([15]) + b'group=%zz\n1', bytes([1]) + b'group=a&group=b\n"x"',
+            bytes([15]) + b'group=a\n{"a": tru}']
+    return out
+
+
 def main():
     write("fuzz_http_upgrade", http_seeds())
     write("fuzz_ws_frames", ws_seeds())
@@ -323,6 +344,7 @@ def main():
     write("fuzz_reply", reply_seeds())
     write("fuzz_channel_msg", channel_seeds())
     write("fuzz_hook_answer", hook_answer_seeds())
+    write("fuzz_emit_batch", emit_batch_seeds())
 
 
 if __name__ == "__main__":

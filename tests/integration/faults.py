@@ -4,8 +4,9 @@ Owns: what several fault tests need beyond conftest: daemons started with a
 hand-made command line, reading log records by event and level, the broker's
 queue counters, a direct AMQP connection that plays a crashing worker or
 sends channel messages, timing helpers, a websocket reader on a raw socket
-for streams too long for a Python websocket library, and a private RabbitMQ
-node (module-scoped) for the tests that stop, kill or freeze one. Must not:
+for streams too long for a Python websocket library, a TCP proxy in front of
+the broker that cuts or stalls what it carries, and a private RabbitMQ node
+(module-scoped) for the tests that stop, kill or freeze one. Must not:
 stop, kill or freeze the suite's shared node (other modules use it).
 """
 
@@ -319,3 +320,100 @@ __all__ = ["private_broker", "vm_pid", "frozen", "text_frame", "masked_text", "R
            "first_difference", "SLOW", "SANITIZED", "SAN_ENV", "SECRET", "records", "complaints",
            "wait_record", "start_daemon", "worker_argv", "queue_stats", "wait_queue",
            "Amqp", "receive_message", "write_secret", "proc_rss_kib"]
+
+
+class BrokerProxy:
+    """A TCP proxy to the broker on 127.0.0.1:port. cut() closes every
+    connection it carries and refuses new ones until restore(); stall()
+    stops forwarding (the connections stay open: a broker that hangs, or with
+    to_broker=False only the broker's answers stop) until flow(); `held`
+    counts the chunks held back by a stall."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = True
+        self.socks = []
+        self.closing = False
+        self.flowing = {True: threading.Event(), False: threading.Event()}  # by from_broker
+        for e in self.flowing.values():
+            e.set()
+        self.held = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, amqp_url, broker_port):
+        """amqp_url (of the broker on broker_port) through this proxy."""
+        return amqp_url.replace(f":{broker_port}/", f":{self.port}/")
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                if not self.open:
+                    c.close()
+                    continue
+                try:
+                    u = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    c.close()
+                    continue
+                self.socks += [c, u]
+            threading.Thread(target=self._pipe, args=(c, u, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, True), daemon=True).start()
+
+    def _pipe(self, a, b, from_broker):
+        flowing = self.flowing[from_broker]
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if not flowing.is_set():
+                    self.held += 1
+                    flowing.wait()
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.open = False
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self):
+        with self.lock:
+            self.open = True
+
+    def stall(self, to_broker=True):
+        self.flowing[True].clear()
+        if to_broker:
+            self.flowing[False].clear()
+
+    def flow(self):
+        for e in self.flowing.values():
+            e.set()
+
+    def close(self):
+        self.closing = True
+        self.cut()
+        self.flow()
+        self.lsock.close()

@@ -1,12 +1,13 @@
 """A real browser end to end: headless Chromium (DevTools protocol,
 tests/e2e/cdp.py) opens the shipped event console (deploy/demo/) through
 the shipped nginx site (tests/e2e/nginx.py) in front of gatewayd and
-workerd, connects with a token from the URL, subscribes the way the AWX UI
-does (jobs: [status_changed] plus job_events: [42], with the xrftoken its
-csrftoken cookie calls for), and the test emits events with chanctl.
+workerd, connects with a token from the URL and subscribes the way the AWX
+UI does (jobs: [status_changed] plus job_events: [42], with the xrftoken its
+csrftoken cookie calls for) through the JS SDK (the console imports
+wsgw.js, served beside it), and the test emits events with chanctl.
 
-Shows: the page's request is exactly AWX's shape with the cookie's
-xrftoken; the gateway accepted it (groups_current on the page); every
+Shows: the request on the wire (read by DevTools) is exactly AWX's shape
+with the cookie's xrftoken; the SDK is served by nginx from the tree; the gateway accepted it (groups_current on the page); every
 emitted event is on the page with its exact text, in order per group; an
 event with markup is shown as text, not run; the page keeps working after
 "Leave all" (no more events shown). A screenshot of the page is written to
@@ -18,12 +19,17 @@ Chromium open the same-origin ws:// and blocks a websocket to another origin
 parameter no longer points it elsewhere; a token in the URL never connects
 by itself, even with connect=1, and leaves the address bar; connect=1
 without one (the cookie's token) does.
+Against a gateway with its history off (no wsgw.2) the console falls back
+to the old protocol. Through the JS SDK the console rides out a gateway restart behind nginx:
+it reconnects and resubscribes with its positions, every event shown once,
+in order.
 Also (issue 12, item 5): a page of another origin that opens the websocket
 with the user's token cookie is refused, while the site's own page joins.
 """
 
 import asyncio
 import json
+import signal
 import socket
 import sys
 import threading
@@ -32,7 +38,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import mint_token, run, wait_until
+from conftest import HISTORY_OFF, mint_token, run, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from cdp import Browser, Page  # noqa: E402
@@ -97,21 +103,22 @@ def run_console(stack, browser, ng, tmp_path):
             assert await page.eval("document.title") == "wsgw event console"
             assert await page.eval("document.getElementById('xrf').textContent") == "yes"
 
-            # What an operator does: Connect, type the groups, Subscribe.
-            await page.eval("document.getElementById('connect').click()")
-            await page.wait_for("document.getElementById('user').textContent === '7'",
-                                what="the accept message on the page")
-            assert await page.eval("document.getElementById('status').textContent") == "open"
+            # What an operator does: type the groups, Connect (which
+            # subscribes to them).
             await page.eval("document.getElementById('groups').value = "
                             + json.dumps(json.dumps(GROUPS)))
-            await page.eval("document.getElementById('subscribe').click()")
+            await page.eval("document.getElementById('connect').click()")
             current = await page.wait_for(
                 "(t => t !== '-' && t)(document.getElementById('groups-current').textContent)",
                 what="the subscription reply on the page")
             assert current == "job_events-42 jobs-status_changed"
-            sent = await page.eval(TEXTS.format(kind="sent"))
-            assert [json.loads(s) for s in sent] == [{"groups": GROUPS, "xrftoken": CSRF}]
+            assert await page.eval("document.getElementById('user').textContent") == "7"
+            assert await page.eval("document.getElementById('status').textContent") == "open"
             assert await page.eval(TEXTS.format(kind="error")) == []
+            # What the SDK sent, as the browser saw it leave: AWX's shape,
+            # with the cookie's xrftoken (no positions yet: nothing seen).
+            assert [json.loads(f) for f in sent_frames(page)] == \
+                [{"groups": GROUPS, "xrftoken": CSRF}]
 
             # No binding to wait for: the gateway reads every event from the
             # history, and a membership counts from the reply on.
@@ -151,8 +158,15 @@ def run_console(stack, browser, ng, tmp_path):
     run(main(), timeout=60)
     # nginx served the page and proxied the websocket.
     assert '"GET /wsgw-demo/app.js HTTP/1.1" 200' in ng.access_log()
+    assert '"GET /wsgw-demo/wsgw.js HTTP/1.1" 200' in ng.access_log()
     wait_until(lambda: '"GET /websocket/ HTTP/1.1" 101 ' in ng.access_log(), 5,
                "nginx to log the websocket (101)")
+
+
+def sent_frames(page):
+    """Text frames the page's websockets sent, from DevTools' events."""
+    return [p["response"]["payloadData"] for m, p in page.events
+            if m == "Network.webSocketFrameSent" and p["response"].get("opcode") == 1]
 
 
 class Listener:
@@ -340,3 +354,84 @@ def test_page_of_another_origin_cannot_use_the_token_cookie(stack, browser, tmp_
     wait_until(lambda: any('reason="cookie token from a disallowed Origin"' in w.log()
                            for w in workers), 10,
                "the worker to refuse the other origin's cookie token")
+
+
+def test_console_rides_out_a_gateway_restart(stack, browser, tmp_path):
+    """Through the SDK the console reconnects by itself: the gateway behind
+    nginx is restarted (SIGTERM: 1001) while events are emitted, and every
+    event is on the page once, in order, with no gap reported."""
+    from test_sdk_browser import restart_on_same_port
+    ng = Nginx(tmp_path / "nginx", [stack.gw.port])
+    token = mint_token(7, "integration-test-secret-0123456789abcdef",
+                       "--objects", json.dumps({"job_events": [42]}))
+    texts = [json.dumps({"counter": i}) for i in range(1, 41)]
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.navigate(ng.url(f"/wsgw-demo/?token={quote(token)}"))
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("document.getElementById('groups-current').textContent "
+                                "=== 'job_events-42 jobs-status_changed'", what="the reply")
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[:20])
+            await page.wait_for("document.querySelectorAll('#log li.event').length >= 20",
+                                what="the first 20 events")
+            await asyncio.to_thread(stack.gw.kill, signal.SIGTERM)
+            # Emitted while no gateway runs: the restarted one has them in
+            # its history, and the SDK asks for them by position.
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[20:30])
+            stack.gw = await asyncio.to_thread(restart_on_same_port, stack, stack.gw)
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", texts[30:])
+            await page.wait_for("document.querySelectorAll('#log li.event').length >= 40",
+                                20, "all 40 events after the restart")
+            await asyncio.sleep(0.3)
+            assert await page.eval(TEXTS.format(kind="event")) == texts
+            assert await page.eval(TEXTS.format(kind="gap")) == []
+            closes = await page.eval(TEXTS.format(kind="close"))
+            assert closes and closes[0].startswith("code 1001"), closes
+            assert await page.eval("document.getElementById('status').textContent") == "open"
+            # The SDK's resubscription is shown as a reply: every group "ok".
+            replies = [json.loads(t) for t in await page.eval(TEXTS.format(kind="reply"))]
+            assert len(replies) == 2, replies
+            assert replies[1]["recovery"] == {"job_events-42": "ok",
+                                              "jobs-status_changed": "ok"}, replies
+        finally:
+            await page.close()
+
+    try:
+        run(main(), timeout=90)
+    finally:
+        ng.stop()
+
+
+def test_console_with_a_gateway_without_history(stack, browser, tmp_path):
+    """A gateway with history.enabled = false selects no subprotocol, and
+    Chromium fails a handshake that offered one (the page sees 1006): the
+    console tries again without offering wsgw.2, joins on the old protocol
+    and shows the events."""
+    gw = stack.gateway(HISTORY_OFF)
+    ng = Nginx(tmp_path / "nginx", [gw.port])
+    token = mint_token(7, "integration-test-secret-0123456789abcdef",
+                       "--objects", json.dumps({"job_events": [42]}))
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.navigate(ng.url(f"/wsgw-demo/?token={quote(token)}"))
+            await page.eval("document.getElementById('connect').click()")
+            await page.wait_for("document.getElementById('groups-current').textContent "
+                                "=== 'job_events-42 jobs-status_changed'", 20, "the reply")
+            closes = await page.eval(TEXTS.format(kind="close"))
+            assert any("trying without wsgw.2" in c for c in closes), closes
+            await asyncio.to_thread(stack.emit_stdin, "job_events-42", JOB_EVENTS)
+            await page.wait_for(f"document.querySelectorAll('#log li.event').length >= "
+                                f"{len(JOB_EVENTS)}", what="the events")
+            assert await page.eval(TEXTS.format(kind="event")) == JOB_EVENTS
+            assert await page.eval("window.pwned === undefined")
+        finally:
+            await page.close()
+
+    try:
+        run(main(), timeout=60)
+    finally:
+        ng.stop()

@@ -36,7 +36,7 @@ def test_make_install_layout(tmp_path):
     dest = tmp_path / "root"
     make_install(dest)
     p = lambda rel: dest / rel.lstrip("/")  # noqa: E731
-    for b in ("gatewayd", "workerd", "chanctl"):
+    for b in ("gatewayd", "workerd", "chanctl", "emitd"):
         assert os.access(p(f"{PREFIX}/bin/{b}"), os.X_OK), b
     for rel in ("share/man/man8/gatewayd.8", "share/man/man8/workerd.8",
                 "share/man/man1/chanctl.1", "share/wsgw/wsgw.ini.example",
@@ -47,11 +47,17 @@ def test_make_install_layout(tmp_path):
     assert os.access(p(f"{PREFIX}/share/wsgw/rabbitmq/setup.sh"), os.X_OK)
     ini = p("/etc/wsgw/wsgw.ini")
     assert ini.read_text() == (ROOT / "deploy/wsgw.ini.example").read_text()
-    for unit in ("gatewayd.service", "workerd@.service"):
+    for unit in ("gatewayd.service", "workerd@.service", "emitd.service"):
         text = p(f"{PREFIX}/lib/systemd/system/{unit}").read_text()
         assert f"ExecStart={PREFIX}/bin/" in text and "/usr/local/bin" not in text, unit
     site = p(f"{PREFIX}/share/wsgw/nginx/wsgw.conf").read_text()
     assert f"alias {PREFIX}/share/wsgw/demo/;" in site
+    # The console's SDK is installed as a file (the tree has a link), the
+    # same bytes as clients/js/src/wsgw.js, which app.js imports.
+    sdk = p(f"{PREFIX}/share/wsgw/demo/wsgw.js")
+    assert sdk.is_file() and not sdk.is_symlink()
+    assert sdk.read_bytes() == (ROOT / "clients/js/src/wsgw.js").read_bytes()
+    assert 'from "./wsgw.js"' in p(f"{PREFIX}/share/wsgw/demo/app.js").read_text()
 
     # A second install keeps the operator's config.
     ini.write_text("[gateway]\nlisten = 0.0.0.0:9000\n")
@@ -65,14 +71,15 @@ def test_make_install_layout(tmp_path):
            "LANG": "C.UTF-8"}
     units = tmp_path / "units"
     units.mkdir()
-    for unit in ("gatewayd.service", "workerd@.service"):
+    for unit in ("gatewayd.service", "workerd@.service", "emitd.service"):
         text = p(f"{PREFIX}/lib/systemd/system/{unit}").read_text()
         (units / unit).write_text(text.replace(f"{PREFIX}/bin/", f"{p(PREFIX)}/bin/"))
     proc = subprocess.run(["systemd-analyze", "verify", "--man=yes",
-                           str(units / "gatewayd.service"), str(units / "workerd@1.service")],
+                           str(units / "gatewayd.service"), str(units / "workerd@1.service"),
+                           str(units / "emitd.service")],
                           capture_output=True, text=True, timeout=120, env=env, cwd=units)
     ours = [line for line in (proc.stdout + proc.stderr).splitlines()
-            if "gatewayd" in line or "workerd" in line]
+            if "gatewayd" in line or "workerd" in line or "emitd" in line]
     assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
 
 
@@ -86,6 +93,10 @@ def test_example_config_is_valid_for_both_daemons(tmp_path):
     example = ROOT / "deploy/wsgw.ini.example"
     assert check_config("gatewayd", example) == (0, "config ok\n")
     assert check_config("workerd", example, "--auth.secret=" + "x" * 32) == (0, "config ok\n")
+    keys = tmp_path / "emit.keys"
+    keys.write_text("backend " + "k" * 32 + "\n")
+    keys.chmod(0o600)
+    assert check_config("emitd", example, f"--emit.key_file={keys}") == (0, "config ok\n")
     # Every setting uncommented at its shipped default (and the [groups]
     # block): still valid, so the defaults written there are real values.
     lines = []
@@ -102,6 +113,7 @@ def test_example_config_is_valid_for_both_daemons(tmp_path):
     assert n_set >= 30, n_set
     assert check_config("gatewayd", full) == (0, "config ok\n")
     assert check_config("workerd", full, "--auth.secret=" + "x" * 32) == (0, "config ok\n")
+    assert check_config("emitd", full, f"--emit.key_file={keys}") == (0, "config ok\n")
     # And a typo in it is refused with its line.
     bad = tmp_path / "bad.ini"
     bad.write_text(full.read_text().replace("[gateway]\n", "[gateway]\nlisten_typo = 1\n", 1))
@@ -115,7 +127,7 @@ def test_settings_docs_match_the_binaries():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ops = (ROOT / "docs/OPERATIONS.md").read_text()
-    for prog in ("gatewayd", "workerd"):
+    for prog in ("gatewayd", "workerd", "emitd"):
         help_text = subprocess.run([str(BUILD / prog), "--help"], capture_output=True,
                                    text=True, timeout=30).stdout
         for section, key in re.findall(r"^  --(\w+)\.(\w+)=", help_text, re.M):

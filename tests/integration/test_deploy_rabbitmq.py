@@ -130,7 +130,7 @@ def provisioned(broker, tmp_path):
         yield vhost, prefix, secrets
     finally:
         broker.ctl("delete_vhost", vhost)
-        for role in ("gateway", "worker", "emitter"):
+        for role in ("gateway", "worker", "emitter", "emitd"):
             broker.ctl("delete_user", prefix + role)
 
 

@@ -113,6 +113,34 @@ def test_with_history_off_wsgw2_is_not_chosen(cluster):
         await asyncio.to_thread(cluster.emit, G1, '{"plain": 1}')
         assert await recv_text(ws) == '{"plain": 1}'
         await ws.close()
+        # A browser that offers subprotocols fails a 101 that names none:
+        # offering wsgw.1 too gets it answered, and the old protocol.
+        ws = await connect(gw.url(token=jwt_for(7)), subprotocols=[SUBPROTOCOL, "wsgw.1"])
+        assert ws.subprotocol == "wsgw.1", ws.subprotocol
+        assert await recv_json(ws) == {"accept": True, "user": 7}
+        await subscribe(ws, {"jobs": ["status_changed"]})
+        await asyncio.to_thread(cluster.emit, G1, '{"plain": 2}')
+        assert await recv_text(ws) == '{"plain": 2}'
+        await ws.close()
+    run(main())
+
+
+def test_wsgw1_names_the_old_protocol_and_wsgw2_wins_when_offered_too(cluster):
+    cluster.worker()
+    gw = cluster.gateway()
+
+    async def main():
+        ws = await connect(gw.url(token=jwt_for(7)), subprotocols=["wsgw.1", SUBPROTOCOL])
+        assert ws.subprotocol == SUBPROTOCOL, ws.subprotocol
+        await ws.close()
+        ws = await connect(gw.url(token=jwt_for(7)), subprotocols=["wsgw.1"])
+        assert ws.subprotocol == "wsgw.1", ws.subprotocol
+        assert await recv_json(ws) == {"accept": True, "user": 7}
+        errors, reply = await subscribe(ws, {"jobs": ["status_changed"]})
+        assert "positions" not in reply, reply
+        await asyncio.to_thread(cluster.emit, G1, '{"plain": 3}')
+        assert await recv_text(ws) == '{"plain": 3}'
+        await ws.close()
     run(main())
 
 

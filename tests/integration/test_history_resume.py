@@ -23,8 +23,6 @@ broker). Shown:
 import asyncio
 import json
 import os
-import socket
-import threading
 import time
 
 import pika
@@ -32,87 +30,15 @@ import pytest
 
 from conftest import (GROUPS_EXCHANGE, HISTORY_BINDING, HISTORY_STREAM, Cluster, _log_dir,
                       open_client, recv_json, run, running, subscribe)
-from faults import records, wait_record
+from faults import BrokerProxy, records, wait_record
 from test_metrics import Scrape
 
 GROUP = "jobs-status_changed"
 FAST = ("--amqp.heartbeat=2s", "--history.resume_timeout=2s")
 
 
-class CutProxy:
-    """A TCP proxy to the broker that can cut everything it carries."""
-
-    def __init__(self, port):
-        self.target = ("127.0.0.1", port)
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.open = True
-        self.socks = []
-        self.closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closing:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                if not self.open:
-                    c.close()
-                    continue
-                try:
-                    u = socket.create_connection(self.target, timeout=5)
-                except OSError:
-                    c.close()
-                    continue
-                self.socks += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        with self.lock:
-            self.open = False
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def restore(self):
-        with self.lock:
-            self.open = True
-
-    def close(self):
-        self.closing = True
-        self.cut()
-        self.lsock.close()
-
-
 def proxied_url(cluster, proxy):
-    return cluster.amqp_url.replace(f":{cluster.broker.port}/", f":{proxy.port}/")
+    return proxy.url(cluster.amqp_url, cluster.broker.port)
 
 
 def emit_many(cluster, texts):
@@ -135,7 +61,7 @@ def start(cluster, proxy, *extra):
 
 
 def test_a_gateway_cut_off_delivers_what_it_missed_in_order(cluster):
-    proxy = CutProxy(cluster.broker.port)
+    proxy = BrokerProxy(cluster.broker.port)
     try:
         gw = start(cluster, proxy)
 
@@ -178,7 +104,7 @@ def test_a_gateway_cut_off_delivers_what_it_missed_in_order(cluster):
 
 
 def test_stream_deleted_under_a_gateway_resets_and_goes_on(cluster):
-    proxy = CutProxy(cluster.broker.port)
+    proxy = BrokerProxy(cluster.broker.port)
     try:
         gw = start(cluster, proxy)
 
@@ -214,7 +140,7 @@ def declare_stream(cluster):
 
 
 def test_stream_recreated_while_cut_off_resets_at_once(cluster):
-    proxy = CutProxy(cluster.broker.port)
+    proxy = BrokerProxy(cluster.broker.port)
     try:
         gw = start(cluster, proxy)
 
@@ -276,7 +202,7 @@ def test_retention_past_a_cut_off_gateway_is_a_gap(small_cluster):
     cut off: the oldest are gone when it comes back. It logs the gap,
     counts it, and delivers what is left, in order, then live."""
     cluster = small_cluster
-    proxy = CutProxy(cluster.broker.port)
+    proxy = BrokerProxy(cluster.broker.port)
     try:
         gw = start(cluster, proxy, "--history.max_bytes=64KiB", "--history.segment_bytes=8KiB")
         pad = "x" * 1000

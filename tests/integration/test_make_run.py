@@ -4,6 +4,12 @@ it printed its URLs, a client subscribes and receives what the printed emit
 line sends, the echo route answers, and Ctrl-C stops every process it
 started, the broker included.
 
+The event console (issue 15, item 4): Chromium opens the printed console URL
+as a newcomer would and presses Connect; no "access denied" is shown (the
+printed token may join the console's default groups), the subscription
+reply is, and the event of each printed chanctl emit line appears on the
+page, exactly.
+
 Also the first `make run` on a fresh machine (issue 11): the packages that
 deps installs were not there when make started, so every target that
 depends on deps must build in a sub-make started after it. Checked in
@@ -17,13 +23,17 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import websockets
 
-from conftest import free_port, wait_until
+from conftest import free_port, run, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from cdp import Browser, Page  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +103,52 @@ def test_make_run_serves_until_ctrl_c(dev_stack):
             await ws.send("écho")
             assert await asyncio.wait_for(ws.recv(), 10) == "écho"
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+LOG_TEXTS = "Array.from(document.querySelectorAll('#log li.{kind} .text')).map(e => e.textContent)"
+
+
+def test_console_from_the_printed_url(dev_stack, tmp_path):
+    proc, text = dev_stack
+    out = text()
+    console = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_.-]+)", out).group(1)
+    emits = re.findall(r"^\s*(build/chanctl emit (\S+) '(.*)' --amqp\.url=\S+)$", out, re.M)
+    groups = {g for _, g, _ in emits}
+    assert {"jobs-status_changed", "job_events-42"} <= groups, emits
+    browser = Browser.launch(tmp_path / "chromium")
+
+    async def main():
+        page = await Page.open(browser)
+        try:
+            await page.navigate(console)
+            # What the printed text says: press Connect (it subscribes to
+            # the console's default groups).
+            await page.eval("document.getElementById('connect').click()")
+            current = await page.wait_for(
+                "(t => t !== '-' && t)(document.getElementById('groups-current').textContent)",
+                what="the subscription reply on the console")
+            assert current == "job_events-42 jobs-status_changed", current
+            log = await page.eval("document.getElementById('log').textContent")
+            assert "access denied" not in log, log
+            assert await page.eval(LOG_TEXTS.format(kind="error")) == []
+            assert len(await page.eval(LOG_TEXTS.format(kind="reply"))) == 1
+            for line, _, _ in emits:
+                await asyncio.to_thread(subprocess.run, line, shell=True, cwd=ROOT, check=True,
+                                        timeout=30)
+            n = len(emits)
+            await page.wait_for(f"document.querySelectorAll('#log li.event').length >= {n}",
+                                15, f"the {n} printed emit lines' events on the console")
+            shown = await page.eval(LOG_TEXTS.format(kind="event"))
+            assert sorted(shown) == sorted(payload for _, _, payload in emits), shown
+            log = await page.eval("document.getElementById('log').textContent")
+            assert "access denied" not in log, log
+            await page.screenshot(tmp_path / "console.png")
+        finally:
+            await page.close()
+    try:
+        run(main(), timeout=60)
+    finally:
+        browser.stop()
 
 
 def test_make_run_scales_workers(dev_stack):

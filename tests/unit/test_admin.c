@@ -30,27 +30,27 @@ UNIT_TEST(prom_seconds_exact_and_short) {
 }
 
 UNIT_TEST(prom_family_and_samples) {
-  prom_buf b;
-  prom_buf_init(&b);
+  strbuf b;
+  strbuf_init(&b);
   prom_family(&b, "x_total", "counter", "Things.");
   prom_sample(&b, "x_total", NULL, 3);
   prom_sample(&b, "x_total", "kind=\"a\"", 18446744073709551615u);
   UNIT_CHECK(!b.failed);
   UNIT_CHECK_STR(b.data, "# HELP x_total Things.\n# TYPE x_total counter\n"
                          "x_total 3\nx_total{kind=\"a\"} 18446744073709551615\n");
-  prom_buf_free(&b);
+  strbuf_free(&b);
   UNIT_CHECK(b.data == NULL && b.len == 0);
 }
 
-UNIT_TEST(prom_buf_grows) {
-  prom_buf b;
-  prom_buf_init(&b);
+UNIT_TEST(strbuf_grows) {
+  strbuf b;
+  strbuf_init(&b);
   for (int i = 0; i < 2000; i++) prom_sample(&b, "a_long_metric_name_here", NULL, (uint64_t)i);
   UNIT_CHECK(!b.failed);
   UNIT_CHECK(b.len > 8192 && b.len < b.cap);
   UNIT_CHECK(strlen(b.data) == b.len);
   UNIT_CHECK(strstr(b.data, "a_long_metric_name_here 1999\n") != NULL);
-  prom_buf_free(&b);
+  strbuf_free(&b);
 }
 
 UNIT_TEST(prom_histogram_cumulative) {
@@ -60,8 +60,8 @@ UNIT_TEST(prom_histogram_cumulative) {
   prom_hist_observe(&h, 100);      /* on the bound: still <= 0.0001 */
   prom_hist_observe(&h, 3000);     /* <= 0.005 */
   prom_hist_observe(&h, 60000000); /* +Inf only */
-  prom_buf b;
-  prom_buf_init(&b);
+  strbuf b;
+  strbuf_init(&b);
   prom_hist_write(&b, "lat_seconds", "kind=\"connect\"", &h);
   UNIT_CHECK(strstr(b.data, "lat_seconds_bucket{kind=\"connect\",le=\"0.0001\"} 2\n"));
   UNIT_CHECK(strstr(b.data, "lat_seconds_bucket{kind=\"connect\",le=\"0.0025\"} 2\n"));
@@ -70,12 +70,12 @@ UNIT_TEST(prom_histogram_cumulative) {
   UNIT_CHECK(strstr(b.data, "lat_seconds_bucket{kind=\"connect\",le=\"+Inf\"} 4\n"));
   UNIT_CHECK(strstr(b.data, "lat_seconds_sum{kind=\"connect\"} 60.00315\n"));
   UNIT_CHECK(strstr(b.data, "lat_seconds_count{kind=\"connect\"} 4\n"));
-  prom_buf_free(&b);
-  prom_buf_init(&b);
+  strbuf_free(&b);
+  strbuf_init(&b);
   prom_hist_write(&b, "h", NULL, &h);
   UNIT_CHECK(strstr(b.data, "h_bucket{le=\"1\"} 3\n"));
   UNIT_CHECK(strstr(b.data, "h_sum 60.00315\nh_count 4\n"));
-  prom_buf_free(&b);
+  strbuf_free(&b);
 }
 
 UNIT_TEST(admin_routes) {
@@ -183,8 +183,8 @@ UNIT_TEST(gw_admin_render_text) {
   gw_admin_observe_reply(&st, 1, gw_admin_now_us());
   gw_admin_gauges g = {.connections = 2, .groups = 1, .members = 7, .amqp_up = 1,
                        .backlog_to_broker = 10, .backlog_from_broker = 20};
-  prom_buf b;
-  prom_buf_init(&b);
+  strbuf b;
+  strbuf_init(&b);
   gw_admin_render(&b, &st, &g);
   UNIT_CHECK(!b.failed && exposition_lines_valid(b.data));
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_connections 2\n"));
@@ -198,21 +198,21 @@ UNIT_TEST(gw_admin_render_text) {
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_worker_reply_seconds_count{kind=\"connect\"} 1\n"));
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_worker_reply_seconds_count{kind=\"receive\"} 0\n"));
   UNIT_CHECK(strstr(b.data, "# TYPE wsgw_gateway_worker_reply_seconds histogram\n"));
-  prom_buf_free(&b);
+  strbuf_free(&b);
 }
 
 UNIT_TEST(gw_admin_render_history_only_when_on) {
   gw_stats st;
   memset(&st, 0, sizeof st);
   gw_admin_gauges g = {.hist_read = 9};
-  prom_buf b;
-  prom_buf_init(&b);
+  strbuf b;
+  strbuf_init(&b);
   gw_admin_render(&b, &st, &g);
   UNIT_CHECK(!strstr(b.data, "wsgw_gateway_history_"));
-  prom_buf_free(&b);
+  strbuf_free(&b);
   g = (gw_admin_gauges){.hist_on = 1, .hist_read = 9, .hist_resumes = 2, .hist_gaps = 1,
                         .hist_gap_lost = 40, .hist_resets = 1, .hist_last_offset = 123};
-  prom_buf_init(&b);
+  strbuf_init(&b);
   gw_admin_render(&b, &st, &g);
   UNIT_CHECK(!b.failed && exposition_lines_valid(b.data));
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_messages_total 9\n"));
@@ -221,7 +221,7 @@ UNIT_TEST(gw_admin_render_history_only_when_on) {
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_gap_messages_total 40\n"));
   UNIT_CHECK(strstr(b.data, "\nwsgw_gateway_history_resets_total 1\n"));
   UNIT_CHECK(strstr(b.data, "# TYPE wsgw_gateway_history_offset gauge\nwsgw_gateway_history_offset 123\n"));
-  prom_buf_free(&b);
+  strbuf_free(&b);
 }
 
 UNIT_TEST(wk_metrics_refusal_classes) {
@@ -238,12 +238,12 @@ UNIT_TEST(wk_metrics_refusal_classes) {
 }
 
 UNIT_TEST(wk_metrics_render_text) {
-  prom_buf b;
-  prom_buf_init(&b);
+  strbuf b;
+  strbuf_init(&b);
   wk_metrics_render(&b);
   UNIT_CHECK(!b.failed && exposition_lines_valid(b.data));
   UNIT_CHECK(strstr(b.data, "# TYPE wsgw_worker_messages_total counter\n"));
   UNIT_CHECK(strstr(b.data, "wsgw_worker_auth_rejected_total{reason=\"expired\"} "));
   UNIT_CHECK(strstr(b.data, "wsgw_worker_handle_seconds_bucket{le=\"+Inf\"} "));
-  prom_buf_free(&b);
+  strbuf_free(&b);
 }

@@ -9,6 +9,8 @@ Environment (tests/integration/djangoapp.py sets them):
   WSGW_APP_TEST_ENDPOINTS  "1" mounts /test/... (jobs/testsupport.py): TEST ONLY,
                            never in a real deployment
   WSGW_APP_SECRET_KEY      Django's SECRET_KEY (default: a fixed test value)
+  WSGW_APP_AMQP_URL        settings.WSGW_AMQP_URL: where wsgw.django emits
+                           (manage.py emitjob); unset: $WSGW_AMQP_URL
 """
 import os
 from pathlib import Path
@@ -64,6 +66,9 @@ LOGIN_URL = "/accounts/login/"
 WSGW_HOOK_ALLOWED_ORIGINS = os.environ.get("WSGW_APP_ALLOWED_ORIGINS", "").split()
 
 WSGW_TEST_ENDPOINTS = os.environ.get("WSGW_APP_TEST_ENDPOINTS") == "1"
+
+# wsgw.django.emit_channel_notification's broker (clients/python).
+WSGW_AMQP_URL = os.environ.get("WSGW_APP_AMQP_URL") or None
 
 USE_TZ = True
 TIME_ZONE = "UTC"
