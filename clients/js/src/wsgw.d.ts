@@ -48,7 +48,7 @@ export interface WsgwClientOptions {
   xrftoken?: string | (() => string | null) | null;
   /** Default: globalThis.WebSocket. In Node < 22 pass the `ws` package's default export. */
   WebSocket?: WebSocketConstructor;
-  /** "wsgw.2" (the default: offered) or null (the old protocol only). */
+  /** "wsgw.2" (the default: offered, with "wsgw.1", the old protocol, as the fallback) or null (offer nothing: the old protocol only). */
   protocol?: "wsgw.2" | null;
   backoff?: BackoffOptions;
   /** ms of silence before the first heartbeat that mean a dead connection (default 65000). */

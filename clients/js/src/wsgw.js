@@ -1,7 +1,8 @@
 // wsgw.js - the browser and Node client of the wsgw gateway (docs/PROTOCOL.md).
 //
 // Owns: one logical subscription over a sequence of websocket connections:
-// connecting (token in the URL, wsgw.2 offered), reconnecting with full-jitter
+// connecting (token in the URL, wsgw.2 offered with wsgw.1, the old
+// protocol's name, as the fallback), reconnecting with full-jitter
 // backoff by close code, the subscription request queue (one request with the
 // gateway at a time, later calls coalesce), positions and recovery (wsgw.2),
 // duplicate dropping, the heartbeat dead-connection rule, JWT refresh before
@@ -30,6 +31,10 @@ const RETRYABLE_ERRORS = new Set([
 ]);
 const REFUSAL_PREFIX = "access denied to channel";
 const PROTOCOL_NAME = "wsgw.2";
+// What is offered: a gateway without wsgw.2 (history off) names wsgw.1, the
+// old protocol, since browsers (and ws) fail a 101 that names none of the
+// offered subprotocols.
+const OFFER = Object.freeze([PROTOCOL_NAME, "wsgw.1"]);
 const EVENT_NAMES = ["event", "gap", "state", "stopped", "refreshed", "message", "subscribed"];
 
 /** The error subscribe() rejects with: code "request" (the gateway refused the
@@ -178,7 +183,7 @@ export class WsgwClient {
     if (typeof this._WS !== "function") {
       throw new TypeError("WsgwClient: no WebSocket; pass options.WebSocket (Node: the ws package)");
     }
-    this._offer = options.protocol === null ? null : PROTOCOL_NAME;
+    this._offer = options.protocol === null ? null : OFFER;
     this._hbDefault = options.heartbeatTimeout ?? DEFAULTS.heartbeatTimeout;
     this._margin = options.refreshMargin ?? DEFAULTS.refreshMargin;
     // Injectable for tests: timers, clock and the jitter source.
@@ -341,7 +346,7 @@ export class WsgwClient {
     this._armHeartbeat(conn);
     this._credential().then((token) => {
       if (this._conn !== conn || conn.done) return;
-      const protocols = offer ? [offer] : undefined;
+      const protocols = offer ? [...offer] : undefined;
       let ws;
       try {
         ws = new this._WS(this._urlWith(token), protocols);
@@ -361,8 +366,8 @@ export class WsgwClient {
     ws.onmessage = (ev) => this._onMessage(conn, ev.data);
     ws.onerror = (ev) => {
       // ws reveals a refused handshake's status in the error's message, and
-      // fails a 101 that names no subprotocol when one was offered (browsers
-      // accept it: the old protocol).
+      // fails a 101 that names no subprotocol when some were offered (a
+      // gateway from before wsgw.1, its history off).
       const text = (ev && (ev.message || (ev.error && ev.error.message))) || "";
       const m = /Unexpected server response: (\d{3})/.exec(text);
       if (m) conn.status = Number(m[1]);
@@ -432,8 +437,8 @@ export class WsgwClient {
     this._retryTimer = this._clear(this._retryTimer);
     this._retries = 0;
     if (conn.noSubprotocol && !conn.opened) {
-      // A gateway without wsgw.2 (its history off) under ws: at once again
-      // without offering it. The next reconnect offers it again.
+      // A gateway from before wsgw.1 with its history off, under ws: at once
+      // again without offering anything. The next reconnect offers again.
       this._skipOffer = true;
       this._setState("waiting", { code, reason: "server chose no subprotocol", delay: 0 });
       this._reconnectTimer = this._timer(0, () => {

@@ -41,7 +41,7 @@ test("connect: token URL-encoded in the query, wsgw.2 offered, idempotent", asyn
   assert.equal(FakeWebSocket.instances.length, 1);
   const ws = FakeWebSocket.last();
   assert.equal(ws.url, "ws://gw.test/websocket/?token=a%2Bb%2Fc%3D");
-  assert.deepEqual(ws.protocols, ["wsgw.2"]);
+  assert.deepEqual(ws.protocols, ["wsgw.2", "wsgw.1"]);
   ws.open();
   assert.equal(client.state, "open");
   assert.equal(client.user, 7);
@@ -64,7 +64,17 @@ test("options: protocol null offers none; no token, no query; bad options throw"
   await assert.rejects(client.subscribe(["jobs"]), TypeError);
 });
 
-test("a gateway without wsgw.2 under ws: retried at once without offering it, offered again later", async () => {
+test("a gateway without wsgw.2 naming wsgw.1: the old protocol", async () => {
+  const c2 = await makeClient({}, sdk);
+  c2.client.connect();
+  await flush();
+  FakeWebSocket.last().open("wsgw.1");
+  FakeWebSocket.last().receive({ heartbeat: 5 }); // not a heartbeat on the old protocol: an event
+  assert.equal(c2.client.protocol, "");
+  assert.equal(c2.of("event").length, 1);
+});
+
+test("a gateway from before wsgw.1 (history off) under ws: retried at once offering nothing, offered again later", async () => {
   const { client, clock, of } = await makeClient({}, sdk);
   client.subscribe({ jobs: ["a"] });
   await flush();
@@ -80,7 +90,7 @@ test("a gateway without wsgw.2 under ws: retried at once without offering it, of
   ws.receive(reply(["jobs-a"]));
   ws.serverClose(1001);
   await clock.advance(1000);
-  assert.deepEqual(FakeWebSocket.last().protocols, ["wsgw.2"]);
+  assert.deepEqual(FakeWebSocket.last().protocols, ["wsgw.2", "wsgw.1"]);
   assert.deepEqual(of("state").map((s) => s.delay).filter((d) => d !== undefined), [0, 125]);
 });
 
