@@ -8,6 +8,9 @@
 // "subscribed" lines every reply (re-subscriptions after reconnects too). Must not: decide anything the test checks (it only
 // reports), or outlive its stdin (EOF ends it).
 //
+// WSGW_DEBUG=1 in the environment logs the raw socket's errors and closes
+// to stderr (the test prints stderr at teardown).
+//
 // Config: urls (list; the first is used until {"url": i}), token (a string),
 // or mint {secret, user, ttl, objects, bad} (a callback minting a fresh HS256
 // JWT per call, counted in "minted" lines; the calls numbered in `bad` get a
