@@ -2,11 +2,14 @@
 //
 // Owns: one WsgwClient (ws as its WebSocket), configured from the JSON in
 // argv[2]; prints one JSON line per thing the SDK reports (state, event, gap,
-// reply, refreshed, message, stopped) and obeys one JSON command per stdin line
-// ({"subscribe": {...}}, {"close": true}, {"url": i} to switch the gateway the
-// next connection uses). "reply" lines are what subscribe() resolved with,
-// "subscribed" lines every reply (re-subscriptions after reconnects too). Must not: decide anything the test checks (it only
-// reports), or outlive its stdin (EOF ends it).
+// reply, subscribed, refreshed, message, stopped; heartbeat: the gateway's
+// heartbeats seen on the socket) and obeys one JSON command per stdin line
+// ({"subscribe": {...}}, {"close": true}, {"positions": true}, {"url": i} to
+// switch the gateway the next connection uses). "reply" lines are what
+// subscribe() resolved with, "subscribed" lines every reply (re-subscriptions
+// after reconnects too).
+// Must not: decide anything the test checks (it only reports), or outlive
+// its stdin (EOF ends it).
 //
 // WSGW_DEBUG=1 in the environment logs the raw socket's errors and closes
 // to stderr (the test prints stderr at teardown).
@@ -14,8 +17,9 @@
 // Config: urls (list; the first is used until {"url": i}), token (a string),
 // or mint {secret, user, ttl, objects, bad} (a callback minting a fresh HS256
 // JWT per call, counted in "minted" lines; the calls numbered in `bad` get a
-// badly signed one, a refresh the gateway refuses), protocol, backoff, random (a constant jitter), heartbeatTimeout,
-// refreshMargin, subscribe (sent at start).
+// badly signed one, a refresh the gateway refuses), protocol, backoff,
+// random (a constant jitter), heartbeatTimeout, refreshMargin, subscribe
+// (sent at start).
 
 import { createHmac } from "node:crypto";
 import { createInterface } from "node:readline";
