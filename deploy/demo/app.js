@@ -5,8 +5,7 @@
  *
  * Owns: one WsgwClient while connected, what the operator asks of it
  * (connect = connect and subscribe to the groups field; subscribe; leave
- * all; disconnect), the log of what the SDK reports, and one fallback the
- * SDK lacks in browsers (start(): a gateway without wsgw.2). Must not: speak the
+ * all; disconnect) and the log of what the SDK reports. Must not: speak the
  * protocol itself (the SDK reconnects, resubscribes with positions, sends
  * the csrftoken cookie as xrftoken), or reach another server: the websocket
  * goes to /websocket/ on the page's own origin only (the CSP says
@@ -23,7 +22,6 @@ const MAX_LOG = 1000; // entries kept: a busy job must not eat the tab's memory
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(window.location.search);
 let client = null;
-let desired = null; // the latest groups asked for
 let eventCount = 0;
 
 function defaultUrl() {
@@ -116,7 +114,6 @@ function readGroups() {
 
 function subscribe(groups) {
   if (!client || groups === null) return;
-  desired = groups;
   log("request", "subscribe " + JSON.stringify(groups));
   // The reply is shown by the "subscribed" listener, which also sees the
   // SDK's own resubscription after a reconnect.
@@ -128,41 +125,19 @@ function subscribe(groups) {
 function connect() {
   if (client) return;
   const groups = readGroups();
-  if (groups !== null) start(groups, true);
+  if (groups !== null) start(groups);
 }
 
 // One WsgwClient; its listeners act only while it is the console's client.
-// offerV2: offer wsgw.2 (the SDK's default). A gateway with the history off
-// selects no subprotocol, and Chromium then fails the handshake ("Sent
-// non-empty Sec-WebSocket-Protocol header but no response"), which the page
-// sees only as 1006 before open, like a refused token: after
-// V2_FAILURES such failures without ever opening, the console tries once
-// more without offering it (a refused token fails that way too, and keeps
-// being retried, as before).
-const V2_FAILURES = 2;
-
-function start(groups, offerV2) {
+// The SDK offers wsgw.2 and wsgw.1: a gateway with its history off answers
+// wsgw.1 (the old protocol), so the console works against either.
+function start(groups) {
   const token = $("token").value.trim();
-  const opts = token ? { token } : {};
-  if (!offerV2) opts.protocol = null;
   // A static token: an expired one stops the console or is retried, which
   // the operator sees, rather than the console minting anything.
-  const c = new WsgwClient(defaultUrl(), opts);
+  const c = new WsgwClient(defaultUrl(), token ? { token } : {});
   const mine = (fn) => (arg) => { if (c === client) fn(arg); };
-  let opened = false;
-  let failures = 0;
-  c.on("state", mine((st) => {
-    if (st.state === "open") opened = true;
-    if (st.state === "waiting" && !opened && offerV2 && ++failures >= V2_FAILURES) {
-      log("close", "code " + st.code + " before open, " + failures +
-          " times: trying without wsgw.2 (a gateway with its history off)");
-      client = null;
-      c.close();
-      start(desired, false);
-      return;
-    }
-    onState(st);
-  }));
+  c.on("state", mine(onState));
   c.on("stopped", mine(onStopped));
   c.on("subscribed", mine(showReply));
   c.on("event", mine((ev) => {

@@ -127,9 +127,19 @@ emit_lines() {
   cat <<EOF
    build/chanctl emit jobs-status_changed '{"status": "running"}' --amqp.url=$AMQP_URL
    build/chanctl emit job_events-42 '{"counter": 1, "stdout": "hello from chanctl"}' --amqp.url=$AMQP_URL
+   curl -sS -H "Authorization: Bearer $EMIT_KEY" -d '{"counter": 2, "stdout": "hello over HTTP"}' "http://127.0.0.1:$EMIT_PORT/emit?group=job_events-42"
+   WSGW_AMQP_URL=$AMQP_URL PYTHONPATH=clients/python /usr/bin/python3 -c "import wsgw; wsgw.emit('job_events-42', {'counter': 3, 'stdout': 'hello from Python'})"
 EOF
-  # More ways to emit (HTTP through emitd, Python's wsgw package) print
-  # their lines here, to the same groups.
+}
+
+# 0 when emitd answers /readyz with 200 (on the broker): the printed HTTP
+# emit line works.
+emit_ready() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$EMIT_PORT" || exit 1
+    printf 'GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+    timeout 5 head -c 12 <&3 | grep -q '^HTTP/1\.1 200'
+  ) 2>/dev/null
 }
 
 # Prints the connection details once the stack is up; runs beside the
@@ -141,7 +151,7 @@ announce() {
     echo "run.sh: chanctl token failed" >&2
     return
   }
-  until gateway_accepts "$token" && processes_ready; do
+  until gateway_accepts "$token" && processes_ready && emit_ready; do
     if ! kill -0 "$runner" 2>/dev/null; then return; fi
     if ((SECONDS >= deadline)); then
       echo "run.sh: the gateway did not accept a websocket on 127.0.0.1:$GW_PORT within 120s" >&2

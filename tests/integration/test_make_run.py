@@ -7,7 +7,8 @@ started, the broker included.
 The event console (issue 15, item 4): Chromium opens the printed console URL
 as a newcomer would and presses Connect; no "access denied" is shown (the
 printed token may join the console's default groups), the subscription
-reply is, and the event of each printed chanctl emit line appears on the
+reply is, and the event of each printed emit line (chanctl, curl to emitd,
+Python's wsgw.emit) appears on the
 page, exactly.
 
 Also the first `make run` on a fresh machine (issue 11): the packages that
@@ -16,6 +17,7 @@ depends on deps must build in a sub-make started after it. Checked in
 make's own database, and by a `make run` in a copy of the tree whose deps
 step is the first to create llhttp's source folder (LLHTTP_DIR)."""
 
+import ast
 import asyncio
 import json
 import os
@@ -105,6 +107,39 @@ def test_make_run_serves_until_ctrl_c(dev_stack):
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+EMIT_FORMS = (
+    # (the printed line, its group, the text the console shows)
+    (r"build/chanctl emit (?P<g>\S+) '(?P<t>.*)' --amqp\.url=\S+", None),
+    (r"curl -sS -H \"Authorization: Bearer \S+\" -d '(?P<t>.*)' "
+     r"\"http://127\.0\.0\.1:\d+/emit\?group=(?P<g>\S+)\"", None),
+    (r"WSGW_AMQP_URL=\S+ PYTHONPATH=clients/python /usr/bin/python3 -c "
+     r"\"import wsgw; wsgw\.emit\('(?P<g>\S+)', (?P<t>\{.*\})\)\"", "python"),
+)
+
+
+def printed_emit_lines(out):
+    """(line, group, text) for every line of the printed "emit, from another
+    shell" block: chanctl, curl (emitd) and Python (wsgw.emit of a dict:
+    json.dumps' text). A line of none of these forms fails."""
+    block = out.split(" emit, from another shell:\n", 1)[1].split("\n\n", 1)[0]
+    found = []
+    for line in block.splitlines():
+        line = line.strip()
+        for form, kind in EMIT_FORMS:
+            m = re.fullmatch(form, line)
+            if m:
+                t = m.group("t")
+                if kind == "python":
+                    t = json.dumps(ast.literal_eval(t), separators=(",", ":"))  # as wsgw does
+                found.append((line, m.group("g"), t))
+                break
+        else:
+            pytest.fail(f"a printed emit line of no known form: {line!r}")
+    kinds = {line.split()[0].split("=")[0] for line, _, _ in found}
+    assert kinds == {"build/chanctl", "curl", "WSGW_AMQP_URL"}, found
+    return found
+
+
 LOG_TEXTS = "Array.from(document.querySelectorAll('#log li.{kind} .text')).map(e => e.textContent)"
 
 
@@ -112,7 +147,7 @@ def test_console_from_the_printed_url(dev_stack, tmp_path):
     proc, text = dev_stack
     out = text()
     console = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_.-]+)", out).group(1)
-    emits = re.findall(r"^\s*(build/chanctl emit (\S+) '(.*)' --amqp\.url=\S+)$", out, re.M)
+    emits = printed_emit_lines(out)
     groups = {g for _, g, _ in emits}
     assert {"jobs-status_changed", "job_events-42"} <= groups, emits
     browser = Browser.launch(tmp_path / "chromium")

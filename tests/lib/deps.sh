@@ -18,7 +18,8 @@
 # iproute2 (ip: network namespaces, veth, bridge) serves tests/lib/netns.sh
 # and broker.sh's nodes on other addresses (test_faults_hosts.py).
 # python3-django (3.2) runs tests/app, the application the integration tests'
-# hooks talk to (tests/integration/djangoapp.py).
+# hooks talk to (tests/integration/djangoapp.py). curl: make run's printed
+# HTTP emit line (emitd) and the tests that run it.
 # nodejs + npm (Debian 12: Node 18) serve the JavaScript SDK's tests and build
 # (clients/js): installed only when `node` or `npm` is not on the PATH (a
 # newer Node from elsewhere is kept); then `npm ci` there when node_modules is
@@ -54,7 +55,7 @@ PACKAGES=(
   python3-websockets python3-pika python3-pytest python3-django
   ruby-foreman nginx-light clang
   systemd man-db openssl chromium
-  libclang-rt-14-dev valgrind iproute2
+  libclang-rt-14-dev valgrind iproute2 curl
 )
 
 missing=()
