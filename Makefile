@@ -142,6 +142,7 @@ help:
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
 	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
+	@echo "make bench-emit  events/s through chanctl, Python, HTTP one by one and in batches (~2 min)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
@@ -248,7 +249,7 @@ $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
@@ -266,6 +267,12 @@ bench-workers: deps
 bench-hooks: deps
 	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) /usr/bin/python3 bench/hooks.py
+# Events/s through each way to emit: chanctl --stdin, the Python package one
+# by one and in batches, emitd's HTTP API one per request and in batches
+# (wrk); rewrites its section of docs/BENCHMARKS.md (~2 min).
+bench-emit: deps
+	@$(AFTER_DEPS) all
+	@WSGW_BUILD=$(BUILD) /usr/bin/python3 bench/emit_paths.py
 # gatewayd with N processes (gateway.processes): fanout with N = 1 and 2, and
 # subscribed connections at each N's open-file ceiling, up to 100,000 with
 # N = 6; prints the table of docs/BENCHMARKS.md "Processes".

@@ -233,6 +233,9 @@ static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gaug
        "Messages lost to those gaps."},
       {"wsgw_gateway_history_resets_total", "counter",
        "Times the gateway forgot its history: its first start, a recreated stream."},
+      {"wsgw_gateway_history_stalls_total", "counter",
+       "Stream consumptions that stopped receiving (not even the gateway's own marker "
+       "came back within history.resume_timeout) and were resumed at the last offset."},
       {"wsgw_gateway_history_offset", "gauge", "Offset of the last stream message read."},
       {"wsgw_gateway_history_ring_messages", "gauge",
        "Messages of the history this process holds to recover wsgw.2 clients from."},
@@ -242,7 +245,8 @@ static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gaug
        "Messages dropped from the ring at history.memory (the oldest first)."},
   };
   const uint64_t v[] = {g->hist_read,        g->hist_resumes,  g->hist_gaps,
-                        g->hist_gap_lost,    g->hist_resets,   g->hist_last_offset,
+                        g->hist_gap_lost,    g->hist_resets,   g->hist_stalls,
+                        g->hist_last_offset,
                         g->ring_messages,    g->ring_bytes,    g->ring_evicted};
   gw_admin__families(b, fam, v, sizeof v / sizeof *v);
   /* wsgw.2 clients (gw_relay, gw_conn) */
@@ -317,6 +321,7 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->hist_gap_lost = h.gap_lost;
   g->hist_resets = h.resets;
   g->hist_last_offset = h.last_offset;
+  g->hist_stalls = h.stalls;
   g->ring_messages = s->hist.n;
   g->ring_bytes = s->hist.bytes;
   g->ring_evicted = s->hist.evicted;

@@ -60,7 +60,7 @@ typedef struct gw_admin_gauges {
   /* the event history's consumer (gw_bridge_hist_stats); hist_on 0: the
    * history is off and none of these is shown */
   uint64_t hist_on, hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
-  uint64_t hist_last_offset;
+  uint64_t hist_last_offset, hist_stalls;
   /* the ring (gw_hist) */
   uint64_t ring_messages, ring_bytes, ring_evicted;
 } gw_admin_gauges;

@@ -129,7 +129,7 @@ struct gw_bridge {
   size_t max_backlog;
   int hist;                /* history.enabled */
   mq_stream_args stream;   /* .name owned */
-  long preload_ms, prefetch, resume_timeout_ms;
+  long preload_ms, prefetch, resume_timeout_ms, check_interval_ms;
   gw_bridge_cb cb;
   void *cb_arg;
   uv_async_t async; /* thread -> loop wake */
@@ -150,7 +150,7 @@ struct gw_bridge {
   atomic_ulong read_pauses; /* times the thread stopped reading at the bound */
   atomic_int up;
   /* the history consumer's counters (gw_bridge_hist_stats) */
-  atomic_ulong hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
+  atomic_ulong hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets, hist_stalls;
   atomic_ullong hist_last;
 
   /* thread only */
@@ -285,6 +285,7 @@ void gw_bridge_hist_stats_get(const gw_bridge *b, gw_bridge_hist_stats *out) {
   out->gaps = atomic_load(&b->hist_gaps);
   out->gap_lost = atomic_load(&b->hist_gap_lost);
   out->resets = atomic_load(&b->hist_resets);
+  out->stalls = atomic_load(&b->hist_stalls);
   out->last_offset = atomic_load(&b->hist_last);
 }
 
@@ -903,9 +904,12 @@ static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
   return gw_bridge__publish_marker(b);
 }
 
-/* The stream is not the one we read before (recreated): cancel, RESET,
- * read it from its first message. */
-static int gw_bridge__hist_restart(gw_bridge *b, const char *why, gw_bridge__batch *batch) {
+/* Cancels the current consumption and begins another: restart = 1 when
+ * the stream is not the one we read before (recreated: RESET, read it from
+ * its first message), 0 to resume from the last offset posted (a stalled
+ * consumer). */
+static int gw_bridge__hist_again(gw_bridge *b, int restart, const char *why,
+                                 gw_bridge__batch *batch) {
   if (gw_bridge__ack_flush(b) != 0) return -1;
   amqp_basic_cancel(b->conn, MQ_CHANNEL, amqp_cstring_bytes(b->hist_tag));
   char err[256];
@@ -913,7 +917,32 @@ static int gw_bridge__hist_restart(gw_bridge *b, const char *why, gw_bridge__bat
     log_warn("hist_consume_failed", "stream=%s reason=\"%s\"", b->stream.name, err);
     return -1;
   }
-  return gw_bridge__hist_begin(b, 1, why, batch);
+  if (!restart) gw_stream_stop(&b->st); /* the next begin resumes */
+  return gw_bridge__hist_begin(b, restart, why, batch);
+}
+
+static int gw_bridge__hist_restart(gw_bridge *b, const char *why, gw_bridge__batch *batch) {
+  return gw_bridge__hist_again(b, 1, why, batch);
+}
+
+/* The watch of gw_stream.h: a marker after check_interval of silence; a
+ * resume when not even that came back. Costs one small publish per
+ * check_interval while the stream is quiet, nothing while it flows. */
+static int gw_bridge__hist_watch(gw_bridge *b, gw_bridge__batch *batch) {
+  uint64_t now = gw_bridge__now_ms();
+  switch (gw_stream_watch(&b->st, now, (uint64_t)b->check_interval_ms,
+                          (uint64_t)b->resume_timeout_ms)) {
+    case GW_STREAM_WATCH_PROBE:
+      return gw_bridge__publish_marker(b);
+    case GW_STREAM_WATCH_STALLED:
+      atomic_fetch_add(&b->hist_stalls, 1);
+      log_warn("hist_stalled", "stream=%s offset=%llu silent_ms=%llu", b->stream.name,
+               (unsigned long long)b->st.last, (unsigned long long)(now - b->st.heard_ms));
+      return gw_bridge__hist_again(b, 0, "stalled", batch);
+    case GW_STREAM_WATCH_NONE:
+      break;
+  }
+  return 0;
 }
 
 /* HIST for one stream message: its frame, unless nobody may receive it
@@ -955,6 +984,7 @@ static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
   b->ack_tag = env->delivery_tag;
   b->ack_n++;
   if (!gw_bridge__bytes_eq(&env->consumer_tag, b->hist_tag)) return 0; /* cancelled */
+  gw_stream_heard(&b->st, gw_bridge__now_ms());
   uint64_t off;
   if (gw_bridge__stream_offset(&env->message.properties, &off) != 0) {
     log_warn("hist_message_dropped", "reason=\"no x-stream-offset\"");
@@ -1085,6 +1115,7 @@ static int gw_bridge__read(gw_bridge *b) {
    * recreated shorter (the broker says nothing of it). */
   if (rc == 0 && b->hist && gw_stream_overdue(&b->st, gw_bridge__now_ms()))
     rc = gw_bridge__hist_restart(b, "resume timeout", &batch);
+  if (rc == 0 && b->hist) rc = gw_bridge__hist_watch(b, &batch);
   gw_bridge__post(b, &batch);
   gw_bridge__note_pause(b);
   return rc;
@@ -1105,6 +1136,12 @@ static void gw_bridge__wait(gw_bridge *b) {
   if (b->st.phase == GW_STREAM_RESUME) { /* wake for its deadline */
     uint64_t now = gw_bridge__now_ms();
     int left = b->st.deadline_ms > now ? (int)(b->st.deadline_ms - now) : 0;
+    if (left < timeout) timeout = left;
+  }
+  uint64_t watch = b->hist ? gw_stream_watch_at(&b->st, (uint64_t)b->check_interval_ms) : 0;
+  if (watch) { /* the stream's watch: a probe or a stall is due then */
+    uint64_t now = gw_bridge__now_ms();
+    int left = watch > now ? (int)(watch - now < 3600000 ? watch - now : 3600000) : 0;
     if (left < timeout) timeout = left;
   }
   if (atomic_load(&b->bind_ops)) { /* binds queued: wake when they may run */
@@ -1201,6 +1238,7 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
   b->preload_ms = cfg->preload_ms;
   b->prefetch = cfg->prefetch > 0 && cfg->prefetch <= 65535 ? cfg->prefetch : 2000;
   b->resume_timeout_ms = cfg->resume_timeout_ms;
+  b->check_interval_ms = cfg->check_interval_ms;
   gw_stream_init(&b->st);
   b->cb = cb;
   b->cb_arg = arg;

@@ -85,6 +85,7 @@ typedef struct gw_bridge_config {
   long preload_ms;         /* a first start reads this much history */
   long prefetch;           /* basic.qos of the stream consumer (1..65535) */
   long resume_timeout_ms;  /* a resume waits this long for its first message */
+  long check_interval_ms;  /* stream silence before a probe marker */
 } gw_bridge_config;
 
 /* The history consumer's counters (for metrics). */
@@ -94,6 +95,7 @@ typedef struct gw_bridge_hist_stats {
   unsigned long gaps;       /* GAP events posted */
   unsigned long gap_lost;   /* messages those gaps lost */
   unsigned long resets;     /* RESET events posted (first start included) */
+  unsigned long stalls;     /* consumptions found dead by the watch (gw_stream.h) */
   uint64_t last_offset;     /* of the last HIST posted */
 } gw_bridge_hist_stats;
 

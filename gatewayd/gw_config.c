@@ -160,6 +160,12 @@ const cfg_opt gw_config_opts[] = {
            history.resume_timeout,
            "time a reconnected gateway waits for the message it stopped at before "
            "taking the stream for recreated (it then starts over, logged)"),
+    GW_OPT("history", "check_interval", CFG_MS, "10s", 100, 3600000, 0,
+           history.check_interval,
+           "silence on the stream after which a gateway publishes a marker to see that "
+           "its consumer still receives; when the marker does not come back within "
+           "resume_timeout the consumption is resumed from the last offset read (logged "
+           "hist_stalled)"),
     GW_OPT("history", "memory", CFG_BYTES, "64MiB", 65536, 68719476736L, 0,
            history.memory, "bytes of recent history each gateway process keeps to "
            "recover clients from"),

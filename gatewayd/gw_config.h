@@ -24,6 +24,7 @@ typedef struct gw_history_settings {
   long preload;       /* ms of history read at a first start before going live */
   long prefetch;      /* unacknowledged stream messages the broker sends ahead */
   long resume_timeout;/* ms a resume waits for its first message */
+  long check_interval;/* ms of stream silence before a probe marker */
   long memory;        /* bytes of recent history each gateway process keeps */
 } gw_history_settings;
 

@@ -215,6 +215,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .preload_ms = cfg->history.preload,
       .prefetch = cfg->history.prefetch,
       .resume_timeout_ms = cfg->history.resume_timeout,
+      .check_interval_ms = cfg->history.check_interval,
   };
   s->bridge = gw_bridge_start(loop, &bc, gw_dispatch_events, s);
   if (!s->bridge) return -1;

@@ -27,6 +27,8 @@ gw_stream_from gw_stream_begin(gw_stream *s, int restart, uint64_t now_ms,
                                uint64_t resume_timeout_ms, uint64_t *offset,
                                int *reset) {
   *offset = 0;
+  s->heard_ms = now_ms;
+  s->probe_ms = 0;
   if (restart) {
     s->have_last = 0;
     s->phase = GW_STREAM_PRELOAD;
@@ -109,3 +111,27 @@ int gw_stream_overdue(const gw_stream *s, uint64_t now_ms) {
 }
 
 void gw_stream_stop(gw_stream *s) { s->phase = GW_STREAM_IDLE; }
+
+void gw_stream_heard(gw_stream *s, uint64_t now_ms) {
+  s->heard_ms = now_ms;
+  s->probe_ms = 0;
+}
+
+static int gw_stream__watched(const gw_stream *s) {
+  return s->phase == GW_STREAM_PRELOAD || s->phase == GW_STREAM_LIVE;
+}
+
+gw_stream_watch_result gw_stream_watch(gw_stream *s, uint64_t now_ms, uint64_t idle_ms,
+                                       uint64_t timeout_ms) {
+  if (!gw_stream__watched(s)) return GW_STREAM_WATCH_NONE;
+  if (s->probe_ms) return now_ms >= s->probe_ms ? GW_STREAM_WATCH_STALLED : GW_STREAM_WATCH_NONE;
+  if (now_ms < s->heard_ms + idle_ms) return GW_STREAM_WATCH_NONE;
+  s->probe_ms = now_ms + (timeout_ms ? timeout_ms : 1);
+  assert(s->probe_ms != 0);
+  return GW_STREAM_WATCH_PROBE;
+}
+
+uint64_t gw_stream_watch_at(const gw_stream *s, uint64_t idle_ms) {
+  if (!gw_stream__watched(s)) return 0;
+  return s->probe_ms ? s->probe_ms : s->heard_ms + idle_ms;
+}

@@ -23,6 +23,16 @@
  *            have holes (the broker's own chunks take offsets too): a jump
  *            while reading on is no loss.
  *
+ * The watch (PRELOAD and LIVE): RabbitMQ 3.10 can stop delivering to a
+ * stream consumer that retention overtook (it deleted the segment being
+ * read), silently, with the connection healthy: the stall of issue 15's
+ * session, about one run in ten of an 8 MiB flood through a 1 MiB stream.
+ * Silence alone proves nothing (nobody may be emitting), so after
+ * check_interval of it the caller publishes its marker (PROBE); when
+ * nothing at all arrives within the timeout after that, the consumption is
+ * dead (STALLED): the caller cancels it and resumes from the last offset,
+ * which reports the retention gap as any resume does.
+ *
  * Owns: the phase, the last posted offset and digest, the resume deadline.
  * Must not: do I/O or read the clock (callers pass now_ms).
  */
@@ -63,7 +73,15 @@ typedef struct gw_stream {
   uint64_t last;        /* its offset */
   uint64_t last_digest; /* its chan_pos_digest */
   uint64_t deadline_ms; /* RESUME: start over when nothing came by then */
+  uint64_t heard_ms;    /* the last delivery of this consumption (or its start) */
+  uint64_t probe_ms;    /* a probe is out: stalled when nothing came by then; 0: none */
 } gw_stream;
+
+typedef enum {
+  GW_STREAM_WATCH_NONE = 0,
+  GW_STREAM_WATCH_PROBE,  /* publish a marker now */
+  GW_STREAM_WATCH_STALLED /* cancel and resume from the last offset */
+} gw_stream_watch_result;
 
 void gw_stream_init(gw_stream *s);
 
@@ -83,6 +101,18 @@ gw_stream_action gw_stream_step(gw_stream *s, uint64_t offset, uint64_t digest,
 /* 1 when a resume has waited past its deadline: the caller restarts as for
  * a mismatch (gw_stream_begin with restart = 1). */
 int gw_stream_overdue(const gw_stream *s, uint64_t now_ms);
+
+/* A delivery of the current consumption arrived: it lives. */
+void gw_stream_heard(gw_stream *s, uint64_t now_ms);
+
+/* The watch (above), called every pass of the AMQP thread. PROBE starts a
+ * timeout_ms wait for any delivery; idle_ms is history.check_interval. */
+gw_stream_watch_result gw_stream_watch(gw_stream *s, uint64_t now_ms, uint64_t idle_ms,
+                                       uint64_t timeout_ms);
+
+/* When the watch next has something to do (for the thread's poll); 0 when
+ * it is off (not consuming, or resuming: the resume has its deadline). */
+uint64_t gw_stream_watch_at(const gw_stream *s, uint64_t idle_ms);
 
 /* The connection is gone: the next begin resumes (or starts afresh if
  * nothing was posted yet). */

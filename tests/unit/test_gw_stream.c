@@ -3,7 +3,8 @@
  * consumption starts, the first start going live at its own marker, a
  * resume that finds its message, a recreated stream (another digest at L,
  * or nothing before the deadline), a gap past retention, duplicates and
- * holes while live, and the configuration settings of [history].
+ * holes while live, the watch that finds a dead consumer, and the
+ * configuration settings of [history].
  */
 #include <stdint.h>
 #include <string.h>
@@ -124,6 +125,38 @@ UNIT_TEST(gw_stream_lost_before_anything_posted_starts_afresh) {
   gw_stream_stop(&s);
   UNIT_CHECK(gw_stream_begin(&s, 0, 0, 5000, &off, &reset) == GW_STREAM_FROM_OFFSET);
   UNIT_CHECK(off == 3 && reset == 0);
+}
+
+/* The watch: silence -> a probe; anything heard -> no stall; nothing even
+ * after the probe -> stalled, and the resume that follows reports the
+ * retention gap. begin at t=0, check_interval 1000, timeout 500. */
+UNIT_TEST(gw_stream_watch_probes_after_silence_and_a_dead_consumer_is_stalled) {
+  gw_stream s;
+  gw_stream__live_at_13(&s); /* begun at t = 0 */
+  UNIT_CHECK(gw_stream_watch_at(&s, 1000) == 1000);
+  UNIT_CHECK(gw_stream_watch(&s, 999, 1000, 500) == GW_STREAM_WATCH_NONE);
+  UNIT_CHECK(gw_stream_watch(&s, 1000, 1000, 500) == GW_STREAM_WATCH_PROBE);
+  UNIT_CHECK(gw_stream_watch_at(&s, 1000) == 1500);
+  UNIT_CHECK(gw_stream_watch(&s, 1200, 1000, 500) == GW_STREAM_WATCH_NONE); /* one probe */
+  gw_stream_heard(&s, 1300); /* the marker came back: alive */
+  UNIT_CHECK(gw_stream_watch(&s, 1600, 1000, 500) == GW_STREAM_WATCH_NONE);
+  UNIT_CHECK(gw_stream_watch(&s, 2300, 1000, 500) == GW_STREAM_WATCH_PROBE);
+  UNIT_CHECK(gw_stream_watch(&s, 2799, 1000, 500) == GW_STREAM_WATCH_NONE);
+  UNIT_CHECK(gw_stream_watch(&s, 2800, 1000, 500) == GW_STREAM_WATCH_STALLED);
+  /* the caller cancels and resumes at the last offset: retention took 14..99 */
+  gw_stream_stop(&s);
+  UNIT_CHECK(gw_stream_watch(&s, 9000, 1000, 500) == GW_STREAM_WATCH_NONE); /* idle */
+  UNIT_CHECK(gw_stream_watch_at(&s, 1000) == 0);
+  uint64_t off;
+  int reset;
+  UNIT_CHECK(gw_stream_begin(&s, 0, 3000, 500, &off, &reset) == GW_STREAM_FROM_OFFSET);
+  UNIT_CHECK(off == 13 && reset == 0);
+  UNIT_CHECK(gw_stream_watch(&s, 3100, 1000, 500) == GW_STREAM_WATCH_NONE); /* resuming */
+  gw_stream_action a = gw_stream_step(&s, 100, 5, 0);
+  UNIT_CHECK(a.flags == (GW_STREAM_GAP | GW_STREAM_GO_LIVE | GW_STREAM_POST));
+  UNIT_CHECK(a.gap_from == 14 && a.live == 100);
+  gw_stream_heard(&s, 3200);
+  UNIT_CHECK(gw_stream_watch_at(&s, 1000) == 4200); /* watched again, from the begin's clock */
 }
 
 UNIT_TEST(gw_config_has_the_history_settings) {
