@@ -97,8 +97,9 @@ gw_stream_action gw_stream_step(gw_stream *s, uint64_t offset, uint64_t digest,
       assert(s->have_last);
       if (offset <= s->last) return a; /* seen already */
       /* A jump is not a loss here: the broker's own chunks take offsets
-       * too (a tracking snapshot opens every segment), and a consumer that
-       * reads on is never overtaken by retention. */
+       * too (a tracking snapshot opens every segment). A consumer that
+       * retention overtakes gets no jump either: RabbitMQ 3.10 stalls it
+       * instead, and the watch's resume reports the gap. */
       a.flags = GW_STREAM_POST;
       gw_stream__posted(s, offset, digest);
       return a;
