@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import free_port, pinned, put_block  # noqa: E402
 BUILD = Path(os.environ.get("WSGW_BUILD", "build"))
 if not BUILD.is_absolute():
     BUILD = ROOT / BUILD
@@ -50,19 +52,10 @@ SIZE = 200
 CHANCTL_EVENTS = 20000
 PY_EVENTS = 5000
 WRK_SECONDS = 5
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN = "<!-- bench-emit:begin (written by bench/emit_paths.py; edits here are lost) -->"
 END = "<!-- bench-emit:end -->"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(argv, cpu):
-    return (["taskset", "-c", str(cpu)] if os.cpu_count() >= 2 else []) + argv
 
 
 def event(seq):
@@ -234,13 +227,7 @@ def report(med):
 
 
 def write_doc(text):
-    doc = DOC.read_text()
-    if BEGIN in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Emit paths\n\n" + text + "\n"
-    DOC.write_text(doc)
+    put_block(text, BEGIN, END, "Emit paths")
 
 
 def main():

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import free_port, pinned, put_block  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from djangoapp import GATEWAY_ARGS, DjangoApp  # noqa: E402
 
@@ -46,19 +48,10 @@ if not BUILD.is_absolute():
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECRET = "bench-secret-" + os.urandom(16).hex()
 CONNS, CHURN_MS, DELAY_MS = 200, 5000, 5
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN = "<!-- bench-hooks:begin (written by bench/hooks.py; edits here are lost) -->"
 END = "<!-- bench-hooks:end -->"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(argv, cpu):
-    return (["taskset", "-c", str(cpu)] if os.cpu_count() >= 2 else []) + argv
 
 
 class Stack:
@@ -177,14 +170,7 @@ def report(fig):
 
 
 def write_doc(text):
-    doc = DOC.read_text()
-    if BEGIN in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Application hooks: subscriptions through the " \
-              "application\n\n" + text + "\n"
-    DOC.write_text(doc)
+    put_block(text, BEGIN, END, "Application hooks: subscriptions through the application")
 
 
 def main():
