@@ -1,13 +1,15 @@
 """benchlib.py - what the Python benchmark scripts share (hooks.py,
 emit_paths.py; lib.sh is the shell scripts' counterpart).
 
-Owns: a free loopback port, pinning a command to a CPU, and replacing a
-script's generated block of docs/BENCHMARKS.md. Must not: start anything
-or keep state.
+Owns: a free loopback port, pinning a command to a CPU, stopping what a
+script started, and replacing a script's generated block of
+docs/BENCHMARKS.md. Must not: start anything or keep state.
 """
 
 import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +25,18 @@ def free_port():
 def pinned(argv, cpu):
     """argv under taskset on CPU cpu (as is on a one-CPU machine)."""
     return (["taskset", "-c", str(cpu)] if os.cpu_count() >= 2 else []) + argv
+
+
+def stop_all(procs):
+    """SIGTERM to each process, the last started first; SIGKILL to one that
+    has not exited 10 s later."""
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def put_block(text, begin, end, heading):

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import free_port, pinned, put_block  # noqa: E402
+from benchlib import free_port, pinned, put_block, stop_all  # noqa: E402
 BUILD = Path(os.environ.get("WSGW_BUILD", "build"))
 if not BUILD.is_absolute():
     BUILD = ROOT / BUILD
@@ -112,13 +111,7 @@ class Stack:
         raise RuntimeError("emitd was not ready (on the broker) within 30 s")
 
     def stop(self):
-        for p in reversed(self.procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(self.procs)
         subprocess.run([str(ROOT / "tests/lib/broker.sh"), "stop", str(self.broker)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

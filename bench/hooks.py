@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from benchlib import free_port, pinned, put_block  # noqa: E402
+from benchlib import free_port, pinned, put_block, stop_all  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from djangoapp import GATEWAY_ARGS, DjangoApp  # noqa: E402
 
@@ -82,13 +81,7 @@ class Stack:
         raise RuntimeError("the gateway did not start")
 
     def stop(self):
-        for p in reversed(self.procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(self.procs)
         self.procs = []
 
 

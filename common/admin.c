@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpstatus.h"
+
 admin_route_id admin_route(const char *method, const char *target) {
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return ADMIN_BAD_METHOD;
@@ -28,20 +30,6 @@ admin_route_id admin_route(const char *method, const char *target) {
   return ADMIN_NOT_FOUND;
 }
 
-static const char *admin__reason(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-  }
-}
 
 size_t admin_response_head(char *out, size_t outlen, int status,
                            const char *content_type, size_t content_length) {
@@ -52,7 +40,7 @@ size_t admin_response_head(char *out, size_t outlen, int status,
                    "%s"
                    "Cache-Control: no-store\r\n"
                    "Connection: close\r\n\r\n",
-                   status, admin__reason(status), content_type, content_length,
+                   status, http_reason(status), content_type, content_length,
                    status == 405 ? "Allow: GET, HEAD\r\n" : "");
   return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
 }

@@ -29,6 +29,9 @@
 
 typedef struct em_conn em_conn;
 
+/* Bytes one read takes from a socket. */
+#define EM_HTTP_READ_CHUNK 65536
+
 typedef struct em_server {
   uv_loop_t *loop;
   uv_tcp_t listener;
@@ -41,6 +44,8 @@ typedef struct em_server {
   size_t waiting;      /* requests submitted, not answered */
   int stopping;        /* no new connections, keep-alive ends */
   em_conn *all;        /* every open connection */
+  int rbuf_busy;       /* rbuf lent to a read in progress */
+  char rbuf[EM_HTTP_READ_CHUNK]; /* every connection's reads (em_http__alloc) */
 } em_server;
 
 /* Listens on conf->listen. 0, or -1 with a reason. The keys and the broker

@@ -160,6 +160,7 @@ struct gw_bridge {
   uint64_t last_rx_ms, last_tx_ms; /* heartbeat bookkeeping */
   mq_confirms confirms;            /* publishes awaiting ack/nack */
   int paused;                      /* stopped reading at the backlog bound */
+  int hist_heard;                  /* a delivery of the consumption this pass */
   uint64_t bind_after_ms;          /* no binds before (their duty cycle) */
   /* the history stream's consumption (history on) */
   gw_stream st;
@@ -871,6 +872,7 @@ static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
                                  gw_bridge__batch *batch) {
   uint64_t off;
   int reset;
+  b->hist_heard = 0; /* what the old consumption delivered says nothing of this one */
   gw_stream_from from = gw_stream_begin(&b->st, restart, gw_bridge__now_ms(),
                                         (uint64_t)b->resume_timeout_ms, &off, &reset);
   if (reset) {
@@ -930,6 +932,8 @@ static int gw_bridge__hist_restart(gw_bridge *b, const char *why, gw_bridge__bat
  * check_interval while the stream is quiet, nothing while it flows. */
 static int gw_bridge__hist_watch(gw_bridge *b, gw_bridge__batch *batch) {
   uint64_t now = gw_bridge__now_ms();
+  if (b->hist_heard) gw_stream_heard(&b->st, now);
+  b->hist_heard = 0;
   switch (gw_stream_watch(&b->st, now, (uint64_t)b->check_interval_ms,
                           (uint64_t)b->resume_timeout_ms)) {
     case GW_STREAM_WATCH_PROBE:
@@ -984,7 +988,7 @@ static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
   b->ack_tag = env->delivery_tag;
   b->ack_n++;
   if (!gw_bridge__bytes_eq(&env->consumer_tag, b->hist_tag)) return 0; /* cancelled */
-  gw_stream_heard(&b->st, gw_bridge__now_ms());
+  b->hist_heard = 1; /* the watch is told once per pass (gw_bridge__hist_watch) */
   uint64_t off;
   if (gw_bridge__stream_offset(&env->message.properties, &off) != 0) {
     log_warn("hist_message_dropped", "reason=\"no x-stream-offset\"");

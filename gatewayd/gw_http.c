@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "httpstatus.h"
 #include "origin.h"
 
 #define GW_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -339,24 +340,9 @@ size_t gw_http_switching(const char *key, const char *protocol, char *buf,
   return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
 }
 
-static const char *gw_http__reason(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
-  }
-}
 
 size_t gw_http_error(int status, char *buf, size_t buflen) {
-  const char *reason = gw_http__reason(status);
+  const char *reason = http_reason(status);
   const char *extra = status == 426 ? "Sec-WebSocket-Version: 13\r\n"
                       : status == 405 ? "Allow: GET\r\n"
                                       : "";

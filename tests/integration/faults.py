@@ -5,11 +5,13 @@ hand-made command line, reading log records by event and level, the broker's
 queue counters, a direct AMQP connection that plays a crashing worker or
 sends channel messages, timing helpers, a websocket reader on a raw socket
 for streams too long for a Python websocket library, a TCP proxy in front of
-the broker that cuts or stalls what it carries, and a private RabbitMQ node
+the broker that cuts or stalls what it carries, a backend emitting numbered
+events through a failover, and a private RabbitMQ node
 (module-scoped) for the tests that stop, kill or freeze one. Must not:
 stop, kill or freeze the suite's shared node (other modules use it).
 """
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -26,7 +28,8 @@ from pathlib import Path
 import pika
 import pytest
 
-from conftest import BROKER_SH, SAN_ENV, SECRET, Broker, Daemon, binary, jwt_for, wait_until
+from conftest import (BROKER_SH, SAN_ENV, SECRET, Broker, Daemon, PikaEmitter, binary, jwt_for,
+                      wait_until)
 
 # Tests that take minutes run only in `make test-faults` (WSGW_FAULTS=1).
 SLOW = pytest.mark.skipif(os.environ.get("WSGW_FAULTS") != "1",
@@ -417,3 +420,61 @@ class BrokerProxy:
         self.cut()
         self.flow()
         self.lsock.close()
+
+
+class SeqEmitter:
+    """A backend emitting {"seq": n} to every group of names every `every`
+    s from a thread, with confirms. An event the broker refuses or
+    could not confirm (a node failing over) is published again before the
+    next: "at least once" from the backend, so a duplicate on the page
+    would be the gateway's or the SDK's doing only if the seq repeats
+    without a refusal (retries counts them)."""
+
+    def __init__(self, url, names, every):
+        self.url, self.names, self.every = url, names, every
+        self.last, self.retries = 0, 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _publish(self, emitter, group, text):
+        while True:
+            try:
+                emitter = emitter or PikaEmitter(self.url)
+                emitter.emit(group, text)
+                return emitter
+            except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+                self.retries += 1
+            except pika.exceptions.AMQPError:
+                self.retries += 1
+                emitter = None
+            time.sleep(0.1)
+
+    def _run(self):
+        emitter = None
+        while not self._stop.is_set():
+            n = self.last + 1
+            for g in self.names:
+                emitter = self._publish(emitter, g, json.dumps({"seq": n}))
+            self.last = n
+            time.sleep(self.every)
+        if emitter:
+            try:
+                emitter.close()
+            except pika.exceptions.AMQPError:
+                pass
+
+    async def wait_past(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while self.last < n:
+            assert time.monotonic() < deadline, f"the emitter did not reach {n} ({self.last})"
+            await asyncio.sleep(0.02)
+
+    def finish(self):
+        self._stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the emitter did not stop"
+        return self.last

@@ -22,15 +22,13 @@ import json
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
-import pika
 import pytest
 
-from conftest import (BROKER_SH, HISTORY_STREAM, Broker, Cluster, PikaEmitter, _log_dir, open_client, recv_json,
+from conftest import (BROKER_SH, HISTORY_STREAM, Broker, Cluster, _log_dir, open_client, recv_json,
                       run, running)
-from faults import SLOW, records, wait_record
+from faults import SLOW, SeqEmitter, records, wait_record
 from test_faults_broker import GROUP, epoch, expect_all, open_many
 
 pytestmark = SLOW
@@ -98,44 +96,6 @@ def queue_types(node):
     return {name: kind for name, kind in rows if name in WORK_QUEUES + ("websocket.dead",)}
 
 
-class SeqEmitter:
-    """A backend emitting {"seq": n} every EMIT_EVERY s from a thread, with
-    confirms: an event the broker refuses (while the history's leader is
-    being replaced) is published again before the next one."""
-
-    def __init__(self, url):
-        self.url, self.last, self.retries = url, 0, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _publish(self, emitter, text):
-        while True:
-            try:
-                emitter = emitter or PikaEmitter(self.url)
-                emitter.emit(GROUP, text)
-                return emitter
-            except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
-                self.retries += 1
-            except pika.exceptions.AMQPError:
-                self.retries += 1
-                emitter = None
-            time.sleep(0.1)
-
-    def _run(self):
-        emitter = None
-        while not self.stop.is_set():
-            emitter = self._publish(emitter, json.dumps({"seq": self.last + 1}))
-            self.last += 1
-            time.sleep(EMIT_EVERY)
-        if emitter:
-            emitter.close()
-
-    def finish(self):
-        self.stop.set()
-        self.thread.join(30)
-        return self.last
-
-
 async def collect(ws, got):
     """Appends the seq of each event until cancelled."""
     while True:
@@ -180,7 +140,7 @@ def test_node_killed_under_a_gateway(ccluster, rabbit_cluster):
         await asyncio.to_thread(c.emit, GROUP, '{"before": true}')
         await expect_all(a_clients + b_clients, ['{"before": true}'])
         # Events every 50 ms across the kill, from a backend on B's node.
-        seqs = SeqEmitter(node_of(gw_b, "amqp_up", nodes).url(VHOST))
+        seqs = SeqEmitter(node_of(gw_b, "amqp_up", nodes).url(VHOST), (GROUP,), EMIT_EVERY)
         seen = [[] for _ in a_clients + b_clients]
         tasks = [asyncio.create_task(collect(ws, g)) for ws, g in zip(a_clients + b_clients, seen)]
         seqs.thread.start()

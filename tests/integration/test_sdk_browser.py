@@ -25,18 +25,18 @@ without duplicates, across:
 """
 
 import asyncio
+import functools
 import json
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pika
 import pytest
 
-from conftest import Daemon, Gateway, PikaEmitter, jwt_for, run, run_tool
+from conftest import Daemon, Gateway, jwt_for, run, run_tool
+import faults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from cdp import Browser, Page  # noqa: E402
@@ -52,62 +52,8 @@ TOKEN_TTL = 6      # seconds, the refresh test's tokens
 pytestmark = pytest.mark.skipif(not SDK.exists(), reason="clients/js/src/wsgw.js not in this tree")
 
 
-class SeqEmitter:
-    """A backend emitting {"seq": n} to every group of NAMES every
-    EMIT_EVERY s from a thread, with confirms. An event the broker refuses or
-    could not confirm (a node failing over) is published again before the
-    next: "at least once" from the backend, so a duplicate on the page
-    would be the gateway's or the SDK's doing only if the seq repeats
-    without a refusal (retries counts them)."""
-
-    def __init__(self, url, names=NAMES, every=EMIT_EVERY):
-        self.url, self.names, self.every = url, names, every
-        self.last, self.retries = 0, 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def _publish(self, emitter, group, text):
-        while True:
-            try:
-                emitter = emitter or PikaEmitter(self.url)
-                emitter.emit(group, text)
-                return emitter
-            except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
-                self.retries += 1
-            except pika.exceptions.AMQPError:
-                self.retries += 1
-                emitter = None
-            time.sleep(0.1)
-
-    def _run(self):
-        emitter = None
-        while not self._stop.is_set():
-            n = self.last + 1
-            for g in self.names:
-                emitter = self._publish(emitter, g, json.dumps({"seq": n}))
-            self.last = n
-            time.sleep(self.every)
-        if emitter:
-            try:
-                emitter.close()
-            except pika.exceptions.AMQPError:
-                pass
-
-    async def wait_past(self, n, timeout=30):
-        deadline = time.monotonic() + timeout
-        while self.last < n:
-            assert time.monotonic() < deadline, f"the emitter did not reach {n} ({self.last})"
-            await asyncio.sleep(0.02)
-
-    def finish(self):
-        self._stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the emitter did not stop"
-        return self.last
+# The page's two groups, every EMIT_EVERY s (faults.SeqEmitter).
+SeqEmitter = functools.partial(faults.SeqEmitter, names=NAMES, every=EMIT_EVERY)
 
 
 class PageRig:
