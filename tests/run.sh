@@ -158,14 +158,16 @@ fi
 
 # The JavaScript SDK (clients/js): its unit tests count one each (node's
 # summary: "# pass N" from the TAP reporter, "ℹ pass N" from the spec one);
+# a test node cancelled (one whose promise never settled) counts as failed;
 # the declarations check and the minified build count one each.
 add_counts_from_node() {
-  local p f
+  local p f c
   p=$(grep -aE '^(# |ℹ )pass [0-9]+$' "$1" | tail -n 1 | grep -oE '[0-9]+$' || true)
   f=$(grep -aE '^(# |ℹ )fail [0-9]+$' "$1" | tail -n 1 | grep -oE '[0-9]+$' || true)
+  c=$(grep -aE '^(# |ℹ )cancelled [0-9]+$' "$1" | tail -n 1 | grep -oE '[0-9]+$' || true)
   [[ -n $p && -n $f ]] || return 1
   passed=$((passed + p))
-  failed=$((failed + f))
+  failed=$((failed + f + ${c:-0}))
 }
 
 # One step of clients/js that counts one: NAME LOG COMMAND...
@@ -191,8 +193,11 @@ else
   rc=$?
   set -e
   grep -aE '^ *(not ok|# (pass|fail) |ℹ (pass|fail) |✖)' "$log" || true
+  before=$failed
   if ! add_counts_from_node "$log"; then
     fail_step "JavaScript SDK unit tests (no summary; exit $rc; log: $log)"
+  elif ((rc != 0 && failed == before)); then
+    fail_step "JavaScript SDK unit tests (exit $rc, no test counted failed; log: $log)"
   elif ((rc != 0)); then
     failures+=("JavaScript SDK unit tests (log: $log)")
   fi

@@ -424,3 +424,23 @@ test("listeners: an exception in one does not break the client; it is reported",
   assert.deepEqual(errors, ["listener bug", "group listener bug", "listener bug", "group listener bug"]);
   assert.equal(client.positions["jobs-a"], P(2));
 });
+
+test("bound: 10,000 subscribe() calls waiting behind the one in flight, then \"busy\"; two replies settle them all", async () => {
+  const { client, ws } = await opened();
+  const calls = [];
+  for (let i = 0; i < 10001; i++) calls.push(client.subscribe({ jobs: ["status_changed"] }));
+  await assert.rejects(client.subscribe({ jobs: ["status_changed"] }),
+    (e) => e instanceof WsgwError && e.code === "busy");
+  assert.equal(ws.sent.length, 1, "one request with the gateway, the later calls wait coalesced");
+  ws.receive(reply([G1], { positions: { [G1]: P(1) } }));
+  await flush();
+  assert.equal(ws.sent.length, 2, "the 10,000 later calls: one request");
+  ws.receive(reply([G1], { groups_joined: [], positions: { [G1]: P(1) } }));
+  const settled = await Promise.all(calls);
+  assert.equal(settled.length, 10001);
+  assert.deepEqual(settled[10000].current, [G1]);
+  const again = client.subscribe({ jobs: ["status_changed"] }); // room again: not "busy"
+  await flush();
+  ws.receive(reply([G1], { groups_joined: [], positions: { [G1]: P(1) } }));
+  assert.deepEqual((await again).current, [G1]);
+});
