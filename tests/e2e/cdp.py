@@ -169,10 +169,11 @@ class Page:
                 raise CdpError(f"{url} did not finish loading within {timeout}s")
             await asyncio.sleep(0.05)
 
-    async def eval(self, expression):
-        """The value of a JavaScript expression (JSON-serialisable)."""
-        res = await self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                              awaitPromise=True)
+    async def eval(self, expression, timeout=15):
+        """The value of a JavaScript expression (JSON-serialisable); a
+        promise is awaited, for at most timeout seconds."""
+        res = await self.send("Runtime.evaluate", timeout=timeout, expression=expression,
+                              returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in res:
             d = res["exceptionDetails"]
             raise CdpError(f"{expression!r} threw: "

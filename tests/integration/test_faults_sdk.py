@@ -71,8 +71,10 @@ def test_sdk_page_across_a_node_failover(ccluster, rabbit_cluster, browser):
             await asyncio.to_thread(subprocess.run, [str(BROKER_SH), "kill", str(dead.dir)],
                                     check=True, timeout=60, stdout=subprocess.DEVNULL)
             c.broker = next(n for n in nodes if n is not dead)  # rabbitmqctl from here on
-            # A subscription request while the workers fail over.
-            reply = await rig.page.eval(f"window.subscribeNow({json.dumps(GROUPS)})")
+            # A subscription request while the workers fail over. It waits for
+            # the failover and then for the SDK's backoff, which the refused
+            # handshakes meanwhile have grown (1 run in 6 took over 15 s).
+            reply = await rig.page.eval(f"window.subscribeNow({json.dumps(GROUPS)})", timeout=60)
             figures["request_answered_s"] = round(time.time() - t_kill, 2)
             assert reply is not None, (await rig.rec())["rejects"]
             first_reply_ok(reply)
