@@ -249,7 +249,12 @@ declare -A CONTROL_READ=(
 mkdir -p "$SECRETS"
 chmod 700 "$SECRETS"
 
-if ctl list_vhosts --no-table-headers name | grep -qxF -- "$VHOST"; then
+# Listings are read whole before they are searched: `ctl ... | grep -q`
+# lets grep exit at the first match, rabbitmqctl then dies writing the rest
+# (":terminated"), and under pipefail the vhost would look absent: 1 try in
+# 20 on a test node with 31 vhosts, and an older broker then looked new.
+VHOSTS=$(ctl list_vhosts --no-table-headers name) || die "rabbitmqctl list_vhosts failed; nothing was changed."
+if grep -qxF -- "$VHOST" <<<"$VHOSTS"; then
   echo "vhost $VHOST: exists"
   XTYPE=$(ctl list_exchanges -p "$VHOST" --no-table-headers name type |
           awk -F '\t' '$1 == "websocket.groups" { print $2 }')

@@ -392,3 +392,31 @@ def test_setup_script_without_history(broker, tmp_path):
 def test_setup_script_refuses_unknown_argument():
     proc = subprocess.run([str(SETUP), "--bogus"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "unknown argument" in proc.stderr
+
+
+def test_setup_script_reads_a_listing_whole(tmp_path):
+    """A listing whose reader leaves early kills rabbitmqctl (":terminated",
+    non-zero): the script reads each listing whole before searching it, so
+    an existing vhost (listed first, with 2,000 more after it) is found and
+    its direct exchange refused, not taken for a new broker. A stand-in CLI
+    (it never reaches a broker: the script stops before changing anything)
+    makes the early exit certain; against the real CLI it was 1 try in 20."""
+    cli = tmp_path / "ctl"
+    cli.write_text("""#!/bin/bash
+trap 'echo :terminated >&2; exit 70' PIPE
+case $1 in
+  list_vhosts) echo old_vhost; sleep 0.3
+               for i in $(seq 2000); do echo "v$i" || { echo :terminated >&2; exit 70; }; done ;;
+  list_exchanges) printf 'websocket.groups\\tdirect\\n' ;;
+  list_queues) ;;
+  *) echo "stand-in: $1 must not be reached" >&2; exit 99 ;;
+esac
+""")
+    cli.chmod(0o755)
+    proc = subprocess.run([str(SETUP), "--vhost", "old_vhost", "--prefix", "x-",
+                           "--secrets", str(tmp_path / "secrets"), "--host", "127.0.0.1:1"],
+                          env={**os.environ, "RABBITMQCTL": str(cli)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "vhost old_vhost: exists" in proc.stdout, proc.stdout
+    assert "is a direct exchange" in proc.stderr and "must not be reached" not in proc.stderr
