@@ -24,7 +24,8 @@ endif
 # wslay ships no pkg-config file in Debian 12: linked by name.
 # libsystemd: sd_notify (readiness, watchdog); a no-op outside systemd.
 # libcurl: workerd's client of the application hooks (libcurl4-openssl-dev).
-PKGS     := libuv librabbitmq libcjson openssl inih libsystemd libcurl
+# zlib: gatewayd's permessage-deflate (zlib1g-dev; why not libdeflate: gw_deflate.c).
+PKGS     := libuv librabbitmq libcjson openssl inih libsystemd libcurl zlib
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
@@ -162,7 +163,8 @@ FUZZ_LIB     := $(call fuzz_obj,$(COMMON_SRC) $(PROTO_SRC))
 FUZZ_LLHTTP  := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
 
 $(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHTTP)
-$(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
+$(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_deflate.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
+$(FUZZ_BUILD)/fuzz_pmd: $(call fuzz_obj,gatewayd/gw_pmd.c)
 $(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
 $(FUZZ_BUILD)/fuzz_hook_answer: $(call fuzz_obj,workerd/wk_hook.c)
 $(FUZZ_BUILD)/fuzz_emit_batch: $(call fuzz_obj,emitd/em_json.c emitd/em_request.c)

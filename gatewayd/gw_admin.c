@@ -270,9 +270,34 @@ static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gaug
   gw_admin__families(b, cu, w, sizeof w / sizeof *w);
 }
 
+/* permessage-deflate (compression on only). */
+static void gw_admin__compression(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
+  if (!g->z_on) return;
+  static const char *const fam[][3] = {
+      {"wsgw_gateway_compressed_messages_sent_total", "counter",
+       "Of messages_sent, those sent compressed (permessage-deflate)."},
+      {"wsgw_gateway_compressions_total", "counter",
+       "Messages compressed: once each, however many clients receive them."},
+      {"wsgw_gateway_compression_input_bytes_total", "counter",
+       "Payload bytes of those messages before compression."},
+      {"wsgw_gateway_compression_output_bytes_total", "counter", "... and after."},
+      {"wsgw_gateway_compression_not_smaller_total", "counter",
+       "Messages over compression.min_size that compressed to no fewer bytes (sent plain)."},
+      {"wsgw_gateway_decompressions_total", "counter",
+       "Compressed client messages decompressed."},
+      {"wsgw_gateway_decompression_refusals_total", "counter",
+       "Compressed client messages refused: over max_message once decompressed (1009) "
+       "or not valid deflate data (1007)."},
+  };
+  const uint64_t v[] = {st->msgs_out_z,    g->z_twins,   g->z_plain_bytes, g->z_bytes,
+                        g->z_not_smaller, g->z_inflated, g->z_refused};
+  gw_admin__families(b, fam, v, sizeof v / sizeof *v);
+}
+
 void gw_admin_render(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
   gw_admin__gauges(b, g);
   gw_admin__history(b, st, g);
+  gw_admin__compression(b, st, g);
   for (size_t i = 0; i < sizeof(gw_admin__counters) / sizeof(gw_admin__counters[0]); i++) {
     const gw_admin__metric *m = &gw_admin__counters[i];
     prom_family(b, m->name, m->type, m->help);
@@ -311,6 +336,13 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
   g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
+  g->z_on = (uint64_t)s->cfg->compression.enabled;
+  g->z_twins = s->deflate.stats.twins;
+  g->z_plain_bytes = s->deflate.stats.plain_bytes;
+  g->z_bytes = s->deflate.stats.z_bytes;
+  g->z_not_smaller = s->deflate.stats.not_smaller;
+  g->z_inflated = s->deflate.stats.inflated;
+  g->z_refused = s->deflate.stats.refused;
   g->hist_on = s->bridge && s->cfg->history.enabled;
   if (!g->hist_on) return;
   gw_bridge_hist_stats h;

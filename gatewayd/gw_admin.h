@@ -63,6 +63,8 @@ typedef struct gw_admin_gauges {
   uint64_t hist_last_offset, hist_stalls;
   /* the ring (gw_hist) */
   uint64_t ring_messages, ring_bytes, ring_evicted;
+  /* permessage-deflate (gw_deflate_stats); z_on 0: compression off */
+  uint64_t z_on, z_twins, z_plain_bytes, z_bytes, z_not_smaller, z_inflated, z_refused;
 } gw_admin_gauges;
 
 void gw_admin_render(strbuf *b, const struct gw_stats *st,

@@ -13,6 +13,7 @@ gw_buf *gw_buf_new(size_t len) {
   if (!b) return NULL;
   b->refs = 1;
   b->len = (uint32_t)len;
+  b->z = NULL;
   return b;
 }
 
@@ -32,6 +33,23 @@ static size_t gw_buf__frame_header(uint8_t *h, int opcode, size_t len) {
   h[1] = 127;
   for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
   return 10;
+}
+
+size_t gw_buf_header_len(size_t len) { return len < 126 ? 2 : len <= 0xffff ? 4 : 10; }
+
+const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len) {
+  uint8_t l7 = b->data[1] & 0x7f;
+  size_t hdr = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
+  assert(b->len >= hdr);
+  *len = b->len - hdr;
+  return b->data + hdr;
+}
+
+size_t gw_buf_heap_bytes(const gw_buf *b) {
+  if (!b) return 0;
+  size_t n = sizeof(*b) + b->len;
+  if (b->z && b->z != b) n += sizeof(*b) + b->z->len;
+  return n;
 }
 
 gw_buf *gw_buf_frame_new(int opcode, size_t len, uint8_t **payload) {
@@ -54,5 +72,8 @@ gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len) {
 
 void gw_buf_unref(gw_buf *b) {
   assert(!b || b->refs > 0); /* one unref per reference */
-  if (b && --b->refs == 0) free(b);
+  if (b && --b->refs == 0) {
+    if (b->z != b) gw_buf_unref(b->z); /* a twin has no twin: one level */
+    free(b);
+  }
 }

@@ -17,6 +17,12 @@
 typedef struct gw_buf {
   uint32_t refs;
   uint32_t len;
+  /* The same message compressed (RFC 7692), for the clients that
+   * negotiated it: NULL until one needs it, the buffer itself when
+   * compressing does not pay. Built once by gw_deflate_twin and released
+   * with the buffer, so an event is compressed once for all its
+   * subscribers, as it is framed once. */
+  struct gw_buf *z;
   uint8_t data[];
 } gw_buf;
 
@@ -26,6 +32,15 @@ gw_buf *gw_buf_new(size_t len);
 /* A text (opcode 1) or binary (opcode 2) server frame holding payload: the
  * header (2, 4 or 10 bytes, unmasked as servers send) and the payload. */
 gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len);
+
+/* The frame header's length for a payload of len bytes (2, 4 or 10). */
+size_t gw_buf_header_len(size_t len);
+
+/* The payload of a frame gw_buf_frame built (after its header). */
+const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len);
+
+/* A buffer's bytes on the heap with its twin's (for memory bounds). */
+size_t gw_buf_heap_bytes(const gw_buf *b);
 
 /* The same frame with its payload left for the caller to write: *payload
  * points at the len bytes after the header. For a payload built in place

@@ -169,6 +169,18 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("history", "memory", CFG_BYTES, "64MiB", 65536, 68719476736L, 0,
            history.memory, "bytes of recent history each gateway process keeps to "
            "recover clients from"),
+    /* permessage-deflate (issue 16): opt-in, as the old protocol's bytes on
+     * the wire stay what they were unless an operator asks. */
+    GW_OPT("compression", "enabled", CFG_BOOL, "false", 0, 0, 0, compression.enabled,
+           "negotiate permessage-deflate (RFC 7692) with clients that offer it (browsers "
+           "do): each event is compressed once per gateway process for all its "
+           "subscribers that negotiated it"),
+    GW_OPT("compression", "min_size", CFG_BYTES, "256", 0, 67108864, 0, compression.min_size,
+           "messages to clients smaller than this go uncompressed (they gain little and "
+           "cost a compression each)"),
+    GW_OPT("compression", "level", CFG_INT, "1", 1, 9, 0, compression.level,
+           "zlib compression level: 1 fastest, 9 smallest (docs/BENCHMARKS.md: level 1 "
+           "on job events)"),
     LOG_CFG_OPT(gw_config, log_level)
     /* [gateway], not [metrics]: one config file may serve both daemons,
      * and each needs its own port (workerd: worker.metrics_listen). */

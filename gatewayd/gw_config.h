@@ -28,6 +28,13 @@ typedef struct gw_history_settings {
   long memory;        /* bytes of recent history each gateway process keeps */
 } gw_history_settings;
 
+/* [compression]: permessage-deflate (RFC 7692, issue 16). */
+typedef struct gw_compression_settings {
+  int enabled;   /* negotiate it with clients that offer it */
+  long min_size; /* messages smaller than this go uncompressed */
+  long level;    /* zlib level, 1 (fastest) to 9 */
+} gw_compression_settings;
+
 typedef struct gw_config {
   /* [gateway] */
   char *listen;            /* host:port */
@@ -75,6 +82,7 @@ typedef struct gw_config {
   long refresh_window;     /* ms after a credential's expiry for a refresh (then 4401) */
   char *slow_client;       /* "catch_up" or "close": wsgw.2 clients over max_send_queue */
   gw_history_settings history; /* [history] */
+  gw_compression_settings compression; /* [compression] */
   /* [log] */
   char *log_level;
   char *metrics_listen;    /* [gateway] metrics_listen; "": off */

@@ -20,6 +20,7 @@
 #include "chan_names.h"
 #include "chan_pos.h"
 #include "chan_reply_channel.h"
+#include "gw_pmd.h"
 #include "log.h"
 
 #define GW_LINGER_MS 2000 /* how long a closing connection may take */
@@ -176,7 +177,13 @@ static int gw_conn__queue_copy(gw_conn *c, const void *data, size_t len) {
   return 0;
 }
 
-void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
+/* The process's deflater when c is sent compressed messages, else NULL. */
+static gw_deflate *gw_conn__deflate(const gw_conn *c) {
+  return (c->ws.pmd & GW_PMD_SEND) ? &c->srv->deflate : NULL;
+}
+
+/* Queues b as it is (already what this client is to get). */
+static void gw_conn__send_wire(gw_conn *c, gw_buf *b) {
   if (c->life.state != GW_CONN_OPEN) return;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
@@ -194,15 +201,22 @@ void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
     return;
   }
   c->srv->stats.msgs_out++;
+  c->srv->stats.msgs_out_z += (b->data[0] & 0x40) != 0; /* RSV1: compressed */
+}
+
+void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
+  gw_deflate *z = gw_conn__deflate(c);
+  gw_conn__send_wire(c, z && c->life.state == GW_CONN_OPEN ? gw_deflate_twin(z, b) : b);
 }
 
 void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
   if (!c->relay.v2) {
-    gw_conn_send_frame(c, e->frame);
+    gw_buf *b = gw_hist_frame_for(h, e, 0, gw_conn__deflate(c));
+    if (b) gw_conn__send_wire(c, b);
     return;
   }
   if (c->relay.lag || c->life.state != GW_CONN_OPEN) return; /* the pump serves it */
-  gw_buf *env = gw_hist_envelope(h, e);
+  gw_buf *env = gw_hist_frame_for(h, e, 1, gw_conn__deflate(c));
   if (!env) {
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
@@ -217,7 +231,7 @@ void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
       gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  gw_conn_send_frame(c, env);
+  gw_conn__send_wire(c, env);
 }
 
 static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t len) {
@@ -331,6 +345,7 @@ static void gw_conn__ws_io(gw_conn *c, gw_ws_io *io) {
   io->now_ms = uv_now(c->srv->loop);
   io->id = c->id;
   io->max_pings = (uint32_t)gw_conn__limit(c, cfg->max_rate, cfg->echo_max_rate);
+  io->deflate = (c->ws.pmd & GW_PMD_RECV) ? &c->srv->deflate : NULL;
   io->budget = &c->srv->stats.partial;
   io->rd = NULL;
   io->rd_len = 0;
@@ -364,7 +379,7 @@ static int gw_conn__relay_open(void *arg) {
 static int gw_conn__relay_push(void *arg, gw_buf *b) {
   gw_conn *c = arg;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c) / 2) return -1;
-  gw_conn_send_frame(c, b);
+  gw_conn__send_wire(c, b); /* the history chose compressed or not */
   return 0;
 }
 
@@ -402,6 +417,7 @@ static void gw_conn__relay_io(gw_conn *c, gw_relay_io *io, char *channel, size_t
   io->expiries = &s->expiries;
   io->rechecks = &s->rechecks;
   io->hist = s->cfg->history.enabled ? &s->hist : NULL;
+  io->deflate = gw_conn__deflate(c);
   io->wall_ms = gw_conn__wall_ms();
   io->refresh_window_ms = (uint64_t)s->cfg->refresh_window;
   /* The echo route changes no groups, so it is never told the binds wait. */
@@ -584,12 +600,20 @@ static void gw_conn__ping(gw_conn *c) {
 static int gw_conn__upgrade(void *arg) {
   gw_conn *c = arg;
   if (c->life.state != GW_CONN_CONNECTING) return -1;
-  char resp[256];
+  char resp[512], ext[GW_PMD_ANSWER_MAX];
   const char *key = gw_http_req_header(c->req, "sec-websocket-key");
   const char *protocol = c->relay.v2 ? CHAN_POS_PROTOCOL
                          : gw_http_wants_protocol(c->req, CHAN_OLD_PROTOCOL) ? CHAN_OLD_PROTOCOL
                                                                               : NULL;
-  size_t n = gw_http_switching(key, protocol, resp, sizeof(resp));
+  c->ws.pmd = 0;
+  if (c->srv->cfg->compression.enabled) {
+    const char *offers;
+    for (uint32_t i = 0; !c->ws.pmd && (offers = gw_http_req_header_nth(
+                                            c->req, "sec-websocket-extensions", i)) != NULL;
+         i++)
+      c->ws.pmd = (uint8_t)gw_pmd_negotiate(offers, ext);
+  }
+  size_t n = gw_http_switching(key, protocol, c->ws.pmd ? ext : NULL, resp, sizeof(resp));
   if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) return -1;
   /* No wslay context yet: gw_ws makes one when the first frame arrives. */
   c->life.upgraded = 1;

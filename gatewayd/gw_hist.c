@@ -26,8 +26,7 @@
 #define GW_HIST_MIN_CAP 1024
 
 static size_t gw_hist__ev_size(const gw_hist_ev *e) {
-  return sizeof(*e) + e->glen + 1 + (e->frame ? e->frame->len + sizeof(gw_buf) : 0) +
-         (e->env ? e->env->len + sizeof(gw_buf) : 0);
+  return sizeof(*e) + e->glen + 1 + gw_buf_heap_bytes(e->frame) + gw_buf_heap_bytes(e->env);
 }
 
 static void gw_hist__ev_free(gw_hist_ev *e) {
@@ -183,19 +182,10 @@ static size_t gw_hist__escape(const uint8_t *s, size_t len, char *out) {
   return n;
 }
 
-/* The payload of a text frame gw_buf_frame built: after its 2, 4 or 10
- * byte header. */
-static const uint8_t *gw_hist__payload(const gw_buf *b, size_t *len) {
-  uint8_t l7 = b->data[1] & 0x7f;
-  size_t hdr = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
-  *len = b->len - hdr;
-  return b->data + hdr;
-}
-
 gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e) {
   if (e->env || !e->frame) return e->env;
   size_t tlen;
-  const uint8_t *text = gw_hist__payload(e->frame, &tlen);
+  const uint8_t *text = gw_buf_payload(e->frame, &tlen);
   char pos[CHAN_POS_MAX];
   int plen = chan_pos_format(pos, e->offset, chan_pos_tag(e->group, e->glen, e->digest));
   static const char a[] = "{\"group\":\"", b[] = "\",\"position\":\"",
@@ -217,6 +207,16 @@ gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e) {
   assert((size_t)(p - (char *)json) == len);
   h->bytes += e->env->len + sizeof(gw_buf);
   return e->env;
+}
+
+gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z) {
+  gw_buf *b = v2 ? gw_hist_envelope(h, e) : e->frame;
+  if (!b || !z) return b;
+  if (b->z) return b->z;
+  size_t before = gw_buf_heap_bytes(b);
+  gw_buf *t = gw_deflate_twin(z, b);
+  h->bytes += gw_buf_heap_bytes(b) - before;
+  return t;
 }
 
 int gw_hist_position(const gw_hist *h, const char *group, uint64_t offset,
@@ -316,7 +316,7 @@ static const gw_group *gw_hist__member_group(const gw_hist_ev *e, gw_member *con
 }
 
 gw_hist_pump_result gw_hist_pump(gw_hist *h, gw_hist_lag *lag, gw_member *const *members,
-                                 size_t n, gw_hist_push_fn push, void *arg) {
+                                 size_t n, gw_deflate *z, gw_hist_push_fn push, void *arg) {
   gw_hist_ev *last = gw_hist_last(h);
   if (!last || lag->cursor >= last->offset) return GW_HIST_PUMP_CAUGHT_UP;
   if (lag->cursor < h->floor) return GW_HIST_PUMP_EXPIRED; /* what follows it left */
@@ -325,7 +325,7 @@ gw_hist_pump_result gw_hist_pump(gw_hist *h, gw_hist_lag *lag, gw_member *const 
     assert(e->offset > lag->cursor);
     const gw_group *g = e->frame ? gw_hist__member_group(e, members, n) : NULL;
     if (g && e->offset > gw_hist_lag_from(lag, g->name)) {
-      gw_buf *env = gw_hist_envelope(h, e);
+      gw_buf *env = gw_hist_frame_for(h, e, 1, z);
       if (!env || push(arg, env) != 0) return GW_HIST_PUMP_FULL;
     }
     lag->cursor = e->offset;

@@ -18,6 +18,7 @@
  *
  * Owns: the ring and its entries (each holds a reference to its frames),
  * the wsgw.2 frame of a message (built on first need, kept in the ring),
+ * the compressed twins of both (likewise, gw_hist_frame_for),
  * positions, and gw_hist_lag. Must not: touch connections, sockets or the
  * broker (the pump pushes through a callback the caller gives).
  *
@@ -35,6 +36,7 @@
 #include "chan_names.h"
 #include "chan_pos.h"
 #include "gw_buf.h"
+#include "gw_deflate.h"
 #include "gw_group.h"
 
 typedef struct gw_hist_ev {
@@ -94,6 +96,13 @@ static inline int gw_hist_is_live(const gw_hist *h, uint64_t offset) {
  * or out of memory. */
 gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e);
 
+/* What a client is sent for e: the emitted text's frame (old protocol) or
+ * the envelope (v2), compressed (z: the process's deflater) or not (z:
+ * NULL). A compressed twin is made once and kept with its frame, its bytes
+ * counted in the ring's; the twins of the ring's frames are made here
+ * only. NULL when e is not for clients or out of memory. */
+gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z);
+
 /* Writes the position of `group` at offset into out. -1 when that offset
  * is not in the ring. */
 int gw_hist_position(const gw_hist *h, const char *group, uint64_t offset,
@@ -151,8 +160,9 @@ typedef int (*gw_hist_push_fn)(void *arg, gw_buf *frame);
 
 /* Walks the ring after lag->cursor and pushes each message of one of the
  * connection's groups (members[0..n)) that the lag owes, in order, until
- * push refuses or the ring ends. */
+ * push refuses or the ring ends: its envelope, compressed when z is not
+ * NULL (gw_hist_frame_for). */
 gw_hist_pump_result gw_hist_pump(gw_hist *h, gw_hist_lag *lag, gw_member *const *members,
-                                 size_t n, gw_hist_push_fn push, void *arg);
+                                 size_t n, gw_deflate *z, gw_hist_push_fn push, void *arg);
 
 #endif

@@ -177,10 +177,15 @@ int gw_http_req_feed(gw_http_req *r, const char *data, size_t len) {
 
 /* ---- checking ----------------------------------------------------------- */
 
-const char *gw_http_req_header(const gw_http_req *r, const char *name) {
+const char *gw_http_req_header_nth(const gw_http_req *r, const char *name, uint32_t nth) {
   for (uint32_t i = 0; i < r->n_hdrs; i++)
-    if (strcmp(r->head + r->hdrs[i].name, name) == 0) return r->head + r->hdrs[i].value;
+    if (strcmp(r->head + r->hdrs[i].name, name) == 0 && nth-- == 0)
+      return r->head + r->hdrs[i].value;
   return NULL;
+}
+
+const char *gw_http_req_header(const gw_http_req *r, const char *name) {
+  return gw_http_req_header_nth(r, name, 0);
 }
 
 /* 1 when the comma-separated list holds [s, s + len): case-insensitive
@@ -326,17 +331,19 @@ void gw_http_accept_key(const char *key, char out[29]) {
   EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
 }
 
-size_t gw_http_switching(const char *key, const char *protocol, char *buf,
-                         size_t buflen) {
+size_t gw_http_switching(const char *key, const char *protocol, const char *extensions,
+                         char *buf, size_t buflen) {
   char accept[29];
   gw_http_accept_key(key, accept);
   int n = snprintf(buf, buflen,
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                   "Sec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
                    accept, protocol ? "Sec-WebSocket-Protocol: " : "",
-                   protocol ? protocol : "", protocol ? "\r\n" : "");
+                   protocol ? protocol : "", protocol ? "\r\n" : "",
+                   extensions ? "Sec-WebSocket-Extensions: " : "",
+                   extensions ? extensions : "", extensions ? "\r\n" : "");
   return n > 0 && (size_t)n < buflen ? (size_t)n : 0;
 }
 

@@ -68,6 +68,10 @@ int gw_http_origin_allowed(const gw_http_req *r, const char *allowed);
 /* Header value by lower-case name (the first one), NULL when absent. */
 const char *gw_http_req_header(const gw_http_req *r, const char *name);
 
+/* The nth (from 0) header of that name, for lists sent in several headers
+ * (Sec-WebSocket-Extensions); NULL past the last. */
+const char *gw_http_req_header_nth(const gw_http_req *r, const char *name, uint32_t nth);
+
 /* Fills a channel message's header array with what workers may see: the
  * headers named in `names` (comma-separated, case-insensitive), and of a
  * Cookie header only the cookies named in `cookies` (comma-separated, exact
@@ -80,10 +84,11 @@ const char *gw_http_req_header(const gw_http_req *r, const char *name);
 int gw_http_req_forward(const gw_http_req *r, const char *names, const char *cookies,
                         chan_header **out, size_t *n, char **scratch);
 
-/* The 101 response for `key` into buf (>= 200 bytes), naming `protocol`
- * in Sec-WebSocket-Protocol unless it is NULL. Returns its length. */
-size_t gw_http_switching(const char *key, const char *protocol, char *buf,
-                         size_t buflen);
+/* The 101 response for `key` into buf (>= 400 bytes), naming `protocol`
+ * in Sec-WebSocket-Protocol and `extensions` in Sec-WebSocket-Extensions
+ * unless they are NULL. Returns its length (0: buf too small). */
+size_t gw_http_switching(const char *key, const char *protocol, const char *extensions,
+                         char *buf, size_t buflen);
 
 /* 1 when the request's Sec-WebSocket-Protocol lists `name` (wsgw.2). */
 int gw_http_wants_protocol(const gw_http_req *r, const char *name);

@@ -387,7 +387,8 @@ int gw_relay_lag_start(gw_relay *r, uint64_t given) {
 void gw_relay_pump(gw_relay *r, gw_relay_io *io) {
   while (r->lag && io->hist && io->sink->open(io->arg)) {
     gw_hist_pump_result res =
-        gw_hist_pump(io->hist, r->lag, r->members, r->n_members, io->sink->push, io->arg);
+        gw_hist_pump(io->hist, r->lag, r->members, r->n_members, io->deflate,
+                     io->sink->push, io->arg);
     if (res == GW_HIST_PUMP_FULL) return;
     if (res == GW_HIST_PUMP_CAUGHT_UP) {
       gw_hist_lag_free(r->lag);

@@ -74,6 +74,7 @@ typedef struct gw_relay_io {
   gw_expiry *rechecks;       /* when connections' application grants are
                                 re-checked (a reply's "recheck"); NULL: never */
   gw_hist *hist;             /* the history (wsgw.2 positions); NULL: off */
+  gw_deflate *deflate;       /* catch-up compressed with it (gw_hist_pump); NULL: plain */
 } gw_relay_io;
 
 typedef struct gw_relay__pending gw_relay__pending;

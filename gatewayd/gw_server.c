@@ -196,6 +196,10 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       gw_group_table_init(&s->groups, gw_dispatch_bind, gw_dispatch_unbind, s) != 0)
     return -1;
   gw_hist_init(&s->hist, (size_t)cfg->history.memory);
+  if (cfg->compression.enabled &&
+      gw_deflate_init(&s->deflate, (int)cfg->compression.level,
+                      (size_t)cfg->compression.min_size) != 0)
+    return -1;
   gw_group_set_linger(&s->groups, (uint64_t)cfg->group_linger,
                       (size_t)cfg->max_lingering_groups);
   gw_bridge_config bc = {
@@ -272,7 +276,8 @@ void gw_server_free(gw_server *s) {
    * loop ran them): the budget is the sum over connections, now none. */
   assert(s->stats.partial.used == 0);
   gw_group_table_free(&s->groups);
-  gw_hist_free(&s->hist);
+  gw_hist_free(&s->hist); /* before the deflater: nothing compresses after */
+  gw_deflate_free(&s->deflate);
   gw_expiry_free(&s->expiries);
   gw_expiry_free(&s->rechecks);
   gw_conntab_free(&s->conns);

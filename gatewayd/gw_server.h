@@ -43,6 +43,7 @@ typedef struct gw_server {
                    live (hist.live_from: UINT64_MAX between a RESET or a
                    lost broker and the next LIVE) is gw_dispatch's to set */
   gw_clients clients; /* connections per client address */
+  gw_deflate deflate; /* permessage-deflate's streams (compression on; else zeroed) */
   uint64_t next_conn_id;
   size_t n_conns;
 

@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_pmd.h"
 #include "log.h"
+#include "utf8.h"
 
 static ssize_t gw_ws__recv(wslay_event_context_ptr ctx, uint8_t *buf,
                            size_t len, int flags, void *user) {
@@ -119,6 +121,30 @@ static void gw_ws__chunk(wslay_event_context_ptr ctx,
   ws->msg_len = (uint32_t)need;
 }
 
+/* A compressed message (RFC 7692 7.2.2), decompressed into the process's
+ * scratch buffer within max_message, its UTF-8 checked (wslay cannot check
+ * compressed text), then handed on like any other. */
+static void gw_ws__inflated(gw_ws *ws, wslay_event_context_ptr ctx) {
+  gw_ws_io *io = ws->io;
+  const uint8_t *out;
+  size_t n;
+  switch (gw_deflate_inflate(io->deflate, ws->msg, ws->msg_len, io->max_message, &out, &n)) {
+    case GW_INFLATE_OK: break;
+    case GW_INFLATE_TOO_BIG:
+      log_info("conn_inflate_refused", "id=%llu compressed=%u limit=%llu",
+               (unsigned long long)io->id, ws->msg_len, (unsigned long long)io->max_message);
+      gw_ws__refuse(ctx, GW_WS_TOO_BIG, "message too big");
+      return;
+    case GW_INFLATE_BAD: gw_ws__refuse(ctx, GW_WS_INVALID_DATA, "invalid compressed data"); return;
+    default: gw_ws__refuse(ctx, GW_WS_INTERNAL, "out of memory"); return;
+  }
+  if (!ws->msg_binary && !utf8_valid((const char *)out, n))
+    gw_ws__refuse(ctx, GW_WS_INVALID_DATA, "invalid UTF-8");
+  else
+    io->sink->message(io->arg, ws->msg_binary, out, n);
+  gw_deflate_trim(io->deflate);
+}
+
 /* A whole message. Data: ours, from the reassembly buffer, freed at once
  * (an idle connection holds none); not handed on after a refusal. */
 static void gw_ws__msg(wslay_event_context_ptr ctx,
@@ -127,8 +153,10 @@ static void gw_ws__msg(wslay_event_context_ptr ctx,
   gw_ws *ws = user;
   assert(ws->io);
   if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
-  if (wslay_event_get_read_enabled(ctx))
-    ws->io->sink->message(ws->io->arg, ws->msg_binary, ws->msg, ws->msg_len);
+  if (wslay_event_get_read_enabled(ctx)) {
+    if (ws->msg_z) gw_ws__inflated(ws, ctx);
+    else ws->io->sink->message(ws->io->arg, ws->msg_binary, ws->msg, ws->msg_len);
+  }
   gw_ws__drop_msg(ws, ws->io->budget);
 }
 
@@ -152,6 +180,8 @@ static void gw_ws__data_start(gw_ws *ws, wslay_event_context_ptr ctx,
   if (arg->opcode != WSLAY_CONTINUATION_FRAME) {
     assert(ws->msg_len == 0); /* wslay refuses a new message inside one (1002) */
     ws->msg_binary = arg->opcode == WSLAY_BINARY_FRAME;
+    ws->msg_z = wslay_get_rsv1(arg->rsv); /* wslay allows it only when negotiated */
+    assert(!ws->msg_z || (ws->pmd & GW_PMD_RECV));
   }
   if ((uint64_t)ws->msg_len + arg->payload_length > ws->io->max_message)
     gw_ws__refuse(ctx, GW_WS_TOO_BIG, "message too big");
@@ -208,6 +238,12 @@ static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
   /* Unbuffered, wslay checks this against one frame: the message is ours. */
   wslay_event_config_set_max_recv_msg_length(ws->ctx, io->max_message);
   wslay_event_config_set_no_buffering(ws->ctx, 1);
+  /* RSV1 marks a compressed message (RFC 7692 6); without the extension
+   * wslay fails it with 1002. */
+  if (ws->pmd & GW_PMD_RECV) {
+    assert(io->deflate);
+    wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+  }
   return 0;
 }
 

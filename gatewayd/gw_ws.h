@@ -9,7 +9,9 @@
  * message into one buffer of ours (wslay runs unbuffered: buffering, it
  * allocates a chunk and a queue cell per fragment, ~90 bytes of heap per
  * 1-byte fragment), held against a process-wide budget (gw_ws_budget);
- * the closing handshake as wslay sees it. Data frames to the client do not
+ * the closing handshake as wslay sees it; decompressing a client's message
+ * when permessage-deflate was negotiated (the decompressed size bounded by
+ * max_message, 1009, as the compressed one is). Data frames to the client do not
  * go through wslay: it copies every message it queues, and a group message
  * is framed once for all.
  *
@@ -27,6 +29,7 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
+#include "gw_deflate.h"
 #include "gw_ws_track.h"
 
 /* Close codes (RFC 6455 7.4.1) the gateway sends or records. */
@@ -75,6 +78,7 @@ typedef struct gw_ws_io {
   uint64_t id;          /* the connection's, for logs */
   gw_ws_budget *budget; /* the process's, charged for reassembly buffers */
   uint32_t max_pings;   /* pings per second a client may send (1008 above) */
+  gw_deflate *deflate;  /* the process's, for compressed messages (gw_pmd) */
   uint16_t fail_code;   /* private (reset by each call): the sink's refusal */
   const uint8_t *rd;    /* private: the bytes of this feed not yet parsed */
   size_t rd_len;
@@ -90,6 +94,8 @@ typedef struct gw_ws {
   uint32_t msg_len, msg_cap;   /* its bytes so far; room (charged to the budget) */
   uint8_t msg_binary;          /* its opcode was binary */
   uint8_t frame_data;          /* the frame being read is a data frame */
+  uint8_t msg_z;               /* that message is compressed (RSV1 on its first frame) */
+  uint8_t pmd;                 /* GW_PMD_* negotiated at the upgrade (gw_pmd.h) */
 } gw_ws;
 
 typedef enum {

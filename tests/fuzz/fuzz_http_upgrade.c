@@ -27,7 +27,7 @@ static void check_upgrade(const gw_http_req *r, const gw_http_upgrade *up) {
   FUZZ_CHECK(strlen(up->key) == 24);
   char resp[256];
   const char *proto = gw_http_wants_protocol(r, "wsgw.2") ? "wsgw.2" : NULL;
-  size_t n = gw_http_switching(up->key, proto, resp, sizeof(resp));
+  size_t n = gw_http_switching(up->key, proto, NULL, resp, sizeof(resp));
   FUZZ_CHECK(n > 0 && n < sizeof(resp));
   FUZZ_CHECK(memcmp(resp, "HTTP/1.1 101 ", 13) == 0);
   FUZZ_CHECK((strstr(resp, "Sec-WebSocket-Protocol: wsgw.2\r\n") != NULL) == (proto != NULL));

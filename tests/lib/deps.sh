@@ -50,7 +50,7 @@ js_deps() {
 PACKAGES=(
   build-essential pkg-config make
   libuv1-dev libwslay-dev librabbitmq-dev libcjson-dev libssl-dev
-  node-llhttp libinih-dev libsystemd-dev libcurl4-openssl-dev
+  node-llhttp libinih-dev libsystemd-dev libcurl4-openssl-dev zlib1g-dev
   rabbitmq-server
   python3-websockets python3-pika python3-pytest python3-django
   ruby-foreman nginx-light clang

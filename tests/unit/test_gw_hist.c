@@ -121,9 +121,9 @@ UNIT_TEST(gw_hist_pump_exactly_once) {
   UNIT_CHECK(gw_hist_lag_owe(lag, "a", 3) == 0 && gw_hist_lag_owe(lag, "b", 10) == 0);
   UNIT_CHECK(lag->cursor == 3);
   gw_hist_test_sink s = {.cap = 3};
-  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_FULL);
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, NULL, gw_hist_test_push, &s) == GW_HIST_PUMP_FULL);
   s.cap = 64;
-  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, NULL, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
   int want[][2] = {{'a', 6}, {'a', 9}, {'a', 12}, {'b', 13}, {'a', 15}, {'b', 16},
                    {'a', 18}, {'b', 19}};
   UNIT_CHECK(s.n == 8);
@@ -133,21 +133,21 @@ UNIT_TEST(gw_hist_pump_exactly_once) {
   gw_hist_test_add(&h, 20, "b");
   UNIT_CHECK(gw_hist_lag_owe(lag, "a", 14) == 0 && lag->cursor == 14);
   s.n = 0;
-  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, NULL, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
   UNIT_CHECK(s.n == 3 && gw_hist_test_has(&s, 0, "a", 15) && gw_hist_test_has(&s, 1, "a", 18) &&
              gw_hist_test_has(&s, 2, "b", 20));
   /* Skipped offsets are walked over. */
   gw_hist_test_add(&h, 25, "a");
   gw_hist_test_add(&h, 27, "b");
   s.n = 0;
-  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, NULL, gw_hist_test_push, &s) == GW_HIST_PUMP_CAUGHT_UP);
   UNIT_CHECK(s.n == 2 && gw_hist_test_has(&s, 0, "a", 25) && gw_hist_test_has(&s, 1, "b", 27));
   gw_hist_lag_free(lag);
   /* Fallen out of the ring. */
   lag = gw_hist_lag_new(0);
   gw_hist_reset(&h);
   for (uint64_t o = 100; o < 110; o++) gw_hist_test_add(&h, o, "a");
-  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, gw_hist_test_push, &s) == GW_HIST_PUMP_EXPIRED);
+  UNIT_CHECK(gw_hist_pump(&h, lag, m, 2, NULL, gw_hist_test_push, &s) == GW_HIST_PUMP_EXPIRED);
   gw_hist_lag_free(lag);
   gw_group_table_free(&t);
   gw_hist_free(&h);
