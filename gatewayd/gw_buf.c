@@ -35,8 +35,6 @@ static size_t gw_buf__frame_header(uint8_t *h, int opcode, size_t len) {
   return 10;
 }
 
-size_t gw_buf_header_len(size_t len) { return len < 126 ? 2 : len <= 0xffff ? 4 : 10; }
-
 const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len) {
   uint8_t l7 = b->data[1] & 0x7f;
   size_t hdr = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;

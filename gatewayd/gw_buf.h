@@ -33,9 +33,6 @@ gw_buf *gw_buf_new(size_t len);
  * header (2, 4 or 10 bytes, unmasked as servers send) and the payload. */
 gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len);
 
-/* The frame header's length for a payload of len bytes (2, 4 or 10). */
-size_t gw_buf_header_len(size_t len);
-
 /* The payload of a frame gw_buf_frame built (after its header). */
 const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len);
 

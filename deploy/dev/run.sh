@@ -9,7 +9,8 @@
 # token (it may join what the console subscribes by default: jobs
 # status_changed and job_events 42), a way to connect from a shell, and emit
 # lines whose events the console shows.
-# Ctrl-C stops everything, the broker included.
+# Ctrl-C stops everything, the broker included. Compression (permessage-deflate)
+# is on here, so that the console's browser gets events compressed (off by default).
 #
 # Settings (environment):
 #   WSGW_DEV_PORT=8051   gateway port (default 8051, or a free one if taken)
@@ -87,6 +88,7 @@ WSGW_GATEWAY_ECHO_MAX_MESSAGE=16MiB
 WSGW_GATEWAY_ECHO_MAX_SEND_QUEUE=64MiB
 WSGW_GATEWAY_ECHO_MAX_RATE=100000
 WSGW_GATEWAY_ECHO_MAX_PENDING=10000
+WSGW_COMPRESSION_ENABLED=true
 DEMO_PORT=$DEMO_PORT
 WSGW_EMIT_LISTEN=127.0.0.1:$EMIT_PORT
 WSGW_EMIT_KEY_FILE=$RUN/emit.keys

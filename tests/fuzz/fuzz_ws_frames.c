@@ -13,15 +13,21 @@
  * and max_frame, so that the 1009 paths are reachable with small inputs;
  * bit 1: the gateway shuts down (close 1001) after the input; bit 2: it
  * pings mid-way; bit 3: a budget for partial messages of BUDGET_SMALL
- * bytes, so that the 1013 refusal is reachable); byte 1 = n, how many of the next bytes give read sizes
+ * bytes, so that the 1013 refusal is reachable; bit 4: permessage-deflate
+ * was negotiated, so RSV1 messages are decompressed, within max_message,
+ * and every message is echoed compressed, checked by inflating it back);
+ * byte 1 = n, how many of the next bytes give read sizes
  * (n % 8); then those sizes, used in turn (0 = everything left); then the
  * stream.
  */
 #include <string.h>
+#include <zlib.h>
 
 #include "chan_msg.h"
 #include "fuzz.h"
 #include "gw_buf.h"
+#include "gw_deflate.h"
+#include "gw_pmd.h"
 #include "gw_ws.h"
 #include "utf8.h"
 
@@ -36,6 +42,7 @@ typedef struct conn {
   uint64_t order;    /* as gw_relay's next_order */
   uint64_t max_message;
   int closing;       /* a close is under way: messages are dropped */
+  gw_deflate *z;     /* negotiated: the process's deflater; else NULL */
 } conn;
 
 static int on_send(void *arg, const uint8_t *data, size_t len) {
@@ -82,6 +89,31 @@ static void publish_receive(conn *c, int binary, const uint8_t *msg, size_t len)
   free(json);
 }
 
+/* The echo compressed as gw_conn sends it to a client that negotiated
+ * compression: either the frame itself or a twin (RSV1, same opcode) that a
+ * fresh raw inflater, given 00 00 ff ff after it, turns back into msg. */
+static void check_twin(gw_deflate *z, gw_buf *b, const uint8_t *msg, size_t len) {
+  gw_buf *t = gw_deflate_twin(z, b);
+  FUZZ_CHECK(t && b->z == t && t->z == t);
+  if (t == b) return;
+  FUZZ_CHECK(t->data[0] == (b->data[0] | 0x40));
+  size_t zlen;
+  const uint8_t *zp = gw_buf_payload(t, &zlen);
+  FUZZ_CHECK(zlen < len);
+  static uint8_t in[DEF_MAX_MESSAGE + 4], out[DEF_MAX_MESSAGE];
+  memcpy(in, zp, zlen);
+  memcpy(in + zlen, "\x00\x00\xff\xff", 4);
+  z_stream s = {0};
+  FUZZ_CHECK(inflateInit2(&s, -15) == Z_OK);
+  s.next_in = in;
+  s.avail_in = (uInt)(zlen + 4);
+  s.next_out = out;
+  s.avail_out = sizeof out;
+  int rc = inflate(&s, Z_SYNC_FLUSH);
+  FUZZ_CHECK(rc == Z_OK && sizeof out - s.avail_out == len && memcmp(out, msg, len) == 0);
+  inflateEnd(&s);
+}
+
 static void on_message(void *arg, int binary, const uint8_t *msg, size_t len) {
   conn *c = arg;
   FUZZ_CHECK(len <= c->max_message);
@@ -97,6 +129,7 @@ static void on_message(void *arg, int binary, const uint8_t *msg, size_t len) {
   FUZZ_CHECK(b != NULL);
   FUZZ_CHECK(b->len >= len + 2 && b->data[0] == (0x80 | opcode) && !(b->data[1] & 0x80));
   if (len) FUZZ_CHECK(memcmp(b->data + b->len - len, msg, len) == 0);
+  if (c->z) check_twin(c->z, b, msg, len);
   gw_buf_unref(b);
 }
 
@@ -129,10 +162,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.max_message = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE;
   gw_ws ws;
   memset(&ws, 0, sizeof ws);
+  static gw_deflate z; /* the process's: made once, as gw_server does */
+  static int z_ready;
+  if (!z_ready) z_ready = gw_deflate_init(&z, 1, 0) == 0;
+  FUZZ_CHECK(z_ready);
+  if (flags & 16) {
+    ws.pmd = GW_PMD_RECV | GW_PMD_SEND;
+    c.z = &z;
+  }
   gw_ws_budget budget = {.limit = (flags & 8) ? BUDGET_SMALL : DEF_MAX_MESSAGE};
   gw_ws_io io = {.sink = &sink, .arg = &c, .max_message = c.max_message, .max_pings = 100,
                  .max_frame = (flags & 1) ? MIN_MAX_MESSAGE : DEF_MAX_MESSAGE,
-                 .budget = &budget};
+                 .budget = &budget, .deflate = c.z};
   size_t off = 0, i = 0;
   int dead = 0;
   while (off < len && !dead) {
@@ -143,6 +184,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     dead = outcome(&c, gw_ws_feed(&ws, &io, in + off, n, &code), code);
     off += n;
     FUZZ_CHECK(ws.io == NULL); /* no call leaves its io behind */
+    /* A decompressed message's buffer never outlives its bound. */
+    FUZZ_CHECK(z.iout_cap <= GW_DEFLATE_KEEP && z.zout_cap <= GW_DEFLATE_KEEP);
     check_sent(&c);
     /* The budget holds exactly the reassembly buffer: within the limit,
      * within twice the bytes it holds (or the first 256), nothing once

@@ -18,6 +18,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +139,32 @@ def ws_seeds():
     s.append(inp(2, [], frame(1, "then shutdown")))
     s.append(inp(0, [2, 0], frame(1, "x" * 70000)[:40]))      # 64-bit length, cut
     s.append(inp(0, [], frame(1, "") + frame(2, b"")))
+    # bit 4: permessage-deflate; RSV1 (4) marks a compressed message
+    def deflated(data):
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    job = ('{"type": "job_event", "stdout": "' +
+           "\\u001b[0;32mok: [host-1]\\u001b[0m\\r\\n" * 40 + '"}').encode()
+    s.append(inp(16, [], frame(1, deflated(SUB.encode()), rsv=4)))
+    s.append(inp(16, [9], frame(1, deflated(job), rsv=4) + frame(1, job)))
+    z = deflated(job)
+    s.append(inp(16, [], frame(1, z[:10], fin=False, rsv=4) + frame(9, "p") + frame(0, z[10:])))
+    s.append(inp(17, [], frame(1, deflated(b"\x00" * 5000), rsv=4)))  # bomb: 1009
+    s.append(inp(16, [], frame(1, b"\xff\xff\xff", rsv=4)))          # not deflate: 1007
+    s.append(inp(16, [], frame(1, deflated(b"a\xc3\x28"), rsv=4)))    # bad UTF-8: 1007
+    s.append(inp(16, [], frame(1, "a", fin=False) + frame(0, "b", rsv=4)))  # 1002
+    s.append(inp(16, [], frame(9, "p", rsv=4)))                          # 1002
+    s.append(inp(16, [], frame(2, deflated(bytes(range(256)) * 4), rsv=4)))
     return s
+
+
+def pmd_seeds():
+    return [b"permessage-deflate", b"permessage-deflate; client_max_window_bits",
+            b"permessage-deflate; server_max_window_bits=10; client_max_window_bits=12",
+            b"permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            b'x-foo; a="b,c", permessage-deflate; client_max_window_bits="15"',
+            b"permessage-deflate; server_max_window_bits=7, permessage-deflate",
+            b"permessage-deflate; mystery; ;;==", b'permessage-deflate; a="\\"']
 
 
 def subscribe_seeds():
@@ -339,6 +365,7 @@ def emit_batch_seeds():
 def main():
     write("fuzz_http_upgrade", http_seeds())
     write("fuzz_ws_frames", ws_seeds())
+    write("fuzz_pmd", pmd_seeds())
     write("fuzz_subscribe", subscribe_seeds())
     write("fuzz_token", token_seeds())
     write("fuzz_reply", reply_seeds())

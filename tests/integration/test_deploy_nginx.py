@@ -11,7 +11,8 @@ idle timeout of the site outlives the gateway's pings; the TLS site
 (wsgw-tls.conf) serves wss://; the site's access log never holds a token
 (no query string, no Cookie, Authorization or Referer); the per-address
 limits bite (an address over the open-connection or the handshake-rate
-limit gets 429, another address at the same time does not); the site and
+limit gets 429, another address at the same time does not); compression
+(permessage-deflate) is negotiated through it; the site and
 snippet load in Debian's own nginx.conf layout (nginx -t).
 """
 
@@ -93,6 +94,32 @@ def test_upgrade_through_nginx_and_events_flow(cluster, nginx_for):
     run(main())
     # nginx logged the two upgrades as 101s, without their ?token=.
     assert len(re.findall(r'"GET /websocket/? HTTP/1.1" 101 ', ng.access_log())) == 2
+
+
+def test_compression_negotiated_through_nginx(cluster, nginx_for):
+    """With compression on, the shipped site passes the offer and the answer
+    through: Python websockets behind nginx negotiates permessage-deflate,
+    gets a job event intact, and the gateway counts it sent compressed."""
+    cluster.worker(ready=False)
+    gw = cluster.gateway(TRUST, "--compression.enabled=true")
+    ng = nginx_for([gw])
+    event = json.dumps({"type": "job_event", "stdout": "\u001b[0;32mok: [web-1]\u001b[0m\r\n" * 40})
+
+    async def main():
+        ws = await connect(ws_url(ng, "/websocket/", jwt_for(7)), local_addr=(CLIENT_ADDR, 0))
+        ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+        assert ext.startswith("permessage-deflate; server_no_context_takeover"), ext
+        assert await recv_json(ws, what="the accept message") == {"accept": True, "user": 7}
+        errors, reply = await subscribe(ws, {"jobs": ["status_changed"]})
+        assert errors == [], errors
+        await asyncio.to_thread(cluster.emit, "jobs-status_changed", event)
+        assert await recv_text(ws, what="the compressed event through nginx") == event
+        await ws.close()
+    run(main())
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=5).read().decode()
+    sent = re.search(r"^wsgw_gateway_compressed_messages_sent_total (\d+)$", metrics, re.M)
+    assert sent and int(sent.group(1)) >= 1, metrics
 
 
 def test_two_gateways_behind_one_nginx(cluster, nginx_for):
