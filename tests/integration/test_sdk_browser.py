@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import Daemon, Gateway, jwt_for, run, run_tool
+from conftest import Daemon, Gateway, jwt_for, run, run_tool, wait_until
 import faults
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -294,6 +294,12 @@ def test_kick_stops_the_page(cluster, browser, site):
             seqs = SeqEmitter(cluster.amqp_url).start()
             try:
                 await rig.wait_count(20)
+                # events need no binding (the history); the kick needs the
+                # user's control key bound, queued at the accept
+                key = f"wsgw!user.{USER}"
+                await asyncio.to_thread(
+                    wait_until, lambda: cluster.broker.group_bindings(cluster.vhost, key), 10,
+                    f"the binding of {key}", 0.1)
                 await asyncio.to_thread(run_tool, ["kick", "--user", str(USER),
                                                    f"--amqp.url={cluster.amqp_url}"])
                 await rig.page.wait_for("window.rec.stopped.length > 0", 10,
