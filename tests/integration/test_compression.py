@@ -371,12 +371,22 @@ def test_rsv1_without_the_extension_is_a_protocol_error_with_compression_on(clus
 @pytest.fixture(scope="module")
 def zgw(broker, vhost, request, tmp_path_factory):
     """One gateway with compression on (and a worker) for the negotiation
-    cases: each is a handshake, and the answer only depends on the offer."""
-    c = module_cluster(broker, vhost, request, tmp_path_factory)
-    c.worker(ready=False)
-    c.gw = c.gateway(ON)
-    yield c
-    finish_module_cluster(c)
+    cases: each is a handshake, and the answer only depends on the offer.
+    On a vhost of its own: its worker, alive to the module's end, must not
+    take the work of the other tests' workers (the echo route's)."""
+    own = vhost + "_neg"
+    broker.ctl("add_vhost", own)
+    broker.ctl("set_permissions", "-p", own, "guest", ".*", ".*", ".*")
+    c = module_cluster(broker, own, request, tmp_path_factory)
+    try:
+        c.worker(ready=False)
+        c.gw = c.gateway(ON)
+        yield c
+    finally:
+        try:
+            finish_module_cluster(c)
+        finally:
+            broker.ctl("delete_vhost", own)
 
 
 def bits(n):
