@@ -12,8 +12,10 @@ Shows:
   those bytes; events under min_size (and one that does not shrink) come
   plain; each event is compressed once per process however many
   subscribers get it (compressions_total +1, compressed_messages_sent_total
-  +1 per compressed delivery), history on or off; a 400 KB event comes in
-  one compressed frame with a 64-bit length.
+  +1 per compressed delivery), history on or off, and once in each process
+  with gateway.processes=2; a 400 KB event comes in one compressed frame
+  with a 64-bit length; compression.level 9 works, outside 1..9 the
+  gateway does not start.
 - (b) compression off (the default): an offer gets no extension, frames
   carry no RSV1, a client's RSV1 gets 1002 (also when on but not
   negotiated), /metrics has no compression family.
@@ -138,9 +140,10 @@ def zgateway(cluster, *extra, compression=True):
     return cluster.gateway(*((ON,) if compression else ()), *extra)
 
 
-def counters(gw):
-    """The compression counters (and messages_sent) of the gateway."""
-    samples = scrape(gw.metrics_port)
+def counters(gw, port=None):
+    """The compression counters (and messages_sent) of the gateway (or of
+    the process whose metrics listen on port)."""
+    samples = scrape(port or gw.metrics_port)
     assert samples is not None, "the gateway's /metrics did not answer"
     return {k: metric(samples, f"wsgw_gateway_{k}_total") for k in Z_METRICS}
 
@@ -296,6 +299,36 @@ def test_one_compression_per_event_whatever_the_subscribers(cluster, history):
             ws.close()
 
 
+def test_once_per_event_in_each_gateway_process(cluster):
+    """gateway.processes=2, clients spread over both by the kernel (at
+    least 2 on each): each process compresses each of 3 events once and
+    sends it compressed to each of its own clients."""
+    from test_processes import connections, start
+    cluster.worker()
+    gw = start(cluster, 2, ON)
+    clients = []
+    try:
+        while (len(clients) < 60 and
+               min(connections(gw, i) or 0 for i in range(2)) < 2):
+            clients.append(raw_client(gw, user=200 + len(clients)))
+        per = [connections(gw, i) for i in range(2)]
+        assert min(per) >= 2, f"the kernel put {per} of {len(clients)} clients on each process"
+        for ws in clients:
+            raw_subscribe(ws)
+        before = [counters(gw, port) for port in gw.metrics_ports]
+        texts = awx_events(3, seed=12)
+        cluster.emit_stdin(GROUP, texts)
+        for ws in clients:
+            assert [(t, c) for t, c, _ in take(ws, 3)] == [(t, True) for t in texts]
+        for i, port in enumerate(gw.metrics_ports):
+            d = grew(before[i], counters(gw, port))
+            assert d["compressions"] == 3, (i, d)
+            assert d["compressed_messages_sent"] == 3 * per[i], (i, per, d)
+    finally:
+        for ws in clients:
+            ws.close()
+
+
 def test_an_event_that_does_not_shrink_is_sent_plain(cluster):
     """With min_size 0 a 2-byte event is compressed, comes out no smaller,
     and goes plain (compression_not_smaller +1, compressions +0)."""
@@ -323,6 +356,27 @@ def test_large_events_compressed_with_a_64_bit_length(cluster):
         for text, compressed, wire in take(ws, 2, timeout=30):
             assert text == big and compressed
             assert 0xFFFF < len(wire) < len(big)
+
+
+@pytest.mark.parametrize("level", ["0", "10", "fast"])
+def test_compression_level_outside_1_to_9_fails_at_start(cluster, level):
+    """compression.level is zlib's 1..9: anything else stops the gateway
+    at start, naming the setting."""
+    gw = cluster.gateway(ON, f"--compression.level={level}", ready=False)
+    gw.proc.wait(timeout=20)
+    gw.expected_exit = True
+    assert gw.proc.returncode != 0
+    assert "invalid value for compression.level" in gw.log(), gw.tail()
+
+
+def test_level_9_events_intact(cluster):
+    """compression.level=9: job events still come compressed and intact."""
+    gw = zgateway(cluster, "--compression.level=9")
+    texts = awx_events(5, seed=13)
+    with raw_client(gw) as ws:
+        raw_subscribe(ws)
+        cluster.emit_stdin(GROUP, texts)
+        assert [(t, c) for t, c, _ in take(ws, 5)] == [(t, True) for t in texts]
 
 
 # ---- (b) compression off -----------------------------------------------------
