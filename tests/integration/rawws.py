@@ -6,7 +6,10 @@ time, sending the first frame in the same TCP write as the upgrade request,
 and reading the server's frames strictly (RFC 6455 section 5: a server
 frame is never masked, has no RSV bit, uses a known opcode and the shortest
 length encoding; a control frame is final and at most 125 bytes; a close
-payload is empty or a valid code plus UTF-8).
+payload is empty or a valid code plus UTF-8). With permessage-deflate
+negotiated (RFC 7692) RSV1 is allowed on the first frame of a data message
+only, and such a message is inflated alone, as a client of a server that
+answered server_no_context_takeover may (deflate/inflate below).
 
 Nothing here uses the websocket library under test: every byte the server
 sees is built below, and every byte it answers is checked below.
@@ -19,6 +22,7 @@ import re
 import socket
 import struct
 import time
+import zlib
 
 import pytest
 
@@ -27,6 +31,34 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 CONTROL = (CLOSE, PING, PONG)
 KNOWN = (CONT, TEXT, BINARY, CLOSE, PING, PONG)
+RSV1 = 4  # the rsv argument of frame(): "compressed" under permessage-deflate
+
+# RFC 7692 7.2.1: the end of every flushed message, removed by the sender.
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
+
+def deflate(data, level=6, final=False):
+    """data as one permessage-deflate message, compressed alone (a fresh
+    raw deflate stream): sync-flushed with its 4-octet tail removed, or
+    ended by a final block (BFINAL, RFC 7692 7.2.3.4) with final=True."""
+    if isinstance(data, str):
+        data = data.encode()
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    if final:
+        return c.compress(data) + c.flush(zlib.Z_FINISH)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(DEFLATE_TAIL)
+    return out[:-4]
+
+
+def inflate(payload):
+    """One compressed message, inflated with a fresh raw inflater (no
+    context from earlier messages); fails on data zlib cannot read."""
+    d = zlib.decompressobj(-15)
+    out = d.decompress(payload + DEFLATE_TAIL)
+    if d.unused_data not in (b"", DEFLATE_TAIL):  # bytes after a final block
+        raise ProtocolViolation(f"compressed message with {d.unused_data!r} after its end")
+    return out
 
 
 class ProtocolViolation(AssertionError):
@@ -90,7 +122,8 @@ def upgrade_request(path, host="127.0.0.1", headers=None, key=None):
     key = key or base64.b64encode(os.urandom(16)).decode()
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket",
              "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-    for name, value in (headers or {}).items():
+    # a dict, or (name, value) pairs for a header sent more than once
+    for name, value in (headers.items() if isinstance(headers, dict) else headers or ()):
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), key
 
@@ -100,11 +133,16 @@ def accept_for(key):
 
 
 class HttpResponse:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, fields=()):
         self.status, self.headers, self.body = status, headers, body
+        self.fields = list(fields)  # (lower-case name, value) of every line, in order
 
     def header(self, name):
         return self.headers.get(name.lower())
+
+    def header_all(self, name):
+        """Every value of a header sent once or more, in order."""
+        return [v for n, v in self.fields if n == name.lower()]
 
 
 class RawConn:
@@ -127,6 +165,7 @@ class RawConn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.buf = b""
+        self.pmd = False  # permessage-deflate negotiated: RSV1 allowed (RawWS)
 
     # -- writing
     def send(self, data, chunk=None, pause=0.0):
@@ -186,14 +225,15 @@ class RawConn:
         m = re.match(r"HTTP/1\.1 (\d{3}) ", lines[0] + " ")
         if not m:
             raise ProtocolViolation(f"not an HTTP/1.1 status line: {lines[0]!r}")
-        headers = {}
+        headers, fields = {}, []
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+            fields.append((name.strip().lower(), value.strip()))
         body = b""
         if "content-length" in headers:
             body = self.read_exact(int(headers["content-length"]), deadline)
-        return HttpResponse(int(m.group(1)), headers, body)
+        return HttpResponse(int(m.group(1)), headers, body, fields)
 
     def at_eof(self, timeout=5.0):
         """True once the server closed its side (FIN or reset) within timeout;
@@ -216,8 +256,10 @@ class RawConn:
         fin, rsv, opcode = bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF
         if b1 & 0x80:
             raise ProtocolViolation("the server masked a frame")
-        if rsv:
-            raise ProtocolViolation(f"the server set RSV bits {rsv}")
+        if rsv and not (self.pmd and rsv == RSV1 and opcode in (TEXT, BINARY)):
+            # RFC 7692 6: RSV1 on a data message's first frame, nowhere else
+            raise ProtocolViolation(f"the server set RSV bits {rsv} on opcode {opcode:#x}"
+                                    + ("" if self.pmd else " (no extension negotiated)"))
         if opcode not in KNOWN:
             raise ProtocolViolation(f"the server used reserved opcode {opcode:#x}")
         n = b1 & 0x7F
@@ -270,22 +312,31 @@ class RawWS(RawConn):
             raise AssertionError(f"upgrade refused: {self.response.status}")
         if self.response.header("sec-websocket-accept") != accept_for(key):
             raise ProtocolViolation("wrong Sec-WebSocket-Accept")
+        ext = self.response.header_all("sec-websocket-extensions")
+        self.pmd = any(v.split(";")[0].strip() == "permessage-deflate" for v in ext)
         self.messages_in = 0
+        self.last_compressed = False  # the last recv_message's had RSV1
+        self.last_wire = b""          # ... and its payload as it came
 
     def recv_message(self, timeout=None):
-        """The next data message (opcode, payload), reassembled; a control
-        frame in between fails, so tests see every ping/pong they expect."""
+        """The next data message (opcode, payload), reassembled (and
+        inflated when it came compressed: last_compressed tells, last_wire
+        keeps the payload as sent); a control frame in between fails, so
+        tests see every ping/pong they expect."""
         f = self.read_frame(timeout)
         if f.opcode in CONTROL:
             raise AssertionError(f"expected a data frame, got {f!r}")
         if f.opcode == CONT:
             raise ProtocolViolation("the server started a message with a continuation")
-        opcode, data = f.opcode, f.payload
+        opcode, data, compressed = f.opcode, f.payload, bool(f.rsv & RSV1)
         while not f.fin:
             f = self.read_frame(timeout)
             if f.opcode != CONT:
                 raise ProtocolViolation(f"expected a continuation, got {f!r}")
             data += f.payload
+        self.last_compressed, self.last_wire = compressed, data
+        if compressed:
+            data = inflate(data)
         if opcode == TEXT:
             data.decode("utf-8")  # a server must send valid UTF-8
         return opcode, data
