@@ -75,6 +75,15 @@ static void gw_ws__refuse(wslay_event_context_ptr ctx, uint16_t code, const char
   wslay_event_shutdown_read(ctx);
 }
 
+/* What a limit on a message's bytes allows on the wire: a compressed
+ * message is held to `limit` once decompressed (gw_ws__inflated), and may
+ * take up to an eighth more before (deflate's worst expansion, fixed
+ * Huffman codes on incompressible bytes, with its block headers), so
+ * that a client compressing everything is not refused under the limit. */
+static uint64_t gw_ws__wire(uint64_t limit, int compressed) {
+  return compressed ? limit + limit / 8 + 64 : limit;
+}
+
 /* Room for `need` bytes: doubling (so a message in n fragments costs
  * O(log n) reallocs, not n), never past max_message, charged to the
  * budget first. -1 with the connection refused (1013, or 1011 without
@@ -84,7 +93,8 @@ static int gw_ws__reserve(gw_ws *ws, wslay_event_context_ptr ctx, uint64_t need)
   if (need <= ws->msg_cap) return 0;
   uint64_t cap = ws->msg_cap ? (uint64_t)ws->msg_cap * 2 : 256;
   if (cap < need) cap = need;
-  if (cap > io->max_message) cap = io->max_message; /* need <= max_message */
+  uint64_t max = gw_ws__wire(io->max_message, ws->msg_z);
+  if (cap > max) cap = max; /* need <= max: checked at each frame's start */
   gw_ws_budget *b = io->budget;
   /* Near the limit, exactly what is needed rather than double. */
   if (b->used - ws->msg_cap + cap > b->limit) cap = need;
@@ -115,7 +125,7 @@ static void gw_ws__chunk(wslay_event_context_ptr ctx,
   gw_ws *ws = user;
   assert(ws->io);
   if (!ws->frame_data || arg->data_length == 0 || !wslay_event_get_read_enabled(ctx)) return;
-  uint64_t need = (uint64_t)ws->msg_len + arg->data_length; /* <= max_message: frame start */
+  uint64_t need = (uint64_t)ws->msg_len + arg->data_length; /* within the limit: frame start */
   if (gw_ws__reserve(ws, ctx, need) != 0) return;
   memcpy(ws->msg + ws->msg_len, arg->data, arg->data_length);
   ws->msg_len = (uint32_t)need;
@@ -183,7 +193,7 @@ static void gw_ws__data_start(gw_ws *ws, wslay_event_context_ptr ctx,
     ws->msg_z = wslay_get_rsv1(arg->rsv); /* wslay allows it only when negotiated */
     assert(!ws->msg_z || (ws->pmd & GW_PMD_RECV));
   }
-  if ((uint64_t)ws->msg_len + arg->payload_length > ws->io->max_message)
+  if ((uint64_t)ws->msg_len + arg->payload_length > gw_ws__wire(ws->io->max_message, ws->msg_z))
     gw_ws__refuse(ctx, GW_WS_TOO_BIG, "message too big");
 }
 
@@ -207,7 +217,9 @@ static void gw_ws__frame_start(wslay_event_context_ptr ctx,
     wslay_event_shutdown_read(ctx);
     return;
   }
-  if (arg->payload_length > ws->io->max_frame) {
+  /* A compressed message's frames (RSV1 on its first) get the same room. */
+  int compressed = arg->opcode == WSLAY_CONTINUATION_FRAME ? ws->msg_z : wslay_get_rsv1(arg->rsv);
+  if (arg->payload_length > gw_ws__wire(ws->io->max_frame, compressed)) {
     gw_ws__refuse(ctx, GW_WS_TOO_BIG, "frame too big");
     return;
   }
@@ -236,7 +248,8 @@ static int gw_ws__begin(gw_ws *ws, gw_ws_io *io) {
     return -1;
   }
   /* Unbuffered, wslay checks this against one frame: the message is ours. */
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, io->max_message);
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, gw_ws__wire(io->max_message,
+                                                                 ws->pmd & GW_PMD_RECV));
   wslay_event_config_set_no_buffering(ws->ctx, 1);
   /* RSV1 marks a compressed message (RFC 7692 6); without the extension
    * wslay fails it with 1002. */

@@ -274,6 +274,30 @@ UNIT_TEST(gw_ws_refuses_bombs_bad_data_and_rsv1_unasked) {
   gw_deflate_free(&d);
 }
 
+UNIT_TEST(gw_ws_an_incompressible_message_just_under_the_limit_is_accepted) {
+  gw_deflate d;
+  UNIT_CHECK(gw_deflate_init(&d, 1, 256) == 0);
+  /* 16,380 random bytes compress to more than 16,384 (the limit of both
+   * frame and message here): the limit is on what they decompress to. */
+  static uint8_t noise[16380], z[20000], wire[20100];
+  uint32_t x = 99;
+  for (size_t i = 0; i < sizeof noise; i++) noise[i] = (uint8_t)((x = x * 1103515245 + 12345) >> 16);
+  size_t zn = client_deflate(noise, sizeof noise, z, sizeof z);
+  UNIT_CHECK(zn > 16384);
+  gw_ws ws = {.pmd = GW_PMD_RECV | GW_PMD_SEND};
+  zfake f = {0};
+  uint16_t code = 0;
+  size_t w = zframe(wire, 1, 4, 2, z, zn);
+  UNIT_CHECK(zfeed(&ws, &f, &d, wire, w, &code) == GW_WS_OK);
+  UNIT_CHECK(f.n_msgs == 1 && f.msg_len == sizeof noise && memcmp(f.msg, noise, sizeof noise) == 0);
+  /* the same bytes uncompressed on that connection: over the limit */
+  static uint8_t plain[16385];
+  w = zframe(wire, 1, 0, 2, plain, sizeof plain);
+  UNIT_CHECK(zfeed(&ws, &f, &d, wire, w, &code) == GW_WS_CLOSED && code == 1009);
+  gw_ws_free(&ws, &zbudget);
+  gw_deflate_free(&d);
+}
+
 UNIT_TEST(gw_ws_rsv1_on_a_continuation_is_a_protocol_error) {
   gw_deflate d;
   UNIT_CHECK(gw_deflate_init(&d, 1, 256) == 0);
