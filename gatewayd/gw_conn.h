@@ -5,7 +5,7 @@
  * lifecycle: its state, which deadline queue it waits in and whether the
  * socket is read are set in one place (gw_conn__enter), and nowhere else.
  * The read path (TLS, then HTTP before the upgrade, websocket after), the
- * upgrade, refusing over HTTP, writing the send queue, closing, deadlines
+ * upgrade (with the permessage-deflate answer, gw_pmd), refusing over HTTP, writing the send queue, closing, deadlines
  * and keepalive pings are here. The protocol modules are driven from here
  * and answer through narrow sinks this file implements: gw_ws (frames,
  * closing handshake) and gw_relay (workers, memberships). gw_send is the
@@ -80,9 +80,12 @@ void gw_conn_close(gw_conn *c, uint16_t code, const char *reason);
 /* Answers an HTTP error and closes (before the upgrade only). */
 void gw_conn_reject(gw_conn *c, int status);
 
-/* A data frame for an open connection (the fanout; takes a new reference).
- * A reader whose unsent bytes would pass max_send_queue is closed (1008)
- * instead, its unsent frames dropped first. */
+/* A data frame for an open connection (the fanout; takes a new reference):
+ * its compressed twin when the client negotiated permessage-deflate
+ * (gw_deflate_twin: made once for all). A reader whose unsent bytes would
+ * pass max_send_queue is closed (1008) instead, its unsent frames dropped
+ * first. Frames of the history go through gw_conn_send_event instead (the
+ * ring counts the twins it keeps). */
 void gw_conn_send_frame(gw_conn *c, gw_buf *b);
 
 /* A message of the history for a member (history on): the emitted text on
