@@ -244,7 +244,7 @@ docs: all
 BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes
 $(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/bench-emit: $(call obj,bench/emit.c) $(LIB_OBJ)
+$(BUILD)/bench-emit: $(call obj,bench/emit.c bench/awx_sample.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
