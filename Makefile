@@ -242,7 +242,7 @@ docs: all
 # version (make test runs it): it fails on lost, out-of-order or refused
 # events and connections, never on speed.
 BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes
-$(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c) $(LIB_OBJ)
+$(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c bench/wsb_inflate.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-emit: $(call obj,bench/emit.c bench/awx_sample.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
