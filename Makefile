@@ -144,6 +144,7 @@ help:
 	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
 	@echo "make bench-emit  events/s through chanctl, Python, HTTP one by one and in batches (~2 min)"
+	@echo "make bench-deflate  zlib vs libdeflate on AWX job events: CPU, ratio, client decoders (~20 s)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
@@ -248,16 +249,26 @@ $(BUILD)/bench-emit: $(call obj,bench/emit.c bench/awx_sample.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# zlib against libdeflate (bench/deflate.sh): needs libdeflate-dev, so it is
+# in no other target's prerequisites; `make bench-deflate` installs it or
+# skips.
+$(BUILD)/bench-deflate: $(call obj,bench/deflate_libs.c bench/awx_sample.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -ldeflate -lz
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit \
+  bench-deflate
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
 	@bench/run.sh smoke
+# zlib and libdeflate on the AWX job event sample: CPU per event, ratio, and
+# how clients' decoders read their messages (prints two tables, ~20 s).
+bench-deflate:
+	@WSGW_BUILD=$(BUILD) bench/deflate.sh
 # Connect and subscribe throughput with 1, 2 and 4 workerd and the CPU share
 # of broker, gateway and workers; rewrites its section of docs/BENCHMARKS.md.
 bench-workers: deps
