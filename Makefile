@@ -139,7 +139,7 @@ help:
 	@echo "make docs       regenerate the settings tables (docs/OPERATIONS.md, deploy/wsgw.ini.example)"
 	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (180) into build-fuzz/"
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
-	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
+	@echo "make bench      S1-S4, R1-R2, Z (compression) load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~17 min)"
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
 	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
