@@ -139,11 +139,12 @@ help:
 	@echo "make docs       regenerate the settings tables (docs/OPERATIONS.md, deploy/wsgw.ini.example)"
 	@echo "make fuzz       run each fuzz target for FUZZ_SECONDS (180) into build-fuzz/"
 	@echo "make fuzz-corpus  run each fuzz target once over its committed corpus"
-	@echo "make bench      S1-S4 load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~8 min)"
+	@echo "make bench      S1-S4, R1-R2, Z (compression) load scenarios, prints a table, rewrites docs/BENCHMARKS.md (~17 min)"
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
 	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
 	@echo "make bench-emit  events/s through chanctl, Python, HTTP one by one and in batches (~2 min)"
+	@echo "make bench-deflate  zlib vs libdeflate on AWX job events: CPU, ratio, client decoders (~20 s)"
 
 # ---- fuzzing (tests/fuzz) --------------------------------------------------
 # libFuzzer targets, built with clang into build-fuzz/ whatever CC and SAN
@@ -242,22 +243,32 @@ docs: all
 # version (make test runs it): it fails on lost, out-of-order or refused
 # events and connections, never on speed.
 BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes
-$(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c) $(LIB_OBJ)
+$(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c bench/wsb_inflate.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/bench-emit: $(call obj,bench/emit.c) $(LIB_OBJ)
+$(BUILD)/bench-emit: $(call obj,bench/emit.c bench/awx_sample.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# zlib against libdeflate (bench/deflate.sh): needs libdeflate-dev, so it is
+# in no other target's prerequisites; `make bench-deflate` installs it or
+# skips.
+$(BUILD)/bench-deflate: $(call obj,bench/deflate_libs.c bench/awx_sample.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -ldeflate -lz
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit \
+  bench-deflate
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
 	@bench/run.sh smoke
+# zlib and libdeflate on the AWX job event sample: CPU per event, ratio, and
+# how clients' decoders read their messages (prints two tables, ~20 s).
+bench-deflate:
+	@WSGW_BUILD=$(BUILD) bench/deflate.sh
 # Connect and subscribe throughput with 1, 2 and 4 workerd and the CPU share
 # of broker, gateway and workers; rewrites its section of docs/BENCHMARKS.md.
 bench-workers: deps

@@ -2,6 +2,7 @@
  * bench-emit - the benchmark's event source.
  *
  *   bench-emit --url AMQP_URL --group G --count N [--rate R] [--size BYTES]
+ *              [--sample awx [--seed S]]
  *   bench-emit --url AMQP_URL --purge
  *   bench-emit --url AMQP_URL --delete-queue NAME
  *
@@ -12,6 +13,12 @@
  * CLOCK_REALTIME in nanoseconds taken just before the publish (the client
  * subtracts it from its own clock at receipt), and the padding brings the
  * body to --size bytes, a typical AWX job event's order of magnitude.
+ *
+ * --sample awx publishes AWX job events instead (bench/awx_sample.h: stdout
+ * with ANSI colour codes, 0.5-4 KB, the same K-th event for a seed on every
+ * run), which start with the same "seq" and "t": what the compression
+ * scenarios send, where padding of one repeated byte would compress far
+ * better than real events do. --size is then ignored.
  *
  * --purge empties the websocket.* work queues: messages left from an
  * earlier run (the disconnects of 19,000 closed sockets) would otherwise be
@@ -30,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "awx_sample.h"
 #include "chan_emit.h"
 #include "chan_names.h"
 #include "mq_conn.h"
@@ -40,6 +48,8 @@ typedef struct emit_opts {
   const char *url, *group;
   long count, rate, size;
   int purge;
+  int awx;       /* --sample awx */
+  uint64_t seed; /* its seed */
   const char *delete_queue;
 } emit_opts;
 
@@ -81,7 +91,9 @@ static int emit__run(const emit_opts *o) {
   int rc = 0;
   for (long i = 0; i < o->count; i++) {
     if (o->rate > 0) emit__wait_until(start + (uint64_t)i * 1000000000u / (uint64_t)o->rate);
-    size_t len = emit__body(buf, o->size, (uint64_t)i + 1);
+    size_t len = o->awx ? awx_event(buf, EMIT_SIZE_MAX, o->seed, (uint64_t)i + 1,
+                                    emit__now(CLOCK_REALTIME))
+                        : emit__body(buf, o->size, (uint64_t)i + 1);
     if (chan_emit_nowait(e, o->group, buf, len, err, sizeof(err)) != 0) {
       fprintf(stderr, "bench-emit: event %ld: %s\n", i + 1, err);
       rc = 1;
@@ -152,7 +164,11 @@ static int emit__parse(int argc, char **argv, emit_opts *o) {
     else if (emit__arg(argv[i], "--rate", argv, &i, argc, &v)) o->rate = atol(v);
     else if (emit__arg(argv[i], "--size", argv, &i, argc, &v)) o->size = atol(v);
     else if (emit__arg(argv[i], "--delete-queue", argv, &i, argc, &v)) o->delete_queue = v;
-    else return -1;
+    else if (emit__arg(argv[i], "--seed", argv, &i, argc, &v)) o->seed = strtoull(v, NULL, 10);
+    else if (emit__arg(argv[i], "--sample", argv, &i, argc, &v)) {
+      if (strcmp(v, "awx") != 0) return -1;
+      o->awx = 1;
+    } else return -1;
   }
   if (!o->url) return -1;
   if (o->purge || o->delete_queue) return 0;
@@ -160,10 +176,11 @@ static int emit__parse(int argc, char **argv, emit_opts *o) {
 }
 
 int main(int argc, char **argv) {
-  emit_opts o = {.size = 256};
+  emit_opts o = {.size = 256, .seed = AWX_SEED};
   if (emit__parse(argc, argv, &o) != 0) {
     fprintf(stderr, "usage: bench-emit --url AMQP_URL --group G --count N [--rate R]"
-                    " [--size BYTES]\n       bench-emit --url AMQP_URL --purge\n"
+                    " [--size BYTES] [--sample awx [--seed S]]\n"
+                    "       bench-emit --url AMQP_URL --purge\n"
                     "       bench-emit --url AMQP_URL --delete-queue NAME\n");
     return 2;
   }

@@ -4,18 +4,25 @@
 #
 #   bench/run.sh full      S1-S4 (S2 and S3 with the event history on and
 #                          off, S3 also with the whole stack on one core),
-#                          R1-R2 (replay), each figure the median of
+#                          R1-R2 (replay), Z (compression, as `compress`
+#                          below), each figure the median of
 #                          BENCH_RUNS runs; prints a table and rewrites the
 #                          generated part of docs/BENCHMARKS.md (between the
 #                          bench:begin and bench:end markers; the rest of the
 #                          file is kept)
 #   bench/run.sh smoke     a few hundred connections, seconds: fails when a
 #                          client sees a lost or out-of-order event or any
-#                          error, never on speed
-#   bench/run.sh s1|events|s4|replay|onecore ARGS...   one run of one
-#                          scenario (see below; e.g. `events s3 100 20000
-#                          2000 off`, `replay r1 1 100000`, `onecore events
-#                          s3c 100 20000 2000 on`)
+#                          error (with compression on: or no compressed
+#                          frame), never on speed
+#   bench/run.sh compress  the compression scenarios alone (AWX job events,
+#                          permessage-deflate off and on, 1 and 1,000
+#                          subscribers, and the whole stack on one core):
+#                          medians, the ratios, a table; writes no file
+#   bench/run.sh s1|events|s4|replay|zevents|onecore ARGS...   one run of
+#                          one scenario (see below; e.g. `events s3 100
+#                          20000 2000 off`, `replay r1 1 100000`, `onecore
+#                          events s3c 100 20000 2000 on`, `zevents z 1000
+#                          1000 100 on`)
 #   bench/run.sh profile   one S2 run with the gateway under perf record
 #                          (and, with BENCH_CALLGRIND=1, a smaller one under
 #                          callgrind); prints where the reports are.
@@ -36,7 +43,8 @@
 # BENCH_REPLAY_SETTLE (2: seconds between the emitter's last confirm and
 # the clients' return, so the gateway has read the stream), BENCH_GW_FLAGS
 # (more gatewayd flags for the scenarios of S2, S3, R1, R2, e.g.
-# "--history.segment_bytes=1MiB").
+# "--history.segment_bytes=1MiB"), BENCH_Z_RATE (50: AWX events/s of the
+# compression scenarios), BENCH_Z_SECONDS (10: for how long).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -75,10 +83,13 @@ R1_EVENTS=${BENCH_R1_EVENTS:-100000}
 R2_CONNS=${BENCH_R2_CONNS:-1000}
 R2_EVENTS=${BENCH_R2_EVENTS:-1000}
 REPLAY_SETTLE=${BENCH_REPLAY_SETTLE:-2}
+Z_RATE=${BENCH_Z_RATE:-50}
+Z_SECONDS=${BENCH_Z_SECONDS:-10}
 
 GW_PID=
 WK_PIDS=()
 WSB_PID=
+WSB2_PID= # a second load client (the smoke's plain clients beside compressed ones)
 GW_EXTRA=() # per-scenario gateway flags (history on/off)
 EMIT_PIN=() # the emitter floats, except on `onecore` (CPU 1, with the client)
 WK_PIN=()   # the workers float, except on `onecore` (CPU 0)
@@ -89,6 +100,7 @@ ok=0
 cleanup() {
   local rc=$?
   stop_pid "$WSB_PID"
+  stop_pid "$WSB2_PID"
   stop_stack
   if ((OWN_BROKER)); then
     tests/lib/broker.sh stop "$BROKER_DIR" >/dev/null 2>&1 || true
@@ -360,6 +372,94 @@ s4() {
     "p99_us=$(kv "$out" RESULT churn_p99_us) problems=\"$(problems "$out")\""
 }
 
+# ---- compression (issue 16): AWX job events, permessage-deflate off and on ----
+
+# 0 when this gatewayd has permessage-deflate ([compression] settings).
+has_compression() {
+  local help
+  help=$("$BUILD/gatewayd" --help 2>&1 || true)
+  [[ $help == *--compression.enabled=* ]]
+}
+
+# The gateway's counter $1 on its /metrics (port $MX_PORT), 0 when absent.
+metric() {
+  curl -s --max-time 5 "http://127.0.0.1:$MX_PORT/metrics" |
+    awk -v n="$1" '$1 == n {v = $2} END {print v + 0}'
+}
+
+# Busy time of CPU 0 in ns from /proc/stat (user, nice, system, irq,
+# softirq, steal): with the stack pinned there (onecore), everything it
+# costs, the kernel's loopback work included, but also whatever else ran
+# there (in 10 ms ticks): in the run's line only, too noisy for the table.
+cpu0_ns() {
+  awk -v hz="$CLK_TCK" '$1 == "cpu0" {printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz}' /proc/stat
+}
+
+# CPU ns of every workerd.
+workers_ns() {
+  local p t=0
+  for p in "${WK_PIDS[@]}"; do t=$((t + $(cpu_ns "$p"))); done
+  echo "$t"
+}
+
+# One sample of the counters the compression figures are made of.
+z_sample() {
+  echo "$(cpu_ns "$GW_PID") $(cpu_ns "$(beam_pid)") $(workers_ns) $(cpu0_ns)" \
+    "$(metric wsgw_gateway_bytes_sent_total) $(metric wsgw_gateway_compressions_total)"
+}
+
+# a / b with 2 decimals, "n/a" when b is 0.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 > 0) printf "%.2f", a / b; else print "n/a"}'; }
+
+# AWX job events (bench-emit --sample awx) at RATE/s to CONNS subscribers of
+# one group, permessage-deflate Z (on: the gateway's [compression] enabled
+# and every client offering it; off: neither). From READY to RECEIVED:
+# bytes on the wire per delivery (the gateway's wsgw_gateway_bytes_sent_total
+# delta, and the client's count of the events' frames), the events' size
+# once inflated, gateway CPU per delivery, the stack's (gateway, broker,
+# workers) and CPU 0's (onecore) per delivery. Old-protocol clients, the
+# binary's default history (on).
+zevents() {
+  local name=$1 conns=$2 count=$3 rate=$4 z=$5 out=$STATE/$1.out
+  local -a zc=()
+  has_compression || die "this gatewayd has no [compression] settings"
+  set_hist default
+  MX_PORT=$(free_port)
+  GW_EXTRA+=(--gateway.metrics_listen="127.0.0.1:$MX_PORT")
+  case $z in
+    on) GW_EXTRA+=(--compression.enabled=true) zc=(--deflate) ;;
+    off) GW_EXTRA+=(--compression.enabled=false) ;;
+    *) die "compression must be on or off, not $z" ;;
+  esac
+  start_stack 1
+  wsb_start "$out" --conns "$conns" --mode events --expect "$count" --idle-ms 3000 \
+    --timeout-ms 120000 "${zc[@]}"
+  wait_line "$out" READY 60 || { stop_pid "$WSB_PID"; die "$name: no READY line ($(problems "$out" READY))"; }
+  local -a a b
+  read -ra a <<<"$(z_sample)"
+  "${EMIT_PIN[@]}" "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$count" \
+    --rate "$rate" --sample awx >"$STATE/$name.emit" || die "$name: emitter failed"
+  wait_line "$out" RECEIVED 180 || die "$name: no RECEIVED line"
+  read -ra b <<<"$(z_sample)"
+  wsb_wait || true
+  stop_stack
+  GW_EXTRA=()
+  local ev zf p
+  ev=$(kv "$out" RESULT events) zf=$(kv "$out" RESULT zframes)
+  p=$(problems "$out")
+  if [[ $z == on && ${zf:-0} == 0 ]]; then p="no compressed frame $p"; fi
+  if [[ $z == off && ${zf:-0} != 0 ]]; then p="compressed frames with compression off $p"; fi
+  echo "us_per_delivery=$(per_us $((b[0] - a[0])) "$ev")" \
+    "stack_us_per_delivery=$(per_us $((b[0] - a[0] + b[1] - a[1] + b[2] - a[2])) "$ev")" \
+    "cpu0_us_per_delivery=$(per_us $((b[3] - a[3])) "$ev")" \
+    "gw_bytes_per_delivery=$(ratio $((b[4] - a[4])) "$ev")" \
+    "cl_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_wire_bytes)" "$ev")" \
+    "plain_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_bytes)" "$ev")" \
+    "compressions=$((b[5] - a[5])) zframes=$zf pframes=$(kv "$out" RESULT pframes)" \
+    "p50_us=$(kv "$out" RESULT lat_p50_us) p99_us=$(kv "$out" RESULT lat_p99_us)" \
+    "lost=$(kv "$out" RESULT lost) events=$ev problems=\"$p\""
+}
+
 # ---- medians and the table ----------------------------------------------------
 
 # total KEY LINE...: the sum of KEY's values (lost and duplicates: any run's
@@ -394,6 +494,45 @@ replay_figs() {
     FIG[${key}_$k]=$(median "$k" "${r[@]}")
   done
   for k in lost dups rec_ok resumed; do FIG[${key}_$k]=$(total "$k" "${r[@]}"); done
+}
+
+# z_figs KEY SCENARIO ARGS...: RUNS runs of zevents (or onecore zevents);
+# the medians, and sums of what must show from any run, into FIG[KEY_*].
+z_figs() {
+  local key=$1 k
+  shift
+  local -a r=()
+  repeat r "$@"
+  for k in us_per_delivery stack_us_per_delivery cpu0_us_per_delivery gw_bytes_per_delivery \
+    cl_bytes_per_delivery plain_bytes_per_delivery p50_us p99_us; do
+    FIG[${key}_$k]=$(median "$k" "${r[@]}")
+  done
+  for k in lost zframes pframes events; do FIG[${key}_$k]=$(total "$k" "${r[@]}"); done
+  FIG[${key}_bad_runs]=$(printf '%s\n' "${r[@]}" | grep -vc 'problems=""$' || true)
+}
+
+# The compression scenarios: AWX events at Z_RATE/s for Z_SECONDS to 1 and
+# to 1,000 subscribers, off and on; then the same with the whole stack on
+# CPU 0 (a broker of its own and two CPUs only).
+run_compress_figs() {
+  if ! has_compression; then
+    echo "compression scenarios skipped: this gatewayd has no [compression] settings" >&2
+    return 0
+  fi
+  local n z count=$((Z_RATE * Z_SECONDS))
+  for n in 1 1000; do
+    for z in off on; do
+      echo "Z: AWX job events to $n subscriber(s), $Z_RATE/s for $Z_SECONDS s, compression $z" >&2
+      z_figs "z${n}_$z" zevents "z$n-$z" "$n" "$count" "$Z_RATE" "$z"
+    done
+  done
+  ((OWN_BROKER && $(nproc) >= 2)) || return 0
+  for n in 1 1000; do
+    for z in off on; do
+      echo "Z on one core: broker, gateway and worker on CPU 0, $n subscriber(s), compression $z" >&2
+      z_figs "zc${n}_$z" onecore zevents "zc$n-$z" "$n" "$count" "$Z_RATE" "$z"
+    done
+  done
 }
 
 # Runs "$@" RUNS times; the lines go to the array named by $1.
@@ -476,7 +615,19 @@ run_full() {
     FIG[s4_rps_$w]=$(median req_per_s "${r[@]}")
     FIG[s4_p99_$w]=$(median p99_us "${r[@]}")
   done
+  run_compress_figs
   write_report
+}
+
+# `bench/run.sh compress`: the compression scenarios alone, their table.
+run_compress() {
+  declare -gA FIG=()
+  has_compression || die "this gatewayd has no [compression] settings"
+  run_compress_figs
+  echo
+  echo "| scenario | figure | measured (median of $RUNS) | target | |"
+  echo "|---|---|---|---|---|"
+  z_table
 }
 
 
@@ -558,6 +709,60 @@ table() {
   row "S4 churn" "changes/s, 2 workers (p99 ms)" \
     "$(us "${FIG[s4_rps_2]}") ($(ms "${FIG[s4_p99_2]}"))" ">= 5000" \
     "$(met ge "${FIG[s4_rps_2]}" 5000)"
+  [[ -z ${FIG[z1_off_lost]:-} ]] || z_table
+}
+
+# "a on / b off = ratio" of FIG[KEY_on_FIG] and FIG[KEY_off_FIG].
+on_off() {
+  local k=$1 f=$2
+  echo "${FIG[${k}_on_$f]} / ${FIG[${k}_off_$f]}"
+}
+
+# The rows of the compression scenarios. Targets (issue 16) at 1,000
+# subscribers: compressed CPU per delivery at most 1.2x the plain one, for
+# at least 3x fewer bytes on the wire.
+z_table() {
+  local n z h k r subs
+  for n in 1 1000; do
+    subs="$n subscriber"
+    ((n == 1)) || subs+=s
+    for z in off on; do
+      k=z${n}_$z h="Z AWX events, $subs, compression $z"
+      row "$h" "bytes on the wire per delivery: gateway / client" \
+        "${FIG[${k}_gw_bytes_per_delivery]} / ${FIG[${k}_cl_bytes_per_delivery]}" "-" ""
+      row "$h" "event size per delivery (bytes, inflated)" "${FIG[${k}_plain_bytes_per_delivery]}" "-" ""
+      row "$h" "gateway CPU per delivery (us)" "${FIG[${k}_us_per_delivery]}" "-" ""
+      row "$h" "latency p50 / p99 (ms)" "$(ms "${FIG[${k}_p50_us]}") / $(ms "${FIG[${k}_p99_us]}")" "-" ""
+      row "$h" "lost / runs with problems (all runs)" "${FIG[${k}_lost]} / ${FIG[${k}_bad_runs]}" \
+        "0 / 0" "$(met le "$(sum2 "${FIG[${k}_lost]}" "${FIG[${k}_bad_runs]}")" 0)"
+      row "$h" "event frames compressed / plain (all runs)" \
+        "${FIG[${k}_zframes]} / ${FIG[${k}_pframes]}" "-" ""
+    done
+    k=z$n h="Z AWX events, $subs, on vs off"
+    r=$(ratio "${FIG[${k}_on_us_per_delivery]}" "${FIG[${k}_off_us_per_delivery]}")
+    row "$h" "gateway CPU per delivery, on / off" "$r" \
+      "$( ((n == 1000)) && echo '<= 1.2' || echo -)" "$( ((n == 1000)) && met le "$r" 1.2)"
+    r=$(ratio "${FIG[${k}_off_gw_bytes_per_delivery]}" "${FIG[${k}_on_gw_bytes_per_delivery]}")
+    row "$h" "bytes on the wire per delivery, off / on" "$r" \
+      "$( ((n == 1000)) && echo '>= 3' || echo -)" "$( ((n == 1000)) && met ge "$r" 3)"
+  done
+  for n in 1 1000; do
+    subs="$n subscriber"
+    ((n == 1)) || subs+=s
+    k=zc$n h="Z on one core, $subs, on / off"
+    [[ -n ${FIG[${k}_on_lost]:-} ]] || continue
+    row "$h" "stack CPU per delivery (us): gatewayd + broker + workerd" \
+      "$(on_off "$k" stack_us_per_delivery) = $(ratio "${FIG[${k}_on_stack_us_per_delivery]}" \
+        "${FIG[${k}_off_stack_us_per_delivery]}")x" "-" ""
+    row "$h" "gateway CPU per delivery (us)" "$(on_off "$k" us_per_delivery) = $(ratio \
+      "${FIG[${k}_on_us_per_delivery]}" "${FIG[${k}_off_us_per_delivery]}")x" "-" ""
+    row "$h" "bytes on the wire per delivery (gateway)" \
+      "$(on_off "$k" gw_bytes_per_delivery)" "-" ""
+    row "$h" "lost / runs with problems (all runs)" \
+      "$(sum2 "${FIG[${k}_on_lost]}" "${FIG[${k}_off_lost]}") / $(sum2 "${FIG[${k}_on_bad_runs]}" \
+        "${FIG[${k}_off_bad_runs]}")" "0 / 0" "$(met le "$(sum2 "$(sum2 "${FIG[${k}_on_lost]}" \
+        "${FIG[${k}_off_lost]}")" "$(sum2 "${FIG[${k}_on_bad_runs]}" "${FIG[${k}_off_bad_runs]}")")" 0)"
+  done
 }
 
 generated() {
@@ -620,6 +825,19 @@ generated() {
     echo "connect), each a TCP connect, an upgrade whose token a worker checks, and a"
     echo "subscription naming a position, answered with recovery \"ok\"; then every client"
     echo "gets its $R2_EVENTS missed events ($((R2_CONNS * R2_EVENTS)) deliveries)."
+  fi
+  if [[ -n ${FIG[z1_off_lost]:-} ]]; then
+    echo
+    echo "Z compression (permessage-deflate, issue 16): AWX job events (\`bench-emit"
+    echo "--sample awx\`: stdout with ANSI colour codes, 0.5-4 KB, ~2 KB on average) at"
+    echo "$Z_RATE/s for $Z_SECONDS s to 1 and to 1,000 old-protocol subscribers of one group, with"
+    echo "the gateway's \`[compression] enabled\` off (clients offer nothing) and on (every"
+    echo "client offers permessage-deflate and inflates; level 1, min_size 256). Bytes"
+    echo "on the wire per delivery: the gateway's wsgw_gateway_bytes_sent_total delta /"
+    echo "deliveries, and the load client's count of the events' frames (headers and"
+    echo "payloads as received); gateway CPU per delivery as in S2. \"On one core\": the"
+    echo "same with RabbitMQ, gatewayd and workerd on CPU 0 (as S3 on one core): stack"
+    echo "CPU = their CPU time together per delivery."
   fi
   echo
   echo "### What an idle connection costs, field by field (\`build/bench-sizes\`)"
@@ -686,6 +904,12 @@ run_smoke() {
     echo "bench-smoke: wsgw.2 skipped: this gatewayd has no event history"
   fi
   stop_stack
+  if has_compression; then
+    smoke_compress "$out" || fails=$((fails + $?))
+    checks=$((checks + 2))
+  else
+    echo "bench-smoke: compression skipped: this gatewayd has no [compression] settings"
+  fi
   ((fails == 0)) || die "$fails smoke check(s) failed"
   echo "bench-smoke: $((checks - fails)) passed, 0 failed"
 }
@@ -728,6 +952,50 @@ smoke_wsgw2() {
     fails=$((fails + 1))
   else
     smoke_check "wsgw.2 50 away for 300 events, back with positions" "$out.6" ||
+      fails=$((fails + 1))
+  fi
+  return "$fails"
+}
+
+# permessage-deflate on a gateway of its own with compression on: 50
+# clients that offer it and 20 that do not, in one group, get the same 300
+# AWX job events at 1000/s. Fails on loss, disorder or errors (a plain
+# client given an RSV1 frame is one), when no event came compressed to the
+# former or one did to the latter; never on speed. Returns the number of
+# failed checks.
+smoke_compress() {
+  local out=$1 fails=0 zf
+  GW_EXTRA=(--compression.enabled=true)
+  start_stack 1
+  GW_EXTRA=()
+  wsb_start "$out.7" --conns 20 --mode events --expect 300 --idle-ms 3000 --timeout-ms 30000
+  WSB2_PID=$WSB_PID
+  wait_line "$out.7" READY 30 || true
+  wsb_start "$out.8" --deflate --conns 50 --mode events --expect 300 --idle-ms 3000 \
+    --timeout-ms 30000
+  if wait_line "$out.8" READY 30; then
+    "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count 300 --rate 1000 \
+      --sample awx >/dev/null || fails=$((fails + 1))
+  fi
+  wsb_wait || true
+  WSB_PID=$WSB2_PID WSB2_PID=
+  wsb_wait || true
+  stop_stack
+  zf=$(kv "$out.8" RESULT zframes)
+  if [[ ${zf:-0} == 0 ]]; then
+    echo "bench-smoke: FAILED: compression: no event came compressed" \
+      "$(grep -o 'first_error=.*' "$out.8" | tail -1)"
+    fails=$((fails + 1))
+  else
+    smoke_check "compression 50 x 300 AWX events at 1000/s, $zf frames compressed" "$out.8" ||
+      fails=$((fails + 1))
+  fi
+  zf=$(kv "$out.7" RESULT zframes)
+  if [[ ${zf:-0} != 0 ]]; then
+    echo "bench-smoke: FAILED: compression: $zf compressed frames to clients that did not offer it"
+    fails=$((fails + 1))
+  else
+    smoke_check "the same to 20 clients without permessage-deflate, all plain" "$out.7" ||
       fails=$((fails + 1))
   fi
   return "$fails"
@@ -794,8 +1062,8 @@ profile_callgrind() {
 # ---- main -----------------------------------------------------------------------
 
 case $MODE in
-  full | smoke | profile | s1 | events | s4 | replay | onecore) ;;
-  *) die "usage: bench/run.sh full|smoke|profile, or one run: s1 N WORKERS | events NAME CONNS COUNT RATE [on|off [1|2]] | s4 WORKERS CONNS MS | replay NAME CONNS COUNT | onecore events ..." ;;
+  full | smoke | profile | compress | s1 | events | s4 | replay | zevents | onecore) ;;
+  *) die "usage: bench/run.sh full|smoke|profile|compress, or one run: s1 N WORKERS | events NAME CONNS COUNT RATE [on|off [1|2]] | s4 WORKERS CONNS MS | replay NAME CONNS COUNT | zevents NAME CONNS COUNT RATE on|off | onecore events|zevents ..." ;;
 esac
 for b in gatewayd workerd chanctl wsbench bench-emit bench-sizes; do
   [[ -x $BUILD/$b ]] || die "$BUILD/$b is missing: make bench-build"
@@ -806,6 +1074,7 @@ case $MODE in
   full) run_full ;;
   smoke) run_smoke ;;
   profile) run_profile ;;
+  compress) run_compress ;;
   *) shift && "$MODE" "$@" ;; # one run of one scenario, for development
 esac
 ok=1

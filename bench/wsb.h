@@ -5,7 +5,8 @@
  * Owns: nothing at run time; this is the contract between wsbench.c (the
  * phases of a process, the coordinator that forks processes and merges
  * their reports), wsb_conn.c (one connection's protocol) and wsb_proto2.c
- * (what a wsgw.2 connection keeps: positions, seen sequence numbers).
+ * (what a wsgw.2 connection keeps: positions, seen sequence numbers) and
+ * wsb_inflate.c (permessage-deflate: the process's one inflater).
  */
 #ifndef WSB_H
 #define WSB_H
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include <zlib.h>
 
 #include "wsb_hist.h"
 
@@ -46,6 +48,7 @@ typedef struct wsb_opts {
   int proto2;       /* speak wsgw.2 (wsb_proto2.c); 0: the old protocol, untouched */
   long reconnect_after; /* wsgw.2 EVENTS: after this many events a connection
                            drops and reconnects with its positions, once (0: never) */
+  int deflate;      /* offer permessage-deflate; the 101 must accept it */
 } wsb_opts;
 
 /* What a process tells its coordinator, three times: when every connection
@@ -78,6 +81,12 @@ typedef struct wsb_report {
   uint64_t caught_last_ns;  /* last reconnected connection got all it expected */
   wsb_hist resume_hs;       /* reconnect start -> subscription reply, us */
   wsb_hist catchup;         /* reconnect start -> the last expected event, us */
+  /* Bytes on the wire (frame headers and payloads as received, before any
+   * inflating), of all frames and of the events' frames; the events'
+   * payloads once inflated; how many event frames came compressed (RSV1)
+   * and how many plain. */
+  uint64_t wire_bytes, ev_wire_bytes, ev_bytes;
+  uint64_t zframes, pframes;
   char first_error[160];
 } wsb_report;
 
@@ -105,6 +114,7 @@ typedef struct wsb_conn {
   uint8_t was_ready;    /* reached READY once (counts towards lost) */
   uint8_t resuming;     /* set up again after a drop, with positions (wsgw.2) */
   uint8_t bounce;       /* closing on purpose: reconnect once the handle is closed */
+  uint8_t pmd;          /* the 101 accepted permessage-deflate: RSV1 frames allowed */
   uint64_t t0_ns;       /* connect start, or churn request sent */
   uint64_t last_seq, received;
   char key[25];         /* Sec-WebSocket-Key, to check the server's accept */
@@ -134,6 +144,10 @@ struct wsb_proc {
   int report_fd;
   uint64_t rng;
   char rbuf[65536];   /* every read lands here and is consumed at once */
+  z_stream inf;       /* --deflate: one inflater, reset per message (wsb_inflate.c) */
+  int inf_ready;
+  uint8_t *zbuf;      /* the message inflated last */
+  size_t zbuf_cap;
   wsb_report rep;
 };
 
@@ -162,6 +176,13 @@ int wsb2_reply(wsb_conn *c, const uint8_t *d, size_t len, char *why); /* reply o
 int wsb2_sub_text(wsb_conn *c, char *out, size_t cap, size_t *len);
 /* 1 once --reconnect-after events came (then never again): drop and reconnect. */
 int wsb2_bounce_due(wsb_conn *c);
+/* wsb_inflate.c: a compressed message's payload, inflated into the
+ * process's buffer (*out valid until the next call). 0, or -1 when it is
+ * not a valid deflate message (or too big). */
+int wsb_inflate_init(wsb_proc *p);
+void wsb_inflate_end(wsb_proc *p);
+int wsb_inflate(wsb_proc *p, const uint8_t *in, size_t len, const uint8_t **out,
+                size_t *out_len);
 /* wsbench.c: what a connection tells its process. */
 void wsb_proc_error(wsb_proc *p, wsb_conn *c, const char *what);
 void wsb_proc_settled(wsb_proc *p, wsb_conn *c); /* ready, or failed in setup */

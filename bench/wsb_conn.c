@@ -18,6 +18,14 @@
  * replies with positions, notices: read by wsb_proto2.c); a connection can
  * then be dropped and set up again with its positions (wsb_conn_restart).
  * Without it every byte sent and every check is as before.
+ *
+ * With --deflate the request offers permessage-deflate as browsers do, the
+ * 101 must accept it and promise server_no_context_takeover (the client
+ * inflates each message alone, wsb_inflate.c), and frames with RSV1 are
+ * inflated before the same checks; without it an RSV bit, or an extension
+ * in the 101, is an error. Bytes on the wire are counted as received (all
+ * frames, and the events' frames), beside the events' inflated size and
+ * how many of their frames came compressed.
  */
 #define _GNU_SOURCE /* memmem */
 #include <assert.h>
@@ -185,9 +193,11 @@ static void wsb_conn__send_request(wsb_conn *c) {
   int n = snprintf(req, sizeof(req),
                    "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n%s%s\r\n",
+                   "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
                    o->path, o->token, o->host, o->port, c->key,
                    o->proto2 ? "Sec-WebSocket-Protocol: " CHAN_POS_PROTOCOL "\r\n" : "",
+                   o->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                "client_max_window_bits\r\n" : "",
                    o->headers);
   if (n <= 0 || (size_t)n >= sizeof(req)) {
     wsb_conn__fail(c, "request too long");
@@ -238,6 +248,25 @@ static int wsb_conn__proto_ok(const char *head, size_t len) {
   return v && vlen == want && memcmp(v, CHAN_POS_PROTOCOL, want) == 0;
 }
 
+/* The extension answer of the 101: NULL when it is what we offered (or
+ * nothing, when we offered nothing), else why not. Sets c->pmd. */
+static const char *wsb_conn__ext_check(wsb_conn *c, const char *head, size_t len) {
+  static const char pmd[] = "permessage-deflate";
+  size_t vlen = 0, plen = sizeof pmd - 1;
+  const char *v = wsb_conn__header(head, len, "sec-websocket-extensions", &vlen);
+  c->pmd = 0;
+  if (!c->p->o->deflate) return v ? "the 101 names an extension that was not offered" : NULL;
+  if (!v || vlen < plen || strncasecmp(v, pmd, plen) != 0 ||
+      (vlen > plen && v[plen] != ';' && v[plen] != ' '))
+    return "the 101 does not accept permessage-deflate (compression off?)";
+  /* Each message inflated alone is right only when the server compresses
+   * each alone. */
+  if (!memmem(v, vlen, "server_no_context_takeover", 26))
+    return "the 101 does not promise server_no_context_takeover";
+  c->pmd = 1;
+  return NULL;
+}
+
 /* Bytes of the response head, 0 while incomplete, -1 when refused. */
 static long wsb_conn__head(wsb_conn *c, const uint8_t *d, size_t len) {
   const uint8_t *end = memmem(d, len, "\r\n\r\n", 4);
@@ -257,6 +286,12 @@ static long wsb_conn__head(wsb_conn *c, const uint8_t *d, size_t len) {
     wsb_conn__fail(c, "the 101 does not name wsgw.2 (history off?)");
     return -1;
   }
+  const char *why = wsb_conn__ext_check(c, (const char *)d, hlen);
+  if (why) {
+    wsb_conn__fail(c, why);
+    return -1;
+  }
+  c->p->rep.wire_bytes += hlen;
   return (long)hlen;
 }
 
@@ -482,6 +517,50 @@ static int wsb_conn__frame(const uint8_t *d, size_t n, size_t *hl, uint64_t *pl)
   return 1;
 }
 
+/* NULL when the RSV bits of a frame (first byte b0) are allowed, else why not:
+ * RSV1 marks a compressed data message, once permessage-deflate was agreed. */
+static const char *wsb_conn__rsv_check(const wsb_conn *c, uint8_t b0) {
+  if (b0 & 0x30) return "RSV2 or RSV3 set";
+  if (!(b0 & 0x40)) return NULL;
+  if (!c->pmd) return "RSV1 without permessage-deflate";
+  if (b0 & 0x08) return "RSV1 on a control frame";
+  return NULL;
+}
+
+/* A frame of `wire` bytes was handled, its payload plen bytes once
+ * inflated; it was an event when the connection's count moved. */
+static void wsb_conn__count(wsb_conn *c, uint64_t received_before, size_t wire, size_t plen,
+                            int z) {
+  wsb_report *r = &c->p->rep;
+  r->wire_bytes += wire;
+  if (c->received == received_before) return;
+  r->ev_wire_bytes += wire;
+  r->ev_bytes += plen;
+  if (z) r->zframes++;
+  else r->pframes++;
+}
+
+/* One whole frame at f (header hl bytes, payload pl): checks, inflates,
+ * hands the message on, counts. -1: the connection failed. */
+static int wsb_conn__one(wsb_conn *c, const uint8_t *f, size_t hl, size_t pl, uint64_t now_rt) {
+  const char *why = wsb_conn__rsv_check(c, f[0]);
+  if (why) {
+    wsb_conn__fail(c, why);
+    return -1;
+  }
+  const uint8_t *msg = f + hl;
+  size_t len = pl;
+  int z = (f[0] & 0x40) != 0;
+  if (z && wsb_inflate(c->p, f + hl, pl, &msg, &len) != 0) {
+    wsb_conn__fail(c, "a compressed message does not inflate");
+    return -1;
+  }
+  uint64_t before = c->received;
+  wsb_conn__message(c, f[0] & 0x0f, msg, len, now_rt);
+  wsb_conn__count(c, before, hl + pl, len, z);
+  return 0;
+}
+
 /* Handles every whole frame (and the response head) in d; returns the bytes
  * used. The rest is an incomplete frame the caller keeps. */
 static size_t wsb_conn__consume(wsb_conn *c, const uint8_t *d, size_t len, uint64_t now_rt) {
@@ -502,7 +581,7 @@ static size_t wsb_conn__consume(wsb_conn *c, const uint8_t *d, size_t len, uint6
       wsb_conn__fail(c, "bad frame from the server");
       return len;
     }
-    wsb_conn__message(c, d[used] & 0x0f, d + used + hl, (size_t)pl, now_rt);
+    if (wsb_conn__one(c, d + used, hl, (size_t)pl, now_rt) != 0) return len;
     used += hl + (size_t)pl;
   }
   return used;

@@ -19,6 +19,13 @@
  * events as events mode does. A sequence number seen twice is a duplicate
  * (dups=), one never seen is lost, a recovery status other than ok counts.
  *
+ * --deflate offers permessage-deflate and inflates compressed messages
+ * (wsb_inflate.c) before the same checks; RECEIVED and RESULT then count
+ * the bytes received on the wire (wire_bytes: every frame and the 101;
+ * ev_wire_bytes: the events' frames), the events' payload bytes once
+ * inflated (ev_bytes), and their frames that came compressed (zframes) or
+ * plain (pframes), with or without --deflate.
+ *
  * One process holds at most --per-proc sockets (the open-file limit is
  * 20,000 per process and cannot be raised here), so the coordinator forks
  * as many client processes as needed and merges their reports. It prints
@@ -376,6 +383,7 @@ static int wsb_proc_run(wsb_proc *p) {
   uv_signal_init(p->loop, &p->sigusr1);
   p->sigusr1.data = p;
   uv_signal_start(&p->sigusr1, wsb_proc__on_usr1, SIGUSR1);
+  if (p->o->deflate && wsb_inflate_init(p) != 0) return 1;
   p->phase_start_ms = uv_now(p->loop);
   if (p->n == 0) wsb_proc__ready(p);
   else wsb_proc__fill(p);
@@ -383,6 +391,7 @@ static int wsb_proc_run(wsb_proc *p) {
   wsb_proc__report(p, WSB_REP_FINAL);
   for (long i = 0; i < p->n; i++) wsb2_detach(&p->conns[i]);
   free(p->conns);
+  wsb_inflate_end(p);
   return 0;
 }
 
@@ -414,6 +423,11 @@ static void wsb__merge(wsb_report *into, const wsb_report *r) {
   into->resumed += r->resumed;
   into->resume_events += r->resume_events;
   into->resume_bytes += r->resume_bytes;
+  into->wire_bytes += r->wire_bytes;
+  into->ev_wire_bytes += r->ev_wire_bytes;
+  into->ev_bytes += r->ev_bytes;
+  into->zframes += r->zframes;
+  into->pframes += r->pframes;
 #define WSB_MIN(f) if (r->f && (!into->f || r->f < into->f)) into->f = r->f
 #define WSB_MAX(f) if (r->f > into->f) into->f = r->f
   WSB_MIN(hs_first_ns);
@@ -485,6 +499,10 @@ static void wsb__print(const char *what, const wsb_report *m, int proto2) {
            (unsigned long long)wsb_hist_quantile(&m->churn, 0.5),
            (unsigned long long)wsb_hist_quantile(&m->churn, 0.99),
            (unsigned long long)m->churn.max);
+    printf(" wire_bytes=%llu ev_wire_bytes=%llu ev_bytes=%llu zframes=%llu pframes=%llu",
+           (unsigned long long)m->wire_bytes, (unsigned long long)m->ev_wire_bytes,
+           (unsigned long long)m->ev_bytes, (unsigned long long)m->zframes,
+           (unsigned long long)m->pframes);
   }
   if (proto2 && strcmp(what, "READY") != 0 && strcmp(what, "AWAY") != 0) wsb__print2(m);
   printf(" first_error=\"%s\"\n", m->first_error);
@@ -591,6 +609,7 @@ static const char wsb_usage[] =
     "  --linger-ms MS    events, churn: wait MS after RECEIVED before closing (500)\n"
     "  --protocol wsgw.2 speak wsgw.2: envelopes, positions, recovery\n"
     "  --reconnect-after E  wsgw.2 events: drop after E events, reconnect with positions\n"
+    "  --deflate         offer permessage-deflate (the 101 must accept it), inflate\n"
     "  recover mode (wsgw.2): set up, close all, print AWAY, wait for SIGUSR1,\n"
     "    reconnect all with positions, print RESUMED, count events as events mode\n";
 
@@ -609,7 +628,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       {"sub2", 1, 0, 'b'},     {"mode", 1, 0, 'm'},    {"expect", 1, 0, 'e'},
       {"idle-ms", 1, 0, 'i'},  {"churn-ms", 1, 0, 'c'}, {"timeout-ms", 1, 0, 'T'},
       {"linger-ms", 1, 0, 'l'}, {"header", 1, 0, 'x'},
-      {"protocol", 1, 0, 'v'}, {"reconnect-after", 1, 0, 'r'},
+      {"protocol", 1, 0, 'v'}, {"reconnect-after", 1, 0, 'r'}, {"deflate", 0, 0, 'z'},
       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -635,6 +654,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
         o->proto2 = 1;
         break;
       case 'r': o->reconnect_after = atol(optarg); break;
+      case 'z': o->deflate = 1; break;
       case 'x': {
         size_t used = strlen(o->headers);
         if (strpbrk(optarg, "\r\n") ||
