@@ -46,7 +46,7 @@ enum { CFG_FORM_NONE = 0, CFG_FORM_VALUE = 1, CFG_FORM_FILE = 2 };
  * name is a typo. */
 static const char *const cfg_known_sections[] = {
     "amqp", "log", "gateway", "worker", "auth", "groups", "metrics", "chanctl",
-    "history", "emit"};
+    "history", "emit", "compression"};
 
 typedef struct cfg_ctx {
   const cfg_opt *opts;

@@ -140,13 +140,15 @@ UNIT_TEST(cfg_shared_row_reads_another_programs_key) {
   unlink(path);
 }
 
-/* [history] is gatewayd's, in the file both daemons share: a program
- * without a [history] row (workerd, chanctl) skips the section. */
+/* [history] and [compression] are gatewayd's, in the file both daemons
+ * share: a program without their rows (workerd, chanctl, emitd) skips the
+ * sections. */
 UNIT_TEST(cfg_shared_file_with_history_loads_in_other_programs) {
   char path[] = "/tmp/wsgw-cfg-history-XXXXXX";
   int fd = mkstemp(path);
   UNIT_CHECK(fd >= 0);
   const char ini[] = "[history]\nenabled = true\nmax_age = 1h\n"
+                     "[compression]\nenabled = true\n"
                      "[worker]\nother = 4\n";
   UNIT_CHECK(write(fd, ini, sizeof ini - 1) == (ssize_t)(sizeof ini - 1));
   close(fd);
