@@ -6,7 +6,8 @@
  * phases of a process, the coordinator that forks processes and merges
  * their reports), wsb_conn.c (one connection's protocol) and wsb_proto2.c
  * (what a wsgw.2 connection keeps: positions, seen sequence numbers) and
- * wsb_inflate.c (permessage-deflate: the process's one inflater).
+ * wsb_inflate.c (permessage-deflate: the process's inflater, reset per
+ * message, or a connection's own, kept across its messages).
  */
 #ifndef WSB_H
 #define WSB_H
@@ -49,6 +50,8 @@ typedef struct wsb_opts {
   long reconnect_after; /* wsgw.2 EVENTS: after this many events a connection
                            drops and reconnects with its positions, once (0: never) */
   int deflate;      /* offer permessage-deflate; the 101 must accept it */
+  int deflate_nct;  /* --deflate-no-takeover: the offer names server_no_context_takeover
+                       and the 101 must answer it (each message inflated alone) */
 } wsb_opts;
 
 /* What a process tells its coordinator, three times: when every connection
@@ -87,6 +90,10 @@ typedef struct wsb_report {
    * and how many plain. */
   uint64_t wire_bytes, ev_wire_bytes, ev_bytes;
   uint64_t zframes, pframes;
+  /* Connections that inflated with a kept context (the 101 left out
+   * server_no_context_takeover and a compressed message came): inflaters
+   * made, a reconnect's fresh one counted again. */
+  uint64_t zctx;
   char first_error[160];
 } wsb_report;
 
@@ -115,12 +122,16 @@ typedef struct wsb_conn {
   uint8_t resuming;     /* set up again after a drop, with positions (wsgw.2) */
   uint8_t bounce;       /* closing on purpose: reconnect once the handle is closed */
   uint8_t pmd;          /* the 101 accepted permessage-deflate: RSV1 frames allowed */
+  uint8_t pmd_kept;     /* ... without server_no_context_takeover: the server keeps its
+                           context, so this connection keeps its own inflater (inf) */
   uint64_t t0_ns;       /* connect start, or churn request sent */
   uint64_t last_seq, received;
   char key[25];         /* Sec-WebSocket-Key, to check the server's accept */
   uint8_t *acc;         /* bytes of an incomplete frame, kept between reads */
   uint32_t acc_len, acc_cap;
   wsb_c2 *c2;           /* wsgw.2 only; NULL on the old protocol */
+  z_stream *inf;        /* pmd_kept: made at the first compressed message, never reset,
+                           freed with the handle (~40 KiB, wsb_inflate.c) */
 } wsb_conn;
 
 struct wsb_proc {
@@ -144,7 +155,8 @@ struct wsb_proc {
   int report_fd;
   uint64_t rng;
   char rbuf[65536];   /* every read lands here and is consumed at once */
-  z_stream inf;       /* --deflate: one inflater, reset per message (wsb_inflate.c) */
+  z_stream inf;       /* --deflate: one inflater, reset per message, for connections
+                         answered server_no_context_takeover (wsb_inflate.c) */
   int inf_ready;
   uint8_t *zbuf;      /* the message inflated last */
   size_t zbuf_cap;
@@ -177,12 +189,19 @@ int wsb2_sub_text(wsb_conn *c, char *out, size_t cap, size_t *len);
 /* 1 once --reconnect-after events came (then never again): drop and reconnect. */
 int wsb2_bounce_due(wsb_conn *c);
 /* wsb_inflate.c: a compressed message's payload, inflated into the
- * process's buffer (*out valid until the next call). 0, or -1 when it is
- * not a valid deflate message (or too big). */
+ * process's buffer (*out valid until the next call). kept NULL: with the
+ * process's stream, reset first (server_no_context_takeover); else with
+ * that connection's stream, which must have inflated every earlier
+ * compressed message of the connection, in order. 0, or -1 when it is not
+ * a valid deflate message (or too big, or, kept, one that ends the stream). */
 int wsb_inflate_init(wsb_proc *p);
 void wsb_inflate_end(wsb_proc *p);
-int wsb_inflate(wsb_proc *p, const uint8_t *in, size_t len, const uint8_t **out,
-                size_t *out_len);
+int wsb_inflate(wsb_proc *p, z_stream *kept, const uint8_t *in, size_t len,
+                const uint8_t **out, size_t *out_len);
+/* A connection's own inflater (counted in rep.zctx), NULL when out of
+ * memory; wsb_inflate_free(NULL) does nothing. */
+z_stream *wsb_inflate_new(wsb_proc *p);
+void wsb_inflate_free(z_stream *zs);
 /* wsbench.c: what a connection tells its process. */
 void wsb_proc_error(wsb_proc *p, wsb_conn *c, const char *what);
 void wsb_proc_settled(wsb_proc *p, wsb_conn *c); /* ready, or failed in setup */

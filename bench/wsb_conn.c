@@ -19,13 +19,18 @@
  * then be dropped and set up again with its positions (wsb_conn_restart).
  * Without it every byte sent and every check is as before.
  *
- * With --deflate the request offers permessage-deflate as browsers do, the
- * 101 must accept it and promise server_no_context_takeover (the client
- * inflates each message alone, wsb_inflate.c), and frames with RSV1 are
- * inflated before the same checks; without it an RSV bit, or an extension
- * in the 101, is an error. Bytes on the wire are counted as received (all
- * frames, and the events' frames), beside the events' inflated size and
- * how many of their frames came compressed.
+ * With --deflate the request offers permessage-deflate as browsers do
+ * (client_max_window_bits, nothing asked of the server's context), the 101
+ * must accept it, and frames with RSV1 are inflated (wsb_inflate.c) before
+ * the same checks. When the 101 answers server_no_context_takeover each
+ * message is inflated alone on the process's stream; when it leaves it out
+ * the server keeps its context and the connection keeps its own inflater,
+ * from its first compressed message to its close (a reconnect starts a
+ * fresh one). --deflate-no-takeover offers server_no_context_takeover too,
+ * and the 101 must then answer it. Without either, an RSV bit, or an
+ * extension in the 101, is an error. Bytes on the wire are counted as
+ * received (all frames, and the events' frames), beside the events'
+ * inflated size and how many of their frames came compressed.
  */
 #define _GNU_SOURCE /* memmem */
 #include <assert.h>
@@ -138,6 +143,8 @@ static void wsb_conn__on_close(uv_handle_t *h) {
   free(c->acc);
   c->acc = NULL;
   c->acc_len = c->acc_cap = 0;
+  wsb_inflate_free(c->inf); /* its context ends with the connection */
+  c->inf = NULL;
   wsb_proc_closed(c->p, c);
   if (c->bounce && !c->p->stopping) { /* --reconnect-after: the handle is free again */
     c->bounce = 0;
@@ -186,6 +193,15 @@ static void wsb_conn__make_key(wsb_conn *c) {
   free(k);
 }
 
+/* The Sec-WebSocket-Extensions line of the request ("" without --deflate). */
+static const char *wsb_conn__offer(const wsb_opts *o) {
+  if (!o->deflate) return "";
+  if (o->deflate_nct)
+    return "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+           "client_max_window_bits\r\n";
+  return "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+}
+
 static void wsb_conn__send_request(wsb_conn *c) {
   const wsb_opts *o = c->p->o;
   char req[4096];
@@ -196,9 +212,7 @@ static void wsb_conn__send_request(wsb_conn *c) {
                    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
                    o->path, o->token, o->host, o->port, c->key,
                    o->proto2 ? "Sec-WebSocket-Protocol: " CHAN_POS_PROTOCOL "\r\n" : "",
-                   o->deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
-                                "client_max_window_bits\r\n" : "",
-                   o->headers);
+                   wsb_conn__offer(o), o->headers);
   if (n <= 0 || (size_t)n >= sizeof(req)) {
     wsb_conn__fail(c, "request too long");
     return;
@@ -248,22 +262,41 @@ static int wsb_conn__proto_ok(const char *head, size_t len) {
   return v && vlen == want && memcmp(v, CHAN_POS_PROTOCOL, want) == 0;
 }
 
+/* 1 when the parameters of an extension answer (v, vlen: from the first
+ * ';' on) name `param` on its own, not as part of a longer name. */
+static int wsb_conn__has_param(const char *v, size_t vlen, const char *param) {
+  size_t plen = strlen(param);
+  const char *end = v + vlen, *s = memchr(v, ';', vlen);
+  while (s) {
+    s++;
+    while (s < end && (*s == ' ' || *s == '\t')) s++;
+    if ((size_t)(end - s) >= plen && strncasecmp(s, param, plen) == 0 &&
+        (s + plen == end || strchr(" \t;=", s[plen])))
+      return 1;
+    s = memchr(s, ';', (size_t)(end - s));
+  }
+  return 0;
+}
+
 /* The extension answer of the 101: NULL when it is what we offered (or
- * nothing, when we offered nothing), else why not. Sets c->pmd. */
+ * nothing, when we offered nothing), else why not. Sets c->pmd, and
+ * c->pmd_kept when the server keeps its context (no
+ * server_no_context_takeover: RFC 7692 7.1.1.1 lets it when not asked). */
 static const char *wsb_conn__ext_check(wsb_conn *c, const char *head, size_t len) {
   static const char pmd[] = "permessage-deflate";
   size_t vlen = 0, plen = sizeof pmd - 1;
   const char *v = wsb_conn__header(head, len, "sec-websocket-extensions", &vlen);
-  c->pmd = 0;
+  c->pmd = c->pmd_kept = 0;
   if (!c->p->o->deflate) return v ? "the 101 names an extension that was not offered" : NULL;
   if (!v || vlen < plen || strncasecmp(v, pmd, plen) != 0 ||
       (vlen > plen && v[plen] != ';' && v[plen] != ' '))
     return "the 101 does not accept permessage-deflate (compression off?)";
-  /* Each message inflated alone is right only when the server compresses
-   * each alone. */
-  if (!memmem(v, vlen, "server_no_context_takeover", 26))
-    return "the 101 does not promise server_no_context_takeover";
+  int nct = wsb_conn__has_param(v, vlen, "server_no_context_takeover");
+  /* Asked for, it must be answered (RFC 7692 7.1.1.1). */
+  if (c->p->o->deflate_nct && !nct)
+    return "the 101 does not answer the server_no_context_takeover offered";
   c->pmd = 1;
+  c->pmd_kept = !nct;
   return NULL;
 }
 
@@ -540,6 +573,23 @@ static void wsb_conn__count(wsb_conn *c, uint64_t received_before, size_t wire, 
   else r->pframes++;
 }
 
+/* A compressed message (*msg, *len) replaced by its inflated bytes: on the
+ * connection's own stream when the server keeps its context (made now, at
+ * the first one), else on the process's, reset. -1: the connection failed. */
+static int wsb_conn__inflate(wsb_conn *c, const uint8_t **msg, size_t *len) {
+  if (c->pmd_kept && !c->inf && !(c->inf = wsb_inflate_new(c->p))) {
+    wsb_conn__fail(c, "out of memory (inflater)");
+    return -1;
+  }
+  if (wsb_inflate(c->p, c->pmd_kept ? c->inf : NULL, *msg, *len, msg, len) != 0) {
+    wsb_conn__fail(c, c->pmd_kept ? "a compressed message does not inflate on the "
+                                    "connection's kept context (or ends the stream)"
+                                  : "a compressed message does not inflate");
+    return -1;
+  }
+  return 0;
+}
+
 /* One whole frame at f (header hl bytes, payload pl): checks, inflates,
  * hands the message on, counts. -1: the connection failed. */
 static int wsb_conn__one(wsb_conn *c, const uint8_t *f, size_t hl, size_t pl, uint64_t now_rt) {
@@ -551,10 +601,7 @@ static int wsb_conn__one(wsb_conn *c, const uint8_t *f, size_t hl, size_t pl, ui
   const uint8_t *msg = f + hl;
   size_t len = pl;
   int z = (f[0] & 0x40) != 0;
-  if (z && wsb_inflate(c->p, f + hl, pl, &msg, &len) != 0) {
-    wsb_conn__fail(c, "a compressed message does not inflate");
-    return -1;
-  }
+  if (z && wsb_conn__inflate(c, &msg, &len) != 0) return -1;
   uint64_t before = c->received;
   wsb_conn__message(c, f[0] & 0x0f, msg, len, now_rt);
   wsb_conn__count(c, before, hl + pl, len, z);

@@ -24,7 +24,12 @@
  * the bytes received on the wire (wire_bytes: every frame and the 101;
  * ev_wire_bytes: the events' frames), the events' payload bytes once
  * inflated (ev_bytes), and their frames that came compressed (zframes) or
- * plain (pframes), with or without --deflate.
+ * plain (pframes), with or without --deflate. The offer leaves the server
+ * free to keep its context; when the 101 takes that freedom (no
+ * server_no_context_takeover) each connection keeps an inflater of its own,
+ * ~40 KiB (zctx= counts them). --deflate-no-takeover offers
+ * server_no_context_takeover too: one inflater per process, reset per
+ * message.
  *
  * One process holds at most --per-proc sockets (the open-file limit is
  * 20,000 per process and cannot be raised here), so the coordinator forks
@@ -428,6 +433,7 @@ static void wsb__merge(wsb_report *into, const wsb_report *r) {
   into->ev_bytes += r->ev_bytes;
   into->zframes += r->zframes;
   into->pframes += r->pframes;
+  into->zctx += r->zctx;
 #define WSB_MIN(f) if (r->f && (!into->f || r->f < into->f)) into->f = r->f
 #define WSB_MAX(f) if (r->f > into->f) into->f = r->f
   WSB_MIN(hs_first_ns);
@@ -499,10 +505,11 @@ static void wsb__print(const char *what, const wsb_report *m, int proto2) {
            (unsigned long long)wsb_hist_quantile(&m->churn, 0.5),
            (unsigned long long)wsb_hist_quantile(&m->churn, 0.99),
            (unsigned long long)m->churn.max);
-    printf(" wire_bytes=%llu ev_wire_bytes=%llu ev_bytes=%llu zframes=%llu pframes=%llu",
+    printf(" wire_bytes=%llu ev_wire_bytes=%llu ev_bytes=%llu zframes=%llu pframes=%llu"
+           " zctx=%llu",
            (unsigned long long)m->wire_bytes, (unsigned long long)m->ev_wire_bytes,
            (unsigned long long)m->ev_bytes, (unsigned long long)m->zframes,
-           (unsigned long long)m->pframes);
+           (unsigned long long)m->pframes, (unsigned long long)m->zctx);
   }
   if (proto2 && strcmp(what, "READY") != 0 && strcmp(what, "AWAY") != 0) wsb__print2(m);
   printf(" first_error=\"%s\"\n", m->first_error);
@@ -609,7 +616,11 @@ static const char wsb_usage[] =
     "  --linger-ms MS    events, churn: wait MS after RECEIVED before closing (500)\n"
     "  --protocol wsgw.2 speak wsgw.2: envelopes, positions, recovery\n"
     "  --reconnect-after E  wsgw.2 events: drop after E events, reconnect with positions\n"
-    "  --deflate         offer permessage-deflate (the 101 must accept it), inflate\n"
+    "  --deflate         offer permessage-deflate (the 101 must accept it), inflate;\n"
+    "                    a connection whose 101 lacks server_no_context_takeover\n"
+    "                    keeps its own inflater (~40 KiB; counted as zctx=)\n"
+    "  --deflate-no-takeover  the same, offering server_no_context_takeover (the\n"
+    "                    101 must answer it): one inflater per process\n"
     "  recover mode (wsgw.2): set up, close all, print AWAY, wait for SIGUSR1,\n"
     "    reconnect all with positions, print RESUMED, count events as events mode\n";
 
@@ -629,6 +640,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       {"idle-ms", 1, 0, 'i'},  {"churn-ms", 1, 0, 'c'}, {"timeout-ms", 1, 0, 'T'},
       {"linger-ms", 1, 0, 'l'}, {"header", 1, 0, 'x'},
       {"protocol", 1, 0, 'v'}, {"reconnect-after", 1, 0, 'r'}, {"deflate", 0, 0, 'z'},
+      {"deflate-no-takeover", 0, 0, 'Z'},
       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -655,6 +667,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
         break;
       case 'r': o->reconnect_after = atol(optarg); break;
       case 'z': o->deflate = 1; break;
+      case 'Z': o->deflate = o->deflate_nct = 1; break;
       case 'x': {
         size_t used = strlen(o->headers);
         if (strpbrk(optarg, "\r\n") ||
