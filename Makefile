@@ -242,12 +242,16 @@ docs: all
 # broker and rewrites that file; `make bench-smoke` is its seconds-long
 # version (make test runs it): it fails on lost, out-of-order or refused
 # events and connections, never on speed.
-BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes
+BENCH_BINS := $(BUILD)/wsbench $(BUILD)/bench-emit $(BUILD)/bench-sizes \
+  $(BUILD)/wsb-inflate-check
 $(BUILD)/wsbench: $(call obj,bench/wsbench.c bench/wsb_conn.c bench/wsb_hist.c bench/wsb_proto2.c bench/wsb_inflate.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-emit: $(call obj,bench/emit.c bench/awx_sample.c) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-sizes: $(call obj,bench/sizes.c) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# wsbench's permessage-deflate decoder on context-takeover messages, alone.
+$(BUILD)/wsb-inflate-check: $(call obj,bench/wsb_inflate_check.c bench/wsb_inflate.c bench/awx_sample.c)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # zlib against libdeflate (bench/deflate.sh): needs libdeflate-dev, so it is
 # in no other target's prerequisites; `make bench-deflate` installs it or
@@ -264,6 +268,7 @@ bench: deps
 	@$(AFTER_DEPS) bench-build
 	@bench/run.sh full
 bench-smoke: bench-build
+	@$(BUILD)/wsb-inflate-check >/dev/null || $(BUILD)/wsb-inflate-check
 	@bench/run.sh smoke
 # zlib and libdeflate on the AWX job event sample: CPU per event, ratio, and
 # how clients' decoders read their messages (prints two tables, ~20 s).
