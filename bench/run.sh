@@ -90,6 +90,7 @@ GW_PID=
 WK_PIDS=()
 WSB_PID=
 WSB2_PID= # a second load client (the smoke's plain clients beside compressed ones)
+WSB3_PID= # a third (the smoke's clients offering server_no_context_takeover)
 GW_EXTRA=() # per-scenario gateway flags (history on/off)
 EMIT_PIN=() # the emitter floats, except on `onecore` (CPU 1, with the client)
 WK_PIN=()   # the workers float, except on `onecore` (CPU 0)
@@ -101,6 +102,7 @@ cleanup() {
   local rc=$?
   stop_pid "$WSB_PID"
   stop_pid "$WSB2_PID"
+  stop_pid "$WSB3_PID"
   stop_stack
   if ((OWN_BROKER)); then
     tests/lib/broker.sh stop "$BROKER_DIR" >/dev/null 2>&1 || true
@@ -413,7 +415,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 > 0) printf "%.2f", a / b; e
 
 # AWX job events (bench-emit --sample awx) at RATE/s to CONNS subscribers of
 # one group, permessage-deflate Z (on: the gateway's [compression] enabled
-# and every client offering it; off: neither). From READY to RECEIVED:
+# and every client offering it as browsers do, --deflate: the 101 may keep
+# the gateway's context or not, zctx= counts the connections that kept an
+# inflater; off: neither). From READY to RECEIVED:
 # bytes on the wire per delivery (the gateway's wsgw_gateway_bytes_sent_total
 # delta, and the client's count of the events' frames), the events' size
 # once inflated, gateway CPU per delivery, the stack's (gateway, broker,
@@ -456,6 +460,7 @@ zevents() {
     "cl_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_wire_bytes)" "$ev")" \
     "plain_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_bytes)" "$ev")" \
     "compressions=$((b[5] - a[5])) zframes=$zf pframes=$(kv "$out" RESULT pframes)" \
+    "zctx=$(kv "$out" RESULT zctx)" \
     "p50_us=$(kv "$out" RESULT lat_p50_us) p99_us=$(kv "$out" RESULT lat_p99_us)" \
     "lost=$(kv "$out" RESULT lost) events=$ev problems=\"$p\""
 }
@@ -958,19 +963,29 @@ smoke_wsgw2() {
 }
 
 # permessage-deflate on a gateway of its own with compression on: 50
-# clients that offer it and 20 that do not, in one group, get the same 300
-# AWX job events at 1000/s. Fails on loss, disorder or errors (a plain
-# client given an RSV1 frame is one), when no event came compressed to the
-# former or one did to the latter; never on speed. Returns the number of
+# clients that offer it as browsers do (--deflate: the gateway may keep its
+# context), 10 that offer server_no_context_takeover (--deflate-no-takeover)
+# and 20 that offer nothing, in one group, get the same 300 AWX job events
+# at 1000/s. Fails on loss, disorder or errors (a plain client given an
+# RSV1 frame is one; a compressed client whose 101 is not what it offered
+# or whose message does not inflate is one), when no event came compressed
+# to the former two or one did to the latter; never on speed. The 101 may
+# answer the 50 either way: with server_no_context_takeover (no kept
+# inflater: zctx=0) or without (one kept per connection: zctx=50); anything
+# between is a failure. The 10 must never keep one. Returns the number of
 # failed checks.
 smoke_compress() {
-  local out=$1 fails=0 zf
+  local out=$1 fails=0 zf zctx how
   GW_EXTRA=(--compression.enabled=true)
   start_stack 1
   GW_EXTRA=()
   wsb_start "$out.7" --conns 20 --mode events --expect 300 --idle-ms 3000 --timeout-ms 30000
   WSB2_PID=$WSB_PID
   wait_line "$out.7" READY 30 || true
+  wsb_start "$out.9" --deflate-no-takeover --conns 10 --mode events --expect 300 \
+    --idle-ms 3000 --timeout-ms 30000
+  WSB3_PID=$WSB_PID
+  wait_line "$out.9" READY 30 || true
   wsb_start "$out.8" --deflate --conns 50 --mode events --expect 300 --idle-ms 3000 \
     --timeout-ms 30000
   if wait_line "$out.8" READY 30; then
@@ -978,17 +993,36 @@ smoke_compress() {
       --sample awx >/dev/null || fails=$((fails + 1))
   fi
   wsb_wait || true
+  WSB_PID=$WSB3_PID WSB3_PID=
+  wsb_wait || true
   WSB_PID=$WSB2_PID WSB2_PID=
   wsb_wait || true
   stop_stack
-  zf=$(kv "$out.8" RESULT zframes)
+  zf=$(kv "$out.8" RESULT zframes) zctx=$(kv "$out.8" RESULT zctx)
+  case ${zctx:-0} in
+    0) how="each inflated alone (server_no_context_takeover)" ;;
+    50) how="context kept: 50 inflaters" ;;
+    *) how= ;;
+  esac
   if [[ ${zf:-0} == 0 ]]; then
     echo "bench-smoke: FAILED: compression: no event came compressed" \
       "$(grep -o 'first_error=.*' "$out.8" | tail -1)"
     fails=$((fails + 1))
+  elif [[ -z $how ]]; then
+    echo "bench-smoke: FAILED: compression: $zctx of 50 connections kept a context (0 or 50)"
+    fails=$((fails + 1))
   else
-    smoke_check "compression 50 x 300 AWX events at 1000/s, $zf frames compressed" "$out.8" ||
-      fails=$((fails + 1))
+    smoke_check "compression 50 x 300 AWX events at 1000/s, $zf frames compressed, $how" \
+      "$out.8" || fails=$((fails + 1))
+  fi
+  zf=$(kv "$out.9" RESULT zframes) zctx=$(kv "$out.9" RESULT zctx)
+  if [[ ${zf:-0} == 0 || ${zctx:-0} != 0 ]]; then
+    echo "bench-smoke: FAILED: compression without context takeover: zframes=${zf:-0}" \
+      "zctx=${zctx:-0} (want > 0 and 0) $(grep -o 'first_error=.*' "$out.9" | tail -1)"
+    fails=$((fails + 1))
+  else
+    smoke_check "the same to 10 offering server_no_context_takeover, $zf frames compressed" \
+      "$out.9" || fails=$((fails + 1))
   fi
   zf=$(kv "$out.7" RESULT zframes)
   if [[ ${zf:-0} != 0 ]]; then
