@@ -3,13 +3,16 @@
  * (RFC 7692 section 7.2) for one gateway process, with zlib.
  *
  * Owns: one raw deflate stream and one raw inflate stream per process,
- * both reset before every message (the gateway always negotiates
- * server_no_context_takeover and client_no_context_takeover, gw_pmd.h), so
- * no connection holds compression state: an idle connection pays nothing
- * and a message compressed once serves every subscriber. The compressed
- * twin of a frame (gw_buf.z) is made here, once. The inflated copy of a
- * client's message, bounded by the caller's limit (a zip bomb is refused
- * when its output passes the limit, never allocated).
+ * both reset before every message, so no connection holds compression
+ * state: an idle connection pays nothing and a message compressed once
+ * serves every subscriber. The compressed twins of a frame: alone
+ * (gw_buf.z), which any client reads, and after its group's previous
+ * event (gw_buf.zc: that event's text set as the window), which a client
+ * whose window ends with that event reads (gw_pmd.h: clients keep their
+ * windows unless they ask server_no_context_takeover); each made once.
+ * The inflated copy of a client's message (client_no_context_takeover:
+ * each alone), bounded by the caller's limit (a zip bomb is refused when
+ * its output passes the limit, never allocated).
  * Must not: know connections, sockets or the history (gw_hist accounts the
  * twins of the frames it keeps), or keep a buffer past its bound (the
  * scratch buffers shrink back after a large message).
