@@ -281,6 +281,11 @@ static void gw_admin__compression(strbuf *b, const gw_stats *st, const gw_admin_
       {"wsgw_gateway_compression_input_bytes_total", "counter",
        "Payload bytes of those messages before compression."},
       {"wsgw_gateway_compression_output_bytes_total", "counter", "... and after."},
+      {"wsgw_gateway_compressions_chained_total", "counter",
+       "Messages compressed once more after their group's previous event, for the clients "
+       "whose window ends with it (once each, however many receive them)."},
+      {"wsgw_gateway_compression_chained_output_bytes_total", "counter",
+       "Their payload bytes after (against compression_output_bytes_total alone)."},
       {"wsgw_gateway_compression_not_smaller_total", "counter",
        "Messages over compression.min_size that compressed to no fewer bytes (sent plain)."},
       {"wsgw_gateway_decompressions_total", "counter",
@@ -289,8 +294,9 @@ static void gw_admin__compression(strbuf *b, const gw_stats *st, const gw_admin_
        "Compressed client messages refused: over max_message once decompressed (1009) "
        "or not valid deflate data (1007)."},
   };
-  const uint64_t v[] = {st->msgs_out_z,    g->z_twins,   g->z_plain_bytes, g->z_bytes,
-                        g->z_not_smaller, g->z_inflated, g->z_refused};
+  const uint64_t v[] = {st->msgs_out_z, g->z_twins,   g->z_plain_bytes, g->z_bytes,
+                        g->z_chained,  g->z_bytes_chained, g->z_not_smaller, g->z_inflated,
+                        g->z_refused};
   gw_admin__families(b, fam, v, sizeof v / sizeof *v);
 }
 
@@ -343,6 +349,8 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->z_not_smaller = s->deflate.stats.not_smaller;
   g->z_inflated = s->deflate.stats.inflated;
   g->z_refused = s->deflate.stats.refused;
+  g->z_chained = s->deflate.stats.chained;
+  g->z_bytes_chained = s->deflate.stats.z_bytes_chained;
   g->hist_on = s->bridge && s->cfg->history.enabled;
   if (!g->hist_on) return;
   gw_bridge_hist_stats h;

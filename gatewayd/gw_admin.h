@@ -65,6 +65,7 @@ typedef struct gw_admin_gauges {
   uint64_t ring_messages, ring_bytes, ring_evicted;
   /* permessage-deflate (gw_deflate_stats); z_on 0: compression off */
   uint64_t z_on, z_twins, z_plain_bytes, z_bytes, z_not_smaller, z_inflated, z_refused;
+  uint64_t z_chained, z_bytes_chained;
 } gw_admin_gauges;
 
 void gw_admin_render(strbuf *b, const struct gw_stats *st,

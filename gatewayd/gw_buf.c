@@ -13,7 +13,9 @@ gw_buf *gw_buf_new(size_t len) {
   if (!b) return NULL;
   b->refs = 1;
   b->len = (uint32_t)len;
-  b->z = NULL;
+  b->serial = 0;
+  b->z = b->zc = NULL;
+  b->zc_after = 0;
   return b;
 }
 
@@ -43,10 +45,17 @@ const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len) {
   return b->data + hdr;
 }
 
+uint64_t gw_buf_serial(gw_buf *b) {
+  static uint64_t last; /* the loop thread's */
+  if (!b->serial) b->serial = ++last;
+  return b->serial;
+}
+
 size_t gw_buf_heap_bytes(const gw_buf *b) {
   if (!b) return 0;
   size_t n = sizeof(*b) + b->len;
   if (b->z && b->z != b) n += sizeof(*b) + b->z->len;
+  if (b->zc && b->zc != b->z && b->zc != b) n += sizeof(*b) + b->zc->len;
   return n;
 }
 
@@ -72,6 +81,7 @@ void gw_buf_unref(gw_buf *b) {
   assert(!b || b->refs > 0); /* one unref per reference */
   if (b && --b->refs == 0) {
     if (b->z != b) gw_buf_unref(b->z); /* a twin has no twin: one level */
+    if (b->zc != b) gw_buf_unref(b->zc);
     free(b);
   }
 }

@@ -17,12 +17,20 @@
 typedef struct gw_buf {
   uint32_t refs;
   uint32_t len;
+  /* The message's identity in clients' compression windows (gw_buf_serial),
+   * shared by its compressed twins; 0 until asked. */
+  uint64_t serial;
   /* The same message compressed (RFC 7692), for the clients that
    * negotiated it: NULL until one needs it, the buffer itself when
    * compressing does not pay. Built once by gw_deflate_twin and released
    * with the buffer, so an event is compressed once for all its
    * subscribers, as it is framed once. */
   struct gw_buf *z;
+  /* Compressed once more with the message `zc_after` (its group's previous
+   * event) as the window, for the clients that decompressed that one last
+   * (gw_deflate_twin_after); NULL until one needs it. Released with it. */
+  struct gw_buf *zc;
+  uint64_t zc_after;
   uint8_t data[];
 } gw_buf;
 
@@ -36,7 +44,11 @@ gw_buf *gw_buf_frame(int opcode, const void *payload, size_t len);
 /* The payload of a frame gw_buf_frame built (after its header). */
 const uint8_t *gw_buf_payload(const gw_buf *b, size_t *len);
 
-/* A buffer's bytes on the heap with its twin's (for memory bounds). */
+/* b's serial, given on first call from a counter of the process's loop
+ * thread (never the AMQP thread's: the counter is not atomic). Never 0. */
+uint64_t gw_buf_serial(gw_buf *b);
+
+/* A buffer's bytes on the heap with its twins' (for memory bounds). */
 size_t gw_buf_heap_bytes(const gw_buf *b);
 
 /* The same frame with its payload left for the caller to write: *payload

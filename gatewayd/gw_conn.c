@@ -201,22 +201,39 @@ static void gw_conn__send_wire(gw_conn *c, gw_buf *b) {
     return;
   }
   c->srv->stats.msgs_out++;
-  c->srv->stats.msgs_out_z += (b->data[0] & 0x40) != 0; /* RSV1: compressed */
+  if (b->data[0] & 0x40) { /* RSV1: a twin; the client's window now ends with it */
+    assert(b->serial != 0);
+    c->ws.zlast = b->serial;
+    c->srv->stats.msgs_out_z++;
+  }
 }
 
-void gw_conn_send_frame(gw_conn *c, gw_buf *b) {
+/* `prev` when this client's window ends with it (it kept its context and
+ * the last compressed message queued to it was prev), else NULL. */
+static gw_buf *gw_conn__after(const gw_conn *c, gw_buf *prev) {
+  return prev && (c->ws.pmd & GW_PMD_CHAIN) && prev->serial && c->ws.zlast == prev->serial
+             ? prev
+             : NULL;
+}
+
+void gw_conn_send_frame(gw_conn *c, gw_buf *b, gw_buf *prev) {
   gw_deflate *z = gw_conn__deflate(c);
-  gw_conn__send_wire(c, z && c->life.state == GW_CONN_OPEN ? gw_deflate_twin(z, b) : b);
+  if (!z || c->life.state != GW_CONN_OPEN) {
+    gw_conn__send_wire(c, b);
+    return;
+  }
+  gw_buf *after = gw_conn__after(c, prev);
+  gw_conn__send_wire(c, after ? gw_deflate_twin_after(z, b, after) : gw_deflate_twin(z, b));
 }
 
-void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e) {
+void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e, gw_buf *const prev[2]) {
   if (!c->relay.v2) {
-    gw_buf *b = gw_hist_frame_for(h, e, 0, gw_conn__deflate(c));
+    gw_buf *b = gw_hist_frame_for(h, e, 0, gw_conn__deflate(c), gw_conn__after(c, prev[0]));
     if (b) gw_conn__send_wire(c, b);
     return;
   }
   if (c->relay.lag || c->life.state != GW_CONN_OPEN) return; /* the pump serves it */
-  gw_buf *env = gw_hist_frame_for(h, e, 1, gw_conn__deflate(c));
+  gw_buf *env = gw_hist_frame_for(h, e, 1, gw_conn__deflate(c), gw_conn__after(c, prev[1]));
   if (!env) {
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
@@ -240,7 +257,7 @@ static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t 
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  gw_conn_send_frame(c, b);
+  gw_conn_send_frame(c, b, NULL);
   gw_buf_unref(b);
 }
 

@@ -82,17 +82,20 @@ void gw_conn_reject(gw_conn *c, int status);
 
 /* A data frame for an open connection (the fanout; takes a new reference):
  * its compressed twin when the client negotiated permessage-deflate
- * (gw_deflate_twin: made once for all). A reader whose unsent bytes would
+ * (gw_deflate_twin: made once for all), or the twin compressed after `prev`
+ * (the group's previous event; NULL: none) when the client's window ends
+ * with prev (gw_deflate_twin_after). A reader whose unsent bytes would
  * pass max_send_queue is closed (1008) instead, its unsent frames dropped
  * first. Frames of the history go through gw_conn_send_event instead (the
  * ring counts the twins it keeps). */
-void gw_conn_send_frame(gw_conn *c, gw_buf *b);
+void gw_conn_send_frame(gw_conn *c, gw_buf *b, gw_buf *prev);
 
 /* A message of the history for a member (history on): the emitted text on
- * the old protocol; on wsgw.2 its envelope, unless the connection is owed
+ * the old protocol (compressed after prev[0], the group's previous one, as
+ * gw_conn_send_frame does); on wsgw.2 its envelope (after prev[1]), unless the connection is owed
  * history (the pump serves it), and when the queue is full the connection
  * starts to be owed instead of being closed (gateway.slow_client). */
-void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e);
+void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e, gw_buf *const prev[2]);
 
 /* The history was lost (a gap: GW_HIST_EXPIRED) or replaced (recreated:
  * GW_HIST_UNKNOWN): every wsgw.2 connection gets a notice for its groups

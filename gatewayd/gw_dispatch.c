@@ -38,6 +38,18 @@ void gw_dispatch_unbind(const char *group, void *arg) {
   if (s->bridge && gw_dispatch__bound(s, group)) gw_bridge_unbind(s->bridge, group);
 }
 
+/* After a fanout (compression on): the group's last event is the one just
+ * sent, what its next one is compressed after. The walk may have freed the
+ * group (its last member failed): it is looked up again. */
+static void gw_dispatch__zprev(gw_server *s, const char *name, size_t len, gw_buf *frame,
+                               gw_buf *env) {
+  if (!s->cfg->compression.enabled) return;
+  gw_group *g = gw_group_find(&s->groups, name, len);
+  if (!g) return;
+  gw_group_set_zprev(g, 0, frame);
+  gw_group_set_zprev(g, 1, env);
+}
+
 static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
   gw_group *g = gw_group_find(&s->groups, e->data, e->len);
   /* The last member left while the message was in flight, or the group
@@ -47,12 +59,16 @@ static void gw_dispatch__group(gw_server *s, gw_bridge_event *e) {
   /* A slow member only moves to CLOSING and keeps its memberships; if a
    * send fails outright the connection is destroyed and leaves its groups,
    * which frees its node here (and the group, if it was the last member):
-   * so take `next` first and touch nothing of g after the walk. */
+   * so take `next` first and touch nothing of g after the walk (prev holds
+   * its own reference). */
+  gw_buf *prev = g->zprev[0] ? gw_buf_ref(g->zprev[0]) : NULL;
   for (gw_member *m = g->head, *next; m; m = next) {
     next = m->next;
-    gw_conn_send_frame(m->conn, e->frame);
+    gw_conn_send_frame(m->conn, e->frame, prev);
     s->stats.deliveries++;
   }
+  gw_buf_unref(prev);
+  gw_dispatch__zprev(s, e->data, e->len, e->frame, NULL);
 }
 
 /* A message of the history (history on): into the ring, then, once live,
@@ -71,11 +87,18 @@ static void gw_dispatch__hist(gw_server *s, gw_bridge_event *e) {
   gw_group *g = gw_group_find(&s->groups, h->group, h->glen);
   if (!g || !g->head) return;
   s->stats.group_msgs++;
+  gw_buf *prev[2] = {g->zprev[0] ? gw_buf_ref(g->zprev[0]) : NULL,
+                     g->zprev[1] ? gw_buf_ref(g->zprev[1]) : NULL};
   for (gw_member *m = g->head, *next; m; m = next) { /* see gw_dispatch__group */
     next = m->next;
-    gw_conn_send_event(m->conn, &s->hist, h);
+    gw_conn_send_event(m->conn, &s->hist, h, prev);
     s->stats.deliveries++;
   }
+  gw_buf_unref(prev[0]);
+  gw_buf_unref(prev[1]);
+  /* the envelope exists when a wsgw.2 member needed it: else no wsgw.2
+   * member's window ends with this event */
+  gw_dispatch__zprev(s, h->group, h->glen, h->frame, h->env);
 }
 
 /* The history's state changes (gw_bridge.h): a new or recreated history,

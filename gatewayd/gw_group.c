@@ -47,6 +47,8 @@ void gw_group_table_free(gw_group_table *t) {
         mn = m->next;
         free(m);
       }
+      gw_group_set_zprev(g, 0, NULL);
+      gw_group_set_zprev(g, 1, NULL);
       free(g);
     }
   }
@@ -113,7 +115,16 @@ static void gw_group__destroy(gw_group_table *t, gw_group *g) {
   while (*p != g) p = &(*p)->hnext;
   *p = g->hnext;
   t->n_groups--;
+  gw_group_set_zprev(g, 0, NULL);
+  gw_group_set_zprev(g, 1, NULL);
   free(g);
+}
+
+void gw_group_set_zprev(gw_group *g, int v, gw_buf *b) {
+  assert(v == 0 || v == 1);
+  if (b) gw_buf_ref(b);
+  gw_buf_unref(g->zprev[v]);
+  g->zprev[v] = b;
 }
 
 gw_member *gw_group_join(gw_group_table *t, const char *name, void *conn) {

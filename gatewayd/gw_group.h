@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gw_buf.h"
+
 typedef struct gw_group gw_group;
 
 typedef struct gw_member {
@@ -38,8 +40,17 @@ struct gw_group {
   uint64_t idle_since_ms;  /* when the last member left (lingering only) */
   uint32_t n_members;
   uint32_t hash;
+  /* Compression on: the frames of the group's last event fanned out, old
+   * protocol and wsgw.2 (references; NULL: none), what the next event is
+   * compressed after for the members whose window ends with them
+   * (gw_conn_send_frame). One event's frames per group, most of them the
+   * history ring's own. */
+  gw_buf *zprev[2];
   char name[];
 };
+
+/* Replaces g's zprev[v] with b (a new reference; NULL clears). */
+void gw_group_set_zprev(gw_group *g, int v, gw_buf *b);
 
 typedef void (*gw_group_cb)(const char *name, void *arg);
 

@@ -209,12 +209,12 @@ gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e) {
   return e->env;
 }
 
-gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z) {
+gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z, gw_buf *after) {
   gw_buf *b = v2 ? gw_hist_envelope(h, e) : e->frame;
   if (!b || !z) return b;
-  if (b->z) return b->z;
+  if (!after && b->z) return b->z;
   size_t before = gw_buf_heap_bytes(b);
-  gw_buf *t = gw_deflate_twin(z, b);
+  gw_buf *t = after ? gw_deflate_twin_after(z, b, after) : gw_deflate_twin(z, b);
   h->bytes += gw_buf_heap_bytes(b) - before;
   return t;
 }
@@ -325,7 +325,7 @@ gw_hist_pump_result gw_hist_pump(gw_hist *h, gw_hist_lag *lag, gw_member *const 
     assert(e->offset > lag->cursor);
     const gw_group *g = e->frame ? gw_hist__member_group(e, members, n) : NULL;
     if (g && e->offset > gw_hist_lag_from(lag, g->name)) {
-      gw_buf *env = gw_hist_frame_for(h, e, 1, z);
+      gw_buf *env = gw_hist_frame_for(h, e, 1, z, NULL);
       if (!env || push(arg, env) != 0) return GW_HIST_PUMP_FULL;
     }
     lag->cursor = e->offset;

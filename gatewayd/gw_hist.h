@@ -98,10 +98,11 @@ gw_buf *gw_hist_envelope(gw_hist *h, gw_hist_ev *e);
 
 /* What a client is sent for e: the emitted text's frame (old protocol) or
  * the envelope (v2), compressed (z: the process's deflater) or not (z:
- * NULL). A compressed twin is made once and kept with its frame, its bytes
+ * NULL), after `after` when not NULL (gw_deflate_twin_after: the client's
+ * window ends with that frame). A compressed twin is made once and kept with its frame, its bytes
  * counted in the ring's; the twins of the ring's frames are made here
  * only. NULL when e is not for clients or out of memory. */
-gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z);
+gw_buf *gw_hist_frame_for(gw_hist *h, gw_hist_ev *e, int v2, gw_deflate *z, gw_buf *after);
 
 /* Writes the position of `group` at offset into out. -1 when that offset
  * is not in the ring. */

@@ -139,11 +139,13 @@ int gw_pmd_negotiate(const char *value, char answer[GW_PMD_ANSWER_MAX]) {
     gw_pmd__ows(&r);
     if (*r.p != ',' && *r.p != '\0') return 0;
     if (!o.ok || strcasecmp(ext, "permessage-deflate") != 0) continue;
-    int n = snprintf(answer, GW_PMD_ANSWER_MAX,
-                     "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    int alone = (o.seen & 1u) != 0; /* server_no_context_takeover asked for */
+    int n = snprintf(answer, GW_PMD_ANSWER_MAX, "permessage-deflate%s; client_no_context_takeover",
+                     alone ? "; server_no_context_takeover" : "");
     if (o.seen & 4u) /* asked for: must be answered, with its value or less */
       snprintf(answer + n, GW_PMD_ANSWER_MAX - (size_t)n, "; server_max_window_bits=%d",
                o.server_bits);
-    return GW_PMD_RECV | (o.server_bits == 15 ? GW_PMD_SEND : 0);
+    if (o.server_bits < 15) return GW_PMD_RECV;
+    return GW_PMD_RECV | GW_PMD_SEND | (alone ? 0 : GW_PMD_CHAIN);
   }
 }

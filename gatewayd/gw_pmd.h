@@ -2,13 +2,15 @@
  * gw_pmd.h - negotiating permessage-deflate (RFC 7692 section 7.1) from a
  * client's Sec-WebSocket-Extensions offers.
  *
- * The gateway's terms are fixed, and are what makes compressing once per
- * event possible: it answers server_no_context_takeover (every message to
- * a client is compressed alone, so one compressed frame serves every
- * subscriber) and client_no_context_takeover (every message from a client
- * is decompressed alone, so no connection holds an inflater: ~40 KiB each
- * otherwise). Both are the server's to add to any offer it accepts
- * (sections 7.1.1.1 and 7.1.1.2).
+ * The gateway's terms are what makes compressing once per event possible.
+ * It answers client_no_context_takeover, always (every message from a
+ * client is decompressed alone, so no connection holds an inflater: ~40
+ * KiB each otherwise; the server's to add to any offer, section 7.1.1.2).
+ * It answers server_no_context_takeover only when the offer asks for it:
+ * otherwise the client keeps its window, and an event may be compressed
+ * once more against its group's previous event, for every client whose
+ * last compressed message that was (gw_deflate_twin_after): still once per
+ * event, not per client. An event compressed alone is valid either way.
  *
  * An offer asking server_max_window_bits below 15 is accepted with that
  * value, and that client is then sent plain messages only (a message need
@@ -33,7 +35,9 @@
 
 enum {
   GW_PMD_RECV = 1, /* the client may send compressed messages (RSV1) */
-  GW_PMD_SEND = 2  /* and is sent compressed ones (window of 15 bits) */
+  GW_PMD_SEND = 2, /* and is sent compressed ones (window of 15 bits) */
+  GW_PMD_CHAIN = 4 /* and keeps its window: a message may refer to the last
+                      one it decompressed (no server_no_context_takeover) */
 };
 
 /* Longest answer gw_pmd_negotiate writes, with its NUL. */

@@ -96,6 +96,9 @@ typedef struct gw_ws {
   uint8_t frame_data;          /* the frame being read is a data frame */
   uint8_t msg_z;               /* that message is compressed (RSV1 on its first frame) */
   uint8_t pmd;                 /* GW_PMD_* negotiated at the upgrade (gw_pmd.h) */
+  uint64_t zlast;              /* serial (gw_buf_serial) of the last compressed message
+                                  queued to the client: what its window ends with
+                                  (GW_PMD_CHAIN), set by the caller as it queues */
 } gw_ws;
 
 typedef enum {

@@ -8,8 +8,10 @@ frame is never masked, has no RSV bit, uses a known opcode and the shortest
 length encoding; a control frame is final and at most 125 bytes; a close
 payload is empty or a valid code plus UTF-8). With permessage-deflate
 negotiated (RFC 7692) RSV1 is allowed on the first frame of a data message
-only, and such a message is inflated alone, as a client of a server that
-answered server_no_context_takeover may (deflate/inflate below).
+only; such a message is inflated alone when the server answered
+server_no_context_takeover (so each must read alone), else with the
+connection's one inflater, kept across messages as RFC 7692 7.2.2 says
+(deflate/inflate below).
 
 Nothing here uses the websocket library under test: every byte the server
 sees is built below, and every byte it answers is checked below.
@@ -314,6 +316,9 @@ class RawWS(RawConn):
             raise ProtocolViolation("wrong Sec-WebSocket-Accept")
         ext = self.response.header_all("sec-websocket-extensions")
         self.pmd = any(v.split(";")[0].strip() == "permessage-deflate" for v in ext)
+        # the server compresses every message alone only when it said so
+        self.pmd_alone = any("server_no_context_takeover" in v for v in ext)
+        self.inflater = zlib.decompressobj(-15)  # the kept window otherwise
         self.messages_in = 0
         self.last_compressed = False  # the last recv_message's had RSV1
         self.last_wire = b""          # ... and its payload as it came
@@ -336,10 +341,18 @@ class RawWS(RawConn):
             data += f.payload
         self.last_compressed, self.last_wire = compressed, data
         if compressed:
-            data = inflate(data)
+            data = inflate(data) if self.pmd_alone else self.inflate_kept(data)
         if opcode == TEXT:
             data.decode("utf-8")  # a server must send valid UTF-8
         return opcode, data
+
+    def inflate_kept(self, payload):
+        """A compressed message through the connection's kept inflater: it
+        may refer back into what earlier ones decompressed to."""
+        out = self.inflater.decompress(payload + DEFLATE_TAIL)
+        if self.inflater.eof:  # a final block would end the connection's stream
+            raise ProtocolViolation("a final block with the server's context kept")
+        return out
 
     def echo(self, opcode, payload, timeout=None):
         """Sends one message and returns what came back."""

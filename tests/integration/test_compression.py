@@ -6,8 +6,9 @@ compressed payloads, offers and frames no library would send.
 Shows:
 - (a) websockets gets the extension answered exactly as the spec says and
   receives AWX-like job events (stdout lines with ANSI colour codes,
-  0.5-4 KB, made by awx_events below) intact; a raw client offering the
-  same gets them with RSV1 set and a payload that inflates alone (zlib, raw,
+  0.5-4 KB, made by awx_events below) intact, each after the one before
+  it in its kept window; a raw client asking server_no_context_takeover
+  gets them with RSV1 set and a payload that inflates alone (zlib, raw,
   00 00 ff ff appended) to the exact text, the metrics counting exactly
   those bytes; events under min_size (and one that does not shrink) come
   plain; each event is compressed once per process however many
@@ -24,9 +25,12 @@ Shows:
   one header or several; server_max_window_bits below 15 is answered and
   that client is sent plain messages; a client compressing with the
   smaller window it asked for (client_max_window_bits=9) is read.
-- (d) context takeover: two identical events are two identical payloads,
-  each inflatable alone; client messages compressed alone are read, one
-  that leans on the previous message's window is not (1007).
+- (d) context takeover: to a client that asked server_no_context_takeover
+  two identical events are two identical payloads, each inflatable alone;
+  to one that did not, the second comes compressed after the first (under
+  a third of the bytes, exact in its kept window); client messages
+  compressed alone are read, one that leans on the previous message's
+  window is not (1007).
 - (e) the decompression bound: a zip bomb gets 1009 and never memory, a
   message of exactly max_message once inflated is accepted (on the echo
   route, exactly echo_max_message); fragmented and BFINAL-ended messages
@@ -68,13 +72,18 @@ GROUPS = {"jobs": ["status_changed"]}
 ON = "--compression.enabled=true"
 MIN_SIZE = 256  # compression.min_size's default
 MAX_MESSAGE = 16 * 1024  # gateway.max_message's default
-# The gateway's one answer to any offer it takes (docs: "Answer, always").
-ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+# The gateway's answer to an offer it takes: it keeps its context (events
+# may be compressed after the group's previous one), the client may not.
+ANSWER = "permessage-deflate; client_no_context_takeover"
+# ... and to an offer asking server_no_context_takeover: every message alone.
+ALONE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 # What websockets 10.4 and Chromium offer.
 OFFER = "permessage-deflate; client_max_window_bits"
+OFFER_ALONE = "permessage-deflate; server_no_context_takeover; client_max_window_bits"
 EXT = "Sec-WebSocket-Extensions"
 
-Z_METRICS = ("compressed_messages_sent", "compressions", "compression_input_bytes",
+Z_METRICS = ("compressed_messages_sent", "compressions", "compressions_chained",
+             "compression_input_bytes",
              "compression_output_bytes", "compression_not_smaller", "decompressions",
              "decompression_refusals", "messages_sent")
 
@@ -212,8 +221,10 @@ def refused_with(ws, code, reason=None):
 def test_websockets_gets_the_exact_answer_and_job_events_intact(cluster):
     """Python websockets offers permessage-deflate by itself; the 101
     answers it with exactly ANSWER (one header), the library accepts it
-    (no context takeover either way) and the 30 job events it receives are
-    the emitted texts; every one was sent compressed."""
+    (it keeps one decoder; it must not keep its own context) and the 30
+    job events it receives are the emitted texts; every one was sent
+    compressed: the first alone, the 29 others after the one before it
+    (its window ends with it), each compression made once."""
     gw = zgateway(cluster)
     texts = awx_events(30, seed=1)
 
@@ -223,30 +234,31 @@ def test_websockets_gets_the_exact_answer_and_job_events_intact(cluster):
         assert ws.response_headers.get_all(EXT) == [ANSWER]
         (ext,) = ws.extensions
         assert ext.name == "permessage-deflate"
-        assert ext.remote_no_context_takeover and ext.local_no_context_takeover
+        assert not ext.remote_no_context_takeover and ext.local_no_context_takeover
         await subscribe(ws, GROUPS)
         before = counters(gw)
         await asyncio.to_thread(cluster.emit_stdin, GROUP, texts)
         assert [await recv_text(ws, what=f"event {i + 1}") for i in range(len(texts))] == texts
         d = grew(before, counters(gw))
-        assert d["compressed_messages_sent"] == d["compressions"] == len(texts), d
-        assert d["compression_input_bytes"] == sum(len(t.encode()) for t in texts), d
+        assert d["compressed_messages_sent"] == len(texts), d
+        assert d["compressions"] == 1 and d["compressions_chained"] == len(texts) - 1, d
+        assert d["compression_input_bytes"] == len(texts[0].encode()), d
         await ws.close()
     run(main())
 
 
 def test_raw_client_sees_rsv1_and_payloads_that_inflate_to_the_text(cluster):
-    """The same offer on a raw socket: each job event comes as one frame
-    with RSV1 whose payload, with 00 00 ff ff appended, inflates alone to
-    the exact text, fewer bytes than the text; the metrics count exactly
-    those bytes. Events under min_size (255 bytes) come plain, min_size
+    """An offer asking server_no_context_takeover on a raw socket: each job
+    event comes as one frame with RSV1 whose payload, with 00 00 ff ff
+    appended, inflates alone to the exact text, fewer bytes than the text;
+    the metrics count exactly those bytes. Events under min_size (255 bytes) come plain, min_size
     itself (256) compressed; plain messages (accept, reply) have no RSV1."""
     gw = zgateway(cluster)
     texts = awx_events(20, seed=2)
     small = ['{"n": 1}', padded_event(MIN_SIZE - 1)]
     at_min = padded_event(MIN_SIZE)
-    with raw_client(gw) as ws:
-        assert ws.response.header_all(EXT) == [ANSWER]
+    with raw_client(gw, offer=OFFER_ALONE) as ws:
+        assert ws.response.header_all(EXT) == [ALONE]
         assert raw_subscribe(ws)["groups_current"] == [GROUP] and not ws.last_compressed
         before = counters(gw)
         cluster.emit_stdin(GROUP, texts + small + [at_min])
@@ -272,7 +284,9 @@ def test_raw_client_sees_rsv1_and_payloads_that_inflate_to_the_text(cluster):
 def test_one_compression_per_event_whatever_the_subscribers(cluster, history):
     """5 subscribers that negotiated compression, one that offered nothing
     and one with server_max_window_bits=10 (sent plain): each job event is
-    compressed once (compressions +1) and sent compressed 5 times
+    compressed once (compressions +1, or compressions_chained +1 after the
+    first: every compressing client's window ends with the event before)
+    and sent compressed 5 times
     (compressed_messages_sent +5) and 7 times in all; the 5 compressed
     payloads are the same bytes. With the history off events come another
     way (the gateway's own queue, not the stream): the same."""
@@ -289,7 +303,11 @@ def test_one_compression_per_event_whatever_the_subscribers(cluster, history):
             cluster.emit(GROUP, text)
             got = [take(ws, 1)[0] for ws in zipped + plain]
             d = grew(before, counters(gw))
-            assert d["compressions"] == 1 and d["compressed_messages_sent"] == 5, (i, d)
+            # one compression per event: alone for the first, then after the
+            # one before it, the window every one of the 5 ends with
+            assert d["compressions"] + d["compressions_chained"] == 1, (i, d)
+            assert d["compressions_chained"] == (i > 0), (i, d)
+            assert d["compressed_messages_sent"] == 5, (i, d)
             assert d["messages_sent"] == 7, (i, d)
             assert all(t == text for t, _, _ in got)
             assert [c for _, c, _ in got] == [True] * 5 + [False] * 2
@@ -322,7 +340,7 @@ def test_once_per_event_in_each_gateway_process(cluster):
             assert [(t, c) for t, c, _ in take(ws, 3)] == [(t, True) for t in texts]
         for i, port in enumerate(gw.metrics_ports):
             d = grew(before[i], counters(gw, port))
-            assert d["compressions"] == 3, (i, d)
+            assert d["compressions"] + d["compressions_chained"] == 3, (i, d)
             assert d["compressed_messages_sent"] == 3 * per[i], (i, per, d)
     finally:
         for ws in clients:
@@ -455,8 +473,8 @@ NEGOTIATION = [
     (["permessage-deflate; client_max_window_bits=8"], ANSWER),
     (["permessage-deflate; client_max_window_bits=16"], None),
     (["permessage-deflate; client_max_window_bits=7"], None),
-    (["permessage-deflate; server_no_context_takeover"], ANSWER),
-    (["permessage-deflate; client_no_context_takeover; server_no_context_takeover"], ANSWER),
+    (["permessage-deflate; server_no_context_takeover"], ALONE),
+    (["permessage-deflate; client_no_context_takeover; server_no_context_takeover"], ALONE),
     (["permessage-deflate; server_max_window_bits=10"], bits(10)),
     (["permessage-deflate; server_max_window_bits=8"], bits(8)),
     (["permessage-deflate; server_max_window_bits=15"], bits(15)),
@@ -545,24 +563,41 @@ def test_client_max_window_bits_client_compresses_with_a_small_window(zgw):
 
 # ---- (d) context takeover ------------------------------------------------------
 
-def test_no_context_takeover_both_ways(cluster):
-    """Server to client: the same large event twice comes as two identical
-    payloads, each of which inflates with a fresh inflater (had the second
-    used the first's window it would be a few back-references, unreadable
-    alone). Client to server: two messages compressed alone both get their
-    replies; a second message compressed with the first one's window (a
-    client ignoring client_no_context_takeover) cannot be read: 1007."""
+def test_context_takeover_rules_both_ways(cluster):
+    """Server to client, a client that asked server_no_context_takeover:
+    the same large event twice comes as two identical payloads, each of
+    which inflates with a fresh inflater. A client that did not ask (the
+    gateway keeps its context): the second comes compressed after the
+    first, a few back-references, unreadable alone and exact in the
+    client's kept window (rawws keeps one inflater). Client to server: two
+    messages compressed alone both get their replies; a second message
+    compressed with the first one's window (a client ignoring
+    client_no_context_takeover) cannot be read: 1007."""
     gw = zgateway(cluster)
     text = awx_events(1, seed=6, lo=3000)[0]
-    with raw_client(gw) as ws:
-        raw_subscribe(ws, compress=True)
-        assert raw_subscribe(ws, {"jobs": ["status_changed", "summary"]},
-                             compress=True)["groups_joined"] == ["jobs-summary"]
+    alone, kept = raw_client(gw, offer=OFFER_ALONE), raw_client(gw, user=8)
+    try:
+        assert alone.response.header_all(EXT) == [ALONE]
+        assert kept.response.header_all(EXT) == [ANSWER]
+        for ws in (alone, kept):
+            raw_subscribe(ws, compress=True)
+            assert raw_subscribe(ws, {"jobs": ["status_changed", "summary"]},
+                                 compress=True)["groups_joined"] == ["jobs-summary"]
+        before = counters(gw)
         cluster.emit_stdin(GROUP, [text, text])
-        (t1, c1, w1), (t2, c2, w2) = take(ws, 2)
+        (t1, c1, w1), (t2, c2, w2) = take(alone, 2)
         assert t1 == t2 == text and c1 and c2
         assert w1 == w2
         assert inflate(w1) == inflate(w2) == text.encode()
+        (k1, d1, v1), (k2, d2, v2) = take(kept, 2)
+        assert k1 == k2 == text and d1 and d2
+        assert v1 == w1, "the first: the twin alone, shared with the other client"
+        assert len(v2) * 3 < len(v1), (len(v1), len(v2))
+        with pytest.raises(zlib.error):
+            inflate(v2)  # it refers back into the first
+        d = grew(before, counters(gw))
+        # event 2: alone for the first client, after event 1 for the second
+        assert d["compressions"] == 2 and d["compressions_chained"] == 1, d
 
         # one compressor for both messages: the second leans on the first
         req = json.dumps({"groups": GROUPS}).encode()
@@ -571,10 +606,13 @@ def test_no_context_takeover_both_ways(cluster):
         second = z.compress(req) + z.flush(zlib.Z_SYNC_FLUSH)
         with pytest.raises(zlib.error):
             inflate(second[:-4])  # the test's premise: unreadable alone
-        ws.send_frame(TEXT, first[:-4], rsv=RSV1)
-        assert "groups_current" in json.loads(recv_data(ws)[1])
-        ws.send_frame(TEXT, second[:-4], rsv=RSV1)
-        refused_with(ws, 1007, "invalid compressed data")
+        kept.send_frame(TEXT, first[:-4], rsv=RSV1)
+        assert "groups_current" in json.loads(recv_data(kept)[1])
+        kept.send_frame(TEXT, second[:-4], rsv=RSV1)
+        refused_with(kept, 1007, "invalid compressed data")
+    finally:
+        alone.close()
+        kept.close()
 
 
 # ---- (e) the decompression bound -----------------------------------------------

@@ -90,6 +90,70 @@ UNIT_TEST(gw_deflate_twin_is_made_once_and_reads_back) {
   gw_deflate_free(&d);
 }
 
+/* A client keeping its context: one inflater for every message it gets. */
+typedef struct kept {
+  z_stream z;
+} kept;
+
+static long kept_inflate(kept *k, const gw_buf *twin, char *out, size_t cap) {
+  size_t len;
+  const uint8_t *p = gw_buf_payload(twin, &len);
+  uint8_t *in = malloc(len + 4);
+  memcpy(in, p, len);
+  memcpy(in + len, "\x00\x00\xff\xff", 4);
+  k->z.next_in = in;
+  k->z.avail_in = (uInt)(len + 4);
+  k->z.next_out = (Bytef *)out;
+  k->z.avail_out = (uInt)cap;
+  int rc = inflate(&k->z, Z_SYNC_FLUSH);
+  free(in);
+  return rc == Z_OK && k->z.avail_in == 0 ? (long)(cap - k->z.avail_out) : -1;
+}
+
+UNIT_TEST(gw_deflate_twin_after_the_previous_event_reads_in_a_kept_window) {
+  gw_deflate d;
+  UNIT_CHECK(gw_deflate_init(&d, 1, 256) == 0);
+  char ev[3][2048], back[4096];
+  size_t n[3];
+  gw_buf *f[3];
+  for (int i = 0; i < 3; i++) {
+    n[i] = job_event(ev[i], sizeof ev[i], 100 + i);
+    f[i] = gw_buf_frame(1, ev[i], n[i]);
+  }
+  kept k = {0};
+  UNIT_CHECK(inflateInit2(&k.z, -15) == Z_OK);
+  gw_buf *t0 = gw_deflate_twin(&d, f[0]);
+  UNIT_CHECK(t0 != f[0] && t0->serial == f[0]->serial && f[0]->serial != 0);
+  UNIT_CHECK(kept_inflate(&k, t0, back, sizeof back) == (long)n[0]);
+  /* f1 after f0: smaller than alone, made once, read by the kept window */
+  gw_buf *c1 = gw_deflate_twin_after(&d, f[1], f[0]);
+  gw_buf *a1 = gw_deflate_twin(&d, f[1]);
+  UNIT_CHECK(c1 != a1 && c1->len < a1->len && (c1->data[0] & 0x40));
+  UNIT_CHECK(c1->serial == f[1]->serial && f[1]->serial != f[0]->serial);
+  UNIT_CHECK(gw_deflate_twin_after(&d, f[1], f[0]) == c1 && d.stats.chained == 1);
+  UNIT_CHECK(kept_inflate(&k, c1, back, sizeof back) == (long)n[1] &&
+             memcmp(back, ev[1], n[1]) == 0);
+  /* a fresh inflater cannot read it: it refers back into f0 */
+  UNIT_CHECK(client_inflate(c1, back, sizeof back) != (long)n[1] ||
+             memcmp(back, ev[1], n[1]) != 0);
+  /* f2 after f1, then asked after f0 (another window): the twin alone */
+  gw_buf *c2 = gw_deflate_twin_after(&d, f[2], f[1]);
+  UNIT_CHECK(gw_deflate_twin_after(&d, f[2], f[0]) == gw_deflate_twin(&d, f[2]));
+  UNIT_CHECK(kept_inflate(&k, c2, back, sizeof back) == (long)n[2] &&
+             memcmp(back, ev[2], n[2]) == 0);
+  /* a message alone reads in a kept window too */
+  gw_buf *f3 = gw_buf_frame(1, ev[0], n[0]);
+  UNIT_CHECK(kept_inflate(&k, gw_deflate_twin(&d, f3), back, sizeof back) == (long)n[0]);
+  /* small frames stay plain, chained or not */
+  gw_buf *small = gw_buf_frame(1, "{}", 2);
+  UNIT_CHECK(gw_deflate_twin_after(&d, small, f[2]) == small);
+  inflateEnd(&k.z);
+  for (int i = 0; i < 3; i++) gw_buf_unref(f[i]); /* twins with them (ASan) */
+  gw_buf_unref(f3);
+  gw_buf_unref(small);
+  gw_deflate_free(&d);
+}
+
 UNIT_TEST(gw_deflate_small_or_incompressible_frames_stay_plain) {
   gw_deflate d;
   UNIT_CHECK(gw_deflate_init(&d, 1, 256) == 0);
@@ -321,22 +385,31 @@ UNIT_TEST(gw_hist_counts_the_twins_it_keeps) {
   gw_hist h;
   gw_hist_init(&h, 64 * 1024);
   char ev[2048];
+  gw_buf *prev = NULL;
   for (uint64_t off = 1; off <= 200; off++) {
     size_t n = job_event(ev, sizeof ev, (int)off);
     uint64_t dg = chan_pos_digest(off, "jobs", 4, ev, n);
     gw_hist_ev *e = gw_hist_append(&h, off, dg, "jobs", 4, gw_buf_frame(1, ev, n));
     UNIT_CHECK(e != NULL);
     size_t before = h.bytes;
-    gw_buf *old = gw_hist_frame_for(&h, e, 0, &d);
-    gw_buf *v2 = gw_hist_frame_for(&h, e, 1, &d);
+    gw_buf *old = gw_hist_frame_for(&h, e, 0, &d, NULL);
+    gw_buf *v2 = gw_hist_frame_for(&h, e, 1, &d, NULL);
     UNIT_CHECK(old && v2 && (old->data[0] & 0x40) && (v2->data[0] & 0x40));
     UNIT_CHECK(h.bytes > before);
-    UNIT_CHECK(gw_hist_frame_for(&h, e, 1, &d) == v2); /* once */
-    UNIT_CHECK(gw_hist_frame_for(&h, e, 0, NULL) == e->frame);
+    UNIT_CHECK(gw_hist_frame_for(&h, e, 1, &d, NULL) == v2); /* once */
+    if (prev) { /* chained after the previous event: counted too */
+      size_t b2 = h.bytes;
+      gw_buf *c = gw_hist_frame_for(&h, e, 0, &d, prev);
+      UNIT_CHECK(c && c != old && h.bytes > b2);
+    }
+    gw_buf_unref(prev);
+    prev = gw_buf_ref(e->frame);
+    UNIT_CHECK(gw_hist_frame_for(&h, e, 0, NULL, NULL) == e->frame);
   }
   /* evictions subtract what was added, twins included: the bound holds
    * (within the newest event's twins, made after its append) */
   UNIT_CHECK(h.evicted > 0 && h.bytes <= 64 * 1024 + 4096);
+  gw_buf_unref(prev);
   gw_hist_free(&h); /* asserts the count comes back to 0 */
   gw_deflate_free(&d);
 }

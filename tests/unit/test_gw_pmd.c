@@ -9,7 +9,9 @@
 #include "gw_pmd.h"
 #include "unit.h"
 
-#define ANSWER "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+#define ANSWER "permessage-deflate; client_no_context_takeover"
+#define ALONE "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+#define ALL (GW_PMD_RECV | GW_PMD_SEND | GW_PMD_CHAIN)
 
 /* The flags for value, and the answer into out ("" when declined). */
 static int negotiate(const char *value, char out[GW_PMD_ANSWER_MAX]) {
@@ -17,31 +19,38 @@ static int negotiate(const char *value, char out[GW_PMD_ANSWER_MAX]) {
   return gw_pmd_negotiate(value, out);
 }
 
-UNIT_TEST(gw_pmd_accepts_browser_offers_with_both_no_context_takeovers) {
+UNIT_TEST(gw_pmd_accepts_browser_offers_keeping_the_servers_context_unless_asked) {
   char a[GW_PMD_ANSWER_MAX];
   static const char *const offers[] = {
       "permessage-deflate",
       "permessage-deflate; client_max_window_bits", /* Chromium, Firefox */
       "permessage-deflate; client_max_window_bits=12",
       "permessage-deflate;client_max_window_bits=\"12\"",
-      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-      "PerMessage-Deflate; Server_No_Context_Takeover",
+      "permessage-deflate; client_no_context_takeover",
       "permessage-deflate ; client_max_window_bits = 15",
-      "permessage-deflate; server_max_window_bits=15",
   };
   for (size_t i = 0; i < sizeof offers / sizeof *offers; i++) {
-    UNIT_CHECK(negotiate(offers[i], a) == (GW_PMD_RECV | GW_PMD_SEND));
-    if (i < 7) UNIT_CHECK_STR(a, ANSWER); /* client_max_window_bits is never answered */
+    UNIT_CHECK(negotiate(offers[i], a) == ALL);
+    UNIT_CHECK_STR(a, ANSWER); /* client_max_window_bits is never answered */
   }
+  UNIT_CHECK(negotiate("permessage-deflate; server_max_window_bits=15", a) == ALL);
   UNIT_CHECK_STR(a, ANSWER "; server_max_window_bits=15");
+  /* asked for: every message alone, nothing chained */
+  UNIT_CHECK(negotiate("permessage-deflate; server_no_context_takeover; "
+                       "client_no_context_takeover", a) == (GW_PMD_RECV | GW_PMD_SEND));
+  UNIT_CHECK_STR(a, ALONE);
+  UNIT_CHECK(negotiate("PerMessage-Deflate; Server_No_Context_Takeover", a) ==
+             (GW_PMD_RECV | GW_PMD_SEND));
+  UNIT_CHECK_STR(a, ALONE);
 }
 
 UNIT_TEST(gw_pmd_smaller_server_window_is_accepted_but_sent_plain) {
   char a[GW_PMD_ANSWER_MAX];
   UNIT_CHECK(negotiate("permessage-deflate; server_max_window_bits=10", a) == GW_PMD_RECV);
   UNIT_CHECK_STR(a, ANSWER "; server_max_window_bits=10");
-  UNIT_CHECK(negotiate("permessage-deflate; server_max_window_bits=8", a) == GW_PMD_RECV);
-  UNIT_CHECK_STR(a, ANSWER "; server_max_window_bits=8");
+  UNIT_CHECK(negotiate("permessage-deflate; server_max_window_bits=8; "
+                       "server_no_context_takeover", a) == GW_PMD_RECV);
+  UNIT_CHECK_STR(a, ALONE "; server_max_window_bits=8");
 }
 
 UNIT_TEST(gw_pmd_declines_offers_that_break_a_rule) {
@@ -76,7 +85,7 @@ UNIT_TEST(gw_pmd_declines_offers_that_break_a_rule) {
 UNIT_TEST(gw_pmd_a_declined_offer_lets_the_next_one_be_read) {
   char a[GW_PMD_ANSWER_MAX];
   UNIT_CHECK(negotiate("permessage-deflate; server_max_window_bits=7, permessage-deflate", a) ==
-             (GW_PMD_RECV | GW_PMD_SEND));
+             ALL);
   UNIT_CHECK_STR(a, ANSWER);
   UNIT_CHECK(negotiate("foo; bar=\"a,b\", , permessage-deflate; server_max_window_bits=9", a) ==
              GW_PMD_RECV);
