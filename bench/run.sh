@@ -404,10 +404,13 @@ workers_ns() {
   echo "$t"
 }
 
-# One sample of the counters the compression figures are made of.
+# One sample of the counters the compression figures are made of
+# (compressions: events compressed alone; chained: once more after their
+# group's previous event, for the clients that kept their context).
 z_sample() {
   echo "$(cpu_ns "$GW_PID") $(cpu_ns "$(beam_pid)") $(workers_ns) $(cpu0_ns)" \
-    "$(metric wsgw_gateway_bytes_sent_total) $(metric wsgw_gateway_compressions_total)"
+    "$(metric wsgw_gateway_bytes_sent_total) $(metric wsgw_gateway_compressions_total)" \
+    "$(metric wsgw_gateway_compressions_chained_total)"
 }
 
 # a / b with 2 decimals, "n/a" when b is 0.
@@ -459,7 +462,8 @@ zevents() {
     "gw_bytes_per_delivery=$(ratio $((b[4] - a[4])) "$ev")" \
     "cl_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_wire_bytes)" "$ev")" \
     "plain_bytes_per_delivery=$(ratio "$(kv "$out" RESULT ev_bytes)" "$ev")" \
-    "compressions=$((b[5] - a[5])) zframes=$zf pframes=$(kv "$out" RESULT pframes)" \
+    "compressions=$((b[5] - a[5])) chained=$((b[6] - a[6]))" \
+    "zframes=$zf pframes=$(kv "$out" RESULT pframes)" \
     "zctx=$(kv "$out" RESULT zctx)" \
     "p50_us=$(kv "$out" RESULT lat_p50_us) p99_us=$(kv "$out" RESULT lat_p99_us)" \
     "lost=$(kv "$out" RESULT lost) events=$ev problems=\"$p\""
