@@ -73,7 +73,7 @@ gw_buf *gw_deflate_twin(gw_deflate *d, gw_buf *frame);
  * (GW_PMD_CHAIN) and whose last compressed message was `after` (the same
  * kind of frame: its group's previous event): frame compressed with
  * after's text as the window, so what the two share (keys, play and task
- * names, hosts, UUIDs) costs a back-reference (5.8x against 2.4x alone on
+ * names, hosts, UUIDs) costs a back-reference (5.6x against 2.4x alone on
  * job events). Made once per frame and kept (frame->zc); the twin alone
  * when that is no larger, or when the frame was chained to another
  * message already. A client that decompressed `after` last has exactly
