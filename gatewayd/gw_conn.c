@@ -614,6 +614,19 @@ static void gw_conn__ping(gw_conn *c) {
 /* The worker accepted (the relay's accept): the 101, and the connection is
  * a websocket from here on. -1: it could not be queued, or the connection
  * is no longer waiting for it. */
+/* permessage-deflate: the request's Sec-WebSocket-Extensions headers in
+ * order until one holds an offer we take; its GW_PMD_* flags (0: none) and
+ * the answer in ext. */
+static uint8_t gw_conn__negotiate(const gw_http_req *req, char ext[GW_PMD_ANSWER_MAX]) {
+  const char *offers;
+  for (uint32_t i = 0; (offers = gw_http_req_header_nth(req, "sec-websocket-extensions", i));
+       i++) {
+    int flags = gw_pmd_negotiate(offers, ext);
+    if (flags) return (uint8_t)flags;
+  }
+  return 0;
+}
+
 static int gw_conn__upgrade(void *arg) {
   gw_conn *c = arg;
   if (c->life.state != GW_CONN_CONNECTING) return -1;
@@ -622,14 +635,7 @@ static int gw_conn__upgrade(void *arg) {
   const char *protocol = c->relay.v2 ? CHAN_POS_PROTOCOL
                          : gw_http_wants_protocol(c->req, CHAN_OLD_PROTOCOL) ? CHAN_OLD_PROTOCOL
                                                                               : NULL;
-  c->ws.pmd = 0;
-  if (c->srv->cfg->compression.enabled) {
-    const char *offers;
-    for (uint32_t i = 0; !c->ws.pmd && (offers = gw_http_req_header_nth(
-                                            c->req, "sec-websocket-extensions", i)) != NULL;
-         i++)
-      c->ws.pmd = (uint8_t)gw_pmd_negotiate(offers, ext);
-  }
+  c->ws.pmd = c->srv->cfg->compression.enabled ? gw_conn__negotiate(c->req, ext) : 0;
   size_t n = gw_http_switching(key, protocol, c->ws.pmd ? ext : NULL, resp, sizeof(resp));
   if (n == 0 || gw_conn__queue_copy(c, resp, n) != 0) return -1;
   /* No wslay context yet: gw_ws makes one when the first frame arrives. */
