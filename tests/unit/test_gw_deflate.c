@@ -19,6 +19,7 @@
 #include "gw_pmd.h"
 #include "gw_ws.h"
 #include "unit.h"
+#include "unit_ws.h"
 
 /* An AWX-like job event of about n bytes: repetitive, as real ones are. */
 static size_t job_event(char *out, size_t n, int counter) {
@@ -250,20 +251,9 @@ static void zfake_message(void *arg, int binary, const uint8_t *msg, size_t len)
 static const gw_ws_sink zfake_sink = {zfake_send, zfake_message};
 static gw_ws_budget zbudget = {.limit = 1u << 30};
 
-/* A masked client frame with rsv bits (RSV1 = 4) into buf. */
+/* A client frame with rsv bits (RSV1 = 4) into buf (unit_ws.h). */
 static size_t zframe(uint8_t *buf, int fin, int rsv, int opcode, const void *p, size_t len) {
-  size_t n = 0;
-  buf[n++] = (uint8_t)((fin ? 0x80 : 0) | (rsv << 4) | opcode);
-  if (len < 126) {
-    buf[n++] = (uint8_t)(0x80 | len);
-  } else {
-    buf[n++] = 0x80 | 126;
-    buf[n++] = (uint8_t)(len >> 8);
-    buf[n++] = (uint8_t)len;
-  }
-  memset(buf + n, 0, 4); /* a zero mask: the payload as it is */
-  memcpy(buf + n + 4, p, len);
-  return n + 4 + len;
+  return unit_ws_frame(buf, fin, rsv, opcode, p, len);
 }
 
 static gw_ws_result zfeed(gw_ws *ws, zfake *f, gw_deflate *d, const uint8_t *b, size_t n,

@@ -13,6 +13,7 @@
 
 #include "gw_ws.h"
 #include "unit.h"
+#include "unit_ws.h"
 
 typedef struct fake {
   uint8_t out[4096]; /* bytes the gateway owes the client */
@@ -58,20 +59,7 @@ static gw_ws_io io_for(fake *f, uint64_t max_frame, uint64_t max_message) {
 /* A client frame (masked, key 1 2 3 4) into buf; returns its length. */
 static size_t client_frame(uint8_t *buf, int fin, int opcode, const void *payload,
                            size_t len) {
-  static const uint8_t key[4] = {1, 2, 3, 4};
-  size_t n = 0;
-  buf[n++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
-  if (len < 126) {
-    buf[n++] = (uint8_t)(0x80 | len);
-  } else {
-    buf[n++] = 0x80 | 126;
-    buf[n++] = (uint8_t)(len >> 8);
-    buf[n++] = (uint8_t)len;
-  }
-  memcpy(buf + n, key, 4);
-  n += 4;
-  for (size_t i = 0; i < len; i++) buf[n + i] = ((const uint8_t *)payload)[i] ^ key[i % 4];
-  return n + len;
+  return unit_ws_frame(buf, fin, 0, opcode, payload, len);
 }
 
 static gw_ws_result feed(gw_ws *ws, fake *f, const uint8_t *data, size_t len, uint16_t *code) {
