@@ -37,6 +37,8 @@ typedef struct wsb_opts {
   long window;      /* handshakes in flight, all processes together */
   const char *path; /* request target without the token */
   const char *token;
+  char **tokens;    /* --tokens FILE: one per line; connection i uses i mod n */
+  long n_tokens;
   char headers[2048]; /* --header lines, each ending in \r\n ("" none) */
   const char *sub, *sub2; /* subscription texts; churn alternates them */
   wsb_mode mode;

@@ -205,12 +205,15 @@ static const char *wsb_conn__offer(const wsb_opts *o) {
 static void wsb_conn__send_request(wsb_conn *c) {
   const wsb_opts *o = c->p->o;
   char req[4096];
+  const char *token = o->n_tokens
+                          ? o->tokens[(c->p->source_base + (long)c->idx) % o->n_tokens]
+                          : o->token;
   wsb_conn__make_key(c);
   int n = snprintf(req, sizeof(req),
                    "GET %s?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                   o->path, o->token, o->host, o->port, c->key,
+                   o->path, token, o->host, o->port, c->key,
                    o->proto2 ? "Sec-WebSocket-Protocol: " CHAN_POS_PROTOCOL "\r\n" : "",
                    wsb_conn__offer(o), o->headers);
   if (n <= 0 || (size_t)n >= sizeof(req)) {

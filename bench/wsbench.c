@@ -599,6 +599,8 @@ static int wsb_coordinate(const wsb_opts *o) {
 
 static const char wsb_usage[] =
     "usage: wsbench --port P --token T [options]\n"
+    "  --tokens FILE     one token per line instead of --token: connection i\n"
+    "                    uses line i mod n (distinct users)\n"
     "  --host H          gateway address (127.0.0.1)\n"
     "  --path P          request path (/websocket/)\n"
     "  --conns N         connections (100)\n"
@@ -624,6 +626,31 @@ static const char wsb_usage[] =
     "  recover mode (wsgw.2): set up, close all, print AWAY, wait for SIGUSR1,\n"
     "    reconnect all with positions, print RESUMED, count events as events mode\n";
 
+/* --tokens FILE: every non-empty line a token (a storm of distinct users).
+ * The file is read once, before the fork; its lines live as long as the
+ * process. */
+static int wsb__read_tokens(const char *path, wsb_opts *o) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  char line[4096];
+  long cap = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!line[0]) continue;
+    if (o->n_tokens == cap) {
+      cap = cap ? cap * 2 : 1024;
+      char **t = realloc(o->tokens, (size_t)cap * sizeof *t);
+      if (!t) break;
+      o->tokens = t;
+    }
+    if (!(o->tokens[o->n_tokens] = strdup(line))) break;
+    o->n_tokens++;
+  }
+  int bad = ferror(f) || !feof(f);
+  fclose(f);
+  return bad || o->n_tokens == 0 ? -1 : 0;
+}
+
 static int wsb__mode(const char *s, wsb_mode *m) {
   static const char *names[] = {"none", "hold", "events", "churn", "recover"};
   for (int i = 0; i < 5; i++)
@@ -640,7 +667,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       {"idle-ms", 1, 0, 'i'},  {"churn-ms", 1, 0, 'c'}, {"timeout-ms", 1, 0, 'T'},
       {"linger-ms", 1, 0, 'l'}, {"header", 1, 0, 'x'},
       {"protocol", 1, 0, 'v'}, {"reconnect-after", 1, 0, 'r'}, {"deflate", 0, 0, 'z'},
-      {"deflate-no-takeover", 0, 0, 'Z'},
+      {"deflate-no-takeover", 0, 0, 'Z'}, {"tokens", 1, 0, 'k'},
       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -653,6 +680,9 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       case 'q': o->per_proc = atol(optarg); break;
       case 'w': o->window = atol(optarg); break;
       case 't': o->token = optarg; break;
+      case 'k':
+        if (wsb__read_tokens(optarg, o) != 0) return -1;
+        break;
       case 'a': o->sub = optarg; break;
       case 'b': o->sub2 = optarg; break;
       case 'm': if (wsb__mode(optarg, &o->mode)) return -1; break;
@@ -679,7 +709,7 @@ static int wsb__parse(int argc, char **argv, wsb_opts *o) {
       default: return -1;
     }
   }
-  if (optind != argc || o->port <= 0 || !o->token || o->conns < 1 || o->sources < 1 ||
+  if (optind != argc || o->port <= 0 || (!o->token && !o->n_tokens) || o->conns < 1 || o->sources < 1 ||
       o->sources > 254 || o->per_proc < 1 || o->window < 1)
     return -1;
   if (o->mode == WSB_MODE_CHURN && (!o->sub[0] || !o->sub2[0])) return -1;

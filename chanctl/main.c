@@ -434,7 +434,8 @@ static int chanctl__kick(const chanctl_conf *conf, const chanctl_args *a, int ar
     rc = CHANCTL_FAIL;
   } else if (!routed) {
     fprintf(stderr, "chanctl: kick %s: no gateway holds %s\n", what,
-            a->user ? "a connection of that user" : "that connection (its gateway is gone)");
+            a->user ? "a connection of that user"
+                   : "that connection (it is closed, or its gateway is gone)");
     rc = CHANCTL_NOBODY;
   } else {
     printf("kicked %s (its gateways close %s with 4403)\n", what,

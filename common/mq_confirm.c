@@ -37,25 +37,48 @@ static int mq_confirms__grow(mq_confirms *q) {
   return 0;
 }
 
-int mq_confirms_push(mq_confirms *q, uint64_t cookie) {
+static int mq_confirms__add(mq_confirms *q, uint64_t tag, uint64_t cookie) {
   if (q->len == q->cap && mq_confirms__grow(q) != 0) return -1;
   q->len++;
   mq_confirm__entry *e = mq_confirms__at(q, q->len - 1);
-  e->tag = q->next_tag++;
+  e->tag = tag;
   e->cookie = cookie;
   e->done = 0;
   q->unanswered++;
   return 0;
 }
 
+int mq_confirms_push(mq_confirms *q, uint64_t cookie) {
+  if (mq_confirms__add(q, q->next_tag, cookie) != 0) return -1;
+  q->next_tag++;
+  return 0;
+}
+
+int mq_confirms_push_more(mq_confirms *q, uint64_t cookie) {
+  assert(q->next_tag > 1); /* a publish was pushed on this channel */
+  return mq_confirms__add(q, q->next_tag - 1, cookie);
+}
+
 size_t mq_confirms_pending(const mq_confirms *q) { return q->unanswered; }
+
+/* The first entry with tag >= t (entries are in tag order, a batch's
+ * several under one tag): a binary search, so a single ack deep in a long
+ * ring costs O(log n). */
+static size_t mq_confirms__find(const mq_confirms *q, uint64_t t) {
+  size_t lo = 0, hi = q->len;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (mq_confirms__at(q, mid)->tag < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 static void mq_confirms__settle(mq_confirms *q, uint64_t tag, int multiple,
                                 int nack, mq_confirm_cb refused, void *arg) {
   if (q->len == 0) return;
-  uint64_t front = mq_confirms__at(q, 0)->tag;
-  if (tag < front) return; /* already settled */
-  for (size_t i = multiple ? 0 : (size_t)(tag - front); i < q->len; i++) {
+  if (tag < mq_confirms__at(q, 0)->tag) return; /* already settled */
+  for (size_t i = multiple ? 0 : mq_confirms__find(q, tag); i < q->len; i++) {
     mq_confirm__entry *e = mq_confirms__at(q, i);
     if (e->tag > tag) break;
     assert(multiple || e->tag == tag); /* tags are consecutive */

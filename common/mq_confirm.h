@@ -32,7 +32,7 @@ typedef struct mq_confirm__entry {
 typedef struct mq_confirms {
   mq_confirm__entry *ring;
   size_t cap, head, len; /* len counts answered ones not yet at the front */
-  size_t unanswered;
+  size_t unanswered; /* entries (cookies) not answered yet */
   uint64_t next_tag; /* the broker's tag of the next publish */
 } mq_confirms;
 
@@ -46,6 +46,12 @@ void mq_confirms_init(mq_confirms *q);
  * of memory: the caller must not send it, since its answer could not be
  * matched. */
 int mq_confirms_push(mq_confirms *q, uint64_t cookie);
+
+/* One more cookie under the publish pushed last (a batch: one AMQP message
+ * carrying several parties' messages). Its answer settles them together:
+ * a nack calls refused once per cookie. -1 when out of memory (the caller
+ * must not send the publish). Asserts a publish was pushed. */
+int mq_confirms_push_more(mq_confirms *q, uint64_t cookie);
 
 /* Publishes sent and not answered yet (O(1)). */
 size_t mq_confirms_pending(const mq_confirms *q);

@@ -113,6 +113,38 @@ void mq_json_props(amqp_basic_properties_t *p, int persistent) {
       persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
 }
 
+static long mq__field_int(const amqp_field_value_t *v, int *ok) {
+  *ok = 1;
+  switch (v->kind) {
+    case AMQP_FIELD_KIND_I8: return v->value.i8;
+    case AMQP_FIELD_KIND_U8: return v->value.u8;
+    case AMQP_FIELD_KIND_I16: return v->value.i16;
+    case AMQP_FIELD_KIND_U16: return v->value.u16;
+    case AMQP_FIELD_KIND_I32: return v->value.i32;
+    case AMQP_FIELD_KIND_U32: return (long)v->value.u32;
+    case AMQP_FIELD_KIND_I64: return (long)v->value.i64;
+    case AMQP_FIELD_KIND_U64:
+      if (v->value.u64 <= 1000000000u) return (long)v->value.u64;
+      break;
+    default: break;
+  }
+  *ok = 0;
+  return 0;
+}
+
+int mq_header_int(const amqp_basic_properties_t *p, const char *key, long *out) {
+  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
+  size_t klen = strlen(key);
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len != klen || memcmp(e->key.bytes, key, klen) != 0) continue;
+    int ok;
+    *out = mq__field_int(&e->value, &ok);
+    return ok ? 1 : -1;
+  }
+  return 0;
+}
+
 /* TCP connect with a deadline; the socket belongs to c from here on. */
 static int mq__socket_open(amqp_connection_state_t c, const char *host,
                           int port, char *err, size_t errlen) {

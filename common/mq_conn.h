@@ -157,6 +157,11 @@ void mq_conn_close(amqp_connection_state_t c);
  * every other property unset. */
 void mq_json_props(amqp_basic_properties_t *p, int persistent);
 
+/* Header key of properties p as an integer: 1 with *out set, 0 when p has
+ * no such header, -1 when its value is not an integer (or a u64 over
+ * 10^9). Batches (x-wsgw-batch) and redelivery counts read theirs so. */
+int mq_header_int(const amqp_basic_properties_t *p, const char *key, long *out);
+
 /* 0 when r is a normal reply; else -1 with "what: reason" in err. */
 int mq_rpc_check(amqp_rpc_reply_t r, const char *what, char *err,
                  size_t errlen);

@@ -112,6 +112,9 @@ static const gw_admin__metric gw_admin__counters[] = {
                   "Bytes read from client sockets, HTTP and websocket framing included."),
     GW_ADMIN_STAT("bytes_sent_total", "counter", bytes_out,
                   "Bytes written to client sockets, HTTP and websocket framing included."),
+    GW_ADMIN_STAT("socket_writes_total", "counter", writes,
+                  "Writes to client sockets (each a writev of what the connection had "
+                  "queued; gateway.write_delay lets events share one)."),
     GW_ADMIN_STAT("group_messages_total", "counter", group_msgs,
                   "Group messages received from the broker for a group with local members."),
     GW_ADMIN_STAT("group_deliveries_total", "counter", deliveries,
@@ -176,6 +179,16 @@ static void gw_admin__closes(strbuf *b, const gw_stats *st) {
     gw_admin__labelled(b, name, "reason", gw_admin_close_reason_name(r), st->closes[r]);
 }
 
+/* Unlabelled families: {name, type, help} and a value each. */
+static void gw_admin__families(strbuf *b, const char *const fam[][3], const uint64_t *v,
+                               size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
+    prom_sample(b, fam[i][0], NULL, v[i]);
+  }
+}
+
+/* The history stream's consumer (history on only). */
 static void gw_admin__gauges(strbuf *b, const gw_admin_gauges *g) {
   prom_family(b, "wsgw_gateway_connections", "gauge",
               "Client sockets open, in any state (handshake, open, closing).");
@@ -208,18 +221,19 @@ static void gw_admin__gauges(strbuf *b, const gw_admin_gauges *g) {
               "Times the AMQP thread stopped reading because the loop had amqp_backlog "
               "bytes of events still to take (the loop is not keeping up).");
   prom_sample(b, rp, NULL, g->amqp_read_pauses);
+  static const char *const fam[][3] = {
+      {"wsgw_gateway_amqp_batches_published_total", "counter",
+       "Batches of channel messages published (one AMQP message each; amqp_batch)."},
+      {"wsgw_gateway_amqp_batched_messages_total", "counter",
+       "Channel messages that went in those batches."},
+      {"wsgw_gateway_amqp_reply_batches_total", "counter",
+       "Batches of replies read from workers (one AMQP message each)."},
+      {"wsgw_gateway_amqp_batched_replies_total", "counter",
+       "Replies that came in those batches."}};
+  const uint64_t v[] = {g->batches_out, g->batched_out, g->batches_in, g->batched_in};
+  gw_admin__families(b, fam, v, 4);
 }
 
-/* Unlabelled families: {name, type, help} and a value each. */
-static void gw_admin__families(strbuf *b, const char *const fam[][3], const uint64_t *v,
-                               size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    prom_family(b, fam[i][0], fam[i][1], fam[i][2]);
-    prom_sample(b, fam[i][0], NULL, v[i]);
-  }
-}
-
-/* The history stream's consumer (history on only). */
 static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
   if (!g->hist_on) return;
   static const char *const fam[][3] = {
@@ -342,6 +356,14 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
   g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
+  if (s->bridge) {
+    gw_bridge_batch_stats bs;
+    gw_bridge_batch_stats_get(s->bridge, &bs);
+    g->batches_out = bs.batches_out;
+    g->batched_out = bs.batched_out;
+    g->batches_in = bs.batches_in;
+    g->batched_in = bs.batched_in;
+  }
   g->z_on = (uint64_t)s->cfg->compression.enabled;
   g->z_twins = s->deflate.stats.twins;
   g->z_plain_bytes = s->deflate.stats.plain_bytes;

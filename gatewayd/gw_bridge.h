@@ -43,7 +43,8 @@ typedef enum {
   GW_BRIDGE_GROUP,   /* data: the group name; frame: the text frame */
   GW_BRIDGE_REFUSED, /* conn_id: a publish for it was refused or lost */
   GW_BRIDGE_KICK,    /* a kick: conn_id (one connection), or 0 and data: the
-                        user's control key (wsgw!user.<uid>) */
+                        user's control key (wsgw!user.<uid>); with reply_len,
+                        the kicker's reply_to follows data's NUL */
   /* history on only (see the top of this file) */
   GW_BRIDGE_HIST,       /* one stream message: offset, digest (chan_pos_digest),
                            data: its routing key; frame: the text frame, or
@@ -64,6 +65,7 @@ typedef struct gw_bridge_event {
   uint64_t offset;  /* HIST, HIST_GAP, HIST_LIVE: a stream offset */
   uint64_t digest;  /* HIST: chan_pos_digest of the message */
   size_t len;    /* bytes of data, without the NUL */
+  size_t reply_len; /* KICK: bytes of the reply_to after data's NUL (0: none) */
   char data[];   /* NUL-terminated */
 } gw_bridge_event;
 
@@ -79,6 +81,7 @@ typedef struct gw_bridge_config {
   long queue_max_bytes; /* x-max-length-bytes; 0: not declared */
   int queue_quorum;    /* 1: the websocket.* queues are quorum queues */
   size_t max_backlog; /* bytes queued in each direction */
+  int batch;          /* channel messages per AMQP message, at most (>= 1) */
   /* [history]; history 0: everything as before the history existed */
   int history;
   mq_stream_args stream;   /* declared and bound at every broker-up; name copied */
@@ -99,10 +102,23 @@ typedef struct gw_bridge_hist_stats {
   uint64_t last_offset;     /* of the last HIST posted */
 } gw_bridge_hist_stats;
 
+/* Batches (chan_batch.h) the thread published and read (for metrics). */
+typedef struct gw_bridge_batch_stats {
+  unsigned long batches_out; /* batches of channel messages published */
+  unsigned long batched_out; /* channel messages in them */
+  unsigned long batches_in;  /* batches of replies read */
+  unsigned long batched_in;  /* replies in them */
+} gw_bridge_batch_stats;
+
 /* Starts the thread (it connects by itself, and again after every loss).
  * cfg's strings are copied. NULL on failure. */
 gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
                                gw_bridge_cb cb, void *arg);
+
+/* The end of a loop iteration: wakes the thread when publishes were
+ * queued since the last call (they go out together, in batches). The
+ * loop's check phase calls it, after gw_conn's flush. */
+void gw_bridge_flush(gw_bridge *b);
 
 /* Queues body for the named websocket.* queue; takes ownership of body (a
  * malloc'd buffer) in every case. Returns -1 when the broker is down or the
@@ -139,6 +155,7 @@ unsigned long gw_bridge_read_pauses(const gw_bridge *b);
 int gw_bridge_is_up(const gw_bridge *b);
 
 void gw_bridge_hist_stats_get(const gw_bridge *b, gw_bridge_hist_stats *out);
+void gw_bridge_batch_stats_get(const gw_bridge *b, gw_bridge_batch_stats *out);
 
 /* Publishes what is queued (within a few seconds at most), closes the
  * connection, joins the thread and frees everything. The loop must run no

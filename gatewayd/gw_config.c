@@ -104,6 +104,17 @@ const cfg_opt gw_config_opts[] = {
     MQ_CFG_OPTS(gw_config, amqp) /* [amqp], as every program has it */
     GW_OPT("gateway", "amqp_backlog", CFG_BYTES, "64MiB", 65536, 4294967296L, 0,
            amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
+    /* Trickling streams (issue 17): a write per event per client was most of
+     * a trickle's cost. */
+    GW_OPT("gateway", "write_delay", CFG_MS, "2ms", 0, 100, 0, write_delay,
+           "events wait at most this long to be written with the events after them "
+           "in one write per connection (0: each loop iteration writes at once); "
+           "replies, pings and closes never wait"),
+    /* Reconnect storms (issue 17): the broker's work is per AMQP message. */
+    GW_OPT("gateway", "amqp_batch", CFG_INT, "64", 1, 1024, 0, amqp_batch,
+           "channel messages to one queue that one AMQP message may carry when "
+           "several wait (1: one each, as before; workers must know batches, "
+           "i.e. be upgraded first, before this is above 1)"),
     /* Subscription churn (issue 12): each bind is a broker round trip on the
      * one AMQP thread. A page view of AWX changes a few groups. */
     GW_OPT("gateway", "max_bind_backlog", CFG_INT, "1000", 1, 10000000, 0,

@@ -74,6 +74,8 @@ typedef struct gw_config {
   char *trusted_proxies;   /* whose X-Forwarded-For is believed (gw_http_client_addr) */
   mq_settings amqp;        /* [amqp]; queue_type checked by main.c */
   long amqp_max_backlog;   /* [gateway] amqp_backlog: bytes waiting to be published */
+  long amqp_batch;         /* channel messages one AMQP message may carry */
+  long write_delay;        /* ms an event may wait to share a write (0: none) */
   long max_bind_backlog;   /* binds queued above which subscription changes are refused */
   long group_changes_rate; /* group joins + leaves per second per connection */
   long group_changes_burst;/* ... at once from a full allowance */

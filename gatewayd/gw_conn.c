@@ -141,10 +141,74 @@ static void gw_conn__queued(gw_conn *c) {
   if (c->life.reading) gw_conn__pace(c);
 }
 
-/* Appends bytes that go to the socket as they are. Takes a reference. */
-static int gw_conn__queue_raw(gw_conn *c, gw_buf *b) {
+static void gw_conn__flush(gw_conn *c);
+static void gw_conn__on_later(uv_timer_t *t);
+
+/* Unsent bytes past which an event is written this iteration after all:
+ * the delay saves writes on a trickle, not on a burst. */
+#define GW_CONN_LATER_MAX_BYTES (16 * 1024)
+
+/* The queue grew by an event (fanout): written within write_delay, with
+ * whatever else comes meanwhile, in one writev (a job's output arrives a
+ * line at a time, and a write and a wakeup per line per client was most
+ * of a trickle's cost). Anything else queued for the connection, or its
+ * queue past GW_CONN_LATER_MAX_BYTES, writes it this iteration. Costs: a
+ * delivery waits write_delay at most; 8 bytes per waiting connection in
+ * srv->later. */
+static void gw_conn__queued_event(gw_conn *c) {
+  gw_server *s = c->srv;
+  if (!s->cfg->write_delay || c->life.dirty || c->send.bytes >= GW_CONN_LATER_MAX_BYTES) {
+    gw_conn__queued(c);
+    return;
+  }
+  if (c->life.reading) gw_conn__pace(c);
+  if (c->life.later || c->life.state == GW_CONN_CLOSED) return;
+  if (s->later_n == s->later_cap) {
+    size_t cap = s->later_cap ? s->later_cap * 2 : 256;
+    uint64_t *ids = realloc(s->later, cap * sizeof *ids);
+    if (!ids) { /* now rather than never */
+      gw_conn__queued(c);
+      return;
+    }
+    s->later = ids;
+    s->later_cap = cap;
+  }
+  if (s->later_n == 0)
+    uv_timer_start(&s->later_timer, gw_conn__on_later, (uint64_t)s->cfg->write_delay, 0);
+  s->later[s->later_n++] = c->id;
+  c->life.later = 1;
+}
+
+/* write_delay after the first event of a round: the round's connections
+ * are written. */
+static void gw_conn__on_later(uv_timer_t *t) {
+  gw_server *s = t->data;
+  /* Taken whole first: a flush may queue events for the next round. */
+  uint64_t *ids = s->later;
+  size_t n = s->later_n, cap = s->later_cap;
+  s->later = NULL;
+  s->later_n = s->later_cap = 0;
+  for (size_t i = 0; i < n; i++) {
+    gw_conn *c = gw_conntab_get(&s->conns, ids[i]);
+    if (!c) continue; /* closed meanwhile */
+    assert(c->life.later);
+    c->life.later = 0;
+    gw_conn__flush(c);
+  }
+  if (!s->later) { /* no new round began meanwhile: keep the array */
+    s->later = ids;
+    s->later_cap = cap;
+  } else {
+    free(ids);
+  }
+}
+
+/* Appends bytes that go to the socket as they are. Takes a reference.
+ * event: an event of the fanout (may wait for write_delay). */
+static int gw_conn__queue_raw(gw_conn *c, gw_buf *b, int event) {
   if (gw_send_push(&c->send, b) != 0) return -1;
-  gw_conn__queued(c);
+  if (event) gw_conn__queued_event(c);
+  else gw_conn__queued(c);
   return 0;
 }
 
@@ -152,11 +216,11 @@ static int gw_conn__queue_raw(gw_conn *c, gw_buf *b) {
  * control frames): not bounded. Under TLS the queue holds ciphertext: the
  * bytes are encrypted here, once, in queue order (records must reach the
  * peer in the order they were made). */
-static int gw_conn__queue_owed(gw_conn *c, gw_buf *b) {
-  if (!c->ssl) return gw_conn__queue_raw(c, b);
+static int gw_conn__queue_owed(gw_conn *c, gw_buf *b, int event) {
+  if (!c->ssl) return gw_conn__queue_raw(c, b, event);
   gw_buf *cipher = gw_tls_encrypt(c->ssl, b->data, b->len);
   if (!cipher) return -1;
-  int rc = gw_conn__queue_raw(c, cipher);
+  int rc = gw_conn__queue_raw(c, cipher, event);
   gw_buf_unref(cipher);
   return rc;
 }
@@ -183,7 +247,7 @@ static gw_deflate *gw_conn__deflate(const gw_conn *c) {
 }
 
 /* Queues b as it is (already what this client is to get). */
-static void gw_conn__send_wire(gw_conn *c, gw_buf *b) {
+static void gw_conn__send_wire(gw_conn *c, gw_buf *b, int event) {
   if (c->life.state != GW_CONN_OPEN) return;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c)) {
     c->srv->stats.slow_closes++;
@@ -196,7 +260,7 @@ static void gw_conn__send_wire(gw_conn *c, gw_buf *b) {
     gw_conn_close(c, GW_WS_POLICY, "send queue full");
     return;
   }
-  if (gw_conn__queue_owed(c, b) != 0) {
+  if (gw_conn__queue_owed(c, b, event) != 0) {
     gw_conn_destroy(c, GW_WS_INTERNAL);
     return;
   }
@@ -216,20 +280,27 @@ static gw_buf *gw_conn__after(const gw_conn *c, gw_buf *prev) {
              : NULL;
 }
 
-void gw_conn_send_frame(gw_conn *c, gw_buf *b, gw_buf *prev) {
+/* Queues frame b (compressed for a client that reads it so); event: one
+ * of the fanout's (gw_conn__queued_event). */
+static void gw_conn__send_frame(gw_conn *c, gw_buf *b, gw_buf *prev, int event) {
   gw_deflate *z = gw_conn__deflate(c);
   if (!z || c->life.state != GW_CONN_OPEN) {
-    gw_conn__send_wire(c, b);
+    gw_conn__send_wire(c, b, event);
     return;
   }
   gw_buf *after = gw_conn__after(c, prev);
-  gw_conn__send_wire(c, after ? gw_deflate_twin_after(z, b, after) : gw_deflate_twin(z, b));
+  gw_conn__send_wire(c, after ? gw_deflate_twin_after(z, b, after) : gw_deflate_twin(z, b),
+                     event);
+}
+
+void gw_conn_send_frame(gw_conn *c, gw_buf *b, gw_buf *prev) {
+  gw_conn__send_frame(c, b, prev, 1);
 }
 
 void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e, gw_buf *const prev[2]) {
   if (!c->relay.v2) {
     gw_buf *b = gw_hist_frame_for(h, e, 0, gw_conn__deflate(c), gw_conn__after(c, prev[0]));
-    if (b) gw_conn__send_wire(c, b);
+    if (b) gw_conn__send_wire(c, b, 1);
     return;
   }
   if (c->relay.lag || c->life.state != GW_CONN_OPEN) return; /* the pump serves it */
@@ -248,7 +319,7 @@ void gw_conn_send_event(gw_conn *c, gw_hist *h, gw_hist_ev *e, gw_buf *const pre
       gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  gw_conn__send_wire(c, env);
+  gw_conn__send_wire(c, env, 1);
 }
 
 static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t len) {
@@ -257,11 +328,9 @@ static void gw_conn__send_text(gw_conn *c, int opcode, const char *data, size_t 
     gw_conn_close(c, GW_WS_INTERNAL, "out of memory");
     return;
   }
-  gw_conn_send_frame(c, b, NULL);
+  gw_conn__send_frame(c, b, NULL, 0);
   gw_buf_unref(b);
 }
-
-static void gw_conn__flush(gw_conn *c);
 
 static void gw_conn__on_write(uv_write_t *req, int status) {
   gw_conn *c = req->data;
@@ -289,6 +358,7 @@ static void gw_conn__flush(gw_conn *c) {
   if (n > 0) {
     /* Most writes complete at once; try that before paying for a request. */
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+    c->srv->stats.writes++;
     if (r < 0 && r != UV_EAGAIN) {
       gw_conn_destroy(c, GW_WS_ABNORMAL);
       return;
@@ -314,6 +384,7 @@ static void gw_conn__flush(gw_conn *c) {
     return;
   }
   req->data = c;
+  c->srv->stats.writes++;
   if (uv_write(req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, gw_conn__on_write) != 0) {
     free(req);
     gw_conn_destroy(c, GW_WS_ABNORMAL);
@@ -396,7 +467,7 @@ static int gw_conn__relay_open(void *arg) {
 static int gw_conn__relay_push(void *arg, gw_buf *b) {
   gw_conn *c = arg;
   if (c->send.bytes + b->len > gw_conn__max_send_queue(c) / 2) return -1;
-  gw_conn__send_wire(c, b); /* the history chose compressed or not */
+  gw_conn__send_wire(c, b, 0); /* the history chose compressed or not */
   return 0;
 }
 
@@ -834,7 +905,7 @@ static void gw_conn__on_tls(gw_conn *c, const char *data, size_t n) {
   if (c->life.state == GW_CONN_CLOSED) return;
   gw_buf *out = gw_tls_take_output(c->ssl); /* handshake records, alerts */
   if (out) {
-    if (gw_conn__queue_raw(c, out) != 0) rc = -1;
+    if (gw_conn__queue_raw(c, out, 0) != 0) rc = -1;
     gw_buf_unref(out);
   }
   if (rc != 0) {

@@ -57,7 +57,8 @@ struct gw_conn {
     uint8_t upgraded;    /* the 101 is queued: bytes from now on are frames */
     uint8_t shut;        /* refused over HTTP: write side shut down */
     uint8_t pinged;      /* a keepalive ping is out and unanswered */
-    uint8_t dirty;       /* on srv->dirty: has bytes to write */
+    uint8_t dirty : 1;   /* on srv->dirty: has bytes to write */
+    uint8_t later : 1;   /* in srv->later: has events to write within write_delay */
     uint16_t close_code; /* for websocket.disconnect */
     gw_timeq_node tq;    /* in srv->handshakes, connecting, idle or closing */
   } life;
@@ -80,7 +81,8 @@ void gw_conn_close(gw_conn *c, uint16_t code, const char *reason);
 /* Answers an HTTP error and closes (before the upgrade only). */
 void gw_conn_reject(gw_conn *c, int status);
 
-/* A data frame for an open connection (the fanout; takes a new reference):
+/* A data frame for an open connection (the fanout, history off; takes a
+ * new reference; written within gateway.write_delay, with what else comes):
  * its compressed twin when the client negotiated permessage-deflate
  * (gw_deflate_twin: made once for all), or the twin compressed after `prev`
  * (the group's previous event; NULL: none) when the client's window ends
@@ -90,7 +92,8 @@ void gw_conn_reject(gw_conn *c, int status);
  * ring counts the twins it keeps). */
 void gw_conn_send_frame(gw_conn *c, gw_buf *b, gw_buf *prev);
 
-/* A message of the history for a member (history on): the emitted text on
+/* A message of the history for a member (history on; written within
+ * gateway.write_delay like gw_conn_send_frame): the emitted text on
  * the old protocol (compressed after prev[0], the group's previous one, as
  * gw_conn_send_frame does); on wsgw.2 its envelope (after prev[1]), unless the connection is owed
  * history (the pump serves it), and when the queue is full the connection

@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chan_names.h"
@@ -22,8 +23,12 @@
 /* With the history every event comes from the stream: only control keys
  * (wsgw!...: kicks) are bound to our own queue. The bridge picks the
  * exchange: control keys on the control exchange, groups on the groups
- * exchange. */
+ * exchange. A user's key is a group of the table (the kick's local index)
+ * but bound by no one: every gateway binds wsgw!user.* once (a binding per
+ * user cost the broker ~400 us of CPU per connection in a reconnect storm
+ * of distinct users; kicks are rare, and go to every gateway). */
 static int gw_dispatch__bound(const gw_server *s, const char *group) {
+  if (strncmp(group, CHAN_USER_KEY_PREFIX, sizeof CHAN_USER_KEY_PREFIX - 1) == 0) return 0;
   return !s->cfg->history.enabled ||
          strncmp(group, CHAN_CONTROL_PREFIX, sizeof CHAN_CONTROL_PREFIX - 1) == 0;
 }
@@ -125,21 +130,43 @@ static void gw_dispatch__hist_state(gw_server *s, gw_bridge_event *e) {
  * Closing keeps memberships until the close completes (or destroys the
  * connection, which frees only its own node): take `next` first, as the
  * fanout does. */
+/* A kick that asked (reply_to) hears how many connections this gateway
+ * closed, when any: the kicker learns "somebody held it" from the first
+ * answer, "nobody" from none (every gateway gets every user's kick). */
+static void gw_dispatch__kick_answer(gw_server *s, const gw_bridge_event *e, unsigned n) {
+  if (!n || !e->reply_len || !s->bridge) return;
+  char key[sizeof CHAN_GATEWAY_KEY_PREFIX + CHAN_QUEUE_NAME_MAX];
+  if (e->conn_id) snprintf(key, sizeof key, CHAN_GATEWAY_KEY_PREFIX "%s", s->queue);
+  else snprintf(key, sizeof key, "%s", e->data);
+  char *body = malloc(sizeof CHAN_KICK_ANSWER + 16 + strlen(key));
+  if (!body) return;
+  int len = sprintf(body, CHAN_KICK_ANSWER, n, key); /* key: wsgw!, no JSON escapes */
+  gw_bridge_publish(s->bridge, e->data + e->len + 1, 0, body, (size_t)len);
+}
+
 static void gw_dispatch__kick(gw_server *s, gw_bridge_event *e) {
   s->stats.kicks_received++;
+  unsigned n = 0;
   if (e->conn_id) {
     gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
     log_info("kick", "id=%llu found=%d", (unsigned long long)e->conn_id, c != NULL);
-    if (c) gw_conn_kick(c);
-    return;
+    if (c) {
+      gw_conn_kick(c);
+      n = 1;
+    }
+  } else {
+    gw_group *g = gw_group_find(&s->groups, e->data, e->len);
+    n = g ? g->n_members : 0;
+    /* Every gateway hears every user's kick: one that holds nobody says
+     * nothing above debug. */
+    if (n) log_info("kick", "key=%s members=%u", e->data, n);
+    else log_debug("kick", "key=%s members=0", e->data);
+    for (gw_member *m = g ? g->head : NULL, *next; m; m = next) {
+      next = m->next;
+      gw_conn_kick(m->conn);
+    }
   }
-  gw_group *g = gw_group_find(&s->groups, e->data, e->len);
-  log_info("kick", "key=%s members=%u", e->data, g ? g->n_members : 0);
-  if (!g) return;
-  for (gw_member *m = g->head, *next; m; m = next) {
-    next = m->next;
-    gw_conn_kick(m->conn);
-  }
+  gw_dispatch__kick_answer(s, e, n);
 }
 
 static void gw_dispatch__reply(gw_server *s, gw_bridge_event *e) {
@@ -175,10 +202,14 @@ static void gw_dispatch__up(gw_server *s, gw_bridge_event *e) {
   /* A new queue has no bindings: bind every group we still have members
    * of, so events flow again without any client resubscribing. */
   gw_group_foreach(&s->groups, gw_dispatch__rebind, s);
-  /* Our own control key: kicks of one connection (chanctl kick --conn). */
+  /* Our own control key: kicks of one connection (chanctl kick --conn);
+   * and every user's (wsgw!user.*: gw_dispatch__bound says why). */
   char key[sizeof CHAN_GATEWAY_KEY_PREFIX + CHAN_QUEUE_NAME_MAX];
   snprintf(key, sizeof key, CHAN_GATEWAY_KEY_PREFIX "%s", s->queue);
-  if (s->bridge) gw_bridge_bind(s->bridge, key);
+  if (s->bridge) {
+    gw_bridge_bind(s->bridge, key);
+    gw_bridge_bind(s->bridge, CHAN_USER_KEY_PREFIX "*");
+  }
   log_info("broker_up", "queue=%s groups=%zu", s->queue, s->groups.n_groups);
 }
 

@@ -51,13 +51,20 @@ static void gw_server__on_tick(uv_timer_t *t) {
   if (s->shutting_down) gw_server__drain(s, now);
   gw_conn_tick(s, now);
   gw_group_expire(&s->groups, now); /* lingering bindings past group_linger */
+  /* What the tick published (disconnects of the connections it closed,
+   * re-checks) goes now: the check phase comes only after the next poll. */
+  if (s->bridge) gw_bridge_flush(s->bridge);
   if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
     log_info("shutdown", "open=%zu", s->n_conns);
     gw_server_close(s);
   }
 }
 
-static void gw_server__on_check(uv_check_t *h) { gw_conn_flush_dirty(h->data); }
+static void gw_server__on_check(uv_check_t *h) {
+  gw_server *s = h->data;
+  gw_conn_flush_dirty(s);
+  if (s->bridge) gw_bridge_flush(s->bridge);
+}
 
 static void gw_server__on_signal(uv_signal_t *h, int signum) {
   gw_server *s = h->data;
@@ -210,6 +217,7 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .queue_max_bytes = cfg->amqp.queue_max_bytes,
       .queue_quorum = mq_queue_type_parse(cfg->amqp.queue_type) == 1,
       .max_backlog = (size_t)cfg->amqp_max_backlog,
+      .batch = (int)cfg->amqp_batch,
       .history = cfg->history.enabled,
       .stream = {.name = cfg->history.stream,
                  .max_age_s = (cfg->history.max_age + 999) / 1000,
@@ -227,6 +235,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, gw_server__on_tick, GW_TICK_MS, GW_TICK_MS);
+  uv_timer_init(loop, &s->later_timer);
+  s->later_timer.data = s;
   uv_check_init(loop, &s->flush);
   s->flush.data = s;
   uv_check_start(&s->flush, gw_server__on_check);
@@ -255,6 +265,7 @@ void gw_server_close(gw_server *s) {
   s->closed = 1;
   gw_server__close_handle(&s->tick);
   gw_server__close_handle(&s->flush);
+  gw_server__close_handle(&s->later_timer);
   gw_server__close_handle(&s->sigterm);
   gw_server__close_handle(&s->sigint);
   gw_server__close_handle(&s->sighup);
@@ -284,6 +295,9 @@ void gw_server_free(gw_server *s) {
   gw_clients_free(&s->clients);
   free(s->read_buf);
   free(s->plain_buf);
+  free(s->later);
+  s->later = NULL;
+  s->later_n = s->later_cap = 0;
   gw_tls_free(s->tls);
   s->read_buf = s->plain_buf = NULL;
   s->tls = NULL;

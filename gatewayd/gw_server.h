@@ -59,6 +59,12 @@ typedef struct gw_server {
   gw_expiry rechecks;  /* open connections whose application grants are re-checked */
 
   gw_conn *dirty; /* connections with frames queued since the last flush */
+  /* Connections with only events queued, written when later_timer fires
+   * (write_delay after the first): by id, since one may close meanwhile.
+   * At most one entry per connection (c->life.later). */
+  uint64_t *later;
+  size_t later_n, later_cap;
+  uv_timer_t later_timer;
   char *read_buf; /* shared by every connection: reads are consumed at once */
   char *plain_buf; /* likewise, for what TLS decrypts out of read_buf */
   struct gw_tls *tls; /* NULL: plain ws:// */

@@ -21,6 +21,7 @@ typedef struct gw_stats {
   uint64_t http_errors;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
   uint64_t msgs_out_z; /* of msgs_out, sent compressed (permessage-deflate) */
+  uint64_t writes;     /* socket writes to clients (uv_try_write and uv_write calls) */
   uint64_t group_msgs, deliveries;
   uint64_t slow_closes, reply_timeouts, replies_dropped;
   uint64_t rate_closes, client_limit_rejects, origin_rejects;

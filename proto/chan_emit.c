@@ -45,6 +45,8 @@ struct chan_emitter {
   int timeout_ms;               /* longest wait for confirms */
   unsigned long sent, failed;   /* events since the last flush, and how many failed */
   unsigned long returned;       /* mandatory publishes the broker could not route */
+  int answers_on;               /* consuming the kicks' answers (direct reply-to) on conn */
+  unsigned long kicked;         /* connections the kick's answers say were closed */
   char why[192];                /* the first failure's reason since the last flush */
 };
 
@@ -58,6 +60,7 @@ static int chan_emit__connect_one(chan_emitter *e, char *err, size_t errlen) {
   if (!c) return -1;
   mq_confirms_init(&e->confirms);
   e->conn = c;
+  e->answers_on = 0;
   mq_url_list_connected(&e->urls);
   return 0;
 }
@@ -93,6 +96,18 @@ static void chan_emit__drop(chan_emitter *e, const char *why) {
   mq_url_list_next(&e->urls);
 }
 
+/* The N of an answer {"kicked": N, ...} (0: not one). */
+static unsigned long chan_emit__kick_answer(const void *body, size_t len) {
+  static const char key[] = "{\"kicked\": ";
+  char buf[48];
+  if (len < sizeof key - 1 || memcmp(body, key, sizeof key - 1) != 0) return 0;
+  size_t n = len - (sizeof key - 1) < sizeof buf - 1 ? len - (sizeof key - 1) : sizeof buf - 1;
+  memcpy(buf, (const char *)body + sizeof key - 1, n);
+  buf[n] = '\0';
+  unsigned long v = strtoul(buf, NULL, 10);
+  return v < 1000000000ul ? v : 0;
+}
+
 /* Reads one frame from the broker, waiting up to tv. Returns 1 when one was
  * handled (a confirm, or something harmless such as connection.blocked), 0
  * when none came in time, -1 when the connection was dropped (reason
@@ -122,6 +137,19 @@ static int chan_emit__read(chan_emitter *e, struct timeval *tv) {
     }
     amqp_destroy_message(&msg);
     e->returned++;
+    return 1;
+  }
+  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+    /* A gateway's answer to a kick (CHAN_KICK_ANSWER), on direct reply-to;
+     * a late one (after the wait) is counted and forgotten. */
+    amqp_message_t msg;
+    amqp_rpc_reply_t r = amqp_read_message(e->conn, f.channel, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+      chan_emit__drop(e, "connection lost reading a kick's answer");
+      return -1;
+    }
+    e->kicked += chan_emit__kick_answer(msg.body.bytes, msg.body.len);
+    amqp_destroy_message(&msg);
     return 1;
   }
   if (mq_frame_close_reason(&f, "publish", why, sizeof why)) {
@@ -273,9 +301,25 @@ int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *rout
   h.value.value.bytes = amqp_cstring_bytes(CHAN_CONTROL_KICK);
   amqp_basic_properties_t props;
   mq_json_props(&props, 0);
-  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG |
+                 AMQP_BASIC_REPLY_TO_FLAG;
   props.headers.num_entries = 1;
   props.headers.entries = &h;
+  /* Gateways that close connections answer there (every gateway hears a
+   * user's kick, so "routed" says nothing of who held it). */
+  props.reply_to = amqp_cstring_bytes(CHAN_EMIT_REPLY_TO);
+  if (!e->answers_on) {
+    amqp_basic_consume(e->conn, MQ_CHANNEL, amqp_cstring_bytes(CHAN_EMIT_REPLY_TO),
+                       amqp_empty_bytes, 0, 1 /* no_ack: direct reply-to */, 0,
+                       amqp_empty_table);
+    if (mq_rpc_check(amqp_get_rpc_reply(e->conn), "consume " CHAN_EMIT_REPLY_TO, err,
+                     errlen) != 0) {
+      chan_emit__drop(e, err);
+      return -1;
+    }
+    e->answers_on = 1;
+  }
+  e->kicked = 0;
   if (mq_confirms_push(&e->confirms, 0) < 0) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -295,7 +339,24 @@ int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *rout
   }
   /* The broker sends basic.return before the publish's basic.ack. */
   if (chan_emit_flush(e, err, errlen) < 0) return -1;
-  *routed = e->returned == 0;
+  if (e->returned) { /* no gateway bound the key at all */
+    *routed = 0;
+    return 0;
+  }
+  /* The first answer says somebody held it; none within the wait, nobody. */
+  long long deadline = chan_emit__now_ms() + CHAN_EMIT_KICK_WAIT_MS;
+  while (!e->kicked && e->conn) {
+    long long left = deadline - chan_emit__now_ms();
+    if (left <= 0) break;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    if (chan_emit__read(e, &tv) < 0) break;
+  }
+  if (!e->conn) {
+    snprintf(err, errlen, "%s", e->why[0] ? e->why : "connection lost");
+    e->why[0] = '\0';
+    return -1;
+  }
+  *routed = e->kicked > 0;
   return 0;
 }
 

@@ -70,15 +70,24 @@ int chan_emit_nowait(chan_emitter *e, const char *group, const char *json,
  * starts again from zero. */
 int chan_emit_flush(chan_emitter *e, char *err, size_t errlen);
 
+/* How long a kick waits for a gateway's answer: none within it means no
+ * gateway held what the kick named. */
+#define CHAN_EMIT_KICK_WAIT_MS 2000
+/* Where gateways answer a kick: RabbitMQ's direct reply-to, consumed on the
+ * emitter's channel from its first kick on. */
+#define CHAN_EMIT_REPLY_TO "amq.rabbitmq.reply-to"
+
 /* Publishes a kick (docs/PROTOCOL.md, "Kicking connections") to the
  * control exchange (CHAN_CONTROL_EXCHANGE; a gateway declares it) with
  * the control key `key` (CHAN_USER_KEY_PREFIX<uid> or
  * CHAN_GATEWAY_KEY_PREFIX<queue>) with header CHAN_CONTROL_HEADER =
- * CHAN_CONTROL_KICK and body (NULL: empty), mandatory, and waits for the
- * broker's confirm. 0 with *routed = 1 when some gateway's queue took it,
- * 0 with *routed = 0 when no gateway was bound to the key (nobody to
- * kick); -1 with a reason (broker error, no confirm; the exchange missing:
- * no gateway of this version ever ran on the vhost and setup.sh did not
+ * CHAN_CONTROL_KICK, body (NULL: empty) and reply_to CHAN_EMIT_REPLY_TO,
+ * mandatory; waits for the broker's confirm, then for the first gateway's
+ * answer (CHAN_KICK_ANSWER) up to CHAN_EMIT_KICK_WAIT_MS. 0 with *routed =
+ * 1 when a gateway answered that it closed connections, 0 with *routed = 0
+ * when none did (nobody to kick: no gateway held it, or none is running);
+ * -1 with a reason (broker error, no confirm; the exchange missing: no
+ * gateway of this version ever ran on the vhost and setup.sh did not
  * either). Flushes any earlier event first. */
 int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *routed,
                    char *err, size_t errlen);

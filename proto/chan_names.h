@@ -17,6 +17,8 @@
 #define CHAN_QUEUE_CONNECT MQ_QUEUE_CONNECT
 #define CHAN_QUEUE_RECEIVE MQ_QUEUE_RECEIVE
 #define CHAN_QUEUE_DISCONNECT MQ_QUEUE_DISCONNECT
+/* What every work queue's name starts with (batches go to these only). */
+#define CHAN_QUEUE_PREFIX "websocket."
 
 /* Durable queue of poison messages: channel messages a worker received more
  * than [worker] max_deliveries times without acking (it crashed on them).
@@ -42,9 +44,11 @@
  * subscription and no event emitted with `chanctl emit` can ever name one. Gateways never deliver a message sent
  * to one; a message there carrying the header CHAN_CONTROL_HEADER =
  * CHAN_CONTROL_KICK is a kick:
- *   "wsgw!user.<uid>"  bound by every gateway while it holds connections of
- *                      user <uid> (and for group_linger after): the
- *                      gateway closes all of them (4403)
+ *   "wsgw!user.<uid>"  every gateway binds "wsgw!user.*" (one binding,
+ *                      not one per user: issue 17): the gateway closes
+ *                      its connections of user <uid> (4403) and, when the
+ *                      kick has a reply_to and it closed any, answers
+ *                      CHAN_KICK_ANSWER there
  *   "wsgw!gw.<queue>"  bound by the gateway whose queue that is: the body
  *                      is the reply channel "websocket.send.<queue>!<id>"
  *                      (or "<id>") of the one connection to close (4403) */
@@ -55,6 +59,9 @@
  * published by the gateway whose queue that is, right after it starts
  * reading the stream; bound by nobody but the stream, it marks "now" there. */
 #define CHAN_MARK_KEY_PREFIX "wsgw!mark."
+/* A gateway's answer to a kick with a reply_to that closed connections:
+ * {"kicked": N, "key": "<the control key>"} (N >= 1; printf format). */
+#define CHAN_KICK_ANSWER "{\"kicked\": %u, \"key\": \"%s\"}"
 #define CHAN_CONTROL_HEADER "x-wsgw-control"
 #define CHAN_CONTROL_KICK "kick"
 

@@ -38,6 +38,7 @@
  */
 #include "wk_consumer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -48,6 +49,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "chan_batch.h"
 #include "chan_msg.h"
 #include "chan_names.h"
 #include "chan_reply_channel.h"
@@ -65,6 +67,22 @@
 #define WK_CONSUMER_HEALTHY_S 30
 
 typedef struct wk_job wk_job;
+
+/* A batch's delivery while items of it wait for the application: acked
+ * (alone) when the last of them ends, as a job's delivery is. */
+typedef struct wk_delivery {
+  uint64_t tag;
+  unsigned open; /* jobs of it not ended, +1 while its items are being read */
+} wk_delivery;
+
+/* The replies to a batch's items answered at once, for one gateway queue:
+ * published as one batch (or alone, when one) before the delivery's ack. */
+typedef struct wk_outbox {
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  char *buf;
+  size_t len, cap;
+  int n;
+} wk_outbox;
 
 typedef struct wk_consumer {
   const wk_consumer_conf *conf;
@@ -92,6 +110,7 @@ struct wk_job {
   wk_job *prev, *next;
   wk_consumer *w;
   uint64_t tag;
+  wk_delivery *del; /* an item of a batch: its delivery; NULL: the delivery is the job's */
   uint64_t start_us;
   wk_handle_call *call;
   wk_job_req *reqs;
@@ -200,19 +219,14 @@ static int wk_consumer__done(wk_consumer *w, uint64_t tag) {
   return wk_acks_done(&w->acks, tag, more, &op) ? wk_consumer__ack(w, &op) : 0;
 }
 
-/* 0: published (or undeliverable and dropped); -1: the connection broke. */
-static int wk_consumer__publish(wk_consumer *w, const char *reply_channel,
-                               const char *body, size_t len) {
-  char queue[CHAN_QUEUE_NAME_MAX + 1];
-  uint64_t conn_id;
-  if (chan_reply_channel_parse(reply_channel, queue, sizeof queue,
-                               &conn_id) != 0) {
-    log_warn("reply_dropped", "reason=\"bad reply_channel\"");
-    wk_metrics_error(WK_METRICS_ERR_REPLY_CHANNEL);
-    return 0;
-  }
+/* Publishes body (a reply, or n >= 2 of them as a batch) to a gateway's
+ * queue. 0, or -1 when the connection broke. */
+static int wk_consumer__publish_to(wk_consumer *w, const char *queue,
+                                   const char *body, size_t len, int n) {
   amqp_basic_properties_t props;
-  mq_json_props(&props, 0); /* transient: the gateway's queue is too */
+  amqp_table_entry_t header;
+  if (n >= 2) chan_batch_props(&props, &header, n);
+  else mq_json_props(&props, 0); /* transient: the gateway's queue is too */
   amqp_bytes_t b = {len, (void *)body};
   int st = amqp_basic_publish(w->c, MQ_CHANNEL, amqp_empty_bytes,
                               amqp_cstring_bytes(queue), 0, 0, &props, b);
@@ -221,7 +235,53 @@ static int wk_consumer__publish(wk_consumer *w, const char *reply_channel,
     wk_metrics_error(WK_METRICS_ERR_PUBLISH);
     return -1;
   }
-  wk_metrics_reply();
+  for (int i = 0; i < (n >= 2 ? n : 1); i++) wk_metrics_reply();
+  if (n >= 2) wk_metrics_reply_batch((unsigned)n);
+  return 0;
+}
+
+/* The outbox's replies go out (one publish). 0, or -1: connection broke. */
+static int wk_consumer__outbox_flush(wk_consumer *w, wk_outbox *ob) {
+  if (ob->n == 0) return 0;
+  /* One reply goes as it would have alone: without its newline. */
+  int rc = wk_consumer__publish_to(w, ob->queue, ob->buf,
+                                   ob->n == 1 ? ob->len - 1 : ob->len, ob->n);
+  ob->n = 0;
+  ob->len = 0;
+  return rc;
+}
+
+/* 0: published, queued in ob (when not NULL), or undeliverable and
+ * dropped; -1: the connection broke. */
+static int wk_consumer__publish(wk_consumer *w, const char *reply_channel,
+                               const char *body, size_t len, wk_outbox *ob) {
+  char queue[CHAN_QUEUE_NAME_MAX + 1];
+  uint64_t conn_id;
+  if (chan_reply_channel_parse(reply_channel, queue, sizeof queue,
+                               &conn_id) != 0) {
+    log_warn("reply_dropped", "reason=\"bad reply_channel\"");
+    wk_metrics_error(WK_METRICS_ERR_REPLY_CHANNEL);
+    return 0;
+  }
+  if (!ob || !chan_batch_item_ok(body, len))
+    return wk_consumer__publish_to(w, queue, body, len, 1);
+  /* A batch comes from one gateway process, so its replies share a queue;
+   * should one not, the outbox goes out before it changes. */
+  if ((ob->n && strcmp(ob->queue, queue) != 0) || ob->n == CHAN_BATCH_MAX)
+    if (wk_consumer__outbox_flush(w, ob) != 0) return -1;
+  if (ob->len + len + 1 > ob->cap) {
+    size_t cap = ob->cap ? ob->cap : 4096;
+    while (cap < ob->len + len + 1) cap *= 2;
+    char *p = realloc(ob->buf, cap);
+    if (!p) return wk_consumer__publish_to(w, queue, body, len, 1);
+    ob->buf = p;
+    ob->cap = cap;
+  }
+  if (ob->n == 0) snprintf(ob->queue, sizeof ob->queue, "%s", queue);
+  memcpy(ob->buf + ob->len, body, len);
+  ob->len += len;
+  ob->buf[ob->len++] = '\n';
+  ob->n++;
   return 0;
 }
 
@@ -238,17 +298,33 @@ static int wk_consumer__kind(amqp_bytes_t tag, chan_msg_kind *kind) {
 
 /* --- jobs: deliveries waiting for the application ------------------------ */
 
-static void wk_consumer__job_free(wk_consumer *w, wk_job *j) {
+/* One of a batch's jobs ended (or the batch's items are all read): at the
+ * last, the delivery's ack (when ack and the connection holds). */
+static void wk_consumer__del_release(wk_consumer *w, wk_delivery *d, int ack) {
+  assert(d->open > 0);
+  if (--d->open > 0) return;
+  if (ack && w->c && !w->broken) {
+    wk_ack_op op;
+    wk_acks_job_end(&w->acks, d->tag, &op);
+    if (wk_consumer__ack(w, &op) != 0) w->broken = 1;
+  }
+  free(d);
+}
+
+/* ack: the job's reply is out, so its delivery may be acked. */
+static void wk_consumer__job_free(wk_consumer *w, wk_job *j, int ack) {
   if (j->prev) j->prev->next = j->next;
   else if (w->jobs == j) w->jobs = j->next;
   if (j->next) j->next->prev = j->prev;
   w->n_jobs--;
+  if (j->del) wk_consumer__del_release(w, j->del, ack);
   wk_handle_call_free(j->call);
   free(j->reqs);
   free(j);
 }
 
-/* Every request of the job has ended: the reply, then the ack. */
+/* Every request of the job has ended: the reply, then the ack (a batch's
+ * item: its delivery's, once the batch's last job ends). */
 static void wk_consumer__job_finish(wk_consumer *w, wk_job *j) {
   char *reply = NULL;
   size_t len = 0;
@@ -259,16 +335,16 @@ static void wk_consumer__job_finish(wk_consumer *w, wk_job *j) {
     wk_metrics_error(WK_METRICS_ERR_HANDLER);
   } else if (reply) {
     rc = wk_consumer__publish(w, wk_handle_call_reply_channel(j->call), reply,
-                              len);
+                              len, NULL);
   }
   free(reply);
   wk_metrics_handled(wk_metrics_now_us() - j->start_us);
-  if (rc == 0 && w->c) {
+  if (rc == 0 && w->c && !j->del) {
     wk_acks_job_end(&w->acks, j->tag, &op);
     rc = wk_consumer__ack(w, &op);
   }
   if (rc != 0) w->broken = 1;
-  wk_consumer__job_free(w, j);
+  wk_consumer__job_free(w, j, rc == 0);
 }
 
 /* wk_hook's done function for request r->i of r->job. */
@@ -282,8 +358,9 @@ static int wk_consumer__job_answer(void *arg, wk_hook_outcome outcome,
   return rc;
 }
 
-/* Starts a job for call (taken). -1 when the connection broke. */
-static int wk_consumer__job_start(wk_consumer *w, uint64_t tag,
+/* Starts a job for call (taken): of delivery tag, or, with del, of an item
+ * of that batch's delivery. -1 when the connection broke. */
+static int wk_consumer__job_start(wk_consumer *w, uint64_t tag, wk_delivery *del,
                                   wk_handle_call *call, uint64_t start_us) {
   size_t n = wk_handle_call_requests(call);
   wk_job *j = calloc(1, sizeof *j);
@@ -294,10 +371,12 @@ static int wk_consumer__job_start(wk_consumer *w, uint64_t tag,
     wk_handle_call_free(call);
     log_error("message_dropped", "reason=\"out of memory\"");
     wk_metrics_error(WK_METRICS_ERR_HANDLER);
-    return wk_consumer__done(w, tag);
+    return del ? 0 : wk_consumer__done(w, tag); /* a batch's: acked with it */
   }
   j->w = w;
   j->tag = tag;
+  j->del = del;
+  if (del) del->open++;
   j->start_us = start_us;
   j->call = call;
   j->reqs = reqs;
@@ -306,7 +385,8 @@ static int wk_consumer__job_start(wk_consumer *w, uint64_t tag,
   w->jobs = j;
   w->n_jobs++;
   wk_ack_op op;
-  if (wk_acks_job_start(&w->acks, &op) && wk_consumer__ack(w, &op) != 0)
+  /* A batch's delivery counted as a job once, when its delivery was made one. */
+  if (!del && wk_acks_job_start(&w->acks, &op) && wk_consumer__ack(w, &op) != 0)
     w->broken = 1;
   /* Counted as waiting before any starts: a request that cannot start is
    * answered (failed) at once, and the last answer finishes the job. */
@@ -338,30 +418,27 @@ static void wk_consumer__jobs_drop(wk_consumer *w) {
            w->n_jobs);
   /* The hook's transfers point into the jobs: cancel them first. */
   wk_hook_cancel_all(w->hook);
-  while (w->jobs) wk_consumer__job_free(w, w->jobs);
+  while (w->jobs) wk_consumer__job_free(w, w->jobs, 0);
 }
 
-/* Decodes, handles, publishes the reply. -1 only when the connection broke
- * (the delivery stays unacked and comes back after the reconnect). 1: a
- * job was started (acked when it ends). */
-static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env,
+/* Decodes and handles one channel message of queue kind (a delivery's
+ * body, or an item of a batch, del its delivery): the reply published
+ * (queued in ob when not NULL), or a job started. -1 only when the
+ * connection broke (the delivery stays unacked and comes back after the
+ * reconnect). 1: a job was started (acked when it ends). */
+static int wk_consumer__handle(wk_consumer *w, chan_msg_kind kind,
+                               const char *body, size_t len, uint64_t tag,
+                               wk_delivery *del, wk_outbox *ob,
                                uint64_t start_us) {
-  chan_msg_kind kind;
   chan_msg m;
   char err[160], *reply = NULL;
   size_t reply_len = 0;
-  const amqp_bytes_t *body = &env->message.body;
-  if (wk_consumer__kind(env->consumer_tag, &kind) != 0) {
-    log_warn("message_dropped", "reason=\"unknown consumer tag\"");
-    wk_metrics_error(WK_METRICS_ERR_UNKNOWN_QUEUE);
-    return 0;
-  }
   wk_metrics_message(kind);
   /* Undecodable now means undecodable forever: drop it, say why, but not
    * what it said. */
-  if (chan_msg_decode(kind, body->bytes, body->len, &m, err, sizeof err)) {
+  if (chan_msg_decode(kind, body, len, &m, err, sizeof err)) {
     log_warn("message_dropped", "queue=%s bytes=%zu reason=\"%s\"",
-             chan_msg_queue(kind), body->len, err);
+             chan_msg_queue(kind), len, err);
     wk_metrics_error(WK_METRICS_ERR_DECODE);
     return 0;
   }
@@ -374,32 +451,29 @@ static int wk_consumer__process(wk_consumer *w, const amqp_envelope_t *env,
     wk_metrics_error(WK_METRICS_ERR_HANDLER);
   } else if (call) {
     chan_msg_free(&m);
-    return wk_consumer__job_start(w, env->delivery_tag, call, start_us) == 0
-               ? 1
-               : -1;
+    return wk_consumer__job_start(w, tag, del, call, start_us) == 0 ? 1 : -1;
   } else if (reply)
-    rc = wk_consumer__publish(w, m.reply_channel, reply, reply_len);
+    rc = wk_consumer__publish(w, m.reply_channel, reply, reply_len, ob);
   free(reply);
   chan_msg_free(&m);
   return rc;
 }
 
-/* A redelivered message: a copy with the next count to the tail of its
- * queue, or to websocket.dead. Returns 0 when the original may be acked, 1
- * when it must be handled here after all (the queue is full: better once
- * more than lost), -1 when the broker is gone. */
-static int wk_consumer__redelivered(wk_consumer *w, const amqp_envelope_t *env,
+/* A redelivered message (or an item of a redelivered batch, alone): a copy
+ * with the next count to the tail of its queue, or to websocket.dead.
+ * Returns 0 when the original may be acked, 1 when it must be handled here
+ * after all (the queue is full: better once more than lost), -1 when the
+ * broker is gone. */
+static int wk_consumer__redelivered(wk_consumer *w, const amqp_message_t *msg,
                                    const char *queue) {
   long n;
   char err[256];
   wk_redeliver_action a = wk_redeliver_decide(
-      1, wk_redeliver_count(&env->message.properties), w->conf->max_deliveries,
-      &n);
+      1, wk_redeliver_count(&msg->properties), w->conf->max_deliveries, &n);
   atomic_fetch_add(&wk_redeliver_stats.redelivered, 1);
   int dead = a == WK_REDELIVER_DEAD;
   int rc = wk_redeliver_publish(&w->pub, dead ? CHAN_QUEUE_DEAD : queue,
-                                dead ? queue : NULL, &env->message, n, err,
-                                sizeof err);
+                                dead ? queue : NULL, msg, n, err, sizeof err);
   if (rc < 0) {
     log_error("redelivery_failed", "queue=%s deliveries=%ld reason=\"%s\"",
               queue, n, err);
@@ -417,7 +491,7 @@ static int wk_consumer__redelivered(wk_consumer *w, const amqp_envelope_t *env,
     log_error("message_dead_lettered",
               "queue=%s deliveries=%ld max_deliveries=%ld bytes=%zu "
               "stored=%d dead_lettered_total=%llu",
-              queue, n - 1, w->conf->max_deliveries, env->message.body.len,
+              queue, n - 1, w->conf->max_deliveries, msg->body.len,
               rc == 0, (unsigned long long)total);
   } else {
     atomic_fetch_add(&wk_redeliver_stats.requeued, 1);
@@ -426,15 +500,96 @@ static int wk_consumer__redelivered(wk_consumer *w, const amqp_envelope_t *env,
   return 0;
 }
 
+/* An item of a redelivered batch goes back alone, as a message of its own
+ * (a poison item then takes only itself to websocket.dead): 0, 1 or -1 as
+ * wk_consumer__redelivered. */
+static int wk_consumer__redelivered_item(wk_consumer *w,
+                                         const amqp_envelope_t *env,
+                                         const char *queue, const char *item,
+                                         size_t len) {
+  amqp_message_t m = env->message;
+  m.properties._flags &= ~(amqp_flags_t)AMQP_BASIC_HEADERS_FLAG;
+  m.properties.content_type = amqp_cstring_bytes("application/json");
+  m.body.bytes = (void *)item;
+  m.body.len = len;
+  return wk_consumer__redelivered(w, &m, queue);
+}
+
+/* A batch (chan_batch.h): every item handled as a delivery of its own
+ * would be, the replies of those answered at once published as one batch,
+ * then the delivery acked: with the others (multiple) when no item waits
+ * for the application, else alone once the last of those jobs ends. A
+ * malformed batch is dropped whole before any item is handled. */
+static int wk_consumer__deliver_batch(wk_consumer *w, const amqp_envelope_t *env,
+                                      chan_msg_kind kind, int n) {
+  const amqp_bytes_t *body = &env->message.body;
+  const char *queue = chan_msg_queue(kind);
+  char err[96];
+  if (n < 0 || chan_batch_check(body->bytes, body->len, n, err, sizeof err)) {
+    log_warn("message_dropped", "queue=%s bytes=%zu reason=\"batch: %s\"", queue,
+             body->len, n < 0 ? "bad " CHAN_BATCH_HEADER " header" : err);
+    wk_metrics_error(WK_METRICS_ERR_DECODE);
+    return wk_consumer__done(w, env->delivery_tag);
+  }
+  wk_metrics_batch((unsigned)n);
+  wk_delivery *d = malloc(sizeof *d);
+  if (!d) return -1; /* comes back after the reconnect */
+  d->tag = env->delivery_tag;
+  d->open = 1;
+  wk_outbox ob = {.n = 0};
+  size_t pos = 0, len;
+  const char *item;
+  int rc = 0;
+  while (rc == 0 && chan_batch_next(body->bytes, body->len, &pos, &item, &len)) {
+    if (env->redelivered) {
+      int r = wk_consumer__redelivered_item(w, env, queue, item, len);
+      if (r != 1) {
+        rc = r < 0 ? -1 : 0;
+        continue;
+      }
+    }
+    uint64_t start = wk_metrics_now_us();
+    int r = wk_consumer__handle(w, kind, item, len, d->tag, d, &ob, start);
+    if (r == 0) wk_metrics_handled(wk_metrics_now_us() - start);
+    rc = r < 0 ? -1 : 0;
+  }
+  if (rc == 0) rc = wk_consumer__outbox_flush(w, &ob);
+  free(ob.buf);
+  if (rc != 0 || w->broken) {
+    wk_consumer__del_release(w, d, 0);
+    return -1;
+  }
+  if (d->open == 1) { /* nothing waits for the application */
+    free(d);
+    return wk_consumer__done(w, env->delivery_tag);
+  }
+  wk_ack_op op;
+  if (wk_acks_job_start(&w->acks, &op) && wk_consumer__ack(w, &op) != 0) {
+    wk_consumer__del_release(w, d, 0);
+    return -1;
+  }
+  wk_consumer__del_release(w, d, 1); /* its jobs hold it now */
+  return 0;
+}
+
 static int wk_consumer__deliver(wk_consumer *w, const amqp_envelope_t *env) {
   chan_msg_kind kind;
-  if (env->redelivered && wk_consumer__kind(env->consumer_tag, &kind) == 0) {
-    int rc = wk_consumer__redelivered(w, env, chan_msg_queue(kind));
+  if (wk_consumer__kind(env->consumer_tag, &kind) != 0) {
+    log_warn("message_dropped", "reason=\"unknown consumer tag\"");
+    wk_metrics_error(WK_METRICS_ERR_UNKNOWN_QUEUE);
+    return wk_consumer__done(w, env->delivery_tag);
+  }
+  int n = chan_batch_count(&env->message.properties);
+  if (n != 0) return wk_consumer__deliver_batch(w, env, kind, n);
+  if (env->redelivered) {
+    int rc = wk_consumer__redelivered(w, &env->message, chan_msg_queue(kind));
     if (rc < 0) return -1;
     if (rc == 0) return wk_consumer__done(w, env->delivery_tag);
   }
   uint64_t start = wk_metrics_now_us();
-  int rc = wk_consumer__process(w, env, start);
+  const amqp_bytes_t *body = &env->message.body;
+  int rc = wk_consumer__handle(w, kind, body->bytes, body->len,
+                               env->delivery_tag, NULL, NULL, start);
   if (rc == 1) return 0; /* a job: acked when it ends */
   wk_metrics_handled(wk_metrics_now_us() - start);
   if (rc != 0) return -1;

@@ -38,6 +38,8 @@ typedef atomic_uint_fast64_t wk_metrics__ctr;
 static struct {
   wk_metrics__ctr messages[3]; /* by chan_msg_kind */
   wk_metrics__ctr replies;
+  wk_metrics__ctr batches_in, batched_in;   /* batches of channel messages, items */
+  wk_metrics__ctr batches_out, batched_out; /* batches of replies, replies */
   wk_metrics__ctr errors[WK_METRICS_ERR_N];
   wk_metrics__ctr auth_accepted;
   wk_metrics__ctr auth_rejected[WK_METRICS_AUTH_N];
@@ -91,6 +93,16 @@ void wk_metrics_message(chan_msg_kind kind) {
 }
 
 void wk_metrics_reply(void) { wk_metrics__inc(&wk_metrics__c.replies); }
+
+void wk_metrics_batch(unsigned n) {
+  wk_metrics__inc(&wk_metrics__c.batches_in);
+  atomic_fetch_add_explicit(&wk_metrics__c.batched_in, n, memory_order_relaxed);
+}
+
+void wk_metrics_reply_batch(unsigned n) {
+  wk_metrics__inc(&wk_metrics__c.batches_out);
+  atomic_fetch_add_explicit(&wk_metrics__c.batched_out, n, memory_order_relaxed);
+}
 
 void wk_metrics_error(wk_metrics_err e) {
   if ((unsigned)e < WK_METRICS_ERR_N) wk_metrics__inc(&wk_metrics__c.errors[e]);
@@ -199,6 +211,18 @@ void wk_metrics_render(strbuf *b) {
   wk_metrics__messages(b);
   wk_metrics__one(b, "wsgw_worker_replies_total", "counter",
                   "Replies published to gateways.", wk_metrics__get(&wk_metrics__c.replies));
+  wk_metrics__one(b, "wsgw_worker_batches_total", "counter",
+                  "Batches of channel messages consumed (one AMQP message each).",
+                  wk_metrics__get(&wk_metrics__c.batches_in));
+  wk_metrics__one(b, "wsgw_worker_batched_messages_total", "counter",
+                  "Channel messages that came in those batches.",
+                  wk_metrics__get(&wk_metrics__c.batched_in));
+  wk_metrics__one(b, "wsgw_worker_reply_batches_total", "counter",
+                  "Batches of replies published (one AMQP message each).",
+                  wk_metrics__get(&wk_metrics__c.batches_out));
+  wk_metrics__one(b, "wsgw_worker_batched_replies_total", "counter",
+                  "Replies that went in those batches.",
+                  wk_metrics__get(&wk_metrics__c.batched_out));
   wk_metrics__errors(b);
   wk_metrics__auth(b);
   static const char subs[] = "wsgw_worker_subscriptions_total";

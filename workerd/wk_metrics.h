@@ -47,6 +47,9 @@ wk_metrics_auth_reason wk_metrics_auth_class(const char *reason);
 
 void wk_metrics_message(chan_msg_kind kind);
 void wk_metrics_reply(void);
+/* A batch of n channel messages consumed; a batch of n replies published. */
+void wk_metrics_batch(unsigned n);
+void wk_metrics_reply_batch(unsigned n);
 void wk_metrics_error(wk_metrics_err e);
 void wk_metrics_auth_accepted(void);
 void wk_metrics_auth_rejected(const char *reason);

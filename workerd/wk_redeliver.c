@@ -38,33 +38,9 @@ wk_redeliver_action wk_redeliver_decide(int redelivered, long count,
                                       : WK_REDELIVER_REQUEUE;
 }
 
-/* The integer value of v, or -1 when it is not an integer. */
-static long wk_redeliver__int(const amqp_field_value_t *v) {
-  switch (v->kind) {
-    case AMQP_FIELD_KIND_I8: return v->value.i8;
-    case AMQP_FIELD_KIND_U8: return v->value.u8;
-    case AMQP_FIELD_KIND_I16: return v->value.i16;
-    case AMQP_FIELD_KIND_U16: return v->value.u16;
-    case AMQP_FIELD_KIND_I32: return v->value.i32;
-    case AMQP_FIELD_KIND_U32: return (long)v->value.u32;
-    case AMQP_FIELD_KIND_I64: return (long)v->value.i64;
-    case AMQP_FIELD_KIND_U64:
-      return v->value.u64 > 1000000000u ? -1 : (long)v->value.u64;
-    default: return -1;
-  }
-}
-
 long wk_redeliver_count(const amqp_basic_properties_t *p) {
-  if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return 0;
-  size_t klen = strlen(WK_REDELIVER_HEADER);
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len != klen || memcmp(e->key.bytes, WK_REDELIVER_HEADER, klen))
-      continue;
-    long n = wk_redeliver__int(&e->value);
-    return n > 0 ? n : 0;
-  }
-  return 0;
+  long n;
+  return mq_header_int(p, WK_REDELIVER_HEADER, &n) == 1 && n > 0 ? n : 0;
 }
 
 /* Same type as the work queues: a classic websocket.dead lives on one node,

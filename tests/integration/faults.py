@@ -182,6 +182,32 @@ class Amqp:
             self.conn.close()
 
 
+def take_channel_messages(cluster, queue, count, timeout=20):
+    """Takes (acks) what queue holds until count channel messages came, a
+    batch (docs/PROTOCOL.md, "Batches") counting as its items; returns
+    their bodies. Fails at timeout with what came."""
+    amqp = Amqp(cluster)
+    items = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(items) < count and time.monotonic() < deadline:
+            got = amqp.get(queue, timeout=max(0.1, deadline - time.monotonic()))
+            if not got:
+                break
+            props, body = got
+            n = (props.headers or {}).get("x-wsgw-batch")
+            parts = body.decode().split("\n")
+            if n:
+                assert parts[-1] == "" and len(parts) == n + 1, (n, body[:200])
+                items += parts[:-1]
+            else:
+                items.append(body.decode())
+    finally:
+        amqp.close()
+    assert len(items) == count, f"{queue}: {len(items)} channel messages, not {count}"
+    return items
+
+
 def receive_message(reply_queue, conn_id, order, text, user=7):
     """A websocket.receive channel message as a gateway writes it."""
     return json.dumps({"reply_channel": f"websocket.send.{reply_queue}!{conn_id}",

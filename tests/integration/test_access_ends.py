@@ -78,10 +78,12 @@ async def closed_with(ws, timeout):
 
 
 def user_bound(cluster, user, gateways):
-    """Waits until `gateways` gateways have bound the user's control key (the
-    bind is queued at the accept and runs behind publishes: a kick sent in
-    between would not reach that gateway)."""
-    key = f"wsgw!user.{user}"
+    """Waits until `gateways` gateways have bound every user's control key
+    (wsgw!user.*, one binding per gateway process, queued at broker-up; not
+    one per user since issue 17): a kick sent before would not reach that
+    gateway. `user` is kept for the callers' sake: no binding names it."""
+    del user
+    key = "wsgw!user.*"
     wait_until(lambda: len(cluster.broker.group_bindings(cluster.vhost, key)) == gateways, 10,
                f"{gateways} binding(s) of {key}", interval=0.1)
 
@@ -254,11 +256,12 @@ def test_kick_by_connection_closes_that_one_only(cluster):
         assert code == 4403
         _, reply = await subscribe(second, {"jobs": ["status_changed"]})
         assert reply["groups_current"] == [GROUP]
-        # Without the prefix: the same; a gateway that is gone: 3; nonsense: 2.
+        # Without the prefix: the same; a connection that is not there (its
+        # gateway answers nothing) or a gateway that is gone: 3; nonsense: 2.
         queue = channel[len("websocket.send."):].split("!")[0]
         rc, _, err = await asyncio.to_thread(chanctl, "kick", "--conn", f"{queue}!999999",
                                              f"--amqp.url={url}")
-        assert rc == 0, err
+        assert rc == 3 and "it is closed, or its gateway is gone" in err, err
         rc, _, err = await asyncio.to_thread(chanctl, "kick", "--conn", "amq.gen-gone!1",
                                              f"--amqp.url={url}")
         assert rc == 3 and "its gateway is gone" in err, err
@@ -337,13 +340,25 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         publish(f"wsgw!gw.{queue}", channel.encode(), kick)
         code, _ = await closed_with(a7, 5)
         assert code == 4403
-        # By user, the documented way: websocket.control, where mandatory
-        # tells "nobody" (on websocket.groups the history takes every key).
-        publish("wsgw!user.7", b"", kick, exchange=CONTROL_EXCHANGE)
+        # By user, the documented way: websocket.control with a reply_to
+        # (direct reply-to, which the emitter's permissions allow): a gateway
+        # that closed connections answers; every gateway hears every user's
+        # kick, so silence, not a return, tells "nobody".
+        answers = []
+        ch.basic_consume("amq.rabbitmq.reply-to",
+                         lambda _c, _m, _p, b: answers.append(json.loads(b)), auto_ack=True)
+        asking = pika.BasicProperties(headers={"x-wsgw-control": "kick"},
+                                      reply_to="amq.rabbitmq.reply-to")
+        publish("wsgw!user.7", b"", asking, exchange=CONTROL_EXCHANGE)
         code, _ = await closed_with(b7, 5)
         assert code == 4403
-        with pytest.raises(pika.exceptions.UnroutableError):
-            publish("wsgw!user.999", b"", kick, exchange=CONTROL_EXCHANGE)
+        deadline = time.monotonic() + 5
+        while not answers and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        assert answers == [{"kicked": 1, "key": "wsgw!user.7"}], answers
+        publish("wsgw!user.999", b"", asking, exchange=CONTROL_EXCHANGE)  # routed
+        conn.process_data_events(time_limit=1.5)
+        assert len(answers) == 1, answers  # nobody held user 999: no answer
         publish("wsgw!user.999", b"", kick)  # routed: to the stream
         publish(GROUP, b'{"n": 5}')
         assert await recv_json(c8, what="user 8's event") == {"n": 5}
@@ -355,7 +370,8 @@ def test_the_application_kicks_with_the_emitters_permissions(cluster, broker):
         conn.close()
     m = Scrape(gw.metrics_port)
     assert m("wsgw_gateway_kick_closes_total") == 2
-    assert m("wsgw_gateway_kicks_total") == 2  # each once; user 999's reached nobody
+    # each once, user 999's two too (every gateway hears every user's kick)
+    assert m("wsgw_gateway_kicks_total") == 4
 
 
 # ---- the application's credential (issue 13: a refresh the connect hook decides) ----

@@ -132,3 +132,48 @@ UNIT_TEST(mq_confirm_other_frames_are_left_to_the_caller) {
   UNIT_CHECK(mq_confirms_apply(&q, &f, note, &r) == 0);
   mq_confirms_free(&q);
 }
+
+/* A batch: several parties' messages in one publish, one tag. A nack of it
+ * refuses each of them; an ack settles them all; a single ack of a later
+ * tag finds its entry past the batch's (the binary search). */
+UNIT_TEST(mq_confirm_batch_settles_every_cookie_of_its_tag) {
+  mq_confirms q = {0};
+  refusals r = {0};
+  mq_confirms_init(&q);
+  UNIT_CHECK(mq_confirms_push(&q, 10) == 0); /* tag 1: 10, 11, 12 */
+  UNIT_CHECK(mq_confirms_push_more(&q, 11) == 0);
+  UNIT_CHECK(mq_confirms_push_more(&q, 12) == 0);
+  UNIT_CHECK(mq_confirms_push(&q, 20) == 0); /* tag 2: alone */
+  UNIT_CHECK(mq_confirms_push(&q, 30) == 0); /* tag 3: 30, 31 */
+  UNIT_CHECK(mq_confirms_push_more(&q, 31) == 0);
+  UNIT_CHECK(mq_confirms_pending(&q) == 6);
+  answer(&q, &r, 1, 3, 0); /* the last batch refused alone */
+  UNIT_CHECK(r.n == 2 && r.cookies[0] == 30 && r.cookies[1] == 31);
+  UNIT_CHECK(mq_confirms_pending(&q) == 4);
+  answer(&q, &r, 0, 2, 0);
+  UNIT_CHECK(mq_confirms_pending(&q) == 3);
+  answer(&q, &r, 1, 1, 0); /* the first batch refused: each of its three */
+  UNIT_CHECK(r.n == 5 && r.cookies[2] == 10 && r.cookies[3] == 11 && r.cookies[4] == 12);
+  UNIT_CHECK(mq_confirms_pending(&q) == 0);
+  /* Tags go on after the batches: the next publish is tag 4. */
+  UNIT_CHECK(mq_confirms_push(&q, 40) == 0);
+  UNIT_CHECK(mq_confirms_push_more(&q, 41) == 0);
+  answer(&q, &r, 0, 4, 1);
+  UNIT_CHECK(mq_confirms_pending(&q) == 0 && r.n == 5);
+  mq_confirms_free(&q);
+}
+
+/* A lost channel refuses each cookie of a batch still unanswered, once. */
+UNIT_TEST(mq_confirm_batch_lost_refuses_each) {
+  mq_confirms q = {0};
+  refusals r = {0};
+  mq_confirms_init(&q);
+  push_n(&q, 1, 300); /* past the first ring size: the ring grows with batches in it */
+  for (uint64_t c = 1000; c < 1100; c++) UNIT_CHECK(mq_confirms_push_more(&q, c) == 0);
+  answer(&q, &r, 0, 299, 1);
+  UNIT_CHECK(mq_confirms_pending(&q) == 101);
+  mq_confirms_fail_all(&q, note, &r);
+  UNIT_CHECK(r.n == 101 && r.cookies[0] == 300 && r.cookies[1] == 1000);
+  UNIT_CHECK(mq_confirms_pending(&q) == 0);
+  mq_confirms_free(&q);
+}
