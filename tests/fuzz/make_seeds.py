@@ -256,6 +256,19 @@ def token_seeds():
 CHANNEL = "websocket.send.amq.gen-JzTY20BRgKO-HjmUJj0wLg!17"
 
 
+def batch_seeds():
+    """A count byte, then a body: good batches of replies, and the ways a
+    batch is refused (count off by one, an empty item, no last newline)."""
+    one = json.dumps({"reply_channel": CHANNEL, "order": 1, "text": '{"a": 1}'})
+    two = json.dumps({"reply_channel": CHANNEL, "order": 0, "accept": True})
+    return [bytes([2]) + (one + "\n" + two + "\n").encode(),
+            bytes([3]) + (one + "\n" + two + "\n" + one + "\n").encode(),
+            bytes([3]) + (one + "\n" + two + "\n").encode(),
+            bytes([2]) + (one + "\n\n" + two + "\n").encode(),
+            bytes([2]) + (one + "\n" + two).encode(),
+            bytes([0])]
+
+
 def reply_seeds():
     subreply = json.dumps({"groups_current": ["jobs-status_changed"], "groups_joined": [],
                            "groups_left": []})
@@ -369,6 +382,7 @@ def main():
     write("fuzz_subscribe", subscribe_seeds())
     write("fuzz_token", token_seeds())
     write("fuzz_reply", reply_seeds())
+    write("fuzz_batch", batch_seeds())
     write("fuzz_channel_msg", channel_seeds())
     write("fuzz_hook_answer", hook_answer_seeds())
     write("fuzz_emit_batch", emit_batch_seeds())
