@@ -25,8 +25,9 @@ static mq_confirm__entry *mq_confirms__at(const mq_confirms *q, size_t i) {
   return &q->ring[(q->head + i) % q->cap];
 }
 
-static int mq_confirms__grow(mq_confirms *q) {
+static int mq_confirms__grow_to(mq_confirms *q, size_t need) {
   size_t cap = q->cap ? q->cap * 2 : 256;
+  while (cap < need) cap *= 2;
   mq_confirm__entry *r = malloc(cap * sizeof(*r));
   if (!r) return -1;
   for (size_t i = 0; i < q->len; i++) r[i] = *mq_confirms__at(q, i);
@@ -38,7 +39,7 @@ static int mq_confirms__grow(mq_confirms *q) {
 }
 
 static int mq_confirms__add(mq_confirms *q, uint64_t tag, uint64_t cookie) {
-  if (q->len == q->cap && mq_confirms__grow(q) != 0) return -1;
+  if (q->len == q->cap && mq_confirms__grow_to(q, q->len + 1) != 0) return -1;
   q->len++;
   mq_confirm__entry *e = mq_confirms__at(q, q->len - 1);
   e->tag = tag;
@@ -46,6 +47,10 @@ static int mq_confirms__add(mq_confirms *q, uint64_t tag, uint64_t cookie) {
   e->done = 0;
   q->unanswered++;
   return 0;
+}
+
+int mq_confirms_reserve(mq_confirms *q, size_t n) {
+  return q->len + n <= q->cap ? 0 : mq_confirms__grow_to(q, q->len + n);
 }
 
 int mq_confirms_push(mq_confirms *q, uint64_t cookie) {

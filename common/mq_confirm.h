@@ -47,6 +47,10 @@ void mq_confirms_init(mq_confirms *q);
  * matched. */
 int mq_confirms_push(mq_confirms *q, uint64_t cookie);
 
+/* Room for n more entries, so that the pushes of a batch cannot fail
+ * halfway. -1 when out of memory. */
+int mq_confirms_reserve(mq_confirms *q, size_t n);
+
 /* One more cookie under the publish pushed last (a batch: one AMQP message
  * carrying several parties' messages). Its answer settles them together:
  * a nack calls refused once per cookie. -1 when out of memory (the caller

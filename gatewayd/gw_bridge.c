@@ -10,7 +10,8 @@
  * calls into the library at least that often even when idle.
  *
  * Publishes wake the thread once per loop iteration (gw_bridge_flush, from
- * the loop's check phase and tick), and the thread publishes each run of
+ * the loop's check and prepare phases), and the thread publishes the
+ * publishes of a pass grouped by queue (gw_bridge__by_queue), each run of
  * them to one queue as one batch (proto/chan_batch.h: up to
  * gateway.amqp_batch messages, GW_BRIDGE_BATCH_BYTES); a worker answers a
  * batch with a batch of replies, which gw_bridge__replies splits. The
@@ -369,9 +370,11 @@ typedef struct gw_bridge__batch {
   int mark_refused; /* the broker refused a marker (checked at once) */
 } gw_bridge__batch;
 
-static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
-                                                 const void *data, size_t len) {
-  gw_bridge_event *e = malloc(sizeof(*e) + len + 1);
+/* An event with len bytes of data copied and extra more bytes of room
+ * after data's NUL. */
+static gw_bridge_event *gw_bridge__event_make(gw_bridge_kind kind, const void *data,
+                                              size_t len, size_t extra) {
+  gw_bridge_event *e = malloc(sizeof(*e) + len + 1 + extra);
   if (!e) return NULL;
   e->next = NULL;
   e->kind = kind;
@@ -383,6 +386,11 @@ static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind,
   if (len) memcpy(e->data, data, len);
   e->data[len] = '\0';
   return e;
+}
+
+static gw_bridge_event *gw_bridge__event_new(gw_bridge_kind kind, const void *data,
+                                             size_t len) {
+  return gw_bridge__event_make(kind, data, len, 0);
 }
 
 static void gw_bridge__batch_add(gw_bridge__batch *batch,
@@ -674,25 +682,30 @@ static int gw_bridge__batch_len(const gw_bridge *b, const gw_bridge__cmd *c,
 
 /* Publishes the n commands from c on as one batch (chan_batch.h): one
  * confirm entry per message, under the batch's one tag, so a refusal
- * still names every connection. */
+ * still names every connection. Returns 1 without publishing when memory
+ * for the batch is short (the caller publishes them one by one). */
 static int gw_bridge__publish_many(gw_bridge *b, const gw_bridge__cmd *c, int n,
                                    size_t bytes) {
   assert(n >= 2 && n <= b->batch && bytes <= GW_BRIDGE_BATCH_BYTES);
   if (bytes > b->scratch_cap) {
     char *p = realloc(b->scratch, GW_BRIDGE_BATCH_BYTES);
-    if (!p) return -1; /* starts over: the loss refuses them all */
+    if (!p) return 1;
     b->scratch = p;
     b->scratch_cap = GW_BRIDGE_BATCH_BYTES;
   }
+  /* Every entry pushed or none: a push failing halfway would leave some
+   * connections unrefused if the batch is then lost. */
+  if (mq_confirms_reserve(&b->confirms, (size_t)n) != 0) return 1;
   size_t at = 0;
   const gw_bridge__cmd *x = c;
   for (int i = 0; i < n; i++, x = x->next) {
     memcpy(b->scratch + at, x->body, x->len);
     at += x->len;
     b->scratch[at++] = '\n';
-    if ((i == 0 ? mq_confirms_push(&b->confirms, x->conn_id)
-                : mq_confirms_push_more(&b->confirms, x->conn_id)) != 0)
-      return -1;
+    int rc = i == 0 ? mq_confirms_push(&b->confirms, x->conn_id)
+                    : mq_confirms_push_more(&b->confirms, x->conn_id);
+    assert(rc == 0); /* reserved */
+    (void)rc;
   }
   assert(at == bytes);
   amqp_basic_properties_t props;
@@ -708,20 +721,49 @@ static int gw_bridge__publish_many(gw_bridge *b, const gw_bridge__cmd *c, int n,
   return 0;
 }
 
+/* The publishes of list grouped by queue (connects, receives, disconnects,
+ * a kick's answers), each queue's in the order queued: the runs batches
+ * are made of. Order across queues means nothing (a connection has one
+ * message in flight; workers consume the queues independently anyway).
+ * Up to GW_BRIDGE_LANES queues get a lane; the rest share the last. */
+#define GW_BRIDGE_LANES 8
+static gw_bridge__cmd *gw_bridge__by_queue(gw_bridge__cmd *list) {
+  gw_bridge__cmd *head[GW_BRIDGE_LANES] = {0}, *tail[GW_BRIDGE_LANES] = {0};
+  int lanes = 0;
+  while (list) {
+    gw_bridge__cmd *c = list;
+    list = c->next;
+    c->next = NULL;
+    int i = 0;
+    while (i < lanes && strcmp(head[i]->name, c->name) != 0) i++;
+    if (i == lanes) {
+      if (lanes < GW_BRIDGE_LANES) lanes++;
+      else i = GW_BRIDGE_LANES - 1;
+    }
+    if (tail[i]) tail[i]->next = c; else head[i] = c;
+    tail[i] = c;
+  }
+  gw_bridge__cmd *out = NULL, **at = &out;
+  for (int i = 0; i < lanes; i++) {
+    *at = head[i];
+    at = &tail[i]->next;
+  }
+  return out;
+}
+
 /* Runs every queued publish, several to one queue as a batch. While the
  * broker is down they are dropped (the loop answered 503 already: the
  * bridge was not up). Returns -1 when the connection broke. */
 static int gw_bridge__run_publishes(gw_bridge *b) {
-  gw_bridge__cmd *list = gw_bridge__take_cmds(b);
+  gw_bridge__cmd *list = gw_bridge__by_queue(gw_bridge__take_cmds(b));
   int rc = 0;
   while (list) {
     int n = 1;
     if (rc == 0 && b->conn) {
       size_t bytes;
       n = gw_bridge__batch_len(b, list, &bytes);
-      if (n >= 2) {
-        rc = gw_bridge__publish_many(b, list, n, bytes);
-      } else {
+      rc = n >= 2 ? gw_bridge__publish_many(b, list, n, bytes) : 1;
+      if (rc == 1) { /* alone (or memory for a batch was short) */
         n = 1;
         rc = gw_bridge__publish_one(b, list);
       }
@@ -847,27 +889,29 @@ static uint64_t gw_bridge__kick_conn_id(const gw_bridge *b, const amqp_bytes_t *
 /* A message to one of the gateways' control keys (wsgw!...): a kick, or
  * nothing (never delivered to a client). */
 /* A kick event for key (or connection id); the kicker's reply_to, when it
- * asked for an answer (a queue name: 1..255 printable ASCII bytes), after
- * the key, for the loop to answer to. */
+ * asked for an answer (a direct reply-to name, CHAN_DIRECT_REPLY_PREFIX...:
+ * at most 255 printable ASCII bytes), after the key, for the loop to
+ * answer to. */
 static gw_bridge_event *gw_bridge__kick_event(const amqp_envelope_t *env, const void *key,
                                               size_t len, uint64_t id) {
   const amqp_basic_properties_t *p = &env->message.properties;
   size_t rlen = 0;
-  if ((p->_flags & AMQP_BASIC_REPLY_TO_FLAG) && p->reply_to.len > 0 &&
-      p->reply_to.len <= CHAN_QUEUE_NAME_MAX) {
+  if ((p->_flags & AMQP_BASIC_REPLY_TO_FLAG) &&
+      p->reply_to.len > sizeof CHAN_DIRECT_REPLY_PREFIX - 1 &&
+      p->reply_to.len <= CHAN_QUEUE_NAME_MAX &&
+      memcmp(p->reply_to.bytes, CHAN_DIRECT_REPLY_PREFIX, sizeof CHAN_DIRECT_REPLY_PREFIX - 1) == 0) {
     rlen = p->reply_to.len;
     for (size_t i = 0; i < rlen; i++) {
       unsigned char ch = ((const unsigned char *)p->reply_to.bytes)[i];
       if (ch <= 0x20 || ch >= 0x7f) rlen = 0;
     }
   }
-  gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_KICK, key, len + (rlen ? rlen + 1 : 0));
+  gw_bridge_event *e = gw_bridge__event_make(GW_BRIDGE_KICK, key, len, rlen ? rlen + 1 : 0);
   if (!e) return NULL;
   e->conn_id = id;
-  e->len = len;
-  e->data[len] = '\0';
   if (rlen) {
     memcpy(e->data + len + 1, p->reply_to.bytes, rlen);
+    e->data[len + 1 + rlen] = '\0';
     e->reply_len = rlen;
   }
   return e;

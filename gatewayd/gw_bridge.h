@@ -117,7 +117,8 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
 
 /* The end of a loop iteration: wakes the thread when publishes were
  * queued since the last call (they go out together, in batches). The
- * loop's check phase calls it, after gw_conn's flush. */
+ * loop's check phase calls it, after gw_conn's flush, and its prepare phase
+ * (what timers published), before it polls. */
 void gw_bridge_flush(gw_bridge *b);
 
 /* Queues body for the named websocket.* queue; takes ownership of body (a

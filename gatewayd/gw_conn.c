@@ -1033,11 +1033,12 @@ static void gw_conn__tick_rechecks(gw_server *s, uint64_t now) {
   }
 }
 
-void gw_conn_kick(gw_conn *c) {
-  if (c->life.state == GW_CONN_CLOSING || c->life.state == GW_CONN_CLOSED) return;
+int gw_conn_kick(gw_conn *c) {
+  if (c->life.state == GW_CONN_CLOSING || c->life.state == GW_CONN_CLOSED) return 0;
   c->srv->stats.kick_closes++;
   log_info("conn_kicked", "id=%llu", (unsigned long long)c->id);
   gw_conn_close(c, CHAN_CLOSE_REVOKED, "access revoked");
+  return 1;
 }
 
 void gw_conn_tick(gw_server *s, uint64_t now) {

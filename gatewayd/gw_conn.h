@@ -123,7 +123,8 @@ void gw_conn_tick(gw_server *s, uint64_t now);
 
 /* A kick (chanctl kick, or an application's kick message): close 4403
  * "access revoked" (503 before the upgrade). Once per connection. */
-void gw_conn_kick(gw_conn *c);
+/* Returns 1 when it closed c now, 0 when c was closing or closed already. */
+int gw_conn_kick(gw_conn *c);
 
 /* The broker went away: every connection waiting for its accept gets 503. */
 void gw_conn_fail_connecting(gw_server *s);

@@ -150,20 +150,17 @@ static void gw_dispatch__kick(gw_server *s, gw_bridge_event *e) {
   if (e->conn_id) {
     gw_conn *c = gw_conntab_get(&s->conns, e->conn_id);
     log_info("kick", "id=%llu found=%d", (unsigned long long)e->conn_id, c != NULL);
-    if (c) {
-      gw_conn_kick(c);
-      n = 1;
-    }
+    if (c) n = (unsigned)gw_conn_kick(c);
   } else {
     gw_group *g = gw_group_find(&s->groups, e->data, e->len);
-    n = g ? g->n_members : 0;
+    unsigned members = g ? g->n_members : 0;
     /* Every gateway hears every user's kick: one that holds nobody says
      * nothing above debug. */
-    if (n) log_info("kick", "key=%s members=%u", e->data, n);
+    if (members) log_info("kick", "key=%s members=%u", e->data, members);
     else log_debug("kick", "key=%s members=0", e->data);
     for (gw_member *m = g ? g->head : NULL, *next; m; m = next) {
       next = m->next;
-      gw_conn_kick(m->conn);
+      n += (unsigned)gw_conn_kick(m->conn); /* those closing already: not again */
     }
   }
   gw_dispatch__kick_answer(s, e, n);

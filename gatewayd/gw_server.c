@@ -51,13 +51,19 @@ static void gw_server__on_tick(uv_timer_t *t) {
   if (s->shutting_down) gw_server__drain(s, now);
   gw_conn_tick(s, now);
   gw_group_expire(&s->groups, now); /* lingering bindings past group_linger */
-  /* What the tick published (disconnects of the connections it closed,
-   * re-checks) goes now: the check phase comes only after the next poll. */
-  if (s->bridge) gw_bridge_flush(s->bridge);
   if (s->shutting_down && (s->n_conns == 0 || now >= s->shutdown_deadline)) {
     log_info("shutdown", "open=%zu", s->n_conns);
     gw_server_close(s);
   }
+}
+
+/* Just before the loop blocks in poll: publishes made in timer callbacks
+ * (the write_delay timer's writes that failed, say) or libuv's pending
+ * phase would otherwise wait for the check phase after the poll, up to a
+ * tick. */
+static void gw_server__on_prepare(uv_prepare_t *h) {
+  gw_server *s = h->data;
+  if (s->bridge) gw_bridge_flush(s->bridge);
 }
 
 static void gw_server__on_check(uv_check_t *h) {
@@ -237,6 +243,9 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
   uv_timer_start(&s->tick, gw_server__on_tick, GW_TICK_MS, GW_TICK_MS);
   uv_timer_init(loop, &s->later_timer);
   s->later_timer.data = s;
+  uv_prepare_init(loop, &s->before_poll);
+  s->before_poll.data = s;
+  uv_prepare_start(&s->before_poll, gw_server__on_prepare);
   uv_check_init(loop, &s->flush);
   s->flush.data = s;
   uv_check_start(&s->flush, gw_server__on_check);
@@ -266,6 +275,7 @@ void gw_server_close(gw_server *s) {
   gw_server__close_handle(&s->tick);
   gw_server__close_handle(&s->flush);
   gw_server__close_handle(&s->later_timer);
+  gw_server__close_handle(&s->before_poll);
   gw_server__close_handle(&s->sigterm);
   gw_server__close_handle(&s->sigint);
   gw_server__close_handle(&s->sighup);

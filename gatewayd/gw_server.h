@@ -32,6 +32,8 @@ typedef struct gw_server {
   uv_tcp_t listener;
   uv_timer_t tick;
   uv_check_t flush; /* writes every connection's pending frames once per iteration */
+  uv_prepare_t before_poll; /* wakes the AMQP thread for what timers and
+                               pending callbacks published (gw_bridge_flush) */
   uv_signal_t sigterm, sigint;
   uv_signal_t sighup; /* reload what is safe to change (gw_server.c) */
   gw_bridge *bridge;

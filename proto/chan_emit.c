@@ -47,6 +47,7 @@ struct chan_emitter {
   unsigned long returned;       /* mandatory publishes the broker could not route */
   int answers_on;               /* consuming the kicks' answers (direct reply-to) on conn */
   unsigned long kicked;         /* connections the kick's answers say were closed */
+  char kick_key[CHAN_QUEUE_NAME_MAX + 1]; /* the kick waited for (answers to another: ignored) */
   char why[192];                /* the first failure's reason since the last flush */
 };
 
@@ -96,16 +97,22 @@ static void chan_emit__drop(chan_emitter *e, const char *why) {
   mq_url_list_next(&e->urls);
 }
 
-/* The N of an answer {"kicked": N, ...} (0: not one). */
-static unsigned long chan_emit__kick_answer(const void *body, size_t len) {
-  static const char key[] = "{\"kicked\": ";
-  char buf[48];
-  if (len < sizeof key - 1 || memcmp(body, key, sizeof key - 1) != 0) return 0;
-  size_t n = len - (sizeof key - 1) < sizeof buf - 1 ? len - (sizeof key - 1) : sizeof buf - 1;
-  memcpy(buf, (const char *)body + sizeof key - 1, n);
-  buf[n] = '\0';
-  unsigned long v = strtoul(buf, NULL, 10);
-  return v < 1000000000ul ? v : 0;
+/* The N of an answer {"kicked": N, "key": "<kick_key>"} (CHAN_KICK_ANSWER)
+ * to the kick this emitter waits for; 0 for anything else (a late answer
+ * to an earlier kick names another key, or the same key kicked again: then
+ * that gateway did close its connections). */
+static unsigned long chan_emit__kick_answer(const chan_emitter *e, const void *body,
+                                            size_t len) {
+  char want[sizeof CHAN_KICK_ANSWER + 24 + CHAN_QUEUE_NAME_MAX];
+  const char *b = body;
+  if (!e->kick_key[0] || len >= sizeof want) return 0;
+  unsigned long v = 0;
+  size_t i = sizeof "{\"kicked\": " - 1;
+  if (len <= i || memcmp(b, "{\"kicked\": ", i) != 0) return 0;
+  for (; i < len && b[i] >= '0' && b[i] <= '9' && v < 1000000000ul; i++)
+    v = v * 10 + (unsigned long)(b[i] - '0');
+  int n = snprintf(want, sizeof want, CHAN_KICK_ANSWER, (unsigned)v, e->kick_key);
+  return n > 0 && (size_t)n == len && memcmp(want, b, len) == 0 ? v : 0;
 }
 
 /* Reads one frame from the broker, waiting up to tv. Returns 1 when one was
@@ -127,28 +134,22 @@ static int chan_emit__read(chan_emitter *e, struct timeval *tv) {
       chan_emit__note(e, "refused by the broker (basic.nack)");
     return 1;
   }
-  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
-    /* A mandatory publish nobody was bound for; its content follows. */
+  int ret = f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD;
+  int answer = f.frame_type == AMQP_FRAME_METHOD &&
+               f.payload.method.id == AMQP_BASIC_DELIVER_METHOD;
+  if (ret || answer) {
+    /* A mandatory publish nobody was bound for, or a gateway's answer to a
+     * kick (CHAN_KICK_ANSWER, on direct reply-to; a late one, after the
+     * wait, is counted and forgotten): the content follows. */
     amqp_message_t msg;
     amqp_rpc_reply_t r = amqp_read_message(e->conn, f.channel, &msg, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-      chan_emit__drop(e, "connection lost reading a returned message");
+      chan_emit__drop(e, ret ? "connection lost reading a returned message"
+                             : "connection lost reading a kick's answer");
       return -1;
     }
-    amqp_destroy_message(&msg);
-    e->returned++;
-    return 1;
-  }
-  if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
-    /* A gateway's answer to a kick (CHAN_KICK_ANSWER), on direct reply-to;
-     * a late one (after the wait) is counted and forgotten. */
-    amqp_message_t msg;
-    amqp_rpc_reply_t r = amqp_read_message(e->conn, f.channel, &msg, 0);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-      chan_emit__drop(e, "connection lost reading a kick's answer");
-      return -1;
-    }
-    e->kicked += chan_emit__kick_answer(msg.body.bytes, msg.body.len);
+    if (ret) e->returned++;
+    else e->kicked += chan_emit__kick_answer(e, msg.body.bytes, msg.body.len);
     amqp_destroy_message(&msg);
     return 1;
   }
@@ -320,6 +321,7 @@ int chan_emit_kick(chan_emitter *e, const char *key, const char *body, int *rout
     e->answers_on = 1;
   }
   e->kicked = 0;
+  snprintf(e->kick_key, sizeof e->kick_key, "%s", key);
   if (mq_confirms_push(&e->confirms, 0) < 0) {
     snprintf(err, errlen, "out of memory");
     return -1;

@@ -59,6 +59,11 @@
  * published by the gateway whose queue that is, right after it starts
  * reading the stream; bound by nobody but the stream, it marks "now" there. */
 #define CHAN_MARK_KEY_PREFIX "wsgw!mark."
+/* The reply_to a gateway answers a kick at: RabbitMQ's direct reply-to
+ * (the broker rewrites "amq.rabbitmq.reply-to" into a name with this
+ * prefix). Any other reply_to is ignored: a kicker may not make gateways
+ * publish into a queue of its choosing (a work queue, say). */
+#define CHAN_DIRECT_REPLY_PREFIX "amq.rabbitmq.reply-to."
 /* A gateway's answer to a kick with a reply_to that closed connections:
  * {"kicked": N, "key": "<the control key>"} (N >= 1; printf format). */
 #define CHAN_KICK_ANSWER "{\"kicked\": %u, \"key\": \"%s\"}"

@@ -413,3 +413,41 @@ def test_application_session_expires_and_an_api_token_refreshes_it(cluster, djan
         assert await recv_json(kept) == {"after": True}
         await kept.close()
     run(go(), timeout=60)
+
+
+def test_a_kick_answers_only_at_direct_reply_to(cluster):
+    """A kick whose reply_to names an ordinary queue (the kicker's own, here;
+    a work queue would be worse) still kicks, but no gateway publishes there;
+    chanctl (direct reply-to) still tells a user held (0: two connections
+    closed, one answer) from one nobody holds (3)."""
+    cluster.worker()
+    gw = cluster.gateway()
+    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url))
+    ch = conn.channel()
+    mine = ch.queue_declare("", exclusive=True).method.queue
+
+    async def body():
+        a = await open_with(gw, jwt_for(7), 7)
+        await asyncio.to_thread(user_bound, cluster, "7", 1)
+        ch.basic_publish(CONTROL_EXCHANGE, "wsgw!user.7", b"", pika.BasicProperties(
+            headers={"x-wsgw-control": "kick"}, reply_to=mine))
+        code, _ = await closed_with(a, 5)
+        assert code == 4403
+        await asyncio.sleep(0.5)
+        method, _, _ = ch.basic_get(mine, auto_ack=True)
+        assert method is None, "a gateway published into a queue the kicker named"
+        b1 = await open_with(gw, jwt_for(8), 8)
+        b2 = await open_with(gw, jwt_for(8), 8)
+        rc, out, err = await asyncio.to_thread(chanctl, "kick", "--user", "8",
+                                               f"--amqp.url={cluster.amqp_url}")
+        assert rc == 0, (out, err)
+        for ws in (b1, b2):
+            assert (await closed_with(ws, 5))[0] == 4403
+        rc, _, err = await asyncio.to_thread(chanctl, "kick", "--user", "9",
+                                             f"--amqp.url={cluster.amqp_url}")
+        assert rc == 3 and "no gateway holds a connection of that user" in err, err
+
+    try:
+        run(body())
+    finally:
+        conn.close()

@@ -177,3 +177,18 @@ UNIT_TEST(mq_confirm_batch_lost_refuses_each) {
   UNIT_CHECK(mq_confirms_pending(&q) == 0);
   mq_confirms_free(&q);
 }
+
+/* A batch reserves its entries first: the pushes after cannot fail or grow. */
+UNIT_TEST(mq_confirm_reserve_makes_room_for_a_batch) {
+  mq_confirms q = {0};
+  mq_confirms_init(&q);
+  push_n(&q, 1, 10);
+  UNIT_CHECK(mq_confirms_reserve(&q, 1000) == 0);
+  size_t cap = q.cap;
+  UNIT_CHECK(cap >= 1010);
+  UNIT_CHECK(mq_confirms_push(&q, 100) == 0);
+  for (uint64_t c = 101; c < 1100; c++) UNIT_CHECK(mq_confirms_push_more(&q, c) == 0);
+  UNIT_CHECK(q.cap == cap && mq_confirms_pending(&q) == 1010);
+  UNIT_CHECK(mq_confirms_reserve(&q, 0) == 0 && q.cap == cap);
+  mq_confirms_free(&q);
+}
