@@ -106,7 +106,7 @@ const cfg_opt gw_config_opts[] = {
            amqp_max_backlog, "bytes waiting for the AMQP thread, each direction"),
     /* Trickling streams (issue 17): a write per event per client was most of
      * a trickle's cost. */
-    GW_OPT("gateway", "write_delay", CFG_MS, "2ms", 0, 100, 0, write_delay,
+    GW_OPT("gateway", "write_delay", CFG_MS, "1ms", 0, 100, 0, write_delay,
            "events wait at most this long to be written with the events after them "
            "in one write per connection (0: each loop iteration writes at once); "
            "replies, pings and closes never wait"),

@@ -157,7 +157,9 @@ static void gw_conn__on_later(uv_timer_t *t);
  * srv->later. */
 static void gw_conn__queued_event(gw_conn *c) {
   gw_server *s = c->srv;
-  if (!s->cfg->write_delay || c->life.dirty || c->send.bytes >= GW_CONN_LATER_MAX_BYTES) {
+  /* A closing server's timer runs no more: what is queued goes now. */
+  if (!s->cfg->write_delay || c->life.dirty || c->send.bytes >= GW_CONN_LATER_MAX_BYTES ||
+      uv_is_closing((uv_handle_t *)&s->later_timer)) {
     gw_conn__queued(c);
     return;
   }
