@@ -662,12 +662,14 @@ static void gw_conn__ws_feed(gw_conn *c, const uint8_t *data, size_t len) {
 
 /* wsgw.2's heartbeat (docs/PROTOCOL.md): a browser cannot see pings, so a
  * wsgw.2 client learns that the connection lives from this text, sent with
- * each keepalive ping. Only when nothing is queued: anything else arriving
- * tells the client the same, and a heartbeat behind a full queue would
- * count against max_send_queue. Costs one small frame per ping_interval of
+ * each keepalive ping. Not while a write is stuck or the queue is long: a
+ * heartbeat behind a full queue would count against max_send_queue. Costs one small frame per ping_interval of
  * client silence, in the same write as the ping. */
 static void gw_conn__heartbeat(gw_conn *c) {
-  if (!c->relay.v2 || c->send.bytes != 0) return;
+  /* Events waiting for write_delay are not a slow reader: a stream flowing
+   * every millisecond would otherwise never leave room for the heartbeat,
+   * and the SDK would never learn the interval. */
+  if (!c->relay.v2 || c->send.writing || c->send.bytes >= GW_CONN_LATER_MAX_BYTES) return;
   char text[48];
   int n = snprintf(text, sizeof(text), "{\"heartbeat\":%ld}", c->srv->cfg->ping_interval);
   assert(n > 0 && (size_t)n < sizeof(text));
