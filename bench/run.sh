@@ -367,11 +367,6 @@ with open(path, "w") as f:
 PY
 }
 
-# Context switches (voluntary and not) of every thread of process $1.
-ctx_switches() {
-  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'
-}
-
 # CPU ns of the workers together.
 workers_cpu_ns() {
   local p t=0

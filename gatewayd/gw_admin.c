@@ -188,7 +188,6 @@ static void gw_admin__families(strbuf *b, const char *const fam[][3], const uint
   }
 }
 
-/* The history stream's consumer (history on only). */
 static void gw_admin__gauges(strbuf *b, const gw_admin_gauges *g) {
   prom_family(b, "wsgw_gateway_connections", "gauge",
               "Client sockets open, in any state (handshake, open, closing).");
@@ -230,10 +229,12 @@ static void gw_admin__gauges(strbuf *b, const gw_admin_gauges *g) {
        "Batches of replies read from workers (one AMQP message each)."},
       {"wsgw_gateway_amqp_batched_replies_total", "counter",
        "Replies that came in those batches."}};
-  const uint64_t v[] = {g->batches_out, g->batched_out, g->batches_in, g->batched_in};
+  const gw_bridge_batch_stats *bs = &g->batches;
+  const uint64_t v[] = {bs->batches_out, bs->batched_out, bs->batches_in, bs->batched_in};
   gw_admin__families(b, fam, v, 4);
 }
 
+/* The history stream's consumer (history on only). */
 static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gauges *g) {
   if (!g->hist_on) return;
   static const char *const fam[][3] = {
@@ -356,14 +357,7 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->backlog_to_broker = s->bridge ? gw_bridge_backlog_out(s->bridge) : 0;
   g->backlog_from_broker = s->bridge ? gw_bridge_backlog_in(s->bridge) : 0;
   g->amqp_read_pauses = s->bridge ? gw_bridge_read_pauses(s->bridge) : 0;
-  if (s->bridge) {
-    gw_bridge_batch_stats bs;
-    gw_bridge_batch_stats_get(s->bridge, &bs);
-    g->batches_out = bs.batches_out;
-    g->batched_out = bs.batched_out;
-    g->batches_in = bs.batches_in;
-    g->batched_in = bs.batched_in;
-  }
+  if (s->bridge) gw_bridge_batch_stats_get(s->bridge, &g->batches);
   g->z_on = (uint64_t)s->cfg->compression.enabled;
   g->z_twins = s->deflate.stats.twins;
   g->z_plain_bytes = s->deflate.stats.plain_bytes;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gw_bridge.h"
 #include "prom.h"
 
 struct gw_server;
@@ -57,9 +58,7 @@ typedef struct gw_admin_gauges {
   uint64_t bind_backlog;
   uint64_t amqp_up, backlog_to_broker, backlog_from_broker;
   uint64_t amqp_read_pauses; /* a counter, kept by the AMQP thread */
-  /* batches of channel messages published and of replies read, and their
-   * items: counters, kept by the AMQP thread (gw_bridge_batch_stats) */
-  uint64_t batches_out, batched_out, batches_in, batched_in;
+  gw_bridge_batch_stats batches; /* counters, kept by the AMQP thread */
   /* the event history's consumer (gw_bridge_hist_stats); hist_on 0: the
    * history is off and none of these is shown */
   uint64_t hist_on, hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;

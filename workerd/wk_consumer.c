@@ -235,7 +235,7 @@ static int wk_consumer__publish_to(wk_consumer *w, const char *queue,
     wk_metrics_error(WK_METRICS_ERR_PUBLISH);
     return -1;
   }
-  for (int i = 0; i < (n >= 2 ? n : 1); i++) wk_metrics_reply();
+  wk_metrics_replies(n >= 2 ? (unsigned)n : 1);
   if (n >= 2) wk_metrics_reply_batch((unsigned)n);
   return 0;
 }

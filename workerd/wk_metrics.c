@@ -92,7 +92,9 @@ void wk_metrics_message(chan_msg_kind kind) {
   if ((unsigned)kind < 3) wk_metrics__inc(&wk_metrics__c.messages[kind]);
 }
 
-void wk_metrics_reply(void) { wk_metrics__inc(&wk_metrics__c.replies); }
+void wk_metrics_replies(unsigned n) {
+  atomic_fetch_add_explicit(&wk_metrics__c.replies, n, memory_order_relaxed);
+}
 
 void wk_metrics_batch(unsigned n) {
   wk_metrics__inc(&wk_metrics__c.batches_in);

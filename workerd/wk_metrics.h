@@ -46,7 +46,7 @@ typedef enum {
 wk_metrics_auth_reason wk_metrics_auth_class(const char *reason);
 
 void wk_metrics_message(chan_msg_kind kind);
-void wk_metrics_reply(void);
+void wk_metrics_replies(unsigned n); /* n replies published (one AMQP message) */
 /* A batch of n channel messages consumed; a batch of n replies published. */
 void wk_metrics_batch(unsigned n);
 void wk_metrics_reply_batch(unsigned n);
