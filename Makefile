@@ -143,6 +143,7 @@ help:
 	@echo "make bench-workers  handshakes/s and subscriptions/s with 1, 2, 4 workerd, CPU shares (~2 min)"
 	@echo "make bench-hooks  subscriptions/s through the application's hook, cache cold/warm vs token only (~1 min)"
 	@echo "make bench-scale  gatewayd with 1, 2 and 6 processes, up to 100,000 connections (~5 min)"
+	@echo "make bench-share  two processes, one stream consumer (history.shared) or one each: events/s, broker CPU (~2 min)"
 	@echo "make bench-emit  events/s through chanctl, Python, HTTP one by one and in batches (~2 min)"
 	@echo "make bench-deflate  zlib vs libdeflate on AWX job events: CPU, ratio, client decoders (~20 s)"
 
@@ -166,6 +167,7 @@ FUZZ_LLHTTP  := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/obj/llhttp/%.o,$(LLHT
 $(FUZZ_BUILD)/fuzz_http_upgrade: $(call fuzz_obj,gatewayd/gw_http.c) $(FUZZ_LLHTTP)
 $(FUZZ_BUILD)/fuzz_ws_frames: $(call fuzz_obj,gatewayd/gw_buf.c gatewayd/gw_deflate.c gatewayd/gw_ws.c gatewayd/gw_ws_track.c)
 $(FUZZ_BUILD)/fuzz_pmd: $(call fuzz_obj,gatewayd/gw_pmd.c)
+$(FUZZ_BUILD)/fuzz_ring: $(call fuzz_obj,gatewayd/gw_ring.c)
 $(FUZZ_BUILD)/fuzz_subscribe: $(call fuzz_obj,workerd/wk_subscribe.c workerd/wk_policy.c)
 $(FUZZ_BUILD)/fuzz_hook_answer: $(call fuzz_obj,workerd/wk_hook.c)
 $(FUZZ_BUILD)/fuzz_emit_batch: $(call fuzz_obj,emitd/em_json.c emitd/em_request.c)
@@ -261,8 +263,8 @@ $(BUILD)/bench-deflate: $(call obj,bench/deflate_libs.c bench/awx_sample.c)
 # bench-sizes reads the gateway's own headers.
 $(BUILD)/obj/bench/%.o: CPPFLAGS += -Igatewayd
 
-.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-hooks bench-emit \
-  bench-deflate
+.PHONY: bench bench-smoke bench-build bench-workers bench-scale bench-share bench-hooks \
+  bench-emit bench-deflate
 bench-build: all $(BENCH_BINS)
 bench: deps
 	@$(AFTER_DEPS) bench-build
@@ -297,6 +299,12 @@ bench-emit: deps
 bench-scale: deps
 	@$(AFTER_DEPS) bench-build
 	@WSGW_BUILD=$(BUILD) bench/scale.sh
+# The broker's share (issue 17): two processes with one stream consumer
+# (history.shared) and with one each: events/s and broker CPU per event
+# (~2 min; prints its table, docs/BENCHMARKS.md quotes it by hand).
+bench-share: deps
+	@$(AFTER_DEPS) bench-build
+	@WSGW_BUILD=$(BUILD) bench/scale.sh share
 
 # ---- fault tests that take minutes (issue 3) --------------------------------
 # Broker outages on a private RabbitMQ node these tests stop, kill and freeze

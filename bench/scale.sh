@@ -11,7 +11,12 @@
 #                             and rewrites its block of docs/BENCHMARKS.md
 #                             (between the bench-scale:begin and :end
 #                             markers; BENCH_NO_DOC=1 leaves the file alone)
+#   bench/scale.sh share      N = 2 with the history stream shared by the
+#                             processes and not: events/s and the broker's
+#                             CPU per event (medians of BENCH_RUNS)
 #   bench/scale.sh one N CONNS EVENTS   one run, for development
+#                             (BENCH_GW_FLAGS: more gatewayd flags, e.g.
+#                             --history.shared=0)
 #
 # Each run: a private broker (tests/lib/broker.sh), gatewayd with N
 # processes, 2 workers, the load client (build/wsbench, which forks a client
@@ -60,7 +65,7 @@ cleanup() {
   local rc=$?
   stop_stack
   tests/lib/broker.sh stop "$STATE/broker" >/dev/null 2>&1 || true
-  if ((rc == 0 && ok)); then rm -rf "$STATE"; else echo "scale: logs kept in $STATE"; fi
+  if ((rc == 0 && ok)) && [[ -z ${BENCH_KEEP:-} ]]; then rm -rf "$STATE"; else echo "scale: logs kept in $STATE"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -107,7 +112,7 @@ start_stack() {
     --gateway.metrics_listen= --gateway.processes="$n" --gateway.max_rate=1000000 \
     --gateway.max_send_queue=256MiB \
     --gateway.backlog=4096 --gateway.shutdown_spread=0 --gateway.shutdown_timeout=2s \
-    --log.level=warn >>"$STATE/gatewayd.log" 2>&1 &
+    --log.level=warn ${BENCH_GW_FLAGS:-} >>"$STATE/gatewayd.log" 2>&1 &
   GW_PID=$!
   WK_PIDS=()
   for _ in 1 2; do
@@ -117,6 +122,11 @@ start_stack() {
   done
   # Every process on the broker and every worker consuming: 1 s.
   wait_stack_up 1 children_are "$n"
+}
+
+# The broker's VM (beam.smp): utime + stime in ticks.
+beam_ticks() {
+  sed 's/^.*) //' "/proc/$(cat "$STATE/broker/node.pid")/stat" | awk '{print $12 + $13}'
 }
 
 # one N CONNS EVENTS: prints one line of key=value figures.
@@ -133,11 +143,11 @@ one() {
   sleep 2 # the last subscriptions' binds
   rss1=$(gw_rss_kib) slab1=$(slab_kib)
   spread=$(gw_spread)
-  cpu0=$(gw_cpu_ticks) t0=$(date +%s%N)
+  cpu0=$(gw_cpu_ticks) t0=$(date +%s%N) b0=$(beam_ticks)
   "$BUILD/bench-emit" --url "$AMQP_URL" --group "$GROUP" --count "$events" --rate 0 \
     >"$STATE/emit.out" || die "N=$n: emitter failed"
   wait_line "$out" RECEIVED 600 || die "N=$n: no RECEIVED line"
-  cpu1=$(gw_cpu_ticks) t1=$(date +%s%N)
+  cpu1=$(gw_cpu_ticks) t1=$(date +%s%N) b1=$(beam_ticks)
   wait "$WSB_PID" || true
   WSB_PID=
   stop_stack
@@ -153,6 +163,8 @@ one() {
       'BEGIN {if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a"}')" \
     "cpu_pct=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v w=$((t1 - t0)) \
       'BEGIN {printf "%.0f", t / hz * 1e9 / w * 100}')" \
+    "broker_us_per_event=$(awk -v t=$((b1 - b0)) -v hz="$CLK_TCK" -v e="$events" \
+      'BEGIN {printf "%.1f", t / hz * 1e6 / e}')" \
     "lost=$(kv "$out" RESULT lost) ooo=$(kv "$out" RESULT ooo) errors=$(kv "$out" RESULT errors)"
 }
 
@@ -229,9 +241,34 @@ tests/lib/broker.sh start "$STATE/broker" >"$STATE/broker.log" 2>&1 ||
 # shellcheck disable=SC1091 # written by broker.sh at run time
 AMQP_URL="amqp://guest:guest@127.0.0.1:$(. "$STATE/broker/env" && echo "$AMQP_PORT")/"
 TOKEN=$("$BUILD/chanctl" token --user 1 --ttl 86400 --auth.secret="$SECRET")
+# share: two processes, 20 subscribers, a burst of 200,000 events, with the
+# stream shared (history.shared, process 0 its one consumer) and without
+# (each process a consumer): events/s and the broker's CPU per event (issue
+# 17, "the broker's share"). RUNS runs each, all lines and the medians.
+run_share() {
+  local flags label
+  echo "| history.shared | events/s | emitted/s | broker CPU per event | gateway CPU per delivery | lost/out of order/errors |"
+  echo "|---|---|---|---|---|---|"
+  for label in "16MiB (default)" "0 (off)"; do
+    flags=""
+    [[ $label == 0* ]] && flags="--history.shared=0"
+    : >"$STATE/lines"
+    for ((r = 1; r <= RUNS; r++)); do
+      BENCH_GW_FLAGS="$flags" one 2 20 200000 >"$STATE/line"
+      echo "  shared=$label run $r: $(cat "$STATE/line")" >&2
+      cat "$STATE/line" >>"$STATE/lines"
+    done
+    med() { tr ' ' '\n' <"$STATE/lines" | sed -n "s/^$1=//p" | sort -g | awk -v m=$(((RUNS + 1) / 2)) 'NR == m'; }
+    printf '| %s | %s | %s | %s µs | %s µs | %s/%s/%s |\n' "$label" "$(med events_per_s)" \
+      "$(med emit_per_s)" "$(med broker_us_per_event)" "$(med us_per_delivery)" \
+      "$(med lost)" "$(med ooo)" "$(med errors)"
+  done
+}
+
 case ${1:-table} in
   table) run_table ;;
   one) shift && one "$@" ;;
-  *) die "usage: bench/scale.sh [table | one N CONNS EVENTS]" ;;
+  share) run_share ;;
+  *) die "usage: bench/scale.sh [table | one N CONNS EVENTS | share]" ;;
 esac
 ok=1

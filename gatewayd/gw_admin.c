@@ -258,11 +258,19 @@ static void gw_admin__history(strbuf *b, const gw_stats *st, const gw_admin_gaug
        "Their bytes, frames and envelopes included (bound: history.memory)."},
       {"wsgw_gateway_history_ring_evicted_total", "counter",
        "Messages dropped from the ring at history.memory (the oldest first)."},
+      {"wsgw_gateway_history_shared", "gauge",
+       "1 while this process reads the stream from process 0's shared copy "
+       "(history.shared) instead of the broker."},
+      {"wsgw_gateway_history_shared_enters_total", "counter",
+       "Moves from the broker to the shared copy (it was live and ahead)."},
+      {"wsgw_gateway_history_shared_leaves_total", "counter",
+       "Moves back to the broker (overtaken, process 0 reconnecting or gone, a stall)."},
   };
   const uint64_t v[] = {g->hist_read,        g->hist_resumes,  g->hist_gaps,
                         g->hist_gap_lost,    g->hist_resets,   g->hist_stalls,
                         g->hist_last_offset,
-                        g->ring_messages,    g->ring_bytes,    g->ring_evicted};
+                        g->ring_messages,    g->ring_bytes,    g->ring_evicted,
+                        g->hist_shared,      g->hist_shared_enters, g->hist_shared_leaves};
   gw_admin__families(b, fam, v, sizeof v / sizeof *v);
   /* wsgw.2 clients (gw_relay, gw_conn) */
   static const char rec[] = "wsgw_gateway_history_recoveries_total";
@@ -378,6 +386,9 @@ static void gw_admin__gauges_of(const gw_server *s, gw_admin_gauges *g) {
   g->hist_resets = h.resets;
   g->hist_last_offset = h.last_offset;
   g->hist_stalls = h.stalls;
+  g->hist_shared = (uint64_t)h.shared;
+  g->hist_shared_enters = h.shared_enters;
+  g->hist_shared_leaves = h.shared_leaves;
   g->ring_messages = s->hist.n;
   g->ring_bytes = s->hist.bytes;
   g->ring_evicted = s->hist.evicted;

@@ -63,6 +63,7 @@ typedef struct gw_admin_gauges {
    * history is off and none of these is shown */
   uint64_t hist_on, hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets;
   uint64_t hist_last_offset, hist_stalls;
+  uint64_t hist_shared, hist_shared_enters, hist_shared_leaves; /* gw_ring.h */
   /* the ring (gw_hist) */
   uint64_t ring_messages, ring_bytes, ring_evicted;
   /* permessage-deflate (gw_deflate_stats); z_on 0: compression off */

@@ -66,6 +66,15 @@
  * Costs: every gateway reads every event of the vhost, and an event's
  * digest (FNV over its body) is computed once per gateway.
  *
+ * One consumer per host (history.shared, gw_ring.h): process 0 of a
+ * supervised gatewayd copies every delivery of its consumption into the
+ * host's ring and marks it live there once its gw_stream is; the other
+ * processes, once live on a consumer of their own, move to the ring when
+ * it holds their last offset (cancel, resume there: gw_bridge__ring_enter)
+ * and go back to the broker, resuming at their last offset, whenever it
+ * cannot serve them (gw_bridge__ring_read). The records go through the
+ * same gw_stream_step as deliveries, with the digest process 0 computed.
+ *
  * Costs admitted: a bind or unbind is a synchronous round trip to the broker
  * (~100 us on loopback, a few ms on a busy broker), during which deliveries
  * wait; the budget bounds that wait. One channel: a second one would let
@@ -90,6 +99,7 @@
 #include "chan_batch.h"
 #include "chan_names.h"
 #include "chan_pos.h"
+#include "gw_ring.h"
 #include "gw_stream.h"
 #include "log.h"
 #include "mq_confirm.h"
@@ -119,6 +129,9 @@
  * keeps it sending. */
 #define GW_BRIDGE_ACK_MS 50
 #define GW_BRIDGE_BIND_REST 1
+/* A reader that did not find its offset in the host's ring (gw_ring_seek
+ * walks it: ~50,000 records of 16 MiB) looks again no sooner than this. */
+#define GW_BRIDGE_RING_RETRY_MS 100
 
 /* The confirm cookie of a marker publish (no connection has this id): a
  * refused marker would leave a first start waiting for it forever, so the
@@ -177,6 +190,8 @@ struct gw_bridge {
   /* the history consumer's counters (gw_bridge_hist_stats) */
   atomic_ulong hist_read, hist_resumes, hist_gaps, hist_gap_lost, hist_resets, hist_stalls;
   atomic_ullong hist_last;
+  atomic_int shared_on;                  /* a reader taking the ring now */
+  atomic_ulong shared_enters, shared_leaves;
 
   /* thread only */
   amqp_connection_state_t conn;
@@ -197,6 +212,14 @@ struct gw_bridge {
   unsigned ack_n;        /* stream deliveries not yet acknowledged */
   uint64_t ack_since_ms; /* when the oldest of them was read */
   unsigned hist_fails;   /* consumes of the stream refused in a row on this node */
+  /* history.shared (gw_ring.h): process 0 writes every delivery of its
+   * consumption into the ring; the others read it instead of the broker
+   * while it serves them (on_ring), the broker otherwise */
+  gw_ring ring;          /* .shm NULL: no ring */
+  int on_ring;
+  unsigned ring_puts;    /* the writer's records this pass (to wake readers) */
+  uint64_t ring_hold_ms; /* a reader that stalled on the ring: only a moving one until */
+  uint64_t ring_retry_ms; /* a reader whose offset the ring did not have: not before */
 };
 
 /* ---- helpers shared by both threads ---------------------------------- */
@@ -327,6 +350,9 @@ void gw_bridge_hist_stats_get(const gw_bridge *b, gw_bridge_hist_stats *out) {
   out->resets = atomic_load(&b->hist_resets);
   out->stalls = atomic_load(&b->hist_stalls);
   out->last_offset = atomic_load(&b->hist_last);
+  out->shared = atomic_load(&b->shared_on);
+  out->shared_enters = atomic_load(&b->shared_enters);
+  out->shared_leaves = atomic_load(&b->shared_leaves);
 }
 
 size_t gw_bridge_backlog_out(const gw_bridge *b) { return atomic_load(&b->out_bytes); }
@@ -445,6 +471,23 @@ static void gw_bridge__refused_cb(uint64_t conn_id, void *arg) {
   gw_bridge__refused(arg, conn_id);
 }
 
+/* ---- thread side: the host's shared stream (gw_ring.h) -------------------- */
+
+static int gw_bridge__ring_writer(const gw_bridge *b) { return b->ring.shm && b->ring.slot == 0; }
+static int gw_bridge__ring_reader(const gw_bridge *b) { return b->ring.shm && b->ring.slot > 0; }
+
+/* The consumption this process had ends (why): a writer's readers leave
+ * the ring, a reader stops reading it. Either then begins anew. */
+static void gw_bridge__ring_off(gw_bridge *b, const char *why) {
+  if (gw_bridge__ring_writer(b)) gw_ring_quit(&b->ring);
+  if (!b->on_ring) return;
+  b->on_ring = 0;
+  atomic_store(&b->shared_on, 0);
+  atomic_fetch_add(&b->shared_leaves, 1);
+  log_info("hist_shared_left", "stream=%s offset=%llu reason=\"%s\"", b->stream.name,
+           (unsigned long long)b->st.last, why);
+}
+
 /* ---- thread side: connection ---------------------------------------------- */
 
 /* The connection is gone or given up. move_on: reconnect to the next node
@@ -458,6 +501,7 @@ static void gw_bridge__lost_on(gw_bridge *b, const char *why, int move_on) {
     if (move_on) mq_url_list_next(&b->urls);
     atomic_store(&b->up, 0);
     gw_stream_stop(&b->st); /* the next connection resumes */
+    gw_bridge__ring_off(b, "broker lost");
     b->ack_n = 0;           /* delivery tags die with the channel */
     /* Whether unconfirmed publishes arrived is unknown, and their replies
      * would go to a queue that died with this connection: refuse them all. */
@@ -1005,6 +1049,10 @@ static void gw_bridge__deliver(gw_bridge *b, const amqp_envelope_t *env,
 
 /* ---- thread side: the history stream ------------------------------------ */
 
+static int gw_bridge__can_read(gw_bridge *b) {
+  return atomic_load(&b->in_bytes) <= b->max_backlog;
+}
+
 static int gw_bridge__bytes_eq(const amqp_bytes_t *a, const char *s) {
   size_t n = strlen(s);
   return a->len == n && memcmp(a->bytes, s, n) == 0;
@@ -1099,6 +1147,7 @@ static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
                                  gw_bridge__batch *batch) {
   uint64_t off;
   int reset;
+  gw_bridge__ring_off(b, why);
   b->hist_heard = 0; /* what the old consumption delivered says nothing of this one */
   gw_stream_from from = gw_stream_begin(&b->st, restart, gw_bridge__now_ms(),
                                         (uint64_t)b->resume_timeout_ms, &off, &reset);
@@ -1137,15 +1186,24 @@ static int gw_bridge__hist_begin(gw_bridge *b, int restart, const char *why,
  * the stream is not the one we read before (recreated: RESET, read it from
  * its first message), 0 to resume from the last offset posted (a stalled
  * consumer). */
-static int gw_bridge__hist_again(gw_bridge *b, int restart, const char *why,
-                                 gw_bridge__batch *batch) {
+/* Ends the broker's consumption (deliveries still on their way are acked
+ * and dropped: their tag is no longer ours). */
+static int gw_bridge__hist_cancel(gw_bridge *b) {
   if (gw_bridge__ack_flush(b) != 0) return -1;
   amqp_basic_cancel(b->conn, MQ_CHANNEL, amqp_cstring_bytes(b->hist_tag));
+  b->hist_tag[0] = '\0';
   char err[256];
   if (mq_rpc_check(amqp_get_rpc_reply(b->conn), "cancel history consumer", err, sizeof err)) {
     log_warn("hist_consume_failed", "stream=%s reason=\"%s\"", b->stream.name, err);
     return -1;
   }
+  return 0;
+}
+
+static int gw_bridge__hist_again(gw_bridge *b, int restart, const char *why,
+                                 gw_bridge__batch *batch) {
+  /* On the ring there is no consumption of ours at the broker. */
+  if (!b->on_ring && gw_bridge__hist_cancel(b) != 0) return -1;
   if (!restart) gw_stream_stop(&b->st); /* the next begin resumes */
   return gw_bridge__hist_begin(b, restart, why, batch);
 }
@@ -1167,6 +1225,7 @@ static int gw_bridge__hist_watch(gw_bridge *b, gw_bridge__batch *batch) {
       return gw_bridge__publish_marker(b);
     case GW_STREAM_WATCH_STALLED:
       atomic_fetch_add(&b->hist_stalls, 1);
+      if (b->on_ring) b->ring_hold_ms = now + 2 * (uint64_t)b->check_interval_ms;
       log_warn("hist_stalled", "stream=%s offset=%llu silent_ms=%llu", b->stream.name,
                (unsigned long long)b->st.last, (unsigned long long)(now - b->st.heard_ms));
       return gw_bridge__hist_again(b, 0, "stalled", batch);
@@ -1178,13 +1237,13 @@ static int gw_bridge__hist_watch(gw_bridge *b, gw_bridge__batch *batch) {
 
 /* HIST for one stream message: its frame, unless nobody may receive it
  * (a control key, a body that is not UTF-8, a kick sent to a group). */
-static gw_bridge_event *gw_bridge__hist_event(const amqp_envelope_t *env, uint64_t off) {
-  const amqp_bytes_t *key = &env->routing_key, *body = &env->message.body;
+static gw_bridge_event *gw_bridge__hist_event(const amqp_bytes_t *key,
+                                              const amqp_bytes_t *body, int kick,
+                                              uint64_t off) {
   gw_bridge_event *e = gw_bridge__event_new(GW_BRIDGE_HIST, key->bytes, key->len);
   if (!e) return NULL;
   e->offset = off;
-  if (gw_bridge__key_has_prefix(key, CHAN_CONTROL_PREFIX) || gw_bridge__is_kick(env))
-    return e;
+  if (gw_bridge__key_has_prefix(key, CHAN_CONTROL_PREFIX) || kick) return e;
   if (!utf8_valid(body->bytes, body->len)) {
     log_warn("group_message_dropped", "group=%.*s offset=%llu reason=invalid_utf8",
              (int)key->len, (const char *)key->bytes, (unsigned long long)off);
@@ -1207,27 +1266,16 @@ static int gw_bridge__hist_mark(gw_bridge__batch *batch, gw_bridge_kind kind, ui
   return 0;
 }
 
-/* Does what gw_stream decides for one delivery of the stream. -1 when the
+/* Does what gw_stream decides for one message of the stream (e: its HIST,
+ * ours to post or free), from the broker or the ring. -1 when the
  * connection broke, or out of memory: then the reconnect resumes from the
  * last message posted, so nothing is skipped. */
-static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
-                                    gw_bridge__batch *batch) {
-  b->ack_tag = env->delivery_tag;
-  if (b->ack_n++ == 0) b->ack_since_ms = gw_bridge__now_ms();
-  if (!gw_bridge__bytes_eq(&env->consumer_tag, b->hist_tag)) return 0; /* cancelled */
+static int gw_bridge__hist_step(gw_bridge *b, gw_bridge_event *e, uint64_t off,
+                                uint64_t digest, int own_marker, gw_bridge__batch *batch) {
   b->hist_heard = 1; /* the watch is told once per pass (gw_bridge__hist_watch) */
-  uint64_t off;
-  if (gw_bridge__stream_offset(&env->message.properties, &off) != 0) {
-    log_warn("hist_message_dropped", "reason=\"no x-stream-offset\"");
-    return 0;
-  }
   atomic_fetch_add(&b->hist_read, 1);
-  const amqp_bytes_t *key = &env->routing_key, *body = &env->message.body;
-  uint64_t digest = chan_pos_digest(off, key->bytes, key->len, body->bytes, body->len);
-  gw_bridge_event *e = gw_bridge__hist_event(env, off);
-  if (!e) return -1;
   e->digest = digest;
-  gw_stream_action a = gw_stream_step(&b->st, off, digest, gw_bridge__is_own_marker(b, key));
+  gw_stream_action a = gw_stream_step(&b->st, off, digest, own_marker);
   assert(!(a.flags & GW_STREAM_GO_LIVE) || b->st.phase == GW_STREAM_LIVE);
   if (!(a.flags & GW_STREAM_POST)) gw_bridge_event_free(e);
   if (a.flags & GW_STREAM_RESTART) return gw_bridge__hist_restart(b, "recreated", batch);
@@ -1253,8 +1301,102 @@ static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
     gw_bridge__post(b, batch); /* LIVE before anyone may publish */
     atomic_store(&b->up, 1);
     log_info("hist_live", "stream=%s offset=%llu", b->stream.name, (unsigned long long)a.live);
+    if (gw_bridge__ring_writer(b)) gw_ring_lead(&b->ring);
   }
   return 0;
+}
+
+/* One delivery of the broker's stream consumption: acked (later), copied
+ * into the ring by its writer, then stepped. */
+static int gw_bridge__hist_delivery(gw_bridge *b, const amqp_envelope_t *env,
+                                    gw_bridge__batch *batch) {
+  b->ack_tag = env->delivery_tag;
+  if (b->ack_n++ == 0) b->ack_since_ms = gw_bridge__now_ms();
+  if (!gw_bridge__bytes_eq(&env->consumer_tag, b->hist_tag)) return 0; /* cancelled */
+  uint64_t off;
+  if (gw_bridge__stream_offset(&env->message.properties, &off) != 0) {
+    log_warn("hist_message_dropped", "reason=\"no x-stream-offset\"");
+    return 0;
+  }
+  const amqp_bytes_t *key = &env->routing_key, *body = &env->message.body;
+  uint64_t digest = chan_pos_digest(off, key->bytes, key->len, body->bytes, body->len);
+  int kick = gw_bridge__is_kick(env);
+  if (gw_bridge__ring_writer(b)) {
+    gw_ring_rec rec = {.offset = off, .digest = digest, .flags = kick ? GW_RING_KICK : 0,
+                       .key = key->bytes, .key_len = key->len,
+                       .body = body->bytes, .body_len = body->len};
+    gw_ring_put(&b->ring, &rec);
+    b->ring_puts++;
+  }
+  gw_bridge_event *e = gw_bridge__hist_event(key, body, kick, off);
+  if (!e) return -1;
+  return gw_bridge__hist_step(b, e, off, digest, gw_bridge__is_own_marker(b, key), batch);
+}
+
+/* ---- thread side: a reader of the ring ------------------------------------ */
+
+/* Back to the broker, resuming from the last offset posted (gw_stream
+ * checks it as any resume). */
+static int gw_bridge__ring_leave(gw_bridge *b, const char *why, gw_bridge__batch *batch) {
+  gw_stream_stop(&b->st);
+  return gw_bridge__hist_begin(b, 0, why, batch);
+}
+
+/* Reads what the writer put since the last pass, as deliveries. */
+static int gw_bridge__ring_read(gw_bridge *b, gw_bridge__batch *batch) {
+  for (int i = 0; i < 4096 && b->on_ring && gw_bridge__can_read(b); i++) {
+    gw_ring_rec rec;
+    gw_ring_got got = gw_ring_next(&b->ring, &rec);
+    if (got == GW_RING_NONE) return 0;
+    if (got == GW_RING_BROKEN) return gw_bridge__ring_leave(b, "ring ended", batch);
+    amqp_bytes_t key = {rec.key_len, (void *)rec.key}, body = {rec.body_len, (void *)rec.body};
+    gw_bridge_event *e = gw_bridge__hist_event(&key, &body, rec.flags & GW_RING_KICK, rec.offset);
+    if (!e) return -1;
+    int own = gw_bridge__is_own_marker(b, &key);
+    if (!gw_ring_still(&b->ring)) { /* overwritten while we copied it */
+      gw_bridge_event_free(e);
+      return gw_bridge__ring_leave(b, "overtaken", batch);
+    }
+    if (gw_bridge__hist_step(b, e, rec.offset, rec.digest, own, batch) != 0) return -1;
+    if (batch->bytes > 1u << 20) gw_bridge__post(b, batch);
+  }
+  return 0;
+}
+
+/* A reader live on the broker moves to the ring once the writer is live
+ * and has our last offset: cancels its consumption and resumes at that
+ * offset from the ring. After the ring stalled under us, only a ring
+ * that is ahead of us (it moves) will do for a while: a writer whose loop
+ * is stuck is still alive, and we would stall on it again. */
+static int gw_bridge__ring_enter(gw_bridge *b, gw_bridge__batch *batch) {
+  /* Only when it can read at once: the resume at `last` must find its
+   * record before history.resume_timeout, or it would take the stream for
+   * recreated. */
+  if (!gw_bridge__ring_reader(b) || b->on_ring || b->st.phase != GW_STREAM_LIVE ||
+      !gw_bridge__can_read(b))
+    return 0;
+  uint64_t last = b->st.last, now = gw_bridge__now_ms();
+  if (now < b->ring_retry_ms || !gw_ring_covers(&b->ring, last, now < b->ring_hold_ms))
+    return 0;
+  if (gw_ring_seek(&b->ring, last) != 0) {
+    /* The scan walks the ring: not again on every pass. */
+    b->ring_retry_ms = now + GW_BRIDGE_RING_RETRY_MS;
+    return 0;
+  }
+  if (gw_bridge__hist_cancel(b) != 0) return -1;
+  gw_stream_stop(&b->st);
+  uint64_t off;
+  int reset;
+  gw_stream_from from = gw_stream_begin(&b->st, 0, gw_bridge__now_ms(),
+                                        (uint64_t)b->resume_timeout_ms, &off, &reset);
+  assert(from == GW_STREAM_FROM_OFFSET && off == last && !reset);
+  (void)from;
+  b->on_ring = 1;
+  b->hist_heard = 0;
+  atomic_store(&b->shared_on, 1);
+  atomic_fetch_add(&b->shared_enters, 1);
+  log_info("hist_shared", "stream=%s offset=%llu", b->stream.name, (unsigned long long)off);
+  return gw_bridge__ring_read(b, batch);
 }
 
 /* A frame that is not a delivery: a broker-side close ends the connection;
@@ -1289,10 +1431,6 @@ static int gw_bridge__other_frame(gw_bridge *b, gw_bridge__batch *batch) {
     return -1;
   }
   return 0;
-}
-
-static int gw_bridge__can_read(gw_bridge *b) {
-  return atomic_load(&b->in_bytes) <= b->max_backlog;
 }
 
 /* Counts each stop at the backlog bound once, however many idle passes it
@@ -1340,6 +1478,12 @@ static int gw_bridge__read(gw_bridge *b) {
     rc = -1;
     break;
   }
+  if (rc == 0 && b->on_ring) rc = gw_bridge__ring_read(b, &batch);
+  else if (rc == 0) rc = gw_bridge__ring_enter(b, &batch);
+  if (b->ring_puts) { /* after the puts of the whole pass: one wake-up */
+    b->ring_puts = 0;
+    gw_ring_wake(&b->ring);
+  }
   if (rc == 0 && gw_bridge__ack_due(b) == 0) rc = gw_bridge__ack_flush(b);
   /* A resume that heard nothing: we wait at a future offset of a stream
    * recreated shorter (the broker says nothing of it). */
@@ -1359,9 +1503,13 @@ static void gw_bridge__wait(gw_bridge *b) {
   int readable = gw_bridge__can_read(b);
   if (readable && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
     return;
-  struct pollfd p[2] = {{.fd = b->wake_fd, .events = POLLIN},
-                        {.fd = amqp_get_sockfd(b->conn), .events = POLLIN}};
-  int n = readable ? 2 : 1;
+  /* A reader on the ring asks the writer for a wake-up, unless there is
+   * something to read already. */
+  if (readable && b->on_ring && gw_ring_arm(&b->ring)) return;
+  struct pollfd p[3] = {{.fd = b->wake_fd, .events = POLLIN},
+                        {.fd = amqp_get_sockfd(b->conn), .events = POLLIN},
+                        {.fd = b->on_ring ? gw_ring_fd(&b->ring) : -1, .events = POLLIN}};
+  int n = readable ? 3 : 1;
   int timeout = b->heartbeat_s > 0 ? b->heartbeat_s * 500 : 1000;
   if (b->st.phase == GW_STREAM_RESUME) { /* wake for its deadline */
     uint64_t now = gw_bridge__now_ms();
@@ -1383,7 +1531,8 @@ static void gw_bridge__wait(gw_bridge *b) {
   }
   if (poll(p, (nfds_t)n, timeout) > 0) {
     if (p[0].revents & POLLIN) gw_bridge__drain_wake(b);
-    if (n == 2 && p[1].revents) b->last_rx_ms = gw_bridge__now_ms();
+    if (n == 3 && p[1].revents) b->last_rx_ms = gw_bridge__now_ms();
+    if (n == 3 && (p[2].revents & POLLIN)) gw_ring_drain(&b->ring);
   }
 }
 
@@ -1433,6 +1582,7 @@ static void *gw_bridge__thread(void *arg) {
   }
   b->conn = NULL;
   atomic_store(&b->up, 0);
+  gw_bridge__ring_off(b, "stopping");
   return NULL;
 }
 
@@ -1444,6 +1594,7 @@ static void gw_bridge__free(uv_handle_t *h) {
   mq_url_list_free(&b->urls);
   free((char *)b->stream.name);
   free(b->scratch);
+  if (b->ring.shm) gw_ring_close(&b->ring);
   free(b);
 }
 
@@ -1474,6 +1625,10 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
   b->resume_timeout_ms = cfg->resume_timeout_ms;
   b->check_interval_ms = cfg->check_interval_ms;
   gw_stream_init(&b->st);
+  /* Without the ring (not passed, or not a ring) this process reads the
+   * broker like a standalone one. */
+  if (b->hist && cfg->ring_fd > 0 && gw_ring_attach(&b->ring, cfg->ring_fd, cfg->ring_slot) != 0)
+    log_warn("hist_shared_unavailable", "fd=%d slot=%d", cfg->ring_fd, cfg->ring_slot);
   b->cb = cb;
   b->cb_arg = arg;
   b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1481,6 +1636,7 @@ gw_bridge *gw_bridge_start(uv_loop_t *loop, const gw_bridge_config *cfg,
   if (b->wake_fd < 0 || !b->stream.name ||
       uv_async_init(loop, &b->async, gw_bridge__on_async) != 0) {
     if (b->wake_fd >= 0) close(b->wake_fd);
+    if (b->ring.shm) gw_ring_close(&b->ring);
     pthread_mutex_destroy(&b->mu);
     mq_url_list_free(&b->urls);
     free((char *)b->stream.name);

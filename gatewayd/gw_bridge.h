@@ -89,6 +89,9 @@ typedef struct gw_bridge_config {
   long prefetch;           /* basic.qos of the stream consumer (1..65535) */
   long resume_timeout_ms;  /* a resume waits this long for its first message */
   long check_interval_ms;  /* stream silence before a probe marker */
+  /* history.shared (gw_ring.h): the ring passed by the supervisor, <= 0:
+   * none; slot: this process's index (0 writes it, the others read it) */
+  int ring_fd, ring_slot;
 } gw_bridge_config;
 
 /* The history consumer's counters (for metrics). */
@@ -99,6 +102,8 @@ typedef struct gw_bridge_hist_stats {
   unsigned long gap_lost;   /* messages those gaps lost */
   unsigned long resets;     /* RESET events posted (first start included) */
   unsigned long stalls;     /* consumptions found dead by the watch (gw_stream.h) */
+  int shared;               /* 1: reading the host's ring now (gw_ring.h) */
+  unsigned long shared_enters, shared_leaves; /* moves to and from the ring */
   uint64_t last_offset;     /* of the last HIST posted */
 } gw_bridge_hist_stats;
 

@@ -180,6 +180,14 @@ const cfg_opt gw_config_opts[] = {
     GW_OPT("history", "memory", CFG_BYTES, "64MiB", 65536, 68719476736L, 0,
            history.memory, "bytes of recent history each gateway process keeps to "
            "recover clients from"),
+    GW_OPT("history", "shared", CFG_BYTES, "16MiB", 0, 4294967296L, 0, history.shared,
+           "with gateway.processes > 1: process 0 alone reads the stream from the broker and "
+           "shares it with the others through a ring of this many bytes of shared memory "
+           "(the broker then sends each event to one consumer per host, not one per "
+           "process); a process the ring cannot serve reads the broker itself until it "
+           "can again (0: every process reads the broker)"),
+    GW_OPT("history", "shared_fd", CFG_INT, "-1", -1, 1024, 0, history.shared_fd,
+           "set by gatewayd for the processes it starts (-1: none); not for config files"),
     /* permessage-deflate (issue 16): opt-in, as the old protocol's bytes on
      * the wire stay what they were unless an operator asks. */
     GW_OPT("compression", "enabled", CFG_BOOL, "false", 0, 0, 0, compression.enabled,

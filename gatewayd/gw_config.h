@@ -26,6 +26,8 @@ typedef struct gw_history_settings {
   long resume_timeout;/* ms a resume waits for its first message */
   long check_interval;/* ms of stream silence before a probe marker */
   long memory;        /* bytes of recent history each gateway process keeps */
+  long shared;        /* bytes of the ring process 0 shares the stream through; 0: off */
+  long shared_fd;     /* a child's: where its supervisor passed the ring (-1: none) */
 } gw_history_settings;
 
 /* [compression]: permessage-deflate (RFC 7692, issue 16). */

@@ -234,6 +234,8 @@ int gw_server_init(gw_server *s, uv_loop_t *loop, gw_config *cfg,
       .prefetch = cfg->history.prefetch,
       .resume_timeout_ms = cfg->history.resume_timeout,
       .check_interval_ms = cfg->history.check_interval,
+      .ring_fd = cfg->process_index >= 0 ? (int)cfg->history.shared_fd : -1,
+      .ring_slot = (int)cfg->process_index,
   };
   s->bridge = gw_bridge_start(loop, &bc, gw_dispatch_events, s);
   if (!s->bridge) return -1;

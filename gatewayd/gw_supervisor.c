@@ -17,6 +17,11 @@
  * Must not: accept connections, talk to the broker or hold client state; a
  * child's crash must not take the supervisor or its siblings down.
  *
+ * With the history shared (history.shared, gw_ring.h) it also owns the
+ * ring: made before the first child, handed to every child (restarted ones
+ * too) at fd GW_RING_FD with the eventfds after it, and orphaned when child
+ * 0, its writer, exits, so that the others leave it at once.
+ *
  * Costs: a crashed child's clients are dropped and reconnect (to any
  * process: the kernel spreads new connections over the live listeners).
  * Metrics are per process (child i on the metrics port + i); nothing adds
@@ -39,12 +44,15 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "gw_ring.h"
 #include "hostport.h"
 #include "log.h"
 
 extern char **environ;
 
 #define GW_SUP_TICK_MS 250
+#define GW_SUP_STR_(x) #x
+#define GW_SUP_STR(x) GW_SUP_STR_(x)
 /* Restart waits (common/backoff): the first is 250-500 ms, each next one
  * up to twice as long, never over 30 s. */
 #define GW_SUP_BACKOFF_MIN_MS 500
@@ -76,6 +84,7 @@ struct gw_supervisor {
   gw_child *children;
   char **child_argv;    /* built once; slot index_arg is rewritten per child */
   int index_arg, metrics_arg;
+  gw_ring ring;         /* history.shared: the children's shared stream (memfd -1: none) */
   char exe[PATH_MAX];
   char **env;           /* environ with our notify socket instead of systemd's */
   char notify_env[128], watchdog_env[48];
@@ -115,7 +124,7 @@ int gw_supervisor_metrics_addr(const char *spec, int i, char *out, size_t n) {
  * --gateway.metrics_listen the operator gave. A bare "--" is dropped: it
  * would turn our flags into positional arguments. */
 static int gw_supervisor__argv(gw_supervisor *s, int argc, char **argv) {
-  s->child_argv = calloc((size_t)argc + 3, sizeof(char *));
+  s->child_argv = calloc((size_t)argc + 4, sizeof(char *));
   if (!s->child_argv) return -1;
   int k = 0;
   s->child_argv[k++] = s->exe;
@@ -123,6 +132,7 @@ static int gw_supervisor__argv(gw_supervisor *s, int argc, char **argv) {
     if (strcmp(argv[i], "--") != 0) s->child_argv[k++] = argv[i];
   s->index_arg = k++;
   s->metrics_arg = s->cfg->metrics_listen[0] ? k++ : -1;
+  if (s->ring.memfd >= 0) s->child_argv[k++] = "--history.shared_fd=" GW_SUP_STR(GW_RING_FD);
   s->child_argv[k] = NULL;
   for (int i = 0; i < k; i++)
     if ((i == s->index_arg || i == s->metrics_arg) &&
@@ -276,6 +286,9 @@ static void gw_supervisor__on_exit(uv_process_t *p, int64_t status, int signum) 
   else
     log_warn("process_exit", "index=%d pid=%d status=%lld signal=%d", c->index, p->pid,
              (long long)status, signum);
+  /* The writer of the shared stream is gone: its readers go to the broker
+   * now rather than when their watch notices the silence. */
+  if (c->index == 0 && c->sup->ring.memfd >= 0) gw_ring_orphan(&c->sup->ring);
   uv_close((uv_handle_t *)p, gw_supervisor__on_closed);
 }
 
@@ -289,12 +302,23 @@ static void gw_supervisor__start(gw_child *c) {
     gw_supervisor_metrics_addr(s->cfg->metrics_listen, c->index, addr, sizeof addr);
     snprintf(s->child_argv[s->metrics_arg], 160, "--gateway.metrics_listen=%s", addr);
   }
-  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-                                   {.flags = UV_INHERIT_FD, .data.fd = 1},
-                                   {.flags = UV_INHERIT_FD, .data.fd = 2}};
+  /* stdin closed, stdout and stderr ours; then the ring and its eventfds
+   * at the descriptors gw_ring_attach expects. */
+  uv_stdio_container_t stdio[GW_RING_FD + 1 + GW_RING_MAX_SLOTS] = {
+      {.flags = UV_IGNORE},
+      {.flags = UV_INHERIT_FD, .data.fd = 1},
+      {.flags = UV_INHERIT_FD, .data.fd = 2}};
+  int count = 3;
+  if (s->ring.memfd >= 0) {
+    stdio[GW_RING_FD] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = s->ring.memfd};
+    for (int i = 0; i < s->ring.nslots; i++)
+      stdio[GW_RING_FD + 1 + i] =
+          (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = s->ring.efd[i]};
+    count = GW_RING_FD + 1 + s->ring.nslots;
+  }
   uv_process_options_t o = {.exit_cb = gw_supervisor__on_exit, .file = s->exe,
                             .args = s->child_argv, .env = s->env,
-                            .stdio_count = 3, .stdio = stdio};
+                            .stdio_count = count, .stdio = stdio};
   c->proc.data = c;
   int rc = uv_spawn(s->loop, &c->proc, &o);
   if (rc != 0) {
@@ -386,6 +410,11 @@ static int gw_supervisor__init(gw_supervisor *s, int argc, char **argv) {
     log_error("supervisor_failed", "reason=\"notify socket: %s\"", strerror(errno));
     return -1;
   }
+  if (s->cfg->history.enabled && s->cfg->history.shared > 0 &&
+      gw_ring_create(&s->ring, (size_t)s->cfg->history.shared, s->n) != 0) {
+    log_error("supervisor_failed", "reason=\"shared history ring: %s\"", strerror(errno));
+    return -1;
+  }
   s->children = calloc((size_t)s->n, sizeof(gw_child));
   if (!s->children || gw_supervisor__argv(s, argc, argv) != 0 || gw_supervisor__env(s) != 0) {
     log_error("supervisor_failed", "reason=\"out of memory\"");
@@ -428,6 +457,7 @@ static void gw_supervisor__free(gw_supervisor *s) {
   free(s->env);
   free(s->children);
   if (s->notify_fd >= 0) close(s->notify_fd);
+  gw_ring_close(&s->ring);
 }
 
 int gw_supervisor_run(const gw_config *cfg, int n, int argc, char **argv) {
@@ -438,6 +468,7 @@ int gw_supervisor_run(const gw_config *cfg, int n, int argc, char **argv) {
   s.n = n;
   s.notify_fd = -1;
   s.index_arg = s.metrics_arg = -1;
+  s.ring.memfd = -1;
   if (gw_supervisor__init(&s, argc, argv) != 0) {
     s.stopping = 1;
     s.rc = 1;

@@ -16,6 +16,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_ring.h"
 #include "gw_server.h"
 #include "gw_supervisor.h"
 #include "gw_tls.h"
@@ -115,6 +116,11 @@ static int gw_main__history_check(const gw_config *cfg) {
   if (n == 0 || n > CHAN_QUEUE_NAME_MAX || strncmp(cfg->history.stream, "amq.", 4) == 0) {
     fprintf(stderr, "gatewayd: history.stream: a queue name of 1 to %d bytes not "
             "starting with amq.\n", CHAN_QUEUE_NAME_MAX);
+    return -1;
+  }
+  if (cfg->history.shared > 0 && cfg->history.shared < GW_RING_MIN_BYTES) {
+    fprintf(stderr, "gatewayd: history.shared: 0 (off) or at least %u bytes\n",
+            GW_RING_MIN_BYTES);
     return -1;
   }
   return 0;

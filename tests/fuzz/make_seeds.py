@@ -375,6 +375,16 @@ def emit_batch_seeds():
     return out
 
 
+def ring_seeds():
+    """fuzz_ring: a count of records and their sizes (x256 bytes), then
+    nothing (an intact ring), or a position and bytes written over it."""
+    return [bytes([5, 1, 2, 3, 4, 5]),
+            bytes([40]) + bytes(range(1, 41)),             # wraps the 64 KiB ring
+            bytes([3, 0, 80, 1]),                          # one over a quarter
+            bytes([4, 2, 2, 2, 2, 0, 0]) + b"\xff" * 48,   # the first header smashed
+            bytes([4, 2, 2, 2, 2, 0, 8]) + b"\x08\x00\x00\x00" * 16]
+
+
 def main():
     write("fuzz_http_upgrade", http_seeds())
     write("fuzz_ws_frames", ws_seeds())
@@ -386,6 +396,7 @@ def main():
     write("fuzz_channel_msg", channel_seeds())
     write("fuzz_hook_answer", hook_answer_seeds())
     write("fuzz_emit_batch", emit_batch_seeds())
+    write("fuzz_ring", ring_seeds())
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ async def close_all(clients):
 
 def test_processes_share_the_port_and_each_serves_its_own_clients(cluster):
     cluster.worker()
-    gw = start(cluster, 2)
+    # history.shared=0: each process its own stream consumer (the shared
+    # one: test_shared_history.py)
+    gw = start(cluster, 2, "--history.shared=0")
     assert sorted(children(gw)) == [0, 1]
 
     async def main():
