@@ -132,6 +132,8 @@
 /* A reader that did not find its offset in the host's ring (gw_ring_seek
  * walks it: ~50,000 records of 16 MiB) looks again no sooner than this. */
 #define GW_BRIDGE_RING_RETRY_MS 100
+/* A reader the writer overtook stays on the broker at least this long. */
+#define GW_BRIDGE_RING_OVERTAKEN_MS 1000
 
 /* The confirm cookie of a marker publish (no connection has this id): a
  * refused marker would leave a first start waiting for it forever, so the
@@ -1342,20 +1344,29 @@ static int gw_bridge__ring_leave(gw_bridge *b, const char *why, gw_bridge__batch
   return gw_bridge__hist_begin(b, 0, why, batch);
 }
 
+/* The writer overwrote what we had not read (our loop is behind): to the
+ * broker, and not back for a while, or a reader that stays slower than
+ * the writer would go back and forth, a cancel and a consume each time. */
+static int gw_bridge__ring_overtaken(gw_bridge *b, gw_bridge__batch *batch) {
+  b->ring_retry_ms = gw_bridge__now_ms() + GW_BRIDGE_RING_OVERTAKEN_MS;
+  return gw_bridge__ring_leave(b, "overtaken", batch);
+}
+
 /* Reads what the writer put since the last pass, as deliveries. */
 static int gw_bridge__ring_read(gw_bridge *b, gw_bridge__batch *batch) {
   for (int i = 0; i < 4096 && b->on_ring && gw_bridge__can_read(b); i++) {
     gw_ring_rec rec;
     gw_ring_got got = gw_ring_next(&b->ring, &rec);
     if (got == GW_RING_NONE) return 0;
-    if (got == GW_RING_BROKEN) return gw_bridge__ring_leave(b, "ring ended", batch);
+    if (got == GW_RING_ENDED) return gw_bridge__ring_leave(b, "ring ended", batch);
+    if (got == GW_RING_OVERTAKEN) return gw_bridge__ring_overtaken(b, batch);
     amqp_bytes_t key = {rec.key_len, (void *)rec.key}, body = {rec.body_len, (void *)rec.body};
     gw_bridge_event *e = gw_bridge__hist_event(&key, &body, rec.flags & GW_RING_KICK, rec.offset);
     if (!e) return -1;
     int own = gw_bridge__is_own_marker(b, &key);
     if (!gw_ring_still(&b->ring)) { /* overwritten while we copied it */
       gw_bridge_event_free(e);
-      return gw_bridge__ring_leave(b, "overtaken", batch);
+      return gw_bridge__ring_overtaken(b, batch);
     }
     if (gw_bridge__hist_step(b, e, rec.offset, rec.digest, own, batch) != 0) return -1;
     if (batch->bytes > 1u << 20) gw_bridge__post(b, batch);
@@ -1447,6 +1458,14 @@ static void gw_bridge__note_pause(gw_bridge *b) {
 static int gw_bridge__read(gw_bridge *b) {
   gw_bridge__batch batch = {0};
   int rc = 0;
+  /* Bytes from the broker are signs of life (gw_bridge__heartbeat), but
+   * last_rx_ms is kept where poll(2) sees them, and a thread that does not
+   * sleep there may go on for seconds: one the ring keeps busy (the broker
+   * sends it little but heartbeats, which rabbitmq-c reads away below), or
+   * one stopped at the backlog bound (it polls the loop's wake only). So
+   * look now too: a poll(2) per pass. */
+  struct pollfd sock = {.fd = amqp_get_sockfd(b->conn), .events = POLLIN};
+  if (amqp_data_in_buffer(b->conn) || poll(&sock, 1, 0) > 0) b->last_rx_ms = gw_bridge__now_ms();
   unsigned ack_every = b->prefetch > 1 ? (unsigned)b->prefetch / 2 : 1;
   if (gw_bridge__can_read(b)) b->paused = 0;
   /* At most 4096 per wake so commands (new connections) are not starved

@@ -120,8 +120,8 @@ int gw_ring_attach(gw_ring *r, int fd, int slot) {
 
 void gw_ring_close(gw_ring *r) {
   if (r->shm) munmap(r->shm, r->map_len);
-  if (r->slot < 0) { /* the supervisor's own descriptors; a child's were inherited */
-    if (r->memfd >= 0) close(r->memfd);
+  if (r->memfd >= 0) { /* the supervisor's own descriptors; a child's were inherited */
+    close(r->memfd);
     for (int i = 0; i < GW_RING_MAX_SLOTS; i++)
       if (r->efd[i] >= 0) close(r->efd[i]);
   }
@@ -177,9 +177,15 @@ static void gw_ring__make_room(gw_ring *r, uint64_t head, uint64_t need) {
     r->tail += h->size;
   }
   atomic_store(&s->tail, r->tail);
-  if (r->tail < head && gw_ring__room(r, r->tail) >= GW_RING_HDR) {
-    const gw_ring__hdr *h = gw_ring__at(r, r->tail);
-    if (!(h->flags & GW_RING_PAD) && h->seg == seg) atomic_store(&s->seg_first, h->offset);
+  /* The segment's first offset: that of the first record at or after the
+   * tail (over the end gap and pads). */
+  for (uint64_t p = r->tail; p < head;) {
+    uint64_t room = gw_ring__room(r, p);
+    if (room < GW_RING_HDR) { p += room; continue; }
+    const gw_ring__hdr *h = gw_ring__at(r, p);
+    if (h->flags & GW_RING_PAD) { p += h->size; continue; }
+    if (h->seg == seg) atomic_store(&s->seg_first, h->offset);
+    break;
   }
 }
 
@@ -195,7 +201,11 @@ void gw_ring_put(gw_ring *r, const gw_ring_rec *rec) {
   if (!r->tail) r->tail = atomic_load(&s->tail); /* a restarted writer goes on */
   uint64_t room = gw_ring__room(r, head), pad = room < need ? room : 0;
   gw_ring__make_room(r, head, pad + need);
-  atomic_store_explicit(&s->reserve, head + pad + need, memory_order_relaxed);
+  /* Never backwards: a writer that died mid-record left reserve past head,
+   * and readers must go on taking the bytes up to it for overwritten. */
+  uint64_t reserve = atomic_load_explicit(&s->reserve, memory_order_relaxed);
+  if (reserve < head + pad + need) reserve = head + pad + need;
+  atomic_store_explicit(&s->reserve, reserve, memory_order_relaxed);
   atomic_thread_fence(memory_order_release); /* reserve before any byte */
   if (pad >= GW_RING_HDR) {
     gw_ring__hdr p = {.size = (uint32_t)pad, .flags = GW_RING_PAD};
@@ -209,10 +219,11 @@ void gw_ring_put(gw_ring *r, const gw_ring_rec *rec) {
   memcpy(at, &h, sizeof h);
   memcpy(at + GW_RING_HDR, rec->key, rec->key_len);
   memcpy(at + GW_RING_HDR + rec->key_len, rec->body, rec->body_len);
+  atomic_store_explicit(&s->head, head + pad + need, memory_order_release);
+  /* After head: gw_ring_covers never names a record not yet readable. */
   if (atomic_load(&s->seg_count) == 0) atomic_store(&s->seg_first, rec->offset);
   atomic_fetch_add(&s->seg_count, 1);
   atomic_store(&s->seg_last, rec->offset);
-  atomic_store_explicit(&s->head, head + pad + need, memory_order_release);
 }
 
 void gw_ring_wake(gw_ring *r) {
@@ -266,7 +277,8 @@ static gw_ring_got gw_ring__skip(gw_ring *r, uint64_t head) {
     uint64_t room = gw_ring__room(r, r->pos);
     if (room < GW_RING_HDR) { r->pos += room; continue; }
     gw_ring__hdr h;
-    if (gw_ring__header(r, r->pos, &h) != 0 || !gw_ring__whole(r, r->pos)) return GW_RING_BROKEN;
+    if (gw_ring__header(r, r->pos, &h) != 0 || !gw_ring__whole(r, r->pos))
+      return GW_RING_OVERTAKEN;
     if (!(h.flags & GW_RING_PAD)) return GW_RING_REC;
     r->pos += h.size;
   }
@@ -286,20 +298,25 @@ int gw_ring_seek(gw_ring *r, uint64_t offset) {
     if (h.seg == seg && h.offset > offset) return -1;
     r->pos += h.size;
   }
+  if (head - r->pos > r->cap / 4 * 3) return -1; /* overwritten soon */
   r->seg = seg;
-  return 0;
+  r->writer = atomic_load(&s->leader);
+  return r->writer ? 0 : -1;
 }
 
 gw_ring_got gw_ring_next(gw_ring *r, gw_ring_rec *out) {
   gw_ring__shm *s = r->shm;
-  if (!atomic_load(&s->leader)) return GW_RING_BROKEN;
+  /* Gone, quit, or another process since the seek (a restarted writer
+   * goes on in a new segment anyway). */
+  if (atomic_load(&s->leader) != r->writer) return GW_RING_ENDED;
   uint64_t head = atomic_load_explicit(&s->head, memory_order_acquire);
-  if (head - r->pos > r->cap) return GW_RING_BROKEN; /* overtaken */
+  if (head - r->pos > r->cap) return GW_RING_OVERTAKEN;
   gw_ring_got got = gw_ring__skip(r, head);
   if (got != GW_RING_REC) return got;
   gw_ring__hdr h;
-  if (gw_ring__header(r, r->pos, &h) != 0 || !gw_ring__whole(r, r->pos) || h.seg != r->seg)
-    return GW_RING_BROKEN;
+  if (gw_ring__header(r, r->pos, &h) != 0 || !gw_ring__whole(r, r->pos))
+    return GW_RING_OVERTAKEN;
+  if (h.seg != r->seg) return GW_RING_ENDED;
   const char *at = (const char *)r->data + r->pos % r->cap;
   *out = (gw_ring_rec){.offset = h.offset, .digest = h.digest, .flags = h.flags,
                        .key = at + GW_RING_HDR, .key_len = h.key_len,
@@ -315,7 +332,7 @@ int gw_ring_arm(gw_ring *r) {
   gw_ring__shm *s = r->shm;
   atomic_store(&s->armed[r->slot], 1);
   atomic_thread_fence(memory_order_seq_cst); /* armed stored, then head read */
-  return atomic_load(&s->head) != r->pos || !atomic_load(&s->leader);
+  return atomic_load(&s->head) != r->pos || atomic_load(&s->leader) != r->writer;
 }
 
 int gw_ring_fd(const gw_ring *r) { return r->efd[r->slot]; }

@@ -72,6 +72,7 @@ typedef struct gw_ring {
   uint64_t pos;  /* next byte to read */
   uint64_t cur;  /* the record last returned */
   uint64_t seg;  /* the segment being read */
+  int32_t writer; /* the pid that wrote it */
   /* the writer's */
   uint64_t tail; /* the oldest whole record */
 } gw_ring;
@@ -103,17 +104,23 @@ void gw_ring_wake(gw_ring *r);
 void gw_ring_orphan(gw_ring *r);
 
 /* ---- a reader ---- */
-typedef enum { GW_RING_NONE = 0, GW_RING_REC, GW_RING_BROKEN } gw_ring_got;
+typedef enum {
+  GW_RING_NONE = 0,  /* nothing newer yet */
+  GW_RING_REC,       /* a record */
+  GW_RING_ENDED,     /* the segment ended: the writer quit, went, or is another */
+  GW_RING_OVERTAKEN  /* the writer overwrote what this reader had not read */
+} gw_ring_got;
 /* 1 when a writer lives and is live, and its current segment holds
  * offset (and, with newer, something after it): worth leaving the broker
- * for (gw_ring_seek decides). */
+ * for (gw_ring_seek decides). A cheap look at the header only. */
 int gw_ring_covers(const gw_ring *r, uint64_t offset, int newer);
 /* Positions the reader at the record with this offset in the current
- * segment: 0, or -1 when it is not there (any more). */
+ * segment: 0, or -1 when it is not there, or only in the oldest quarter of
+ * the ring (about to be overwritten: the reader would be overtaken at
+ * once). */
 int gw_ring_seek(gw_ring *r, uint64_t offset);
-/* The next record (pointers into the ring), NONE when the writer has
- * nothing newer, BROKEN when the reader cannot go on here: overtaken, the
- * segment ended, or the writer gone. */
+/* The next record (pointers into the ring), or NONE, ENDED, OVERTAKEN
+ * (above): after the last two the reader cannot go on here. */
 gw_ring_got gw_ring_next(gw_ring *r, gw_ring_rec *out);
 /* 1 when the record last returned was whole while it was read: call after
  * copying what it points to, before using the copy. */

@@ -175,3 +175,4 @@ def test_shared_off_every_process_reads_the_broker(cluster):
         assert shared(gw, 1) == 0 and gauge(gw, 1, "wsgw_gateway_history_shared_enters_total") == 0
         await close_all(clients)
     run(main())
+
