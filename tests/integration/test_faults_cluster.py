@@ -44,9 +44,10 @@ WORK_QUEUES = ("websocket.connect", "websocket.receive", "websocket.disconnect")
 
 
 @pytest.fixture(scope="module")
-def rabbit_cluster(tmp_path_factory):
+def rabbit_cluster(tmp_path_factory, request):
     state = tmp_path_factory.mktemp("fault-cluster")
     dirs = [state / f"node{i}" for i in range(1, NODES + 1)]
+    failed_before = request.session.testsfailed
     try:
         subprocess.run([str(BROKER_SH), "cluster", str(state), str(NODES)], check=True,
                        timeout=180, stdout=subprocess.DEVNULL)
@@ -59,6 +60,14 @@ def rabbit_cluster(tmp_path_factory):
             if (d / "env").exists():
                 subprocess.run([str(BROKER_SH), "stop", str(d)], check=False, timeout=60,
                                stdout=subprocess.DEVNULL)
+        if request.session.testsfailed > failed_before:
+            # The nodes' own logs say what the broker did (a failover that
+            # refused publishes for a minute once, in CI): kept with pytest's
+            # temporary folders (the last three runs).
+            keep = tmp_path_factory.mktemp("fault-cluster-logs")
+            for d in dirs:
+                shutil.copytree(d / "log", keep / d.name, dirs_exist_ok=True)
+            print(f"\ncluster nodes' logs kept in {keep}")
         shutil.rmtree(state, ignore_errors=True)
 
 
