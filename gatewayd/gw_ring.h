@@ -78,7 +78,8 @@ typedef struct gw_ring {
 } gw_ring;
 
 /* The supervisor: a ring of cap bytes for nslots processes (2..64), the
- * memfd and eventfds close-on-exec (gw_ring_stdio hands them over). */
+ * memfd and eventfds close-on-exec (gw_supervisor hands them to each child
+ * as stdio entries at the descriptors below). */
 int gw_ring_create(gw_ring *r, size_t cap, int nslots);
 /* Where a child finds them: the memfd at fd GW_RING_FD (the child is told
  * so by --history.shared_fd), process i's eventfd at GW_RING_FD + 1 + i. */
